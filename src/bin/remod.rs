@@ -1,0 +1,31 @@
+//! `remod`: the remo server and its admin tools.
+
+use clap::{Parser, Subcommand};
+
+/// remod — the remo server (FastCGI responder or embedded HTTP) and its admin tools.
+#[derive(Parser)]
+#[command(name = "remod", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a data directory: server key pair and an empty user database.
+    Init(remo::admin::InitArgs),
+    /// Manage users in the user database.
+    User(remo::admin::UserArgs),
+    /// Run the server (FastCGI or embedded HTTP).
+    Serve(remo::server::cli::ServeArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Init(a) => remo::admin::run_init(a),
+        Cmd::User(a) => remo::admin::run_user(a),
+        Cmd::Serve(a) => remo::server::cli::run_serve(a),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,1 @@
+//! PEM key files. (in progress)

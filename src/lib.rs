@@ -1,0 +1,11 @@
+//! remo: a secure remote-administration backend.
+//!
+//! One library under two binaries: `remod` (server and admin tools) and
+//! `remo` (client). Tests and benchmarks use the internals directly.
+
+pub mod admin;
+pub mod client;
+pub mod keyfile;
+pub mod proto;
+pub mod server;
+pub mod userdb;

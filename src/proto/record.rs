@@ -1,0 +1,547 @@
+//! Sealed records and messages (PROTOCOL.md §4).
+//!
+//! A message is a sequence of `b64(N ‖ C) "\r\n"` lines. [`LineSplitter`]
+//! cuts a byte stream into lines with the length limit applied before any
+//! decoding; [`Opener`] checks and decrypts them one at a time as they
+//! arrive; [`Sealer`] produces them one at a time. Nothing here allocates in
+//! proportion to a message, only to a record.
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use bytes::{Bytes, BytesMut};
+
+use super::b64;
+
+/// Largest plaintext in one record.
+pub const MAX_PLAINTEXT: usize = 65_537;
+/// Nonce length: `u64be(R) ‖ u32be(i)`.
+pub const NONCE_LEN: usize = 12;
+/// GCM tag length.
+pub const TAG_LEN: usize = 16;
+/// Longest line (without CRLF) a receiver accepts: b64 of a full record.
+pub const MAX_LINE: usize = 87_420;
+/// Largest data payload of a response record (one byte goes to the channel).
+pub const MAX_RESPONSE_DATA: usize = MAX_PLAINTEXT - 1;
+/// Channel byte for data or standard output.
+pub const CHANNEL_STDOUT: u8 = 0x01;
+/// Channel byte for standard error.
+pub const CHANNEL_STDERR: u8 = 0x02;
+
+/// Why a record or message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// A line longer than [`MAX_LINE`] (→ 413).
+    #[error("record line longer than {MAX_LINE} characters")]
+    LineTooLong,
+    /// Bytes after the last CRLF: the body was cut mid-line.
+    #[error("body does not end with CRLF")]
+    PartialLine,
+    /// Not b64, or too short to hold a nonce and a tag.
+    #[error("malformed record")]
+    Malformed,
+    /// The plaintext exceeds [`MAX_PLAINTEXT`].
+    #[error("record plaintext too large")]
+    TooLarge,
+    /// The tag does not verify (wrong key, op, R, index, or tampering).
+    #[error("record does not authenticate")]
+    Auth,
+    /// A record carries another request number than the message.
+    #[error("record belongs to another request")]
+    WrongRequest,
+    /// The index is not the next one.
+    #[error("record out of order")]
+    OutOfOrder,
+    /// A record after the `last` one.
+    #[error("record after the last record")]
+    AfterLast,
+    /// The message ended without a `last` record.
+    #[error("message truncated: no last record")]
+    Truncated,
+    /// The message holds no record at all.
+    #[error("empty message")]
+    Empty,
+}
+
+/// Builds the AAD `"remo/1 " ‖ OP ‖ (" more" | " last")`.
+fn aad(op: &str, last: bool) -> Vec<u8> {
+    let mut a = Vec::with_capacity(7 + op.len() + 5);
+    a.extend_from_slice(b"remo/1 ");
+    a.extend_from_slice(op.as_bytes());
+    a.extend_from_slice(if last { b" last" } else { b" more" });
+    a
+}
+
+/// The 12-byte nonce `u64be(R) ‖ u32be(i)`.
+pub fn nonce(r: u64, i: u32) -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    n[..8].copy_from_slice(&r.to_be_bytes());
+    n[8..].copy_from_slice(&i.to_be_bytes());
+    n
+}
+
+/// An AES-256-GCM key ready for use (key schedule done once per session).
+#[derive(Clone)]
+pub struct RecordKey(Aes256Gcm);
+
+impl RecordKey {
+    /// Prepares a 32-byte key.
+    pub fn new(key: &[u8; 32]) -> Self {
+        RecordKey(Aes256Gcm::new(key.into()))
+    }
+}
+
+impl std::fmt::Debug for RecordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordKey(..)")
+    }
+}
+
+/// Seals the records of one message in order.
+#[derive(Debug)]
+pub struct Sealer {
+    key: RecordKey,
+    r: u64,
+    next: u32,
+    aad_more: Vec<u8>,
+    aad_last: Vec<u8>,
+    finished: bool,
+    scratch: Vec<u8>,
+}
+
+impl Sealer {
+    /// A sealer for request/response number `r` of operation `op`.
+    pub fn new(key: RecordKey, r: u64, op: &str) -> Self {
+        Sealer {
+            key,
+            r,
+            next: 0,
+            aad_more: aad(op, false),
+            aad_last: aad(op, true),
+            finished: false,
+            scratch: Vec::with_capacity(NONCE_LEN + 1024 + TAG_LEN),
+        }
+    }
+
+    /// True once the `last` record has been sealed.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Seals one record whose plaintext is the concatenation of `parts`, and
+    /// returns its line with CRLF. Fails if the plaintext is too large or the
+    /// message is already finished.
+    pub fn seal(&mut self, parts: &[&[u8]], last: bool) -> Result<Bytes, RecordError> {
+        let mut out = String::new();
+        self.seal_into(parts, last, &mut out)?;
+        Ok(Bytes::from(out.into_bytes()))
+    }
+
+    /// As [`Sealer::seal`], appending the line to `out`.
+    pub fn seal_into(
+        &mut self,
+        parts: &[&[u8]],
+        last: bool,
+        out: &mut String,
+    ) -> Result<(), RecordError> {
+        if self.finished {
+            return Err(RecordError::AfterLast);
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > MAX_PLAINTEXT {
+            return Err(RecordError::TooLarge);
+        }
+        let n = nonce(self.r, self.next);
+        let buf = &mut self.scratch;
+        buf.clear();
+        buf.extend_from_slice(&n);
+        for p in parts {
+            buf.extend_from_slice(p);
+        }
+        let aad = if last { &self.aad_last } else { &self.aad_more };
+        let tag = self
+            .key
+            .0
+            .encrypt_in_place_detached(Nonce::from_slice(&n), aad, &mut buf[NONCE_LEN..])
+            .map_err(|_| RecordError::TooLarge)?;
+        buf.extend_from_slice(&tag);
+        out.reserve(buf.len() * 4 / 3 + 4);
+        b64::encode_into(buf, out);
+        out.push_str("\r\n");
+        self.next = self.next.wrapping_add(1);
+        self.finished = last;
+        Ok(())
+    }
+}
+
+/// One opened record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    buf: Vec<u8>,
+    /// Index within the message.
+    pub index: u32,
+    /// Whether this is the message's last record.
+    pub last: bool,
+}
+
+impl Record {
+    /// The plaintext.
+    pub fn plaintext(&self) -> &[u8] {
+        self.buf
+            .get(NONCE_LEN..self.buf.len().saturating_sub(TAG_LEN))
+            .unwrap_or(&[])
+    }
+
+    /// The plaintext as `Bytes`, without copying.
+    pub fn into_bytes(self) -> Bytes {
+        let end = self.buf.len().saturating_sub(TAG_LEN);
+        let b = Bytes::from(self.buf);
+        if end >= NONCE_LEN {
+            b.slice(NONCE_LEN..end)
+        } else {
+            Bytes::new()
+        }
+    }
+}
+
+/// The request number carried by a line, read without decrypting, so a
+/// server can pick the session state before it authenticates the record.
+pub fn peek_request_number(line: &[u8]) -> Result<u64, RecordError> {
+    if line.len() > MAX_LINE {
+        return Err(RecordError::LineTooLong);
+    }
+    // The first 12 characters of b64 are exactly the first 9 bytes.
+    let head = line.get(..12).ok_or(RecordError::Malformed)?;
+    let raw = b64::decode_bytes(head).map_err(|_| RecordError::Malformed)?;
+    let r: [u8; 8] = raw
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(RecordError::Malformed)?;
+    Ok(u64::from_be_bytes(r))
+}
+
+/// Opens the records of one message in order, checking numbering and `last`.
+#[derive(Debug)]
+pub struct Opener {
+    key: RecordKey,
+    r: Option<u64>,
+    next: u32,
+    aad_more: Vec<u8>,
+    aad_last: Vec<u8>,
+    done: bool,
+}
+
+impl Opener {
+    /// An opener for operation `op`. With `r = Some(R)` every record must
+    /// carry `R` (a client opening a response); with `None` the first record
+    /// fixes it (a server opening a request, which then checks freshness).
+    pub fn new(key: RecordKey, r: Option<u64>, op: &str) -> Self {
+        Opener {
+            key,
+            r,
+            next: 0,
+            aad_more: aad(op, false),
+            aad_last: aad(op, true),
+            done: false,
+        }
+    }
+
+    /// The request number, once known.
+    pub fn request_number(&self) -> Option<u64> {
+        self.r
+    }
+
+    /// True once the `last` record has been opened.
+    pub fn done(&self) -> bool {
+        self.done
+    }
+
+    /// Opens the next line (without its CRLF).
+    pub fn open(&mut self, line: &[u8]) -> Result<Record, RecordError> {
+        if line.len() > MAX_LINE {
+            return Err(RecordError::LineTooLong);
+        }
+        if self.done {
+            return Err(RecordError::AfterLast);
+        }
+        let mut buf = Vec::with_capacity(line.len() / 4 * 3 + 3);
+        b64::decode_into(line, &mut buf).map_err(|_| RecordError::Malformed)?;
+        if buf.len() < NONCE_LEN + TAG_LEN {
+            return Err(RecordError::Malformed);
+        }
+        if buf.len() > NONCE_LEN + MAX_PLAINTEXT + TAG_LEN {
+            return Err(RecordError::TooLarge);
+        }
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(buf.get(..NONCE_LEN).ok_or(RecordError::Malformed)?);
+        let r = u64::from_be_bytes(n[..8].try_into().map_err(|_| RecordError::Malformed)?);
+        let i = u32::from_be_bytes(n[8..].try_into().map_err(|_| RecordError::Malformed)?);
+        match self.r {
+            Some(expected) if expected != r => return Err(RecordError::WrongRequest),
+            _ => {}
+        }
+        if i != self.next {
+            return Err(RecordError::OutOfOrder);
+        }
+        let tag_at = buf.len() - TAG_LEN;
+        let tag = *Tag::from_slice(&buf[tag_at..]);
+        let body = &mut buf[NONCE_LEN..tag_at];
+        // Try "more" first: every record but the last is one, so a long
+        // message pays for the second attempt once. A failed attempt leaves
+        // the buffer untouched (the tag is checked before decryption).
+        let last = if self
+            .key
+            .0
+            .decrypt_in_place_detached(Nonce::from_slice(&n), &self.aad_more, body, &tag)
+            .is_ok()
+        {
+            false
+        } else if self
+            .key
+            .0
+            .decrypt_in_place_detached(Nonce::from_slice(&n), &self.aad_last, body, &tag)
+            .is_ok()
+        {
+            true
+        } else {
+            return Err(RecordError::Auth);
+        };
+        self.r = Some(r);
+        self.next = self.next.wrapping_add(1);
+        self.done = last;
+        Ok(Record {
+            buf,
+            index: i,
+            last,
+        })
+    }
+
+    /// Called at the end of the input: a message must have ended with `last`.
+    pub fn finish(&self) -> Result<(), RecordError> {
+        if self.done {
+            Ok(())
+        } else if self.next == 0 {
+            Err(RecordError::Empty)
+        } else {
+            Err(RecordError::Truncated)
+        }
+    }
+}
+
+/// Cuts a byte stream into CRLF-terminated lines, refusing an overlong line
+/// as soon as it is known to be overlong (before it is buffered whole).
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    buf: BytesMut,
+    scanned: usize,
+}
+
+impl LineSplitter {
+    /// An empty splitter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes from the stream.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete line without its CRLF, `Ok(None)` if more input is needed.
+    pub fn next_line(&mut self) -> Result<Option<Bytes>, RecordError> {
+        // Resume the scan where the last call stopped (minus one byte, in case
+        // a CR ended the previous chunk).
+        let from = self.scanned.saturating_sub(1);
+        let hay = self.buf.get(from..).unwrap_or(&[]);
+        match hay.windows(2).position(|w| w == b"\r\n") {
+            Some(pos) => {
+                let end = from + pos;
+                if end > MAX_LINE {
+                    return Err(RecordError::LineTooLong);
+                }
+                let line = self.buf.split_to(end + 2).freeze();
+                self.scanned = 0;
+                Ok(Some(line.slice(..end)))
+            }
+            None => {
+                self.scanned = self.buf.len();
+                if self.buf.len() > MAX_LINE + 1 {
+                    return Err(RecordError::LineTooLong);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Called at the end of the stream: leftover bytes mean a cut line.
+    pub fn finish(&self) -> Result<(), RecordError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(RecordError::PartialLine)
+        }
+    }
+
+    /// Bytes buffered but not yet returned as a line.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Seals a whole message from its plaintexts (tests and small messages).
+pub fn seal_message(
+    key: &RecordKey,
+    r: u64,
+    op: &str,
+    plaintexts: &[&[u8]],
+) -> Result<Vec<u8>, RecordError> {
+    let mut sealer = Sealer::new(key.clone(), r, op);
+    let mut out = String::new();
+    let n = plaintexts.len();
+    if n == 0 {
+        return Err(RecordError::Empty);
+    }
+    for (k, p) in plaintexts.iter().enumerate() {
+        sealer.seal_into(&[p], k + 1 == n, &mut out)?;
+    }
+    Ok(out.into_bytes())
+}
+
+/// Opens a whole message held in memory (tests and small messages).
+pub fn open_message(
+    key: &RecordKey,
+    r: Option<u64>,
+    op: &str,
+    body: &[u8],
+) -> Result<Vec<Vec<u8>>, RecordError> {
+    let mut split = LineSplitter::new();
+    split.push(body);
+    let mut opener = Opener::new(key.clone(), r, op);
+    let mut out = Vec::new();
+    while let Some(line) = split.next_line()? {
+        out.push(opener.open(&line)?.plaintext().to_vec());
+    }
+    split.finish()?;
+    opener.finish()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> RecordKey {
+        RecordKey::new(&[b; 32])
+    }
+
+    #[test]
+    fn seal_open_round_trip() {
+        let k = key(7);
+        let parts: Vec<&[u8]> = vec![b"{}", b"", b"abc", &[0u8; MAX_PLAINTEXT]];
+        let body = seal_message(&k, 42, "put", &parts).unwrap();
+        let got = open_message(&k, None, "put", &body).unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[2], b"abc");
+        assert_eq!(got[3].len(), MAX_PLAINTEXT);
+        assert!(body.split(|&b| b == b'\n').all(|l| l.len() <= MAX_LINE + 1));
+    }
+
+    #[test]
+    fn max_record_is_exactly_max_line() {
+        let k = key(1);
+        let mut s = Sealer::new(k, 1, "get");
+        let line = s.seal(&[&[0u8; MAX_PLAINTEXT]], true).unwrap();
+        assert_eq!(line.len(), MAX_LINE + 2);
+        let mut s = Sealer::new(key(1), 1, "get");
+        assert_eq!(
+            s.seal(&[&[0u8; MAX_PLAINTEXT + 1]], true),
+            Err(RecordError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn wrong_op_key_or_r_fails() {
+        let body = seal_message(&key(1), 5, "cmd", &[b"{}"]).unwrap();
+        assert_eq!(
+            open_message(&key(1), None, "get", &body),
+            Err(RecordError::Auth)
+        );
+        assert_eq!(
+            open_message(&key(2), None, "cmd", &body),
+            Err(RecordError::Auth)
+        );
+        assert_eq!(
+            open_message(&key(1), Some(6), "cmd", &body),
+            Err(RecordError::WrongRequest)
+        );
+        assert!(open_message(&key(1), Some(5), "cmd", &body).is_ok());
+    }
+
+    #[test]
+    fn truncation_reorder_and_after_last() {
+        let k = key(3);
+        let body = seal_message(&k, 1, "put", &[b"a", b"b", b"c"]).unwrap();
+        let lines: Vec<&[u8]> = body.split_inclusive(|&b| b == b'\n').collect();
+        let cut: Vec<u8> = lines[..2].concat();
+        assert_eq!(
+            open_message(&k, None, "put", &cut),
+            Err(RecordError::Truncated)
+        );
+        let swapped: Vec<u8> = [lines[1], lines[0], lines[2]].concat();
+        assert_eq!(
+            open_message(&k, None, "put", &swapped),
+            Err(RecordError::OutOfOrder)
+        );
+        let doubled: Vec<u8> = [&body[..], lines[2]].concat();
+        assert_eq!(
+            open_message(&k, None, "put", &doubled),
+            Err(RecordError::AfterLast)
+        );
+        let partial = &body[..body.len() - 1];
+        assert_eq!(
+            open_message(&k, None, "put", partial),
+            Err(RecordError::PartialLine)
+        );
+        assert_eq!(open_message(&k, None, "put", b""), Err(RecordError::Empty));
+    }
+
+    #[test]
+    fn splitter_handles_crlf_split_across_chunks() {
+        let mut s = LineSplitter::new();
+        s.push(b"abc\r");
+        assert_eq!(s.next_line().unwrap(), None);
+        s.push(b"\nde");
+        assert_eq!(s.next_line().unwrap().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(s.next_line().unwrap(), None);
+        s.push(b"f\r\n");
+        assert_eq!(s.next_line().unwrap().as_deref(), Some(&b"def"[..]));
+        assert!(s.finish().is_ok());
+    }
+
+    #[test]
+    fn splitter_refuses_overlong_lines_early() {
+        let mut s = LineSplitter::new();
+        s.push(&vec![b'A'; MAX_LINE + 2]);
+        assert_eq!(s.next_line(), Err(RecordError::LineTooLong));
+        let mut s = LineSplitter::new();
+        let mut l = vec![b'A'; MAX_LINE + 1];
+        l.extend_from_slice(b"\r\n");
+        s.push(&l);
+        assert_eq!(s.next_line(), Err(RecordError::LineTooLong));
+        let mut s = LineSplitter::new();
+        let mut l = vec![b'A'; MAX_LINE];
+        l.extend_from_slice(b"\r\n");
+        s.push(&l);
+        assert_eq!(s.next_line().unwrap().map(|l| l.len()), Some(MAX_LINE));
+    }
+
+    #[test]
+    fn peek_reads_r() {
+        let body = seal_message(&key(1), 0x0102_0304_0506_0708, "cmd", &[b"{}"]).unwrap();
+        assert_eq!(peek_request_number(&body), Ok(0x0102_0304_0506_0708));
+        assert_eq!(peek_request_number(b"AAA"), Err(RecordError::Malformed));
+        assert_eq!(
+            peek_request_number(b"!!!!!!!!!!!!"),
+            Err(RecordError::Malformed)
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Embedded HTTP/1.1 front door. (in progress)

@@ -1,0 +1,1 @@
+//! Listening sockets. (in progress)

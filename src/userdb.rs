@@ -1,0 +1,1 @@
+//! The SQLite user database. (in progress)
