@@ -644,13 +644,55 @@ fn nginx_client_disconnect_reaches_producer() {
     check_disconnect(&ng.url("/remo/forever"), &srv.state);
 }
 
+/// POSTs `blocks` × 64 KiB slowly (`pause` between blocks) to /duplex and
+/// returns (handler start seen by the client, end of the upload, output).
+fn post_paced(url: &str, blocks: u64, pause: Duration) -> (Instant, Instant, String, String) {
+    let mut child = Command::new("curl")
+        .args(["-sSN", "--max-time", "60", "-X", "POST", "-T", "-", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut sum = Sum::default();
+        for k in 0..blocks {
+            let b = block(k);
+            sum.update(&b);
+            stdin.write_all(&b).unwrap();
+            stdin.flush().unwrap();
+            std::thread::sleep(pause);
+        }
+        (sum.finish(), Instant::now())
+    });
+    let mut r = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    r.read_line(&mut first).unwrap();
+    let first_at = Instant::now();
+    assert_eq!(first, "started\n");
+    let mut rest = String::new();
+    r.read_to_string(&mut rest).unwrap();
+    child.wait().unwrap();
+    let (expect, end) = writer.join().unwrap();
+    (first_at, end, rest, expect)
+}
+
+/// The handler starts (and its first output reaches the client) while the
+/// body is still being uploaded: nginx passes stdin unbuffered and relays
+/// output in both directions at once.
 #[test]
 fn nginx_full_duplex_answer_before_body_end() {
     let srv = start_fcgi();
     let ng = start_nginx(&srv);
-    let (text, expect) = post_stream(&ng.url("/remo/duplex"), 64, &["-N"]);
-    assert!(text.starts_with("started\n"), "{text}");
-    assert_eq!(field(&text, "body"), expect);
+    let (first_at, end, rest, expect) =
+        post_paced(&ng.url("/remo/duplex"), 12, Duration::from_millis(60));
+    assert_eq!(field(&rest, "body"), expect);
+    assert!(
+        first_at + Duration::from_millis(300) < end,
+        "first output only {:?} before the end of the upload",
+        end.saturating_duration_since(first_at)
+    );
 }
 
 /// Raw FastCGI on the socket: garbage closes only its connection; GET_VALUES,
@@ -798,6 +840,21 @@ fn apache_get_post_and_streaming() {
     assert_eq!(field(&out, "body"), sum.finish(), "{err}");
     assert_eq!(field(&out, "cl"), "65536");
     check_streaming(&ap.url("/remo/stream?n=5&ms=200"), &srv.state);
+}
+
+/// Apache mod_proxy_fcgi (flushpackets=on) is full duplex too.
+#[test]
+fn apache_full_duplex_answer_before_body_end() {
+    let srv = start_fcgi();
+    let ap = start_apache(&srv);
+    let (first_at, end, rest, expect) =
+        post_paced(&ap.url("/remo/duplex"), 12, Duration::from_millis(60));
+    assert_eq!(field(&rest, "body"), expect);
+    assert!(
+        first_at + Duration::from_millis(300) < end,
+        "apache: first output only {:?} before the end of the upload",
+        end.saturating_duration_since(first_at)
+    );
 }
 
 #[test]
@@ -957,4 +1014,88 @@ fn http_bad_chunked_body_and_disconnect() {
     srv.state
         .wait("forever-closed", Duration::from_secs(10))
         .expect("producer never saw the HTTP client go away");
+}
+
+// ---------------------------------------------------------------- fd 0
+
+/// Not a test on its own: the child half of `fcgi_on_fd0_like_mod_fcgid`,
+/// run by re-executing this test binary with a listening socket on fd 0.
+#[test]
+fn fd0_child_entry() {
+    if std::env::var_os("REMO_FD0_CHILD").is_none() {
+        return;
+    }
+    let rt = runtime();
+    let listener = match rt.block_on(async { Listener::from_fd0() }) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("FD0-ERROR: {e}");
+            std::process::exit(3);
+        }
+    };
+    let handler: Arc<dyn Handler> = Arc::new(TestHandler {
+        state: Arc::new(State::default()),
+    });
+    println!("FD0-READY");
+    rt.block_on(fcgi::serve(listener, handler, FcgiLimits::default()));
+}
+
+fn spawn_fd0_child(stdin: Stdio) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "fd0_child_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("REMO_FD0_CHILD", "1")
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// mod_fcgid hands the listening socket over on fd 0; anything else on fd 0
+/// is refused with a clear error, not a panic.
+#[test]
+fn fcgi_on_fd0_like_mod_fcgid() {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fd0.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let mut child = spawn_fd0_child(Stdio::from(std::os::fd::OwnedFd::from(l)));
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = BytesMut::new();
+    let mut p = Params::new();
+    p.push("REQUEST_METHOD", "GET");
+    p.push("REQUEST_URI", "/fcgid/echo");
+    codec::encode_begin_request(&mut out, 1, codec::FCGI_RESPONDER, false);
+    codec::encode_params(&mut out, 1, &p);
+    codec::encode_stream_end(&mut out, codec::FCGI_STDIN, 1);
+    s.write_all(&out).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut buf = BytesMut::from(&all[..]);
+    let mut text = Vec::new();
+    while let Some(r) = codec::decode_record(&mut buf).unwrap() {
+        if r.rtype == codec::FCGI_STDOUT {
+            text.extend_from_slice(&r.content);
+        }
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(field(&text, "uri"), "/fcgid/echo");
+
+    // Started by hand (fd 0 is /dev/null): a clear error and exit status.
+    let child = spawn_fd0_child(Stdio::null());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("FD0-ERROR: fd 0 is not a listening socket (not a socket)"),
+        "{stdout}"
+    );
 }
