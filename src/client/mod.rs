@@ -1,7 +1,23 @@
-//! The `remo` client. (in progress)
+//! The `remo` client: an ssh-like command line over remo/1.
+//!
+//! `conn` is the protocol client (usable by tests and benchmarks), `config`
+//! and `known` decide where to connect and whom to trust, `cache` keeps
+//! sessions between commands, `cli` and `cmd` are the command line.
+
+pub mod cache;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod input;
+pub mod keyload;
+pub mod known;
+
+pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};
+pub use error::ClientError;
 
 /// Entry point of the `remo` binary; returns the exit code.
 pub fn remo_main() -> i32 {
-    eprintln!("remo: not implemented yet");
-    2
+    cli::main_with_args(std::env::args().collect())
 }
