@@ -1,34 +1,482 @@
-//! Admin and key tools: `remod init`, `remod user …`, `remo keygen`. (in progress)
+//! Admin and key tools: `remod init`, `remod user …`, `remo keygen`.
+//!
+//! Each `run_*` function is a whole command: it returns the process exit
+//! code (0 success, 1 failure, 2 usage) and reports a failure as a single
+//! `remod: …` / `remo: …` line on stderr, so scripts can rely on both.
+
+use std::io::Write as _;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use zeroize::Zeroizing;
+
+use crate::keyfile::{self, PASSPHRASE_ENV};
+use crate::proto::identity::IdentityKey;
+use crate::userdb::{User, UserDb};
+
+/// Exit code for a failed command.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code for a command used wrongly.
+pub const EXIT_USAGE: i32 = 2;
+
+/// File names inside a data directory, shared with the server so both agree.
+pub const SERVER_KEY_FILE: &str = "server.key";
+/// The server's public key, for distributing to clients out of band.
+pub const SERVER_PUB_FILE: &str = "server.pub";
+/// The user database.
+pub const USER_DB_FILE: &str = "users.db";
 
 /// Arguments of `remod init`.
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// The data directory to create.
-    pub dir: std::path::PathBuf,
+    /// The data directory to create (mode 0700 if it does not exist).
+    pub dir: PathBuf,
 }
 
 /// Arguments of `remod user`.
 #[derive(Debug, clap::Args)]
-pub struct UserArgs {}
+pub struct UserArgs {
+    /// The user database file.
+    #[arg(long, env = "REMO_USER_DB", global = true, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: UserCmd,
+}
+
+/// The `remod user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Register a user with their public key (SPKI PEM, e.g. from `remo keygen`).
+    Add {
+        /// User name (1-64 of A-Z a-z 0-9 . _ -).
+        name: String,
+        /// The user's public key file.
+        #[arg(long, value_name = "PUB.pem")]
+        key: PathBuf,
+    },
+    /// List users.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user (they cannot log in; the record is kept).
+    Disable {
+        /// User name.
+        name: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// User name.
+        name: String,
+    },
+    /// Remove a user and their permissions.
+    Remove {
+        /// User name.
+        name: String,
+    },
+}
 
 /// Arguments of `remo keygen`.
 #[derive(Debug, clap::Args)]
-pub struct KeygenArgs {}
+pub struct KeygenArgs {
+    /// Private key file to write; the public key goes to FILE.pub.
+    /// Default: ~/.config/remo/id_p256.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write the private key unencrypted.
+    #[arg(long)]
+    pub no_passphrase: bool,
+    /// Overwrite existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: i32,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: EXIT_FAILURE,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Prints the one-line error and returns the exit code.
+fn finish(prog: &str, r: Result<(), Failure>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(f) => {
+            // One line, whatever the message holds.
+            let line = f.message.replace(['\n', '\r'], " ");
+            eprintln!("{prog}: {line}");
+            f.code
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// remod init
 
 /// Runs `remod init`; returns the exit code.
-pub fn run_init(_a: InitArgs) -> i32 {
-    eprintln!("remod: init is not implemented yet");
-    2
+pub fn run_init(a: InitArgs) -> i32 {
+    finish("remod", init(&a.dir))
 }
+
+/// Removes what a failed `init` created, newest first.
+struct Cleanup {
+    files: Vec<PathBuf>,
+    dir: Option<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for f in self.files.iter().rev() {
+            let _ = std::fs::remove_file(f);
+            for suffix in ["-wal", "-shm", "-journal"] {
+                let mut s = f.clone().into_os_string();
+                s.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(s));
+            }
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+fn init(dir: &Path) -> Result<(), Failure> {
+    let key_path = dir.join(SERVER_KEY_FILE);
+    let pub_path = dir.join(SERVER_PUB_FILE);
+    let db_path = dir.join(USER_DB_FILE);
+    for p in [&key_path, &db_path] {
+        if p.exists() {
+            return Err(
+                format!("{}: already exists; refusing to re-initialise", p.display()).into(),
+            );
+        }
+    }
+    let mut cleanup = Cleanup {
+        files: Vec::new(),
+        dir: None,
+        armed: true,
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: cannot create directory: {e}", dir.display()))?;
+        cleanup.dir = Some(dir.to_path_buf());
+    } else if !dir.is_dir() {
+        return Err(format!("{}: not a directory", dir.display()).into());
+    }
+
+    let key = IdentityKey::generate();
+    keyfile::write_private_key(&key_path, &key, None, false)?;
+    cleanup.files.push(key_path.clone());
+    keyfile::write_public_key(&pub_path, &key.public(), false)?;
+    cleanup.files.push(pub_path.clone());
+    cleanup.files.push(db_path.clone());
+    let db = UserDb::create(&db_path)?;
+    drop(db);
+    cleanup.armed = false;
+
+    println!("initialised {}", dir.display());
+    println!("  server key:    {}", key_path.display());
+    println!("  server pubkey: {}", pub_path.display());
+    println!("  user database: {}", db_path.display());
+    println!("server fingerprint: {}", key.public().fingerprint());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// remod user
 
 /// Runs `remod user …`; returns the exit code.
-pub fn run_user(_a: UserArgs) -> i32 {
-    eprintln!("remod: user is not implemented yet");
-    2
+pub fn run_user(a: UserArgs) -> i32 {
+    finish("remod", user(a))
 }
 
+fn user(a: UserArgs) -> Result<(), Failure> {
+    let Some(db_path) = a.db else {
+        return Err(Failure::usage(
+            "no user database given: use --db FILE or set REMO_USER_DB",
+        ));
+    };
+    let mut db = UserDb::open(&db_path)?;
+    match a.cmd {
+        UserCmd::Add { name, key } => {
+            let pk = keyfile::read_public_key(&key)?;
+            db.add_user(&name, &pk)?;
+            println!("added user {name} ({})", pk.fingerprint());
+        }
+        UserCmd::List { json } => {
+            let users = db.list_users()?;
+            let out = if json {
+                users_json(&users)
+            } else {
+                users_table(&users)
+            };
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|e| format!("cannot write output: {e}"))?;
+        }
+        UserCmd::Disable { name } => {
+            db.set_enabled(&name, false)?;
+            println!("disabled user {name}");
+        }
+        UserCmd::Enable { name } => {
+            db.set_enabled(&name, true)?;
+            println!("enabled user {name}");
+        }
+        UserCmd::Remove { name } => {
+            db.remove_user(&name)?;
+            println!("removed user {name}");
+        }
+    }
+    Ok(())
+}
+
+/// JSON for scripts: one object per user, stable field names.
+fn users_json(users: &[User]) -> String {
+    let list: Vec<serde_json::Value> = users
+        .iter()
+        .map(|u| {
+            serde_json::json!({
+                "name": u.name,
+                "enabled": u.enabled,
+                "created": u.created,
+                "created_utc": iso8601_utc(u.created),
+                "fingerprint": u.key.fingerprint(),
+                "key": u.key.to_b64(),
+                "permissions": u.permissions,
+            })
+        })
+        .collect();
+    let mut s = serde_json::Value::Array(list).to_string();
+    s.push('\n');
+    s
+}
+
+/// An aligned table for people.
+fn users_table(users: &[User]) -> String {
+    let header = ["NAME", "ENABLED", "CREATED", "FINGERPRINT", "PERMISSIONS"];
+    let rows: Vec<[String; 5]> = users
+        .iter()
+        .map(|u| {
+            [
+                u.name.clone(),
+                if u.enabled { "yes" } else { "no" }.to_string(),
+                iso8601_utc(u.created),
+                u.key.fingerprint(),
+                if u.permissions.is_empty() {
+                    "-".to_string()
+                } else {
+                    u.permissions.join(",")
+                },
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let w = widths.get(i).copied().unwrap_or(0);
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a date crate.
+pub fn iso8601_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+// ---------------------------------------------------------------------------
+// remo keygen
+
 /// Runs `remo keygen`; returns the exit code.
-pub fn run_keygen(_a: KeygenArgs) -> i32 {
-    eprintln!("remo: keygen is not implemented yet");
-    2
+pub fn run_keygen(a: KeygenArgs) -> i32 {
+    finish("remo", keygen(a))
+}
+
+/// Where `remo keygen` writes by default: `$XDG_CONFIG_HOME/remo/id_p256`,
+/// i.e. `~/.config/remo/id_p256`. Also where the client looks for its key.
+pub fn default_identity_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("remo").join("id_p256"))
+}
+
+/// `FILE.pub` beside `FILE`.
+pub fn pub_path_for(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+/// Gets the new key's passphrase: `REMO_PASSPHRASE` if set, else asked twice
+/// on the terminal.
+fn new_passphrase() -> Result<Zeroizing<String>, Failure> {
+    const EMPTY: &str =
+        "empty passphrase; use --no-passphrase to write an unencrypted key on purpose";
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        let p = Zeroizing::new(p);
+        if p.is_empty() {
+            return Err(format!("{PASSPHRASE_ENV} is set but {EMPTY}").into());
+        }
+        return Ok(p);
+    }
+    let read = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .map_err(|e| {
+                Failure::from(format!(
+                    "cannot read a passphrase from the terminal ({e}); set {PASSPHRASE_ENV} or use --no-passphrase"
+                ))
+            })
+    };
+    let first = read("Passphrase for the new key: ")?;
+    if first.is_empty() {
+        return Err(EMPTY.into());
+    }
+    let second = read("Same passphrase again: ")?;
+    if *first != *second {
+        return Err("the passphrases do not match".into());
+    }
+    Ok(first)
+}
+
+fn keygen(a: KeygenArgs) -> Result<(), Failure> {
+    let path = match a.output {
+        Some(p) => p,
+        None => {
+            let p = default_identity_path()
+                .ok_or_else(|| Failure::usage("cannot find the config directory; give -o FILE"))?;
+            if let Some(dir) = p.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| format!("{}: cannot create directory: {e}", dir.display()))?;
+            }
+            p
+        }
+    };
+    let pub_path = pub_path_for(&path);
+    if !a.force {
+        for p in [&path, &pub_path] {
+            if p.exists() {
+                return Err(
+                    format!("{}: file exists (use --force to replace it)", p.display()).into(),
+                );
+            }
+        }
+    }
+    let passphrase = if a.no_passphrase {
+        None
+    } else {
+        Some(new_passphrase()?)
+    };
+    let key = IdentityKey::generate();
+    keyfile::write_private_key(
+        &path,
+        &key,
+        passphrase.as_ref().map(|p| p.as_bytes()),
+        a.force,
+    )?;
+    if let Err(e) = keyfile::write_public_key(&pub_path, &key.public(), a.force) {
+        // Do not leave a private key without its public half.
+        let _ = std::fs::remove_file(&path);
+        return Err(e.into());
+    }
+    println!("wrote private key {}", path.display());
+    println!("wrote public key  {}", pub_path.display());
+    println!("fingerprint: {}", key.public().fingerprint());
+    println!(
+        "give {} to the server admin: remod user add NAME --key {}",
+        pub_path.display(),
+        pub_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601_utc(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(iso8601_utc(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn pub_path() {
+        assert_eq!(
+            pub_path_for(Path::new("/a/id_p256")),
+            PathBuf::from("/a/id_p256.pub")
+        );
+    }
 }

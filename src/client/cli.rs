@@ -12,9 +12,9 @@ use super::config::{self, Config, EnvValues, Overrides, Target};
 use super::conn::{self, DataStream, ResponseStream, Session};
 use super::error::ClientError;
 use super::input::Replayable;
-use super::keyload::{load_identity, PassphraseSource};
 use super::known::{self, PinOutcome};
 use super::{cmd, conn::http_client};
+use crate::keyfile::{load_identity, PassphraseSource};
 use crate::proto::identity::{IdentityKey, PublicKey};
 
 const AFTER_HELP: &str = "\
@@ -33,7 +33,7 @@ See docs/client.md for configuration, key pinning and the session cache.";
 #[command(
     name = "remo",
     version,
-    about,
+    about = "remo — run commands and move files on a remo server, like ssh",
     long_about = None,
     override_usage = "remo [OPTIONS] [HOST] <COMMAND> [ARGS]...",
     after_help = AFTER_HELP

@@ -11,7 +11,6 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod input;
-pub mod keyload;
 pub mod known;
 
 pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};

@@ -1,11 +1,253 @@
-//! `remod serve`: options and start-up. (in progress)
+//! `remod serve`: options, the quick-start data directory, logging, the
+//! choice of front door, and an orderly shutdown.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{error, info};
+
+use super::config::{Defaults, InstanceKey};
+use super::listen::{Listener, UnixOptions};
+use super::request::Params;
+use super::router::Router;
+use crate::keyfile;
+use crate::proto::identity::IdentityKey;
+use crate::userdb::UserDb;
 
 /// Arguments of `remod serve`.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Serve the embedded HTTP/1.1 front door on ADDR (e.g. 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR", conflicts_with = "fcgi")]
+    pub http: Option<String>,
+    /// Serve FastCGI on unix:PATH or HOST:PORT. Without --http or --fcgi,
+    /// remod serves a socket inherited from systemd (LISTEN_FDS) or from
+    /// mod_fcgid (fd 0).
+    #[arg(long, value_name = "SPEC")]
+    pub fcgi: Option<String>,
+    /// Mode of the FastCGI unix socket, octal.
+    #[arg(long, value_name = "OCTAL", default_value = "0660")]
+    pub socket_mode: String,
+    /// Group of the FastCGI unix socket (so the web server's user can connect).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Data directory: DIR/server.key, DIR/users.db and, if present,
+    /// DIR/remo.toml. Created on first run with a first user whose client
+    /// key is written to DIR/client/.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Name of the first user created with a new --dir.
+    #[arg(long, value_name = "NAME", default_value = "admin")]
+    pub first_user: String,
+    /// Server private key (default for requests without REMO_KEY_FILE).
+    #[arg(long, env = "REMO_KEY_FILE", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// User database (default for requests without REMO_USER_DB).
+    #[arg(long, env = "REMO_USER_DB", value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Limits and features file, TOML (default for requests without REMO_CONFIG).
+    #[arg(long, env = "REMO_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Session idle timeout in seconds.
+    #[arg(long, env = "REMO_SESSION_TIMEOUT", value_name = "SECS")]
+    pub session_timeout: Option<String>,
+    /// Mount prefix, e.g. /remo (default: the operation is the last path segment).
+    #[arg(long, env = "REMO_BASE", value_name = "PREFIX")]
+    pub base: Option<String>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad options.
+    #[error("{0}")]
+    Usage(String),
+    /// Setting up the data directory failed.
+    #[error("{0}")]
+    Setup(String),
+    /// The listening socket could not be set up.
+    #[error("{0}")]
+    Listen(String),
+}
+
+/// Creates a quick-start data directory on first run; returns whether it did.
+pub fn bootstrap_dir(dir: &Path, first_user: &str) -> Result<bool, ServeError> {
+    let key_path = dir.join("server.key");
+    let db_path = dir.join("users.db");
+    if key_path.exists() || db_path.exists() {
+        return Ok(false);
+    }
+    if !crate::proto::identity::valid_user_name(first_user) {
+        return Err(ServeError::Usage(format!(
+            "--first-user {first_user:?} is not a valid user name"
+        )));
+    }
+    let setup = |what: &str, e: &dyn std::fmt::Display| ServeError::Setup(format!("{what}: {e}"));
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.join("client"))
+        .map_err(|e| setup(&dir.display().to_string(), &e))?;
+    let server = IdentityKey::generate();
+    keyfile::write_private_key(&key_path, &server, None, false)
+        .map_err(|e| setup("server key", &e))?;
+    keyfile::write_public_key(&dir.join("server.pub"), &server.public(), false)
+        .map_err(|e| setup("server key", &e))?;
+    let user = IdentityKey::generate();
+    let ukey = dir.join("client").join(format!("{first_user}.key"));
+    keyfile::write_private_key(&ukey, &user, None, false).map_err(|e| setup("client key", &e))?;
+    keyfile::write_public_key(
+        &dir.join("client").join(format!("{first_user}.key.pub")),
+        &user.public(),
+        false,
+    )
+    .map_err(|e| setup("client key", &e))?;
+    let mut db = UserDb::create(&db_path).map_err(|e| setup("user database", &e))?;
+    db.add_user(first_user, &user.public())
+        .map_err(|e| setup("user database", &e))?;
+    eprintln!("remod: created {} (first run)", dir.display());
+    eprintln!(
+        "  server key fingerprint: {}",
+        server.public().fingerprint()
+    );
+    eprintln!("  user {first_user:?} with client key {}", ukey.display());
+    Ok(true)
+}
+
+fn init_logging() {
+    let env = env_logger::Env::default().default_filter_or("info");
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .format_target(false)
+        .try_init();
+}
+
+fn defaults_from(a: &ServeArgs) -> Defaults {
+    let from_dir = |name: &str| a.dir.as_ref().map(|d| d.join(name));
+    let dir_config = from_dir("remo.toml").filter(|p| p.exists());
+    Defaults {
+        instance: InstanceKey {
+            key_file: a.key.clone().or_else(|| from_dir("server.key")),
+            user_db: a.db.clone().or_else(|| from_dir("users.db")),
+            config: a.config.clone().or(dir_config),
+            session_timeout: a.session_timeout.clone(),
+        },
+        base: a.base.clone(),
+    }
+}
 
 /// Runs the server; returns the exit code.
-pub fn run_serve(_a: ServeArgs) -> i32 {
-    eprintln!("remod: serve is not implemented yet");
-    2
+pub fn run_serve(a: ServeArgs) -> i32 {
+    init_logging();
+    match serve(a) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("remod: {e}");
+            1
+        }
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<(), ServeError> {
+    let mut fresh = false;
+    if let Some(dir) = &a.dir {
+        fresh = bootstrap_dir(dir, &a.first_user)?;
+    }
+    let defaults = defaults_from(&a);
+    let mode = u32::from_str_radix(a.socket_mode.trim_start_matches("0o"), 8).map_err(|_| {
+        ServeError::Usage(format!("--socket-mode {:?} is not octal", a.socket_mode))
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Setup(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let router = Router::new(defaults.clone());
+        router.spawn_reaper();
+        let handler: Arc<dyn super::request::Handler> = router.clone();
+        let server = if let Some(addr) = &a.http {
+            // The embedded front door has no params of its own: check the
+            // configuration now so a mistake is reported at start, not per request.
+            router
+                .registry()
+                .get(&defaults.instance)
+                .map_err(|e| ServeError::Setup(e.to_string()))?;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServeError::Listen(format!("cannot listen on {addr}: {e}")))?;
+            let local = l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| addr.clone());
+            info!(
+                "remod {} serving HTTP on {local}",
+                env!("CARGO_PKG_VERSION")
+            );
+            if fresh {
+                if let Some(dir) = &a.dir {
+                    eprintln!(
+                        "remod: try: remo --server http://{local} --user {} --key {} info",
+                        a.first_user,
+                        dir.join("client")
+                            .join(format!("{}.key", a.first_user))
+                            .display()
+                    );
+                }
+            }
+            tokio::spawn(super::http::serve(l, handler, Params::new()))
+        } else {
+            let listener = match &a.fcgi {
+                Some(spec) => {
+                    let opts = UnixOptions {
+                        mode,
+                        group: a.socket_group.clone(),
+                    };
+                    Listener::bind(spec, &opts).map_err(|e| ServeError::Listen(e.to_string()))?
+                }
+                None => inherited_listener()?,
+            };
+            info!("remod {} serving FastCGI", env!("CARGO_PKG_VERSION"));
+            tokio::spawn(super::fcgi::serve(listener, handler, Default::default()))
+        };
+        shutdown_signal().await;
+        let n = router.registry().end_all();
+        info!("shutting down: ended {n} session(s)");
+        server.abort();
+        // Give killed commands a moment to be reaped and responses to close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<(), ServeError>(())
+    })?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// The socket systemd (LISTEN_FDS) or mod_fcgid (fd 0) handed us.
+fn inherited_listener() -> Result<Listener, ServeError> {
+    match Listener::from_systemd() {
+        Ok(Some(l)) => return Ok(l),
+        Ok(None) => {}
+        Err(e) => return Err(ServeError::Listen(e.to_string())),
+    }
+    Listener::from_fd0().map_err(|e| {
+        ServeError::Usage(format!(
+            "give --http ADDR or --fcgi unix:PATH|HOST:PORT (no socket was inherited from systemd or mod_fcgid: {e})"
+        ))
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers; stop remod with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
 }

@@ -1,7 +1,14 @@
 //! The `remod` server: front doors, router, sessions, operations.
 
+pub mod auth;
 pub mod cli;
+pub mod config;
 pub mod fcgi;
 pub mod http;
+pub mod instance;
 pub mod listen;
+pub mod ops;
 pub mod request;
+pub mod router;
+pub mod session;
+pub mod stream;

@@ -1,0 +1,116 @@
+//! `/info` and `/auth` (PROTOCOL.md §2–§3): discovery and the handshake
+//! that creates a session. No session exists before a successful auth.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use log::{info, warn};
+
+use super::instance::{unix_now, Instance};
+use super::request::{Body, Response};
+use crate::proto::handshake::{
+    new_session_id, server_accept, Ephemeral, HandshakeError, ParsedAuth, MAX_AUTH_BODY,
+};
+use crate::proto::identity::{IdentityKey, PublicKey};
+
+/// `GET {base}/info`.
+pub fn info(inst: &Instance) -> Response {
+    let body = serde_json::json!({
+        "name": "remo",
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": "remo/1",
+        "key": inst.public.to_b64(),
+        "fingerprint": inst.public.fingerprint(),
+    });
+    Response::json(200, body.to_string())
+}
+
+/// Reads a small body whole, refusing more than `max` bytes.
+async fn read_small(mut body: Body, max: usize) -> Result<Vec<u8>, u16> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.chunk().await {
+        let chunk = chunk.map_err(|_| 400u16)?;
+        if buf.len() + chunk.len() > max {
+            return Err(413);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// A key that no user has, so an unknown user costs the same signature
+/// check as a known one and the 401 says nothing about which check failed.
+fn decoy_key() -> &'static PublicKey {
+    static DECOY: OnceLock<PublicKey> = OnceLock::new();
+    DECOY.get_or_init(|| IdentityKey::generate().public())
+}
+
+fn failed() -> Response {
+    Response::error(401, "authentication failed")
+}
+
+/// `POST {base}/auth`.
+pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
+    let raw = match read_small(body, MAX_AUTH_BODY).await {
+        Ok(b) => b,
+        Err(413) => return Response::error(413, "auth request too large"),
+        Err(_) => return Response::error(400, "request body aborted"),
+    };
+    let parsed = match ParsedAuth::parse(&raw) {
+        Ok(p) => p,
+        Err(HandshakeError::Malformed(why)) => {
+            info!("{remote} - auth 400 {why}");
+            return Response::error(400, &why);
+        }
+        Err(_) => return Response::error(400, "malformed auth request"),
+    };
+    let now = unix_now();
+    let user = match inst.user(&parsed.user) {
+        Ok(u) => u,
+        Err(e) => {
+            warn!("{remote} {} auth 500 {e}", parsed.user);
+            return Response::error(500, "user database error (see the server log)");
+        }
+    };
+    let (key, why) = match &user {
+        Some(u) if u.enabled => (&u.key, ""),
+        Some(_) => (decoy_key(), "user disabled"),
+        None => (decoy_key(), "unknown user"),
+    };
+    let verified = parsed.verify(key, now);
+    let reason = if !why.is_empty() {
+        why
+    } else if verified.is_err() {
+        if now.abs_diff(parsed.time) > 300 {
+            "clock skew"
+        } else {
+            "bad signature"
+        }
+    } else if !inst.remember_auth(&parsed.user, &parsed.qc, now) {
+        "replayed auth"
+    } else {
+        ""
+    };
+    if !reason.is_empty() {
+        warn!("{remote} {} auth 401 {reason}", parsed.user);
+        return failed();
+    }
+    let sid = new_session_id();
+    let eph = Ephemeral::generate();
+    let (resp, keys) = match server_accept(&parsed, &inst.key, &eph, &sid, inst.timeout) {
+        Ok(x) => x,
+        Err(_) => return failed(),
+    };
+    if let Err(e) =
+        inst.sessions
+            .create(sid, &parsed.user, &keys, Duration::from_secs(inst.timeout))
+    {
+        warn!("{remote} {} auth 503 {e}", parsed.user);
+        return Response::error(503, &e.to_string());
+    }
+    info!("{remote} {} auth ok", parsed.user);
+    match serde_json::to_string(&resp) {
+        Ok(b) => Response::json(200, b),
+        Err(_) => Response::error(500, "internal error"),
+    }
+}

@@ -1,0 +1,203 @@
+//! Server settings: where they come from (FastCGI params, the process
+//! environment, flags) and the limits file (`REMO_CONFIG`, TOML).
+//!
+//! In FastCGI mode every request carries its own `REMO_*` params, so one
+//! daemon can serve several vhosts, each with its own key and user database;
+//! a param that is absent falls back to the daemon's own settings.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::request::Params;
+
+/// Default idle timeout of a session, in seconds.
+pub const DEFAULT_SESSION_TIMEOUT: u64 = 600;
+
+/// Why the settings could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required setting is missing.
+    #[error("{0} is not set (give it as a FastCGI param, an environment variable or a flag)")]
+    Missing(&'static str),
+    /// A setting has a value that cannot be used.
+    #[error("{name} is invalid: {why}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// The TOML file could not be read or parsed.
+    #[error("config file {path}: {why}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// The settings that select a server instance (key, users, limits, timeout).
+/// Two requests with equal `InstanceKey`s share sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct InstanceKey {
+    /// `REMO_KEY_FILE`: the server's private key.
+    pub key_file: Option<PathBuf>,
+    /// `REMO_USER_DB`: the user database.
+    pub user_db: Option<PathBuf>,
+    /// `REMO_CONFIG`: the optional TOML file.
+    pub config: Option<PathBuf>,
+    /// `REMO_SESSION_TIMEOUT`, as given.
+    pub session_timeout: Option<String>,
+}
+
+/// Daemon-wide defaults, used where a request carries no param.
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    /// Instance selection defaults.
+    pub instance: InstanceKey,
+    /// `REMO_BASE` default (mount prefix).
+    pub base: Option<String>,
+}
+
+fn param_path(params: &Params, name: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    params
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| PathBuf::from(std::ffi::OsStr::from_bytes(v)))
+}
+
+impl Defaults {
+    /// The instance key for a request: its params, else these defaults.
+    pub fn instance_for(&self, params: &Params) -> InstanceKey {
+        InstanceKey {
+            key_file: param_path(params, "REMO_KEY_FILE")
+                .or_else(|| self.instance.key_file.clone()),
+            user_db: param_path(params, "REMO_USER_DB").or_else(|| self.instance.user_db.clone()),
+            config: param_path(params, "REMO_CONFIG").or_else(|| self.instance.config.clone()),
+            session_timeout: params
+                .get_str("REMO_SESSION_TIMEOUT")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .or_else(|| self.instance.session_timeout.clone()),
+        }
+    }
+
+    /// The mount prefix for a request, if configured.
+    pub fn base_for(&self, params: &Params) -> Option<String> {
+        params
+            .get_str("REMO_BASE")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .or_else(|| self.base.clone())
+    }
+}
+
+/// Limits, all explicit and configurable in the `[limits]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body in bytes (uploads, stdin), counted on the wire.
+    pub max_request_bytes: u64,
+    /// Largest combined stdout+stderr of one `cmd`; beyond it the command is killed.
+    pub max_output_bytes: u64,
+    /// Most live sessions in this instance.
+    pub max_sessions: usize,
+    /// Most live sessions per user.
+    pub max_sessions_per_user: usize,
+    /// Longest a session may live, idle or not, in seconds.
+    pub max_session_lifetime: u64,
+    /// Most commands running at once in this instance.
+    pub max_commands: usize,
+    /// Largest `timeout` a `cmd` may ask for, in seconds (0: no cap).
+    pub max_command_timeout: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 1 << 40,
+            max_output_bytes: 1 << 30,
+            max_sessions: 16_384,
+            max_sessions_per_user: 256,
+            max_session_lifetime: 12 * 3600,
+            max_commands: 256,
+            max_command_timeout: 0,
+        }
+    }
+}
+
+/// The `REMO_CONFIG` TOML file. Later features add tables here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[limits]`.
+    pub limits: Limits,
+}
+
+impl ConfigFile {
+    /// Reads and parses the file; unknown keys are errors so typos surface.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            why: e.to_string().replace('\n', " "),
+        })
+    }
+}
+
+/// Parses `REMO_SESSION_TIMEOUT`.
+pub fn parse_timeout(v: Option<&str>) -> Result<u64, ConfigError> {
+    match v {
+        None => Ok(DEFAULT_SESSION_TIMEOUT),
+        Some(s) => match s.trim().parse::<u64>() {
+            Ok(n) if n > 0 && n <= 7 * 24 * 3600 => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                name: "REMO_SESSION_TIMEOUT",
+                why: format!("{s:?} is not a number of seconds between 1 and 604800"),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_override_defaults() {
+        let d = Defaults {
+            instance: InstanceKey {
+                key_file: Some("/d/key".into()),
+                user_db: Some("/d/db".into()),
+                config: None,
+                session_timeout: None,
+            },
+            base: Some("/remo".into()),
+        };
+        let mut p = Params::new();
+        p.push("REMO_USER_DB", "/p/db");
+        p.push("REMO_BASE", "");
+        let k = d.instance_for(&p);
+        assert_eq!(k.key_file.as_deref(), Some(Path::new("/d/key")));
+        assert_eq!(k.user_db.as_deref(), Some(Path::new("/p/db")));
+        assert_eq!(d.base_for(&p).as_deref(), Some("/remo"));
+    }
+
+    #[test]
+    fn timeout_and_file_parsing() {
+        assert_eq!(parse_timeout(None).unwrap(), 600);
+        assert_eq!(parse_timeout(Some("30")).unwrap(), 30);
+        assert!(parse_timeout(Some("0")).is_err());
+        assert!(parse_timeout(Some("x")).is_err());
+        let c: ConfigFile = toml::from_str("[limits]\nmax_sessions = 5\n").unwrap();
+        assert_eq!(c.limits.max_sessions, 5);
+        assert_eq!(c.limits.max_sessions_per_user, 256);
+        assert!(toml::from_str::<ConfigFile>("[limits]\nmax_sesions = 5\n").is_err());
+    }
+}

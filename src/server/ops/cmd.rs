@@ -1,0 +1,373 @@
+//! `cmd`: run a command to completion, streaming stdin in and stdout/stderr
+//! out as they are produced (PROTOCOL.md §6).
+//!
+//! The child runs in its own process group, without a shell unless `sh` is
+//! used, with a clean environment. It is killed (the whole group) when the
+//! client goes away, the session ends, the timeout passes or the output
+//! limit is exceeded.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+
+use super::{fields, parse_descriptor, OpCtx, OpResult};
+use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
+use crate::proto::response::{ErrorCode, OpError};
+use crate::server::stream::{ReadError, RequestReader, ResponseWriter};
+
+/// The `cmd` descriptor (also the base of `icm`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmdDesc {
+    /// Program and arguments, run directly.
+    pub argv: Option<Vec<String>>,
+    /// A shell command for `/bin/sh -c`.
+    pub sh: Option<String>,
+    /// Working directory (relative to the home directory).
+    pub cwd: Option<String>,
+    /// Extra environment variables.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Time limit in seconds.
+    pub timeout: Option<f64>,
+}
+
+/// A checked `cmd` request.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    /// Program and arguments (for `sh`: `/bin/sh -c STRING`).
+    pub argv: Vec<String>,
+    /// Working directory as given.
+    pub cwd: Option<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// Time limit.
+    pub timeout: Option<Duration>,
+}
+
+impl CmdDesc {
+    /// Checks the fields that every command-running operation shares.
+    pub fn check(self) -> Result<Cmd, OpError> {
+        let argv = match (self.argv, self.sh) {
+            (Some(a), None) => {
+                if a.is_empty() || a.first().is_some_and(|p| p.is_empty()) {
+                    return Err(OpError::bad_request("argv must name a program"));
+                }
+                a
+            }
+            (None, Some(s)) => vec!["/bin/sh".into(), "-c".into(), s],
+            _ => return Err(OpError::bad_request("give exactly one of argv and sh")),
+        };
+        if argv.iter().any(|a| a.contains('\0')) {
+            return Err(OpError::bad_request("arguments may not contain NUL"));
+        }
+        let env = self.env.unwrap_or_default();
+        for (k, v) in &env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(OpError::bad_request(format!(
+                    "invalid environment variable {k:?}"
+                )));
+            }
+        }
+        let timeout = match self.timeout {
+            None => None,
+            Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
+            Some(_) => {
+                return Err(OpError::bad_request(
+                    "timeout must be a positive number of seconds",
+                ))
+            }
+        };
+        Ok(Cmd {
+            argv,
+            cwd: self.cwd,
+            env,
+            timeout,
+        })
+    }
+}
+
+/// Parses and checks the descriptor.
+pub fn parse(d: &[u8]) -> Result<Cmd, OpError> {
+    parse_descriptor::<CmdDesc>(d)?.check()
+}
+
+/// The environment every command starts from: nothing of the daemon's own
+/// (which may hold configuration), a sane `PATH`, and who is acting.
+pub fn base_env(ctx: &OpCtx) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        (
+            "HOME".to_string(),
+            ctx.inst.home.to_string_lossy().into_owned(),
+        ),
+        ("REMO_USER".to_string(), ctx.session.user.clone()),
+    ];
+    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::geteuid()) {
+        env.push(("USER".into(), u.name.clone()));
+        env.push(("LOGNAME".into(), u.name));
+    }
+    for k in ["LANG", "LC_ALL", "TZ"] {
+        if let Ok(v) = std::env::var(k) {
+            env.push((k.to_string(), v));
+        }
+    }
+    env
+}
+
+/// Builds the command with its own process group and checked working directory.
+pub fn build_command(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
+    let cwd = match &c.cwd {
+        Some(d) => ctx.inst.resolve(d),
+        None => ctx.inst.home.clone(),
+    };
+    match std::fs::metadata(&cwd) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(OpError::bad_request(format!(
+                "cwd {} is not a directory",
+                cwd.display()
+            )))
+        }
+        Err(e) => return Err(super::io_error(&format!("cwd {}", cwd.display()), &e)),
+    }
+    let (prog, args) = c
+        .argv
+        .split_first()
+        .ok_or_else(|| OpError::bad_request("argv must name a program"))?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .env_clear()
+        .envs(base_env(ctx))
+        .envs(&c.env)
+        .current_dir(cwd)
+        .process_group(0)
+        .kill_on_drop(true);
+    Ok(cmd)
+}
+
+/// Maps a spawn failure to a result.
+pub fn spawn_error(prog: &str, e: &std::io::Error) -> OpError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            OpError::new(ErrorCode::NotFound, format!("{prog}: command not found"))
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            OpError::new(ErrorCode::Forbidden, format!("{prog}: permission denied"))
+        }
+        _ => OpError::new(ErrorCode::Internal, format!("{prog}: cannot start: {e}")),
+    }
+}
+
+/// Sends SIGKILL to a whole process group.
+pub fn kill_group(pgid: Option<u32>) {
+    if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Copies data records into the child's stdin, then closes it. If the child
+/// stops reading (closes stdin), the rest is read and discarded so the
+/// message is still checked to the end.
+async fn pump_stdin(input: &mut RequestReader, stdin: Option<ChildStdin>) -> Result<(), ReadError> {
+    let mut stdin = stdin;
+    while let Some(chunk) = input.next_data().await? {
+        if let Some(s) = stdin.as_mut() {
+            if s.write_all(&chunk).await.is_err() {
+                stdin = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+enum End {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+    TooMuchOutput,
+    InputFailed(ReadError),
+    SessionEnded,
+    ClientGone,
+}
+
+/// Runs the command.
+pub async fn apply(
+    ctx: &OpCtx,
+    c: Cmd,
+    input: &mut RequestReader,
+    out: &mut ResponseWriter,
+) -> OpResult {
+    let Ok(_permit) = ctx.inst.commands.clone().try_acquire_owned() else {
+        return Err(OpError::new(
+            ErrorCode::Unavailable,
+            "too many commands running; try again later",
+        ));
+    };
+    let mut cmd = build_command(ctx, &c)?;
+    let has_input = !input.input_complete();
+    cmd.stdin(if has_input {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let prog = c.argv.first().map(String::as_str).unwrap_or("");
+    let mut child: Child = cmd.spawn().map_err(|e| spawn_error(prog, &e))?;
+    let pgid = child.id();
+    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        kill_group(pgid);
+        return Err(OpError::new(ErrorCode::Internal, "child pipes missing"));
+    };
+    let stdin = child.stdin.take();
+    let limit = ctx.inst.limits.max_output_bytes;
+    let deadline = c.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut buf_out = vec![0u8; MAX_RESPONSE_DATA];
+    let mut buf_err = vec![0u8; MAX_RESPONSE_DATA];
+    let (mut out_done, mut err_done) = (false, false);
+    let mut status: Option<std::process::ExitStatus> = None;
+    let mut grace: Option<tokio::time::Instant> = None;
+    let mut produced: u64 = 0;
+    let stdin_fut = pump_stdin(input, stdin);
+    tokio::pin!(stdin_fut);
+    let mut stdin_done = !has_input;
+    let cancel = ctx.session.cancel.clone();
+
+    let end = loop {
+        if status.is_some() && out_done && err_done {
+            break End::Exited(status.unwrap_or_default());
+        }
+        tokio::select! {
+            r = stdout.read(&mut buf_out), if !out_done => match r {
+                Ok(0) | Err(_) => out_done = true,
+                Ok(n) => {
+                    produced += n as u64;
+                    if produced > limit { break End::TooMuchOutput; }
+                    if out.send(CHANNEL_STDOUT, buf_out.get(..n).unwrap_or(&[])).await.is_err() {
+                        break End::ClientGone;
+                    }
+                }
+            },
+            r = stderr.read(&mut buf_err), if !err_done => match r {
+                Ok(0) | Err(_) => err_done = true,
+                Ok(n) => {
+                    produced += n as u64;
+                    if produced > limit { break End::TooMuchOutput; }
+                    if out.send(CHANNEL_STDERR, buf_err.get(..n).unwrap_or(&[])).await.is_err() {
+                        break End::ClientGone;
+                    }
+                }
+            },
+            s = child.wait(), if status.is_none() => match s {
+                Ok(s) => {
+                    status = Some(s);
+                    // Output still held open by a background grandchild is
+                    // not waited for forever.
+                    grace = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                }
+                Err(_) => break End::Exited(std::process::ExitStatus::from_raw(0)),
+            },
+            r = &mut stdin_fut, if !stdin_done => {
+                stdin_done = true;
+                if let Err(e) = r { break End::InputFailed(e); }
+            },
+            _ = sleep_until_opt(grace), if grace.is_some() => {
+                break End::Exited(status.unwrap_or_default());
+            },
+            _ = sleep_until_opt(deadline), if deadline.is_some() && status.is_none() => break End::TimedOut,
+            _ = out.closed() => break End::ClientGone,
+            _ = cancel.cancelled() => break End::SessionEnded,
+        }
+    };
+    let status = match end {
+        End::Exited(s) => s,
+        other => {
+            kill_group(pgid);
+            let s = child.wait().await.ok();
+            match other {
+                End::TimedOut => {
+                    return Ok(exit_fields(s, true));
+                }
+                End::TooMuchOutput => {
+                    return Err(OpError::new(
+                        ErrorCode::TooLarge,
+                        format!("output exceeded the limit of {limit} bytes; command killed"),
+                    ))
+                }
+                End::InputFailed(e) => return Err(e.to_op_error()),
+                End::SessionEnded => {
+                    return Err(OpError::new(ErrorCode::Unavailable, "session ended"))
+                }
+                End::ClientGone => {
+                    return Err(OpError::new(ErrorCode::Unavailable, "client went away"))
+                }
+                End::Exited(s) => s,
+            }
+        }
+    };
+    Ok(exit_fields(Some(status), false))
+}
+
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The result fields `exit`, `signal`, `timed_out`.
+pub fn exit_fields(
+    s: Option<std::process::ExitStatus>,
+    timed_out: bool,
+) -> serde_json::Map<String, Value> {
+    let exit = s.and_then(|s| s.code());
+    let signal = s.and_then(|s| s.signal());
+    fields([
+        ("exit", exit.map(Value::from).unwrap_or(Value::Null)),
+        ("signal", signal.map(Value::from).unwrap_or(Value::Null)),
+        ("timed_out", Value::Bool(timed_out)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_checks() {
+        assert!(parse(br#"{"argv":["echo","hi"]}"#).is_ok());
+        assert_eq!(
+            parse(br#"{"sh":"echo hi"}"#).unwrap().argv,
+            ["/bin/sh", "-c", "echo hi"]
+        );
+        for bad in [
+            &br#"{"argv":["a"],"sh":"b"}"#[..],
+            br#"{}"#,
+            br#"{"argv":[]}"#,
+            br#"{"argv":[""]}"#,
+            br#"{"argv":["a"],"bogus":1}"#,
+            br#"{"argv":["a"],"timeout":-1}"#,
+            br#"{"argv":["a"],"env":{"A=B":"c"}}"#,
+            br#"{"argv":["a\u0000b"]}"#,
+            br#"[1]"#,
+        ] {
+            assert_eq!(
+                parse(bad).unwrap_err().code,
+                ErrorCode::BadRequest,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `get`: stream a file (or a byte range of it) to the client with flat
+//! memory; the result carries the SHA-256 of exactly the bytes sent.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::{fields, io_error, parse_descriptor, OpCtx, OpResult};
+use crate::proto::b64;
+use crate::proto::record::MAX_RESPONSE_DATA;
+use crate::proto::response::{ErrorCode, OpError};
+use crate::server::stream::{RequestReader, ResponseWriter};
+
+/// The `get` descriptor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Get {
+    /// File to read.
+    pub path: String,
+    /// Where to start.
+    pub offset: Option<u64>,
+    /// How many bytes at most.
+    pub length: Option<u64>,
+}
+
+/// Parses the descriptor.
+pub fn parse(d: &[u8]) -> Result<Get, OpError> {
+    let g: Get = parse_descriptor(d)?;
+    if g.path.is_empty() || g.path.contains('\0') {
+        return Err(OpError::bad_request(
+            "path must be a non-empty string without NUL",
+        ));
+    }
+    Ok(g)
+}
+
+enum Chunk {
+    Data(Bytes),
+    Done { sha256: [u8; 32] },
+    Failed(OpError),
+}
+
+/// Streams the file. Reading and hashing run on a blocking thread while
+/// this task seals, so the two use both cores.
+pub async fn apply(
+    ctx: &OpCtx,
+    g: Get,
+    input: &mut RequestReader,
+    out: &mut ResponseWriter,
+) -> OpResult {
+    while input
+        .next_data()
+        .await
+        .map_err(|e| e.to_op_error())?
+        .is_some()
+    {
+        // `get` takes no data; the loop only checks the message is complete.
+    }
+    let path = ctx.inst.resolve(&g.path);
+    let what = path.display().to_string();
+    let mut file = std::fs::File::open(&path).map_err(|e| io_error(&what, &e))?;
+    let meta = file.metadata().map_err(|e| io_error(&what, &e))?;
+    if !meta.is_file() {
+        return Err(OpError::bad_request(format!(
+            "{what} is not a regular file"
+        )));
+    }
+    let offset = g.offset.unwrap_or(0);
+    if offset > 0 {
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| io_error(&what, &e))?;
+    }
+    let length = g.length.unwrap_or(u64::MAX);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+    let cancel = ctx.session.cancel.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut hash = Sha256::new();
+        let mut left = length;
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let want = left.min(MAX_RESPONSE_DATA as u64) as usize;
+            if want == 0 {
+                break;
+            }
+            let mut buf = vec![0u8; want];
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Chunk::Failed(io_error("read", &e)));
+                    return;
+                }
+            };
+            buf.truncate(n);
+            hash.update(&buf);
+            left -= n as u64;
+            if tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
+                return;
+            }
+        }
+        let _ = tx.blocking_send(Chunk::Done {
+            sha256: hash.finalize().into(),
+        });
+    });
+    let mut sent: u64 = 0;
+    let result = loop {
+        let chunk = tokio::select! {
+            c = rx.recv() => c,
+            _ = out.closed() => break Err(OpError::new(ErrorCode::Unavailable, "client went away")),
+        };
+        match chunk {
+            Some(Chunk::Data(d)) => {
+                if out.stdout(&d).await.is_err() {
+                    break Err(OpError::new(ErrorCode::Unavailable, "client went away"));
+                }
+                sent += d.len() as u64;
+                ctx.session.touch();
+            }
+            Some(Chunk::Done { sha256 }) => {
+                break Ok(fields([
+                    ("size", Value::from(meta.len())),
+                    ("length", Value::from(sent)),
+                    ("mode", Value::from(meta.mode() & 0o7777)),
+                    ("mtime", Value::from(meta.mtime())),
+                    ("sha256", Value::from(b64::encode(&sha256))),
+                ]))
+            }
+            Some(Chunk::Failed(e)) => break Err(e),
+            None => break Err(OpError::new(ErrorCode::Unavailable, "session ended")),
+        }
+    };
+    drop(rx);
+    let _ = reader.await;
+    result
+}

@@ -1,0 +1,265 @@
+//! The one router behind both front doors: finds the instance and the
+//! operation, runs the pre-checks of PROTOCOL.md §5 in their order, and
+//! hands a checked request to its operation.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use log::{error, info, warn};
+use percent_encoding::percent_decode;
+use tokio::sync::mpsc;
+
+use super::auth;
+use super::config::Defaults;
+use super::instance::{Instance, Registry};
+use super::ops::{self, OpCtx};
+use super::request::{Handler, Params, Request, Response, ResponseBody};
+use super::stream::{ReadError, RequestReader, ResponseWriter, RESPONSE_CHANNEL_DEPTH};
+use crate::proto::b64;
+use crate::proto::record::{Opener, RecordError, Sealer, MAX_LINE, NONCE_LEN, TAG_LEN};
+
+/// The request router: one per process, shared by all connections.
+pub struct Router {
+    registry: Registry,
+    defaults: Defaults,
+}
+
+impl Router {
+    /// A router whose instances fall back to `defaults` where a request has no param.
+    pub fn new(defaults: Defaults) -> Arc<Router> {
+        Arc::new(Router {
+            registry: Registry::new(),
+            defaults,
+        })
+    }
+
+    /// The loaded instances (reaping, shutdown, tests).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Starts the periodic reaper of expired sessions.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let Some(r) = weak.upgrade() else { break };
+                let n = r.registry.reap();
+                if n > 0 {
+                    info!("ended {n} expired session(s)");
+                }
+            }
+        });
+    }
+
+    async fn route(&self, req: Request) -> Response {
+        let params = &req.params;
+        let method = params.get_str("REQUEST_METHOD").unwrap_or("").to_string();
+        let remote = params.get_str("REMOTE_ADDR").unwrap_or("-").to_string();
+        let base = self.defaults.base_for(params);
+        let Some(op) = request_op(params, base.as_deref()) else {
+            return Response::error(404, "not found");
+        };
+        let is_get = method == "GET" || method == "HEAD";
+        match op.as_str() {
+            "info" if !is_get => return Response::error(405, "method not allowed"),
+            "info" | "auth" => {}
+            o if ops::is_known(o) => {}
+            _ => return Response::error(404, "unknown operation"),
+        }
+        if op != "info" && method != "POST" {
+            return Response::error(405, "method not allowed");
+        }
+        let inst = match self.registry.get(&self.defaults.instance_for(params)) {
+            Ok(i) => i,
+            Err(e) => {
+                error!("configuration error, answering 500: {e}");
+                return Response::error(500, "server configuration error (see the server log)");
+            }
+        };
+        match op.as_str() {
+            "info" => auth::info(&inst),
+            "auth" => auth::auth(&inst, req.body, &remote).await,
+            _ => operation(inst, op, req, remote).await,
+        }
+    }
+}
+
+impl Handler for Router {
+    fn handle(
+        &self,
+        req: Request,
+    ) -> Pin<Box<dyn std::future::Future<Output = Response> + Send + '_>> {
+        Box::pin(self.route(req))
+    }
+}
+
+/// The operation named by the request path: the segment after the mount
+/// prefix (when one is configured), else the last segment. Routes on the raw
+/// `REQUEST_URI`, as the web servers' decoded paths differ (FASTCGI-NOTES).
+pub fn request_op(params: &Params, base: Option<&str>) -> Option<String> {
+    let uri = params.get("REQUEST_URI").map(|u| u.to_vec()).or_else(|| {
+        let mut s = params.get("SCRIPT_NAME").unwrap_or(b"").to_vec();
+        s.extend_from_slice(params.get("PATH_INFO").unwrap_or(b""));
+        Some(s)
+    })?;
+    let path = uri.split(|&b| b == b'?').next().unwrap_or(&[]);
+    let rest: &[u8] = match base {
+        Some(b) => {
+            let b = b.trim_end_matches('/').as_bytes();
+            let rest = path.strip_prefix(b)?;
+            rest.strip_prefix(b"/")?
+        }
+        None => path.rsplit(|&c| c == b'/').next().unwrap_or(path),
+    };
+    if rest.is_empty() || rest.contains(&b'/') {
+        return None;
+    }
+    percent_decode(rest)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The syntax checks on a request's first line (→ 400/413), before the
+/// session is looked up.
+fn check_first_line(line: &[u8]) -> Result<(), (u16, &'static str)> {
+    if line.len() > MAX_LINE {
+        return Err((413, "record too large"));
+    }
+    match b64::decode_bytes(line) {
+        Ok(raw) if raw.len() >= NONCE_LEN + TAG_LEN => Ok(()),
+        _ => Err((400, "malformed record")),
+    }
+}
+
+fn read_status(e: &ReadError) -> (u16, &'static str) {
+    match e {
+        ReadError::Record(RecordError::LineTooLong) => (413, "record too large"),
+        ReadError::Record(RecordError::TooLarge) => (413, "record too large"),
+        ReadError::TooLarge(_) => (413, "request body too large"),
+        ReadError::Record(RecordError::PartialLine) => (400, "body does not end with CRLF"),
+        ReadError::Body(_) => (400, "request body aborted"),
+        _ => (400, "malformed request body"),
+    }
+}
+
+/// The §5 checks for a sealed operation, then the operation in its own task.
+async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String) -> Response {
+    let started = Instant::now();
+    let Some(sid) = req.params.get_str("HTTP_REMO_SESSION").map(str::to_string) else {
+        return Response::error(400, "missing Remo-Session header");
+    };
+    let mut reader = RequestReader::new(req.body, inst.limits.max_request_bytes);
+    let line = match reader.next_line().await {
+        Ok(Some(l)) => l,
+        Ok(None) => return Response::error(400, "empty request body"),
+        Err(e) => {
+            let (status, msg) = read_status(&e);
+            return Response::error(status, msg);
+        }
+    };
+    if let Err((status, msg)) = check_first_line(&line) {
+        return Response::error(status, msg);
+    }
+    let Some(session) = inst.sessions.get(&sid) else {
+        info!("{remote} - {op} 401 unknown or expired session");
+        return Response::error(401, "unknown or expired session");
+    };
+    let mut opener = Opener::new(session.c2s.clone(), None, &op);
+    let rec0 = match opener.open(&line) {
+        Ok(r) => r,
+        Err(RecordError::TooLarge) => return Response::error(413, "record too large"),
+        Err(RecordError::OutOfOrder) => {
+            return Response::error(400, "first record is not record 0")
+        }
+        Err(_) => {
+            warn!(
+                "{remote} {} {op} 401 record does not authenticate",
+                session.user
+            );
+            return Response::error(401, "record does not authenticate");
+        }
+    };
+    let r = opener.request_number().unwrap_or(0);
+    if let Err(e) = session.accept_request(r) {
+        warn!("{remote} {} {op} 409 {e} (R={r})", session.user);
+        return Response::error(409, "request number already used or too old");
+    }
+    reader.set_opener(opener);
+    let descriptor: Bytes = rec0.into_bytes();
+    let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_DEPTH);
+    let mut writer = ResponseWriter::new(tx, Sealer::new(session.s2c.clone(), r, &op));
+    tokio::spawn(async move {
+        let ctx = OpCtx {
+            inst,
+            session,
+            remote,
+            op,
+        };
+        let mut input = reader;
+        let result = ops::run(&ctx, &descriptor, &mut input, &mut writer).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.code.as_str().to_string(),
+        };
+        let sent = writer.bytes_sent();
+        let gone = writer.finish(&result).await.is_err();
+        info!(
+            "{} {} {} {}{} in={} out={} {}ms",
+            ctx.remote,
+            ctx.session.user,
+            ctx.op,
+            outcome,
+            if gone { " (client gone)" } else { "" },
+            input.bytes_received(),
+            sent,
+            started.elapsed().as_millis()
+        );
+    });
+    Response {
+        status: 200,
+        content_type: "application/x-remo",
+        headers: vec![("Cache-Control", "no-store".to_string())],
+        body: ResponseBody::Stream(rx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(uri: &str) -> Params {
+        let mut p = Params::new();
+        p.push("REQUEST_URI", uri);
+        p
+    }
+
+    #[test]
+    fn routes_on_raw_uri() {
+        assert_eq!(request_op(&p("/remo/cmd"), None).as_deref(), Some("cmd"));
+        assert_eq!(
+            request_op(&p("/remo/cmd?x=1"), None).as_deref(),
+            Some("cmd")
+        );
+        assert_eq!(request_op(&p("/cmd"), None).as_deref(), Some("cmd"));
+        assert_eq!(request_op(&p("/remo/c%6Dd"), None).as_deref(), Some("cmd"));
+        assert_eq!(
+            request_op(&p("/remo/cmd"), Some("/remo")).as_deref(),
+            Some("cmd")
+        );
+        assert_eq!(
+            request_op(&p("/remo/cmd"), Some("/remo/")).as_deref(),
+            Some("cmd")
+        );
+        assert_eq!(request_op(&p("/other/cmd"), Some("/remo")), None);
+        assert_eq!(request_op(&p("/remo/x/cmd"), Some("/remo")), None);
+        assert_eq!(request_op(&p("/remo/"), None), None);
+        assert_eq!(request_op(&p("/remo/%ff"), None), None);
+    }
+}

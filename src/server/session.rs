@@ -1,0 +1,265 @@
+//! Sessions in memory (PROTOCOL.md §3, §5): keys, the replay window, idle
+//! and lifetime limits, caps, and the cancellation that ends everything a
+//! session started.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::handshake::SessionKeys;
+use crate::proto::record::RecordKey;
+use crate::proto::replay::{ReplayError, ReplayWindow};
+
+/// One authenticated session.
+pub struct Session {
+    /// Session id (b64).
+    pub id: String,
+    /// The user it belongs to.
+    pub user: String,
+    /// Key for opening requests.
+    pub c2s: RecordKey,
+    /// Key for sealing responses.
+    pub s2c: RecordKey,
+    /// When it was created.
+    pub created: Instant,
+    /// Idle timeout.
+    pub timeout: Duration,
+    /// Cancelled when the session ends: every operation and process it
+    /// started watches this token.
+    pub cancel: CancellationToken,
+    state: Mutex<SessionState>,
+}
+
+struct SessionState {
+    last_used: Instant,
+    replay: ReplayWindow,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        // A poisoned lock only means a panic elsewhere; the state is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks `R` against the replay window and, if fresh, records it and
+    /// refreshes the idle timer.
+    pub fn accept_request(&self, r: u64) -> Result<(), ReplayError> {
+        let mut st = self.lock();
+        st.replay.check_and_mark(r)?;
+        st.last_used = Instant::now();
+        Ok(())
+    }
+
+    /// Refreshes the idle timer (a long operation counts as activity).
+    pub fn touch(&self) {
+        self.lock().last_used = Instant::now();
+    }
+
+    /// True when the idle timeout or the maximum lifetime has passed.
+    pub fn expired(&self, now: Instant, max_lifetime: Duration) -> bool {
+        let idle = now.saturating_duration_since(self.lock().last_used);
+        idle > self.timeout || now.saturating_duration_since(self.created) > max_lifetime
+    }
+}
+
+/// Why a session could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The global cap is reached.
+    #[error("too many sessions on this server")]
+    TooMany,
+    /// The per-user cap is reached.
+    #[error("too many sessions for this user")]
+    TooManyForUser,
+}
+
+/// All live sessions of one instance.
+pub struct SessionTable {
+    inner: Mutex<Tables>,
+    max_sessions: usize,
+    max_per_user: usize,
+    max_lifetime: Duration,
+}
+
+#[derive(Default)]
+struct Tables {
+    by_id: HashMap<String, Arc<Session>>,
+    per_user: HashMap<String, usize>,
+}
+
+impl SessionTable {
+    /// An empty table with the given caps.
+    pub fn new(max_sessions: usize, max_per_user: usize, max_lifetime: Duration) -> Self {
+        SessionTable {
+            inner: Mutex::new(Tables::default()),
+            max_sessions,
+            max_per_user,
+            max_lifetime,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a session after a successful handshake.
+    pub fn create(
+        &self,
+        id: String,
+        user: &str,
+        keys: &SessionKeys,
+        timeout: Duration,
+    ) -> Result<Arc<Session>, SessionError> {
+        let now = Instant::now();
+        let session = Arc::new(Session {
+            id: id.clone(),
+            user: user.to_string(),
+            c2s: RecordKey::new(&keys.c2s),
+            s2c: RecordKey::new(&keys.s2c),
+            created: now,
+            timeout,
+            cancel: CancellationToken::new(),
+            state: Mutex::new(SessionState {
+                last_used: now,
+                replay: ReplayWindow::new(),
+            }),
+        });
+        let mut t = self.lock();
+        if t.by_id.len() >= self.max_sessions {
+            drop(t);
+            self.reap();
+            t = self.lock();
+            if t.by_id.len() >= self.max_sessions {
+                return Err(SessionError::TooMany);
+            }
+        }
+        let n = t.per_user.get(user).copied().unwrap_or(0);
+        if n >= self.max_per_user {
+            return Err(SessionError::TooManyForUser);
+        }
+        t.per_user.insert(user.to_string(), n + 1);
+        t.by_id.insert(id, session.clone());
+        Ok(session)
+    }
+
+    /// A live session by id; an expired one is removed and ended here.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        let s = self.lock().by_id.get(id).cloned()?;
+        if s.expired(Instant::now(), self.max_lifetime) {
+            self.end(id);
+            return None;
+        }
+        Some(s)
+    }
+
+    /// Ends a session: removes it and cancels everything it started.
+    pub fn end(&self, id: &str) -> Option<Arc<Session>> {
+        let mut t = self.lock();
+        let s = t.by_id.remove(id)?;
+        if let Some(n) = t.per_user.get_mut(&s.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.per_user.remove(&s.user);
+            }
+        }
+        drop(t);
+        s.cancel.cancel();
+        Some(s)
+    }
+
+    /// Ends every session of `user` (revocation); returns how many.
+    pub fn end_user(&self, user: &str) -> usize {
+        let ids: Vec<String> = self
+            .lock()
+            .by_id
+            .values()
+            .filter(|s| s.user == user)
+            .map(|s| s.id.clone())
+            .collect();
+        ids.iter().filter(|id| self.end(id).is_some()).count()
+    }
+
+    /// Ends every session (server shutdown).
+    pub fn end_all(&self) -> usize {
+        let ids: Vec<String> = self.lock().by_id.keys().cloned().collect();
+        ids.iter().filter(|id| self.end(id).is_some()).count()
+    }
+
+    /// Ends expired sessions; returns how many. Called periodically.
+    pub fn reap(&self) -> usize {
+        let now = Instant::now();
+        let ids: Vec<String> = self
+            .lock()
+            .by_id
+            .values()
+            .filter(|s| s.expired(now, self.max_lifetime))
+            .map(|s| s.id.clone())
+            .collect();
+        ids.iter().filter(|id| self.end(id).is_some()).count()
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::handshake::derive_session_keys;
+
+    fn keys() -> SessionKeys {
+        derive_session_keys(&[1; 32], &[4; 65], &[4; 65], "x")
+    }
+
+    #[test]
+    fn caps_and_end() {
+        let t = SessionTable::new(3, 2, Duration::from_secs(60));
+        let to = Duration::from_secs(60);
+        t.create("a".into(), "u", &keys(), to).unwrap();
+        let b = t.create("b".into(), "u", &keys(), to).unwrap();
+        assert_eq!(
+            t.create("c".into(), "u", &keys(), to).unwrap_err(),
+            SessionError::TooManyForUser
+        );
+        t.create("d".into(), "v", &keys(), to).unwrap();
+        assert_eq!(
+            t.create("e".into(), "w", &keys(), to).unwrap_err(),
+            SessionError::TooMany
+        );
+        assert!(t.end("b").is_some());
+        assert!(b.cancel.is_cancelled());
+        assert!(t.get("b").is_none());
+        t.create("c".into(), "u", &keys(), to).unwrap();
+        assert_eq!(t.end_user("u"), 2);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn idle_expiry() {
+        let t = SessionTable::new(10, 10, Duration::from_secs(60));
+        let s = t
+            .create("a".into(), "u", &keys(), Duration::from_millis(1))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(t.get("a").is_none());
+        assert!(s.cancel.is_cancelled());
+        assert!(s.accept_request(1).is_ok());
+    }
+}

@@ -1,0 +1,199 @@
+//! Reading a sealed request message from a streamed body and writing a
+//! sealed response message into the response channel, record by record.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::request::{Body, BodyError};
+use crate::proto::record::{
+    LineSplitter, Opener, Record, RecordError, Sealer, CHANNEL_STDOUT, MAX_RESPONSE_DATA,
+};
+use crate::proto::response::{error_result, ok_result, OpError};
+
+/// How many sealed records may queue towards the front door.
+pub const RESPONSE_CHANNEL_DEPTH: usize = 8;
+
+/// Why reading the request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// A record or line problem.
+    #[error("{0}")]
+    Record(#[from] RecordError),
+    /// The body grew past the configured limit.
+    #[error("request body larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The body ended abnormally at the transport level.
+    #[error("{0}")]
+    Body(#[from] BodyError),
+}
+
+impl ReadError {
+    /// The operation error a failed read becomes once the response has begun.
+    pub fn to_op_error(&self) -> OpError {
+        match self {
+            ReadError::TooLarge(_) => OpError::new(
+                crate::proto::response::ErrorCode::TooLarge,
+                self.to_string(),
+            ),
+            _ => OpError::bad_request(format!("request stream failed: {self}")),
+        }
+    }
+}
+
+/// The request body as a sequence of lines and, once the session is known,
+/// of opened records.
+pub struct RequestReader {
+    body: Body,
+    split: LineSplitter,
+    received: u64,
+    limit: u64,
+    eof: bool,
+    opener: Option<Opener>,
+}
+
+impl RequestReader {
+    /// Wraps a body; `limit` caps the bytes read from it.
+    pub fn new(body: Body, limit: u64) -> Self {
+        RequestReader {
+            body,
+            split: LineSplitter::new(),
+            received: 0,
+            limit,
+            eof: false,
+            opener: None,
+        }
+    }
+
+    /// The next line, or `None` at a clean end of the body.
+    pub async fn next_line(&mut self) -> Result<Option<Bytes>, ReadError> {
+        loop {
+            if let Some(line) = self.split.next_line()? {
+                return Ok(Some(line));
+            }
+            if self.eof {
+                self.split.finish()?;
+                return Ok(None);
+            }
+            match self.body.chunk().await {
+                Some(Ok(chunk)) => {
+                    self.received += chunk.len() as u64;
+                    if self.received > self.limit {
+                        return Err(ReadError::TooLarge(self.limit));
+                    }
+                    self.split.push(&chunk);
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => self.eof = true,
+            }
+        }
+    }
+
+    /// Installs the opener that record 0 was opened with, for the data records.
+    pub fn set_opener(&mut self, opener: Opener) {
+        self.opener = Some(opener);
+    }
+
+    /// The next data record, or `None` once the `last` record has been
+    /// opened and the body has ended cleanly after it.
+    pub async fn next_data(&mut self) -> Result<Option<Bytes>, ReadError> {
+        let done = self.opener.as_ref().is_none_or(|o| o.done());
+        if done {
+            // Anything after the last record is an error, not silently ignored.
+            return match self.next_line().await? {
+                None => Ok(None),
+                Some(_) => Err(RecordError::AfterLast.into()),
+            };
+        }
+        let Some(line) = self.next_line().await? else {
+            return Err(RecordError::Truncated.into());
+        };
+        let opener = self.opener.as_mut().ok_or(RecordError::Truncated)?;
+        let rec: Record = opener.open(&line)?;
+        Ok(Some(rec.into_bytes()))
+    }
+
+    /// True once the `last` record has been opened.
+    pub fn input_complete(&self) -> bool {
+        self.opener.as_ref().is_none_or(|o| o.done())
+    }
+
+    /// Bytes read from the body so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.received
+    }
+}
+
+/// The client went away (the front door dropped the response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("client went away")]
+pub struct Gone;
+
+/// Seals response records and queues them towards the front door.
+pub struct ResponseWriter {
+    tx: mpsc::Sender<Bytes>,
+    sealer: Sealer,
+    sent: u64,
+}
+
+impl ResponseWriter {
+    /// A writer for one response.
+    pub fn new(tx: mpsc::Sender<Bytes>, sealer: Sealer) -> Self {
+        ResponseWriter {
+            tx,
+            sealer,
+            sent: 0,
+        }
+    }
+
+    /// Sends `data` on `channel`, split into records of at most 65,536 bytes.
+    pub async fn send(&mut self, channel: u8, data: &[u8]) -> Result<(), Gone> {
+        for piece in data.chunks(MAX_RESPONSE_DATA) {
+            let line = self
+                .sealer
+                .seal(&[&[channel], piece], false)
+                .map_err(|_| Gone)?;
+            self.tx.send(line).await.map_err(|_| Gone)?;
+            self.sent += piece.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Shorthand for standard output / file data.
+    pub async fn stdout(&mut self, data: &[u8]) -> Result<(), Gone> {
+        self.send(CHANNEL_STDOUT, data).await
+    }
+
+    /// Resolves when the client has gone away.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
+    /// Payload bytes sent so far (without channel bytes).
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Gives the sealer and channel to a blocking thread (bulk file reads).
+    pub fn into_parts(self) -> (mpsc::Sender<Bytes>, Sealer, u64) {
+        (self.tx, self.sealer, self.sent)
+    }
+
+    /// Rebuilds a writer from its parts.
+    pub fn from_parts(tx: mpsc::Sender<Bytes>, sealer: Sealer, sent: u64) -> Self {
+        ResponseWriter { tx, sealer, sent }
+    }
+
+    /// Seals the final result record.
+    pub async fn finish(
+        mut self,
+        result: &Result<Map<String, Value>, OpError>,
+    ) -> Result<(), Gone> {
+        let json = match result {
+            Ok(fields) => ok_result(fields.clone()),
+            Err(e) => error_result(e),
+        };
+        let line = self.sealer.seal(&[&json], true).map_err(|_| Gone)?;
+        self.tx.send(line).await.map_err(|_| Gone)
+    }
+}
