@@ -365,11 +365,15 @@ impl UserDb {
     fn check_permission(perm: &str) -> Result<(), DbError> {
         if perm.is_empty()
             || perm.len() > MAX_PERMISSION_LEN
-            || perm.chars().any(|c| c.is_control() || c.is_whitespace())
+            || perm
+                .chars()
+                .any(|c| c.is_control() || (c.is_whitespace() && c != ' '))
         {
             return Err(DbError::BadPermission(shown(perm)));
         }
-        Ok(())
+        crate::perms::Perm::parse(perm)
+            .map(|_| ())
+            .map_err(|e| DbError::BadPermission(e.to_string()))
     }
 
     /// Grants a permission; returns whether it was new.
