@@ -284,7 +284,13 @@ mod tests {
     fn idle_expiry() {
         let t = SessionTable::new(10, 10, Duration::from_secs(60));
         let s = t
-            .create("a".into(), "u", &keys(), Duration::from_millis(1))
+            .create(
+                "a".into(),
+                "u",
+                &keys(),
+                Duration::from_millis(1),
+                Grants::admin(),
+            )
             .unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert!(t.get("a").is_none());
