@@ -846,6 +846,40 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+            let _ = parse_private_key_pem(&text, Some(b"x"));
+            let _ = parse_public_key_pem(&text);
+            let _ = is_encrypted_pem(&text);
+        }
+
+        #[test]
+        fn arbitrary_der_in_pem_never_panics(
+            der in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            label in 0usize..5,
+        ) {
+            let label = ["PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "EC PRIVATE KEY", "PUBLIC KEY", "X"][label];
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+            let text = format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n");
+            let _ = parse_private_key_pem(&text, Some(b"x"));
+            let _ = parse_public_key_pem(&text);
+        }
+
+        #[test]
+        fn bit_flips_in_a_valid_key_never_panic(pos in 0usize..200, bit in 0u8..8) {
+            let k = IdentityKey::from(SigningKey::from_slice(&[7u8; 32]).unwrap());
+            let pem = private_key_to_pem(&k, None).unwrap();
+            let blocks = pem_blocks(&pem).unwrap();
+            let mut der = blocks[0].der.to_vec();
+            let i = pos % der.len();
+            der[i] ^= 1 << bit;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+            let text = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n");
+            let _ = parse_private_key_pem(&text, None);
+        }
+    }
+
     #[test]
     fn missing_file_names_the_path() {
         let e = read_public_key(Path::new("/nonexistent/x.pub")).unwrap_err();

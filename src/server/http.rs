@@ -1,1 +1,281 @@
-//! Embedded HTTP/1.1 front door. (in progress)
+//! Embedded HTTP/1.1 front door, for running `remod` without a web server
+//! (behind a TLS-terminating proxy, or on a trusted network).
+//!
+//! Each request is turned into the same CGI-style [`Params`] the FastCGI
+//! front door receives, so the router cannot tell them apart; bodies stream
+//! both ways through the bounded channels of [`crate::server::request`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::request::{
+    Body, BodyError, BodySender, Handler, Params, Request, Response, ResponseBody,
+};
+
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves HTTP/1.1 on `listener` forever. `config` holds the `REMO_*`
+/// params appended to every request (client headers can only produce
+/// `HTTP_*` names, so they cannot forge these).
+pub async fn serve(listener: TcpListener, handler: Arc<dyn Handler>, config: Params) {
+    serve_until(listener, handler, config, std::future::pending()).await
+}
+
+/// Like [`serve`], until `shutdown` resolves: then stops accepting, asks
+/// every connection to close after its current request, and returns when
+/// all are gone.
+pub async fn serve_until(
+    listener: TcpListener,
+    handler: Arc<dyn Handler>,
+    config: Params,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let config = Arc::new(config);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = &mut shutdown => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let config = config.clone();
+                let stop = stop_rx.clone();
+                tasks.spawn(serve_conn(stream, peer, handler, config, stop));
+            }
+            Err(e) => super::fcgi::accept_backoff("http", &e).await,
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Serves one keep-alive connection.
+async fn serve_conn(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    handler: Arc<dyn Handler>,
+    config: Arc<Params>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let handler = handler.clone();
+        let config = config.clone();
+        async move { Ok::<_, Infallible>(handle(req, peer, handler, &config).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    log::debug!("http connection ({peer}): {e}");
+                }
+                return;
+            }
+            c = stop.changed(), if !stopping => {
+                stopping = true;
+                if c.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Builds the CGI-style params of an HTTP request.
+pub fn cgi_params<B>(req: &hyper::Request<B>, peer: SocketAddr, config: &Params) -> Params {
+    let mut p = Params::new();
+    p.push("REQUEST_METHOD", req.method().as_str());
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    p.push("REQUEST_URI", uri);
+    p.push("SCRIPT_NAME", "");
+    p.push("REMOTE_ADDR", peer.ip().to_string());
+    p.push("REMOTE_PORT", peer.port().to_string());
+    p.push("SERVER_PROTOCOL", format!("{:?}", req.version()));
+    let headers = req.headers();
+    if let Some(ct) = headers.get(hyper::header::CONTENT_TYPE) {
+        p.push("CONTENT_TYPE", ct.as_bytes());
+    }
+    let chunked = headers
+        .get(hyper::header::TRANSFER_ENCODING)
+        .is_some_and(|te| !te.as_bytes().is_empty());
+    if !chunked {
+        if let Some(cl) = headers.get(hyper::header::CONTENT_LENGTH) {
+            p.push("CONTENT_LENGTH", cl.as_bytes());
+        }
+    }
+    for (name, value) in headers {
+        let mut n = Vec::with_capacity(5 + name.as_str().len());
+        n.extend_from_slice(b"HTTP_");
+        n.extend(name.as_str().bytes().map(|b| {
+            if b == b'-' {
+                b'_'
+            } else {
+                b.to_ascii_uppercase()
+            }
+        }));
+        p.push(n, value.as_bytes());
+    }
+    for (n, v) in config.iter() {
+        p.push(n, v);
+    }
+    p
+}
+
+/// Runs the handler on one request, streaming the body in a side task.
+async fn handle(
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    handler: Arc<dyn Handler>,
+    config: &Params,
+) -> hyper::Response<HttpBody> {
+    let params = cgi_params(&req, peer, config);
+    let (tx, body) = Body::channel();
+    let incoming = req.into_body();
+    tokio::spawn(pump_body(incoming, tx));
+    let resp = handler.handle(Request { params, body }).await;
+    to_hyper(resp)
+}
+
+/// Moves request body frames into the channel as they arrive; the bounded
+/// channel stops reading the socket when the handler falls behind.
+async fn pump_body(mut incoming: Incoming, tx: BodySender) {
+    loop {
+        let frame = tokio::select! {
+            f = incoming.frame() => f,
+            // The handler dropped its body: stop reading it.
+            _ = tx.closed() => return,
+        };
+        match frame {
+            None => return,
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                let err = if e.is_parse() || e.is_user() {
+                    BodyError::Malformed(e.to_string())
+                } else {
+                    BodyError::Aborted
+                };
+                let _ = tx.send(Err(err)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Converts a [`Response`] to hyper's type; `Full` gets a Content-Length,
+/// `Stream` goes out chunked.
+fn to_hyper(resp: Response) -> hyper::Response<HttpBody> {
+    let body = match resp.body {
+        ResponseBody::Full(b) => HttpBody::Full(Some(b)),
+        ResponseBody::Stream(rx) => HttpBody::Stream(rx),
+    };
+    let mut out = hyper::Response::new(body);
+    *out.status_mut() = hyper::StatusCode::from_u16(resp.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let h = out.headers_mut();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(resp.content_type) {
+        h.insert(hyper::header::CONTENT_TYPE, v);
+    }
+    for (name, value) in resp.headers {
+        match (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(&value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                h.append(n, v);
+            }
+            _ => log::warn!("http: dropping invalid response header {name:?}"),
+        }
+    }
+    out
+}
+
+/// A response body: all at once, or chunks as the producer sends them.
+/// Dropping it (hyper does when the client vanishes) drops the receiver,
+/// which the producer sees as `Sender::closed()`.
+#[derive(Debug)]
+pub enum HttpBody {
+    /// A complete body; `None` once sent.
+    Full(Option<Bytes>),
+    /// A streamed body.
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl http_body::Body for HttpBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            HttpBody::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+            HttpBody::Stream(rx) => loop {
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(c)) if c.is_empty() => continue,
+                    Poll::Ready(Some(c)) => return Poll::Ready(Some(Ok(Frame::data(c)))),
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, HttpBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            HttpBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            HttpBody::Full(None) => SizeHint::with_exact(0),
+            HttpBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The router in-process, with real key files, a real SQLite user database
+//! and real child processes: every pre-check status of PROTOCOL.md §5, the
+//! auth failures of §3, and the core operations' edge cases.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use remo::keyfile;
+use remo::proto::b64;
+use remo::proto::handshake::{AuthResponse, ClientHandshake, ClientSession, Ephemeral};
+use remo::proto::identity::IdentityKey;
+use remo::proto::record::{open_message, seal_message, RecordKey, Sealer};
+use remo::proto::response::{parse_result, ErrorCode};
+use remo::server::config::{Defaults, InstanceKey};
+use remo::server::request::{Body, Handler, Params, Request, ResponseBody};
+use remo::server::router::Router;
+use remo::userdb::UserDb;
+use serde_json::{json, Map, Value};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    router: std::sync::Arc<Router>,
+    alice: IdentityKey,
+    bob: IdentityKey,
+    server: IdentityKey,
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn fixture_with(timeout: Option<&str>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let server = IdentityKey::generate();
+    keyfile::write_private_key(&root.join("server.key"), &server, None, false).unwrap();
+    let alice = IdentityKey::generate();
+    let bob = IdentityKey::generate();
+    let mut db = UserDb::create(&root.join("users.db")).unwrap();
+    db.add_user("alice", &alice.public()).unwrap();
+    db.add_user("bob", &bob.public()).unwrap();
+    db.set_enabled("bob", false).unwrap();
+    let router = Router::new(Defaults {
+        instance: InstanceKey {
+            key_file: Some(root.join("server.key")),
+            user_db: Some(root.join("users.db")),
+            config: None,
+            session_timeout: timeout.map(str::to_string),
+        },
+        base: Some("/remo".into()),
+    });
+    Fixture {
+        _dir: dir,
+        root,
+        router,
+        alice,
+        bob,
+        server,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(None)
+}
+
+async fn call(f: &Fixture, method: &str, op: &str, session: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let mut params = Params::new();
+    params.push("REQUEST_METHOD", method);
+    params.push("REQUEST_URI", format!("/remo/{op}"));
+    params.push("REMOTE_ADDR", "127.0.0.1");
+    if let Some(s) = session {
+        params.push("HTTP_REMO_SESSION", s);
+    }
+    let resp = f
+        .router
+        .handle(Request {
+            params,
+            body: Body::from_bytes(Bytes::from(body)),
+        })
+        .await;
+    let mut out = Vec::new();
+    match resp.body {
+        ResponseBody::Full(b) => out.extend_from_slice(&b),
+        ResponseBody::Stream(mut rx) => {
+            while let Some(chunk) = rx.recv().await {
+                out.extend_from_slice(&chunk);
+            }
+        }
+    }
+    (resp.status, out)
+}
+
+async fn login_as(f: &Fixture, user: &str, key: &IdentityKey, time: i64) -> (u16, Vec<u8>, Option<ClientSession>) {
+    let (hs, req) = ClientHandshake::start(user, key, time);
+    let (status, body) = call(f, "POST", "auth", None, serde_json::to_vec(&req).unwrap()).await;
+    if status != 200 {
+        return (status, body, None);
+    }
+    let resp: AuthResponse = serde_json::from_slice(&body).unwrap();
+    let s = hs.finish(&resp, &f.server.public()).unwrap();
+    (status, body, Some(s))
+}
+
+async fn login(f: &Fixture) -> ClientSession {
+    login_as(f, "alice", &f.alice, now()).await.2.unwrap()
+}
+
+struct Reply {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    result: Result<Map<String, Value>, remo::proto::response::OpError>,
+}
+
+fn open_reply(s: &ClientSession, r: u64, op: &str, body: &[u8]) -> Reply {
+    let recs = open_message(&RecordKey::new(&s.keys.s2c), Some(r), op, body).unwrap();
+    let (last, rest) = recs.split_last().unwrap();
+    let mut reply = Reply {
+        stdout: vec![],
+        stderr: vec![],
+        result: parse_result(last).unwrap(),
+    };
+    for rec in rest {
+        match rec[0] {
+            1 => reply.stdout.extend_from_slice(&rec[1..]),
+            2 => reply.stderr.extend_from_slice(&rec[1..]),
+            c => panic!("bad channel {c}"),
+        }
+    }
+    reply
+}
+
+fn seal(s: &ClientSession, r: u64, op: &str, desc: Value, data: &[&[u8]]) -> Vec<u8> {
+    let d = desc.to_string();
+    let mut parts: Vec<&[u8]> = vec![d.as_bytes()];
+    parts.extend_from_slice(data);
+    seal_message(&RecordKey::new(&s.keys.c2s), r, op, &parts).unwrap()
+}
+
+async fn request(f: &Fixture, s: &ClientSession, r: u64, op: &str, desc: Value, data: &[&[u8]]) -> Reply {
+    let (status, body) = call(f, "POST", op, Some(&s.session), seal(s, r, op, desc, data)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    open_reply(s, r, op, &body)
+}
+
+fn error_text(body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap();
+    v["error"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn info_is_public() {
+    let f = fixture();
+    let (status, body) = call(&f, "GET", "info", None, vec![]).await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["protocol"], "remo/1");
+    assert_eq!(v["key"], f.server.public().to_b64());
+    assert_eq!(v["fingerprint"], f.server.public().fingerprint());
+    assert_eq!(call(&f, "POST", "info", None, vec![]).await.0, 405);
+}
+
+#[tokio::test]
+async fn auth_failures_are_identical_401s() {
+    let f = fixture();
+    let t = now();
+    let (ok, _, _) = login_as(&f, "alice", &f.alice, t).await;
+    assert_eq!(ok, 200);
+    let stranger = IdentityKey::generate();
+    let cases = [
+        login_as(&f, "nobody", &f.alice, t).await,       // unknown user
+        login_as(&f, "alice", &stranger, t).await,       // bad signature
+        login_as(&f, "alice", &f.alice, t - 400).await,  // clock skew
+        login_as(&f, "alice", &f.alice, t + 400).await,  // clock skew ahead
+        login_as(&f, "bob", &f.bob, t).await,            // disabled
+    ];
+    let mut bodies = vec![];
+    for (status, body, _) in cases {
+        assert_eq!(status, 401);
+        bodies.push(body);
+    }
+    // A replayed /auth body (same user and Qc) is refused too.
+    let (_hs, req) = ClientHandshake::start_with("alice", &f.alice, t, Ephemeral::generate());
+    let raw = serde_json::to_vec(&req).unwrap();
+    assert_eq!(call(&f, "POST", "auth", None, raw.clone()).await.0, 200);
+    let (status, body) = call(&f, "POST", "auth", None, raw).await;
+    assert_eq!(status, 401);
+    bodies.push(body);
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "401 bodies differ");
+    assert_eq!(error_text(&bodies[0]), "authentication failed");
+}
+
+#[tokio::test]
+async fn malformed_auth_is_400() {
+    let f = fixture();
+    let (_, good) = ClientHandshake::start("alice", &f.alice, now());
+    let mut bad_point = good.clone();
+    let mut pt = b64::decode(&bad_point.key).unwrap();
+    pt[64] ^= 1;
+    bad_point.key = b64::encode(&pt);
+    let mut bad_name = good.clone();
+    bad_name.user = "al ice".into();
+    let mut padded = good.clone();
+    padded.sig.push('=');
+    for body in [
+        b"{not json".to_vec(),
+        serde_json::to_vec(&bad_point).unwrap(),
+        serde_json::to_vec(&bad_name).unwrap(),
+        serde_json::to_vec(&padded).unwrap(),
+    ] {
+        assert_eq!(call(&f, "POST", "auth", None, body).await.0, 400);
+    }
+    assert_eq!(call(&f, "POST", "auth", None, vec![b' '; 5000]).await.0, 413);
+    assert_eq!(call(&f, "GET", "auth", None, vec![]).await.0, 405);
+}
+
+#[tokio::test]
+async fn cmd_runs_and_reports() {
+    let f = fixture();
+    let s = login(&f).await;
+    let r = request(&f, &s, 1, "cmd", json!({"argv": ["echo", "hi"]}), &[]).await;
+    assert_eq!(r.stdout, b"hi\n");
+    let res = r.result.unwrap();
+    assert_eq!(res["exit"], 0);
+    assert_eq!(res["signal"], Value::Null);
+    assert_eq!(res["timed_out"], false);
+
+    let r = request(&f, &s, 2, "cmd", json!({"sh": "echo out; echo err >&2; exit 3"}), &[]).await;
+    assert_eq!(r.stdout, b"out\n");
+    assert_eq!(r.stderr, b"err\n");
+    assert_eq!(r.result.unwrap()["exit"], 3);
+
+    let r = request(&f, &s, 3, "cmd", json!({"argv": ["cat"]}), &[b"abc", b"", b"def"]).await;
+    assert_eq!(r.stdout, b"abcdef");
+
+    let r = request(&f, &s, 4, "cmd", json!({"sh": "kill -TERM $$"}), &[]).await;
+    let res = r.result.unwrap();
+    assert_eq!(res["exit"], Value::Null);
+    assert_eq!(res["signal"], 15);
+
+    let r = request(&f, &s, 5, "cmd", json!({"argv": ["sleep", "30"], "timeout": 0.3}), &[]).await;
+    let res = r.result.unwrap();
+    assert_eq!(res["timed_out"], true);
+    assert_eq!(res["signal"], 9);
+
+    let r = request(&f, &s, 6, "cmd", json!({"argv": ["no-such-program-xyz"]}), &[]).await;
+    assert_eq!(r.result.unwrap_err().code, ErrorCode::NotFound);
+
+    let r = request(&f, &s, 7, "cmd", json!({"argv": ["pwd"], "cwd": f.root.to_str().unwrap(), "env": {"X": "1"}}), &[]).await;
+    assert_eq!(String::from_utf8(r.stdout).unwrap().trim(), f.root.canonicalize().unwrap().to_str().unwrap());
+
+    let r = request(&f, &s, 8, "cmd", json!({"sh": "echo $X $REMO_USER", "env": {"X": "y"}}), &[]).await;
+    assert_eq!(r.stdout, b"y alice\n");
+
+    let r = request(&f, &s, 9, "cmd", json!({"argv": ["true"], "bogus": 1}), &[]).await;
+    assert_eq!(r.result.unwrap_err().code, ErrorCode::BadRequest);
+}
+
+#[tokio::test]
+async fn precheck_statuses() {
+    let f = fixture();
+    let s = login(&f).await;
+    let good = seal(&s, 1, "cmd", json!({"argv": ["true"]}), &[]);
+    // Unknown op, wrong method.
+    assert_eq!(call(&f, "POST", "nope", Some(&s.session), good.clone()).await.0, 404);
+    assert_eq!(call(&f, "GET", "cmd", Some(&s.session), good.clone()).await.0, 405);
+    // Missing header.
+    assert_eq!(call(&f, "POST", "cmd", None, good.clone()).await.0, 400);
+    // Malformed line, oversized line.
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), b"!!!!\r\n".to_vec()).await.0, 400);
+    let mut long = vec![b'A'; 87_421];
+    long.extend_from_slice(b"\r\n");
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), long).await.0, 413);
+    // Unknown session.
+    assert_eq!(call(&f, "POST", "cmd", Some("AAAAAAAAAAAAAAAAAAAAAA"), good.clone()).await.0, 401);
+    // Tampered record.
+    let mut tampered = good.clone();
+    let i = tampered.len() - 5;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), tampered).await.0, 401);
+    // Record sealed for another operation.
+    let other = seal(&s, 1, "get", json!({"argv": ["true"]}), &[]);
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), other).await.0, 401);
+    // The good one, then its replay.
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), good.clone()).await.0, 200);
+    let (status, body) = call(&f, "POST", "cmd", Some(&s.session), good).await;
+    assert_eq!(status, 409);
+    assert!(body.starts_with(b"{"), "409 must be plain JSON, not sealed");
+    // Out of order within the window is fine; older than the window is not.
+    let jump = seal(&s, 2000, "cmd", json!({"argv": ["true"]}), &[]);
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), jump).await.0, 200);
+    let within = seal(&s, 977, "cmd", json!({"argv": ["true"]}), &[]);
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), within).await.0, 200);
+    let old = seal(&s, 976, "cmd", json!({"argv": ["true"]}), &[]);
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), old).await.0, 409);
+}
+
+#[tokio::test]
+async fn expired_session_is_401() {
+    let f = fixture_with(Some("1"));
+    let s = login(&f).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let body = seal(&s, 1, "cmd", json!({"argv": ["true"]}), &[]);
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), body).await.0, 401);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let f = fixture();
+    let s = login(&f).await;
+    let r = request(&f, &s, 1, "logout", json!({}), &[]).await;
+    assert!(r.result.is_ok());
+    let body = seal(&s, 2, "cmd", json!({"argv": ["true"]}), &[]);
+    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), body).await.0, 401);
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+#[tokio::test]
+async fn put_get_round_trip_and_failures_keep_the_old_file() {
+    let f = fixture();
+    let s = login(&f).await;
+    let path = f.root.join("notes.txt");
+    let p = path.to_str().unwrap();
+    let r = request(&f, &s, 1, "put", json!({"path": p, "mode": 0o640}), &[b"hello ", b"world\n"]).await;
+    let res = r.result.unwrap();
+    assert_eq!(res["size"], 12);
+    assert_eq!(read(&path), b"hello world\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+
+    let r = request(&f, &s, 2, "get", json!({"path": p}), &[]).await;
+    assert_eq!(r.stdout, b"hello world\n");
+    let res = r.result.unwrap();
+    use sha2::Digest;
+    assert_eq!(res["sha256"], b64::encode(&sha2::Sha256::digest(b"hello world\n")));
+    assert_eq!(res["mode"], 0o640);
+
+    let r = request(&f, &s, 3, "get", json!({"path": p, "offset": 6, "length": 3}), &[]).await;
+    assert_eq!(r.stdout, b"wor");
+
+    // Wrong digest: nothing replaced.
+    let wrong = b64::encode(&[0u8; 32]);
+    let r = request(&f, &s, 4, "put", json!({"path": p, "sha256": wrong}), &[b"new"]).await;
+    assert_eq!(r.result.unwrap_err().code, ErrorCode::BadRequest);
+    assert_eq!(read(&path), b"hello world\n");
+
+    // No overwrite.
+    let r = request(&f, &s, 5, "put", json!({"path": p, "overwrite": false}), &[b"new"]).await;
+    assert_eq!(r.result.unwrap_err().code, ErrorCode::Exists);
+
+    // Truncated upload (no last record): the response reports failure and
+    // the old file stays; no temporary file is left behind.
+    let full = seal(&s, 6, "put", json!({"path": p}), &[b"replacement", b"more"]);
+    let lines: Vec<&[u8]> = full.split_inclusive(|&b| b == b'\n').collect();
+    let cut = lines[..2].concat();
+    let (status, body) = call(&f, "POST", "put", Some(&s.session), cut).await;
+    assert_eq!(status, 200);
+    let reply = open_reply(&s, 6, "put", &body);
+    assert_eq!(reply.result.unwrap_err().code, ErrorCode::BadRequest);
+    assert_eq!(read(&path), b"hello world\n");
+    let leftovers: Vec<_> = std::fs::read_dir(&f.root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".remo-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // Missing parent without create_dirs, then with it.
+    let deep = f.root.join("a/b/c.txt");
+    let d = deep.to_str().unwrap();
+    let r = request(&f, &s, 7, "put", json!({"path": d}), &[b"x"]).await;
+    assert_eq!(r.result.unwrap_err().code, ErrorCode::NotFound);
+    let r = request(&f, &s, 8, "put", json!({"path": d, "create_dirs": true}), &[b"x"]).await;
+    assert!(r.result.is_ok());
+    assert_eq!(read(&deep), b"x");
+
+    // Errors for get.
+    let r = request(&f, &s, 9, "get", json!({"path": f.root.join("missing").to_str().unwrap()}), &[]).await;
+    assert_eq!(r.result.unwrap_err().code, ErrorCode::NotFound);
+    let r = request(&f, &s, 10, "get", json!({"path": f.root.to_str().unwrap()}), &[]).await;
+    assert_eq!(r.result.unwrap_err().code, ErrorCode::BadRequest);
+}
+
+#[tokio::test]
+async fn streamed_output_arrives_before_the_command_ends() {
+    let f = fixture();
+    let s = login(&f).await;
+    let mut params = Params::new();
+    params.push("REQUEST_METHOD", "POST");
+    params.push("REQUEST_URI", "/remo/cmd");
+    params.push("HTTP_REMO_SESSION", s.session.as_str());
+    let body = seal(&s, 1, "cmd", json!({"sh": "echo first; sleep 2; echo second"}), &[]);
+    let resp = f
+        .router
+        .handle(Request {
+            params,
+            body: Body::from_bytes(body),
+        })
+        .await;
+    let ResponseBody::Stream(mut rx) = resp.body else { panic!("not streamed") };
+    let started = std::time::Instant::now();
+    let first = rx.recv().await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500));
+    let recs = {
+        let mut opener = remo::proto::record::Opener::new(RecordKey::new(&s.keys.s2c), Some(1), "cmd");
+        let line = &first[..first.len() - 2];
+        opener.open(line).unwrap().plaintext().to_vec()
+    };
+    assert_eq!(recs, b"\x01first\n");
+    // Dropping the response (client gone) must kill the command's group.
+    drop(rx);
+    let _ = Sealer::new(RecordKey::new(&s.keys.s2c), 1, "cmd");
+}
