@@ -28,7 +28,10 @@ struct Fixture {
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn fixture_with(timeout: Option<&str>) -> Fixture {
@@ -65,7 +68,13 @@ fn fixture() -> Fixture {
     fixture_with(None)
 }
 
-async fn call(f: &Fixture, method: &str, op: &str, session: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
+async fn call(
+    f: &Fixture,
+    method: &str,
+    op: &str,
+    session: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
     let mut params = Params::new();
     params.push("REQUEST_METHOD", method);
     params.push("REQUEST_URI", format!("/remo/{op}"));
@@ -92,7 +101,12 @@ async fn call(f: &Fixture, method: &str, op: &str, session: Option<&str>, body: 
     (resp.status, out)
 }
 
-async fn login_as(f: &Fixture, user: &str, key: &IdentityKey, time: i64) -> (u16, Vec<u8>, Option<ClientSession>) {
+async fn login_as(
+    f: &Fixture,
+    user: &str,
+    key: &IdentityKey,
+    time: i64,
+) -> (u16, Vec<u8>, Option<ClientSession>) {
     let (hs, req) = ClientHandshake::start(user, key, time);
     let (status, body) = call(f, "POST", "auth", None, serde_json::to_vec(&req).unwrap()).await;
     if status != 200 {
@@ -138,7 +152,14 @@ fn seal(s: &ClientSession, r: u64, op: &str, desc: Value, data: &[&[u8]]) -> Vec
     seal_message(&RecordKey::new(&s.keys.c2s), r, op, &parts).unwrap()
 }
 
-async fn request(f: &Fixture, s: &ClientSession, r: u64, op: &str, desc: Value, data: &[&[u8]]) -> Reply {
+async fn request(
+    f: &Fixture,
+    s: &ClientSession,
+    r: u64,
+    op: &str,
+    desc: Value,
+    data: &[&[u8]],
+) -> Reply {
     let (status, body) = call(f, "POST", op, Some(&s.session), seal(s, r, op, desc, data)).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     open_reply(s, r, op, &body)
@@ -169,11 +190,11 @@ async fn auth_failures_are_identical_401s() {
     assert_eq!(ok, 200);
     let stranger = IdentityKey::generate();
     let cases = [
-        login_as(&f, "nobody", &f.alice, t).await,       // unknown user
-        login_as(&f, "alice", &stranger, t).await,       // bad signature
-        login_as(&f, "alice", &f.alice, t - 400).await,  // clock skew
-        login_as(&f, "alice", &f.alice, t + 400).await,  // clock skew ahead
-        login_as(&f, "bob", &f.bob, t).await,            // disabled
+        login_as(&f, "nobody", &f.alice, t).await, // unknown user
+        login_as(&f, "alice", &stranger, t).await, // bad signature
+        login_as(&f, "alice", &f.alice, t - 400).await, // clock skew
+        login_as(&f, "alice", &f.alice, t + 400).await, // clock skew ahead
+        login_as(&f, "bob", &f.bob, t).await,      // disabled
     ];
     let mut bodies = vec![];
     for (status, body, _) in cases {
@@ -211,7 +232,10 @@ async fn malformed_auth_is_400() {
     ] {
         assert_eq!(call(&f, "POST", "auth", None, body).await.0, 400);
     }
-    assert_eq!(call(&f, "POST", "auth", None, vec![b' '; 5000]).await.0, 413);
+    assert_eq!(
+        call(&f, "POST", "auth", None, vec![b' '; 5000]).await.0,
+        413
+    );
     assert_eq!(call(&f, "GET", "auth", None, vec![]).await.0, 405);
 }
 
@@ -226,12 +250,28 @@ async fn cmd_runs_and_reports() {
     assert_eq!(res["signal"], Value::Null);
     assert_eq!(res["timed_out"], false);
 
-    let r = request(&f, &s, 2, "cmd", json!({"sh": "echo out; echo err >&2; exit 3"}), &[]).await;
+    let r = request(
+        &f,
+        &s,
+        2,
+        "cmd",
+        json!({"sh": "echo out; echo err >&2; exit 3"}),
+        &[],
+    )
+    .await;
     assert_eq!(r.stdout, b"out\n");
     assert_eq!(r.stderr, b"err\n");
     assert_eq!(r.result.unwrap()["exit"], 3);
 
-    let r = request(&f, &s, 3, "cmd", json!({"argv": ["cat"]}), &[b"abc", b"", b"def"]).await;
+    let r = request(
+        &f,
+        &s,
+        3,
+        "cmd",
+        json!({"argv": ["cat"]}),
+        &[b"abc", b"", b"def"],
+    )
+    .await;
     assert_eq!(r.stdout, b"abcdef");
 
     let r = request(&f, &s, 4, "cmd", json!({"sh": "kill -TERM $$"}), &[]).await;
@@ -239,18 +279,53 @@ async fn cmd_runs_and_reports() {
     assert_eq!(res["exit"], Value::Null);
     assert_eq!(res["signal"], 15);
 
-    let r = request(&f, &s, 5, "cmd", json!({"argv": ["sleep", "30"], "timeout": 0.3}), &[]).await;
+    let r = request(
+        &f,
+        &s,
+        5,
+        "cmd",
+        json!({"argv": ["sleep", "30"], "timeout": 0.3}),
+        &[],
+    )
+    .await;
     let res = r.result.unwrap();
     assert_eq!(res["timed_out"], true);
     assert_eq!(res["signal"], 9);
 
-    let r = request(&f, &s, 6, "cmd", json!({"argv": ["no-such-program-xyz"]}), &[]).await;
+    let r = request(
+        &f,
+        &s,
+        6,
+        "cmd",
+        json!({"argv": ["no-such-program-xyz"]}),
+        &[],
+    )
+    .await;
     assert_eq!(r.result.unwrap_err().code, ErrorCode::NotFound);
 
-    let r = request(&f, &s, 7, "cmd", json!({"argv": ["pwd"], "cwd": f.root.to_str().unwrap(), "env": {"X": "1"}}), &[]).await;
-    assert_eq!(String::from_utf8(r.stdout).unwrap().trim(), f.root.canonicalize().unwrap().to_str().unwrap());
+    let r = request(
+        &f,
+        &s,
+        7,
+        "cmd",
+        json!({"argv": ["pwd"], "cwd": f.root.to_str().unwrap(), "env": {"X": "1"}}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8(r.stdout).unwrap().trim(),
+        f.root.canonicalize().unwrap().to_str().unwrap()
+    );
 
-    let r = request(&f, &s, 8, "cmd", json!({"sh": "echo $X $REMO_USER", "env": {"X": "y"}}), &[]).await;
+    let r = request(
+        &f,
+        &s,
+        8,
+        "cmd",
+        json!({"sh": "echo $X $REMO_USER", "env": {"X": "y"}}),
+        &[],
+    )
+    .await;
     assert_eq!(r.stdout, b"y alice\n");
 
     let r = request(&f, &s, 9, "cmd", json!({"argv": ["true"], "bogus": 1}), &[]).await;
@@ -263,27 +338,64 @@ async fn precheck_statuses() {
     let s = login(&f).await;
     let good = seal(&s, 1, "cmd", json!({"argv": ["true"]}), &[]);
     // Unknown op, wrong method.
-    assert_eq!(call(&f, "POST", "nope", Some(&s.session), good.clone()).await.0, 404);
-    assert_eq!(call(&f, "GET", "cmd", Some(&s.session), good.clone()).await.0, 405);
+    assert_eq!(
+        call(&f, "POST", "nope", Some(&s.session), good.clone())
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call(&f, "GET", "cmd", Some(&s.session), good.clone())
+            .await
+            .0,
+        405
+    );
     // Missing header.
     assert_eq!(call(&f, "POST", "cmd", None, good.clone()).await.0, 400);
     // Malformed line, oversized line.
-    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), b"!!!!\r\n".to_vec()).await.0, 400);
+    assert_eq!(
+        call(&f, "POST", "cmd", Some(&s.session), b"!!!!\r\n".to_vec())
+            .await
+            .0,
+        400
+    );
     let mut long = vec![b'A'; 87_421];
     long.extend_from_slice(b"\r\n");
     assert_eq!(call(&f, "POST", "cmd", Some(&s.session), long).await.0, 413);
     // Unknown session.
-    assert_eq!(call(&f, "POST", "cmd", Some("AAAAAAAAAAAAAAAAAAAAAA"), good.clone()).await.0, 401);
+    assert_eq!(
+        call(
+            &f,
+            "POST",
+            "cmd",
+            Some("AAAAAAAAAAAAAAAAAAAAAA"),
+            good.clone()
+        )
+        .await
+        .0,
+        401
+    );
     // Tampered record.
     let mut tampered = good.clone();
     let i = tampered.len() - 5;
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
-    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), tampered).await.0, 401);
+    assert_eq!(
+        call(&f, "POST", "cmd", Some(&s.session), tampered).await.0,
+        401
+    );
     // Record sealed for another operation.
     let other = seal(&s, 1, "get", json!({"argv": ["true"]}), &[]);
-    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), other).await.0, 401);
+    assert_eq!(
+        call(&f, "POST", "cmd", Some(&s.session), other).await.0,
+        401
+    );
     // The good one, then its replay.
-    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), good.clone()).await.0, 200);
+    assert_eq!(
+        call(&f, "POST", "cmd", Some(&s.session), good.clone())
+            .await
+            .0,
+        200
+    );
     let (status, body) = call(&f, "POST", "cmd", Some(&s.session), good).await;
     assert_eq!(status, 409);
     assert!(body.starts_with(b"{"), "409 must be plain JSON, not sealed");
@@ -291,7 +403,10 @@ async fn precheck_statuses() {
     let jump = seal(&s, 2000, "cmd", json!({"argv": ["true"]}), &[]);
     assert_eq!(call(&f, "POST", "cmd", Some(&s.session), jump).await.0, 200);
     let within = seal(&s, 977, "cmd", json!({"argv": ["true"]}), &[]);
-    assert_eq!(call(&f, "POST", "cmd", Some(&s.session), within).await.0, 200);
+    assert_eq!(
+        call(&f, "POST", "cmd", Some(&s.session), within).await.0,
+        200
+    );
     let old = seal(&s, 976, "cmd", json!({"argv": ["true"]}), &[]);
     assert_eq!(call(&f, "POST", "cmd", Some(&s.session), old).await.0, 409);
 }
@@ -325,31 +440,69 @@ async fn put_get_round_trip_and_failures_keep_the_old_file() {
     let s = login(&f).await;
     let path = f.root.join("notes.txt");
     let p = path.to_str().unwrap();
-    let r = request(&f, &s, 1, "put", json!({"path": p, "mode": 0o640}), &[b"hello ", b"world\n"]).await;
+    let r = request(
+        &f,
+        &s,
+        1,
+        "put",
+        json!({"path": p, "mode": 0o640}),
+        &[b"hello ", b"world\n"],
+    )
+    .await;
     let res = r.result.unwrap();
     assert_eq!(res["size"], 12);
     assert_eq!(read(&path), b"hello world\n");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
 
     let r = request(&f, &s, 2, "get", json!({"path": p}), &[]).await;
     assert_eq!(r.stdout, b"hello world\n");
     let res = r.result.unwrap();
     use sha2::Digest;
-    assert_eq!(res["sha256"], b64::encode(&sha2::Sha256::digest(b"hello world\n")));
+    assert_eq!(
+        res["sha256"],
+        b64::encode(&sha2::Sha256::digest(b"hello world\n"))
+    );
     assert_eq!(res["mode"], 0o640);
 
-    let r = request(&f, &s, 3, "get", json!({"path": p, "offset": 6, "length": 3}), &[]).await;
+    let r = request(
+        &f,
+        &s,
+        3,
+        "get",
+        json!({"path": p, "offset": 6, "length": 3}),
+        &[],
+    )
+    .await;
     assert_eq!(r.stdout, b"wor");
 
     // Wrong digest: nothing replaced.
     let wrong = b64::encode(&[0u8; 32]);
-    let r = request(&f, &s, 4, "put", json!({"path": p, "sha256": wrong}), &[b"new"]).await;
+    let r = request(
+        &f,
+        &s,
+        4,
+        "put",
+        json!({"path": p, "sha256": wrong}),
+        &[b"new"],
+    )
+    .await;
     assert_eq!(r.result.unwrap_err().code, ErrorCode::BadRequest);
     assert_eq!(read(&path), b"hello world\n");
 
     // No overwrite.
-    let r = request(&f, &s, 5, "put", json!({"path": p, "overwrite": false}), &[b"new"]).await;
+    let r = request(
+        &f,
+        &s,
+        5,
+        "put",
+        json!({"path": p, "overwrite": false}),
+        &[b"new"],
+    )
+    .await;
     assert_eq!(r.result.unwrap_err().code, ErrorCode::Exists);
 
     // Truncated upload (no last record): the response reports failure and
@@ -374,14 +527,38 @@ async fn put_get_round_trip_and_failures_keep_the_old_file() {
     let d = deep.to_str().unwrap();
     let r = request(&f, &s, 7, "put", json!({"path": d}), &[b"x"]).await;
     assert_eq!(r.result.unwrap_err().code, ErrorCode::NotFound);
-    let r = request(&f, &s, 8, "put", json!({"path": d, "create_dirs": true}), &[b"x"]).await;
+    let r = request(
+        &f,
+        &s,
+        8,
+        "put",
+        json!({"path": d, "create_dirs": true}),
+        &[b"x"],
+    )
+    .await;
     assert!(r.result.is_ok());
     assert_eq!(read(&deep), b"x");
 
     // Errors for get.
-    let r = request(&f, &s, 9, "get", json!({"path": f.root.join("missing").to_str().unwrap()}), &[]).await;
+    let r = request(
+        &f,
+        &s,
+        9,
+        "get",
+        json!({"path": f.root.join("missing").to_str().unwrap()}),
+        &[],
+    )
+    .await;
     assert_eq!(r.result.unwrap_err().code, ErrorCode::NotFound);
-    let r = request(&f, &s, 10, "get", json!({"path": f.root.to_str().unwrap()}), &[]).await;
+    let r = request(
+        &f,
+        &s,
+        10,
+        "get",
+        json!({"path": f.root.to_str().unwrap()}),
+        &[],
+    )
+    .await;
     assert_eq!(r.result.unwrap_err().code, ErrorCode::BadRequest);
 }
 
@@ -393,7 +570,13 @@ async fn streamed_output_arrives_before_the_command_ends() {
     params.push("REQUEST_METHOD", "POST");
     params.push("REQUEST_URI", "/remo/cmd");
     params.push("HTTP_REMO_SESSION", s.session.as_str());
-    let body = seal(&s, 1, "cmd", json!({"sh": "echo first; sleep 2; echo second"}), &[]);
+    let body = seal(
+        &s,
+        1,
+        "cmd",
+        json!({"sh": "echo first; sleep 2; echo second"}),
+        &[],
+    );
     let resp = f
         .router
         .handle(Request {
@@ -401,12 +584,15 @@ async fn streamed_output_arrives_before_the_command_ends() {
             body: Body::from_bytes(body),
         })
         .await;
-    let ResponseBody::Stream(mut rx) = resp.body else { panic!("not streamed") };
+    let ResponseBody::Stream(mut rx) = resp.body else {
+        panic!("not streamed")
+    };
     let started = std::time::Instant::now();
     let first = rx.recv().await.unwrap();
     assert!(started.elapsed() < std::time::Duration::from_millis(1500));
     let recs = {
-        let mut opener = remo::proto::record::Opener::new(RecordKey::new(&s.keys.s2c), Some(1), "cmd");
+        let mut opener =
+            remo::proto::record::Opener::new(RecordKey::new(&s.keys.s2c), Some(1), "cmd");
         let line = &first[..first.len() - 2];
         opener.open(line).unwrap().plaintext().to_vec()
     };

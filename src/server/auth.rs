@@ -101,12 +101,10 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
         Ok(x) => x,
         Err(_) => return failed(),
     };
-    if let Err(e) = inst.sessions.create(
-        sid,
-        &parsed.user,
-        &keys,
-        Duration::from_secs(inst.timeout),
-    ) {
+    if let Err(e) =
+        inst.sessions
+            .create(sid, &parsed.user, &keys, Duration::from_secs(inst.timeout))
+    {
         warn!("{remote} {} auth 503 {e}", parsed.user);
         return Response::error(503, &e.to_string());
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use log::{error, info};
 
 use super::config::{Defaults, InstanceKey};
-use super::listen::Listener;
+use super::listen::{Listener, UnixOptions};
 use super::request::Params;
 use super::router::Router;
 use crate::keyfile;
@@ -79,7 +79,9 @@ pub fn bootstrap_dir(dir: &Path, first_user: &str) -> Result<bool, ServeError> {
         return Ok(false);
     }
     if !crate::proto::identity::valid_user_name(first_user) {
-        return Err(ServeError::Usage(format!("--first-user {first_user:?} is not a valid user name")));
+        return Err(ServeError::Usage(format!(
+            "--first-user {first_user:?} is not a valid user name"
+        )));
     }
     let setup = |what: &str, e: &dyn std::fmt::Display| ServeError::Setup(format!("{what}: {e}"));
     use std::os::unix::fs::DirBuilderExt;
@@ -89,18 +91,27 @@ pub fn bootstrap_dir(dir: &Path, first_user: &str) -> Result<bool, ServeError> {
         .create(dir.join("client"))
         .map_err(|e| setup(&dir.display().to_string(), &e))?;
     let server = IdentityKey::generate();
-    keyfile::write_private_key(&key_path, &server, None, false).map_err(|e| setup("server key", &e))?;
+    keyfile::write_private_key(&key_path, &server, None, false)
+        .map_err(|e| setup("server key", &e))?;
     keyfile::write_public_key(&dir.join("server.pub"), &server.public(), false)
         .map_err(|e| setup("server key", &e))?;
     let user = IdentityKey::generate();
     let ukey = dir.join("client").join(format!("{first_user}.key"));
     keyfile::write_private_key(&ukey, &user, None, false).map_err(|e| setup("client key", &e))?;
-    keyfile::write_public_key(&dir.join("client").join(format!("{first_user}.key.pub")), &user.public(), false)
-        .map_err(|e| setup("client key", &e))?;
+    keyfile::write_public_key(
+        &dir.join("client").join(format!("{first_user}.key.pub")),
+        &user.public(),
+        false,
+    )
+    .map_err(|e| setup("client key", &e))?;
     let mut db = UserDb::create(&db_path).map_err(|e| setup("user database", &e))?;
-    db.add_user(first_user, &user.public()).map_err(|e| setup("user database", &e))?;
+    db.add_user(first_user, &user.public())
+        .map_err(|e| setup("user database", &e))?;
     eprintln!("remod: created {} (first run)", dir.display());
-    eprintln!("  server key fingerprint: {}", server.public().fingerprint());
+    eprintln!(
+        "  server key fingerprint: {}",
+        server.public().fingerprint()
+    );
     eprintln!("  user {first_user:?} with client key {}", ukey.display());
     Ok(true)
 }
@@ -145,8 +156,9 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         fresh = bootstrap_dir(dir, &a.first_user)?;
     }
     let defaults = defaults_from(&a);
-    let mode = u32::from_str_radix(a.socket_mode.trim_start_matches("0o"), 8)
-        .map_err(|_| ServeError::Usage(format!("--socket-mode {:?} is not octal", a.socket_mode)))?;
+    let mode = u32::from_str_radix(a.socket_mode.trim_start_matches("0o"), 8).map_err(|_| {
+        ServeError::Usage(format!("--socket-mode {:?} is not octal", a.socket_mode))
+    })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,25 +177,38 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| ServeError::Listen(format!("cannot listen on {addr}: {e}")))?;
-            let local = l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.clone());
-            info!("remod {} serving HTTP on {local}", env!("CARGO_PKG_VERSION"));
+            let local = l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| addr.clone());
+            info!(
+                "remod {} serving HTTP on {local}",
+                env!("CARGO_PKG_VERSION")
+            );
             if fresh {
                 if let Some(dir) = &a.dir {
                     eprintln!(
                         "remod: try: remo --server http://{local} --user {} --key {} info",
                         a.first_user,
-                        dir.join("client").join(format!("{}.key", a.first_user)).display()
+                        dir.join("client")
+                            .join(format!("{}.key", a.first_user))
+                            .display()
                     );
                 }
             }
             tokio::spawn(super::http::serve(l, handler, Params::new()))
         } else {
             let listener = match &a.fcgi {
-                Some(spec) => Listener::bind(spec, mode, a.socket_group.as_deref()),
-                None => Listener::inherited(),
-            }
-            .map_err(|e| ServeError::Listen(e.to_string()))?;
-            info!("remod {} serving FastCGI on {}", env!("CARGO_PKG_VERSION"), listener.describe());
+                Some(spec) => {
+                    let opts = UnixOptions {
+                        mode,
+                        group: a.socket_group.clone(),
+                    };
+                    Listener::bind(spec, &opts).map_err(|e| ServeError::Listen(e.to_string()))?
+                }
+                None => inherited_listener()?,
+            };
+            info!("remod {} serving FastCGI", env!("CARGO_PKG_VERSION"));
             tokio::spawn(super::fcgi::serve(listener, handler, Default::default()))
         };
         shutdown_signal().await;
@@ -198,9 +223,26 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// The socket systemd (LISTEN_FDS) or mod_fcgid (fd 0) handed us.
+fn inherited_listener() -> Result<Listener, ServeError> {
+    match Listener::from_systemd() {
+        Ok(Some(l)) => return Ok(l),
+        Ok(None) => {}
+        Err(e) => return Err(ServeError::Listen(e.to_string())),
+    }
+    Listener::from_fd0().map_err(|e| {
+        ServeError::Usage(format!(
+            "give --http ADDR or --fcgi unix:PATH|HOST:PORT (no socket was inherited from systemd or mod_fcgid: {e})"
+        ))
+    })
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("cannot install signal handlers; stop remod with SIGKILL");
         return std::future::pending().await;
     };

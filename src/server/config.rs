@@ -73,7 +73,8 @@ impl Defaults {
     /// The instance key for a request: its params, else these defaults.
     pub fn instance_for(&self, params: &Params) -> InstanceKey {
         InstanceKey {
-            key_file: param_path(params, "REMO_KEY_FILE").or_else(|| self.instance.key_file.clone()),
+            key_file: param_path(params, "REMO_KEY_FILE")
+                .or_else(|| self.instance.key_file.clone()),
             user_db: param_path(params, "REMO_USER_DB").or_else(|| self.instance.user_db.clone()),
             config: param_path(params, "REMO_CONFIG").or_else(|| self.instance.config.clone()),
             session_timeout: params

@@ -79,8 +79,14 @@ struct AuthReplay {
 impl Instance {
     /// Loads the key, opens the database and reads the config file.
     pub fn load(k: &InstanceKey) -> Result<Instance, InstanceError> {
-        let key_file = k.key_file.as_deref().ok_or(ConfigError::Missing("REMO_KEY_FILE"))?;
-        let db_file = k.user_db.as_deref().ok_or(ConfigError::Missing("REMO_USER_DB"))?;
+        let key_file = k
+            .key_file
+            .as_deref()
+            .ok_or(ConfigError::Missing("REMO_KEY_FILE"))?;
+        let db_file = k
+            .user_db
+            .as_deref()
+            .ok_or(ConfigError::Missing("REMO_USER_DB"))?;
         let timeout = parse_timeout(k.session_timeout.as_deref())?;
         let file = match &k.config {
             Some(p) => ConfigFile::load(p)?,

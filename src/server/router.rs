@@ -102,14 +102,11 @@ impl Handler for Router {
 /// prefix (when one is configured), else the last segment. Routes on the raw
 /// `REQUEST_URI`, as the web servers' decoded paths differ (FASTCGI-NOTES).
 pub fn request_op(params: &Params, base: Option<&str>) -> Option<String> {
-    let uri = params
-        .get("REQUEST_URI")
-        .map(|u| u.to_vec())
-        .or_else(|| {
-            let mut s = params.get("SCRIPT_NAME").unwrap_or(b"").to_vec();
-            s.extend_from_slice(params.get("PATH_INFO").unwrap_or(b""));
-            Some(s)
-        })?;
+    let uri = params.get("REQUEST_URI").map(|u| u.to_vec()).or_else(|| {
+        let mut s = params.get("SCRIPT_NAME").unwrap_or(b"").to_vec();
+        s.extend_from_slice(params.get("PATH_INFO").unwrap_or(b""));
+        Some(s)
+    })?;
     let path = uri.split(|&b| b == b'?').next().unwrap_or(&[]);
     let rest: &[u8] = match base {
         Some(b) => {
@@ -178,9 +175,14 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
     let rec0 = match opener.open(&line) {
         Ok(r) => r,
         Err(RecordError::TooLarge) => return Response::error(413, "record too large"),
-        Err(RecordError::OutOfOrder) => return Response::error(400, "first record is not record 0"),
+        Err(RecordError::OutOfOrder) => {
+            return Response::error(400, "first record is not record 0")
+        }
         Err(_) => {
-            warn!("{remote} {} {op} 401 record does not authenticate", session.user);
+            warn!(
+                "{remote} {} {op} 401 record does not authenticate",
+                session.user
+            );
             return Response::error(401, "record does not authenticate");
         }
     };
@@ -241,11 +243,20 @@ mod tests {
     #[test]
     fn routes_on_raw_uri() {
         assert_eq!(request_op(&p("/remo/cmd"), None).as_deref(), Some("cmd"));
-        assert_eq!(request_op(&p("/remo/cmd?x=1"), None).as_deref(), Some("cmd"));
+        assert_eq!(
+            request_op(&p("/remo/cmd?x=1"), None).as_deref(),
+            Some("cmd")
+        );
         assert_eq!(request_op(&p("/cmd"), None).as_deref(), Some("cmd"));
         assert_eq!(request_op(&p("/remo/c%6Dd"), None).as_deref(), Some("cmd"));
-        assert_eq!(request_op(&p("/remo/cmd"), Some("/remo")).as_deref(), Some("cmd"));
-        assert_eq!(request_op(&p("/remo/cmd"), Some("/remo/")).as_deref(), Some("cmd"));
+        assert_eq!(
+            request_op(&p("/remo/cmd"), Some("/remo")).as_deref(),
+            Some("cmd")
+        );
+        assert_eq!(
+            request_op(&p("/remo/cmd"), Some("/remo/")).as_deref(),
+            Some("cmd")
+        );
         assert_eq!(request_op(&p("/other/cmd"), Some("/remo")), None);
         assert_eq!(request_op(&p("/remo/x/cmd"), Some("/remo")), None);
         assert_eq!(request_op(&p("/remo/"), None), None);

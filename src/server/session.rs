@@ -239,7 +239,10 @@ mod tests {
             SessionError::TooManyForUser
         );
         t.create("d".into(), "v", &keys(), to).unwrap();
-        assert_eq!(t.create("e".into(), "w", &keys(), to).unwrap_err(), SessionError::TooMany);
+        assert_eq!(
+            t.create("e".into(), "w", &keys(), to).unwrap_err(),
+            SessionError::TooMany
+        );
         assert!(t.end("b").is_some());
         assert!(b.cancel.is_cancelled());
         assert!(t.get("b").is_none());
@@ -251,7 +254,9 @@ mod tests {
     #[test]
     fn idle_expiry() {
         let t = SessionTable::new(10, 10, Duration::from_secs(60));
-        let s = t.create("a".into(), "u", &keys(), Duration::from_millis(1)).unwrap();
+        let s = t
+            .create("a".into(), "u", &keys(), Duration::from_millis(1))
+            .unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert!(t.get("a").is_none());
         assert!(s.cancel.is_cancelled());

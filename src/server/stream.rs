@@ -32,9 +32,10 @@ impl ReadError {
     /// The operation error a failed read becomes once the response has begun.
     pub fn to_op_error(&self) -> OpError {
         match self {
-            ReadError::TooLarge(_) => {
-                OpError::new(crate::proto::response::ErrorCode::TooLarge, self.to_string())
-            }
+            ReadError::TooLarge(_) => OpError::new(
+                crate::proto::response::ErrorCode::TooLarge,
+                self.to_string(),
+            ),
             _ => OpError::bad_request(format!("request stream failed: {self}")),
         }
     }
@@ -138,13 +139,20 @@ pub struct ResponseWriter {
 impl ResponseWriter {
     /// A writer for one response.
     pub fn new(tx: mpsc::Sender<Bytes>, sealer: Sealer) -> Self {
-        ResponseWriter { tx, sealer, sent: 0 }
+        ResponseWriter {
+            tx,
+            sealer,
+            sent: 0,
+        }
     }
 
     /// Sends `data` on `channel`, split into records of at most 65,536 bytes.
     pub async fn send(&mut self, channel: u8, data: &[u8]) -> Result<(), Gone> {
         for piece in data.chunks(MAX_RESPONSE_DATA) {
-            let line = self.sealer.seal(&[&[channel], piece], false).map_err(|_| Gone)?;
+            let line = self
+                .sealer
+                .seal(&[&[channel], piece], false)
+                .map_err(|_| Gone)?;
             self.tx.send(line).await.map_err(|_| Gone)?;
             self.sent += piece.len() as u64;
         }
@@ -177,7 +185,10 @@ impl ResponseWriter {
     }
 
     /// Seals the final result record.
-    pub async fn finish(mut self, result: &Result<Map<String, Value>, OpError>) -> Result<(), Gone> {
+    pub async fn finish(
+        mut self,
+        result: &Result<Map<String, Value>, OpError>,
+    ) -> Result<(), Gone> {
         let json = match result {
             Ok(fields) => ok_result(fields.clone()),
             Err(e) => error_result(e),

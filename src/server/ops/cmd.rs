@@ -69,13 +69,19 @@ impl CmdDesc {
         let env = self.env.unwrap_or_default();
         for (k, v) in &env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(OpError::bad_request(format!("invalid environment variable {k:?}")));
+                return Err(OpError::bad_request(format!(
+                    "invalid environment variable {k:?}"
+                )));
             }
         }
         let timeout = match self.timeout {
             None => None,
             Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
-            Some(_) => return Err(OpError::bad_request("timeout must be a positive number of seconds")),
+            Some(_) => {
+                return Err(OpError::bad_request(
+                    "timeout must be a positive number of seconds",
+                ))
+            }
         };
         Ok(Cmd {
             argv,
@@ -99,7 +105,10 @@ pub fn base_env(ctx: &OpCtx) -> Vec<(String, String)> {
             "PATH".to_string(),
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         ),
-        ("HOME".to_string(), ctx.inst.home.to_string_lossy().into_owned()),
+        (
+            "HOME".to_string(),
+            ctx.inst.home.to_string_lossy().into_owned(),
+        ),
         ("REMO_USER".to_string(), ctx.session.user.clone()),
     ];
     if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::geteuid()) {
@@ -122,7 +131,12 @@ pub fn build_command(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
     };
     match std::fs::metadata(&cwd) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(OpError::bad_request(format!("cwd {} is not a directory", cwd.display()))),
+        Ok(_) => {
+            return Err(OpError::bad_request(format!(
+                "cwd {} is not a directory",
+                cwd.display()
+            )))
+        }
         Err(e) => return Err(super::io_error(&format!("cwd {}", cwd.display()), &e)),
     }
     let (prog, args) = c
@@ -143,7 +157,9 @@ pub fn build_command(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
 /// Maps a spawn failure to a result.
 pub fn spawn_error(prog: &str, e: &std::io::Error) -> OpError {
     match e.kind() {
-        std::io::ErrorKind::NotFound => OpError::new(ErrorCode::NotFound, format!("{prog}: command not found")),
+        std::io::ErrorKind::NotFound => {
+            OpError::new(ErrorCode::NotFound, format!("{prog}: command not found"))
+        }
         std::io::ErrorKind::PermissionDenied => {
             OpError::new(ErrorCode::Forbidden, format!("{prog}: permission denied"))
         }
@@ -186,15 +202,27 @@ enum End {
 }
 
 /// Runs the command.
-pub async fn apply(ctx: &OpCtx, c: Cmd, input: &mut RequestReader, out: &mut ResponseWriter) -> OpResult {
+pub async fn apply(
+    ctx: &OpCtx,
+    c: Cmd,
+    input: &mut RequestReader,
+    out: &mut ResponseWriter,
+) -> OpResult {
     let Ok(_permit) = ctx.inst.commands.clone().try_acquire_owned() else {
-        return Err(OpError::new(ErrorCode::Unavailable, "too many commands running; try again later"));
+        return Err(OpError::new(
+            ErrorCode::Unavailable,
+            "too many commands running; try again later",
+        ));
     };
     let mut cmd = build_command(ctx, &c)?;
     let has_input = !input.input_complete();
-    cmd.stdin(if has_input { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if has_input {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let prog = c.argv.first().map(String::as_str).unwrap_or("");
     let mut child: Child = cmd.spawn().map_err(|e| spawn_error(prog, &e))?;
     let pgid = child.id();
@@ -278,8 +306,12 @@ pub async fn apply(ctx: &OpCtx, c: Cmd, input: &mut RequestReader, out: &mut Res
                     ))
                 }
                 End::InputFailed(e) => return Err(e.to_op_error()),
-                End::SessionEnded => return Err(OpError::new(ErrorCode::Unavailable, "session ended")),
-                End::ClientGone => return Err(OpError::new(ErrorCode::Unavailable, "client went away")),
+                End::SessionEnded => {
+                    return Err(OpError::new(ErrorCode::Unavailable, "session ended"))
+                }
+                End::ClientGone => {
+                    return Err(OpError::new(ErrorCode::Unavailable, "client went away"))
+                }
                 End::Exited(s) => s,
             }
         }
@@ -295,7 +327,10 @@ async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
 }
 
 /// The result fields `exit`, `signal`, `timed_out`.
-pub fn exit_fields(s: Option<std::process::ExitStatus>, timed_out: bool) -> serde_json::Map<String, Value> {
+pub fn exit_fields(
+    s: Option<std::process::ExitStatus>,
+    timed_out: bool,
+) -> serde_json::Map<String, Value> {
     let exit = s.and_then(|s| s.code());
     let signal = s.and_then(|s| s.signal());
     fields([
@@ -312,7 +347,10 @@ mod tests {
     #[test]
     fn descriptor_checks() {
         assert!(parse(br#"{"argv":["echo","hi"]}"#).is_ok());
-        assert_eq!(parse(br#"{"sh":"echo hi"}"#).unwrap().argv, ["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(
+            parse(br#"{"sh":"echo hi"}"#).unwrap().argv,
+            ["/bin/sh", "-c", "echo hi"]
+        );
         for bad in [
             &br#"{"argv":["a"],"sh":"b"}"#[..],
             br#"{}"#,
@@ -324,7 +362,12 @@ mod tests {
             br#"{"argv":["a\u0000b"]}"#,
             br#"[1]"#,
         ] {
-            assert_eq!(parse(bad).unwrap_err().code, ErrorCode::BadRequest, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse(bad).unwrap_err().code,
+                ErrorCode::BadRequest,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

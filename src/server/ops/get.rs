@@ -32,7 +32,9 @@ pub struct Get {
 pub fn parse(d: &[u8]) -> Result<Get, OpError> {
     let g: Get = parse_descriptor(d)?;
     if g.path.is_empty() || g.path.contains('\0') {
-        return Err(OpError::bad_request("path must be a non-empty string without NUL"));
+        return Err(OpError::bad_request(
+            "path must be a non-empty string without NUL",
+        ));
     }
     Ok(g)
 }
@@ -45,8 +47,18 @@ enum Chunk {
 
 /// Streams the file. Reading and hashing run on a blocking thread while
 /// this task seals, so the two use both cores.
-pub async fn apply(ctx: &OpCtx, g: Get, input: &mut RequestReader, out: &mut ResponseWriter) -> OpResult {
-    while input.next_data().await.map_err(|e| e.to_op_error())?.is_some() {
+pub async fn apply(
+    ctx: &OpCtx,
+    g: Get,
+    input: &mut RequestReader,
+    out: &mut ResponseWriter,
+) -> OpResult {
+    while input
+        .next_data()
+        .await
+        .map_err(|e| e.to_op_error())?
+        .is_some()
+    {
         // `get` takes no data; the loop only checks the message is complete.
     }
     let path = ctx.inst.resolve(&g.path);
@@ -54,11 +66,14 @@ pub async fn apply(ctx: &OpCtx, g: Get, input: &mut RequestReader, out: &mut Res
     let mut file = std::fs::File::open(&path).map_err(|e| io_error(&what, &e))?;
     let meta = file.metadata().map_err(|e| io_error(&what, &e))?;
     if !meta.is_file() {
-        return Err(OpError::bad_request(format!("{what} is not a regular file")));
+        return Err(OpError::bad_request(format!(
+            "{what} is not a regular file"
+        )));
     }
     let offset = g.offset.unwrap_or(0);
     if offset > 0 {
-        file.seek(SeekFrom::Start(offset)).map_err(|e| io_error(&what, &e))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| io_error(&what, &e))?;
     }
     let length = g.length.unwrap_or(u64::MAX);
     let (tx, mut rx) = mpsc::channel::<Chunk>(4);

@@ -72,9 +72,10 @@ pub fn io_error(what: &str, e: &std::io::Error) -> OpError {
         ErrorKind::AlreadyExists => ErrorCode::Exists,
         ErrorKind::InvalidInput | ErrorKind::InvalidData => ErrorCode::BadRequest,
         _ => match e.raw_os_error() {
-            Some(libc::EISDIR) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG) | Some(libc::ELOOP) => {
-                ErrorCode::BadRequest
-            }
+            Some(libc::EISDIR)
+            | Some(libc::ENOTDIR)
+            | Some(libc::ENAMETOOLONG)
+            | Some(libc::ELOOP) => ErrorCode::BadRequest,
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorCode::TooLarge,
             _ => ErrorCode::Internal,
         },

@@ -45,14 +45,17 @@ pub struct PutReq {
 pub fn parse(d: &[u8]) -> Result<PutReq, OpError> {
     let p: Put = parse_descriptor(d)?;
     if p.path.is_empty() || p.path.contains('\0') {
-        return Err(OpError::bad_request("path must be a non-empty string without NUL"));
+        return Err(OpError::bad_request(
+            "path must be a non-empty string without NUL",
+        ));
     }
     if p.mode.is_some_and(|m| m > 0o7777) {
         return Err(OpError::bad_request("mode must be at most 0o7777"));
     }
     let sha256 = match p.sha256 {
         Some(s) => Some(
-            b64::decode_array::<32>(&s).map_err(|e| OpError::bad_request(format!("sha256: {e}")))?,
+            b64::decode_array::<32>(&s)
+                .map_err(|e| OpError::bad_request(format!("sha256: {e}")))?,
         ),
         None => None,
     };
@@ -87,7 +90,12 @@ fn temp_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
 }
 
 /// Receives the file.
-pub async fn apply(ctx: &OpCtx, p: PutReq, input: &mut RequestReader, _out: &mut ResponseWriter) -> OpResult {
+pub async fn apply(
+    ctx: &OpCtx,
+    p: PutReq,
+    input: &mut RequestReader,
+    _out: &mut ResponseWriter,
+) -> OpResult {
     let mut target = ctx.inst.resolve(&p.path);
     // Writing through a symlink updates what it points to, as `cp` would.
     if let Ok(t) = std::fs::canonicalize(&target) {
@@ -104,7 +112,9 @@ pub async fn apply(ctx: &OpCtx, p: PutReq, input: &mut RequestReader, _out: &mut
     }
     let old = match std::fs::metadata(&target) {
         Ok(m) if m.is_dir() => return Err(OpError::bad_request(format!("{what} is a directory"))),
-        Ok(_) if !p.overwrite => return Err(OpError::new(ErrorCode::Exists, format!("{what} exists"))),
+        Ok(_) if !p.overwrite => {
+            return Err(OpError::new(ErrorCode::Exists, format!("{what} exists")))
+        }
         Ok(m) => Some(m),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_error(&what, &e)),
@@ -126,16 +136,22 @@ pub async fn apply(ctx: &OpCtx, p: PutReq, input: &mut RequestReader, _out: &mut
             n = input.next_data() => n,
             _ = cancel.cancelled() => return Err(OpError::new(ErrorCode::Unavailable, "session ended")),
         };
-        let Some(chunk) = next.map_err(|e| e.to_op_error())? else { break };
+        let Some(chunk) = next.map_err(|e| e.to_op_error())? else {
+            break;
+        };
         hash.update(&chunk);
         size += chunk.len() as u64;
-        file.write_all(&chunk).await.map_err(|e| io_error(&what, &e))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| io_error(&what, &e))?;
         ctx.session.touch();
     }
     let digest: [u8; 32] = hash.finalize().into();
     if let Some(expected) = p.sha256 {
         if expected != digest {
-            return Err(OpError::bad_request("content does not match the expected sha256; file not replaced"));
+            return Err(OpError::bad_request(
+                "content does not match the expected sha256; file not replaced",
+            ));
         }
     }
     file.flush().await.map_err(|e| io_error(&what, &e))?;
