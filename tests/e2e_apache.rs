@@ -15,10 +15,11 @@ fn remo_through_apache_proxy_fcgi() {
     let (mut apache, url) = start_apache(&scratch, ApacheFront::ProxyFcgi { sock: &sock }, &data);
     let c = Client::new(&scratch, &url, &data);
 
+    check_raw_session(&url, &data);
     check_basics(&c, &data);
     check_streaming(&c);
     check_big_file(&c, &scratch, &scratch.sub("remote"), BIG_FILE);
-    check_logout(&c, &data);
+    check_logout(&c);
 
     apache.assert_running();
     remod.assert_running();
@@ -37,12 +38,17 @@ fn remo_through_apache_fcgid() {
     let (mut apache, url) = start_apache(&scratch, ApacheFront::Fcgid, &data);
     let c = Client::new(&scratch, &url, &data);
 
+    check_raw_session(&url, &data);
     check_basics(&c, &data);
     let r = c.ok(&["exec", "id", "-un"], None);
-    assert_eq!(r.out().trim(), "www-data", "mod_fcgid runs remod as Apache's user");
+    assert_eq!(
+        r.out().trim(),
+        "www-data",
+        "mod_fcgid runs remod as Apache's user"
+    );
     check_streaming(&c);
     check_big_file(&c, &scratch, &remote, 16 << 20);
-    check_logout(&c, &data);
+    check_logout(&c);
 
     apache.assert_running();
 }

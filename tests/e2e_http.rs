@@ -11,10 +11,11 @@ fn remo_over_embedded_http() {
     let (mut remod, url, data) = start_remod_http(&scratch);
     let c = Client::new(&scratch, &url, &data);
 
+    check_raw_session(&url, &data);
     check_basics(&c, &data);
     check_streaming(&c);
     check_big_file(&c, &scratch, &scratch.sub("remote"), BIG_FILE);
-    check_logout(&c, &data);
+    check_logout(&c);
 
     remod.assert_running();
 }

@@ -13,10 +13,11 @@ fn remo_through_nginx() {
     let (mut nginx, url) = start_nginx(&scratch, &sock, &data);
     let c = Client::new(&scratch, &url, &data);
 
+    check_raw_session(&url, &data);
     check_basics(&c, &data);
     check_streaming(&c);
     check_big_file(&c, &scratch, &scratch.sub("remote"), BIG_FILE);
-    check_logout(&c, &data);
+    check_logout(&c);
 
     nginx.assert_running();
     remod.assert_running();

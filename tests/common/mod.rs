@@ -78,7 +78,8 @@ impl Scratch {
 
 /// Sets a file's mode.
 pub fn chmod(p: &Path, mode: u32) {
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
 }
 
 /// Gives a directory tree to a system user (e.g. www-data for mod_fcgid).
@@ -109,7 +110,10 @@ pub fn free_port() -> u16 {
 /// Writes `size` random bytes to `path`; returns their SHA-256 (hex).
 pub fn random_file(path: &Path, size: u64) -> String {
     let mut src = fs::File::open("/dev/urandom").expect("open /dev/urandom");
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(path).expect("create random file"));
+    let mut out = std::io::BufWriter::with_capacity(
+        1 << 20,
+        fs::File::create(path).expect("create random file"),
+    );
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
@@ -161,7 +165,8 @@ pub fn require(path: &str, package: &str) {
 /// not know about fails loudly.
 pub fn render(rel: &str, vars: &[(&str, &str)]) -> String {
     let path = Path::new(ROOT).join(rel);
-    let mut text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     for (k, v) in vars {
         let key = format!("@{k}@");
         assert!(text.contains(&key), "{rel} has no placeholder {key}");
@@ -277,7 +282,9 @@ impl Proc {
             .stdout(f.try_clone().unwrap())
             .stderr(f)
             .process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {name} ({cmd:?}): {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} ({cmd:?}): {e}"));
         Proc {
             name: name.to_string(),
             child: Some(child),
@@ -311,7 +318,12 @@ impl Proc {
             let text = fs::read_to_string(l).unwrap_or_else(|e| format!("(cannot read: {e})"));
             let tail: Vec<&str> = text.lines().collect();
             let from = tail.len().saturating_sub(200);
-            eprintln!("----- {} log {} (last {} lines) -----", self.name, l.display(), tail.len() - from);
+            eprintln!(
+                "----- {} log {} (last {} lines) -----",
+                self.name,
+                l.display(),
+                tail.len() - from
+            );
             for line in &tail[from..] {
                 eprintln!("{line}");
             }
@@ -330,7 +342,10 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.print_logs();
-        panic!("{} did not listen on 127.0.0.1:{port} within {START_TIMEOUT:?}", self.name);
+        panic!(
+            "{} did not listen on 127.0.0.1:{port} within {START_TIMEOUT:?}",
+            self.name
+        );
     }
 
     /// Waits until a unix socket accepts connections, or panics with the logs.
@@ -344,12 +359,18 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.print_logs();
-        panic!("{} did not listen on {} within {START_TIMEOUT:?}", self.name, path.display());
+        panic!(
+            "{} did not listen on {} within {START_TIMEOUT:?}",
+            self.name,
+            path.display()
+        );
     }
 
     /// Stops the process group: SIGTERM, then SIGKILL after a grace period.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pgid = nix::unistd::Pid::from_raw(-(child.id() as i32));
         let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGTERM);
         let start = Instant::now();
@@ -424,7 +445,11 @@ pub fn start_remod_http(scratch: &Scratch) -> (Proc, String, DataDir) {
         user: "admin".into(),
         dir,
     };
-    assert!(data.client_key.exists(), "first run did not create {}", data.client_key.display());
+    assert!(
+        data.client_key.exists(),
+        "first run did not create {}",
+        data.client_key.display()
+    );
     (p, format!("http://127.0.0.1:{port}"), data)
 }
 
@@ -514,7 +539,11 @@ pub fn start_apache(scratch: &Scratch, front: ApacheFront, data: &DataDir) -> (P
             modules.extend(["proxy", "proxy_fcgi"]);
             render_to(
                 "apache/remo-proxy-fcgi.conf",
-                &[("SOCKET", &sock.display().to_string()), ("KEY_FILE", &key), ("USER_DB", &db)],
+                &[
+                    ("SOCKET", &sock.display().to_string()),
+                    ("KEY_FILE", &key),
+                    ("USER_DB", &db),
+                ],
                 &snippet,
             );
         }
@@ -526,7 +555,11 @@ pub fn start_apache(scratch: &Scratch, front: ApacheFront, data: &DataDir) -> (P
             chmod(&wrapper, 0o755);
             render_to(
                 "apache/remo-fcgid.conf",
-                &[("WRAPPER", &wrapper.display().to_string()), ("KEY_FILE", &key), ("USER_DB", &db)],
+                &[
+                    ("WRAPPER", &wrapper.display().to_string()),
+                    ("KEY_FILE", &key),
+                    ("USER_DB", &db),
+                ],
                 &snippet,
             );
             let ipc = scratch.sub("apache/fcgid");
@@ -592,7 +625,12 @@ pub fn start_apache(scratch: &Scratch, front: ApacheFront, data: &DataDir) -> (P
 pub fn client_env(scratch: &Scratch) -> Vec<(String, PathBuf)> {
     let home = scratch.path().join("home");
     let xdg_runtime = home.join("run");
-    for d in [&home, &home.join(".config"), &home.join(".cache"), &xdg_runtime] {
+    for d in [
+        &home,
+        &home.join(".config"),
+        &home.join(".cache"),
+        &xdg_runtime,
+    ] {
         fs::create_dir_all(d).unwrap();
     }
     chmod(&xdg_runtime, 0o700);
@@ -667,7 +705,11 @@ impl Client {
     pub fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Ran {
         let mut c = self.command(args);
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let mut child = c.spawn().expect("spawn remo");
         let writer = stdin.map(|data| {
             let mut w = child.stdin.take().unwrap();
@@ -676,7 +718,11 @@ impl Client {
                 let _ = w.write_all(&data);
             })
         });
-        let out = wait_with_timeout(child, Duration::from_secs(600), &format!("remo {}", args.join(" ")));
+        let out = wait_with_timeout(
+            child,
+            Duration::from_secs(600),
+            &format!("remo {}", args.join(" ")),
+        );
         if let Some(w) = writer {
             let _ = w.join();
         }
@@ -713,7 +759,10 @@ pub fn wait_with_timeout(child: Child, limit: Duration, what: &str) -> Output {
     match rx.recv_timeout(limit) {
         Ok(r) => r.unwrap_or_else(|e| panic!("{what}: {e}")),
         Err(_) => {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             panic!("{what}: still running after {limit:?}");
         }
     }
@@ -738,10 +787,19 @@ pub fn check_basics(c: &Client, data: &DataDir) {
     assert_eq!(r.out(), "hello world\n");
 
     let r = c.run(&["exec", "--sh", "echo out; echo err >&2; exit 3"], None);
-    assert_eq!(r.code, Some(3), "exit code not passed on; stderr: {}", r.stderr);
+    assert_eq!(
+        r.code,
+        Some(3),
+        "exit code not passed on; stderr: {}",
+        r.stderr
+    );
     assert_eq!(r.out(), "out\n", "stdout must hold only stdout");
     assert!(r.stderr.contains("err\n"), "stderr lost: {:?}", r.stderr);
-    assert!(!r.stderr.contains("out"), "stdout leaked into stderr: {:?}", r.stderr);
+    assert!(
+        !r.stderr.contains("out"),
+        "stdout leaked into stderr: {:?}",
+        r.stderr
+    );
 
     let r = c.run(&["exec", "false"], None);
     assert_eq!(r.code, Some(1), "`false` must exit 1; stderr: {}", r.stderr);
@@ -756,7 +814,9 @@ pub fn check_basics(c: &Client, data: &DataDir) {
 /// A command's first line must reach the client well before it exits.
 pub fn check_streaming(c: &Client) {
     let mut cmd = c.command(&["exec", "--sh", "echo first; sleep 3; echo second"]);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn remo");
     let stdout = child.stdout.take().unwrap();
@@ -777,7 +837,9 @@ pub fn check_streaming(c: &Client) {
     });
     let out = wait_with_timeout(child, Duration::from_secs(120), "remo exec (streaming)");
     let ended = start.elapsed();
-    let lines = rx.recv_timeout(Duration::from_secs(10)).expect("stdout reader");
+    let lines = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("stdout reader");
     assert!(
         out.status.success(),
         "streamed command failed: {}",
@@ -800,12 +862,22 @@ pub fn check_big_file(c: &Client, scratch: &Scratch, remote_dir: &Path, size: u6
     let remote = remote_dir.join("big.remote");
     let sum = random_file(&local, size);
     let t = Instant::now();
-    c.ok(&["put", local.to_str().unwrap(), remote.to_str().unwrap()], None);
+    c.ok(
+        &["put", local.to_str().unwrap(), remote.to_str().unwrap()],
+        None,
+    );
     let put_time = t.elapsed();
-    assert_eq!(fs::metadata(&remote).map(|m| m.len()).ok(), Some(size), "uploaded size");
+    assert_eq!(
+        fs::metadata(&remote).map(|m| m.len()).ok(),
+        Some(size),
+        "uploaded size"
+    );
     assert_eq!(sha256_file(&remote), sum, "uploaded content differs");
     let t = Instant::now();
-    c.ok(&["get", remote.to_str().unwrap(), back.to_str().unwrap()], None);
+    c.ok(
+        &["get", remote.to_str().unwrap(), back.to_str().unwrap()],
+        None,
+    );
     let get_time = t.elapsed();
     assert_eq!(sha256_file(&back), sum, "downloaded content differs");
     eprintln!("{size} bytes: put {put_time:?}, get {get_time:?}");
@@ -814,24 +886,39 @@ pub fn check_big_file(c: &Client, scratch: &Scratch, remote_dir: &Path, size: u6
     }
 }
 
-/// `remo logout` must succeed; then, through the same front door, a session
-/// must be refused once logged out (checked with [`RawSession`], which keeps
-/// the session id and keys the client would have thrown away).
-pub fn check_logout(c: &Client, data: &DataDir) {
-    c.ok(&["exec", "true"], None);
-    c.ok(&["logout"], None);
-
-    let mut s = RawSession::login(&c.url, data);
-    let (status, res) = s.request("cmd", br#"{"argv":["echo","raw"]}"#);
+/// The protocol itself through this front door, without the `remo`
+/// client: discovery, handshake, a command, logout, and then the old
+/// session refused (401) — which needs the session id and keys that a
+/// client throws away at logout.
+pub fn check_raw_session(url: &str, data: &DataDir) {
+    let mut s = RawSession::login(url, data);
+    let (status, res) = s.request(
+        "cmd",
+        br#"{"argv":["sh","-c","echo raw; echo oops >&2; exit 4"]}"#,
+    );
     assert_eq!(status, 200, "raw cmd before logout");
     let res = res.expect("sealed response");
     assert_eq!(res.data, b"raw\n");
-    assert!(res.result.contains(r#""ok":true"#), "result: {}", res.result);
+    assert_eq!(res.stderr, b"oops\n");
+    assert!(res.result.contains(r#""exit":4"#), "result: {}", res.result);
     let (status, res) = s.request("logout", b"{}");
     assert_eq!(status, 200, "raw logout");
-    assert!(res.expect("sealed logout response").result.contains(r#""ok":true"#));
+    let res = res.expect("sealed logout response");
+    assert!(
+        res.result.contains(r#""ok":true"#),
+        "logout result: {}",
+        res.result
+    );
     let (status, _) = s.request("cmd", br#"{"argv":["true"]}"#);
     assert_eq!(status, 401, "a logged-out session must be refused with 401");
+}
+
+/// `remo logout` succeeds, and the client then logs in afresh.
+pub fn check_logout(c: &Client) {
+    c.ok(&["exec", "true"], None);
+    c.ok(&["logout"], None);
+    let r = c.ok(&["exec", "echo", "again"], None);
+    assert_eq!(r.out(), "again\n");
 }
 
 /// A sealed response, opened.
@@ -861,7 +948,17 @@ pub struct RawSession {
 pub fn curl(method: &str, url: &str, headers: &[String], body: Option<&[u8]>) -> (u16, Vec<u8>) {
     require("/usr/bin/curl", "curl");
     let mut c = Command::new("/usr/bin/curl");
-    c.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--max-time", "120"]);
+    c.args([
+        "-sS",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "--max-time",
+        "120",
+    ]);
     for h in headers {
         c.arg("-H").arg(h);
     }
@@ -869,7 +966,11 @@ pub fn curl(method: &str, url: &str, headers: &[String], body: Option<&[u8]>) ->
         c.args(["--data-binary", "@-"]);
     }
     c.arg(url).stdout(Stdio::piped()).stderr(Stdio::piped());
-    c.stdin(if body.is_some() { Stdio::piped() } else { Stdio::null() });
+    c.stdin(if body.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = c.spawn().expect("spawn curl");
     if let Some(b) = body {
         child.stdin.take().unwrap().write_all(b).unwrap();
@@ -881,8 +982,14 @@ pub fn curl(method: &str, url: &str, headers: &[String], body: Option<&[u8]>) ->
         String::from_utf8_lossy(&out.stderr)
     );
     let mut body = out.stdout;
-    let nl = body.iter().rposition(|&b| b == b'\n').expect("curl status line");
-    let status: u16 = String::from_utf8_lossy(&body[nl + 1..]).trim().parse().expect("curl status");
+    let nl = body
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .expect("curl status line");
+    let status: u16 = String::from_utf8_lossy(&body[nl + 1..])
+        .trim()
+        .parse()
+        .expect("curl status");
     body.truncate(nl);
     (status, body)
 }
@@ -895,8 +1002,13 @@ impl RawSession {
         let (status, info) = curl("GET", &format!("{url}/info"), &[], None);
         assert_eq!(status, 200, "GET /info: {}", String::from_utf8_lossy(&info));
         let info: serde_json::Value = serde_json::from_slice(&info).expect("/info JSON");
-        let server_key = PublicKey::from_b64(info["key"].as_str().expect("/info key")).expect("server key");
-        assert_eq!(server_key.fingerprint(), server_fingerprint(data), "/info key is not the server's");
+        let server_key =
+            PublicKey::from_b64(info["key"].as_str().expect("/info key")).expect("server key");
+        assert_eq!(
+            server_key.fingerprint(),
+            server_fingerprint(data),
+            "/info key is not the server's"
+        );
         let identity = remo::keyfile::read_private_key(&data.client_key, None).expect("client key");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -909,9 +1021,16 @@ impl RawSession {
             &["Content-Type: application/json".into()],
             Some(&serde_json::to_vec(&req).unwrap()),
         );
-        assert_eq!(status, 200, "POST /auth: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            200,
+            "POST /auth: {}",
+            String::from_utf8_lossy(&body)
+        );
         let resp: AuthResponse = serde_json::from_slice(&body).expect("/auth JSON");
-        let sess = hs.finish(&resp, &server_key).expect("server signature over M2");
+        let sess = hs
+            .finish(&resp, &server_key)
+            .expect("server signature over M2");
         RawSession {
             url: url.to_string(),
             sid: sess.session.clone(),
@@ -924,19 +1043,28 @@ impl RawSession {
     /// One request with a descriptor and no data: the HTTP status and, for
     /// 200, the opened response.
     pub fn request(&mut self, op: &str, descriptor: &[u8]) -> (u16, Option<Opened>) {
+        self.request_with(op, &[descriptor])
+    }
+
+    /// One request: record 0 the descriptor, then data records.
+    pub fn request_with(&mut self, op: &str, records: &[&[u8]]) -> (u16, Option<Opened>) {
         use remo::proto::record::{open_message, seal_message, CHANNEL_STDERR, CHANNEL_STDOUT};
         self.r += 1;
-        let body = seal_message(&self.c2s, self.r, op, &[descriptor]).expect("seal");
+        let body = seal_message(&self.c2s, self.r, op, records).expect("seal");
         let (status, resp) = curl(
             "POST",
             &format!("{}/{op}", self.url),
-            &[format!("Remo-Session: {}", self.sid), "Content-Type: application/x-remo".into()],
+            &[
+                format!("Remo-Session: {}", self.sid),
+                "Content-Type: application/x-remo".into(),
+            ],
             Some(&body),
         );
         if status != 200 {
             return (status, None);
         }
-        let records = open_message(&self.s2c, Some(self.r), op, &resp).expect("open the sealed response");
+        let records =
+            open_message(&self.s2c, Some(self.r), op, &resp).expect("open the sealed response");
         let (last, rest) = records.split_last().expect("at least one record");
         let mut o = Opened {
             data: Vec::new(),
