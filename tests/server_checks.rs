@@ -2,173 +2,18 @@
 //! and real child processes: every pre-check status of PROTOCOL.md §5, the
 //! auth failures of §3, and the core operations' edge cases.
 
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod inproc;
 
-use bytes::Bytes;
-use remo::keyfile;
+use std::path::Path;
+
+use inproc::*;
 use remo::proto::b64;
-use remo::proto::handshake::{AuthResponse, ClientHandshake, ClientSession, Ephemeral};
+use remo::proto::handshake::{ClientHandshake, Ephemeral};
 use remo::proto::identity::IdentityKey;
-use remo::proto::record::{open_message, seal_message, RecordKey, Sealer};
-use remo::proto::response::{parse_result, ErrorCode};
-use remo::server::config::{Defaults, InstanceKey};
+use remo::proto::record::{RecordKey, Sealer};
+use remo::proto::response::ErrorCode;
 use remo::server::request::{Body, Handler, Params, Request, ResponseBody};
-use remo::server::router::Router;
-use remo::userdb::UserDb;
-use serde_json::{json, Map, Value};
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    router: std::sync::Arc<Router>,
-    alice: IdentityKey,
-    bob: IdentityKey,
-    server: IdentityKey,
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn fixture_with(timeout: Option<&str>) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let server = IdentityKey::generate();
-    keyfile::write_private_key(&root.join("server.key"), &server, None, false).unwrap();
-    let alice = IdentityKey::generate();
-    let bob = IdentityKey::generate();
-    let mut db = UserDb::create(&root.join("users.db")).unwrap();
-    db.add_user("alice", &alice.public()).unwrap();
-    db.add_user("bob", &bob.public()).unwrap();
-    db.set_enabled("bob", false).unwrap();
-    let router = Router::new(Defaults {
-        instance: InstanceKey {
-            key_file: Some(root.join("server.key")),
-            user_db: Some(root.join("users.db")),
-            config: None,
-            session_timeout: timeout.map(str::to_string),
-        },
-        base: Some("/remo".into()),
-    });
-    Fixture {
-        _dir: dir,
-        root,
-        router,
-        alice,
-        bob,
-        server,
-    }
-}
-
-fn fixture() -> Fixture {
-    fixture_with(None)
-}
-
-async fn call(
-    f: &Fixture,
-    method: &str,
-    op: &str,
-    session: Option<&str>,
-    body: Vec<u8>,
-) -> (u16, Vec<u8>) {
-    let mut params = Params::new();
-    params.push("REQUEST_METHOD", method);
-    params.push("REQUEST_URI", format!("/remo/{op}"));
-    params.push("REMOTE_ADDR", "127.0.0.1");
-    if let Some(s) = session {
-        params.push("HTTP_REMO_SESSION", s);
-    }
-    let resp = f
-        .router
-        .handle(Request {
-            params,
-            body: Body::from_bytes(Bytes::from(body)),
-        })
-        .await;
-    let mut out = Vec::new();
-    match resp.body {
-        ResponseBody::Full(b) => out.extend_from_slice(&b),
-        ResponseBody::Stream(mut rx) => {
-            while let Some(chunk) = rx.recv().await {
-                out.extend_from_slice(&chunk);
-            }
-        }
-    }
-    (resp.status, out)
-}
-
-async fn login_as(
-    f: &Fixture,
-    user: &str,
-    key: &IdentityKey,
-    time: i64,
-) -> (u16, Vec<u8>, Option<ClientSession>) {
-    let (hs, req) = ClientHandshake::start(user, key, time);
-    let (status, body) = call(f, "POST", "auth", None, serde_json::to_vec(&req).unwrap()).await;
-    if status != 200 {
-        return (status, body, None);
-    }
-    let resp: AuthResponse = serde_json::from_slice(&body).unwrap();
-    let s = hs.finish(&resp, &f.server.public()).unwrap();
-    (status, body, Some(s))
-}
-
-async fn login(f: &Fixture) -> ClientSession {
-    login_as(f, "alice", &f.alice, now()).await.2.unwrap()
-}
-
-struct Reply {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    result: Result<Map<String, Value>, remo::proto::response::OpError>,
-}
-
-fn open_reply(s: &ClientSession, r: u64, op: &str, body: &[u8]) -> Reply {
-    let recs = open_message(&RecordKey::new(&s.keys.s2c), Some(r), op, body).unwrap();
-    let (last, rest) = recs.split_last().unwrap();
-    let mut reply = Reply {
-        stdout: vec![],
-        stderr: vec![],
-        result: parse_result(last).unwrap(),
-    };
-    for rec in rest {
-        match rec[0] {
-            1 => reply.stdout.extend_from_slice(&rec[1..]),
-            2 => reply.stderr.extend_from_slice(&rec[1..]),
-            c => panic!("bad channel {c}"),
-        }
-    }
-    reply
-}
-
-fn seal(s: &ClientSession, r: u64, op: &str, desc: Value, data: &[&[u8]]) -> Vec<u8> {
-    let d = desc.to_string();
-    let mut parts: Vec<&[u8]> = vec![d.as_bytes()];
-    parts.extend_from_slice(data);
-    seal_message(&RecordKey::new(&s.keys.c2s), r, op, &parts).unwrap()
-}
-
-async fn request(
-    f: &Fixture,
-    s: &ClientSession,
-    r: u64,
-    op: &str,
-    desc: Value,
-    data: &[&[u8]],
-) -> Reply {
-    let (status, body) = call(f, "POST", op, Some(&s.session), seal(s, r, op, desc, data)).await;
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    open_reply(s, r, op, &body)
-}
-
-fn error_text(body: &[u8]) -> String {
-    let v: Value = serde_json::from_slice(body).unwrap();
-    v["error"].as_str().unwrap().to_string()
-}
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn info_is_public() {

@@ -1,25 +1,22 @@
-//! The `remo` client. (in progress: only `keygen` is wired so far)
+//! The `remo` client: an ssh-like command line over remo/1.
+//!
+//! `conn` is the protocol client (usable by tests and benchmarks), `config`
+//! and `known` decide where to connect and whom to trust, `cache` keeps
+//! sessions between commands, `cli` and `cmd` are the command line.
 
-use clap::{Parser, Subcommand};
+pub mod cache;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod input;
+pub mod known;
 
-/// remo — the remo client.
-#[derive(Parser)]
-#[command(name = "remo", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Make a login key pair (FILE and FILE.pub).
-    Keygen(crate::admin::KeygenArgs),
-}
+pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};
+pub use error::ClientError;
 
 /// Entry point of the `remo` binary; returns the exit code.
 pub fn remo_main() -> i32 {
-    let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::Keygen(a) => crate::admin::run_keygen(a),
-    }
+    cli::main_with_args(std::env::args().collect())
 }

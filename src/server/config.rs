@@ -113,6 +113,15 @@ pub struct Limits {
     pub max_commands: usize,
     /// Largest `timeout` a `cmd` may ask for, in seconds (0: no cap).
     pub max_command_timeout: u64,
+    /// Most interactive processes in this instance.
+    pub max_processes: usize,
+    /// Most interactive processes per session.
+    pub max_processes_per_session: usize,
+    /// Output buffered per interactive process before remod stops reading
+    /// from it (the process then blocks on write, as on a slow terminal).
+    pub process_buffer_bytes: usize,
+    /// An interactive process nobody polled for this many seconds is killed.
+    pub process_idle_timeout: u64,
 }
 
 impl Default for Limits {
@@ -125,6 +134,10 @@ impl Default for Limits {
             max_session_lifetime: 12 * 3600,
             max_commands: 256,
             max_command_timeout: 0,
+            max_processes: 256,
+            max_processes_per_session: 32,
+            process_buffer_bytes: 1 << 20,
+            process_idle_timeout: 600,
         }
     }
 }

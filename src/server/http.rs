@@ -191,15 +191,30 @@ async fn pump_body(mut incoming: Incoming, tx: BodySender) {
                 }
             }
             Some(Err(e)) => {
-                let err = if e.is_parse() || e.is_user() {
-                    BodyError::Malformed(e.to_string())
-                } else {
-                    BodyError::Aborted
-                };
+                let err = body_error(&e);
                 let _ = tx.send(Err(err)).await;
                 return;
             }
         }
+    }
+}
+
+/// Classifies a body read error: bad framing (hyper reports chunked
+/// decoding errors as I/O errors of kind InvalidInput/InvalidData) versus a
+/// client that went away.
+fn body_error(e: &hyper::Error) -> BodyError {
+    let io_kind = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(|io| io.kind());
+    let malformed = e.is_parse()
+        || matches!(
+            io_kind,
+            Some(std::io::ErrorKind::InvalidInput) | Some(std::io::ErrorKind::InvalidData)
+        );
+    if malformed && !e.is_incomplete_message() {
+        BodyError::Malformed(e.to_string())
+    } else {
+        BodyError::Aborted
     }
 }
 

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::config::{parse_timeout, ConfigError, ConfigFile, InstanceKey, Limits};
+use super::procs::{ProcLimits, ProcTable};
 use super::session::SessionTable;
 use crate::proto::handshake::REPLAY_MEMORY_SECS;
 use crate::proto::identity::{IdentityKey, PublicKey};
@@ -67,6 +68,8 @@ pub struct Instance {
     pub home: PathBuf,
     /// Caps the commands running at once.
     pub commands: Arc<Semaphore>,
+    /// Interactive processes.
+    pub procs: Arc<ProcTable>,
     auth_seen: Mutex<AuthReplay>,
 }
 
@@ -108,6 +111,12 @@ impl Instance {
                 Duration::from_secs(limits.max_session_lifetime),
             ),
             commands: Arc::new(Semaphore::new(limits.max_commands)),
+            procs: ProcTable::new(ProcLimits {
+                max_total: limits.max_processes,
+                max_per_session: limits.max_processes_per_session,
+                buffer_bytes: limits.process_buffer_bytes,
+                idle: Duration::from_secs(limits.process_idle_timeout),
+            }),
             limits,
             timeout,
             home: home_dir(),

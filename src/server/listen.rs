@@ -497,4 +497,30 @@ mod tests {
         let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(matches!(adopt(OwnedFd::from(t)).unwrap(), Listener::Tcp(_)));
     }
+
+    #[tokio::test]
+    async fn systemd_not_activated_or_other_pid() {
+        // The only test touching LISTEN_*.
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        assert!(Listener::from_systemd().unwrap().is_none());
+        std::env::set_var("LISTEN_PID", "1");
+        std::env::set_var("LISTEN_FDS", "1");
+        assert!(Listener::from_systemd().unwrap().is_none());
+        std::env::set_var("LISTEN_PID", "x");
+        assert!(matches!(
+            Listener::from_systemd(),
+            Err(ListenError::Systemd(_))
+        ));
+        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        std::env::set_var("LISTEN_FDS", "0");
+        assert!(matches!(
+            Listener::from_systemd(),
+            Err(ListenError::Systemd(_))
+        ));
+        assert!(
+            std::env::var_os("LISTEN_PID").is_none(),
+            "cleared after use"
+        );
+    }
 }

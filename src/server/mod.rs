@@ -8,6 +8,7 @@ pub mod http;
 pub mod instance;
 pub mod listen;
 pub mod ops;
+pub mod procs;
 pub mod request;
 pub mod router;
 pub mod session;

@@ -297,8 +297,11 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
     Ok(head)
 }
 
+/// One name-value pair as raw bytes (FastCGI never promises UTF-8).
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// Decodes a complete name-value stream into pairs of raw bytes.
-pub fn decode_pairs(mut data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, CodecError> {
+pub fn decode_pairs(mut data: &[u8]) -> Result<Vec<Pair>, CodecError> {
     let mut out = Vec::new();
     while !data.is_empty() {
         let nlen = read_len(&mut data)?;

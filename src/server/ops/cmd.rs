@@ -125,6 +125,15 @@ pub fn base_env(ctx: &OpCtx) -> Vec<(String, String)> {
 
 /// Builds the command with its own process group and checked working directory.
 pub fn build_command(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
+    let mut cmd = build_command_base(ctx, c)?;
+    cmd.process_group(0);
+    Ok(cmd)
+}
+
+/// As [`build_command`] but without the process group, for callers that
+/// start a new session instead (a PTY child calls `setsid`, which fails in
+/// a process-group leader).
+pub fn build_command_base(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
     let cwd = match &c.cwd {
         Some(d) => ctx.inst.resolve(d),
         None => ctx.inst.home.clone(),
@@ -149,7 +158,6 @@ pub fn build_command(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
         .envs(base_env(ctx))
         .envs(&c.env)
         .current_dir(cwd)
-        .process_group(0)
         .kill_on_drop(true);
     Ok(cmd)
 }

@@ -3,6 +3,7 @@
 
 pub mod cmd;
 pub mod get;
+pub mod icm;
 pub mod logout;
 pub mod put;
 
@@ -33,7 +34,10 @@ pub type OpResult = Result<Map<String, Value>, OpError>;
 
 /// True for the operations this server implements.
 pub fn is_known(op: &str) -> bool {
-    matches!(op, "cmd" | "get" | "put" | "logout")
+    matches!(
+        op,
+        "cmd" | "get" | "put" | "logout" | "icm" | "idt" | "edt" | "kill" | "resize"
+    )
 }
 
 /// Runs an operation whose request passed the §5 checks.
@@ -48,6 +52,11 @@ pub async fn run(
         "get" => get::apply(ctx, get::parse(descriptor)?, input, out).await,
         "put" => put::apply(ctx, put::parse(descriptor)?, input, out).await,
         "logout" => logout::apply(ctx, logout::parse(descriptor)?, input).await,
+        "icm" => icm::apply_icm(ctx, icm::parse_icm(descriptor)?, input, out).await,
+        "idt" => icm::apply_idt(ctx, icm::parse_idt(descriptor)?, false, input, out).await,
+        "edt" => icm::apply_idt(ctx, icm::parse_idt(descriptor)?, true, input, out).await,
+        "kill" => icm::apply_kill(ctx, icm::parse_kill(descriptor)?, input).await,
+        "resize" => icm::apply_resize(ctx, icm::parse_resize(descriptor)?, input).await,
         other => Err(OpError::bad_request(format!("unknown operation {other}"))),
     }
 }

@@ -1,0 +1,408 @@
+//! Command-line parsing, target resolution and the per-command session
+//! life cycle (pin, resume or log in, transparent re-login, logout).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use super::cache::{self, SessionCache};
+use super::config::{self, Config, EnvValues, Overrides, Target};
+use super::conn::{self, DataStream, ResponseStream, Session};
+use super::error::ClientError;
+use super::input::Replayable;
+use super::known::{self, PinOutcome};
+use super::{cmd, conn::http_client};
+use crate::keyfile::{load_identity, PassphraseSource};
+use crate::proto::identity::{IdentityKey, PublicKey};
+
+const AFTER_HELP: &str = "\
+HOST is a host alias from ~/.config/remo/config.toml ([hosts.NAME]) or a base
+URL (http://… or https://…). It may be left out when --server, REMO_SERVER or
+default_host names the server. Examples:
+  remo web1 exec uptime
+  remo https://web1.example.org/remo exec --sh 'df -h | sort'
+  echo hi | remo web1 exec cat
+  remo web1 get /var/log/syslog
+  remo web1 put ./site.tar.gz /srv/site.tar.gz
+See docs/client.md for configuration, key pinning and the session cache.";
+
+/// remo — run commands and move files on a remo server, like ssh.
+#[derive(Debug, Parser)]
+#[command(
+    name = "remo",
+    version,
+    about = "remo — run commands and move files on a remo server, like ssh",
+    long_about = None,
+    override_usage = "remo [OPTIONS] [HOST] <COMMAND> [ARGS]...",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Server base URL (overrides HOST's alias, REMO_SERVER and default_host).
+    #[arg(long, value_name = "URL", global = true)]
+    pub server: Option<String>,
+    /// User name on the server [env: REMO_USER; default: $USER].
+    #[arg(short = 'l', long, value_name = "USER", global = true)]
+    pub user: Option<String>,
+    /// Identity key file [env: REMO_KEY; default: ~/.config/remo/id_p256].
+    #[arg(short = 'i', long, value_name = "FILE", global = true)]
+    pub key: Option<String>,
+    /// Read the key's passphrase from FILE (else REMO_PASSPHRASE, else ask).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Do not reuse or keep a session: log in and out around this command.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// The host (filled from the first positional argument; see HOST below).
+    #[arg(skip)]
+    pub host: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Show the server's name, version, protocol and key fingerprint (pins the key).
+    Info,
+    /// Run a command on the server; its exit code becomes ours.
+    Exec(cmd::exec::ExecArgs),
+    /// Download a file (REMOTE relative to the remote home).
+    Get(cmd::get::GetArgs),
+    /// Upload a file.
+    Put(cmd::put::PutArgs),
+    /// End the cached session on the server and forget it.
+    Logout,
+    /// Make a login key pair.
+    Keygen(crate::admin::KeygenArgs),
+}
+
+/// Names that are commands, never hosts.
+const COMMANDS: &[&str] = &["info", "exec", "get", "put", "logout", "keygen", "help"];
+/// Global options that take a separate value.
+const VALUE_OPTIONS: &[&str] = &[
+    "--server",
+    "--user",
+    "-l",
+    "--key",
+    "-i",
+    "--passphrase-file",
+];
+
+/// Takes the HOST positional out of the arguments: the first positional
+/// before the command that is not a command name.
+pub fn split_host(args: Vec<String>) -> (Vec<String>, Option<String>) {
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            break;
+        }
+        if a.starts_with('-') && a.len() > 1 {
+            i += if VALUE_OPTIONS.contains(&a.as_str()) {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        if COMMANDS.contains(&a.as_str()) {
+            break;
+        }
+        let mut args = args;
+        let host = args.remove(i);
+        return (args, Some(host));
+    }
+    (args, None)
+}
+
+/// Parses the process arguments and runs; returns the exit code.
+pub fn main_with_args(args: Vec<String>) -> i32 {
+    let (args, host) = split_host(args);
+    let mut cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    cli.host = host;
+    if let Cmd::Keygen(_) = cli.cmd {
+        if let Cmd::Keygen(a) = std::mem::replace(&mut cli.cmd, Cmd::Info) {
+            return crate::admin::run_keygen(a);
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("remo: cannot start the async runtime: {e}");
+            return 255;
+        }
+    };
+    let code = rt.block_on(run(cli));
+    // Standard input may be blocked in a read on a runtime thread; do not wait for it.
+    rt.shutdown_background();
+    match code {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("remo: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<i32, ClientError> {
+    let cfg = Config::load()?;
+    let ov = Overrides {
+        host: cli.host.clone(),
+        server: cli.server.clone(),
+        user: cli.user.clone(),
+        key: cli.key.clone(),
+    };
+    let target = config::resolve(&cfg, &ov, &EnvValues::from_env())?;
+    let ctx = Ctx::new(target, &cli)?;
+    match cli.cmd {
+        Cmd::Info => cmd::info::run(&ctx).await,
+        Cmd::Exec(a) => cmd::exec::run(&ctx, a).await,
+        Cmd::Get(a) => cmd::get::run(&ctx, a).await,
+        Cmd::Put(a) => cmd::put::run(&ctx, a).await,
+        Cmd::Logout => cmd::logout::run(&ctx).await,
+        Cmd::Keygen(_) => Ok(0),
+    }
+}
+
+/// What a command needs to talk to its server.
+pub struct Ctx {
+    /// Server, user, key file.
+    pub target: Target,
+    /// The HTTP client (one connection pool for the command).
+    pub http: reqwest::Client,
+    /// The known-servers file.
+    pub known_path: PathBuf,
+    /// The session cache file, unless caching is off.
+    pub cache: Option<SessionCache>,
+    passphrase_file: Option<PathBuf>,
+}
+
+/// A session and whether it came from the cache (so it stays open after
+/// the command, and a 401 means "log in again" rather than a failure).
+pub struct Active {
+    /// The session.
+    pub session: Session,
+    /// True if it was resumed from or stored into the cache.
+    pub cached: bool,
+    resumed: bool,
+}
+
+impl Ctx {
+    fn new(target: Target, cli: &Cli) -> Result<Ctx, ClientError> {
+        let cache = if cli.no_cache {
+            None
+        } else {
+            cache::default_dir().map(|d| SessionCache::new(&d, &target.server, &target.user))
+        };
+        Ok(Ctx {
+            known_path: known::default_path()?,
+            http: http_client()?,
+            cache,
+            passphrase_file: cli.passphrase_file.clone(),
+            target,
+        })
+    }
+
+    /// The server key: pinned, or fetched, shown and pinned on first use.
+    pub async fn pinned_key(&self) -> Result<PublicKey, ClientError> {
+        if let Some(pin) = known::lookup(&self.known_path, &self.target.server)? {
+            return Ok(pin.key);
+        }
+        let info = conn::info_with(&self.http, &self.target.server).await?;
+        let key = info.public_key()?;
+        self.pin(&key)?;
+        Ok(key)
+    }
+
+    /// Checks `key` against the pin, pinning it (with a note) if new.
+    pub fn pin(&self, key: &PublicKey) -> Result<(), ClientError> {
+        if known::check_or_pin(&self.known_path, &self.target.server, key)?
+            == PinOutcome::NewlyPinned
+        {
+            eprintln!(
+                "remo: pinned the key of new server {} ({}) in {}",
+                self.target.server,
+                key.fingerprint(),
+                self.known_path.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn identity(&self) -> Result<IdentityKey, ClientError> {
+        let source = match &self.passphrase_file {
+            Some(p) => {
+                let text = Zeroizing::new(
+                    std::fs::read_to_string(p)
+                        .map_err(|e| ClientError::io(p, "cannot read passphrase file", e))?,
+                );
+                let line = text.lines().next().unwrap_or("");
+                PassphraseSource::Given(Zeroizing::new(line.to_string()))
+            }
+            // REMO_PASSPHRASE if set, else the terminal (an error without one).
+            None => PassphraseSource::Prompt,
+        };
+        load_identity(&self.target.key, &source).map_err(|e| ClientError::Key(e.to_string()))
+    }
+
+    /// A fresh login, stored in the cache when caching is on.
+    async fn login(&self, pinned: &PublicKey) -> Result<Active, ClientError> {
+        let identity = self.identity()?;
+        let mut session = match Session::login_with(
+            self.http.clone(),
+            &self.target.server,
+            &self.target.user,
+            &identity,
+            pinned,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(ClientError::BadServerSignature { url }) => {
+                // Tell a replaced key apart from a broken server.
+                if let Ok(info) = conn::info_with(&self.http, &self.target.server).await {
+                    if let Ok(key) = info.public_key() {
+                        if &key != pinned {
+                            if let Some(pin) = known::lookup(&self.known_path, &url)? {
+                                return Err(known::changed(&self.known_path, &url, &pin, &key));
+                            }
+                        }
+                    }
+                }
+                return Err(ClientError::BadServerSignature { url });
+            }
+            Err(e) => return Err(e),
+        };
+        let mut cached = false;
+        if let Some(c) = &self.cache {
+            match c.store(session.params(), 1) {
+                Ok(()) => {
+                    session.set_numbers(c.numbers(&session.params().sid));
+                    cached = true;
+                }
+                Err(e) => eprintln!("remo: warning: not caching the session: {e}"),
+            }
+        }
+        Ok(Active {
+            session,
+            cached,
+            resumed: false,
+        })
+    }
+
+    /// The cached session if there is a live one, else a fresh login.
+    pub async fn session(&self) -> Result<Active, ClientError> {
+        let pinned = self.pinned_key().await?;
+        if let Some(c) = &self.cache {
+            if let Some(params) = c.load(&self.target.server, &self.target.user, &pinned)? {
+                let numbers = c.numbers(&params.sid);
+                return Ok(Active {
+                    session: Session::resume(self.http.clone(), params, numbers),
+                    cached: true,
+                    resumed: true,
+                });
+            }
+        }
+        self.login(&pinned).await
+    }
+
+    /// Sends a request; if a resumed session turns out to be dead (401), logs
+    /// in again once and re-sends the same request with the same input.
+    pub async fn request(
+        &self,
+        active: &mut Active,
+        op: &str,
+        descriptor: &Value,
+        input: Option<DataStream>,
+    ) -> Result<ResponseStream, ClientError> {
+        let replay = input.map(Replayable::new);
+        let first = active
+            .session
+            .request(op, descriptor, replay.as_ref().map(Replayable::attempt))
+            .await;
+        match first {
+            Err(ClientError::SessionExpired)
+                if active.resumed && replay.as_ref().map(Replayable::can_replay) != Some(false) =>
+            {
+                if let Some(c) = &self.cache {
+                    c.remove()?;
+                }
+                *active = self
+                    .login(&active.session.params().server_key.clone())
+                    .await?;
+                active
+                    .session
+                    .request(op, descriptor, replay.as_ref().map(Replayable::attempt))
+                    .await
+            }
+            Ok(resp) => {
+                if let Some(r) = &replay {
+                    r.commit();
+                }
+                Ok(resp)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends a command's use of a session: an uncached session is logged out.
+    pub async fn done(&self, active: Active) {
+        if !active.cached {
+            if let Err(e) = active.session.logout().await {
+                eprintln!("remo: warning: logout failed: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn host_is_the_first_positional_that_is_not_a_command() {
+        let (a, h) = split_host(v(&["remo", "web1", "exec", "ls", "-l"]));
+        assert_eq!(
+            (a, h.as_deref()),
+            (v(&["remo", "exec", "ls", "-l"]), Some("web1"))
+        );
+        let (a, h) = split_host(v(&["remo", "-l", "bob", "http://x/r", "info"]));
+        assert_eq!(
+            (a, h.as_deref()),
+            (v(&["remo", "-l", "bob", "info"]), Some("http://x/r"))
+        );
+        let (_, h) = split_host(v(&["remo", "--server", "http://x", "exec", "web1"]));
+        assert_eq!(h, None);
+        let (_, h) = split_host(v(&["remo", "--no-cache", "exec", "x"]));
+        assert_eq!(h, None);
+    }
+
+    #[test]
+    fn clap_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let (a, _) = split_host(v(&["remo", "web1", "exec", "ls", "-la", "--x"]));
+        let cli = Cli::try_parse_from(a).unwrap();
+        match cli.cmd {
+            Cmd::Exec(e) => assert_eq!(e.command, v(&["ls", "-la", "--x"])),
+            _ => panic!(),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `remo exec`: run a command remotely, with our stdin, stdout, stderr and
+//! exit code standing in for its own.
+
+use std::io::IsTerminal;
+
+use serde_json::{json, Map, Value};
+
+use super::emit;
+use crate::client::cli::Ctx;
+use crate::client::conn::{DataStream, ResponseItem};
+use crate::client::error::ClientError;
+use crate::client::input::reader_stream;
+
+/// Arguments of `remo exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Run STRING with the remote /bin/sh -c instead of an argument vector.
+    #[arg(long, value_name = "STRING", conflicts_with = "command")]
+    pub sh: Option<String>,
+    /// Remote working directory (default: the remote home).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// Set a remote environment variable (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Kill the remote command after SECS seconds (then exit 124).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// The command and its arguments, executed directly (no shell).
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "sh"
+    )]
+    pub command: Vec<String>,
+}
+
+/// Builds the `cmd` descriptor.
+pub fn descriptor(a: &ExecArgs) -> Result<Value, ClientError> {
+    let mut d = Map::new();
+    match &a.sh {
+        Some(s) => d.insert("sh".into(), json!(s)),
+        None => d.insert("argv".into(), json!(a.command)),
+    };
+    if let Some(c) = &a.cwd {
+        d.insert("cwd".into(), json!(c));
+    }
+    if !a.env.is_empty() {
+        let mut env = Map::new();
+        for kv in &a.env {
+            let (k, v) = kv
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| ClientError::Config(format!("--env wants K=V, got '{kv}'")))?;
+            env.insert(k.to_string(), json!(v));
+        }
+        d.insert("env".into(), Value::Object(env));
+    }
+    if let Some(t) = a.timeout {
+        d.insert("timeout".into(), json!(t));
+    }
+    Ok(Value::Object(d))
+}
+
+/// What our exit code should be for a `cmd` result (and a note, if any).
+pub fn exit_status(result: &Map<String, Value>) -> (i32, Option<String>) {
+    if result.get("timed_out").and_then(Value::as_bool) == Some(true) {
+        return (124, Some("remote command timed out".into()));
+    }
+    if let Some(sig) = result.get("signal").and_then(Value::as_i64) {
+        return (
+            128 + (sig.clamp(0, 127) as i32),
+            Some(format!("remote command killed by signal {sig}")),
+        );
+    }
+    match result.get("exit").and_then(Value::as_i64) {
+        Some(code) => (code.clamp(0, 255) as i32, None),
+        None => (
+            255,
+            Some("remote command ended without an exit status".into()),
+        ),
+    }
+}
+
+/// Runs the command; standard input is forwarded when it is not a terminal.
+pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
+    let desc = descriptor(&a)?;
+    let input: Option<DataStream> = if std::io::stdin().is_terminal() {
+        None
+    } else {
+        Some(reader_stream(tokio::io::stdin()))
+    };
+    let mut active = ctx.session().await?;
+    let outcome = async {
+        let mut resp = ctx.request(&mut active, "cmd", &desc, input).await?;
+        while let Some(item) = resp.next().await? {
+            match item {
+                ResponseItem::Stdout(b) => emit(false, &b)?,
+                ResponseItem::Stderr(b) => emit(true, &b)?,
+                ResponseItem::Done(Ok(m)) => {
+                    let (code, note) = exit_status(&m);
+                    if let Some(n) = note {
+                        eprintln!("remo: {n}");
+                    }
+                    return Ok(code);
+                }
+                ResponseItem::Done(Err(e)) => return Err(ClientError::Op(e)),
+            }
+        }
+        Err(ClientError::Truncated)
+    }
+    .await;
+    ctx.done(active).await;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        let m = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(
+            exit_status(&m(json!({"exit": 3, "signal": null, "timed_out": false}))).0,
+            3
+        );
+        assert_eq!(
+            exit_status(&m(json!({"exit": null, "signal": 9, "timed_out": false}))).0,
+            137
+        );
+        assert_eq!(
+            exit_status(&m(json!({"exit": null, "signal": 9, "timed_out": true}))).0,
+            124
+        );
+    }
+
+    #[test]
+    fn descriptors() {
+        let a = ExecArgs {
+            sh: None,
+            cwd: Some("/tmp".into()),
+            env: vec!["A=b=c".into()],
+            timeout: Some(5),
+            command: vec!["ls".into(), "-l".into()],
+        };
+        assert_eq!(
+            descriptor(&a).unwrap(),
+            json!({"argv": ["ls", "-l"], "cwd": "/tmp", "env": {"A": "b=c"}, "timeout": 5})
+        );
+        let bad = ExecArgs {
+            env: vec!["novalue".into()],
+            ..a
+        };
+        assert!(descriptor(&bad).is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! `remo get`: download a file. The local file appears only complete and
+//! verified: data goes to a temporary file in the destination directory,
+//! which is fsynced and renamed once the server's SHA-256 matches ours.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{basename, digest_b64, emit, progress};
+use crate::client::cli::Ctx;
+use crate::client::conn::ResponseItem;
+use crate::client::error::ClientError;
+use crate::client::known::open_options_private;
+
+/// Arguments of `remo get`.
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// Remote file (relative to the remote home).
+    pub remote: String,
+    /// Local destination (a file or a directory; `-` for stdout; default: REMOTE's base name).
+    pub local: Option<String>,
+}
+
+/// A temporary file removed unless kept (any failure, including a panic or
+/// an early return, leaves no partial file behind).
+struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn destination(a: &GetArgs) -> Result<Option<PathBuf>, ClientError> {
+    let base = || {
+        basename(&a.remote).ok_or_else(|| {
+            ClientError::Config(format!(
+                "cannot name a local file after '{}'; give LOCAL",
+                a.remote
+            ))
+        })
+    };
+    match a.local.as_deref() {
+        Some("-") => Ok(None),
+        Some(l) => {
+            let p = PathBuf::from(l);
+            if p.is_dir() {
+                Ok(Some(p.join(base()?)))
+            } else {
+                Ok(Some(p))
+            }
+        }
+        None => Ok(Some(PathBuf::from(base()?))),
+    }
+}
+
+fn temp_in(dest: &Path) -> Result<(TempFile, std::fs::File), ClientError> {
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "download".into());
+    let mut last_err = None;
+    for attempt in 0..16u32 {
+        let nonce: u32 = rand_core::RngCore::next_u32(&mut rand_core::OsRng);
+        let path = dir.join(format!(".{name}.remo-{nonce:08x}{attempt}.part"));
+        match open_options_private()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => return Ok((TempFile { path, keep: false }, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
+            Err(e) => return Err(ClientError::io(&path, "cannot create", e)),
+        }
+    }
+    Err(ClientError::io(
+        &dir,
+        "cannot create a temporary file",
+        last_err.unwrap_or_else(|| std::io::Error::other("name collision")),
+    ))
+}
+
+/// Downloads REMOTE to LOCAL.
+pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
+    let dest = destination(&a)?;
+    let mut out = match &dest {
+        Some(d) => Some(temp_in(d)?),
+        None => None,
+    };
+    let mut active = ctx.session().await?;
+    let outcome = async {
+        let mut resp = ctx
+            .request(&mut active, "get", &json!({"path": a.remote}), None)
+            .await?;
+        let pb = progress(None, &a.remote);
+        let mut hasher = Sha256::new();
+        let mut received: u64 = 0;
+        while let Some(item) = resp.next().await? {
+            match item {
+                ResponseItem::Stdout(b) => {
+                    hasher.update(&b);
+                    received += b.len() as u64;
+                    pb.inc(b.len() as u64);
+                    match &mut out {
+                        Some((t, f)) => f
+                            .write_all(&b)
+                            .map_err(|e| ClientError::io(&t.path, "cannot write", e))?,
+                        None => emit(false, &b)?,
+                    }
+                }
+                ResponseItem::Stderr(b) => emit(true, &b)?,
+                ResponseItem::Done(Err(e)) => {
+                    pb.finish_and_clear();
+                    return Err(ClientError::Op(e));
+                }
+                ResponseItem::Done(Ok(m)) => {
+                    pb.finish_and_clear();
+                    let ours = digest_b64(&hasher.finalize());
+                    let theirs = m.get("sha256").and_then(Value::as_str).unwrap_or("");
+                    if theirs != ours {
+                        return Err(ClientError::Local(format!(
+                            "{}: SHA-256 mismatch after {received} bytes (server {}, received {ours}); nothing written",
+                            a.remote,
+                            crate::client::conn::sanitize(theirs)
+                        )));
+                    }
+                    if let (Some((mut t, f)), Some(d)) = (out.take(), &dest) {
+                        f.sync_all()
+                            .map_err(|e| ClientError::io(&t.path, "cannot sync", e))?;
+                        drop(f);
+                        std::fs::rename(&t.path, d)
+                            .map_err(|e| ClientError::io(d, "cannot rename into place", e))?;
+                        t.keep = true;
+                        if let Some(dir) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                            if let Ok(df) = std::fs::File::open(dir) {
+                                let _ = df.sync_all();
+                            }
+                        }
+                    }
+                    return Ok(0);
+                }
+            }
+        }
+        Err(ClientError::Truncated)
+    }
+    .await;
+    ctx.done(active).await;
+    outcome
+}

@@ -1,0 +1,325 @@
+//! `~/.config/remo/config.toml` and how a command's server, user and key
+//! are resolved from flags, environment, host aliases and defaults.
+//!
+//! Precedence: command-line flags > environment (`REMO_SERVER`, `REMO_USER`,
+//! `REMO_KEY`) > host alias > top-level defaults > built-in defaults
+//! (`$USER`, `~/.config/remo/id_p256`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::ClientError;
+
+/// Environment variable naming the server base URL.
+pub const ENV_SERVER: &str = "REMO_SERVER";
+/// Environment variable naming the user.
+pub const ENV_USER: &str = "REMO_USER";
+/// Environment variable naming the identity key file.
+pub const ENV_KEY: &str = "REMO_KEY";
+
+/// One `[hosts.NAME]` entry: a short name for a server, like an ssh `Host`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    /// Base URL, e.g. `https://web1.example.org/remo`.
+    pub server: String,
+    /// User on that server.
+    pub user: Option<String>,
+    /// Identity key file for that server.
+    pub key: Option<String>,
+}
+
+/// The parsed configuration file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Alias used when a command names no host.
+    pub default_host: Option<String>,
+    /// Default user.
+    pub user: Option<String>,
+    /// Default identity key file.
+    pub key: Option<String>,
+    /// Host aliases.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, HostEntry>,
+}
+
+/// The user's home directory (`$HOME` first, so tests can redirect it).
+pub fn home_dir() -> Option<PathBuf> {
+    match std::env::var_os("HOME") {
+        Some(h) if !h.is_empty() => Some(PathBuf::from(h)),
+        _ => dirs::home_dir(),
+    }
+}
+
+/// `$XDG_CONFIG_HOME/remo`, or `~/.config/remo`.
+pub fn config_dir() -> Result<PathBuf, ClientError> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME") {
+        let p = PathBuf::from(x);
+        if p.is_absolute() {
+            return Ok(p.join("remo"));
+        }
+    }
+    home_dir()
+        .map(|h| h.join(".config").join("remo"))
+        .ok_or_else(|| ClientError::Config("cannot find the home directory (set HOME)".into()))
+}
+
+/// Expands a leading `~/` to the home directory.
+pub fn expand_tilde(path: &str) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(h) = home_dir() {
+            return h.join(rest);
+        }
+    } else if path == "~" {
+        if let Some(h) = home_dir() {
+            return h;
+        }
+    }
+    PathBuf::from(path)
+}
+
+impl Config {
+    /// Loads `config.toml` from the config directory; a missing file is an
+    /// empty configuration.
+    pub fn load() -> Result<Config, ClientError> {
+        Self::load_from(&config_dir()?.join("config.toml"))
+    }
+
+    /// Loads a given file; a missing file is an empty configuration.
+    pub fn load_from(path: &Path) -> Result<Config, ClientError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => return Err(ClientError::io(path, "cannot read", e)),
+        };
+        Self::parse(&text).map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses configuration text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+}
+
+/// Whether a host argument is a URL rather than an alias.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// What the command line gave, before resolution.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// The `HOST` positional: alias or URL.
+    pub host: Option<String>,
+    /// `--server URL`.
+    pub server: Option<String>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--key`.
+    pub key: Option<String>,
+}
+
+/// The environment values that matter (passed in, so resolution is testable).
+#[derive(Debug, Clone, Default)]
+pub struct EnvValues {
+    /// `REMO_SERVER`.
+    pub server: Option<String>,
+    /// `REMO_USER`.
+    pub user: Option<String>,
+    /// `REMO_KEY`.
+    pub key: Option<String>,
+    /// `USER` (the last fallback for the user name).
+    pub login: Option<String>,
+}
+
+impl EnvValues {
+    /// Reads the process environment; empty values count as unset.
+    pub fn from_env() -> Self {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        EnvValues {
+            server: get(ENV_SERVER),
+            user: get(ENV_USER),
+            key: get(ENV_KEY),
+            login: get("USER").or_else(|| get("LOGNAME")),
+        }
+    }
+}
+
+/// Where a command connects, as whom, with which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Base URL without a trailing `/`.
+    pub server: String,
+    /// User name.
+    pub user: String,
+    /// Identity key file.
+    pub key: PathBuf,
+}
+
+/// Resolves the target of a command.
+pub fn resolve(cfg: &Config, ov: &Overrides, env: &EnvValues) -> Result<Target, ClientError> {
+    let mut server: Option<String> = None;
+    let mut alias: Option<(&str, &HostEntry)> = None;
+    let lookup = |name: &str| -> Result<(&str, &HostEntry), ClientError> {
+        cfg.hosts
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
+            .ok_or_else(|| {
+                ClientError::Config(format!(
+                    "unknown host '{name}' (not a URL and no [hosts.{name}] in {})",
+                    config_dir()
+                        .map(|d| d.join("config.toml").display().to_string())
+                        .unwrap_or_else(|_| "config.toml".into())
+                ))
+            })
+    };
+    if let Some(s) = &ov.server {
+        server = Some(s.clone());
+    }
+    if let Some(h) = &ov.host {
+        if is_url(h) {
+            server = server.or_else(|| Some(h.clone()));
+        } else {
+            alias = Some(lookup(h)?);
+        }
+    }
+    if server.is_none() && alias.is_none() {
+        if let Some(s) = &env.server {
+            server = Some(s.clone());
+        } else if let Some(d) = &cfg.default_host {
+            alias = Some(lookup(d)?);
+        }
+    }
+    let server = match (server, alias) {
+        (Some(s), _) => s,
+        (None, Some((_, entry))) => entry.server.clone(),
+        (None, None) => {
+            return Err(ClientError::Config(format!(
+                "no server given: name a HOST (alias or URL), use --server URL, set {ENV_SERVER}, or set default_host in config.toml"
+            )))
+        }
+    };
+    if !is_url(&server) {
+        return Err(ClientError::Config(format!(
+            "server '{server}' is not an http:// or https:// URL"
+        )));
+    }
+    let entry = alias.map(|(_, e)| e);
+    let user = ov
+        .user
+        .clone()
+        .or_else(|| env.user.clone())
+        .or_else(|| entry.and_then(|e| e.user.clone()))
+        .or_else(|| cfg.user.clone())
+        .or_else(|| env.login.clone())
+        .ok_or_else(|| ClientError::Config("no user given (use --user or set REMO_USER)".into()))?;
+    let key = match ov
+        .key
+        .clone()
+        .or_else(|| env.key.clone())
+        .or_else(|| entry.and_then(|e| e.key.clone()))
+        .or_else(|| cfg.key.clone())
+    {
+        Some(k) => expand_tilde(&k),
+        None => config_dir()?.join("id_p256"),
+    };
+    Ok(Target {
+        server: server.trim_end_matches('/').to_string(),
+        user,
+        key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = r#"
+default_host = "web1"
+user = "top"
+key = "/keys/top"
+
+[hosts.web1]
+server = "https://web1.example/remo/"
+user = "alice"
+
+[hosts.db]
+server = "http://db.example/remo"
+key = "/keys/db"
+"#;
+
+    #[test]
+    fn precedence_flags_env_alias_defaults() {
+        let cfg = Config::parse(CFG).unwrap();
+        let none = EnvValues {
+            login: Some("me".into()),
+            ..Default::default()
+        };
+        // Default host.
+        let t = resolve(&cfg, &Overrides::default(), &none).unwrap();
+        assert_eq!(t.server, "https://web1.example/remo");
+        assert_eq!(t.user, "alice");
+        assert_eq!(t.key, PathBuf::from("/keys/top"));
+        // Alias by name; top-level user as fallback.
+        let ov = Overrides {
+            host: Some("db".into()),
+            ..Default::default()
+        };
+        let t = resolve(&cfg, &ov, &none).unwrap();
+        assert_eq!(
+            (t.user.as_str(), t.key.to_str().unwrap()),
+            ("top", "/keys/db")
+        );
+        // Env beats alias, flags beat env.
+        let env = EnvValues {
+            user: Some("envuser".into()),
+            key: Some("/keys/env".into()),
+            ..none.clone()
+        };
+        let t = resolve(&cfg, &ov, &env).unwrap();
+        assert_eq!(
+            (t.user.as_str(), t.key.to_str().unwrap()),
+            ("envuser", "/keys/env")
+        );
+        let ov2 = Overrides {
+            user: Some("flag".into()),
+            ..ov.clone()
+        };
+        assert_eq!(resolve(&cfg, &ov2, &env).unwrap().user, "flag");
+        // A URL host needs no alias; REMO_SERVER beats default_host.
+        let ov = Overrides {
+            host: Some("http://x:1/r".into()),
+            ..Default::default()
+        };
+        let t = resolve(&Config::default(), &ov, &none).unwrap();
+        assert_eq!((t.server.as_str(), t.user.as_str()), ("http://x:1/r", "me"));
+        let env = EnvValues {
+            server: Some("http://env/r".into()),
+            ..none.clone()
+        };
+        let t = resolve(&cfg, &Overrides::default(), &env).unwrap();
+        assert_eq!(
+            (t.server.as_str(), t.user.as_str()),
+            ("http://env/r", "top")
+        );
+    }
+
+    #[test]
+    fn unknown_alias_and_missing_server_are_errors() {
+        let ov = Overrides {
+            host: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(resolve(&Config::default(), &ov, &EnvValues::default()).is_err());
+        assert!(resolve(
+            &Config::default(),
+            &Overrides::default(),
+            &EnvValues::default()
+        )
+        .is_err());
+        assert!(Config::parse("[hosts.a]\nserver='x'\nbogus=1").is_err());
+    }
+}

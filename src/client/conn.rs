@@ -1,0 +1,624 @@
+//! The client side of remo/1 over HTTP: discovery, the handshake, and
+//! streamed sealed requests and responses.
+//!
+//! Everything is async and works on `&Session`, so tests, benchmarks and the
+//! command line share one implementation, and concurrent requests on one
+//! session need no locking beyond the request-number counter.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use super::error::ClientError;
+use crate::proto::handshake::{AuthResponse, ClientHandshake, HandshakeError};
+use crate::proto::identity::{IdentityKey, PublicKey};
+use crate::proto::record::{LineSplitter, Opener, RecordError, RecordKey, Sealer, MAX_PLAINTEXT};
+use crate::proto::response::{classify, OpError, ResponseItem as WireItem};
+
+/// The content type of sealed messages.
+pub const CONTENT_TYPE: &str = "application/x-remo";
+/// The header that names the session of a request.
+pub const SESSION_HEADER: &str = "Remo-Session";
+/// Longest server error text we read and show (a hostile server cannot flood us).
+const MAX_ERROR_BODY: usize = 4096;
+
+/// A stream of data chunks sent as request data records (standard input,
+/// file content). Chunks of any size are accepted; larger ones are split.
+pub type DataStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
+
+type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send + 'static>>;
+
+/// What `GET {base}/info` tells about a server, so a client can pin its key
+/// before it trusts anything else.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Server software name.
+    pub name: String,
+    /// Server software version.
+    pub version: String,
+    /// Protocol, `remo/1`.
+    pub protocol: String,
+    /// b64 of the server's SEC1 public key.
+    pub key: String,
+    /// The key's fingerprint as the server states it.
+    pub fingerprint: String,
+}
+
+impl ServerInfo {
+    /// The server key, checked to be a valid point whose fingerprint is the
+    /// one announced (so what a user compares is what we pin).
+    pub fn public_key(&self) -> Result<PublicKey, ClientError> {
+        let key = PublicKey::from_b64(&self.key)
+            .map_err(|e| ClientError::Protocol(format!("server key in /info: {e}")))?;
+        if key.fingerprint() != self.fingerprint {
+            return Err(ClientError::Protocol(
+                "the fingerprint in /info does not match the key in /info".into(),
+            ));
+        }
+        Ok(key)
+    }
+}
+
+/// Makes text from a server safe to print: printable characters only and
+/// bounded length, so a hostile server cannot drive our terminal.
+pub fn sanitize(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == ' ')
+        .take(500)
+        .collect();
+    if text.chars().count() > 500 {
+        out.push('…');
+    }
+    out
+}
+
+/// The URL of an endpoint under a base URL (tolerates a trailing `/`).
+pub fn endpoint(base_url: &str, name: &str) -> String {
+    format!("{}/{}", base_url.trim_end_matches('/'), name)
+}
+
+/// The HTTP client the commands use: HTTP/1.1, rustls, a connect timeout but
+/// no overall timeout (commands and transfers may run for hours).
+pub fn http_client() -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("remo/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| ClientError::Local(format!("cannot set up HTTP client: {e}")))
+}
+
+/// `GET {base}/info` with a fresh client.
+pub async fn info(base_url: &str) -> Result<ServerInfo, ClientError> {
+    info_with(&http_client()?, base_url).await
+}
+
+/// `GET {base}/info` with a given client.
+pub async fn info_with(http: &reqwest::Client, base_url: &str) -> Result<ServerInfo, ClientError> {
+    let url = endpoint(base_url, "info");
+    let resp = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| ClientError::transport(&url, &e))?;
+    if !resp.status().is_success() {
+        return Err(status_error(resp).await);
+    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::transport(&url, &e))?;
+    serde_json::from_slice(&body).map_err(|_| {
+        ClientError::Protocol(format!(
+            "{url} did not answer like a remo server (is the URL right?)"
+        ))
+    })
+}
+
+/// Turns a non-200 answer into the typed error, with the server's
+/// `{"error": …}` text where there is one.
+async fn status_error(mut resp: reqwest::Response) -> ClientError {
+    let status = resp.status().as_u16();
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    let message = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(sanitize))
+        .unwrap_or_else(|| {
+            resp.status()
+                .canonical_reason()
+                .unwrap_or("unexpected status")
+                .to_string()
+        });
+    match status {
+        401 => ClientError::SessionExpired,
+        409 => ClientError::Replay,
+        413 => ClientError::TooLarge(message),
+        _ => ClientError::Http { status, message },
+    }
+}
+
+/// Where a session's request numbers come from. A process-local counter
+/// for a session used by one process; a locked file for a session cached
+/// and shared by many `remo` processes (see `client::cache`).
+pub trait RequestNumbers: Send + Sync {
+    /// Allocates the next unused request number.
+    fn allocate(&self) -> Result<u64, ClientError>;
+}
+
+/// Request numbers from an in-memory counter.
+#[derive(Debug)]
+pub struct CounterNumbers(AtomicU64);
+
+impl CounterNumbers {
+    /// A counter whose first number is `first` (1 for a fresh session).
+    pub fn new(first: u64) -> Self {
+        CounterNumbers(AtomicU64::new(first))
+    }
+}
+
+impl RequestNumbers for CounterNumbers {
+    fn allocate(&self) -> Result<u64, ClientError> {
+        Ok(self.0.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// What identifies a session and its keys, so it can be cached and resumed
+/// by a later process. Holds secrets: its `Debug` hides them.
+#[derive(Clone)]
+pub struct SessionParams {
+    /// Server base URL.
+    pub base_url: String,
+    /// User name.
+    pub user: String,
+    /// Session id.
+    pub sid: String,
+    /// Request key.
+    pub c2s: Zeroizing<[u8; 32]>,
+    /// Response key.
+    pub s2c: Zeroizing<[u8; 32]>,
+    /// Idle timeout in seconds, as announced by the server.
+    pub timeout: u64,
+    /// The pinned server key the session was verified against.
+    pub server_key: PublicKey,
+}
+
+impl std::fmt::Debug for SessionParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionParams")
+            .field("base_url", &self.base_url)
+            .field("user", &self.user)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated session: the unit every operation runs in.
+pub struct Session {
+    http: reqwest::Client,
+    params: SessionParams,
+    c2s: RecordKey,
+    s2c: RecordKey,
+    numbers: Arc<dyn RequestNumbers>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Logs in (POST `{base}/auth`) with a fresh HTTP client.
+    pub async fn login(
+        base_url: &str,
+        user: &str,
+        identity: &IdentityKey,
+        pinned_server_key: &PublicKey,
+    ) -> Result<Session, ClientError> {
+        Self::login_with(http_client()?, base_url, user, identity, pinned_server_key).await
+    }
+
+    /// Logs in with a given HTTP client. The server's M2 signature is checked
+    /// against `pinned_server_key` before anything else is done: a session
+    /// whose M2 does not verify is never used.
+    pub async fn login_with(
+        http: reqwest::Client,
+        base_url: &str,
+        user: &str,
+        identity: &IdentityKey,
+        pinned_server_key: &PublicKey,
+    ) -> Result<Session, ClientError> {
+        let base_url = base_url.trim_end_matches('/').to_string();
+        let url = endpoint(&base_url, "auth");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let (hs, req) = ClientHandshake::start(user, identity, now);
+        let resp = http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(
+                serde_json::to_vec(&req)
+                    .map_err(|e| ClientError::Local(format!("cannot encode /auth: {e}")))?,
+            )
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&url, &e))?;
+        match resp.status().as_u16() {
+            200 => {}
+            401 => {
+                return Err(ClientError::AuthFailed {
+                    user: user.to_string(),
+                })
+            }
+            _ => return Err(status_error(resp).await),
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::transport(&url, &e))?;
+        let auth: AuthResponse = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("bad /auth answer: {e}")))?;
+        let cs = hs.finish(&auth, pinned_server_key).map_err(|e| match e {
+            HandshakeError::BadServerSignature => ClientError::BadServerSignature {
+                url: base_url.clone(),
+            },
+            other => ClientError::Protocol(format!("bad /auth answer: {other}")),
+        })?;
+        let params = SessionParams {
+            base_url,
+            user: user.to_string(),
+            sid: cs.session,
+            c2s: cs.keys.c2s,
+            s2c: cs.keys.s2c,
+            timeout: cs.timeout,
+            server_key: pinned_server_key.clone(),
+        };
+        Ok(Self::resume(http, params, Arc::new(CounterNumbers::new(1))))
+    }
+
+    /// A session from saved parameters (a cached session), with its request
+    /// numbers coming from `numbers`.
+    pub fn resume(
+        http: reqwest::Client,
+        params: SessionParams,
+        numbers: Arc<dyn RequestNumbers>,
+    ) -> Session {
+        Session {
+            http,
+            c2s: RecordKey::new(&params.c2s),
+            s2c: RecordKey::new(&params.s2c),
+            params,
+            numbers,
+        }
+    }
+
+    /// The session's parameters (for caching).
+    pub fn params(&self) -> &SessionParams {
+        &self.params
+    }
+
+    /// Replaces the request-number source (once the session is cached, its
+    /// file becomes the source so other processes can share it).
+    pub fn set_numbers(&mut self, numbers: Arc<dyn RequestNumbers>) {
+        self.numbers = numbers;
+    }
+
+    /// Sends one request and returns its response as it streams in.
+    ///
+    /// Record 0 is `descriptor`; `input` (if any) follows as data records,
+    /// and the message ends with an empty `last` record once the input ends.
+    /// Without input the descriptor itself is the `last` record. The body is
+    /// streamed, and this returns as soon as the response headers arrive, so
+    /// output can be read while input is still being sent.
+    pub async fn request(
+        &self,
+        op: &str,
+        descriptor: &Value,
+        input: Option<DataStream>,
+    ) -> Result<ResponseStream, ClientError> {
+        let r = self.numbers.allocate()?;
+        let body = request_body(self.c2s.clone(), r, op, descriptor, input)?;
+        let url = endpoint(&self.params.base_url, op);
+        let resp = self
+            .http
+            .post(&url)
+            .header(SESSION_HEADER, &self.params.sid)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&url, &e))?;
+        if resp.status().as_u16() != 200 {
+            return Err(status_error(resp).await);
+        }
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct.starts_with(CONTENT_TYPE) {
+            return Err(ClientError::Protocol(format!(
+                "response is {}, not {CONTENT_TYPE}",
+                sanitize(ct)
+            )));
+        }
+        Ok(ResponseStream::new(
+            Box::pin(resp.bytes_stream()),
+            Opener::new(self.s2c.clone(), Some(r), op),
+        ))
+    }
+
+    /// Runs a request without input and collects everything (small operations).
+    pub async fn call(&self, op: &str, descriptor: &Value) -> Result<Collected, ClientError> {
+        self.request(op, descriptor, None).await?.collect().await
+    }
+
+    /// Ends the session on the server (which ends every process it started).
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        match self
+            .call("logout", &Value::Object(Map::new()))
+            .await?
+            .result
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(ClientError::Op(e)),
+        }
+    }
+}
+
+/// The sealed request body as a stream of CRLF lines.
+pub fn request_body(
+    key: RecordKey,
+    r: u64,
+    op: &str,
+    descriptor: &Value,
+    input: Option<DataStream>,
+) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, ClientError> {
+    let mut sealer = Sealer::new(key, r, op);
+    let desc = serde_json::to_vec(descriptor)
+        .map_err(|e| ClientError::Local(format!("cannot encode descriptor: {e}")))?;
+    let first = sealer
+        .seal(&[&desc], input.is_none())
+        .map_err(|e| ClientError::Local(format!("descriptor: {e}")))?;
+    let head = futures_util::stream::once(async move { Ok(first) });
+    let tail = futures_util::stream::unfold((sealer, input), |(mut sealer, input)| async move {
+        let mut input = input?;
+        match input.next().await {
+            Some(Ok(chunk)) => {
+                let mut out = String::new();
+                for piece in chunk.chunks(MAX_PLAINTEXT) {
+                    if let Err(e) = sealer.seal_into(&[piece], false, &mut out) {
+                        return Some((Err(seal_io_error(e)), (sealer, None)));
+                    }
+                }
+                Some((Ok(Bytes::from(out.into_bytes())), (sealer, Some(input))))
+            }
+            Some(Err(e)) => Some((Err(e), (sealer, None))),
+            None => match sealer.seal(&[], true) {
+                Ok(line) => Some((Ok(line), (sealer, None))),
+                Err(e) => Some((Err(seal_io_error(e)), (sealer, None))),
+            },
+        }
+    });
+    Ok(head.chain(tail))
+}
+
+fn seal_io_error(e: RecordError) -> std::io::Error {
+    std::io::Error::other(format!("sealing request: {e}"))
+}
+
+/// One classified response record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseItem {
+    /// Data or standard output.
+    Stdout(Bytes),
+    /// Standard error.
+    Stderr(Bytes),
+    /// The final result: the fields of `{"ok": true, …}` or the operation's error.
+    Done(Result<Map<String, Value>, OpError>),
+}
+
+/// A response being read as it arrives: split into lines, opened record by
+/// record under the request's `R` and operation, and classified.
+pub struct ResponseStream {
+    body: BodyStream,
+    split: LineSplitter,
+    opener: Opener,
+    done: bool,
+}
+
+impl std::fmt::Debug for ResponseStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A whole response, for operations whose output is small.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collected {
+    /// All data / standard output.
+    pub stdout: Vec<u8>,
+    /// All standard error.
+    pub stderr: Vec<u8>,
+    /// The final result.
+    pub result: Result<Map<String, Value>, OpError>,
+}
+
+impl ResponseStream {
+    /// Wraps a response body (any byte stream, so tests can feed one).
+    pub fn new(body: BodyStream, opener: Opener) -> Self {
+        ResponseStream {
+            body,
+            split: LineSplitter::new(),
+            opener,
+            done: false,
+        }
+    }
+
+    /// The next record, `Ok(None)` after the final one. A body that ends
+    /// before the final record is [`ClientError::Truncated`].
+    pub async fn next(&mut self) -> Result<Option<ResponseItem>, ClientError> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let line = self
+                .split
+                .next_line()
+                .map_err(|e| ClientError::Protocol(format!("response: {e}")))?;
+            if let Some(line) = line {
+                let rec = self
+                    .opener
+                    .open(&line)
+                    .map_err(|e| ClientError::Protocol(format!("response: {e}")))?;
+                let last = rec.last;
+                let bytes = rec.into_bytes();
+                let item = match classify(&bytes, last)
+                    .map_err(|e| ClientError::Protocol(format!("response: {e}")))?
+                {
+                    WireItem::Stdout(_) => ResponseItem::Stdout(bytes.slice(1..)),
+                    WireItem::Stderr(_) => ResponseItem::Stderr(bytes.slice(1..)),
+                    WireItem::Done(res) => ResponseItem::Done(
+                        res.map_err(|e| OpError::new(e.code, sanitize(&e.message))),
+                    ),
+                };
+                self.done = last;
+                return Ok(Some(item));
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.split.push(&chunk),
+                Some(Err(_)) | None => return Err(ClientError::Truncated),
+            }
+        }
+    }
+
+    /// Reads the whole response into memory.
+    pub async fn collect(mut self) -> Result<Collected, ClientError> {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        while let Some(item) = self.next().await? {
+            match item {
+                ResponseItem::Stdout(b) => stdout.extend_from_slice(&b),
+                ResponseItem::Stderr(b) => stderr.extend_from_slice(&b),
+                ResponseItem::Done(result) => {
+                    return Ok(Collected {
+                        stdout,
+                        stderr,
+                        result,
+                    })
+                }
+            }
+        }
+        Err(ClientError::Truncated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::record::{open_message, seal_message};
+
+    fn key() -> RecordKey {
+        RecordKey::new(&[9u8; 32])
+    }
+
+    async fn body_of(input: Option<DataStream>) -> Vec<u8> {
+        let s = request_body(key(), 7, "put", &serde_json::json!({"path": "x"}), input).unwrap();
+        let parts: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+        parts.concat()
+    }
+
+    #[tokio::test]
+    async fn request_without_input_is_one_last_record() {
+        let body = body_of(None).await;
+        let recs = open_message(&key(), Some(7), "put", &body).unwrap();
+        assert_eq!(recs, vec![br#"{"path":"x"}"#.to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn request_data_is_split_and_ends_with_last() {
+        let big = Bytes::from(vec![5u8; MAX_PLAINTEXT * 2 + 10]);
+        let chunks: Vec<std::io::Result<Bytes>> = vec![Ok(Bytes::from_static(b"hi")), Ok(big)];
+        let input: DataStream = Box::pin(futures_util::stream::iter(chunks));
+        let body = body_of(Some(input)).await;
+        let recs = open_message(&key(), Some(7), "put", &body).unwrap();
+        assert_eq!(recs.len(), 6);
+        assert_eq!(recs[1], b"hi");
+        assert_eq!(recs[2].len(), MAX_PLAINTEXT);
+        assert_eq!(recs[4].len(), 10);
+        assert!(recs[5].is_empty());
+        let data: usize = recs[1..].iter().map(Vec::len).sum();
+        assert_eq!(data, 2 + MAX_PLAINTEXT * 2 + 10);
+    }
+
+    fn response(body: Vec<u8>, chunk: usize) -> ResponseStream {
+        let chunks: Vec<reqwest::Result<Bytes>> = body
+            .chunks(chunk)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        ResponseStream::new(
+            Box::pin(futures_util::stream::iter(chunks)),
+            Opener::new(key(), Some(3), "cmd"),
+        )
+    }
+
+    #[tokio::test]
+    async fn response_is_classified_across_chunk_boundaries() {
+        let body = seal_message(
+            &key(),
+            3,
+            "cmd",
+            &[b"\x01out", b"\x02err", br#"{"ok":true,"exit":0}"#],
+        )
+        .unwrap();
+        let c = response(body, 5).collect().await.unwrap();
+        assert_eq!(c.stdout, b"out");
+        assert_eq!(c.stderr, b"err");
+        assert_eq!(c.result.unwrap().get("exit"), Some(&Value::from(0)));
+    }
+
+    #[tokio::test]
+    async fn truncated_or_misdirected_responses_fail() {
+        let body = seal_message(&key(), 3, "cmd", &[b"\x01out", br#"{"ok":true}"#]).unwrap();
+        let cut = body[..body.iter().position(|&b| b == b'\n').unwrap() + 1].to_vec();
+        assert!(matches!(
+            response(cut, 7).collect().await,
+            Err(ClientError::Truncated)
+        ));
+        let other_r = seal_message(&key(), 4, "cmd", &[br#"{"ok":true}"#]).unwrap();
+        assert!(matches!(
+            response(other_r, 100).collect().await,
+            Err(ClientError::Protocol(_))
+        ));
+        let other_op = seal_message(&key(), 3, "get", &[br#"{"ok":true}"#]).unwrap();
+        assert!(matches!(
+            response(other_op, 100).collect().await,
+            Err(ClientError::Protocol(_))
+        ));
+        assert!(open_message(&key(), Some(3), "cmd", b"").is_err());
+    }
+
+    #[test]
+    fn sanitize_strips_control_characters() {
+        assert_eq!(sanitize("a\x1b[31mb\nc"), "a[31mbc");
+        assert_eq!(endpoint("http://h/remo/", "info"), "http://h/remo/info");
+    }
+}

@@ -1,0 +1,178 @@
+//! Request input (standard input, files) as [`DataStream`]s, and a wrapper
+//! that lets a request be sent again after a transparent re-login.
+//!
+//! A cached session can turn out to be dead only when the server answers
+//! 401 — by then the request body may already have consumed some input.
+//! [`Replayable`] records what was consumed until the answer is known
+//! (bounded), so the retry sends exactly the same data.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::conn::DataStream;
+
+/// Read size for input streams: one full data record.
+pub const CHUNK: usize = 64 * 1024;
+/// Most input bytes kept for a replay; beyond this a retry is not possible.
+pub const REPLAY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Any async reader as a stream of chunks (each read is sent as it comes,
+/// so interactive input is not held back).
+pub fn reader_stream<R: AsyncRead + Send + Unpin + 'static>(reader: R) -> DataStream {
+    Box::pin(futures_util::stream::unfold(
+        Some(reader),
+        |reader| async move {
+            let mut reader = reader?;
+            let mut buf = vec![0u8; CHUNK];
+            match reader.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Bytes::from(buf)), Some(reader)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    ))
+}
+
+struct Shared {
+    input: Option<DataStream>,
+    recorded: Vec<Bytes>,
+    recorded_len: usize,
+    recording: bool,
+    overflow: bool,
+    generation: u64,
+}
+
+/// An input that can be re-sent from its start while its first attempt's
+/// answer is not yet known.
+#[derive(Clone)]
+pub struct Replayable {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl std::fmt::Debug for Replayable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Replayable(..)")
+    }
+}
+
+impl Replayable {
+    /// Wraps an input; recording starts now.
+    pub fn new(input: DataStream) -> Self {
+        Replayable {
+            shared: Arc::new(Mutex::new(Shared {
+                input: Some(input),
+                recorded: Vec::new(),
+                recorded_len: 0,
+                recording: true,
+                overflow: false,
+                generation: 0,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A stream for one attempt: what earlier attempts consumed, then the
+    /// rest of the input. Earlier attempts' streams stop (with an error, so
+    /// their requests are aborted rather than ended cleanly).
+    pub fn attempt(&self) -> DataStream {
+        let mut s = self.lock();
+        s.generation += 1;
+        let mine = s.generation;
+        let mut replay: VecDeque<Bytes> = s.recorded.iter().cloned().collect();
+        if mine > 1 {
+            s.recording = false;
+            s.recorded.clear();
+        }
+        drop(s);
+        let shared = self.shared.clone();
+        Box::pin(futures_util::stream::poll_fn(move |cx| {
+            if let Some(b) = replay.pop_front() {
+                return Poll::Ready(Some(Ok(b)));
+            }
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if s.generation != mine {
+                return Poll::Ready(Some(Err(std::io::Error::other("request abandoned"))));
+            }
+            let Some(input) = s.input.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match input.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => {
+                    if s.recording {
+                        if s.recorded_len + b.len() > REPLAY_LIMIT {
+                            s.recording = false;
+                            s.overflow = true;
+                            s.recorded.clear();
+                        } else {
+                            s.recorded_len += b.len();
+                            s.recorded.push(b.clone());
+                        }
+                    }
+                    Poll::Ready(Some(Ok(b)))
+                }
+                Poll::Ready(None) => {
+                    s.input = None;
+                    Poll::Ready(None)
+                }
+                other => other,
+            }
+        }))
+    }
+
+    /// The first attempt was accepted: stop recording and free the copy.
+    pub fn commit(&self) {
+        let mut s = self.lock();
+        s.recording = false;
+        s.recorded = Vec::new();
+    }
+
+    /// Whether another attempt can send the complete input.
+    pub fn can_replay(&self) -> bool {
+        let s = self.lock();
+        !s.overflow && s.generation <= 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn second_attempt_resends_everything() {
+        let chunks: Vec<std::io::Result<Bytes>> =
+            (0..5u8).map(|i| Ok(Bytes::from(vec![i; 3]))).collect();
+        let r = Replayable::new(Box::pin(futures_util::stream::iter(chunks)));
+        let mut a1 = r.attempt();
+        let first: Vec<u8> = a1.next().await.unwrap().unwrap().to_vec();
+        let _ = a1.next().await.unwrap().unwrap();
+        assert_eq!(first, vec![0; 3]);
+        assert!(r.can_replay());
+        let a2 = r.attempt();
+        assert!(a1.next().await.unwrap().is_err());
+        let all: Vec<Bytes> = a2.map(|c| c.unwrap()).collect().await;
+        assert_eq!(
+            all.concat(),
+            (0..5u8).flat_map(|i| [i; 3]).collect::<Vec<_>>()
+        );
+        assert!(!r.can_replay());
+    }
+
+    #[tokio::test]
+    async fn reader_stream_reads_all() {
+        let data = vec![7u8; CHUNK * 2 + 5];
+        let s = reader_stream(std::io::Cursor::new(data.clone()));
+        let all: Vec<Bytes> = s.map(|c| c.unwrap()).collect().await;
+        assert_eq!(all.concat(), data);
+    }
+}

@@ -1,0 +1,327 @@
+//! `icm`, `idt`, `edt`, `kill`, `resize`: interactive processes
+//! (PROTOCOL.md §6). The process table lives in [`crate::server::procs`];
+//! these are the descriptors and the request/response glue.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::cmd::{build_command, build_command_base, spawn_error, CmdDesc};
+use super::{fields, parse_descriptor, OpCtx, OpResult};
+use crate::proto::response::{ErrorCode, OpError};
+use crate::server::procs::{open_pty, parse_signal, Collected, Proc, Wiring};
+use crate::server::stream::{RequestReader, ResponseWriter};
+
+/// Default `wait_ms`.
+pub const DEFAULT_WAIT_MS: u64 = 200;
+/// Largest `wait_ms`, so a poll stays well inside proxy timeouts.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+/// The terminal size asked for with `pty`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PtySize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// The `icm` descriptor: `cmd`'s fields plus `pty` and `wait_ms`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcmDesc {
+    argv: Option<Vec<String>>,
+    sh: Option<String>,
+    cwd: Option<String>,
+    env: Option<std::collections::BTreeMap<String, String>>,
+    timeout: Option<f64>,
+    pty: Option<PtySize>,
+    wait_ms: Option<u64>,
+}
+
+/// A checked `icm`.
+pub struct Icm {
+    cmd: super::cmd::Cmd,
+    pty: Option<PtySize>,
+    wait: Duration,
+}
+
+fn wait(ms: Option<u64>) -> Duration {
+    Duration::from_millis(ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS))
+}
+
+/// Parses `icm`.
+pub fn parse_icm(d: &[u8]) -> Result<Icm, OpError> {
+    let d: IcmDesc = parse_descriptor(d)?;
+    if d.timeout.is_some() {
+        return Err(OpError::bad_request(
+            "timeout is not supported for interactive processes; use kill",
+        ));
+    }
+    let cmd = CmdDesc {
+        argv: d.argv,
+        sh: d.sh,
+        cwd: d.cwd,
+        env: d.env,
+        timeout: None,
+    }
+    .check()?;
+    if let Some(p) = d.pty {
+        if p.rows == 0 || p.cols == 0 {
+            return Err(OpError::bad_request("pty rows and cols must be positive"));
+        }
+    }
+    Ok(Icm {
+        cmd,
+        pty: d.pty,
+        wait: wait(d.wait_ms),
+    })
+}
+
+/// The `idt` / `edt` descriptor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Idt {
+    id: String,
+    wait_ms: Option<u64>,
+}
+
+/// Parses `idt` or `edt`.
+pub fn parse_idt(d: &[u8]) -> Result<Idt, OpError> {
+    parse_descriptor(d)
+}
+
+/// The `kill` descriptor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kill {
+    id: String,
+    signal: String,
+}
+
+/// Parses `kill`.
+pub fn parse_kill(d: &[u8]) -> Result<Kill, OpError> {
+    let k: Kill = parse_descriptor(d)?;
+    if parse_signal(&k.signal).is_none() {
+        return Err(OpError::bad_request(
+            "signal must be one of TERM, KILL, INT, HUP",
+        ));
+    }
+    Ok(k)
+}
+
+/// The `resize` descriptor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resize {
+    id: String,
+    rows: u16,
+    cols: u16,
+}
+
+/// Parses `resize`.
+pub fn parse_resize(d: &[u8]) -> Result<Resize, OpError> {
+    let r: Resize = parse_descriptor(d)?;
+    if r.rows == 0 || r.cols == 0 {
+        return Err(OpError::bad_request("rows and cols must be positive"));
+    }
+    Ok(r)
+}
+
+fn not_found(id: &str) -> OpError {
+    OpError::new(
+        ErrorCode::NotFound,
+        format!("no interactive process {id:?} in this session"),
+    )
+}
+
+fn lookup(ctx: &OpCtx, id: &str) -> Result<std::sync::Arc<Proc>, OpError> {
+    ctx.inst
+        .procs
+        .get(&ctx.session.id, id)
+        .ok_or_else(|| not_found(id))
+}
+
+/// Writes every data record to the process's stdin (discarding once it stopped reading).
+async fn feed(proc: &Proc, input: &mut RequestReader) -> Result<(), OpError> {
+    let mut open = true;
+    while let Some(chunk) = input.next_data().await.map_err(|e| e.to_op_error())? {
+        if open && !chunk.is_empty() {
+            open = proc.write_input(&chunk).await;
+        }
+    }
+    Ok(())
+}
+
+/// Sends collected output and builds the result; forgets a finished process.
+async fn answer(ctx: &OpCtx, proc: &Proc, wait: Duration, out: &mut ResponseWriter) -> OpResult {
+    let gone = {
+        let tx_closed = out.closed();
+        // `collect` must not hold the writer borrowed while we send, so the
+        // client-gone future is only used while waiting.
+        let c: Collected = proc.collect(wait, tx_closed).await;
+        c
+    };
+    let Collected {
+        chunks,
+        running,
+        exit,
+    } = gone;
+    for (channel, data) in &chunks {
+        if out.send(*channel, data).await.is_err() {
+            return Err(OpError::new(ErrorCode::Unavailable, "client went away"));
+        }
+    }
+    if !running {
+        ctx.inst.procs.remove(&proc.id);
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(fields([
+        ("id", Value::from(proc.id.clone())),
+        ("running", Value::Bool(running)),
+        (
+            "exit",
+            exit.and_then(|s| s.code())
+                .map(Value::from)
+                .unwrap_or(Value::Null),
+        ),
+        (
+            "signal",
+            exit.and_then(|s| s.signal())
+                .map(Value::from)
+                .unwrap_or(Value::Null),
+        ),
+    ]))
+}
+
+/// Starts an interactive process.
+pub async fn apply_icm(
+    ctx: &OpCtx,
+    d: Icm,
+    input: &mut RequestReader,
+    out: &mut ResponseWriter,
+) -> OpResult {
+    ctx.inst
+        .procs
+        .check_room(&ctx.session.id)
+        .map_err(|e| OpError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let prog = d.cmd.argv.first().cloned().unwrap_or_default();
+    let (child, wiring) = match d.pty {
+        None => {
+            let mut cmd = build_command(ctx, &d.cmd)?;
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            (
+                cmd.spawn().map_err(|e| spawn_error(&prog, &e))?,
+                Wiring::Pipes,
+            )
+        }
+        Some(size) => {
+            let mut c = d.cmd.clone();
+            c.env
+                .entry("TERM".into())
+                .or_insert_with(|| "xterm-256color".into());
+            let mut cmd = build_command_base(ctx, &c)?;
+            let pty = open_pty(size.rows, size.cols).map_err(|e| {
+                OpError::new(ErrorCode::Internal, format!("cannot open a terminal: {e}"))
+            })?;
+            let slave = &pty.slave;
+            let io =
+                |e: std::io::Error| OpError::new(ErrorCode::Internal, format!("terminal: {e}"));
+            cmd.stdin(Stdio::from(slave.try_clone().map_err(io)?))
+                .stdout(Stdio::from(slave.try_clone().map_err(io)?))
+                .stderr(Stdio::from(slave.try_clone().map_err(io)?));
+            // SAFETY: only async-signal-safe calls between fork and exec:
+            // a new session, then the terminal on fd 0 as the controlling one.
+            unsafe {
+                cmd.as_std_mut().pre_exec(|| {
+                    if libc::setsid() < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn().map_err(|e| spawn_error(&prog, &e))?;
+            // Close our copies of the slave, or the master never sees EOF.
+            drop(cmd);
+            let master = pty.master;
+            drop(pty.slave);
+            let _ = master.as_raw_fd();
+            (child, Wiring::Pty(master))
+        }
+    };
+    let proc = ctx
+        .inst
+        .procs
+        .register(&ctx.session.id, ctx.session.cancel.clone(), child, wiring)
+        .map_err(|e| {
+            OpError::new(
+                ErrorCode::Internal,
+                format!("cannot track the process: {e}"),
+            )
+        })?;
+    feed(&proc, input).await?;
+    answer(ctx, &proc, d.wait, out).await
+}
+
+/// `idt` (`close` false) and `edt` (`close` true).
+pub async fn apply_idt(
+    ctx: &OpCtx,
+    d: Idt,
+    close: bool,
+    input: &mut RequestReader,
+    out: &mut ResponseWriter,
+) -> OpResult {
+    let proc = lookup(ctx, &d.id)?;
+    proc.touch();
+    feed(&proc, input).await?;
+    if close {
+        proc.close_input().await;
+    }
+    answer(ctx, &proc, wait(d.wait_ms), out).await
+}
+
+/// Sends a signal to the process group.
+pub async fn apply_kill(ctx: &OpCtx, d: Kill, input: &mut RequestReader) -> OpResult {
+    while input
+        .next_data()
+        .await
+        .map_err(|e| e.to_op_error())?
+        .is_some()
+    {}
+    let proc = lookup(ctx, &d.id)?;
+    proc.touch();
+    let sig = parse_signal(&d.signal).ok_or_else(|| OpError::bad_request("unknown signal"))?;
+    let delivered = proc.signal(sig);
+    Ok(fields([
+        ("id", Value::from(d.id)),
+        ("delivered", Value::Bool(delivered)),
+    ]))
+}
+
+/// Changes the terminal size of a `pty` process.
+pub async fn apply_resize(ctx: &OpCtx, d: Resize, input: &mut RequestReader) -> OpResult {
+    while input
+        .next_data()
+        .await
+        .map_err(|e| e.to_op_error())?
+        .is_some()
+    {}
+    let proc = lookup(ctx, &d.id)?;
+    proc.touch();
+    if !proc.is_pty() {
+        return Err(OpError::bad_request("process was not started with pty"));
+    }
+    proc.resize(d.rows, d.cols)
+        .map_err(|e| OpError::new(ErrorCode::Internal, format!("resize: {e}")))?;
+    Ok(fields([("id", Value::from(d.id))]))
+}

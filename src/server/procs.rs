@@ -1,0 +1,553 @@
+//! Interactive processes (`icm`, `idt`, `edt`, `kill`, `resize`): a table of
+//! running children per instance, each with a bounded output buffer.
+//!
+//! Output is never dropped: when a process's buffer is full, remod stops
+//! reading from it, so the process blocks on its next write, exactly as it
+//! would on a terminal that scrolls slowly (flow control). Memory per
+//! process is therefore bounded by the buffer cap, and a `tar c | remo exec
+//! -i 'tar x'` stream is never corrupted.
+//!
+//! Every child is reaped by its own waiter task (no zombies); ending a
+//! session, an idle timeout or server shutdown kill the whole process group.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::b64;
+use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
+
+/// Why a process could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcError {
+    /// The instance-wide cap is reached.
+    #[error("too many interactive processes on this server")]
+    TooMany,
+    /// The per-session cap is reached.
+    #[error("too many interactive processes in this session")]
+    TooManyInSession,
+}
+
+/// Caps and timers for interactive processes.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcLimits {
+    /// Live processes per instance.
+    pub max_total: usize,
+    /// Live processes per session.
+    pub max_per_session: usize,
+    /// Buffered output per process before reading pauses.
+    pub buffer_bytes: usize,
+    /// A process nobody asked about for this long is killed.
+    pub idle: Duration,
+}
+
+/// Where a process's standard input goes.
+pub enum Input {
+    /// A pipe.
+    Pipe(ChildStdin),
+    /// The master side of its terminal.
+    Pty(Arc<AsyncFd<OwnedFd>>),
+}
+
+impl Input {
+    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Input::Pipe(p) => p.write_all(data).await,
+            Input::Pty(fd) => {
+                let mut rest = data;
+                while !rest.is_empty() {
+                    let mut guard = fd.writable().await?;
+                    match guard.try_io(|f| {
+                        nix::unistd::write(f.get_ref(), rest).map_err(std::io::Error::from)
+                    }) {
+                        Ok(Ok(n)) => rest = rest.get(n..).unwrap_or(&[]),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_would_block) => continue,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    buf: VecDeque<(u8, Bytes)>,
+    buffered: usize,
+    open_streams: usize,
+    exit: Option<ExitStatus>,
+    /// Exited and every output stream at its end (or given up on).
+    done: bool,
+    last_active: Option<Instant>,
+}
+
+/// One interactive process.
+pub struct Proc {
+    /// Its id on the wire.
+    pub id: String,
+    /// The session that owns it; other sessions get `not_found`.
+    pub session: String,
+    pgid: i32,
+    pty: Option<Arc<AsyncFd<OwnedFd>>>,
+    input: tokio::sync::Mutex<Option<Input>>,
+    state: Mutex<State>,
+    changed: Notify,
+    space: Notify,
+    cap: usize,
+    forgotten: CancellationToken,
+}
+
+/// What a poll of a process returned.
+pub struct Collected {
+    /// Output chunks with their channel bytes, oldest first.
+    pub chunks: Vec<(u8, Bytes)>,
+    /// False once the process has exited and all its output is in `chunks`.
+    pub running: bool,
+    /// Exit status, once exited.
+    pub exit: Option<ExitStatus>,
+}
+
+impl Proc {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True for a process started on a terminal.
+    pub fn is_pty(&self) -> bool {
+        self.pty.is_some()
+    }
+
+    /// Marks the process as used now (for the idle timeout).
+    pub fn touch(&self) {
+        self.lock().last_active = Some(Instant::now());
+    }
+
+    /// Writes to its standard input. Errors mean the process no longer
+    /// reads (closed stdin or exited); the data is then discarded.
+    pub async fn write_input(&self, data: &[u8]) -> bool {
+        let mut input = self.input.lock().await;
+        match input.as_mut() {
+            Some(i) => {
+                if i.write_all(data).await.is_err() {
+                    *input = None;
+                    false
+                } else {
+                    true
+                }
+            }
+            None => false,
+        }
+    }
+
+    /// Closes standard input; on a terminal, sends the EOF character instead.
+    pub async fn close_input(&self) {
+        let mut input = self.input.lock().await;
+        match input.as_mut() {
+            Some(i @ Input::Pty(_)) => {
+                let _ = i.write_all(&[0x04]).await;
+            }
+            Some(Input::Pipe(_)) => *input = None,
+            None => {}
+        }
+    }
+
+    /// Sends a signal to the whole process group.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) -> bool {
+        if self.lock().exit.is_some() {
+            return false;
+        }
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid), sig).is_ok()
+    }
+
+    /// Sets the terminal size; the kernel sends SIGWINCH to the foreground group.
+    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+        let Some(fd) = &self.pty else {
+            return Err(std::io::Error::other("not a terminal"));
+        };
+        set_winsize(fd.get_ref(), rows, cols)
+    }
+
+    /// Waits up to `wait` for output (returning as soon as there is some, or
+    /// the process has finished), then takes everything buffered.
+    pub async fn collect(
+        &self,
+        wait: Duration,
+        gone: impl std::future::Future<Output = ()>,
+    ) -> Collected {
+        let deadline = Instant::now() + wait;
+        tokio::pin!(gone);
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = self.lock();
+                if !st.buf.is_empty() || st.done {
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = &mut gone => break,
+            }
+        }
+        let mut st = self.lock();
+        st.last_active = Some(Instant::now());
+        let chunks: Vec<(u8, Bytes)> = st.buf.drain(..).collect();
+        st.buffered = 0;
+        let done = st.done;
+        let exit = st.exit;
+        drop(st);
+        self.space.notify_waiters();
+        Collected {
+            chunks,
+            running: !done,
+            exit: if done { exit } else { None },
+        }
+    }
+
+    async fn push(&self, channel: u8, data: Bytes) {
+        loop {
+            let space = self.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if st.buffered < self.cap {
+                    st.buffered += data.len();
+                    st.buf.push_back((channel, data));
+                    drop(st);
+                    self.changed.notify_waiters();
+                    return;
+                }
+            }
+            // Full: stop reading until a poll drains the buffer.
+            space.await;
+        }
+    }
+
+    fn stream_ended(&self) {
+        {
+            let mut st = self.lock();
+            st.open_streams = st.open_streams.saturating_sub(1);
+        }
+        self.changed.notify_waiters();
+    }
+}
+
+/// The signal names `kill` accepts.
+pub fn parse_signal(name: &str) -> Option<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
+    Some(match name {
+        "TERM" => Signal::SIGTERM,
+        "KILL" => Signal::SIGKILL,
+        "INT" => Signal::SIGINT,
+        "HUP" => Signal::SIGHUP,
+        _ => return None,
+    })
+}
+
+fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) -> std::io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid
+    // for the duration of the call; the fd is owned and open.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A pseudo-terminal pair for a new process.
+pub struct PtyPair {
+    /// Our side.
+    pub master: OwnedFd,
+    /// The child's side (its stdin/stdout/stderr and controlling terminal).
+    pub slave: OwnedFd,
+}
+
+/// Opens a pseudo-terminal with the given size.
+pub fn open_pty(rows: u16, cols: u16) -> std::io::Result<PtyPair> {
+    let ws = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let p = nix::pty::openpty(Some(&ws), None).map_err(std::io::Error::from)?;
+    let flags = nix::fcntl::fcntl(p.master.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
+        .map_err(std::io::Error::from)?;
+    let mut flags = nix::fcntl::OFlag::from_bits_truncate(flags);
+    flags.insert(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC);
+    nix::fcntl::fcntl(p.master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))
+        .map_err(std::io::Error::from)?;
+    let _ = nix::fcntl::fcntl(
+        p.master.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    Ok(PtyPair {
+        master: p.master,
+        slave: p.slave,
+    })
+}
+
+/// The processes of one instance.
+pub struct ProcTable {
+    map: Mutex<HashMap<String, Arc<Proc>>>,
+    limits: ProcLimits,
+}
+
+/// How a started child is wired.
+pub enum Wiring {
+    /// Pipes for stdin (optional), stdout and stderr.
+    Pipes,
+    /// A terminal (the master side).
+    Pty(OwnedFd),
+}
+
+impl ProcTable {
+    /// An empty table.
+    pub fn new(limits: ProcLimits) -> Arc<Self> {
+        Arc::new(ProcTable {
+            map: Mutex::new(HashMap::new()),
+            limits,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Proc>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks the caps before a process is started.
+    pub fn check_room(&self, session: &str) -> Result<(), ProcError> {
+        let map = self.lock();
+        if map.len() >= self.limits.max_total {
+            return Err(ProcError::TooMany);
+        }
+        if map.values().filter(|p| p.session == session).count() >= self.limits.max_per_session {
+            return Err(ProcError::TooManyInSession);
+        }
+        Ok(())
+    }
+
+    /// Registers a started child and its reader and waiter tasks.
+    pub fn register(
+        self: &Arc<Self>,
+        session: &str,
+        session_end: CancellationToken,
+        mut child: Child,
+        wiring: Wiring,
+    ) -> std::io::Result<Arc<Proc>> {
+        use rand_core::RngCore;
+        let mut raw = [0u8; 12];
+        rand_core::OsRng.fill_bytes(&mut raw);
+        let id = b64::encode(&raw);
+        let pgid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| std::io::Error::other("child has no pid"))?;
+        let (pty, input, streams): (Option<Arc<AsyncFd<OwnedFd>>>, Option<Input>, usize) =
+            match wiring {
+                Wiring::Pipes => (None, child.stdin.take().map(Input::Pipe), 2),
+                Wiring::Pty(master) => {
+                    // SAFETY: `master` is an owned, open, non-blocking descriptor
+                    // that nothing else closes or replaces while the AsyncFd owns it.
+                    let fd = Arc::new(unsafe { AsyncFd::register(master)? });
+                    (Some(fd.clone()), Some(Input::Pty(fd)), 1)
+                }
+            };
+        let proc = Arc::new(Proc {
+            id: id.clone(),
+            session: session.to_string(),
+            pgid,
+            pty: pty.clone(),
+            input: tokio::sync::Mutex::new(input),
+            state: Mutex::new(State {
+                open_streams: streams,
+                last_active: Some(Instant::now()),
+                ..State::default()
+            }),
+            changed: Notify::new(),
+            space: Notify::new(),
+            cap: self.limits.buffer_bytes.max(1),
+            forgotten: CancellationToken::new(),
+        });
+        match &pty {
+            Some(fd) => {
+                tokio::spawn(read_pty(proc.clone(), fd.clone()));
+            }
+            None => {
+                let out = child.stdout.take();
+                let err = child.stderr.take();
+                tokio::spawn(read_pipe(proc.clone(), CHANNEL_STDOUT, out));
+                tokio::spawn(read_pipe(proc.clone(), CHANNEL_STDERR, err));
+            }
+        }
+        self.lock().insert(id, proc.clone());
+        tokio::spawn(wait_child(
+            self.clone(),
+            proc.clone(),
+            child,
+            session_end,
+            self.limits.idle,
+        ));
+        Ok(proc)
+    }
+
+    /// The process `id` if it belongs to `session`.
+    pub fn get(&self, session: &str, id: &str) -> Option<Arc<Proc>> {
+        self.lock()
+            .get(id)
+            .filter(|p| p.session == session)
+            .cloned()
+    }
+
+    /// Forgets a process whose end has been reported.
+    pub fn remove(&self, id: &str) {
+        if let Some(p) = self.lock().remove(id) {
+            p.forgotten.cancel();
+        }
+    }
+
+    /// Number of processes in the table.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+async fn read_pipe<R: AsyncRead + Unpin>(proc: Arc<Proc>, channel: u8, pipe: Option<R>) {
+    if let Some(mut pipe) = pipe {
+        let mut buf = vec![0u8; MAX_RESPONSE_DATA];
+        loop {
+            match pipe.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or(&[]));
+                    proc.push(channel, data).await;
+                }
+            }
+        }
+    }
+    proc.stream_ended();
+}
+
+async fn read_pty(proc: Arc<Proc>, fd: Arc<AsyncFd<OwnedFd>>) {
+    let mut buf = vec![0u8; MAX_RESPONSE_DATA];
+    loop {
+        let Ok(mut guard) = fd.readable().await else {
+            break;
+        };
+        match guard.try_io(|f| {
+            nix::unistd::read(f.get_ref().as_raw_fd(), &mut buf).map_err(std::io::Error::from)
+        }) {
+            // EIO once the last slave descriptor is closed: the terminal's end.
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or(&[]));
+                proc.push(CHANNEL_STDOUT, data).await;
+            }
+            Err(_would_block) => continue,
+        }
+    }
+    proc.stream_ended();
+}
+
+fn kill_group(pgid: i32) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Reaps the child; kills its group when the session ends or it idles out;
+/// marks the process done once its output has ended.
+async fn wait_child(
+    table: Arc<ProcTable>,
+    proc: Arc<Proc>,
+    mut child: Child,
+    session_end: CancellationToken,
+    idle: Duration,
+) {
+    let status = loop {
+        let last = proc.lock().last_active.unwrap_or_else(Instant::now);
+        tokio::select! {
+            s = child.wait() => break s.ok(),
+            _ = session_end.cancelled() => {
+                kill_group(proc.pgid);
+                break child.wait().await.ok();
+            }
+            _ = tokio::time::sleep_until(last + idle) => {
+                let last_now = proc.lock().last_active.unwrap_or_else(Instant::now);
+                if last_now + idle <= Instant::now() {
+                    log::info!("killing idle interactive process {}", proc.id);
+                    kill_group(proc.pgid);
+                    break child.wait().await.ok();
+                }
+            }
+        }
+    };
+    {
+        let mut st = proc.lock();
+        st.exit = Some(status.unwrap_or_else(|| ExitStatus::from_raw(0)));
+    }
+    proc.changed.notify_waiters();
+    // Output still held open by a background grandchild is not waited for
+    // forever; on a terminal the group is gone with the session leader.
+    let grace = Instant::now() + Duration::from_millis(500);
+    loop {
+        let changed = proc.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if proc.lock().open_streams == 0 {
+            break;
+        }
+        tokio::select! {
+            _ = &mut changed => {}
+            _ = tokio::time::sleep_until(grace) => break,
+        }
+    }
+    proc.lock().done = true;
+    proc.changed.notify_waiters();
+    // Drop our handle on the input so the pipe/terminal closes.
+    *proc.input.lock().await = None;
+    if session_end.is_cancelled() {
+        table.remove(&proc.id);
+        return;
+    }
+    // A finished process nobody collects is forgotten after the idle time.
+    loop {
+        let last = proc.lock().last_active.unwrap_or_else(Instant::now);
+        tokio::select! {
+            _ = proc.forgotten.cancelled() => return,
+            _ = session_end.cancelled() => break,
+            _ = tokio::time::sleep_until(last + idle) => {
+                if proc.lock().last_active.unwrap_or_else(Instant::now) + idle <= Instant::now() { break; }
+            }
+        }
+    }
+    table.remove(&proc.id);
+}
