@@ -327,6 +327,19 @@ impl Opener {
     }
 }
 
+/// The position of the first CRLF in `hay`.
+fn find_crlf(hay: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', hay.get(from..)?) {
+        let nl = from + i;
+        if nl > 0 && hay.get(nl - 1) == Some(&b'\r') {
+            return Some(nl - 1);
+        }
+        from = nl + 1;
+    }
+    None
+}
+
 /// Cuts a byte stream into CRLF-terminated lines, refusing an overlong line
 /// as soon as it is known to be overlong (before it is buffered whole).
 #[derive(Debug, Default)]
@@ -352,7 +365,7 @@ impl LineSplitter {
         // a CR ended the previous chunk).
         let from = self.scanned.saturating_sub(1);
         let hay = self.buf.get(from..).unwrap_or(&[]);
-        match hay.windows(2).position(|w| w == b"\r\n") {
+        match find_crlf(hay) {
             Some(pos) => {
                 let end = from + pos;
                 if end > MAX_LINE {
@@ -515,6 +528,15 @@ mod tests {
         s.push(b"f\r\n");
         assert_eq!(s.next_line().unwrap().as_deref(), Some(&b"def"[..]));
         assert!(s.finish().is_ok());
+    }
+
+    #[test]
+    fn splitter_splits_only_on_crlf() {
+        let mut s = LineSplitter::new();
+        s.push(b"a\nb\rc\r\n\r\n");
+        assert_eq!(s.next_line().unwrap().as_deref(), Some(&b"a\nb\rc"[..]));
+        assert_eq!(s.next_line().unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(s.next_line().unwrap(), None);
     }
 
     #[test]

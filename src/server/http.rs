@@ -172,21 +172,28 @@ async fn handle(
     to_hyper(resp)
 }
 
+/// How much of an unread request body is read and discarded after the
+/// handler has answered, so the client can finish sending and read the
+/// answer instead of getting a reset (as the FastCGI side's linger does).
+const DRAIN_MAX_BYTES: u64 = 256 << 20;
+/// How long that draining may take.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+
 /// Moves request body frames into the channel as they arrive; the bounded
 /// channel stops reading the socket when the handler falls behind.
 async fn pump_body(mut incoming: Incoming, tx: BodySender) {
     loop {
         let frame = tokio::select! {
             f = incoming.frame() => f,
-            // The handler dropped its body: stop reading it.
-            _ = tx.closed() => return,
+            // The handler dropped its body: stop passing it on.
+            _ = tx.closed() => return drain(incoming).await,
         };
         match frame {
             None => return,
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {
                     if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
-                        return;
+                        return drain(incoming).await;
                     }
                 }
             }
@@ -197,6 +204,22 @@ async fn pump_body(mut incoming: Incoming, tx: BodySender) {
             }
         }
     }
+}
+
+/// Reads and discards what is left of a body, within limits.
+async fn drain(mut incoming: Incoming) {
+    let mut left = DRAIN_MAX_BYTES;
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Some(Ok(f)) = incoming.frame().await {
+            if let Ok(data) = f.into_data() {
+                left = left.saturating_sub(data.len() as u64);
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// Classifies a body read error: bad framing (hyper reports chunked
