@@ -350,12 +350,34 @@ impl Document {
         }
     }
 
-    /// The raw bytes of a section (its header and every line up to the next
-    /// header; the part before the first header for the global section).
+    /// The first line of the comment block directly above line `header`
+    /// (comments that describe a section belong to it).
+    fn lead(&self, header: usize) -> usize {
+        let mut s = header;
+        while s > 0
+            && self
+                .lines
+                .get(s - 1)
+                .is_some_and(|l| l.kind == Kind::Comment)
+        {
+            s -= 1;
+        }
+        s
+    }
+
+    /// The raw bytes of a section: its header and every line up to the next
+    /// header, less the comments directly above that header (they describe
+    /// the next section). For the global section, the part before the
+    /// first header.
     pub fn section_bytes(&self, addr: &SectionAddr) -> Result<Vec<u8>, EditError> {
         let span = self.find(addr)?;
+        let end = if span.end < self.lines.len() {
+            self.lead(span.end).max(span.header.map_or(0, |h| h + 1))
+        } else {
+            span.end
+        };
         let mut out = Vec::new();
-        for l in self.lines.get(span.start..span.end).unwrap_or(&[]) {
+        for l in self.lines.get(span.start..end).unwrap_or(&[]) {
             out.extend_from_slice(&l.raw);
         }
         Ok(out)
@@ -555,22 +577,10 @@ impl Document {
             ));
         }
         let span = self.find(addr)?;
-        let lead = |doc: &Document, header: usize| {
-            let mut s = header;
-            while s > 0
-                && doc
-                    .lines
-                    .get(s - 1)
-                    .is_some_and(|l| l.kind == Kind::Comment)
-            {
-                s -= 1;
-            }
-            s
-        };
         let header = span.header.unwrap_or(span.start);
-        let mut start = lead(self, header);
+        let mut start = self.lead(header);
         let end = if span.end < self.lines.len() {
-            lead(self, span.end).max(header + 1)
+            self.lead(span.end).max(header + 1)
         } else {
             while start > 0
                 && self
