@@ -70,6 +70,8 @@ pub struct Instance {
     pub commands: Arc<Semaphore>,
     /// Interactive processes.
     pub procs: Arc<ProcTable>,
+    /// Configuration files by name (`[files.NAME]`).
+    pub files: std::collections::BTreeMap<String, super::cfgfiles::FileSpec>,
     auth_seen: Mutex<AuthReplay>,
 }
 
@@ -101,6 +103,7 @@ impl Instance {
             why: e.to_string(),
         })?;
         let limits = file.limits;
+        let files = file.files;
         Ok(Instance {
             public: key.public(),
             key,
@@ -118,6 +121,7 @@ impl Instance {
                 idle: Duration::from_secs(limits.process_idle_timeout),
             }),
             limits,
+            files,
             timeout,
             home: home_dir(),
             auth_seen: Mutex::new(AuthReplay::default()),

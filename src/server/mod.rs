@@ -1,6 +1,7 @@
 //! The `remod` server: front doors, router, sessions, operations.
 
 pub mod auth;
+pub mod cfgfiles;
 pub mod cli;
 pub mod config;
 pub mod fcgi;
