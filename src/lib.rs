@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod firewall;
 pub mod keyfile;
 pub mod perms;
 pub mod proto;

@@ -148,6 +148,8 @@ impl Default for Limits {
 pub struct ConfigFile {
     /// `[limits]`.
     pub limits: Limits,
+    /// `[firewall]`: profiles for the `open` operation (docs/firewall.md).
+    pub firewall: Option<crate::firewall::FirewallConfig>,
 }
 
 impl ConfigFile {

@@ -70,6 +70,8 @@ pub struct Instance {
     pub commands: Arc<Semaphore>,
     /// Interactive processes.
     pub procs: Arc<ProcTable>,
+    /// The `[firewall]` profiles, if configured.
+    pub firewall: Option<Arc<crate::firewall::FirewallConfig>>,
     auth_seen: Mutex<AuthReplay>,
 }
 
@@ -118,6 +120,7 @@ impl Instance {
                 idle: Duration::from_secs(limits.process_idle_timeout),
             }),
             limits,
+            firewall: file.firewall.map(Arc::new),
             timeout,
             home: home_dir(),
             auth_seen: Mutex::new(AuthReplay::default()),
