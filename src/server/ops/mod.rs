@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod get;
 pub mod icm;
 pub mod logout;
+pub mod open;
 pub mod put;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct OpCtx {
     pub session: Arc<Session>,
     /// The caller's address, for logs.
     pub remote: String,
+    /// `X-Forwarded-For`, believed only from `[firewall] trusted_proxies`.
+    pub forwarded_for: Option<String>,
     /// The operation name.
     pub op: String,
 }
@@ -36,7 +39,7 @@ pub type OpResult = Result<Map<String, Value>, OpError>;
 pub fn is_known(op: &str) -> bool {
     matches!(
         op,
-        "cmd" | "get" | "put" | "logout" | "icm" | "idt" | "edt" | "kill" | "resize"
+        "cmd" | "get" | "put" | "logout" | "icm" | "idt" | "edt" | "kill" | "resize" | "open"
     )
 }
 
@@ -57,6 +60,7 @@ pub async fn run(
         "edt" => icm::apply_idt(ctx, icm::parse_idt(descriptor)?, true, input, out).await,
         "kill" => icm::apply_kill(ctx, icm::parse_kill(descriptor)?, input).await,
         "resize" => icm::apply_resize(ctx, icm::parse_resize(descriptor)?, input).await,
+        "open" => open::apply(ctx, open::parse(descriptor)?, input).await,
         other => Err(OpError::bad_request(format!("unknown operation {other}"))),
     }
 }
