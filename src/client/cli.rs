@@ -26,6 +26,7 @@ default_host names the server. Examples:
   echo hi | remo web1 exec cat
   remo web1 get /var/log/syslog
   remo web1 put ./site.tar.gz /srv/site.tar.gz
+  remo web1 open ssh --for 30m
 See docs/client.md for configuration, key pinning and the session cache.";
 
 /// remo — run commands and move files on a remo server, like ssh.
@@ -75,12 +76,20 @@ pub enum Cmd {
     Put(cmd::put::PutArgs),
     /// End the cached session on the server and forget it.
     Logout,
+    /// Open the server's firewall for this machine (or a guest) for a while.
+    Open(cmd::open::OpenArgs),
+    /// Close a firewall grant before it expires.
+    Close(cmd::open::CloseArgs),
+    /// List the active firewall grants with their remaining time.
+    Grants,
     /// Make a login key pair.
     Keygen(crate::admin::KeygenArgs),
 }
 
 /// Names that are commands, never hosts.
-const COMMANDS: &[&str] = &["info", "exec", "get", "put", "logout", "keygen", "help"];
+const COMMANDS: &[&str] = &[
+    "info", "exec", "get", "put", "logout", "open", "close", "grants", "keygen", "help",
+];
 /// Global options that take a separate value.
 const VALUE_OPTIONS: &[&str] = &[
     "--server",
@@ -173,6 +182,9 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
         Cmd::Get(a) => cmd::get::run(&ctx, a).await,
         Cmd::Put(a) => cmd::put::run(&ctx, a).await,
         Cmd::Logout => cmd::logout::run(&ctx).await,
+        Cmd::Open(a) => cmd::open::run_open(&ctx, a).await,
+        Cmd::Close(a) => cmd::open::run_close(&ctx, a).await,
+        Cmd::Grants => cmd::open::run_grants(&ctx).await,
         Cmd::Keygen(_) => Ok(0),
     }
 }
