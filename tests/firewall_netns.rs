@@ -682,10 +682,12 @@ async fn guests_caps_proxies_and_refusals() {
     assert!(alice.grants().await.iter().any(|x| x["profile"] == "guest"));
 }
 
+type OpOutcome = Result<Map<String, Value>, OpError>;
+
 /// Requests that must be refused with a clear error, leaving the ruleset as it was.
 async fn check_refusals(lab: &Lab, alice: &mut Caller<'_>, carol: &mut Caller<'_>, admin_pc: &str) {
     let before = lab.ruleset();
-    let cases: Vec<(Result<Map<String, Value>, OpError>, ErrorCode, &str)> = vec![
+    let cases: Vec<(OpOutcome, ErrorCode, &str)> = vec![
         (
             alice
                 .open(
