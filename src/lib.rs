@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod cfgedit;
 pub mod client;
+pub mod firewall;
 pub mod keyfile;
 pub mod perms;
 pub mod proto;

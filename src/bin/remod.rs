@@ -18,6 +18,8 @@ enum Cmd {
     User(remo::admin::UserArgs),
     /// Run the server (FastCGI or embedded HTTP).
     Serve(remo::server::cli::ServeArgs),
+    /// Install, show or remove remod's nftables table (docs/firewall.md).
+    Firewall(remo::firewall::cli::FirewallArgs),
 }
 
 fn main() {
@@ -26,6 +28,7 @@ fn main() {
         Cmd::Init(a) => remo::admin::run_init(a),
         Cmd::User(a) => remo::admin::run_user(a),
         Cmd::Serve(a) => remo::server::cli::run_serve(a),
+        Cmd::Firewall(a) => remo::firewall::cli::run(a),
     };
     std::process::exit(code);
 }

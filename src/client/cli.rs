@@ -27,6 +27,7 @@ default_host names the server. Examples:
   remo web1 get /var/log/syslog
   remo web1 put ./site.tar.gz /srv/site.tar.gz
   remo web1 config set wg0 'Peer[PublicKey=abc=].AllowedIPs' 10.0.0.3/32
+  remo web1 open ssh --for 30m
 See docs/client.md for configuration, key pinning and the session cache.";
 
 /// remo — run commands and move files on a remo server, like ssh.
@@ -78,13 +79,19 @@ pub enum Cmd {
     Config(cmd::config::ConfigArgs),
     /// End the cached session on the server and forget it.
     Logout,
+    /// Open the server's firewall for this machine (or a guest) for a while.
+    Open(cmd::open::OpenArgs),
+    /// Close a firewall grant before it expires.
+    Close(cmd::open::CloseArgs),
+    /// List the active firewall grants with their remaining time.
+    Grants,
     /// Make a login key pair.
     Keygen(crate::admin::KeygenArgs),
 }
 
 /// Names that are commands, never hosts.
 const COMMANDS: &[&str] = &[
-    "info", "exec", "get", "put", "config", "logout", "keygen", "help",
+    "info", "exec", "get", "put", "config", "logout", "open", "close", "grants", "keygen", "help",
 ];
 /// Global options that take a separate value.
 const VALUE_OPTIONS: &[&str] = &[
@@ -179,6 +186,9 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
         Cmd::Put(a) => cmd::put::run(&ctx, a).await,
         Cmd::Config(a) => cmd::config::run(&ctx, a).await,
         Cmd::Logout => cmd::logout::run(&ctx).await,
+        Cmd::Open(a) => cmd::open::run_open(&ctx, a).await,
+        Cmd::Close(a) => cmd::open::run_close(&ctx, a).await,
+        Cmd::Grants => cmd::open::run_grants(&ctx).await,
         Cmd::Keygen(_) => Ok(0),
     }
 }

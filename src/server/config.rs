@@ -150,6 +150,8 @@ pub struct ConfigFile {
     pub limits: Limits,
     /// `[files.NAME]`: the configuration files the `config` operation may edit.
     pub files: std::collections::BTreeMap<String, super::cfgfiles::FileSpec>,
+    /// `[firewall]`: profiles for the `open` operation (docs/firewall.md).
+    pub firewall: Option<crate::firewall::FirewallConfig>,
 }
 
 impl ConfigFile {

@@ -72,6 +72,8 @@ pub struct Instance {
     pub procs: Arc<ProcTable>,
     /// Configuration files by name (`[files.NAME]`).
     pub files: std::collections::BTreeMap<String, super::cfgfiles::FileSpec>,
+    /// The `[firewall]` profiles, if configured.
+    pub firewall: Option<Arc<crate::firewall::FirewallConfig>>,
     auth_seen: Mutex<AuthReplay>,
 }
 
@@ -122,6 +124,7 @@ impl Instance {
             }),
             limits,
             files,
+            firewall: file.firewall.map(Arc::new),
             timeout,
             home: home_dir(),
             auth_seen: Mutex::new(AuthReplay::default()),

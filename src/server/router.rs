@@ -195,11 +195,16 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
     let descriptor: Bytes = rec0.into_bytes();
     let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_DEPTH);
     let mut writer = ResponseWriter::new(tx, Sealer::new(session.s2c.clone(), r, &op));
+    let forwarded_for = req
+        .params
+        .get_str("HTTP_X_FORWARDED_FOR")
+        .map(str::to_string);
     tokio::spawn(async move {
         let ctx = OpCtx {
             inst,
             session,
             remote,
+            forwarded_for,
             op,
         };
         let mut input = reader;

@@ -5,6 +5,7 @@ pub mod exec;
 pub mod get;
 pub mod info;
 pub mod logout;
+pub mod open;
 pub mod put;
 
 use std::io::{IsTerminal, Write};

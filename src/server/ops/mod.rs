@@ -6,6 +6,7 @@ pub mod config;
 pub mod get;
 pub mod icm;
 pub mod logout;
+pub mod open;
 pub mod put;
 
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct OpCtx {
     pub session: Arc<Session>,
     /// The caller's address, for logs.
     pub remote: String,
+    /// `X-Forwarded-For`, believed only from `[firewall] trusted_proxies`.
+    pub forwarded_for: Option<String>,
     /// The operation name.
     pub op: String,
 }
@@ -37,7 +40,17 @@ pub type OpResult = Result<Map<String, Value>, OpError>;
 pub fn is_known(op: &str) -> bool {
     matches!(
         op,
-        "cmd" | "get" | "put" | "logout" | "icm" | "idt" | "edt" | "kill" | "resize" | "config"
+        "cmd"
+            | "get"
+            | "put"
+            | "logout"
+            | "icm"
+            | "idt"
+            | "edt"
+            | "kill"
+            | "resize"
+            | "config"
+            | "open"
     )
 }
 
@@ -59,6 +72,7 @@ pub async fn run(
         "kill" => icm::apply_kill(ctx, icm::parse_kill(descriptor)?, input).await,
         "resize" => icm::apply_resize(ctx, icm::parse_resize(descriptor)?, input).await,
         "config" => config::apply(ctx, config::parse(descriptor)?, input, out).await,
+        "open" => open::apply(ctx, open::parse(descriptor)?, input).await,
         other => Err(OpError::bad_request(format!("unknown operation {other}"))),
     }
 }

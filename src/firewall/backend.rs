@@ -1,0 +1,140 @@
+//! Running nft: a child process with the configured argument prefix (never
+//! a shell), the batch on its standard input so it is applied as one atomic
+//! transaction, and `nft -j list table` for reading grants back.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::config::FirewallConfig;
+use super::nft::{self, Grant};
+use super::FwError;
+
+/// The nft command of a configuration.
+#[derive(Debug, Clone)]
+pub struct Nft {
+    argv: Vec<String>,
+    table: String,
+}
+
+impl Nft {
+    /// The command from `[firewall] nft` (default `["nft"]`).
+    pub fn new(cfg: &FirewallConfig) -> Nft {
+        Nft {
+            argv: cfg.nft.clone(),
+            table: cfg.table.clone(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Result<Command, FwError> {
+        let (prog, prefix) = self.argv.split_first().ok_or_else(|| FwError::Spawn {
+            cmd: "nft".into(),
+            source: std::io::Error::other("empty firewall.nft"),
+        })?;
+        let mut c = Command::new(prog);
+        c.args(prefix).args(args).env("LC_ALL", "C");
+        Ok(c)
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> FwError {
+        FwError::Spawn {
+            cmd: self.argv.join(" "),
+            source: e,
+        }
+    }
+
+    /// Applies a batch atomically (`nft -f -`): all of it or nothing.
+    pub fn apply(&self, batch: &str) -> Result<(), FwError> {
+        let mut child = self
+            .command(&["-f", "-"])?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error(e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(batch.as_bytes())
+                .map_err(|e| self.spawn_error(e))?;
+        }
+        let out = child.wait_with_output().map_err(|e| self.spawn_error(e))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(FwError::Nft(one_line(&out.stderr)))
+        }
+    }
+
+    /// `nft -j list table inet TABLE`; `None` when the table does not exist.
+    pub fn list(&self) -> Result<Option<Value>, FwError> {
+        let out = self
+            .command(&["-j", "list", "table", "inet", &self.table])?
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.spawn_error(e))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("No such file or directory") {
+                return Ok(None);
+            }
+            return Err(FwError::Nft(one_line(&out.stderr)));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        nft::parse_listing(&text).map(Some)
+    }
+
+    /// `nft list table inet TABLE` as text (for `remod firewall status`).
+    pub fn list_text(&self) -> Result<Option<String>, FwError> {
+        let out = self
+            .command(&["list", "table", "inet", &self.table])?
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.spawn_error(e))?;
+        if !out.status.success() {
+            if String::from_utf8_lossy(&out.stderr).contains("No such file or directory") {
+                return Ok(None);
+            }
+            return Err(FwError::Nft(one_line(&out.stderr)));
+        }
+        Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+    }
+
+    /// The active grants, read from the kernel (empty without the table).
+    pub fn grants(&self) -> Result<Vec<Grant>, FwError> {
+        Ok(match self.list()? {
+            Some(j) => nft::parse_grants(&j, &self.table),
+            None => Vec::new(),
+        })
+    }
+}
+
+/// nft's error output as one line, without the caret lines under the batch.
+fn one_line(stderr: &[u8]) -> String {
+    let s = String::from_utf8_lossy(stderr);
+    let parts: Vec<&str> = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == '~' || c == ' '))
+        .collect();
+    parts.join(" | ").chars().take(500).collect()
+}
+
+/// Installs (or repairs) the table and removes sets of profiles that are
+/// no longer configured; live grants of configured profiles are kept.
+pub fn install(cfg: &FirewallConfig) -> Result<Vec<String>, FwError> {
+    let nft = Nft::new(cfg);
+    let stale = match nft.list()? {
+        Some(j) => nft::stale_sets(cfg, &j),
+        None => Vec::new(),
+    };
+    let mut batch = nft::structure(cfg);
+    batch.push_str(&nft::delete_sets(cfg, &stale));
+    nft.apply(&batch)?;
+    Ok(stale.into_iter().map(|(n, _)| n).collect())
+}
+
+/// Removes the table and every grant in it.
+pub fn uninstall(cfg: &FirewallConfig) -> Result<(), FwError> {
+    Nft::new(cfg).apply(&nft::uninstall_batch(cfg))
+}

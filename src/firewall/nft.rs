@@ -1,0 +1,486 @@
+//! nftables text: the batches remod feeds to `nft -f -` and the reading of
+//! `nft -j list table` output. Pure functions, so every byte remod sends to
+//! the kernel is testable without a kernel.
+//!
+//! Layout (family `inet`, one table remod owns, see docs/firewall.md):
+//! per profile and address family a set `g_NAME_v4` / `g_NAME_v6` of
+//! `addr . inet_proto . inet_service` with `flags timeout` for its ports,
+//! and a map `f_NAME_v4` / `f_NAME_v6` from the same key to the LAN
+//! `addr . inet_service` for its forwards. A grant is one element per port
+//! (or forward), all with the same timeout, so the kernel expires it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use super::config::{FirewallConfig, Profile};
+use super::FwError;
+
+/// The name of a profile's port set for a family.
+pub fn set_name(profile: &str, v6: bool) -> String {
+    format!("g_{profile}_{}", fam(v6))
+}
+
+/// The name of a profile's forward map for a family.
+pub fn map_name(profile: &str, v6: bool) -> String {
+    format!("f_{profile}_{}", fam(v6))
+}
+
+fn fam(v6: bool) -> &'static str {
+    if v6 {
+        "v6"
+    } else {
+        "v4"
+    }
+}
+
+fn addr_type(v6: bool) -> &'static str {
+    if v6 {
+        "ipv6_addr"
+    } else {
+        "ipv4_addr"
+    }
+}
+
+fn saddr(v6: bool) -> &'static str {
+    if v6 {
+        "ip6 saddr"
+    } else {
+        "ip saddr"
+    }
+}
+
+/// The table's structure: created if missing, sets and maps left as they
+/// are (so live grants survive), chains rewritten from the configuration in
+/// the same atomic batch. Idempotent, so every mutating batch starts with it.
+pub fn structure(cfg: &FirewallConfig) -> String {
+    let t = &cfg.table;
+    let mut b = String::new();
+    let _ = writeln!(b, "add table inet {t}");
+    for p in cfg.profiles.values() {
+        for v6 in [false, true] {
+            if !p.ports.is_empty() {
+                let _ = writeln!(
+                    b,
+                    "add set inet {t} {} {{ type {} . inet_proto . inet_service; flags timeout; }}",
+                    set_name(&p.name, v6),
+                    addr_type(v6)
+                );
+            }
+            if p.forwards_for(v6).next().is_some() {
+                let _ = writeln!(
+                    b,
+                    "add map inet {t} {} {{ type {} . inet_proto . inet_service : {} . inet_service; flags timeout; }}",
+                    map_name(&p.name, v6),
+                    addr_type(v6),
+                    addr_type(v6)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        b,
+        "add chain inet {t} input {{ type filter hook input priority -10; policy accept; }}"
+    );
+    let _ = writeln!(
+        b,
+        "add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}"
+    );
+    let _ = writeln!(b, "flush chain inet {t} input");
+    let _ = writeln!(b, "flush chain inet {t} prerouting");
+    let guarded = cfg.guarded();
+    if cfg.keep_established && !guarded.is_empty() {
+        let _ = writeln!(
+            b,
+            "add rule inet {t} input ct state established,related accept"
+        );
+    }
+    for p in cfg.profiles.values() {
+        if p.ports.is_empty() {
+            continue;
+        }
+        for v6 in [false, true] {
+            let _ = writeln!(
+                b,
+                "add rule inet {t} input {} . meta l4proto . th dport @{} accept",
+                saddr(v6),
+                set_name(&p.name, v6)
+            );
+        }
+    }
+    if !guarded.is_empty() {
+        let list: Vec<String> = guarded
+            .iter()
+            .map(|g| format!("{} . {}", g.proto, g.port))
+            .collect();
+        let _ = writeln!(
+            b,
+            "add rule inet {t} input meta l4proto . th dport {{ {} }} drop",
+            list.join(", ")
+        );
+    }
+    for p in cfg.profiles.values() {
+        for v6 in [false, true] {
+            if p.forwards_for(v6).next().is_some() {
+                let _ = writeln!(
+                    b,
+                    "add rule inet {t} prerouting meta l4proto {{ tcp, udp }} dnat {} to {} . meta l4proto . th dport map @{}",
+                    if v6 { "ip6" } else { "ip" },
+                    saddr(v6),
+                    map_name(&p.name, v6)
+                );
+            }
+        }
+    }
+    b
+}
+
+/// The elements of one grant: `(set or map name, key text, map data text)`.
+/// Addresses are printed from parsed `IpAddr`s, never copied from input.
+fn elements(p: &Profile, ip: IpAddr) -> Vec<(String, String, Option<String>)> {
+    let v6 = ip.is_ipv6();
+    let mut v = Vec::new();
+    for port in &p.ports {
+        v.push((
+            set_name(&p.name, v6),
+            format!("{ip} . {} . {}", port.proto, port.port),
+            None,
+        ));
+    }
+    for f in p.forwards_for(v6) {
+        v.push((
+            map_name(&p.name, v6),
+            format!("{ip} . {} . {}", f.public.proto, f.public.port),
+            Some(format!("{} . {}", f.to.ip(), f.to.port())),
+        ));
+    }
+    v
+}
+
+/// A batch that grants `ip` the profile for `secs` seconds. A grant that
+/// already exists is refreshed portably: add (a no-op if present), delete,
+/// add again with the new timeout — all in one atomic transaction.
+/// `who` (a validated user name) goes into the element comment.
+pub fn open_batch(cfg: &FirewallConfig, p: &Profile, ip: IpAddr, secs: u64, who: &str) -> String {
+    let t = &cfg.table;
+    let mut b = structure(cfg);
+    let comment = comment_for(who);
+    for (set, key, data) in elements(p, ip) {
+        let data = data.map(|d| format!(" : {d}")).unwrap_or_default();
+        let _ = writeln!(
+            b,
+            "add element inet {t} {set} {{ {key} timeout {secs}s{data} }}"
+        );
+        let _ = writeln!(b, "delete element inet {t} {set} {{ {key} }}");
+        let _ = writeln!(
+            b,
+            "add element inet {t} {set} {{ {key} timeout {secs}s comment \"{comment}\"{data} }}"
+        );
+    }
+    b
+}
+
+/// A batch that removes `ip`'s grant of the profile, whether or not it exists.
+pub fn close_batch(cfg: &FirewallConfig, p: &Profile, ip: IpAddr) -> String {
+    let t = &cfg.table;
+    let mut b = structure(cfg);
+    for (set, key, data) in elements(p, ip) {
+        let data = data.map(|d| format!(" : {d}")).unwrap_or_default();
+        let _ = writeln!(b, "add element inet {t} {set} {{ {key} timeout 1s{data} }}");
+        let _ = writeln!(b, "delete element inet {t} {set} {{ {key} }}");
+    }
+    b
+}
+
+/// A batch that removes the table (and with it every grant), even if absent.
+pub fn uninstall_batch(cfg: &FirewallConfig) -> String {
+    format!("add table inet {t}\ndelete table inet {t}\n", t = cfg.table)
+}
+
+/// Sets and maps in the table that no configured profile uses any more
+/// (a removed profile): `install` deletes them after rewriting the chains.
+pub fn stale_sets(cfg: &FirewallConfig, listing: &Value) -> Vec<(String, bool)> {
+    let mut wanted = Vec::new();
+    for p in cfg.profiles.values() {
+        for v6 in [false, true] {
+            if !p.ports.is_empty() {
+                wanted.push(set_name(&p.name, v6));
+            }
+            if p.forwards_for(v6).next().is_some() {
+                wanted.push(map_name(&p.name, v6));
+            }
+        }
+    }
+    let mut stale = Vec::new();
+    for item in items(listing) {
+        for (kind, is_map) in [("set", false), ("map", true)] {
+            if let Some(name) = item
+                .get(kind)
+                .and_then(|s| s.get("name"))
+                .and_then(Value::as_str)
+            {
+                if !wanted.iter().any(|w| w == name) && parse_set_name(name).is_some() {
+                    stale.push((name.to_string(), is_map));
+                }
+            }
+        }
+    }
+    stale
+}
+
+/// The deletion of stale sets, to append to a structure batch.
+pub fn delete_sets(cfg: &FirewallConfig, stale: &[(String, bool)]) -> String {
+    let mut b = String::new();
+    for (name, is_map) in stale {
+        let _ = writeln!(
+            b,
+            "delete {} inet {} {name}",
+            if *is_map { "map" } else { "set" },
+            cfg.table
+        );
+    }
+    b
+}
+
+/// One active grant, as read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The profile (from the set name).
+    pub profile: String,
+    /// The granted address.
+    pub ip: IpAddr,
+    /// Whole seconds until the kernel removes it.
+    pub expires_in: u64,
+    /// The user who opened it last, from the element comment.
+    pub by: Option<String>,
+}
+
+const COMMENT_PREFIX: &str = "remo:";
+
+fn comment_for(who: &str) -> String {
+    // User names are `[A-Za-z0-9._-]`; filter anyway so nothing can leave the quotes.
+    let safe: String = who
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect();
+    format!("{COMMENT_PREFIX}{safe}")
+}
+
+/// `g_NAME_v4` → `("NAME", false)`.
+fn parse_set_name(name: &str) -> Option<(String, bool)> {
+    let rest = name
+        .strip_prefix("g_")
+        .or_else(|| name.strip_prefix("f_"))?;
+    let (profile, v6) = if let Some(p) = rest.strip_suffix("_v4") {
+        (p, false)
+    } else {
+        (rest.strip_suffix("_v6")?, true)
+    };
+    super::config::valid_profile_name(profile).then(|| (profile.to_string(), v6))
+}
+
+fn items(listing: &Value) -> impl Iterator<Item = &Value> {
+    listing
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// Is the table present in a `nft -j list` output?
+pub fn has_table(listing: &Value, table: &str) -> bool {
+    items(listing).any(|i| {
+        i.get("table").is_some_and(|t| {
+            t.get("family").and_then(Value::as_str) == Some("inet")
+                && t.get("name").and_then(Value::as_str) == Some(table)
+        })
+    })
+}
+
+/// Reads the grants out of `nft -j list table inet TABLE`: every element of
+/// a `g_*`/`f_*` set or map with an `expires`, grouped by profile and address.
+pub fn parse_grants(listing: &Value, table: &str) -> Vec<Grant> {
+    let mut by_key: BTreeMap<(String, String), Grant> = BTreeMap::new();
+    for item in items(listing) {
+        let Some(set) = item.get("set").or_else(|| item.get("map")) else {
+            continue;
+        };
+        if set.get("table").and_then(Value::as_str) != Some(table)
+            || set.get("family").and_then(Value::as_str) != Some("inet")
+        {
+            continue;
+        }
+        let Some((profile, v6)) = set
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(parse_set_name)
+        else {
+            continue;
+        };
+        let elems = set.get("elem").and_then(Value::as_array);
+        for e in elems.into_iter().flatten() {
+            // A map element is [key, data]; a set element is the key itself.
+            let key = match e {
+                Value::Array(pair) => pair.first(),
+                other => Some(other),
+            };
+            let Some(inner) = key.and_then(|k| k.get("elem")) else {
+                continue;
+            };
+            let Some(expires) = inner.get("expires").and_then(Value::as_u64) else {
+                continue;
+            };
+            let Some(ip) = inner
+                .get("val")
+                .and_then(|v| v.get("concat"))
+                .and_then(Value::as_array)
+                .and_then(|c| c.first())
+                .and_then(Value::as_str)
+                .and_then(|s| super::addr::parse_ip(s).ok())
+            else {
+                continue;
+            };
+            if ip.is_ipv6() != v6 {
+                continue;
+            }
+            let by = inner
+                .get("comment")
+                .and_then(Value::as_str)
+                .and_then(|c| c.strip_prefix(COMMENT_PREFIX))
+                .map(str::to_string);
+            let g = by_key
+                .entry((profile.clone(), ip.to_string()))
+                .or_insert_with(|| Grant {
+                    profile: profile.clone(),
+                    ip,
+                    expires_in: expires,
+                    by: by.clone(),
+                });
+            if expires > g.expires_in {
+                g.expires_in = expires;
+                g.by = by;
+            }
+        }
+    }
+    by_key.into_values().collect()
+}
+
+/// Parses `nft -j` output.
+pub fn parse_listing(text: &str) -> Result<Value, FwError> {
+    serde_json::from_str(text).map_err(|e| FwError::Listing(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> FirewallConfig {
+        #[derive(serde::Deserialize)]
+        struct F {
+            firewall: FirewallConfig,
+        }
+        toml::from_str::<F>(
+            r#"
+            [firewall.profiles.ssh]
+            ports = ["22/tcp", "51820/udp"]
+            [firewall.profiles.lan]
+            forward = [{ port = "2222/tcp", to = "10.0.2.2:22" }, { port = "2223/tcp", to = "[fd00:2::2]:22" }]
+            "#,
+        )
+        .unwrap()
+        .firewall
+    }
+
+    #[test]
+    fn structure_text() {
+        let s = structure(&cfg());
+        let expected = "\
+add table inet remo
+add map inet remo f_lan_v4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; }
+add map inet remo f_lan_v6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; flags timeout; }
+add set inet remo g_ssh_v4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
+add set inet remo g_ssh_v6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+add chain inet remo input { type filter hook input priority -10; policy accept; }
+add chain inet remo prerouting { type nat hook prerouting priority dstnat; policy accept; }
+flush chain inet remo input
+flush chain inet remo prerouting
+add rule inet remo input ct state established,related accept
+add rule inet remo input ip saddr . meta l4proto . th dport @g_ssh_v4 accept
+add rule inet remo input ip6 saddr . meta l4proto . th dport @g_ssh_v6 accept
+add rule inet remo input meta l4proto . th dport { tcp . 22, tcp . 2222, tcp . 2223, udp . 51820 } drop
+add rule inet remo prerouting meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @f_lan_v4
+add rule inet remo prerouting meta l4proto { tcp, udp } dnat ip6 to ip6 saddr . meta l4proto . th dport map @f_lan_v6
+";
+        assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn open_and_close_text() {
+        let c = cfg();
+        let ip: IpAddr = "2001:DB8::1".parse().unwrap();
+        let b = open_batch(&c, &c.profiles["ssh"], ip, 120, "alice");
+        let tail: Vec<&str> = b.lines().skip(structure(&c).lines().count()).collect();
+        assert_eq!(
+            tail,
+            [
+                "add element inet remo g_ssh_v6 { 2001:db8::1 . tcp . 22 timeout 120s }",
+                "delete element inet remo g_ssh_v6 { 2001:db8::1 . tcp . 22 }",
+                "add element inet remo g_ssh_v6 { 2001:db8::1 . tcp . 22 timeout 120s comment \"remo:alice\" }",
+                "add element inet remo g_ssh_v6 { 2001:db8::1 . udp . 51820 timeout 120s }",
+                "delete element inet remo g_ssh_v6 { 2001:db8::1 . udp . 51820 }",
+                "add element inet remo g_ssh_v6 { 2001:db8::1 . udp . 51820 timeout 120s comment \"remo:alice\" }",
+            ]
+        );
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let b = close_batch(&c, &c.profiles["lan"], ip);
+        assert!(b.ends_with(
+            "add element inet remo f_lan_v4 { 10.0.0.9 . tcp . 2222 timeout 1s : 10.0.2.2 . 22 }\n\
+             delete element inet remo f_lan_v4 { 10.0.0.9 . tcp . 2222 }\n"
+        ));
+        assert_eq!(comment_for("a\"b;c"), "remo:abc");
+    }
+
+    #[test]
+    fn grants_from_json() {
+        let j = serde_json::json!({"nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {"table": {"family": "inet", "name": "remo", "handle": 1}},
+            {"set": {"family": "inet", "name": "g_ssh_v4", "table": "remo",
+                "type": ["ipv4_addr", "inet_proto", "inet_service"], "flags": ["timeout"],
+                "elem": [
+                    {"elem": {"val": {"concat": ["10.0.0.1", "tcp", 22]}, "timeout": 120, "expires": 100, "comment": "remo:alice"}},
+                    {"elem": {"val": {"concat": ["10.0.0.1", "udp", 51820]}, "timeout": 120, "expires": 101, "comment": "remo:alice"}},
+                    {"elem": {"val": {"concat": ["10.0.0.2", "tcp", 22]}, "timeout": 120, "expires": 5}}
+                ]}},
+            {"set": {"family": "inet", "name": "other", "table": "remo",
+                "elem": [{"elem": {"val": {"concat": ["10.0.0.3", "tcp", 22]}, "expires": 5}}]}},
+            {"map": {"family": "inet", "name": "f_lan_v4", "table": "remo", "map": "ipv4_addr . inet_service",
+                "elem": [[{"elem": {"val": {"concat": ["10.0.0.1", "tcp", 2222]}, "timeout": 60, "expires": 59, "comment": "remo:bob"}},
+                          {"concat": ["10.0.2.2", 22]}]]}}
+        ]});
+        assert!(has_table(&j, "remo") && !has_table(&j, "x"));
+        let g = parse_grants(&j, "remo");
+        assert_eq!(g.len(), 3);
+        assert_eq!(
+            g[0],
+            Grant {
+                profile: "lan".into(),
+                ip: "10.0.0.1".parse().unwrap(),
+                expires_in: 59,
+                by: Some("bob".into())
+            }
+        );
+        assert_eq!((g[1].profile.as_str(), g[1].expires_in), ("ssh", 101));
+        assert_eq!(
+            (g[2].ip.to_string(), g[2].by.clone()),
+            ("10.0.0.2".into(), None)
+        );
+        let stale = stale_sets(&cfg(), &j);
+        assert!(stale.is_empty(), "{stale:?}");
+        assert!(parse_set_name("g_a_b_v6") == Some(("a_b".into(), true)));
+        assert!(parse_set_name("g_v4").is_none());
+    }
+}

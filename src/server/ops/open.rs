@@ -1,0 +1,239 @@
+//! `open`: firewall access for an address for a limited time.
+//!
+//! Descriptor `{"action": "open"|"close"|"list", "profile": string,
+//! "ip": string, "duration": seconds}` (`profile` for open/close only,
+//! `ip` optional: default the caller's own address, `duration` for open
+//! only). Results: open → `{"profile", "ip", "expires_in", "capped"}`,
+//! close → `{"profile", "ip"}`, list → `{"grants": [{"profile", "ip",
+//! "expires_in", "by"}]}` limited to the profiles the user may open.
+//! Every check happens before nft is run, so a refused request leaves the
+//! ruleset untouched.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use log::info;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{fields, parse_descriptor, OpCtx, OpResult};
+use crate::firewall::addr::{check_grantable, client_ip, parse_ip, printable};
+use crate::firewall::backend::Nft;
+use crate::firewall::{nft, FirewallConfig, FwError, Profile};
+use crate::proto::response::{ErrorCode, OpError};
+use crate::server::stream::RequestReader;
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Grant (or refresh) access.
+    Open,
+    /// Remove a grant.
+    Close,
+    /// The active grants.
+    List,
+}
+
+/// The descriptor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Open {
+    /// What to do.
+    pub action: Action,
+    /// The profile (open/close).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The address to open for; default the caller's own.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Seconds; default the profile's `default_duration`, capped at its `max_duration`.
+    #[serde(default)]
+    pub duration: Option<u64>,
+}
+
+/// Parses and checks the descriptor's shape.
+pub fn parse(d: &[u8]) -> Result<Open, OpError> {
+    let o: Open = parse_descriptor(d)?;
+    match o.action {
+        Action::Open | Action::Close if o.profile.is_none() => {
+            return Err(OpError::bad_request("profile is required"))
+        }
+        Action::List if o.profile.is_some() || o.ip.is_some() || o.duration.is_some() => {
+            return Err(OpError::bad_request(
+                "list takes no profile, ip or duration",
+            ))
+        }
+        Action::Close if o.duration.is_some() => {
+            return Err(OpError::bad_request("close takes no duration"))
+        }
+        _ => {}
+    }
+    if o.duration == Some(0) {
+        return Err(OpError::bad_request("duration must be at least 1 second"));
+    }
+    Ok(o)
+}
+
+fn forbidden(msg: impl Into<String>) -> OpError {
+    OpError::new(ErrorCode::Forbidden, msg)
+}
+
+fn fw_error(e: FwError) -> OpError {
+    match e {
+        FwError::BadAddress(_) | FwError::NotGrantable(_) | FwError::BadForwardedFor(_) => {
+            OpError::bad_request(e.to_string())
+        }
+        FwError::Spawn { .. } => OpError::new(ErrorCode::Unavailable, e.to_string()),
+        FwError::Nft(_) | FwError::Listing(_) => OpError::new(ErrorCode::Internal, e.to_string()),
+    }
+}
+
+/// Runs nft off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FwError> + Send + 'static,
+) -> Result<T, OpError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| OpError::new(ErrorCode::Internal, format!("firewall task: {e}")))?
+        .map_err(fw_error)
+}
+
+/// Applies the descriptor.
+pub async fn apply(ctx: &OpCtx, d: Open, input: &mut RequestReader) -> OpResult {
+    // Act only on a complete, authenticated message.
+    while input
+        .next_data()
+        .await
+        .map_err(|e| e.to_op_error())?
+        .is_some()
+    {}
+    let Some(cfg) = ctx.inst.firewall.clone() else {
+        return Err(OpError::new(
+            ErrorCode::NotFound,
+            "no firewall profiles are configured on this server",
+        ));
+    };
+    let grants = ctx.session.grants();
+    if d.action == Action::List {
+        let nft = Nft::new(&cfg);
+        let list = blocking(move || nft.grants()).await?;
+        let visible: Vec<Value> = list
+            .into_iter()
+            .filter(|g| grants.allow_open(&g.profile))
+            .map(|g| {
+                json!({"profile": g.profile, "ip": g.ip.to_string(),
+                       "expires_in": g.expires_in, "by": g.by})
+            })
+            .collect();
+        return Ok(fields([("grants", Value::Array(visible))]));
+    }
+    let name = d.profile.as_deref().unwrap_or_default();
+    if !grants.allow_open(name) {
+        return Err(forbidden(format!(
+            "you may not use firewall profile {:?}",
+            printable(name)
+        )));
+    }
+    let Some(profile) = cfg.profiles.get(name) else {
+        return Err(OpError::new(
+            ErrorCode::NotFound,
+            format!("unknown firewall profile {:?}", printable(name)),
+        ));
+    };
+    let ip = target_ip(ctx, &cfg, profile, d.ip.as_deref())?;
+    let nft_cmd = Nft::new(&cfg);
+    let user = ctx.session.user.clone();
+    if d.action == Action::Close {
+        let batch = nft::close_batch(&cfg, profile, ip);
+        blocking(move || nft_cmd.apply(&batch)).await?;
+        info!("firewall: {user} closed {name} for {ip}");
+        return Ok(fields([
+            ("profile", json!(name)),
+            ("ip", json!(ip.to_string())),
+        ]));
+    }
+    let wanted = d.duration.unwrap_or(profile.default_duration);
+    let secs = wanted.min(profile.max_duration);
+    let batch = nft::open_batch(&cfg, profile, ip, secs, &user);
+    blocking(move || nft_cmd.apply(&batch)).await?;
+    info!("firewall: {user} opened {name} for {ip} for {secs}s");
+    Ok(fields([
+        ("profile", json!(name)),
+        ("ip", json!(ip.to_string())),
+        ("expires_in", json!(secs)),
+        ("capped", json!(secs < wanted)),
+    ]))
+}
+
+/// The address a grant is for: the caller's own (behind trusted proxies,
+/// from `X-Forwarded-For`) or, for profiles with `guests = true`, the one
+/// named; either way inside the profile's `allow_from` and of a family the
+/// profile serves.
+fn target_ip(
+    ctx: &OpCtx,
+    cfg: &Arc<FirewallConfig>,
+    profile: &Profile,
+    named: Option<&str>,
+) -> Result<IpAddr, OpError> {
+    let own = client_ip(
+        &ctx.remote,
+        ctx.forwarded_for.as_deref(),
+        &cfg.trusted_proxies,
+    )
+    .map_err(|e| match e {
+        FwError::BadAddress(_) => OpError::bad_request(format!(
+            "cannot tell your address (REMOTE_ADDR {:?})",
+            printable(&ctx.remote)
+        )),
+        other => fw_error(other),
+    })?;
+    let ip = match named {
+        Some(s) => parse_ip(s).map_err(fw_error)?,
+        None => own,
+    };
+    let ip = check_grantable(ip).map_err(fw_error)?;
+    if ip != own && !profile.guests {
+        return Err(forbidden(format!(
+            "profile {:?} opens only for your own address ({own}), not {ip}",
+            profile.name
+        )));
+    }
+    if !profile.allows_source(ip) {
+        return Err(forbidden(format!(
+            "{ip} is outside the source ranges of profile {:?}",
+            profile.name
+        )));
+    }
+    if !profile.serves(ip.is_ipv6()) {
+        return Err(OpError::bad_request(format!(
+            "profile {:?} has nothing to open for an {} address",
+            profile.name,
+            if ip.is_ipv6() { "IPv6" } else { "IPv4" }
+        )));
+    }
+    Ok(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors() {
+        let o = parse(br#"{"action":"open","profile":"ssh","duration":120}"#).unwrap();
+        assert_eq!((o.action, o.duration), (Action::Open, Some(120)));
+        assert!(parse(br#"{"action":"list"}"#).is_ok());
+        for bad in [
+            &br#"{"action":"open"}"#[..],
+            br#"{"action":"opne","profile":"ssh"}"#,
+            br#"{"action":"open","profile":"ssh","duration":0}"#,
+            br#"{"action":"open","profile":"ssh","duration":-1}"#,
+            br#"{"action":"open","profile":"ssh","port":22}"#,
+            br#"{"action":"close","profile":"ssh","duration":5}"#,
+            br#"{"action":"list","profile":"ssh"}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
