@@ -5,6 +5,8 @@ pub mod get;
 pub mod info;
 pub mod logout;
 pub mod put;
+pub mod shell;
+pub mod tail;
 
 use std::io::{IsTerminal, Write};
 
