@@ -173,6 +173,29 @@ fn exec_i_exit_codes_and_streams() {
     assert_code(&o, 1);
 }
 
+/// A process that writes far more than it reads fills its server-side output
+/// buffer and stops reading stdin while a poll is still feeding it: the
+/// client must drain it (no deadlock) and keep the output in order.
+#[test]
+fn exec_i_amplifying_process_neither_deadlocks_nor_reorders() {
+    let e = Env::new();
+    let input: String = (1..=20_000).map(|i| format!("{i}\n")).collect();
+    let o = e.run_with_input(
+        &[
+            "exec",
+            "-i",
+            "awk",
+            r#"{ for (i = 0; i < 10; i++) printf "%08d-%03d%87s\n", $1, i, "" }"#,
+        ],
+        input.into_bytes(),
+    );
+    assert_code(&o, 0);
+    let out = text(&o.stdout);
+    let keys: Vec<&str> = out.lines().map(|l| &l[..12]).collect();
+    assert_eq!(keys.len(), 200_000);
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "output out of order");
+}
+
 #[test]
 fn tar_pipeline_through_exec_i() {
     let e = Env::new();

@@ -19,8 +19,10 @@
 //!   behind a poll is delayed by at most that). A poll that carries input can
 //!   block on the server while the process does not read its stdin (its
 //!   output buffer full, say); after [`DRAIN_AFTER`] a separate output-only
-//!   poll drains it, so a process that produces much more than it reads
-//!   cannot deadlock.
+//!   poll (`wait_ms` 0) drains it, so a process that produces much more than
+//!   it reads cannot deadlock. Answers are then held and written in the
+//!   order the server collected them: the drain first (it is what unblocked
+//!   the held poll), unless the drain saw the end of the process.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -108,27 +110,50 @@ pub struct Reply {
     pub result: Map<String, Value>,
     /// Whether the answer carried any output.
     pub output: bool,
+    /// Output not written yet (stderr?, bytes), oldest first.
+    pub held: Vec<(bool, Bytes)>,
 }
 
 /// Writes a response's output to our stdout/stderr as it arrives and reads
 /// its result.
-pub async fn consume(mut resp: ResponseStream) -> Result<Reply, ClientError> {
+pub async fn consume(resp: ResponseStream) -> Result<Reply, ClientError> {
+    consume_into(resp, false).await
+}
+
+/// Reads a response; its output is written at once, or with `hold` kept in
+/// the reply ([`Reply::held`]) to be written later, in the right order.
+async fn consume_into(mut resp: ResponseStream, hold: bool) -> Result<Reply, ClientError> {
     let mut output = false;
+    let mut held = Vec::new();
     while let Some(item) = resp.next().await? {
-        match item {
-            ResponseItem::Stdout(b) => {
-                output |= !b.is_empty();
-                emit(false, &b)?;
+        let (to_stderr, b) = match item {
+            ResponseItem::Stdout(b) => (false, b),
+            ResponseItem::Stderr(b) => (true, b),
+            ResponseItem::Done(Ok(m)) => {
+                let mut r = reply_of(m, output)?;
+                r.held = held;
+                return Ok(r);
             }
-            ResponseItem::Stderr(b) => {
-                output |= !b.is_empty();
-                emit(true, &b)?;
-            }
-            ResponseItem::Done(Ok(m)) => return reply_of(m, output),
             ResponseItem::Done(Err(e)) => return Err(ClientError::Op(e)),
+        };
+        output |= !b.is_empty();
+        if hold {
+            held.push((to_stderr, b));
+        } else {
+            emit(to_stderr, &b)?;
         }
     }
     Err(ClientError::Truncated)
+}
+
+impl Reply {
+    /// Writes output that was held back.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        for (to_stderr, b) in self.held.drain(..) {
+            emit(to_stderr, &b)?;
+        }
+        Ok(())
+    }
 }
 
 fn reply_of(result: Map<String, Value>, output: bool) -> Result<Reply, ClientError> {
@@ -146,6 +171,7 @@ fn reply_of(result: Map<String, Value>, output: bool) -> Result<Reply, ClientErr
         running,
         result,
         output,
+        held: Vec::new(),
     })
 }
 
@@ -209,13 +235,14 @@ fn exchange<'a>(
     id: &str,
     wait_ms: u64,
     data: Option<Bytes>,
+    hold: bool,
 ) -> Fut<'a> {
     let desc = json!({"id": id, "wait_ms": wait_ms});
     Box::pin(async move {
         let input: Option<DataStream> =
             data.map(|b| Box::pin(futures_util::stream::once(async move { Ok(b) })) as DataStream);
         let resp = session.request(op, &desc, input).await?;
-        consume(resp).await
+        consume_into(resp, hold).await
     })
 }
 
@@ -285,6 +312,22 @@ pub fn terminal_size() -> Option<(u16, u16)> {
     None
 }
 
+/// Writes a reply's held output and takes note of what it says.
+fn settle(
+    mut rep: Reply,
+    backoff: &mut Backoff,
+    finished: &mut Option<Map<String, Value>>,
+) -> Result<(), ClientError> {
+    rep.flush()?;
+    if rep.output {
+        backoff.reset();
+    }
+    if !rep.running {
+        *finished = Some(rep.result);
+    }
+    Ok(())
+}
+
 fn is_not_found(e: &ClientError) -> bool {
     matches!(e, ClientError::Op(op) if op.code == ErrorCode::NotFound)
 }
@@ -350,6 +393,9 @@ impl Pump<'_> {
         let mut side: Option<Fut<'_>> = None;
         let mut poll_carries_since: Option<Instant> = None;
         let mut finished: Option<Map<String, Value>> = None;
+        // Ordered: a main poll's answer held back until the drain in flight
+        // has been written.
+        let mut held: Option<Reply> = None;
         let mut gone = false;
         let mut interrupted: Option<i32> = None;
         let mut forwarded = 0u32;
@@ -372,12 +418,12 @@ impl Pump<'_> {
                     interrupted,
                 });
             }
-            if gone && poll.is_none() && side.is_none() {
+            if gone && poll.is_none() && side.is_none() && held.is_none() {
                 return Err(ClientError::Protocol(
                     "the remote process is gone and its result was not received".into(),
                 ));
             }
-            if !gone && poll.is_none() {
+            if !gone && poll.is_none() && held.is_none() {
                 match mode {
                     Mode::Ordered => {
                         let data = take(&mut pending, &mut pending_len, MAX_SEND);
@@ -398,10 +444,17 @@ impl Pump<'_> {
                         };
                         poll_carries_since = carried.then(Instant::now);
                         let data = (!data.is_empty()).then_some(data);
-                        poll = Some(exchange(session, op, &id, wait, data));
+                        poll = Some(exchange(session, op, &id, wait, data, true));
                     }
                     Mode::Concurrent => {
-                        poll = Some(exchange(session, "idt", &id, backoff.next_wait(), None));
+                        poll = Some(exchange(
+                            session,
+                            "idt",
+                            &id,
+                            backoff.next_wait(),
+                            None,
+                            false,
+                        ));
                     }
                 }
             }
@@ -419,7 +472,7 @@ impl Pump<'_> {
                     "idt"
                 };
                 let data = (!data.is_empty()).then_some(data);
-                side = Some(exchange(session, op, &id, 0, data));
+                side = Some(exchange(session, op, &id, 0, data, false));
             }
             let drain_at = match (mode, poll_carries_since, side.is_none(), gone) {
                 (Mode::Ordered, Some(t), true, false) => Some(t + DRAIN_AFTER),
@@ -432,30 +485,36 @@ impl Pump<'_> {
                     poll = None;
                     poll_carries_since = None;
                     match r {
-                        Ok(rep) => {
-                            if rep.output {
-                                backoff.reset();
-                            }
-                            if !rep.running {
-                                finished = Some(rep.result);
-                            }
-                        }
+                        // Ordered: a drain is in flight; its output goes first.
+                        Ok(rep) if mode == Mode::Ordered && side.is_some() => held = Some(rep),
+                        Ok(rep) => settle(rep, &mut backoff, &mut finished)?,
                         Err(e) if is_not_found(&e) => gone = true,
                         Err(e) => return Err(e),
                     }
                 }
                 r = poll_opt(&mut side) => {
                     side = None;
+                    let main = held.take();
                     match r {
-                        Ok(rep) => {
-                            if rep.output {
-                                backoff.reset();
+                        Ok(rep) => match main {
+                            // The drain saw the end after the main poll
+                            // collected: the main poll's output is older.
+                            Some(m) if m.running && !rep.running => {
+                                settle(m, &mut backoff, &mut finished)?;
+                                settle(rep, &mut backoff, &mut finished)?;
                             }
-                            if !rep.running {
-                                finished = Some(rep.result);
+                            Some(m) => {
+                                settle(rep, &mut backoff, &mut finished)?;
+                                settle(m, &mut backoff, &mut finished)?;
+                            }
+                            None => settle(rep, &mut backoff, &mut finished)?,
+                        },
+                        Err(e) if is_not_found(&e) => {
+                            gone = true;
+                            if let Some(m) = main {
+                                settle(m, &mut backoff, &mut finished)?;
                             }
                         }
-                        Err(e) if is_not_found(&e) => gone = true,
                         Err(e) => return Err(e),
                     }
                 }
@@ -482,7 +541,7 @@ impl Pump<'_> {
                 }
                 _ = sleep_opt(drain_at) => {
                     poll_carries_since = Some(Instant::now());
-                    side = Some(exchange(session, "idt", &id, 0, None));
+                    side = Some(exchange(session, "idt", &id, 0, None, true));
                 }
                 _ = recv_opt(&mut sigint) => {
                     self.on_local_signal(libc::SIGINT, &mut forwarded, &mut interrupted, &mut stop_deadline).await?;
