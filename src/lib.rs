@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod client;
 pub mod keyfile;
+pub mod perms;
 pub mod proto;
 pub mod server;
 pub mod userdb;

@@ -365,11 +365,15 @@ impl UserDb {
     fn check_permission(perm: &str) -> Result<(), DbError> {
         if perm.is_empty()
             || perm.len() > MAX_PERMISSION_LEN
-            || perm.chars().any(|c| c.is_control() || c.is_whitespace())
+            || perm
+                .chars()
+                .any(|c| c.is_control() || (c.is_whitespace() && c != ' '))
         {
             return Err(DbError::BadPermission(shown(perm)));
         }
-        Ok(())
+        crate::perms::Perm::parse(perm)
+            .map(|_| ())
+            .map_err(|e| DbError::BadPermission(e.to_string()))
     }
 
     /// Grants a permission; returns whether it was new.
@@ -490,15 +494,17 @@ mod tests {
         db.add_user("alice", &key()).unwrap();
         assert!(db.add_permission("alice", "cmd").unwrap());
         assert!(!db.add_permission("alice", "cmd").unwrap());
-        assert!(db.add_permission("alice", "get").unwrap());
-        assert!(matches!(
-            db.add_permission("alice", "a b"),
-            Err(DbError::BadPermission(_))
-        ));
-        assert_eq!(db.list_permissions("alice").unwrap(), ["cmd", "get"]);
+        assert!(db.add_permission("alice", "sh").unwrap());
+        for bad in ["a b", "get", "files:read:relative", "cmd:/bin/x\targ"] {
+            assert!(matches!(
+                db.add_permission("alice", bad),
+                Err(DbError::BadPermission(_))
+            ));
+        }
+        assert_eq!(db.list_permissions("alice").unwrap(), ["cmd", "sh"]);
         assert_eq!(
             db.get_user("alice").unwrap().unwrap().permissions,
-            ["cmd", "get"]
+            ["cmd", "sh"]
         );
         assert!(db.remove_permission("alice", "cmd").unwrap());
         assert!(!db.remove_permission("alice", "cmd").unwrap());

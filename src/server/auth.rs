@@ -8,6 +8,7 @@ use log::{info, warn};
 
 use super::instance::{unix_now, Instance};
 use super::request::{Body, Response};
+use crate::perms::Grants;
 use crate::proto::handshake::{
     new_session_id, server_accept, Ephemeral, HandshakeError, ParsedAuth, MAX_AUTH_BODY,
 };
@@ -101,10 +102,18 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
         Ok(x) => x,
         Err(_) => return failed(),
     };
-    if let Err(e) =
-        inst.sessions
-            .create(sid, &parsed.user, &keys, Duration::from_secs(inst.timeout))
-    {
+    let stored = user.map(|u| u.permissions).unwrap_or_default();
+    let (grants, bad) = Grants::from_strings(&stored);
+    if !bad.is_empty() {
+        warn!("{} has unusable permissions, ignored: {bad:?}", parsed.user);
+    }
+    if let Err(e) = inst.sessions.create(
+        sid,
+        &parsed.user,
+        &keys,
+        Duration::from_secs(inst.timeout),
+        grants,
+    ) {
         warn!("{remote} {} auth 503 {e}", parsed.user);
         return Response::error(503, &e.to_string());
     }

@@ -107,12 +107,17 @@ pub fn bootstrap_dir(dir: &Path, first_user: &str) -> Result<bool, ServeError> {
     let mut db = UserDb::create(&db_path).map_err(|e| setup("user database", &e))?;
     db.add_user(first_user, &user.public())
         .map_err(|e| setup("user database", &e))?;
+    db.add_permission(first_user, "admin")
+        .map_err(|e| setup("user database", &e))?;
     eprintln!("remod: created {} (first run)", dir.display());
     eprintln!(
         "  server key fingerprint: {}",
         server.public().fingerprint()
     );
-    eprintln!("  user {first_user:?} with client key {}", ukey.display());
+    eprintln!(
+        "  user {first_user:?} (permission: admin) with client key {}",
+        ukey.display()
+    );
     Ok(true)
 }
 

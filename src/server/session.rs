@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::perms::Grants;
 use crate::proto::handshake::SessionKeys;
 use crate::proto::record::RecordKey;
 use crate::proto::replay::{ReplayError, ReplayWindow};
@@ -30,6 +31,7 @@ pub struct Session {
     /// started watches this token.
     pub cancel: CancellationToken,
     state: Mutex<SessionState>,
+    grants: Mutex<Arc<Grants>>,
 }
 
 struct SessionState {
@@ -58,6 +60,19 @@ impl Session {
         st.replay.check_and_mark(r)?;
         st.last_used = Instant::now();
         Ok(())
+    }
+
+    /// The user's current grants (refreshed when the user database changes).
+    pub fn grants(&self) -> Arc<Grants> {
+        self.grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the grants (the database changed).
+    pub fn set_grants(&self, g: Grants) {
+        *self.grants.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(g);
     }
 
     /// Refreshes the idle timer (a long operation counts as activity).
@@ -119,6 +134,7 @@ impl SessionTable {
         user: &str,
         keys: &SessionKeys,
         timeout: Duration,
+        grants: Grants,
     ) -> Result<Arc<Session>, SessionError> {
         let now = Instant::now();
         let session = Arc::new(Session {
@@ -133,6 +149,7 @@ impl SessionTable {
                 last_used: now,
                 replay: ReplayWindow::new(),
             }),
+            grants: Mutex::new(Arc::new(grants)),
         });
         let mut t = self.lock();
         if t.by_id.len() >= self.max_sessions {
@@ -208,6 +225,11 @@ impl SessionTable {
         ids.iter().filter(|id| self.end(id).is_some()).count()
     }
 
+    /// Every live session (revocation checks, tests).
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.lock().by_id.values().cloned().collect()
+    }
+
     /// Number of live sessions.
     pub fn len(&self) -> usize {
         self.lock().by_id.len()
@@ -232,21 +254,28 @@ mod tests {
     fn caps_and_end() {
         let t = SessionTable::new(3, 2, Duration::from_secs(60));
         let to = Duration::from_secs(60);
-        t.create("a".into(), "u", &keys(), to).unwrap();
-        let b = t.create("b".into(), "u", &keys(), to).unwrap();
+        t.create("a".into(), "u", &keys(), to, Grants::admin())
+            .unwrap();
+        let b = t
+            .create("b".into(), "u", &keys(), to, Grants::admin())
+            .unwrap();
         assert_eq!(
-            t.create("c".into(), "u", &keys(), to).unwrap_err(),
+            t.create("c".into(), "u", &keys(), to, Grants::admin())
+                .unwrap_err(),
             SessionError::TooManyForUser
         );
-        t.create("d".into(), "v", &keys(), to).unwrap();
+        t.create("d".into(), "v", &keys(), to, Grants::admin())
+            .unwrap();
         assert_eq!(
-            t.create("e".into(), "w", &keys(), to).unwrap_err(),
+            t.create("e".into(), "w", &keys(), to, Grants::admin())
+                .unwrap_err(),
             SessionError::TooMany
         );
         assert!(t.end("b").is_some());
         assert!(b.cancel.is_cancelled());
         assert!(t.get("b").is_none());
-        t.create("c".into(), "u", &keys(), to).unwrap();
+        t.create("c".into(), "u", &keys(), to, Grants::admin())
+            .unwrap();
         assert_eq!(t.end_user("u"), 2);
         assert_eq!(t.len(), 1);
     }
@@ -255,7 +284,13 @@ mod tests {
     fn idle_expiry() {
         let t = SessionTable::new(10, 10, Duration::from_secs(60));
         let s = t
-            .create("a".into(), "u", &keys(), Duration::from_millis(1))
+            .create(
+                "a".into(),
+                "u",
+                &keys(),
+                Duration::from_millis(1),
+                Grants::admin(),
+            )
             .unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert!(t.get("a").is_none());

@@ -42,6 +42,7 @@ pub fn fixture_with(timeout: Option<&str>) -> Fixture {
     let bob = IdentityKey::generate();
     let mut db = UserDb::create(&root.join("users.db")).unwrap();
     db.add_user("alice", &alice.public()).unwrap();
+    db.add_permission("alice", "admin").unwrap();
     db.add_user("bob", &bob.public()).unwrap();
     db.set_enabled("bob", false).unwrap();
     let router = Router::new(Defaults {
