@@ -1,7 +1,8 @@
 //! The real `remo` binary's interactive commands (`exec -i`, `tail`,
 //! `shell`) against a real `remod serve --http`: binary-safe pipes, exit
-//! codes, a tar pipeline, followed output latency, remote processes ending
-//! with a local Ctrl-C, and a PTY shell driven through tmux.
+//! codes, a tar pipeline, followed output latency (also through nginx and
+//! Apache, with the e2e harness), remote processes ending with a local
+//! Ctrl-C, and a PTY shell driven through tmux.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -11,6 +12,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+
+mod common;
 
 struct Server {
     child: Child,
@@ -263,9 +266,46 @@ fn tail_f_follows_within_a_second_and_ctrl_c_ends_the_remote_tail() {
     let e = Env::new();
     let unique = format!("follow-{}-{}.log", std::process::id(), free_port());
     let log = e.path(&unique);
-    std::fs::write(&log, "old 1\nold 2\n").unwrap();
-    let mut child = e
-        .cmd(&["tail", "-f", "-n", "1", log.to_str().unwrap()])
+    let cmd = e.cmd(&["tail", "-f", "-n", "1", log.to_str().unwrap()]);
+    check_tail_f(cmd, &log, &unique, "remod --http");
+}
+
+/// `tail -f` through a front server of the e2e harness.
+fn tail_f_through(front: &str) {
+    use common::*;
+    let scratch = Scratch::new(&format!("tail-{front}"));
+    let data = init_data_dir(&scratch, "alice");
+    let (mut remod, sock) = start_remod_fcgi(&scratch, &data);
+    let (mut web, url) = match front {
+        "nginx" => start_nginx(&scratch, &sock, &data),
+        _ => start_apache(&scratch, ApacheFront::ProxyFcgi { sock: &sock }, &data),
+    };
+    let c = Client::new(&scratch, &url, &data);
+    let unique = format!("follow-{front}-{}-{}.log", std::process::id(), free_port());
+    let log = scratch.path().join(&unique);
+    let cmd = c.command(&["tail", "-f", "-n", "1", log.to_str().unwrap()]);
+    check_tail_f(cmd, &log, &unique, front);
+    web.assert_running();
+    remod.assert_running();
+}
+
+#[test]
+fn tail_f_through_nginx() {
+    tail_f_through("nginx");
+}
+
+#[test]
+fn tail_f_through_apache_proxy_fcgi() {
+    tail_f_through("apache");
+}
+
+/// Starts `cmd` (a `remo tail -f -n 1 LOG`), checks that appended lines
+/// reach its stdout within 1 s (also after a 6 s idle period, when polls
+/// have backed off), then that SIGINT makes it exit 130 and the remote
+/// `tail` (found by the unique file name) is gone.
+fn check_tail_f(mut cmd: Command, log: &Path, unique: &str, through: &str) {
+    std::fs::write(log, "old 1\nold 2\n").unwrap();
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -283,22 +323,20 @@ fn tail_f_follows_within_a_second_and_ctrl_c_ends_the_remote_tail() {
     });
     let (first, _) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(first, "old 2");
-    assert!(remote_tail_running(&unique));
+    assert!(remote_tail_running(unique));
 
     let mut worst = Duration::ZERO;
     for i in 0..5 {
-        std::thread::sleep(Duration::from_millis(if i == 4 { 6000 } else { 300 }));
+        let idle = if i == 4 { 6000 } else { 300 };
+        std::thread::sleep(Duration::from_millis(idle));
         let sent = Instant::now();
-        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
         writeln!(f, "new {i}").unwrap();
         drop(f);
         let (line, at) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(line, format!("new {i}"));
         let latency = at.duration_since(sent);
-        eprintln!(
-            "tail -f latency (after {} idle): {latency:?}",
-            if i == 4 { "6 s" } else { "0.3 s" }
-        );
+        eprintln!("tail -f through {through}: latency after {idle} ms idle: {latency:?}");
         worst = worst.max(latency);
     }
     assert!(worst < Duration::from_secs(1), "worst latency {worst:?}");
@@ -327,7 +365,7 @@ fn tail_f_follows_within_a_second_and_ctrl_c_ends_the_remote_tail() {
     assert_eq!(status.code(), Some(130), "stderr: {err}");
     reader.join().unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
-    while remote_tail_running(&unique) {
+    while remote_tail_running(unique) {
         assert!(Instant::now() < deadline, "remote tail still running");
         std::thread::sleep(Duration::from_millis(50));
     }
