@@ -24,6 +24,9 @@ default_host names the server. Examples:
   remo web1 exec uptime
   remo https://web1.example.org/remo exec --sh 'df -h | sort'
   echo hi | remo web1 exec cat
+  tar c site | remo web1 exec -i tar x -C /srv
+  remo web1 shell
+  remo web1 tail -f -n 50 /var/log/syslog
   remo web1 get /var/log/syslog
   remo web1 put ./site.tar.gz /srv/site.tar.gz
   remo web1 config set wg0 'Peer[PublicKey=abc=].AllowedIPs' 10.0.0.3/32
@@ -69,8 +72,12 @@ pub struct Cli {
 pub enum Cmd {
     /// Show the server's name, version, protocol and key fingerprint (pins the key).
     Info,
-    /// Run a command on the server; its exit code becomes ours.
+    /// Run a command on the server; its exit code becomes ours (-i: interactive).
     Exec(cmd::exec::ExecArgs),
+    /// Interactive terminal session (login shell, or CMD) on the server.
+    Shell(cmd::shell::ShellArgs),
+    /// Print the last lines of a remote file; -f follows it.
+    Tail(cmd::tail::TailArgs),
     /// Download a file (REMOTE relative to the remote home).
     Get(cmd::get::GetArgs),
     /// Upload a file.
@@ -91,7 +98,8 @@ pub enum Cmd {
 
 /// Names that are commands, never hosts.
 const COMMANDS: &[&str] = &[
-    "info", "exec", "get", "put", "config", "logout", "open", "close", "grants", "keygen", "help",
+    "info", "exec", "shell", "tail", "get", "put", "config", "logout", "open", "close", "grants",
+    "keygen", "help",
 ];
 /// Global options that take a separate value.
 const VALUE_OPTIONS: &[&str] = &[
@@ -130,9 +138,57 @@ pub fn split_host(args: Vec<String>) -> (Vec<String>, Option<String>) {
     (args, None)
 }
 
+/// Options of `exec` (and global ones) that take a separate value.
+const EXEC_VALUE_OPTIONS: &[&str] = &["--sh", "--cwd", "--env", "--timeout"];
+
+/// Right after `exec`, `-i` means `--interactive` (as in `docker exec -i`),
+/// not the global `-i FILE` (key): the global short option is kept before
+/// the command, where it has always worked. Rewrites the first `-i` among
+/// `exec`'s options, before `CMD`.
+pub fn rewrite_exec_i(mut args: Vec<String>) -> Vec<String> {
+    let Some(pos) = args.iter().skip(1).position(|a| a == "exec") else {
+        return args;
+    };
+    // `exec` must be the command, not a value or an argument: everything
+    // before it is options (HOST was taken out already).
+    let mut i = 1;
+    while i < pos + 1 {
+        let a = &args[i];
+        if !a.starts_with('-') {
+            return args;
+        }
+        i += if VALUE_OPTIONS.contains(&a.as_str()) {
+            2
+        } else {
+            1
+        };
+    }
+    if i != pos + 1 {
+        return args;
+    }
+    let mut i = pos + 2;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "--" || !a.starts_with('-') || a == "-" {
+            break;
+        }
+        if a == "-i" {
+            args[i] = "--interactive".into();
+            break;
+        }
+        i += if VALUE_OPTIONS.contains(&a) || EXEC_VALUE_OPTIONS.contains(&a) {
+            2
+        } else {
+            1
+        };
+    }
+    args
+}
+
 /// Parses the process arguments and runs; returns the exit code.
 pub fn main_with_args(args: Vec<String>) -> i32 {
     let (args, host) = split_host(args);
+    let args = rewrite_exec_i(args);
     let mut cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -182,6 +238,8 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
     match cli.cmd {
         Cmd::Info => cmd::info::run(&ctx).await,
         Cmd::Exec(a) => cmd::exec::run(&ctx, a).await,
+        Cmd::Shell(a) => cmd::shell::run(&ctx, a).await,
+        Cmd::Tail(a) => cmd::tail::run(&ctx, a).await,
         Cmd::Get(a) => cmd::get::run(&ctx, a).await,
         Cmd::Put(a) => cmd::put::run(&ctx, a).await,
         Cmd::Config(a) => cmd::config::run(&ctx, a).await,
@@ -408,6 +466,37 @@ mod tests {
         assert_eq!(h, None);
         let (_, h) = split_host(v(&["remo", "--no-cache", "exec", "x"]));
         assert_eq!(h, None);
+    }
+
+    #[test]
+    fn exec_dash_i_is_interactive_only_right_after_exec() {
+        let r = rewrite_exec_i(v(&["remo", "exec", "-i", "cat", "-i"]));
+        assert_eq!(r, v(&["remo", "exec", "--interactive", "cat", "-i"]));
+        let r = rewrite_exec_i(v(&["remo", "-i", "k", "exec", "--cwd", "/", "-i", "x"]));
+        assert_eq!(
+            r,
+            v(&[
+                "remo",
+                "-i",
+                "k",
+                "exec",
+                "--cwd",
+                "/",
+                "--interactive",
+                "x"
+            ])
+        );
+        let r = rewrite_exec_i(v(&["remo", "exec", "--sh", "-i", "x"]));
+        assert_eq!(r, v(&["remo", "exec", "--sh", "-i", "x"]));
+        let r = rewrite_exec_i(v(&["remo", "exec", "cat", "-i"]));
+        assert_eq!(r, v(&["remo", "exec", "cat", "-i"]));
+        let r = rewrite_exec_i(v(&["remo", "get", "exec", "-i"]));
+        assert_eq!(r, v(&["remo", "get", "exec", "-i"]));
+        let cli = Cli::try_parse_from(rewrite_exec_i(v(&["remo", "exec", "-i", "cat"]))).unwrap();
+        match cli.cmd {
+            Cmd::Exec(e) => assert!(e.interactive && e.command == v(&["cat"])),
+            _ => panic!(),
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! `conn` is the protocol client (usable by tests and benchmarks), `config`
 //! and `known` decide where to connect and whom to trust, `cache` keeps
-//! sessions between commands, `cli` and `cmd` are the command line.
+//! sessions between commands, `interactive` drives remote interactive
+//! processes, `cli` and `cmd` are the command line.
 
 pub mod cache;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod input;
+pub mod interactive;
 pub mod known;
 
 pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};

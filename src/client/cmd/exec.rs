@@ -1,5 +1,7 @@
 //! `remo exec`: run a command remotely, with our stdin, stdout, stderr and
-//! exit code standing in for its own.
+//! exit code standing in for its own. Plain `exec` is one `cmd` request;
+//! `exec -i` runs the command as an interactive process (`icm`/`idt`/`edt`)
+//! so input can be typed or piped while output comes back.
 
 use std::io::IsTerminal;
 
@@ -10,6 +12,7 @@ use crate::client::cli::Ctx;
 use crate::client::conn::{DataStream, ResponseItem};
 use crate::client::error::ClientError;
 use crate::client::input::reader_stream;
+use crate::client::interactive::{self, Mode, OnSignal, Pump};
 
 /// Arguments of `remo exec`.
 #[derive(Debug, clap::Args)]
@@ -24,8 +27,12 @@ pub struct ExecArgs {
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
     /// Kill the remote command after SECS seconds (then exit 124).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", conflicts_with = "interactive")]
     pub timeout: Option<u64>,
+    /// Interactive: forward stdin as it is read, even from a terminal, and
+    /// stdout/stderr as produced (`-i` right after `exec`).
+    #[arg(long)]
+    pub interactive: bool,
     /// The command and its arguments, executed directly (no shell).
     #[arg(
         value_name = "CMD",
@@ -83,8 +90,12 @@ pub fn exit_status(result: &Map<String, Value>) -> (i32, Option<String>) {
     }
 }
 
-/// Runs the command; standard input is forwarded when it is not a terminal.
+/// Runs the command; standard input is forwarded when it is not a terminal
+/// (always with `-i`).
 pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
+    if a.interactive {
+        return run_interactive(ctx, a).await;
+    }
     let desc = descriptor(&a)?;
     let input: Option<DataStream> = if std::io::stdin().is_terminal() {
         None
@@ -109,6 +120,45 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
             }
         }
         Err(ClientError::Truncated)
+    }
+    .await;
+    ctx.done(active).await;
+    outcome
+}
+
+/// `exec -i`: an interactive process without a terminal, binary-safe in
+/// both directions; the end of our stdin closes its stdin (`edt`). A local
+/// SIGINT/SIGTERM/SIGHUP is passed on (a second one sends KILL).
+async fn run_interactive(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
+    let mut desc = descriptor(&a)?;
+    if let Value::Object(m) = &mut desc {
+        // Short first wait: stdin usually follows right away.
+        m.insert("wait_ms".into(), json!(interactive::MIN_WAIT_MS));
+    }
+    let mut active = ctx.session().await?;
+    let outcome = async {
+        let first = interactive::start(ctx, &mut active, &desc).await?;
+        let result = if first.running {
+            let pump = Pump {
+                session: &active.session,
+                id: first.id,
+                mode: Mode::Ordered,
+                input: Some(reader_stream(tokio::io::stdin())),
+                on_signal: OnSignal::Forward,
+                resize: false,
+            };
+            pump.run().await?.result
+        } else {
+            Some(first.result)
+        };
+        let Some(result) = result else {
+            return Err(ClientError::Local("remote command did not end".into()));
+        };
+        let (code, note) = exit_status(&result);
+        if let Some(n) = note {
+            eprintln!("remo: {n}");
+        }
+        Ok(code)
     }
     .await;
     ctx.done(active).await;
@@ -143,6 +193,7 @@ mod tests {
             cwd: Some("/tmp".into()),
             env: vec!["A=b=c".into()],
             timeout: Some(5),
+            interactive: false,
             command: vec!["ls".into(), "-l".into()],
         };
         assert_eq!(

@@ -7,6 +7,8 @@ pub mod info;
 pub mod logout;
 pub mod open;
 pub mod put;
+pub mod shell;
+pub mod tail;
 
 use std::io::{IsTerminal, Write};
 

@@ -1,0 +1,636 @@
+//! The engine shared by `remo shell`, `remo exec -i` and `remo tail`: start a
+//! remote process with `icm`, then keep polling it with `idt`/`edt` while
+//! forwarding our standard input, local signals and terminal size, until a
+//! result says it is no longer running.
+//!
+//! The server answers a poll as soon as output is there, or after `wait_ms`.
+//! Polls adapt ([`Backoff`]): short right after activity, doubling while
+//! idle up to several seconds, so an idle process costs a request every few
+//! seconds. Two ways to send input ([`Mode`]):
+//!
+//! * [`Mode::Concurrent`] (terminals): a long poll and a sender run side by
+//!   side; a keystroke goes out at once in its own `idt` with `wait_ms` 0
+//!   even while a long poll is outstanding. Both answers may carry output;
+//!   it is written in arrival order. Two polls collecting at the same
+//!   instant could in principle swap two chunks — harmless on a screen.
+//! * [`Mode::Ordered`] (pipes, binary data): input rides on the poll itself,
+//!   one request at a time, so output is never reordered. While our input is
+//!   open a poll waits at most [`INPUT_OPEN_MAX_WAIT_MS`] (input waiting
+//!   behind a poll is delayed by at most that). A poll that carries input can
+//!   block on the server while the process does not read its stdin (its
+//!   output buffer full, say); after [`DRAIN_AFTER`] a separate output-only
+//!   poll (`wait_ms` 0) drains it, so a process that produces much more than
+//!   it reads cannot deadlock. Answers are then held and written in the
+//!   order the server collected them: the drain first (it is what unblocked
+//!   the held poll), unless the drain saw the end of the process.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::time::Instant;
+
+use super::cli::{Active, Ctx};
+use super::cmd::emit;
+use super::conn::{DataStream, ResponseItem, ResponseStream, Session};
+use super::error::ClientError;
+use crate::proto::response::ErrorCode;
+
+/// Shortest poll wait, used right after output or input.
+pub const MIN_WAIT_MS: u64 = 20;
+/// Longest poll wait when idle: well inside proxy read timeouts (60 s by
+/// default in nginx and Apache) and the server's own limit (60 s).
+pub const MAX_WAIT_MS: u64 = 5_000;
+/// In [`Mode::Ordered`], the longest poll while our input is still open.
+pub const INPUT_OPEN_MAX_WAIT_MS: u64 = 300;
+/// Most input bytes per request (one data record; less than a pipe buffer,
+/// so a write into a drained pipe never blocks).
+pub const MAX_SEND: usize = 64 * 1024;
+/// Input read ahead in [`Mode::Concurrent`] while a send is in flight.
+const MAX_PENDING_CONCURRENT: usize = 1024 * 1024;
+/// In [`Mode::Ordered`], how long a poll carrying input may block before an
+/// output-only poll drains the process.
+pub const DRAIN_AFTER: Duration = Duration::from_millis(500);
+/// After a local signal stopped the remote process, how long to wait for it
+/// before escalating to KILL, and then before giving up.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Adaptive poll wait: resets to the minimum on activity, doubles on every
+/// empty poll up to the maximum.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: u64,
+    max: u64,
+    next: u64,
+}
+
+impl Backoff {
+    /// A backoff between `min` and `max` milliseconds, starting at `min`.
+    pub fn new(min: u64, max: u64) -> Self {
+        let min = min.max(1);
+        Backoff {
+            min,
+            max: max.max(min),
+            next: min,
+        }
+    }
+
+    /// Something happened (output, input): poll soon again.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    /// The wait for the next poll; the one after is twice as long.
+    pub fn next_wait(&mut self) -> u64 {
+        let w = self.next;
+        self.next = self.next.saturating_mul(2).clamp(self.min, self.max);
+        w
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(MIN_WAIT_MS, MAX_WAIT_MS)
+    }
+}
+
+/// What one `icm`/`idt`/`edt` answer said (its output was already written).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The process id on the server.
+    pub id: String,
+    /// False once the process has ended and all its output was delivered.
+    pub running: bool,
+    /// The whole result (`exit`, `signal`).
+    pub result: Map<String, Value>,
+    /// Whether the answer carried any output.
+    pub output: bool,
+    /// Output not written yet (stderr?, bytes), oldest first.
+    pub held: Vec<(bool, Bytes)>,
+}
+
+/// Writes a response's output to our stdout/stderr as it arrives and reads
+/// its result.
+pub async fn consume(resp: ResponseStream) -> Result<Reply, ClientError> {
+    consume_into(resp, false).await
+}
+
+/// Reads a response; its output is written at once, or with `hold` kept in
+/// the reply ([`Reply::held`]) to be written later, in the right order.
+async fn consume_into(mut resp: ResponseStream, hold: bool) -> Result<Reply, ClientError> {
+    let mut output = false;
+    let mut held = Vec::new();
+    while let Some(item) = resp.next().await? {
+        let (to_stderr, b) = match item {
+            ResponseItem::Stdout(b) => (false, b),
+            ResponseItem::Stderr(b) => (true, b),
+            ResponseItem::Done(Ok(m)) => {
+                let mut r = reply_of(m, output)?;
+                r.held = held;
+                return Ok(r);
+            }
+            ResponseItem::Done(Err(e)) => return Err(ClientError::Op(e)),
+        };
+        output |= !b.is_empty();
+        if hold {
+            held.push((to_stderr, b));
+        } else {
+            emit(to_stderr, &b)?;
+        }
+    }
+    Err(ClientError::Truncated)
+}
+
+impl Reply {
+    /// Writes output that was held back.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        for (to_stderr, b) in self.held.drain(..) {
+            emit(to_stderr, &b)?;
+        }
+        Ok(())
+    }
+}
+
+fn reply_of(result: Map<String, Value>, output: bool) -> Result<Reply, ClientError> {
+    let id = result
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ClientError::Protocol("interactive result without an id".into()))?
+        .to_string();
+    let running = result
+        .get("running")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| ClientError::Protocol("interactive result without running".into()))?;
+    Ok(Reply {
+        id,
+        running,
+        result,
+        output,
+        held: Vec::new(),
+    })
+}
+
+/// Starts a process (`icm`), through [`Ctx::request`] so a dead cached
+/// session is replaced transparently.
+pub async fn start(ctx: &Ctx, active: &mut Active, desc: &Value) -> Result<Reply, ClientError> {
+    let resp = ctx.request(active, "icm", desc, None).await?;
+    consume(resp).await
+}
+
+/// How input is sent (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A long poll plus an immediate sender (terminals).
+    Concurrent,
+    /// Input rides on the polls, one at a time (pipes, binary data).
+    Ordered,
+}
+
+/// What a local SIGINT, SIGTERM or SIGHUP does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSignal {
+    /// Pass it on to the remote process (a second one sends KILL) and keep
+    /// going until it ends; its status is ours.
+    Forward,
+    /// Stop the remote process with this signal (KILL if it has not ended
+    /// after a grace period), then end with 128 + the local signal.
+    Stop(&'static str),
+}
+
+/// How a pumped process ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The final result, if the process was seen to end.
+    pub result: Option<Map<String, Value>>,
+    /// The local signal that stopped us, with [`OnSignal::Stop`].
+    pub interrupted: Option<i32>,
+}
+
+/// What drives a running process.
+pub struct Pump<'a> {
+    /// The session it runs in.
+    pub session: &'a Session,
+    /// Its id.
+    pub id: String,
+    /// How input is sent.
+    pub mode: Mode,
+    /// Our standard input, if it is forwarded; its end becomes `edt`.
+    pub input: Option<DataStream>,
+    /// What local signals do.
+    pub on_signal: OnSignal,
+    /// Forward local terminal size changes (SIGWINCH) with `resize`.
+    pub resize: bool,
+}
+
+type Fut<'a> = Pin<Box<dyn Future<Output = Result<Reply, ClientError>> + 'a>>;
+
+fn exchange<'a>(
+    session: &'a Session,
+    op: &'static str,
+    id: &str,
+    wait_ms: u64,
+    data: Option<Bytes>,
+    hold: bool,
+) -> Fut<'a> {
+    let desc = json!({"id": id, "wait_ms": wait_ms});
+    Box::pin(async move {
+        let input: Option<DataStream> =
+            data.map(|b| Box::pin(futures_util::stream::once(async move { Ok(b) })) as DataStream);
+        let resp = session.request(op, &desc, input).await?;
+        consume_into(resp, hold).await
+    })
+}
+
+async fn poll_opt(f: &mut Option<Fut<'_>>) -> Result<Reply, ClientError> {
+    match f.as_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_opt(s: &mut Option<Signal>) {
+    match s.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn signal_stream(kind: SignalKind) -> Result<Signal, ClientError> {
+    signal(kind).map_err(|e| ClientError::Local(format!("cannot handle signals: {e}")))
+}
+
+/// Takes up to `max` bytes of queued input as one buffer.
+fn take(pending: &mut VecDeque<Bytes>, pending_len: &mut usize, max: usize) -> Bytes {
+    let mut out = BytesMut::new();
+    while let Some(front) = pending.front_mut() {
+        let room = max - out.len();
+        if room == 0 {
+            break;
+        }
+        if front.len() <= room {
+            out.extend_from_slice(front);
+            pending.pop_front();
+        } else {
+            out.extend_from_slice(&front.split_to(room));
+        }
+    }
+    *pending_len -= out.len();
+    out.freeze()
+}
+
+/// The local terminal size (rows, cols) of our stdout or stdin, if either
+/// is a terminal.
+pub fn terminal_size() -> Option<(u16, u16)> {
+    for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ only writes a `winsize` into the pointer we pass,
+        // which points to a live, properly aligned local.
+        let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+        if r == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
+            return Some((ws.ws_row, ws.ws_col));
+        }
+    }
+    None
+}
+
+/// Writes a reply's held output and takes note of what it says.
+fn settle(
+    mut rep: Reply,
+    backoff: &mut Backoff,
+    finished: &mut Option<Map<String, Value>>,
+) -> Result<(), ClientError> {
+    rep.flush()?;
+    if rep.output {
+        backoff.reset();
+    }
+    if !rep.running {
+        *finished = Some(rep.result);
+    }
+    Ok(())
+}
+
+fn is_not_found(e: &ClientError) -> bool {
+    matches!(e, ClientError::Op(op) if op.code == ErrorCode::NotFound)
+}
+
+impl Pump<'_> {
+    /// Sends a signal to the remote process; a process that is already gone
+    /// is not an error.
+    pub async fn kill(&self, name: &str) -> Result<(), ClientError> {
+        let r = self
+            .session
+            .call("kill", &json!({"id": self.id, "signal": name}))
+            .await?;
+        match r.result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == ErrorCode::NotFound => Ok(()),
+            Err(e) => Err(ClientError::Op(e)),
+        }
+    }
+
+    async fn resize_now(&self) {
+        if let Some((rows, cols)) = terminal_size() {
+            // A failed resize only leaves the old size; nothing to report
+            // in the middle of a full-screen session.
+            let _ = self
+                .session
+                .call(
+                    "resize",
+                    &json!({"id": self.id, "rows": rows, "cols": cols}),
+                )
+                .await;
+        }
+    }
+
+    /// Runs until the process ends (or a local signal stopped it). On an
+    /// error the remote process is sent TERM (best effort), so it does not
+    /// linger until the server's idle timeout.
+    pub async fn run(mut self) -> Result<Outcome, ClientError> {
+        let r = self.run_inner().await;
+        if r.is_err() {
+            let _ = self.kill("TERM").await;
+        }
+        r
+    }
+
+    async fn run_inner(&mut self) -> Result<Outcome, ClientError> {
+        let session = self.session;
+        let id = self.id.clone();
+        let mode = self.mode;
+        let mut input = self.input.take();
+        let mut input_open = input.is_some();
+        let mut eof_pending = false;
+        let mut pending: VecDeque<Bytes> = VecDeque::new();
+        let mut pending_len = 0usize;
+        let max_pending = match mode {
+            Mode::Ordered => MAX_SEND,
+            Mode::Concurrent => MAX_PENDING_CONCURRENT,
+        };
+
+        let mut backoff = Backoff::default();
+        // `poll`: output polls (Ordered: also carrying input).
+        // `side`: Concurrent: the input sender; Ordered: the drain poll.
+        let mut poll: Option<Fut<'_>> = None;
+        let mut side: Option<Fut<'_>> = None;
+        let mut poll_carries_since: Option<Instant> = None;
+        let mut finished: Option<Map<String, Value>> = None;
+        // Ordered: a main poll's answer held back until the drain in flight
+        // has been written.
+        let mut held: Option<Reply> = None;
+        let mut gone = false;
+        let mut interrupted: Option<i32> = None;
+        let mut forwarded = 0u32;
+        let mut stop_deadline: Option<Instant> = None;
+        let mut stop_escalated = false;
+
+        let mut sigint = Some(signal_stream(SignalKind::interrupt())?);
+        let mut sigterm = Some(signal_stream(SignalKind::terminate())?);
+        let mut sighup = Some(signal_stream(SignalKind::hangup())?);
+        let mut winch = if self.resize {
+            Some(signal_stream(SignalKind::window_change())?)
+        } else {
+            None
+        };
+
+        loop {
+            if let Some(result) = finished.take() {
+                return Ok(Outcome {
+                    result: Some(result),
+                    interrupted,
+                });
+            }
+            if gone && poll.is_none() && side.is_none() && held.is_none() {
+                return Err(ClientError::Protocol(
+                    "the remote process is gone and its result was not received".into(),
+                ));
+            }
+            if !gone && poll.is_none() && held.is_none() {
+                match mode {
+                    Mode::Ordered => {
+                        let data = take(&mut pending, &mut pending_len, MAX_SEND);
+                        let closing = eof_pending && pending.is_empty();
+                        let carried = !data.is_empty() || closing;
+                        if carried {
+                            backoff.reset();
+                        }
+                        let mut wait = backoff.next_wait();
+                        if input_open || eof_pending {
+                            wait = wait.min(INPUT_OPEN_MAX_WAIT_MS);
+                        }
+                        let op = if closing {
+                            eof_pending = false;
+                            "edt"
+                        } else {
+                            "idt"
+                        };
+                        poll_carries_since = carried.then(Instant::now);
+                        let data = (!data.is_empty()).then_some(data);
+                        poll = Some(exchange(session, op, &id, wait, data, true));
+                    }
+                    Mode::Concurrent => {
+                        poll = Some(exchange(
+                            session,
+                            "idt",
+                            &id,
+                            backoff.next_wait(),
+                            None,
+                            false,
+                        ));
+                    }
+                }
+            }
+            if !gone
+                && side.is_none()
+                && mode == Mode::Concurrent
+                && (pending_len > 0 || eof_pending)
+            {
+                let data = take(&mut pending, &mut pending_len, MAX_SEND);
+                let closing = eof_pending && pending.is_empty();
+                let op = if closing {
+                    eof_pending = false;
+                    "edt"
+                } else {
+                    "idt"
+                };
+                let data = (!data.is_empty()).then_some(data);
+                side = Some(exchange(session, op, &id, 0, data, false));
+            }
+            let drain_at = match (mode, poll_carries_since, side.is_none(), gone) {
+                (Mode::Ordered, Some(t), true, false) => Some(t + DRAIN_AFTER),
+                _ => None,
+            };
+            let want_input = input_open && pending_len < max_pending;
+
+            tokio::select! {
+                r = poll_opt(&mut poll) => {
+                    poll = None;
+                    poll_carries_since = None;
+                    match r {
+                        // Ordered: a drain is in flight; its output goes first.
+                        Ok(rep) if mode == Mode::Ordered && side.is_some() => held = Some(rep),
+                        Ok(rep) => settle(rep, &mut backoff, &mut finished)?,
+                        Err(e) if is_not_found(&e) => gone = true,
+                        Err(e) => return Err(e),
+                    }
+                }
+                r = poll_opt(&mut side) => {
+                    side = None;
+                    let main = held.take();
+                    match r {
+                        Ok(rep) => match main {
+                            // The drain saw the end after the main poll
+                            // collected: the main poll's output is older.
+                            Some(m) if m.running && !rep.running => {
+                                settle(m, &mut backoff, &mut finished)?;
+                                settle(rep, &mut backoff, &mut finished)?;
+                            }
+                            Some(m) => {
+                                settle(rep, &mut backoff, &mut finished)?;
+                                settle(m, &mut backoff, &mut finished)?;
+                            }
+                            None => settle(rep, &mut backoff, &mut finished)?,
+                        },
+                        Err(e) if is_not_found(&e) => {
+                            gone = true;
+                            if let Some(m) = main {
+                                settle(m, &mut backoff, &mut finished)?;
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                c = async {
+                    match input.as_mut() {
+                        Some(s) => s.next().await,
+                        None => std::future::pending().await,
+                    }
+                }, if want_input => {
+                    match c {
+                        Some(Ok(b)) => {
+                            if !b.is_empty() {
+                                pending_len += b.len();
+                                pending.push_back(b);
+                            }
+                        }
+                        Some(Err(e)) => return Err(ClientError::io("<stdin>", "cannot read", e)),
+                        None => {
+                            input_open = false;
+                            input = None;
+                            eof_pending = true;
+                        }
+                    }
+                }
+                _ = sleep_opt(drain_at) => {
+                    poll_carries_since = Some(Instant::now());
+                    side = Some(exchange(session, "idt", &id, 0, None, true));
+                }
+                _ = recv_opt(&mut sigint) => {
+                    self.on_local_signal(libc::SIGINT, &mut forwarded, &mut interrupted, &mut stop_deadline).await?;
+                }
+                _ = recv_opt(&mut sigterm) => {
+                    self.on_local_signal(libc::SIGTERM, &mut forwarded, &mut interrupted, &mut stop_deadline).await?;
+                }
+                _ = recv_opt(&mut sighup) => {
+                    self.on_local_signal(libc::SIGHUP, &mut forwarded, &mut interrupted, &mut stop_deadline).await?;
+                }
+                _ = recv_opt(&mut winch) => self.resize_now().await,
+                _ = sleep_opt(stop_deadline) => {
+                    if stop_escalated {
+                        return Ok(Outcome { result: None, interrupted });
+                    }
+                    stop_escalated = true;
+                    self.kill("KILL").await?;
+                    stop_deadline = Some(Instant::now() + STOP_GRACE);
+                }
+            }
+        }
+    }
+
+    async fn on_local_signal(
+        &self,
+        signo: i32,
+        forwarded: &mut u32,
+        interrupted: &mut Option<i32>,
+        stop_deadline: &mut Option<Instant>,
+    ) -> Result<(), ClientError> {
+        match self.on_signal {
+            OnSignal::Forward => {
+                let name = match (*forwarded, signo) {
+                    (0, libc::SIGINT) => "INT",
+                    (0, libc::SIGHUP) => "HUP",
+                    (0, _) => "TERM",
+                    _ => "KILL",
+                };
+                *forwarded += 1;
+                self.kill(name).await
+            }
+            OnSignal::Stop(name) => {
+                if interrupted.is_none() {
+                    *interrupted = Some(signo);
+                    *stop_deadline = Some(Instant::now() + STOP_GRACE);
+                    self.kill(name).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_resets() {
+        let mut b = Backoff::default();
+        let waits: Vec<u64> = (0..10).map(|_| b.next_wait()).collect();
+        assert_eq!(
+            waits,
+            vec![20, 40, 80, 160, 320, 640, 1280, 2560, 5000, 5000]
+        );
+        b.reset();
+        assert_eq!(b.next_wait(), 20);
+    }
+
+    #[test]
+    fn take_splits_at_the_limit() {
+        let mut q: VecDeque<Bytes> = VecDeque::new();
+        q.push_back(Bytes::from(vec![1u8; 10]));
+        q.push_back(Bytes::from(vec![2u8; 10]));
+        let mut len = 20;
+        let a = take(&mut q, &mut len, 15);
+        assert_eq!(a.len(), 15);
+        assert_eq!(len, 5);
+        let b = take(&mut q, &mut len, 15);
+        assert_eq!(&b[..], &[2u8; 5]);
+        assert_eq!(len, 0);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn replies_need_id_and_running() {
+        let m = |v: Value| v.as_object().cloned().unwrap_or_default();
+        assert!(reply_of(m(json!({"id": "a", "running": true})), false).is_ok());
+        assert!(reply_of(m(json!({"running": true})), false).is_err());
+        assert!(reply_of(m(json!({"id": "a"})), false).is_err());
+    }
+}
