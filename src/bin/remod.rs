@@ -16,6 +16,8 @@ enum Cmd {
     Init(remo::admin::InitArgs),
     /// Manage users in the user database.
     User(remo::admin::UserArgs),
+    /// Query the audit log.
+    Audit(remo::admin::AuditArgs),
     /// Run the server (FastCGI or embedded HTTP).
     Serve(remo::server::cli::ServeArgs),
 }
@@ -25,6 +27,7 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Init(a) => remo::admin::run_init(a),
         Cmd::User(a) => remo::admin::run_user(a),
+        Cmd::Audit(a) => remo::admin::run_audit(a),
         Cmd::Serve(a) => remo::server::cli::run_serve(a),
     };
     std::process::exit(code);
