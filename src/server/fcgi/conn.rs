@@ -423,10 +423,11 @@ async fn respond(
             }
         }
         ResponseBody::Stream(_) => {
-            codec::encode_stdout(&mut out, id, &head(&resp, None));
-            if wtx.send(out.split().freeze()).await.is_err() {
-                return Outcome::WriterGone;
-            }
+            // Hold the head back until the first data (or the end): once
+            // nginx has passed a response header on, it never resumes
+            // sending a request body that met backpressure (its upstream
+            // write handler becomes a no-op), so an upload would hang.
+            let mut pending_head = Some(head(&resp, None));
             let ResponseBody::Stream(mut rx) = resp.body else {
                 return Outcome::WriterGone;
             };
@@ -434,10 +435,16 @@ async fn respond(
                 if chunk.is_empty() {
                     continue;
                 }
+                if let Some(h) = pending_head.take() {
+                    codec::encode_stdout(&mut out, id, &h);
+                }
                 codec::encode_stdout(&mut out, id, &chunk);
                 if wtx.send(out.split().freeze()).await.is_err() {
                     return Outcome::WriterGone;
                 }
+            }
+            if let Some(h) = pending_head.take() {
+                codec::encode_stdout(&mut out, id, &h);
             }
             finish(&mut out);
             if wtx.send(out.freeze()).await.is_err() {

@@ -265,7 +265,14 @@ pub async fn apply(
     };
     let stdin = child.stdin.take();
     let limit = ctx.inst.limits.max_output_bytes;
-    let deadline = c.timeout.map(|t| tokio::time::Instant::now() + t);
+    // A configured cap applies to commands that ask for more, or for nothing.
+    let cap = ctx.inst.limits.max_command_timeout;
+    let timeout = match (c.timeout, cap) {
+        (t, 0) => t,
+        (Some(t), cap) => Some(t.min(Duration::from_secs(cap))),
+        (None, cap) => Some(Duration::from_secs(cap)),
+    };
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut buf_out = vec![0u8; MAX_RESPONSE_DATA];
     let mut buf_err = vec![0u8; MAX_RESPONSE_DATA];
     let (mut out_done, mut err_done) = (false, false);

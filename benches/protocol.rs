@@ -1,0 +1,81 @@
+//! Micro-benchmarks of the protocol core: the server's share of a login,
+//! and record sealing/opening against raw AES-256-GCM on one core.
+//! Run with `cargo bench --bench protocol` (bench/run does).
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use remo::proto::handshake::{
+    new_session_id, server_accept, ClientHandshake, Ephemeral, ParsedAuth,
+};
+use remo::proto::identity::IdentityKey;
+use remo::proto::record::{Opener, RecordKey, Sealer, MAX_PLAINTEXT};
+
+fn handshake(c: &mut Criterion) {
+    let user = IdentityKey::generate();
+    let server = IdentityKey::generate();
+    let now = 1_800_000_000;
+    c.bench_function(
+        "server handshake (parse, verify M1, ECDH, sign M2, HKDF)",
+        |b| {
+            b.iter_batched(
+                || {
+                    let (_, req) = ClientHandshake::start("bench", &user, now);
+                    serde_json::to_vec(&req).unwrap_or_default()
+                },
+                |body| {
+                    let parsed = ParsedAuth::parse(&body).ok()?;
+                    parsed.verify(&user.public(), now).ok()?;
+                    server_accept(
+                        &parsed,
+                        &server,
+                        &Ephemeral::generate(),
+                        &new_session_id(),
+                        600,
+                    )
+                    .ok()
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
+}
+
+fn records(c: &mut Criterion) {
+    let key = [7u8; 32];
+    let data = vec![0x5au8; MAX_PLAINTEXT - 1];
+    let mut g = c.benchmark_group("64 KiB records");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("raw AES-256-GCM encrypt", |b| {
+        let aes = Aes256Gcm::new((&key).into());
+        let mut buf = data.clone();
+        let mut n = 0u64;
+        b.iter(|| {
+            n += 1;
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&n.to_be_bytes());
+            aes.encrypt_in_place_detached(Nonce::from_slice(&nonce), b"remo/1 get more", &mut buf)
+                .ok()
+        })
+    });
+    g.bench_function("seal (AES-GCM + base64 line)", |b| {
+        let mut s = Sealer::new(RecordKey::new(&key), 1, "get");
+        b.iter(|| s.seal(&[&[1u8], &data], false).ok())
+    });
+    let mut s = Sealer::new(RecordKey::new(&key), 1, "get");
+    let line = s
+        .seal(&[&[1u8], &data], false)
+        .map(|l| l.slice(..l.len() - 2))
+        .unwrap_or_default();
+    g.bench_function("open (base64 + AES-GCM)", |b| {
+        b.iter_batched(
+            || Opener::new(RecordKey::new(&key), Some(1), "get"),
+            |mut o| o.open(&line).ok(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, handshake, records);
+criterion_main!(benches);

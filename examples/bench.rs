@@ -1,0 +1,392 @@
+//! The benchmark driver behind `bench/run`: measures remo through a real
+//! front door and the OpenSSH baseline in the same run, and prints medians
+//! and ratios. Not a test: nothing here asserts timings.
+//!
+//! Configuration comes from the environment (bench/run sets it):
+//! `REMO_URL`, `REMO_USER`, `REMO_KEY` (unencrypted), `REMOD_PID`,
+//! `SSH_ARGS` (e.g. `-p 2222 -i KEY -o … root@127.0.0.1`), `SSH_CTL`
+//! (ControlPath of a running master), `SCP_ARGS`, `BENCH_DIR` (a scratch
+//! directory, ideally tmpfs), `BENCH_FILE_MB` (default 1024),
+//! `BENCH_SESSIONS` (default 10000), `BENCH_QUICK=1` for a short run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use remo::client::conn::{http_client, info, CounterNumbers, DataStream, Session};
+use remo::keyfile::{load_identity, PassphraseSource};
+use remo::proto::identity::{IdentityKey, PublicKey};
+use serde_json::json;
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn env(name: &str) -> Res<String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set (run bench/run)").into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Row {
+    what: String,
+    remo: String,
+    base: String,
+    ratio: String,
+}
+
+fn row(what: &str, remo: f64, base: f64, unit: &str, higher_is_better: bool) -> Row {
+    let ratio = if base.is_finite() && base > 0.0 {
+        if higher_is_better {
+            format!("{:.2}x", remo / base)
+        } else {
+            format!("{:.2}x", base / remo)
+        }
+    } else {
+        "-".into()
+    };
+    Row {
+        what: what.into(),
+        remo: format!("{remo:.2} {unit}"),
+        base: if base.is_finite() {
+            format!("{base:.2} {unit}")
+        } else {
+            "-".into()
+        },
+        ratio,
+    }
+}
+
+fn ssh(args: &str, extra: &[&str]) -> Res<()> {
+    let mut argv: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    let st = Command::new("ssh")
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .status()?;
+    if !st.success() {
+        return Err(format!("ssh {argv:?} failed: {st}").into());
+    }
+    Ok(())
+}
+
+async fn login(url: &str, user: &str, id: &IdentityKey, pin: &PublicKey) -> Res<Session> {
+    Ok(Session::login_with(http_client()?, url, user, id, pin).await?)
+}
+
+async fn cmd_rate(s: Arc<Session>, conc: usize, total: usize) -> Res<f64> {
+    let t = Instant::now();
+    let per = total / conc;
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per {
+                let c = s.call("cmd", &json!({"argv": ["true"]})).await?;
+                if c.result.is_err() {
+                    return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                        "cmd failed".into(),
+                    );
+                }
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per * conc) as f64 / t.elapsed().as_secs_f64())
+}
+
+fn ssh_rate(args: &str, ctl: &str, conc: usize, total: usize) -> Res<f64> {
+    let per = total / conc;
+    let t = Instant::now();
+    std::thread::scope(|sc| -> Res<()> {
+        let hs: Vec<_> = (0..conc)
+            .map(|_| {
+                sc.spawn(move || -> Res<()> {
+                    for _ in 0..per {
+                        ssh(
+                            args,
+                            &[
+                                "-o",
+                                &format!("ControlPath={ctl}"),
+                                "-o",
+                                "ControlMaster=no",
+                                "true",
+                            ],
+                        )?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().map_err(|_| "thread panicked")??;
+        }
+        Ok(())
+    })?;
+    Ok((per * conc) as f64 / t.elapsed().as_secs_f64())
+}
+
+fn file_stream(path: &Path) -> Res<DataStream> {
+    let f = std::fs::File::open(path)?;
+    let f = tokio::fs::File::from_std(f);
+    let s = tokio_util::io::ReaderStream::with_capacity(f, 1 << 16);
+    Ok(Box::pin(s))
+}
+
+async fn transfer(s: &Session, local: &Path, remote: &Path, pid: u32) -> Res<(f64, f64, u64, u64)> {
+    let size = std::fs::metadata(local)?.len() as f64;
+    let rss0 = rss_kib(pid, "VmRSS:");
+    let t = Instant::now();
+    let mut peak = rss0;
+    let mut resp = s
+        .request(
+            "put",
+            &json!({"path": remote.to_str()}),
+            Some(file_stream(local)?),
+        )
+        .await?;
+    while let Some(item) = resp.next().await? {
+        peak = peak.max(rss_kib(pid, "VmRSS:"));
+        if let remo::client::conn::ResponseItem::Done(r) = item {
+            r?;
+        }
+    }
+    let put = size / t.elapsed().as_secs_f64() / 1e6;
+    let t = Instant::now();
+    let mut resp = s
+        .request("get", &json!({"path": remote.to_str()}), None)
+        .await?;
+    let mut n = 0u64;
+    let mut last = Instant::now();
+    while let Some(item) = resp.next().await? {
+        match item {
+            remo::client::conn::ResponseItem::Stdout(b) => n += b.len() as u64,
+            remo::client::conn::ResponseItem::Done(r) => {
+                r?;
+            }
+            _ => {}
+        }
+        if last.elapsed() > Duration::from_millis(20) {
+            peak = peak.max(rss_kib(pid, "VmRSS:"));
+            last = Instant::now();
+        }
+    }
+    if n as f64 != size {
+        return Err(format!("get returned {n} bytes, expected {size}").into());
+    }
+    let get = size / t.elapsed().as_secs_f64() / 1e6;
+    Ok((put, get, rss0, peak))
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let url = env("REMO_URL")?;
+    let user = env("REMO_USER")?;
+    let id = load_identity(Path::new(&env("REMO_KEY")?), &PassphraseSource::None)?;
+    let pid: u32 = env("REMOD_PID")?.parse()?;
+    let ssh_args = env("SSH_ARGS")?;
+    let ctl = env("SSH_CTL")?;
+    let scp_args = env("SCP_ARGS")?;
+    let dir = PathBuf::from(env("BENCH_DIR")?);
+    let quick = std::env::var("BENCH_QUICK").is_ok();
+    let file_mb: u64 = std::env::var("BENCH_FILE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 64 } else { 1024 });
+    let n_sessions: usize = std::env::var("BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1000 } else { 10_000 });
+    let reps = if quick { 5 } else { 21 };
+    let pin = info(&url).await?.public_key()?;
+    let mut rows = Vec::new();
+
+    // Login, end to end: fresh connection, /auth, M2 check, key derivation.
+    let mut remo_ms = Vec::new();
+    for _ in 0..reps * 3 {
+        let t = Instant::now();
+        let s = login(&url, &user, &id, &pin).await?;
+        remo_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        s.logout().await?;
+    }
+    let mut ssh_ms = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        ssh(
+            &ssh_args,
+            &["-o", "ControlMaster=no", "-o", "ControlPath=none", "true"],
+        )?;
+        ssh_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    rows.push(row(
+        "login (remo auth vs ssh true)",
+        median(remo_ms),
+        median(ssh_ms),
+        "ms",
+        false,
+    ));
+
+    // Command round trips on one session.
+    let s = Arc::new(login(&url, &user, &id, &pin).await?);
+    let total = if quick { 400 } else { 4000 };
+    for conc in [1usize, 8] {
+        let mut r = Vec::new();
+        let mut b = Vec::new();
+        for _ in 0..3 {
+            r.push(cmd_rate(s.clone(), conc, total).await?);
+            b.push(ssh_rate(&ssh_args, &ctl, conc, total / 20)?);
+        }
+        rows.push(row(
+            &format!("cmd true, {conc} client(s) (vs ssh ControlMaster)"),
+            median(r),
+            median(b),
+            "req/s",
+            true,
+        ));
+    }
+
+    // Interactive echo latency.
+    let c = s
+        .call("icm", &json!({"argv": ["cat"], "wait_ms": 0}))
+        .await?;
+    let pid_id = c.result.map_err(|e| e.to_string())?["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut lat = Vec::new();
+    for _ in 0..(if quick { 50 } else { 300 }) {
+        let t = Instant::now();
+        let input: DataStream = Box::pin(futures_util::stream::once(async {
+            Ok(bytes::Bytes::from_static(b"x"))
+        }));
+        let mut resp = s
+            .request("idt", &json!({"id": pid_id, "wait_ms": 1000}), Some(input))
+            .await?;
+        let mut got = 0;
+        while let Some(item) = resp.next().await? {
+            if let remo::client::conn::ResponseItem::Stdout(b) = item {
+                got += b.len();
+            }
+        }
+        if got != 1 {
+            return Err(format!("echo returned {got} bytes").into());
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    s.call("kill", &json!({"id": pid_id, "signal": "KILL"}))
+        .await?;
+    rows.push(row(
+        "interactive echo (idt round trip)",
+        median(lat),
+        f64::NAN,
+        "ms",
+        false,
+    ));
+
+    // File transfer.
+    let local = dir.join("bench.bin");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&local)?;
+        let mut block = vec![0u8; 1 << 20];
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..file_mb {
+            for b in block.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            f.write_all(&block)?;
+        }
+    }
+    let remote = dir.join("bench.remote");
+    let (put, get, rss0, peak) = transfer(&s, &local, &remote, pid).await?;
+    let scp_target = dir.join("bench.scp");
+    let mut scp_argv: Vec<String> = scp_args.split_whitespace().map(str::to_string).collect();
+    let host = scp_argv.pop().ok_or("SCP_ARGS must end with user@host")?;
+    let t = Instant::now();
+    let st = Command::new("scp")
+        .args(&scp_argv)
+        .arg(&local)
+        .arg(format!("{host}:{}", scp_target.display()))
+        .status()?;
+    let scp_put = file_mb as f64 * 1048576.0 / t.elapsed().as_secs_f64() / 1e6;
+    let t = Instant::now();
+    let st2 = Command::new("scp")
+        .args(&scp_argv)
+        .arg(format!("{host}:{}", scp_target.display()))
+        .arg(dir.join("bench.back"))
+        .status()?;
+    let scp_get = file_mb as f64 * 1048576.0 / t.elapsed().as_secs_f64() / 1e6;
+    if !st.success() || !st2.success() {
+        return Err("scp failed".into());
+    }
+    rows.push(row(
+        &format!("put {file_mb} MiB (vs scp upload)"),
+        put,
+        scp_put,
+        "MB/s",
+        true,
+    ));
+    rows.push(row(
+        &format!("get {file_mb} MiB (vs scp download)"),
+        get,
+        scp_get,
+        "MB/s",
+        true,
+    ));
+    for p in [&local, &remote, &scp_target, &dir.join("bench.back")] {
+        let _ = std::fs::remove_file(p);
+    }
+    s.logout().await?;
+
+    // Idle sessions.
+    let before = rss_kib(pid, "VmRSS:");
+    let http = http_client()?;
+    let t = Instant::now();
+    let mut held = Vec::with_capacity(n_sessions);
+    for _ in 0..n_sessions {
+        held.push(Session::login_with(http.clone(), &url, &user, &id, &pin).await?);
+    }
+    let login_rate = n_sessions as f64 / t.elapsed().as_secs_f64();
+    let after = rss_kib(pid, "VmRSS:");
+    drop(held);
+    let _ = CounterNumbers::new(1);
+
+    println!();
+    println!("| measurement | remo | baseline | ratio |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!("| {} | {} | {} | {} |", r.what, r.remo, r.base, r.ratio);
+    }
+    println!(
+        "| remod RSS during the transfers | {:.1} MiB peak (from {:.1} MiB) | - | - |",
+        peak as f64 / 1024.0,
+        rss0 as f64 / 1024.0
+    );
+    println!(
+        "| remod RSS with {n_sessions} idle sessions | {:.1} MiB (from {:.1} MiB; {:.0} logins/s sequential) | - | - |",
+        after as f64 / 1024.0,
+        before as f64 / 1024.0,
+        login_rate
+    );
+    Ok(())
+}
