@@ -154,11 +154,16 @@ impl Located {
         } else {
             rel
         };
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .mode(mode)
-            .resolve(self.resolve_flags());
-        let fd = nix::fcntl::openat2(dir, rel, how)?;
+        let fd = if self.confined {
+            let how = OpenHow::new()
+                .flags(flags | OFlag::O_CLOEXEC)
+                .mode(mode)
+                .resolve(self.resolve_flags());
+            nix::fcntl::openat2(dir, rel, how)?
+        } else {
+            // Unconfined (admins): plain openat, which older kernels have too.
+            nix::fcntl::openat(Some(dir), rel, flags | OFlag::O_CLOEXEC, mode)?
+        };
         // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
