@@ -142,23 +142,49 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
     if !bad.is_empty() {
         warn!("{} has unusable permissions, ignored: {bad:?}", parsed.user);
     }
-    if let Err(e) = inst.sessions.create(
+    let session = match inst.sessions.create(
         sid,
         &parsed.user,
         &keys,
         Duration::from_secs(inst.timeout),
         grants,
     ) {
-        warn!("{remote} {} auth 503 {e}", parsed.user);
-        audit_auth(
-            inst,
-            &parsed.user,
-            remote,
-            "-",
-            &format!("503 {e}"),
-            started,
-        );
-        return Response::error(503, &e.to_string());
+        Ok(s) => s,
+        Err(e) => {
+            warn!("{remote} {} auth 503 {e}", parsed.user);
+            audit_auth(
+                inst,
+                &parsed.user,
+                remote,
+                "-",
+                &format!("503 {e}"),
+                started,
+            );
+            return Response::error(503, &e.to_string());
+        }
+    };
+    // Revocation race: the user may have been disabled, removed or changed
+    // between the lookup above and now, before the watcher knew of this
+    // session. Re-read once the session exists; a change after this read
+    // is seen by the watcher.
+    match inst.user(&parsed.user) {
+        Ok(Some(u)) if u.enabled => session.set_grants(Grants::from_strings(&u.permissions).0),
+        _ => {
+            inst.sessions.end(&session.id);
+            warn!(
+                "{remote} {} auth 401 user disabled during login",
+                parsed.user
+            );
+            audit_auth(
+                inst,
+                &parsed.user,
+                remote,
+                "-",
+                "auth-failed: user disabled",
+                started,
+            );
+            return failed();
+        }
     }
     info!("{remote} {} auth ok", parsed.user);
     audit_auth(
