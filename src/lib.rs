@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod cfgedit;
 pub mod client;
 pub mod keyfile;
 pub mod perms;

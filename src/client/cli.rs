@@ -26,6 +26,7 @@ default_host names the server. Examples:
   echo hi | remo web1 exec cat
   remo web1 get /var/log/syslog
   remo web1 put ./site.tar.gz /srv/site.tar.gz
+  remo web1 config set wg0 'Peer[PublicKey=abc=].AllowedIPs' 10.0.0.3/32
 See docs/client.md for configuration, key pinning and the session cache.";
 
 /// remo — run commands and move files on a remo server, like ssh.
@@ -73,6 +74,8 @@ pub enum Cmd {
     Get(cmd::get::GetArgs),
     /// Upload a file.
     Put(cmd::put::PutArgs),
+    /// Read and edit the server's named configuration files.
+    Config(cmd::config::ConfigArgs),
     /// End the cached session on the server and forget it.
     Logout,
     /// Make a login key pair.
@@ -80,7 +83,9 @@ pub enum Cmd {
 }
 
 /// Names that are commands, never hosts.
-const COMMANDS: &[&str] = &["info", "exec", "get", "put", "logout", "keygen", "help"];
+const COMMANDS: &[&str] = &[
+    "info", "exec", "get", "put", "config", "logout", "keygen", "help",
+];
 /// Global options that take a separate value.
 const VALUE_OPTIONS: &[&str] = &[
     "--server",
@@ -172,6 +177,7 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
         Cmd::Exec(a) => cmd::exec::run(&ctx, a).await,
         Cmd::Get(a) => cmd::get::run(&ctx, a).await,
         Cmd::Put(a) => cmd::put::run(&ctx, a).await,
+        Cmd::Config(a) => cmd::config::run(&ctx, a).await,
         Cmd::Logout => cmd::logout::run(&ctx).await,
         Cmd::Keygen(_) => Ok(0),
     }

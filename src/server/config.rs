@@ -148,6 +148,8 @@ impl Default for Limits {
 pub struct ConfigFile {
     /// `[limits]`.
     pub limits: Limits,
+    /// `[files.NAME]`: the configuration files the `config` operation may edit.
+    pub files: std::collections::BTreeMap<String, super::cfgfiles::FileSpec>,
 }
 
 impl ConfigFile {
@@ -157,10 +159,15 @@ impl ConfigFile {
             path: path.to_path_buf(),
             why: e.to_string(),
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::File {
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
             why: e.to_string().replace('\n', " "),
-        })
+        })?;
+        super::cfgfiles::check_specs(&file.files).map_err(|why| ConfigError::File {
+            path: path.to_path_buf(),
+            why,
+        })?;
+        Ok(file)
     }
 }
 

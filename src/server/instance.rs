@@ -75,6 +75,8 @@ pub struct Instance {
     pub commands: Arc<Semaphore>,
     /// Interactive processes.
     pub procs: Arc<ProcTable>,
+    /// Configuration files by name (`[files.NAME]`).
+    pub files: std::collections::BTreeMap<String, super::cfgfiles::FileSpec>,
     auth_seen: Mutex<AuthReplay>,
     /// The audit log (see [`crate::audit`]).
     pub audit: AuditLog,
@@ -109,6 +111,7 @@ impl Instance {
         })?;
         let audit = AuditLog::open(&AuditLog::default_path(db_file))?;
         let limits = file.limits;
+        let files = file.files;
         Ok(Instance {
             audit,
             public: key.public(),
@@ -127,6 +130,7 @@ impl Instance {
                 idle: Duration::from_secs(limits.process_idle_timeout),
             }),
             limits,
+            files,
             timeout,
             home: home_dir(),
             auth_seen: Mutex::new(AuthReplay::default()),

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod cfgfiles;
 pub mod cli;
 pub mod config;
 pub mod confine;

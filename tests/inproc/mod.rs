@@ -34,8 +34,25 @@ pub fn now() -> i64 {
 }
 
 pub fn fixture_with(timeout: Option<&str>) -> Fixture {
+    fixture_inner(timeout, None)
+}
+
+/// A fixture whose instance reads `remo.toml` (`InstanceKey.config`),
+/// written from `toml(root)` before the router exists.
+pub fn fixture_with_config(toml: impl FnOnce(&std::path::Path) -> String) -> Fixture {
+    fixture_inner(None, Some(Box::new(toml)))
+}
+
+type MakeToml<'a> = Box<dyn FnOnce(&std::path::Path) -> String + 'a>;
+
+fn fixture_inner(timeout: Option<&str>, toml: Option<MakeToml<'_>>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
+    let config = toml.map(|make| {
+        let path = root.join("remo.toml");
+        std::fs::write(&path, make(&root)).unwrap();
+        path
+    });
     let server = IdentityKey::generate();
     keyfile::write_private_key(&root.join("server.key"), &server, None, false).unwrap();
     let alice = IdentityKey::generate();
@@ -49,7 +66,7 @@ pub fn fixture_with(timeout: Option<&str>) -> Fixture {
         instance: InstanceKey {
             key_file: Some(root.join("server.key")),
             user_db: Some(root.join("users.db")),
-            config: None,
+            config,
             session_timeout: timeout.map(str::to_string),
         },
         base: Some("/remo".into()),

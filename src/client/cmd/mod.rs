@@ -1,5 +1,6 @@
 //! One module per `remo` command, plus the helpers they share.
 
+pub mod config;
 pub mod exec;
 pub mod get;
 pub mod info;

@@ -2,6 +2,7 @@
 //! parses its descriptor and applies it.
 
 pub mod cmd;
+pub mod config;
 pub mod get;
 pub mod icm;
 pub mod logout;
@@ -36,7 +37,7 @@ pub type OpResult = Result<Map<String, Value>, OpError>;
 pub fn is_known(op: &str) -> bool {
     matches!(
         op,
-        "cmd" | "get" | "put" | "logout" | "icm" | "idt" | "edt" | "kill" | "resize"
+        "cmd" | "get" | "put" | "logout" | "icm" | "idt" | "edt" | "kill" | "resize" | "config"
     )
 }
 
@@ -57,6 +58,7 @@ pub async fn run(
         "edt" => icm::apply_idt(ctx, icm::parse_idt(descriptor)?, true, input, out).await,
         "kill" => icm::apply_kill(ctx, icm::parse_kill(descriptor)?, input).await,
         "resize" => icm::apply_resize(ctx, icm::parse_resize(descriptor)?, input).await,
+        "config" => config::apply(ctx, config::parse(descriptor)?, input, out).await,
         other => Err(OpError::bad_request(format!("unknown operation {other}"))),
     }
 }
