@@ -112,8 +112,8 @@ pub fn shell_quote(w: &str) -> String {
 pub const MAX_SUMMARY: usize = 1000;
 
 /// The descriptor summary for an operation: only the fields that say what
-/// was asked (`argv`/`sh`, `path`, `name`, `profile`, `id`, `signal`),
-/// never `env`, data or anything else.
+/// was asked (`argv`/`sh`, `action`, `path`, `name`, `section`, `key`,
+/// `profile`, `id`, `signal`), never `env`, values, data or anything else.
 pub fn summarize(descriptor: &[u8]) -> String {
     let Ok(Value::Object(d)) = serde_json::from_slice::<Value>(descriptor) else {
         return String::new();
@@ -129,7 +129,10 @@ pub fn summarize(descriptor: &[u8]) -> String {
     if let Some(Value::String(s)) = d.get("sh") {
         parts.push(format!("sh -c {}", shell_quote(s)));
     }
-    for k in ["path", "name", "profile", "id", "signal"] {
+    // Config edits: action, file, section and key name — never the value.
+    for k in [
+        "action", "path", "name", "section", "key", "profile", "id", "signal",
+    ] {
         match d.get(k) {
             Some(Value::String(s)) => parts.push(s.clone()),
             Some(v @ Value::Number(_)) => parts.push(v.to_string()),
@@ -392,6 +395,10 @@ mod tests {
         assert_eq!(summarize(br#"{"path":"/etc/x","mode":420}"#), "/etc/x");
         assert_eq!(summarize(br#"{"id":"p1","signal":"TERM"}"#), "p1 TERM");
         assert_eq!(summarize(b"not json"), "");
+        assert_eq!(
+            summarize(br#"{"action":"set","name":"app","section":"db","key":"password","value":"hunter2"}"#),
+            "set app db password"
+        );
     }
 
     #[test]
