@@ -55,6 +55,25 @@ pub enum UserCmd {
         /// The user's public key file.
         #[arg(long, value_name = "PUB.pem")]
         key: PathBuf,
+        /// Grant a permission (repeatable; see docs/permissions.md).
+        #[arg(long = "allow", value_name = "PERM")]
+        allow: Vec<String>,
+    },
+    /// Grant a permission (see docs/permissions.md); a running daemon
+    /// applies it to live sessions within a second.
+    Allow {
+        /// User name.
+        name: String,
+        /// The permission, e.g. `cmd:/usr/bin/systemctl restart nginx`.
+        perm: String,
+    },
+    /// Revoke a permission; a running daemon applies it to live sessions
+    /// within a second.
+    Deny {
+        /// User name.
+        name: String,
+        /// The permission, exactly as granted.
+        perm: String,
     },
     /// List users.
     List {
@@ -226,10 +245,35 @@ fn user(a: UserArgs) -> Result<(), Failure> {
     };
     let mut db = UserDb::open(&db_path)?;
     match a.cmd {
-        UserCmd::Add { name, key } => {
+        UserCmd::Add { name, key, allow } => {
             let pk = keyfile::read_public_key(&key)?;
+            // Check every permission before the user exists, so a typo
+            // does not leave a half-configured account.
+            for p in &allow {
+                crate::perms::Perm::parse(p)?;
+            }
             db.add_user(&name, &pk)?;
+            for p in &allow {
+                db.add_permission(&name, p)?;
+            }
             println!("added user {name} ({})", pk.fingerprint());
+            if !allow.is_empty() {
+                println!("  permissions: {}", allow.join(", "));
+            }
+        }
+        UserCmd::Allow { name, perm } => {
+            if db.add_permission(&name, &perm)? {
+                println!("granted {perm:?} to {name}");
+            } else {
+                println!("{name} already has {perm:?}");
+            }
+        }
+        UserCmd::Deny { name, perm } => {
+            if db.remove_permission(&name, &perm)? {
+                println!("revoked {perm:?} from {name}");
+            } else {
+                return Err(format!("{name} does not have {perm:?}").into());
+            }
         }
         UserCmd::List { json } => {
             let users = db.list_users()?;
@@ -348,6 +392,177 @@ pub fn iso8601_utc(secs: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+// ---------------------------------------------------------------------------
+// remod audit
+
+/// Arguments of `remod audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// The audit database (default: REMO_AUDIT_DB, else audit.db beside the user database).
+    #[arg(long, env = "REMO_AUDIT_DB", value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// The user database whose audit.db to read.
+    #[arg(long, env = "REMO_USER_DB", value_name = "FILE")]
+    pub user_db: Option<PathBuf>,
+    /// Only this user's rows.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Only rows since T: Unix seconds, RFC 3339 (2025-06-01T12:00:00Z) or relative (30m, 2h, 7d).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Only this operation (auth, cmd, get, put, …).
+    #[arg(long, value_name = "OP")]
+    pub op: Option<String>,
+    /// At most N rows (the newest).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Print JSON (one array) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `remod audit`; returns the exit code.
+pub fn run_audit(a: AuditArgs) -> i32 {
+    finish("remod", audit(a))
+}
+
+/// Parses `--since`: Unix seconds, RFC 3339, or a relative age (`90s`,
+/// `30m`, `2h`, `7d`) before `now`.
+pub fn parse_since(s: &str, now: i64) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    if let Some(unit) = s.chars().last().filter(|c| "smhdw".contains(*c)) {
+        if let Some(n) = s.get(..s.len() - 1).and_then(|x| x.parse::<i64>().ok()) {
+            let mul = match unit {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => 604_800,
+            };
+            return Some(now - n.checked_mul(mul)?);
+        }
+    }
+    parse_rfc3339(s)
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's days_from_civil).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD[(T| )HH:MM[:SS[.frac]]][Z|±HH:MM]` → Unix seconds (UTC when no offset).
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let num = |t: &str| t.parse::<i64>().ok();
+    let (date, rest) = s.split_at_checked(10)?;
+    let mut dp = date.split('-');
+    let (y, m, d) = (num(dp.next()?)?, num(dp.next()?)?, num(dp.next()?)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut secs = days_from_civil(y, m, d) * 86_400;
+    if rest.is_empty() {
+        return Some(secs);
+    }
+    let rest = rest.strip_prefix(['T', 't', ' '])?;
+    let (clock, offset) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let mut cp = clock.split(':');
+    let h = num(cp.next()?)?;
+    let mi = num(cp.next()?)?;
+    let sec = match cp.next() {
+        Some(x) => num(x.split('.').next()?)?,
+        None => 0,
+    };
+    secs += h * 3600 + mi * 60 + sec;
+    match offset {
+        "" | "Z" | "z" => Some(secs),
+        o => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = o.get(1..)?.split_once(':')?;
+            Some(secs - sign * (num(oh)? * 3600 + num(om)? * 60))
+        }
+    }
+}
+
+fn audit(a: AuditArgs) -> Result<(), Failure> {
+    let path = match (a.db, a.user_db) {
+        (Some(p), _) => p,
+        (None, Some(u)) => u
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(crate::audit::AUDIT_DB_FILE),
+        (None, None) => return Err(Failure::usage(
+            "no audit database given: use --db FILE, --user-db FILE, REMO_AUDIT_DB or REMO_USER_DB",
+        )),
+    };
+    let since = match &a.since {
+        Some(s) => Some(
+            parse_since(s, crate::server::instance::unix_now()).ok_or_else(|| {
+                Failure::usage(format!(
+                    "--since {s:?}: want Unix seconds, RFC 3339 or an age like 2h"
+                ))
+            })?,
+        ),
+        None => None,
+    };
+    let rows = crate::audit::query(
+        &path,
+        &crate::audit::AuditFilter {
+            user: a.user,
+            since,
+            op: a.op,
+            limit: a.limit,
+        },
+    )?;
+    let out = if a.json {
+        let mut s = serde_json::to_string(&rows).map_err(|e| e.to_string())?;
+        s.push('\n');
+        s
+    } else {
+        audit_table(&rows)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write output: {e}"))?;
+    Ok(())
+}
+
+fn audit_table(rows: &[crate::audit::AuditRecord]) -> String {
+    let mut out = String::from("TIME                  USER        FROM             OP      OUTCOME          EXIT   IN     OUT    MS     SUMMARY\n");
+    for r in rows {
+        let exit = r.exit.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
+        let line = format!(
+            "{:<21} {:<11} {:<16} {:<7} {:<16} {:<6} {:<6} {:<6} {:<6} {}",
+            iso8601_utc(r.time_ms.div_euclid(1000)),
+            r.user,
+            r.remote,
+            r.op,
+            r.outcome,
+            exit,
+            r.bytes_in,
+            r.bytes_out,
+            r.duration_ms,
+            r.summary
+        );
+        out.push_str(line.replace(['\n', '\r'], " ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -470,6 +685,19 @@ mod tests {
         assert_eq!(iso8601_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(iso8601_utc(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(iso8601_utc(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn since_forms() {
+        assert_eq!(parse_since("1700000000", 0), Some(1_700_000_000));
+        assert_eq!(parse_since("2h", 10_000), Some(10_000 - 7200));
+        assert_eq!(parse_since("2000-02-29T00:00:00Z", 0), Some(951_782_400));
+        assert_eq!(parse_since("2000-02-29", 0), Some(951_782_400));
+        assert_eq!(
+            parse_since("2000-02-29T01:30:00+01:30", 0),
+            Some(951_782_400)
+        );
+        assert_eq!(parse_since("yesterday", 0), None);
     }
 
     #[test]

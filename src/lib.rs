@@ -4,6 +4,7 @@
 //! `remo` (client). Tests and benchmarks use the internals directly.
 
 pub mod admin;
+pub mod audit;
 pub mod cfgedit;
 pub mod client;
 pub mod firewall;

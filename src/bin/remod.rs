@@ -16,6 +16,8 @@ enum Cmd {
     Init(remo::admin::InitArgs),
     /// Manage users in the user database.
     User(remo::admin::UserArgs),
+    /// Query the audit log.
+    Audit(remo::admin::AuditArgs),
     /// Run the server (FastCGI or embedded HTTP).
     Serve(remo::server::cli::ServeArgs),
     /// Install, show or remove remod's nftables table (docs/firewall.md).
@@ -27,6 +29,7 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Init(a) => remo::admin::run_init(a),
         Cmd::User(a) => remo::admin::run_user(a),
+        Cmd::Audit(a) => remo::admin::run_audit(a),
         Cmd::Serve(a) => remo::server::cli::run_serve(a),
         Cmd::Firewall(a) => remo::firewall::cli::run(a),
     };

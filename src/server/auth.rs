@@ -8,6 +8,7 @@ use log::{info, warn};
 
 use super::instance::{unix_now, Instance};
 use super::request::{Body, Response};
+use crate::audit::{now_ms, session_tag, AuditRecord};
 use crate::perms::Grants;
 use crate::proto::handshake::{
     new_session_id, server_accept, Ephemeral, HandshakeError, ParsedAuth, MAX_AUTH_BODY,
@@ -50,6 +51,30 @@ fn failed() -> Response {
     Response::error(401, "authentication failed")
 }
 
+/// Audits a login attempt under the claimed user name.
+fn audit_auth(
+    inst: &Instance,
+    user: &str,
+    remote: &str,
+    session: &str,
+    outcome: &str,
+    started: (i64, std::time::Instant),
+) {
+    inst.audit.record(AuditRecord {
+        time_ms: started.0,
+        user: user.to_string(),
+        remote: remote.to_string(),
+        session: session.to_string(),
+        op: "auth".into(),
+        summary: String::new(),
+        outcome: outcome.to_string(),
+        exit: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        duration_ms: u64::try_from(started.1.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+}
+
 /// `POST {base}/auth`.
 pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
     let raw = match read_small(body, MAX_AUTH_BODY).await {
@@ -66,6 +91,7 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
         Err(_) => return Response::error(400, "malformed auth request"),
     };
     let now = unix_now();
+    let started = (now_ms(), std::time::Instant::now());
     let user = match inst.user(&parsed.user) {
         Ok(u) => u,
         Err(e) => {
@@ -94,9 +120,18 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
     };
     if !reason.is_empty() {
         warn!("{remote} {} auth 401 {reason}", parsed.user);
+        audit_auth(
+            inst,
+            &parsed.user,
+            remote,
+            "-",
+            &format!("auth-failed: {reason}"),
+            started,
+        );
         return failed();
     }
     let sid = new_session_id();
+    let sid_copy = sid.clone();
     let eph = Ephemeral::generate();
     let (resp, keys) = match server_accept(&parsed, &inst.key, &eph, &sid, inst.timeout) {
         Ok(x) => x,
@@ -107,17 +142,59 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
     if !bad.is_empty() {
         warn!("{} has unusable permissions, ignored: {bad:?}", parsed.user);
     }
-    if let Err(e) = inst.sessions.create(
+    let session = match inst.sessions.create(
         sid,
         &parsed.user,
         &keys,
         Duration::from_secs(inst.timeout),
         grants,
     ) {
-        warn!("{remote} {} auth 503 {e}", parsed.user);
-        return Response::error(503, &e.to_string());
+        Ok(s) => s,
+        Err(e) => {
+            warn!("{remote} {} auth 503 {e}", parsed.user);
+            audit_auth(
+                inst,
+                &parsed.user,
+                remote,
+                "-",
+                &format!("503 {e}"),
+                started,
+            );
+            return Response::error(503, &e.to_string());
+        }
+    };
+    // Revocation race: the user may have been disabled, removed or changed
+    // between the lookup above and now, before the watcher knew of this
+    // session. Re-read once the session exists; a change after this read
+    // is seen by the watcher.
+    match inst.user(&parsed.user) {
+        Ok(Some(u)) if u.enabled => session.set_grants(Grants::from_strings(&u.permissions).0),
+        _ => {
+            inst.sessions.end(&session.id);
+            warn!(
+                "{remote} {} auth 401 user disabled during login",
+                parsed.user
+            );
+            audit_auth(
+                inst,
+                &parsed.user,
+                remote,
+                "-",
+                "auth-failed: user disabled",
+                started,
+            );
+            return failed();
+        }
     }
     info!("{remote} {} auth ok", parsed.user);
+    audit_auth(
+        inst,
+        &parsed.user,
+        remote,
+        &session_tag(&sid_copy),
+        "ok",
+        started,
+    );
     match serde_json::to_string(&resp) {
         Ok(b) => Response::json(200, b),
         Err(_) => Response::error(500, "internal error"),

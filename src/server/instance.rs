@@ -13,6 +13,8 @@ use tokio::sync::Semaphore;
 use super::config::{parse_timeout, ConfigError, ConfigFile, InstanceKey, Limits};
 use super::procs::{ProcLimits, ProcTable};
 use super::session::SessionTable;
+use crate::audit::AuditLog;
+use crate::perms::Grants;
 use crate::proto::handshake::REPLAY_MEMORY_SECS;
 use crate::proto::identity::{IdentityKey, PublicKey};
 use crate::userdb::{DbError, User, UserDb};
@@ -31,6 +33,9 @@ pub enum InstanceError {
         /// What is wrong.
         why: String,
     },
+    /// The audit database could not be opened.
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// The user database could not be opened.
     #[error("user database {path}: {why}")]
     Db {
@@ -75,6 +80,8 @@ pub struct Instance {
     /// The `[firewall]` profiles, if configured.
     pub firewall: Option<Arc<crate::firewall::FirewallConfig>>,
     auth_seen: Mutex<AuthReplay>,
+    /// The audit log (see [`crate::audit`]).
+    pub audit: AuditLog,
 }
 
 #[derive(Default)]
@@ -104,9 +111,11 @@ impl Instance {
             path: db_file.to_path_buf(),
             why: e.to_string(),
         })?;
+        let audit = AuditLog::open(&AuditLog::default_path(db_file))?;
         let limits = file.limits;
         let files = file.files;
         Ok(Instance {
+            audit,
             public: key.public(),
             key,
             users: Mutex::new(users),
@@ -163,6 +172,86 @@ impl Instance {
         }
     }
 
+    /// Starts the revocation watcher (see [`Instance::check_users`]) on the
+    /// current tokio runtime, if there is one; it ends with the instance.
+    pub fn spawn_watcher(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        rt.spawn(async move {
+            let mut seen: Option<i64> = None;
+            let mut tick = tokio::time::interval(WATCH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inst) = weak.upgrade() else { break };
+                // SQLite calls may wait on a lock: keep them off the async workers.
+                let r = tokio::task::spawn_blocking(move || inst.check_users(seen)).await;
+                if let Ok(v) = r {
+                    seen = v.or(seen);
+                }
+            }
+        });
+    }
+
+    /// Revocation: when the user database changed since `seen` (its
+    /// `data_version`), re-reads every user with a live session: a removed
+    /// or disabled user's sessions are ended (which kills their commands
+    /// and interactive processes); the others get their current grants.
+    /// Returns the version seen now (`None` on a database error).
+    pub fn check_users(&self, seen: Option<i64>) -> Option<i64> {
+        let db = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let now = match db.data_version() {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("revocation check: {e}");
+                return None;
+            }
+        };
+        if seen == Some(now) {
+            return Some(now);
+        }
+        let sessions = self.sessions.all();
+        let mut names: Vec<&str> = sessions.iter().map(|s| s.user.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut looked_up = Vec::new();
+        for name in names {
+            match db.get_user(name) {
+                Ok(u) => looked_up.push((name.to_string(), u)),
+                Err(e) => {
+                    log::warn!("revocation check for {name}: {e}");
+                    return None;
+                }
+            }
+        }
+        drop(db);
+        for (name, user) in looked_up {
+            match user {
+                Some(u) if u.enabled => {
+                    let (grants, _bad) = Grants::from_strings(&u.permissions);
+                    for s in sessions.iter().filter(|s| s.user == name) {
+                        if *s.grants() != grants {
+                            s.set_grants(grants.clone());
+                            log::info!("{name}: permissions changed; session updated");
+                        }
+                    }
+                }
+                other => {
+                    let why = if other.is_some() {
+                        "disabled"
+                    } else {
+                        "removed"
+                    };
+                    let n = self.sessions.end_user(&name);
+                    log::warn!("{name} {why}: ended {n} live session(s) and their processes");
+                }
+            }
+        }
+        Some(now)
+    }
+
     /// Resolves a client path: absolute as given, relative to the home directory.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
@@ -187,6 +276,9 @@ pub fn home_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
+/// How often the revocation watcher looks at the user database.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Instances by their settings, created on first use.
 #[derive(Default)]
 pub struct Registry {
@@ -207,7 +299,12 @@ impl Registry {
         }
         let inst = Arc::new(Instance::load(k)?);
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let inst = map.entry(k.clone()).or_insert(inst).clone();
+        if let Some(i) = map.get(k) {
+            return Ok(i.clone());
+        }
+        map.insert(k.clone(), inst.clone());
+        drop(map);
+        inst.spawn_watcher();
         Ok(inst)
     }
 

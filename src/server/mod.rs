@@ -1,9 +1,11 @@
 //! The `remod` server: front doors, router, sessions, operations.
 
 pub mod auth;
+pub mod authz;
 pub mod cfgfiles;
 pub mod cli;
 pub mod config;
+pub mod confine;
 pub mod fcgi;
 pub mod http;
 pub mod instance;
@@ -12,5 +14,6 @@ pub mod ops;
 pub mod procs;
 pub mod request;
 pub mod router;
+pub mod runas;
 pub mod session;
 pub mod stream;

@@ -17,6 +17,7 @@ use super::instance::{Instance, Registry};
 use super::ops::{self, OpCtx};
 use super::request::{Handler, Params, Request, Response, ResponseBody};
 use super::stream::{ReadError, RequestReader, ResponseWriter, RESPONSE_CHANNEL_DEPTH};
+use crate::audit::{now_ms, session_tag, summarize, AuditRecord};
 use crate::proto::b64;
 use crate::proto::record::{Opener, RecordError, Sealer, MAX_LINE, NONCE_LEN, TAG_LEN};
 
@@ -149,6 +150,34 @@ fn read_status(e: &ReadError) -> (u16, &'static str) {
     }
 }
 
+/// What a failed pre-check is audited with.
+struct Precheck<'a> {
+    inst: &'a Instance,
+    remote: &'a str,
+    sid: &'a str,
+    op: &'a str,
+    started: Instant,
+    time_ms: i64,
+}
+
+impl Precheck<'_> {
+    fn audit(&self, user: &str, outcome: &str) {
+        self.inst.audit.record(AuditRecord {
+            time_ms: self.time_ms,
+            user: user.to_string(),
+            remote: self.remote.to_string(),
+            session: session_tag(self.sid),
+            op: self.op.to_string(),
+            summary: String::new(),
+            outcome: outcome.to_string(),
+            exit: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
 /// The §5 checks for a sealed operation, then the operation in its own task.
 async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String) -> Response {
     let started = Instant::now();
@@ -167,8 +196,17 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
     if let Err((status, msg)) = check_first_line(&line) {
         return Response::error(status, msg);
     }
+    let pre = Precheck {
+        inst: &inst,
+        remote: &remote,
+        sid: &sid,
+        op: &op,
+        started,
+        time_ms: now_ms(),
+    };
     let Some(session) = inst.sessions.get(&sid) else {
         info!("{remote} - {op} 401 unknown or expired session");
+        pre.audit("-", "401 unknown or expired session");
         return Response::error(401, "unknown or expired session");
     };
     let mut opener = Opener::new(session.c2s.clone(), None, &op);
@@ -183,16 +221,19 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
                 "{remote} {} {op} 401 record does not authenticate",
                 session.user
             );
+            pre.audit(&session.user, "401 record does not authenticate");
             return Response::error(401, "record does not authenticate");
         }
     };
     let r = opener.request_number().unwrap_or(0);
     if let Err(e) = session.accept_request(r) {
         warn!("{remote} {} {op} 409 {e} (R={r})", session.user);
+        pre.audit(&session.user, "409 request number already used or too old");
         return Response::error(409, "request number already used or too old");
     }
     reader.set_opener(opener);
     let descriptor: Bytes = rec0.into_bytes();
+    let time_ms = pre.time_ms;
     let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_DEPTH);
     let mut writer = ResponseWriter::new(tx, Sealer::new(session.s2c.clone(), r, &op));
     let forwarded_for = req
@@ -214,6 +255,25 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
             Err(e) => e.code.as_str().to_string(),
         };
         let sent = writer.bytes_sent();
+        let exit = match &result {
+            Ok(m) => m.get("exit").and_then(|v| v.as_i64()),
+            Err(_) => None,
+        };
+        ctx.inst.audit.record(AuditRecord {
+            time_ms,
+            user: ctx.session.user.clone(),
+            remote: ctx.remote.clone(),
+            session: session_tag(&ctx.session.id),
+            op: ctx.op.clone(),
+            summary: summarize(&descriptor),
+            outcome: outcome.clone(),
+            exit,
+            bytes_in: input.bytes_received(),
+            bytes_out: sent,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+        // Audited before the result goes out, so a client that saw the
+        // result finds the row queued in order.
         let gone = writer.finish(&result).await.is_err();
         info!(
             "{} {} {} {}{} in={} out={} {}ms",

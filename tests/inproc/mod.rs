@@ -186,3 +186,31 @@ pub fn error_text(body: &[u8]) -> String {
     let v: Value = serde_json::from_slice(body).unwrap();
     v["error"].as_str().unwrap().to_string()
 }
+
+/// Adds a user with the given grants (through a second connection, as
+/// `remod user` would) and returns their key.
+pub fn add_user(f: &Fixture, name: &str, grants: &[&str]) -> IdentityKey {
+    let key = IdentityKey::generate();
+    let mut db = UserDb::open(&f.root.join("users.db")).unwrap();
+    db.add_user(name, &key.public()).unwrap();
+    for g in grants {
+        db.add_permission(name, g).unwrap();
+    }
+    key
+}
+
+/// The instance behind the fixture's router (loaded on first request).
+pub fn instance(f: &Fixture) -> std::sync::Arc<remo::server::instance::Instance> {
+    f.router.registry().all().into_iter().next().unwrap()
+}
+
+/// Every audit row so far, after the writer caught up:
+/// `(user, op, summary, outcome, exit)`.
+pub fn audit_rows(f: &Fixture) -> Vec<(String, String, String, String, Option<i64>)> {
+    instance(f).audit.flush();
+    remo::audit::query(&f.root.join("audit.db"), &Default::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.user, r.op, r.summary, r.outcome, r.exit))
+        .collect()
+}

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ use tokio::process::{Child, ChildStdin, Command};
 use super::{fields, parse_descriptor, OpCtx, OpResult};
 use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
 use crate::proto::response::{ErrorCode, OpError};
+use crate::server::authz::authorize_command;
+use crate::server::runas::account_for;
 use crate::server::stream::{ReadError, RequestReader, ResponseWriter};
 
 /// The `cmd` descriptor (also the base of `icm`).
@@ -48,11 +51,14 @@ pub struct Cmd {
     pub env: BTreeMap<String, String>,
     /// Time limit.
     pub timeout: Option<Duration>,
+    /// Whether it came from `sh` (needs the `sh` grant).
+    pub sh: bool,
 }
 
 impl CmdDesc {
     /// Checks the fields that every command-running operation shares.
     pub fn check(self) -> Result<Cmd, OpError> {
+        let sh = self.sh.is_some();
         let argv = match (self.argv, self.sh) {
             (Some(a), None) => {
                 if a.is_empty() || a.first().is_some_and(|p| p.is_empty()) {
@@ -88,6 +94,7 @@ impl CmdDesc {
             cwd: self.cwd,
             env,
             timeout,
+            sh,
         })
     }
 }
@@ -134,9 +141,13 @@ pub fn build_command(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
 /// start a new session instead (a PTY child calls `setsid`, which fails in
 /// a process-group leader).
 pub fn build_command_base(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
-    let cwd = match &c.cwd {
-        Some(d) => ctx.inst.resolve(d),
-        None => ctx.inst.home.clone(),
+    let grants = ctx.session.grants();
+    let acct = account_for(&grants)?;
+    let cwd = match (&c.cwd, &acct) {
+        (Some(d), Some(a)) if !Path::new(d).is_absolute() => a.default_cwd().join(d),
+        (Some(d), _) => ctx.inst.resolve(d),
+        (None, Some(a)) => a.default_cwd(),
+        (None, None) => ctx.inst.home.clone(),
     };
     match std::fs::metadata(&cwd) {
         Ok(m) if m.is_dir() => {}
@@ -152,13 +163,27 @@ pub fn build_command_base(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
         .argv
         .split_first()
         .ok_or_else(|| OpError::bad_request("argv must name a program"))?;
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .env_clear()
-        .envs(base_env(ctx))
-        .envs(&c.env)
-        .current_dir(cwd)
-        .kill_on_drop(true);
+    // What is checked is what runs: the resolved executable, with argv[0]
+    // as the client gave it.
+    let exe = authorize_command(&grants, &c.argv, c.sh, c.env.keys(), &cwd)?;
+    let mut cmd = match &exe {
+        Some(exe) => {
+            let mut cmd = Command::new(exe);
+            cmd.arg0(prog);
+            cmd
+        }
+        None => Command::new(prog),
+    };
+    cmd.args(args).env_clear().envs(base_env(ctx));
+    if let Some(a) = &acct {
+        cmd.env("HOME", &a.home)
+            .env("USER", &a.name)
+            .env("LOGNAME", &a.name);
+    }
+    cmd.envs(&c.env).current_dir(&cwd).kill_on_drop(true);
+    if let Some(a) = &acct {
+        a.apply_to_command(&mut cmd, &cwd)?;
+    }
     Ok(cmd)
 }
 

@@ -14,6 +14,8 @@ use super::{fields, io_error, parse_descriptor, OpCtx, OpResult};
 use crate::proto::b64;
 use crate::proto::record::MAX_RESPONSE_DATA;
 use crate::proto::response::{ErrorCode, OpError};
+use crate::server::confine::{locate, Access};
+use crate::server::runas::{account_for, fs_step};
 use crate::server::stream::{RequestReader, ResponseWriter};
 
 /// The `get` descriptor.
@@ -61,9 +63,11 @@ pub async fn apply(
     {
         // `get` takes no data; the loop only checks the message is complete.
     }
-    let path = ctx.inst.resolve(&g.path);
-    let what = path.display().to_string();
-    let mut file = std::fs::File::open(&path).map_err(|e| io_error(&what, &e))?;
+    let grants = ctx.session.grants();
+    let loc = locate(&grants, &ctx.inst.resolve(&g.path), Access::Read)?;
+    let what = loc.shown.clone();
+    // Opened below the user's root, with the run-as account's rights.
+    let mut file = fs_step(account_for(&grants)?, move || loc.open_read()).await?;
     let meta = file.metadata().map_err(|e| io_error(&what, &e))?;
     if !meta.is_file() {
         return Err(OpError::bad_request(format!(

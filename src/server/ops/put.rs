@@ -2,8 +2,14 @@
 //! after the `last` record has authenticated and any expected digest
 //! matched. A failed or truncated upload leaves the old file (or no file).
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::Mode;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,6 +19,8 @@ use tokio::io::AsyncWriteExt;
 use super::{fields, io_error, parse_descriptor, OpCtx, OpResult};
 use crate::proto::b64;
 use crate::proto::response::{ErrorCode, OpError};
+use crate::server::confine::{fs_error, locate, Access, Located};
+use crate::server::runas::{account_for, fs_step};
 use crate::server::stream::{RequestReader, ResponseWriter};
 
 /// The `put` descriptor.
@@ -69,24 +77,79 @@ pub fn parse(d: &[u8]) -> Result<PutReq, OpError> {
 }
 
 /// Removes the temporary file unless the upload was committed.
-struct TempGuard(Option<PathBuf>);
+struct TempGuard {
+    dir: Arc<OwnedFd>,
+    name: Option<OsString>,
+}
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
+        if let Some(n) = self.name.take() {
+            let _ = nix::unistd::unlinkat(
+                Some(self.dir.as_raw_fd()),
+                n.as_os_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
         }
     }
 }
 
-fn temp_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
+fn temp_name(name: &OsStr) -> OsString {
     use rand_core::RngCore;
     let mut raw = [0u8; 6];
     rand_core::OsRng.fill_bytes(&mut raw);
-    let mut n = std::ffi::OsString::from(".");
+    let mut n = OsString::from(".");
     n.push(name);
     n.push(format!(".remo-{}", b64::encode(&raw)));
-    dir.join(n)
+    n
+}
+
+/// What the first file-system step leaves ready for receiving.
+struct Prepared {
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    tmp: OsString,
+    old: Option<nix::sys::stat::FileStat>,
+    file: std::fs::File,
+}
+
+/// Opens the target's directory (below the user's root), checks the
+/// target, and creates the temporary file in the same directory.
+fn prepare(loc: &Located, p: &PutReq) -> Result<Prepared, OpError> {
+    let what = loc.shown.as_str();
+    let (dir, name) = loc.open_parent(p.create_dirs)?;
+    let old = match nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        name.as_os_str(),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+            return Err(OpError::bad_request(format!("{what} is a directory")))
+        }
+        Ok(_) if !p.overwrite => {
+            return Err(OpError::new(ErrorCode::Exists, format!("{what} exists")))
+        }
+        Ok(st) => Some(st),
+        Err(Errno::ENOENT) => None,
+        Err(e) => return Err(fs_error(what, e, loc.confined)),
+    };
+    let tmp = temp_name(&name);
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        tmp.as_os_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| fs_error(what, e, loc.confined))?;
+    // SAFETY: `openat` returned a fresh descriptor that nothing else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(Prepared {
+        dir: Arc::new(dir),
+        name,
+        tmp,
+        old,
+        file,
+    })
 }
 
 /// Receives the file.
@@ -96,37 +159,26 @@ pub async fn apply(
     input: &mut RequestReader,
     _out: &mut ResponseWriter,
 ) -> OpResult {
-    let mut target = ctx.inst.resolve(&p.path);
-    // Writing through a symlink updates what it points to, as `cp` would.
-    if let Ok(t) = std::fs::canonicalize(&target) {
-        if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
-            target = t;
-        }
-    }
-    let what = target.display().to_string();
-    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-        return Err(OpError::bad_request(format!("{what} is not a file path")));
+    let grants = ctx.session.grants();
+    let loc = locate(&grants, &ctx.inst.resolve(&p.path), Access::Write)?;
+    let acct = account_for(&grants)?;
+    let what = loc.shown.clone();
+    let p = Arc::new(p);
+    let prepared = {
+        let (loc, p) = (loc.clone(), p.clone());
+        fs_step(acct.clone(), move || prepare(&loc, &p)).await?
     };
-    if p.create_dirs {
-        std::fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), &e))?;
-    }
-    let old = match std::fs::metadata(&target) {
-        Ok(m) if m.is_dir() => return Err(OpError::bad_request(format!("{what} is a directory"))),
-        Ok(_) if !p.overwrite => {
-            return Err(OpError::new(ErrorCode::Exists, format!("{what} exists")))
-        }
-        Ok(m) => Some(m),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io_error(&what, &e)),
+    let Prepared {
+        dir,
+        name,
+        tmp,
+        old,
+        file,
+    } = prepared;
+    let mut guard = TempGuard {
+        dir: dir.clone(),
+        name: Some(tmp.clone()),
     };
-    let tmp = temp_name(dir, name);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io_error(&dir.display().to_string(), &e))?;
-    let mut guard = TempGuard(Some(tmp.clone()));
     let mut file = tokio::fs::File::from_std(file);
     let mut hash = Sha256::new();
     let mut size: u64 = 0;
@@ -156,40 +208,48 @@ pub async fn apply(
     }
     file.flush().await.map_err(|e| io_error(&what, &e))?;
     let file = file.into_std().await;
-    let mode = p
+    let mut mode = p
         .mode
-        .or_else(|| old.as_ref().map(|m| m.mode() & 0o7777))
+        .or_else(|| old.as_ref().map(|m| m.st_mode & 0o7777))
         .unwrap_or(0o644);
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| io_error(&what, &e))?;
-    if let Some(m) = &old {
-        if nix::unistd::geteuid().is_root() {
-            let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
-        }
+    if !grants.is_admin() {
+        // Only admins may create set-id files: remod often runs as root.
+        mode &= 0o1777;
     }
-    let target2 = target.clone();
+    // Copying the old owner needs root and is done only without run-as:
+    // a run-as user's files belong to the account.
+    let chown_to = old
+        .as_ref()
+        .filter(|_| acct.is_none() && nix::unistd::geteuid().is_root())
+        .map(|m| (m.st_uid, m.st_gid));
     let overwrite = p.overwrite;
-    let committed = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        file.sync_all()?;
+    let confined = loc.confined;
+    let what2 = what.clone();
+    fs_step(acct, move || {
+        let io = |e: std::io::Error| io_error(&what2, &e);
+        let at = |e: Errno| fs_error(&what2, e, confined);
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io)?;
+        if let Some((uid, gid)) = chown_to {
+            let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
+        }
+        file.sync_all().map_err(io)?;
         drop(file);
+        let d = Some(dir.as_raw_fd());
         if overwrite {
-            std::fs::rename(&tmp, &target2)?;
+            nix::fcntl::renameat(d, tmp.as_os_str(), d, name.as_os_str()).map_err(at)?;
         } else {
             // link() fails if the target appeared meanwhile: no overwrite race.
-            std::fs::hard_link(&tmp, &target2)?;
-            std::fs::remove_file(&tmp)?;
+            nix::unistd::linkat(d, tmp.as_os_str(), d, name.as_os_str(), AtFlags::empty())
+                .map_err(at)?;
+            nix::unistd::unlinkat(d, tmp.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
+                .map_err(at)?;
         }
-        if let Some(dir) = target2.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        let _ = nix::unistd::fsync(dir.as_raw_fd());
         Ok(())
     })
-    .await
-    .map_err(|_| OpError::new(ErrorCode::Internal, "commit task failed"))?;
-    committed.map_err(|e| io_error(&what, &e))?;
-    guard.0 = None;
+    .await?;
+    guard.name = None;
     Ok(fields([
         ("size", Value::from(size)),
         ("sha256", Value::from(b64::encode(&digest))),

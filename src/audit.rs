@@ -1,0 +1,451 @@
+//! The audit log: one SQLite row per request that reached a session (and
+//! per login attempt), in its own file so the hot path never contends with
+//! `remod user …` edits of the user database.
+//!
+//! File: `REMO_AUDIT_DB` (environment of `remod serve`), else `audit.db`
+//! beside the user database. Rows are written off the hot path: operations
+//! send them over a channel to one writer thread that inserts whatever has
+//! queued up in one transaction.
+//!
+//! A row holds what was asked and how it ended — never data, environment
+//! values, standard input or secrets. The session is identified by a short
+//! hash of its id, not the id itself.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::proto::b64;
+
+/// Environment variable naming the audit database.
+pub const AUDIT_DB_ENV: &str = "REMO_AUDIT_DB";
+/// The audit database's default file name, beside the user database.
+pub const AUDIT_DB_FILE: &str = "audit.db";
+
+/// Why the audit log could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Creating the file failed.
+    #[error("{path}: cannot create audit database: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("{path}: audit database: {source}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: rusqlite::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the audit writer: {0}")]
+    Thread(std::io::Error),
+}
+
+/// One audited event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// When it started, Unix milliseconds.
+    pub time_ms: i64,
+    /// The (claimed, for logins) user name, `-` if unknown.
+    pub user: String,
+    /// Source address.
+    pub remote: String,
+    /// Short hash of the session id (see [`session_tag`]), `-` if none.
+    pub session: String,
+    /// Operation (`auth`, `cmd`, `get`, …).
+    pub op: String,
+    /// What was asked: command line, path, config name, profile, process id.
+    pub summary: String,
+    /// `ok`, an error code, a pre-check status (`401`, `409`) or `auth-failed: REASON`.
+    pub outcome: String,
+    /// A command's exit code.
+    pub exit: Option<i64>,
+    /// Request bytes received after the descriptor.
+    pub bytes_in: u64,
+    /// Response data bytes sent.
+    pub bytes_out: u64,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// A short, stable tag for a session id: enough to group a session's rows,
+/// without writing the id (a bearer value) to the log.
+pub fn session_tag(sid: &str) -> String {
+    let d = Sha256::digest(sid.as_bytes());
+    b64::encode(d.get(..6).unwrap_or(&[]))
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Quotes a word for a POSIX shell when it needs it, so a summary reads as
+/// the command line it was.
+pub fn shell_quote(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+/// Longest summary kept (a long shell script is cut).
+pub const MAX_SUMMARY: usize = 1000;
+
+/// The descriptor summary for an operation: only the fields that say what
+/// was asked (`argv`/`sh`, `action`, `path`, `name`, `section`, `key`,
+/// `profile`, `id`, `signal`), never `env`, values, data or anything else.
+pub fn summarize(descriptor: &[u8]) -> String {
+    let Ok(Value::Object(d)) = serde_json::from_slice::<Value>(descriptor) else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(Value::Array(argv)) = d.get("argv") {
+        let words: Vec<String> = argv
+            .iter()
+            .map(|a| shell_quote(a.as_str().unwrap_or("?")))
+            .collect();
+        parts.push(words.join(" "));
+    }
+    if let Some(Value::String(s)) = d.get("sh") {
+        parts.push(format!("sh -c {}", shell_quote(s)));
+    }
+    // Config edits: action, file, section and key name — never the value.
+    for k in [
+        "action", "path", "name", "section", "key", "profile", "id", "signal",
+    ] {
+        match d.get(k) {
+            Some(Value::String(s)) => parts.push(s.clone()),
+            Some(v @ Value::Number(_)) => parts.push(v.to_string()),
+            _ => {}
+        }
+    }
+    let mut s = parts.join(" ");
+    if s.len() > MAX_SUMMARY {
+        let mut cut = MAX_SUMMARY;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+enum Msg {
+    Row(Box<AuditRecord>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// The writing side, held by an instance. Cheap to call from async code:
+/// `record` only queues.
+pub struct AuditLog {
+    tx: mpsc::Sender<Msg>,
+    path: PathBuf,
+}
+
+fn open_conn(path: &Path) -> Result<Connection, AuditError> {
+    let sq = |source| AuditError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !path.exists() {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| AuditError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    let conn = Connection::open(path).map_err(sq)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sq)?;
+    let _mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sq)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS audit (
+             id          INTEGER PRIMARY KEY,
+             time_ms     INTEGER NOT NULL,
+             user        TEXT    NOT NULL,
+             remote      TEXT    NOT NULL,
+             session     TEXT    NOT NULL,
+             op          TEXT    NOT NULL,
+             summary     TEXT    NOT NULL,
+             outcome     TEXT    NOT NULL,
+             exit        INTEGER,
+             bytes_in    INTEGER NOT NULL,
+             bytes_out   INTEGER NOT NULL,
+             duration_ms INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS audit_time ON audit(time_ms);",
+    )
+    .map_err(sq)?;
+    Ok(conn)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn write_batch(conn: &mut Connection, rows: &[AuditRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO audit (time_ms, user, remote, session, op, summary, outcome, exit,
+                                bytes_in, bytes_out, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for r in rows {
+            st.execute(params![
+                r.time_ms,
+                r.user,
+                r.remote,
+                r.session,
+                r.op,
+                r.summary,
+                r.outcome,
+                r.exit,
+                to_i64(r.bytes_in),
+                to_i64(r.bytes_out),
+                to_i64(r.duration_ms),
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Largest number of rows written in one transaction.
+const BATCH: usize = 512;
+
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
+    while let Ok(first) = rx.recv() {
+        let mut rows = Vec::new();
+        let mut acks = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Row(r) => rows.push(*r),
+                Msg::Flush(a) => acks.push(a),
+            }
+            if rows.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !rows.is_empty() {
+            if let Err(e) = write_batch(&mut conn, &rows) {
+                log::error!(
+                    "audit: cannot write {} row(s) to {}: {e}",
+                    rows.len(),
+                    path.display()
+                );
+            }
+        }
+        for a in acks {
+            let _ = a.send(());
+        }
+    }
+}
+
+impl AuditLog {
+    /// The audit file for a user database: `REMO_AUDIT_DB`, else `audit.db` beside it.
+    pub fn default_path(user_db: &Path) -> PathBuf {
+        match std::env::var_os(AUDIT_DB_ENV).filter(|v| !v.is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None => user_db
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(AUDIT_DB_FILE),
+        }
+    }
+
+    /// Opens (creating, mode 0600) the audit database and starts its writer.
+    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        let conn = open_conn(path)?;
+        let (tx, rx) = mpsc::channel();
+        let p = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("remod-audit".into())
+            .spawn(move || writer(conn, rx, p))
+            .map_err(AuditError::Thread)?;
+        Ok(AuditLog {
+            tx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file rows go to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues a row; never blocks.
+    pub fn record(&self, r: AuditRecord) {
+        if self.tx.send(Msg::Row(Box::new(r))).is_err() {
+            log::error!("audit: writer is gone; a row was lost");
+        }
+    }
+
+    /// Waits until every row queued so far is written (tests, shutdown).
+    /// Blocking: call it off the async workers.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+/// What `remod audit` selects.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this user.
+    pub user: Option<String>,
+    /// Only rows at or after this Unix time (seconds).
+    pub since: Option<i64>,
+    /// Only this operation.
+    pub op: Option<String>,
+    /// At most this many (the newest), oldest first.
+    pub limit: Option<u64>,
+}
+
+/// Reads rows from an audit database, oldest first.
+pub fn query(path: &Path, f: &AuditFilter) -> Result<Vec<AuditRecord>, AuditError> {
+    let sq = |source| AuditError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !path.exists() {
+        return Err(AuditError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sq)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sq)?;
+    let limit = f.limit.map(to_i64).unwrap_or(-1);
+    let mut st = conn
+        .prepare(
+            "SELECT time_ms, user, remote, session, op, summary, outcome, exit,
+                    bytes_in, bytes_out, duration_ms FROM (
+               SELECT * FROM audit
+                WHERE (?1 IS NULL OR user = ?1)
+                  AND (?2 IS NULL OR time_ms >= ?2 * 1000)
+                  AND (?3 IS NULL OR op = ?3)
+                ORDER BY id DESC LIMIT ?4)
+             ORDER BY id",
+        )
+        .map_err(sq)?;
+    let rows = st
+        .query_map(params![f.user, f.since, f.op, limit], |r| {
+            Ok(AuditRecord {
+                time_ms: r.get(0)?,
+                user: r.get(1)?,
+                remote: r.get(2)?,
+                session: r.get(3)?,
+                op: r.get(4)?,
+                summary: r.get(5)?,
+                outcome: r.get(6)?,
+                exit: r.get(7)?,
+                bytes_in: r.get::<_, i64>(8)?.max(0) as u64,
+                bytes_out: r.get::<_, i64>(9)?.max(0) as u64,
+                duration_ms: r.get::<_, i64>(10)?.max(0) as u64,
+            })
+        })
+        .map_err(sq)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sq)?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_hold_no_data() {
+        assert_eq!(
+            summarize(br#"{"argv":["echo","a b","it's"],"env":{"SECRET":"x"}}"#),
+            r#"echo 'a b' 'it'\''s'"#
+        );
+        assert_eq!(summarize(br#"{"sh":"ls -l"}"#), "sh -c 'ls -l'");
+        assert_eq!(summarize(br#"{"path":"/etc/x","mode":420}"#), "/etc/x");
+        assert_eq!(summarize(br#"{"id":"p1","signal":"TERM"}"#), "p1 TERM");
+        assert_eq!(summarize(b"not json"), "");
+        assert_eq!(
+            summarize(br#"{"action":"set","name":"app","section":"db","key":"password","value":"hunter2"}"#),
+            "set app db password"
+        );
+    }
+
+    #[test]
+    fn writes_and_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.db");
+        let log = AuditLog::open(&p).unwrap();
+        for (i, user) in ["a", "b", "a"].iter().enumerate() {
+            log.record(AuditRecord {
+                time_ms: 1000 * i as i64,
+                user: user.to_string(),
+                remote: "-".into(),
+                session: "-".into(),
+                op: "cmd".into(),
+                summary: format!("n{i}"),
+                outcome: "ok".into(),
+                exit: Some(0),
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 1,
+            });
+        }
+        log.flush();
+        let all = query(&p, &AuditFilter::default()).unwrap();
+        assert_eq!(all.len(), 3);
+        let a = query(
+            &p,
+            &AuditFilter {
+                user: Some("a".into()),
+                since: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].summary, "n2");
+        let last = query(
+            &p,
+            &AuditFilter {
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            last.iter().map(|r| r.summary.as_str()).collect::<Vec<_>>(),
+            ["n1", "n2"]
+        );
+    }
+}

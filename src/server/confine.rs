@@ -1,0 +1,300 @@
+//! Confining `get`/`put` to the directory roots a user was granted
+//! (`files:read:DIR`, `files:write:DIR`).
+//!
+//! The client's path (relative paths are relative to the home directory)
+//! must lie, as written, below one of the roots; the rest of it is then
+//! resolved by the kernel *relative to a descriptor of the root* with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`: `..` that climbs out,
+//! an absolute symlink, a relative symlink that leads outside, or a
+//! `/proc/…/fd` magic link all fail with `EXDEV`/`ELOOP`, however the tree
+//! changes between a check and the use — there is no separate check.
+//! Every later step of `put` (`mkdirat`, `openat(O_CREAT|O_EXCL)`,
+//! `renameat`, `linkat`) works on a directory descriptor obtained that way.
+//!
+//! Admins are not confined: their root is `/` with ordinary resolution,
+//! through the same code.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+
+use super::ops::io_error;
+use crate::perms::Grants;
+use crate::proto::response::{ErrorCode, OpError};
+
+/// Which grant a file operation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `get`: `files:read:DIR`.
+    Read,
+    /// `put`: `files:write:DIR`.
+    Write,
+}
+
+/// A client path located below a root.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The root directory (`/` for admins).
+    pub root: PathBuf,
+    /// The path below it (never absolute; may still hold `..`, which the
+    /// kernel resolves beneath the root).
+    pub rel: PathBuf,
+    /// Whether resolution is confined to the root.
+    pub confined: bool,
+    /// The path as the client gave it, resolved against home, for messages.
+    pub shown: String,
+}
+
+/// Finds the root `path` (already made absolute) lies below, or answers
+/// `forbidden`. Admins get `/`, unconfined.
+pub fn locate(grants: &Grants, path: &Path, access: Access) -> Result<Located, OpError> {
+    let shown = path.display().to_string();
+    if grants.is_admin() {
+        return Ok(Located {
+            root: PathBuf::from("/"),
+            rel: path.strip_prefix("/").unwrap_or(path).to_path_buf(),
+            confined: false,
+            shown,
+        });
+    }
+    let roots = match access {
+        Access::Read => grants.read_roots(),
+        Access::Write => grants.write_roots(),
+    };
+    // The longest root that is a prefix of the path, compared component by
+    // component (so `/var/backups2` is not below `/var/backups`).
+    let best = roots
+        .into_iter()
+        .filter(|r| path.starts_with(r))
+        .max_by_key(|r| r.components().count());
+    let Some(root) = best else {
+        return Err(OpError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{shown}: outside the directories you may {}",
+                match access {
+                    Access::Read => "read",
+                    Access::Write => "write",
+                }
+            ),
+        ));
+    };
+    let rel = path
+        .strip_prefix(root)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
+    Ok(Located {
+        root: root.to_path_buf(),
+        rel,
+        confined: true,
+        shown,
+    })
+}
+
+/// Maps a file-system error to a result, with "escapes the root" errors as
+/// `forbidden`.
+pub fn fs_error(what: &str, e: Errno, confined: bool) -> OpError {
+    match e {
+        Errno::EXDEV if confined => OpError::new(
+            ErrorCode::Forbidden,
+            format!("{what}: leads outside the permitted directory"),
+        ),
+        Errno::ELOOP if confined => OpError::new(
+            ErrorCode::Forbidden,
+            format!("{what}: symbolic link not allowed here"),
+        ),
+        Errno::ENOSYS => OpError::new(
+            ErrorCode::Internal,
+            format!("{what}: openat2 is not available (Linux 5.6 or later is needed)"),
+        ),
+        other => io_error(what, &std::io::Error::from(other)),
+    }
+}
+
+impl Located {
+    fn resolve_flags(&self) -> ResolveFlag {
+        if self.confined {
+            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS
+        } else {
+            ResolveFlag::empty()
+        }
+    }
+
+    fn err(&self, e: Errno) -> OpError {
+        fs_error(&self.shown, e, self.confined)
+    }
+
+    /// Opens the root directory itself (ordinary resolution: the operator
+    /// named it).
+    fn open_root(&self) -> Result<OwnedFd, OpError> {
+        let fd = nix::fcntl::open(
+            &self.root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| fs_error(&self.root.display().to_string(), e, false))?;
+        // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// `openat2` below `dir` with this location's resolve flags.
+    fn open_below(
+        &self,
+        dir: RawFd,
+        rel: &Path,
+        flags: OFlag,
+        mode: Mode,
+    ) -> Result<OwnedFd, Errno> {
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let fd = if self.confined {
+            let how = OpenHow::new()
+                .flags(flags | OFlag::O_CLOEXEC)
+                .mode(mode)
+                .resolve(self.resolve_flags());
+            nix::fcntl::openat2(dir, rel, how)?
+        } else {
+            // Unconfined (admins): plain openat, which older kernels have too.
+            nix::fcntl::openat(Some(dir), rel, flags | OFlag::O_CLOEXEC, mode)?
+        };
+        // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Opens the file for reading (`get`). Non-blocking open so a FIFO
+    /// cannot hang the operation; the caller checks it is a regular file.
+    pub fn open_read(&self) -> Result<std::fs::File, OpError> {
+        let root = self.open_root()?;
+        let fd = self
+            .open_below(
+                root.as_raw_fd(),
+                &self.rel,
+                OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
+                Mode::empty(),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// Opens the parent directory of the target for `put`, creating missing
+    /// directories one `mkdirat` at a time when asked; follows a target that
+    /// is a symlink (as `cp` would), staying below the root. Returns the
+    /// directory and the file name in it.
+    pub fn open_parent(&self, create_dirs: bool) -> Result<(OwnedFd, OsString), OpError> {
+        let root = self.open_root()?;
+        let (dir, name) = self.parent_of(root.as_raw_fd(), &self.rel, create_dirs)?;
+        // A target that is a symlink: replace the file it points to.
+        if is_symlink_at(dir.as_raw_fd(), &name) {
+            match self.open_below(root.as_raw_fd(), &self.rel, OFlag::O_PATH, Mode::empty()) {
+                Ok(target) => {
+                    if let Some(rel) = self.rel_of(root.as_raw_fd(), target.as_raw_fd()) {
+                        return self.parent_of(root.as_raw_fd(), &rel, false);
+                    }
+                }
+                // Leads outside the root.
+                Err(e @ (Errno::EXDEV | Errno::ELOOP)) if self.confined => return Err(self.err(e)),
+                Err(_) => {}
+            }
+            // Dangling: the link itself is replaced.
+        }
+        Ok((dir, name))
+    }
+
+    /// Splits `rel` into its directory and name, and opens the directory.
+    fn parent_of(
+        &self,
+        root: RawFd,
+        rel: &Path,
+        create_dirs: bool,
+    ) -> Result<(OwnedFd, OsString), OpError> {
+        let not_file = || OpError::bad_request(format!("{} is not a file path", self.shown));
+        let name = match rel.components().next_back() {
+            Some(Component::Normal(n)) => n.to_os_string(),
+            _ => return Err(not_file()),
+        };
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+        if create_dirs {
+            let mut prefix = PathBuf::new();
+            let mut cur = self
+                .open_below(root, Path::new(""), dir_flags, Mode::empty())
+                .map_err(|e| self.err(e))?;
+            for c in parent.components() {
+                prefix.push(c.as_os_str());
+                cur = match self.open_below(root, &prefix, dir_flags, Mode::empty()) {
+                    Ok(fd) => fd,
+                    Err(Errno::ENOENT) => {
+                        if let Component::Normal(n) = c {
+                            match nix::sys::stat::mkdirat(
+                                Some(cur.as_raw_fd()),
+                                n,
+                                Mode::from_bits_truncate(0o777),
+                            ) {
+                                Ok(()) | Err(Errno::EEXIST) => {}
+                                Err(e) => return Err(self.err(e)),
+                            }
+                        }
+                        self.open_below(root, &prefix, dir_flags, Mode::empty())
+                            .map_err(|e| self.err(e))?
+                    }
+                    Err(e) => return Err(self.err(e)),
+                };
+            }
+            Ok((cur, name))
+        } else {
+            let dir = self
+                .open_below(root, parent, dir_flags, Mode::empty())
+                .map_err(|e| self.err(e))?;
+            Ok((dir, name))
+        }
+    }
+
+    /// The path of an open descriptor relative to the root, if it is
+    /// below the root (via `/proc/self/fd`).
+    fn rel_of(&self, root: RawFd, fd: RawFd) -> Option<PathBuf> {
+        let root_path = std::fs::read_link(format!("/proc/self/fd/{root}")).ok()?;
+        let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+        path.strip_prefix(&root_path).ok().map(Path::to_path_buf)
+    }
+}
+
+/// True when `name` in `dir` is a symbolic link (not followed).
+pub fn is_symlink_at(dir: RawFd, name: &OsStr) -> bool {
+    nix::sys::stat::fstatat(Some(dir), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_picks_longest_root_and_refuses_outside() {
+        let (g, _) = Grants::from_strings(&["files:read:/srv", "files:read:/srv/a"]);
+        let l = locate(&g, Path::new("/srv/a/b/c"), Access::Read).unwrap();
+        assert_eq!(l.root, Path::new("/srv/a"));
+        assert_eq!(l.rel, Path::new("b/c"));
+        assert!(l.confined);
+        assert_eq!(
+            locate(&g, Path::new("/srv2/x"), Access::Read)
+                .unwrap_err()
+                .code,
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            locate(&g, Path::new("/srv/x"), Access::Write)
+                .unwrap_err()
+                .code,
+            ErrorCode::Forbidden
+        );
+        let l = locate(&Grants::admin(), Path::new("/etc/x"), Access::Write).unwrap();
+        assert!(!l.confined && l.rel == Path::new("etc/x"));
+    }
+}

@@ -1,0 +1,272 @@
+//! Revocation and audit with real binaries: `remod serve --http` as a child,
+//! `remod user disable` from another process ends the live session and
+//! kills its interactive process within 1 s; `remod audit` shows the rows,
+//! failed logins included.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use remo::proto::handshake::{AuthResponse, ClientHandshake, ClientSession};
+use remo::proto::identity::IdentityKey;
+use remo::proto::record::{open_message, seal_message, RecordKey};
+use serde_json::{json, Value};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn remod() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_remod"));
+    for v in [
+        "REMO_KEY_FILE",
+        "REMO_USER_DB",
+        "REMO_AUDIT_DB",
+        "REMO_CONFIG",
+        "REMO_BASE",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn start(data: &Path) -> (Server, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(data.with_extension("log")).unwrap();
+    let child = remod()
+        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "remod did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Server(child), format!("http://127.0.0.1:{port}"))
+}
+
+fn now() -> i64 {
+    remo::server::instance::unix_now()
+}
+
+async fn login(
+    http: &reqwest::Client,
+    url: &str,
+    data: &Path,
+    user: &str,
+    key: &IdentityKey,
+) -> Result<ClientSession, u16> {
+    let server = remo::keyfile::read_public_key(&data.join("server.pub")).unwrap();
+    let (hs, req) = ClientHandshake::start(user, key, now());
+    let resp = http
+        .post(format!("{url}/auth"))
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&req).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(status);
+    }
+    let a: AuthResponse = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    Ok(hs.finish(&a, &server).unwrap())
+}
+
+/// Sends one operation; returns the HTTP status and, for 200, the stdout
+/// bytes and the final JSON.
+async fn op(
+    http: &reqwest::Client,
+    url: &str,
+    s: &ClientSession,
+    r: u64,
+    name: &str,
+    desc: Value,
+) -> (u16, Vec<u8>, Value) {
+    let d = desc.to_string();
+    let body = seal_message(&RecordKey::new(&s.keys.c2s), r, name, &[d.as_bytes()]).unwrap();
+    let resp = http
+        .post(format!("{url}/{name}"))
+        .header("Remo-Session", &s.session)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    if status != 200 {
+        return (status, vec![], Value::Null);
+    }
+    let recs = open_message(&RecordKey::new(&s.keys.s2c), Some(r), name, &bytes).unwrap();
+    let (last, rest) = recs.split_last().unwrap();
+    let mut out = vec![];
+    for rec in rest {
+        if rec[0] == 1 {
+            out.extend_from_slice(&rec[1..]);
+        }
+    }
+    (status, out, serde_json::from_slice(last).unwrap())
+}
+
+fn audit_json(data: &Path, args: &[&str]) -> Vec<Value> {
+    let o = remod()
+        .args(["audit", "--user-db"])
+        .arg(data.join("users.db"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice::<Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_ends_live_session_and_kills_its_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (_server, url) = start(&data);
+    let key = IdentityKey::generate();
+    let pub_path = tmp.path().join("carol.pub");
+    remo::keyfile::write_public_key(&pub_path, &key.public(), false).unwrap();
+    let out = remod()
+        .args(["user", "add", "carol", "--key"])
+        .arg(&pub_path)
+        .args(["--allow", "sh", "--db"])
+        .arg(data.join("users.db"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let http = reqwest::Client::new();
+    // A failed login first, under a name that does not exist.
+    assert_eq!(
+        login(&http, &url, &data, "nobody", &key).await.err(),
+        Some(401)
+    );
+    let s = login(&http, &url, &data, "carol", &key).await.unwrap();
+    let (status, stdout, result) = op(
+        &http,
+        &url,
+        &s,
+        1,
+        "icm",
+        json!({"sh": "echo $$; exec sleep 1000", "wait_ms": 1000}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(result["ok"], true, "{result}");
+    let pid: u32 = String::from_utf8_lossy(&stdout).trim().parse().unwrap();
+    let proc_dir = format!("/proc/{pid}");
+    assert!(Path::new(&proc_dir).exists());
+    // `exec sleep` follows the echo.
+    let t = Instant::now();
+    while !std::fs::read(format!("{proc_dir}/cmdline"))
+        .unwrap()
+        .starts_with(b"sleep\0")
+    {
+        assert!(t.elapsed() < Duration::from_secs(5), "sleep did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let out = remod()
+        .args(["user", "disable", "carol", "--db"])
+        .arg(data.join("users.db"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let t0 = Instant::now();
+    while Path::new(&proc_dir).exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "sleep {pid} still running 1 s after the user was disabled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The session is gone.
+    let (status, _, _) = op(&http, &url, &s, 2, "cmd", json!({"sh": "true"})).await;
+    assert_eq!(status, 401);
+    // And carol cannot log in again.
+    assert_eq!(
+        login(&http, &url, &data, "carol", &key).await.err(),
+        Some(401)
+    );
+
+    // The audit log, through `remod audit` (the writer is asynchronous).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let rows = loop {
+        let rows = audit_json(&data, &["--op", "auth"]);
+        if rows.len() >= 3 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let brief: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            (
+                "nobody".to_string(),
+                "auth-failed: unknown user".to_string()
+            ),
+            ("carol".to_string(), "ok".to_string()),
+            (
+                "carol".to_string(),
+                "auth-failed: user disabled".to_string()
+            ),
+        ]
+    );
+    let carol = audit_json(&data, &["--user", "carol", "--since", "1h"]);
+    let ops: Vec<(&str, &str, &str)> = carol
+        .iter()
+        .map(|r| {
+            (
+                r["op"].as_str().unwrap(),
+                r["summary"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("auth", "", "ok"),
+            ("icm", "sh -c 'echo $$; exec sleep 1000'", "ok"),
+            ("auth", "", "auth-failed: user disabled"),
+        ]
+    );
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(
+        log.contains("carol disabled: ended 1 live session"),
+        "{log}"
+    );
+}
