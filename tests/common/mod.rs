@@ -228,8 +228,8 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// `remod init DIR/data`, `remo keygen --no-passphrase`, `remod user add`:
-/// the documented way of setting up a server.
+/// `remod init DIR/data`, `remo keygen --no-passphrase`, `remod user add
+/// --allow admin`: the documented way of setting up a server.
 pub fn init_data_dir(scratch: &Scratch, user: &str) -> DataDir {
     let dir = scratch.path().join("data");
     run_ok(Command::new(REMOD).arg("init").arg(&dir));
@@ -246,7 +246,7 @@ pub fn init_data_dir(scratch: &Scratch, user: &str) -> DataDir {
         Command::new(REMOD)
             .args(["user", "--db"])
             .arg(&user_db)
-            .args(["add", user, "--key"])
+            .args(["add", user, "--allow", "admin", "--key"])
             .arg(keys.join(format!("{user}.key.pub"))),
     );
     DataDir {
