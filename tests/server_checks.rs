@@ -446,3 +446,39 @@ async fn streamed_output_arrives_before_the_command_ends() {
     drop(rx);
     let _ = Sealer::new(RecordKey::new(&s.keys.s2c), 1, "cmd");
 }
+
+#[tokio::test]
+async fn max_command_timeout_caps_every_command() {
+    let f = fixture_with_config(|_| "[limits]\nmax_command_timeout = 1\n".to_string());
+    let s = login(&f).await;
+    let started = std::time::Instant::now();
+    // No timeout asked for: the cap applies.
+    let r = request(&f, &s, 1, "cmd", json!({"argv": ["sleep", "30"]}), &[]).await;
+    let res = r.result.unwrap();
+    assert_eq!(res["timed_out"], true);
+    // More than the cap asked for: capped too.
+    let r = request(
+        &f,
+        &s,
+        2,
+        "cmd",
+        json!({"argv": ["sleep", "30"], "timeout": 20}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.result.unwrap()["timed_out"], true);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // A shorter timeout than the cap is kept, and quick commands are untouched.
+    let r = request(
+        &f,
+        &s,
+        3,
+        "cmd",
+        json!({"argv": ["true"], "timeout": 0.5}),
+        &[],
+    )
+    .await;
+    let res = r.result.unwrap();
+    assert_eq!(res["timed_out"], false);
+    assert_eq!(res["exit"], 0);
+}
