@@ -160,6 +160,21 @@ enum Probe {
     Other(String),
 }
 
+/// A probe that must get through, tried up to three times: on a loaded
+/// machine the first forwarded packet (neighbour discovery in the LAN
+/// namespace) can miss one probe's 700 ms. Probes that must be dropped are
+/// never retried.
+fn tcp_probe_reaches(ns: &Ns, addr: &str) -> Probe {
+    let mut p = tcp_probe(ns, addr);
+    for _ in 0..2 {
+        if p != Probe::Dropped {
+            break;
+        }
+        p = tcp_probe(ns, addr);
+    }
+    p
+}
+
 fn tcp_probe(ns: &Ns, addr: &str) -> Probe {
     let addr: SocketAddr = addr.parse().unwrap();
     ns.within(
@@ -536,8 +551,14 @@ async fn dnat_forward_reaches_the_lan_only_while_granted() {
         .open(CLIENT6, json!({"action": "open", "profile": "lan"}))
         .await
         .unwrap();
-    assert_eq!(tcp_probe(&lab.client, v4), Probe::Reply("lan\n".into()));
-    assert_eq!(tcp_probe(&lab.client, v6), Probe::Reply("lan\n".into()));
+    assert_eq!(
+        tcp_probe_reaches(&lab.client, v4),
+        Probe::Reply("lan\n".into())
+    );
+    assert_eq!(
+        tcp_probe_reaches(&lab.client, v6),
+        Probe::Reply("lan\n".into())
+    );
     let g = alice.grants().await;
     assert_eq!(g.len(), 2, "{g:?}");
     // close ends the v6 forward at once; v4 runs out on its own.
