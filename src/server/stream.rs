@@ -113,6 +113,19 @@ impl RequestReader {
         Ok(Some(rec.into_bytes()))
     }
 
+    /// Reads and discards the remaining data records, so an operation that
+    /// takes no data (or has stopped using it) still acts only on a message
+    /// that authenticated to its `last` record.
+    pub async fn drain(&mut self) -> Result<(), OpError> {
+        while self
+            .next_data()
+            .await
+            .map_err(|e| e.to_op_error())?
+            .is_some()
+        {}
+        Ok(())
+    }
+
     /// True once the `last` record has been opened.
     pub fn input_complete(&self) -> bool {
         self.opener.as_ref().is_none_or(|o| o.done())

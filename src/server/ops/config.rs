@@ -230,12 +230,7 @@ async fn read_data(ctx: &OpCtx, input: &mut RequestReader, max: u64) -> Result<V
         };
         if (out.len() + chunk.len()) as u64 > max {
             // Keep reading so the message is still checked, but keep nothing.
-            while input
-                .next_data()
-                .await
-                .map_err(|e| e.to_op_error())?
-                .is_some()
-            {}
+            input.drain().await?;
             return Err(OpError::new(
                 ErrorCode::TooLarge,
                 format!("content larger than max_size ({max} bytes)"),

@@ -55,14 +55,7 @@ pub async fn apply(
     input: &mut RequestReader,
     out: &mut ResponseWriter,
 ) -> OpResult {
-    while input
-        .next_data()
-        .await
-        .map_err(|e| e.to_op_error())?
-        .is_some()
-    {
-        // `get` takes no data; the loop only checks the message is complete.
-    }
+    input.drain().await?;
     let grants = ctx.session.grants();
     let loc = locate(&grants, &ctx.inst.resolve(&g.path), Access::Read)?;
     let what = loc.shown.clone();

@@ -292,12 +292,7 @@ pub async fn apply_idt(
 
 /// Sends a signal to the process group.
 pub async fn apply_kill(ctx: &OpCtx, d: Kill, input: &mut RequestReader) -> OpResult {
-    while input
-        .next_data()
-        .await
-        .map_err(|e| e.to_op_error())?
-        .is_some()
-    {}
+    input.drain().await?;
     let proc = lookup(ctx, &d.id)?;
     proc.touch();
     let sig = parse_signal(&d.signal).ok_or_else(|| OpError::bad_request("unknown signal"))?;
@@ -310,12 +305,7 @@ pub async fn apply_kill(ctx: &OpCtx, d: Kill, input: &mut RequestReader) -> OpRe
 
 /// Changes the terminal size of a `pty` process.
 pub async fn apply_resize(ctx: &OpCtx, d: Resize, input: &mut RequestReader) -> OpResult {
-    while input
-        .next_data()
-        .await
-        .map_err(|e| e.to_op_error())?
-        .is_some()
-    {}
+    input.drain().await?;
     let proc = lookup(ctx, &d.id)?;
     proc.touch();
     if !proc.is_pty() {

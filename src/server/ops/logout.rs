@@ -19,12 +19,7 @@ pub fn parse(d: &[u8]) -> Result<Logout, crate::proto::response::OpError> {
 /// writer already holds.
 pub async fn apply(ctx: &OpCtx, _d: Logout, input: &mut RequestReader) -> OpResult {
     // Make sure the message was complete before acting on it.
-    while input
-        .next_data()
-        .await
-        .map_err(|e| e.to_op_error())?
-        .is_some()
-    {}
+    input.drain().await?;
     ctx.inst.sessions.end(&ctx.session.id);
     Ok(Default::default())
 }

@@ -102,12 +102,7 @@ async fn blocking<T: Send + 'static>(
 /// Applies the descriptor.
 pub async fn apply(ctx: &OpCtx, d: Open, input: &mut RequestReader) -> OpResult {
     // Act only on a complete, authenticated message.
-    while input
-        .next_data()
-        .await
-        .map_err(|e| e.to_op_error())?
-        .is_some()
-    {}
+    input.drain().await?;
     let Some(cfg) = ctx.inst.firewall.clone() else {
         return Err(OpError::new(
             ErrorCode::NotFound,
