@@ -482,3 +482,57 @@ async fn max_command_timeout_caps_every_command() {
     assert_eq!(res["timed_out"], false);
     assert_eq!(res["exit"], 0);
 }
+
+/// remod resolves a bare program name itself (so it can spawn with
+/// posix_spawn): with the PATH the request sets, in order, relative
+/// entries taken from the working directory, argv[0] kept as given, and
+/// a non-executable file skipped as execvp would.
+#[tokio::test]
+async fn cmd_looks_programs_up_in_the_requested_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    let s = login(&f).await;
+    let first = f.root.join("first");
+    let second = f.root.join("second");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    // In "first" but not executable: skipped.
+    std::fs::write(first.join("remo-probe"), "#!/bin/sh\necho wrong\n").unwrap();
+    std::fs::write(
+        second.join("remo-probe"),
+        "#!/bin/sh\necho \"second $0 $1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        second.join("remo-probe"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:second:/usr/bin:/bin", first.display());
+    let r = request(
+        &f,
+        &s,
+        1,
+        "cmd",
+        json!({"argv": ["remo-probe", "x"], "cwd": f.root.to_str().unwrap(), "env": {"PATH": path}}),
+        &[],
+    )
+    .await;
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    assert_eq!(r.result.unwrap()["exit"], 0);
+    // A shell script sees the path it was started by as $0.
+    assert!(
+        out.starts_with("second ") && out.trim_end().ends_with("remo-probe x"),
+        "{out}"
+    );
+
+    // Not on the requested PATH (the default one does not include it).
+    let r = request(&f, &s, 2, "cmd", json!({"argv": ["remo-probe"]}), &[]).await;
+    let e = r.result.unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(
+        e.message.contains("remo-probe: command not found"),
+        "{}",
+        e.message
+    );
+}

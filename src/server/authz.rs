@@ -29,6 +29,21 @@ fn executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Finds `prog` the way `execvp` would with the search path `path`
+/// (relative entries and an empty entry taken from `cwd`), without
+/// canonicalising. Used for commands that are not checked (admins, `sh`):
+/// handing the spawn an absolute path lets it use `posix_spawn` (a vfork)
+/// instead of `fork`, which in a multi-threaded daemon copies the page
+/// tables and shoots down TLBs on every command.
+pub fn search_path(prog: &str, path: &str, cwd: &Path) -> Option<PathBuf> {
+    if prog.is_empty() || prog.contains('/') {
+        return None;
+    }
+    path.split(':')
+        .map(|d| cwd.join(d).join(prog))
+        .find(|p| executable(p))
+}
+
 /// Resolves a program name as the child would, to a canonical absolute path.
 pub fn resolve_program(prog: &str, cwd: &Path) -> Option<PathBuf> {
     let found = if prog.contains('/') {
@@ -115,6 +130,29 @@ pub fn authorize_command<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_path_finds_like_execvp() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let exe = bin.join("tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Relative entries are taken from the working directory.
+        assert_eq!(
+            search_path("tool", "/nonexistent:bin", d.path()),
+            Some(exe.clone())
+        );
+        assert_eq!(search_path("tool", "/nonexistent", d.path()), None);
+        // Names with a slash are not searched; neither is the empty name.
+        assert_eq!(search_path("bin/tool", "bin", d.path()), None);
+        assert_eq!(search_path("", "bin", d.path()), None);
+        // A directory of that name is not a program.
+        assert_eq!(search_path("bin", ".", d.path()), None);
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(search_path("tool", "bin", d.path()), None);
+    }
 
     #[test]
     fn resolves_through_path_and_cwd() {

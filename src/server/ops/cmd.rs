@@ -20,7 +20,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use super::{fields, parse_descriptor, OpCtx, OpResult};
 use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
 use crate::proto::response::{ErrorCode, OpError};
-use crate::server::authz::authorize_command;
+use crate::server::authz::{authorize_command, search_path, CHILD_PATH};
 use crate::server::runas::account_for;
 use crate::server::stream::{ReadError, RequestReader, ResponseWriter};
 
@@ -104,6 +104,19 @@ pub fn parse(d: &[u8]) -> Result<Cmd, OpError> {
     parse_descriptor::<CmdDesc>(d)?.check()
 }
 
+/// The name of the account remod runs as, looked up once (a passwd lookup
+/// per command would read /etc/passwd or ask NSS every time).
+fn own_user_name() -> Option<&'static String> {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    })
+    .as_ref()
+}
+
 /// The environment every command starts from: nothing of the daemon's own
 /// (which may hold configuration), a sane `PATH`, and who is acting.
 pub fn base_env(ctx: &OpCtx) -> Vec<(String, String)> {
@@ -118,9 +131,9 @@ pub fn base_env(ctx: &OpCtx) -> Vec<(String, String)> {
         ),
         ("REMO_USER".to_string(), ctx.session.user.clone()),
     ];
-    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::geteuid()) {
-        env.push(("USER".into(), u.name.clone()));
-        env.push(("LOGNAME".into(), u.name));
+    if let Some(name) = own_user_name() {
+        env.push(("USER".into(), name.clone()));
+        env.push(("LOGNAME".into(), name.clone()));
     }
     for k in ["LANG", "LC_ALL", "TZ"] {
         if let Ok(v) = std::env::var(k) {
@@ -172,7 +185,27 @@ pub fn build_command_base(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
             cmd.arg0(prog);
             cmd
         }
-        None => Command::new(prog),
+        // Unchecked (admin, or the `sh` wrapper): still resolve a bare name
+        // here, with the PATH the child will have, so the spawn is a
+        // posix_spawn rather than a fork (see authz::search_path).
+        None => match search_path(
+            prog,
+            c.env.get("PATH").map_or(CHILD_PATH, String::as_str),
+            &cwd,
+        ) {
+            Some(found) => {
+                let mut cmd = Command::new(found);
+                cmd.arg0(prog);
+                cmd
+            }
+            None if prog.contains('/') => Command::new(prog),
+            None => {
+                return Err(OpError::new(
+                    ErrorCode::NotFound,
+                    format!("{prog}: command not found"),
+                ))
+            }
+        },
     };
     cmd.args(args).env_clear().envs(base_env(ctx));
     if let Some(a) = &acct {
