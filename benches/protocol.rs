@@ -2,7 +2,7 @@
 //! and record sealing/opening against raw AES-256-GCM on one core.
 //! Run with `cargo bench --bench protocol` (bench/run does).
 
-use aes_gcm::aead::AeadInPlace;
+use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use remo::proto::handshake::{
@@ -54,8 +54,12 @@ fn records(c: &mut Criterion) {
             n += 1;
             let mut nonce = [0u8; 12];
             nonce[4..].copy_from_slice(&n.to_be_bytes());
-            aes.encrypt_in_place_detached(Nonce::from_slice(&nonce), b"remo/1 get more", &mut buf)
-                .ok()
+            aes.encrypt_inout_detached(
+                &Nonce::from(nonce),
+                b"remo/1 get more",
+                (&mut buf[..]).into(),
+            )
+            .ok()
         })
     });
     g.bench_function("seal (AES-GCM + base64 line)", |b| {

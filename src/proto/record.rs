@@ -6,7 +6,7 @@
 //! arrive; [`Sealer`] produces them one at a time. Nothing here allocates in
 //! proportion to a message, only to a record.
 
-use aes_gcm::aead::AeadInPlace;
+use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 use bytes::{Bytes, BytesMut};
 
@@ -161,7 +161,7 @@ impl Sealer {
         let tag = self
             .key
             .0
-            .encrypt_in_place_detached(Nonce::from_slice(&n), aad, &mut buf[NONCE_LEN..])
+            .encrypt_inout_detached(&Nonce::from(n), aad, (&mut buf[NONCE_LEN..]).into())
             .map_err(|_| RecordError::TooLarge)?;
         buf.extend_from_slice(&tag);
         out.reserve(buf.len() * 4 / 3 + 4);
@@ -283,7 +283,7 @@ impl Opener {
             return Err(RecordError::OutOfOrder);
         }
         let tag_at = buf.len() - TAG_LEN;
-        let tag = *Tag::from_slice(&buf[tag_at..]);
+        let tag = Tag::try_from(&buf[tag_at..]).map_err(|_| RecordError::Malformed)?;
         let body = &mut buf[NONCE_LEN..tag_at];
         // Try "more" first: every record but the last is one, so a long
         // message pays for the second attempt once. A failed attempt leaves
@@ -291,14 +291,14 @@ impl Opener {
         let last = if self
             .key
             .0
-            .decrypt_in_place_detached(Nonce::from_slice(&n), &self.aad_more, body, &tag)
+            .decrypt_inout_detached(&Nonce::from(n), &self.aad_more, (&mut *body).into(), &tag)
             .is_ok()
         {
             false
         } else if self
             .key
             .0
-            .decrypt_in_place_detached(Nonce::from_slice(&n), &self.aad_last, body, &tag)
+            .decrypt_inout_detached(&Nonce::from(n), &self.aad_last, body.into(), &tag)
             .is_ok()
         {
             true
