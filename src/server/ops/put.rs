@@ -3,6 +3,7 @@
 //! matched. A failed or truncated upload leaves the old file (or no file).
 
 use std::ffi::{OsStr, OsString};
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use nix::sys::stat::Mode;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::{fields, io_error, parse_descriptor, OpCtx, OpResult};
 use crate::proto::b64;
@@ -152,6 +152,16 @@ fn prepare(loc: &Located, p: &PutReq) -> Result<Prepared, OpError> {
     })
 }
 
+/// How many opened chunks (≤ 64 KiB each) may wait for the writer.
+const WRITE_QUEUE: usize = 16;
+
+/// What the writer thread hands back: the temporary file, its digest and size.
+struct Written {
+    file: std::fs::File,
+    digest: [u8; 32],
+    size: u64,
+}
+
 /// Receives the file.
 pub async fn apply(
     ctx: &OpCtx,
@@ -179,9 +189,25 @@ pub async fn apply(
         dir: dir.clone(),
         name: Some(tmp.clone()),
     };
-    let mut file = tokio::fs::File::from_std(file);
-    let mut hash = Sha256::new();
-    let mut size: u64 = 0;
+    // A pipeline: this task opens records while a blocking writer hashes
+    // and writes the previous ones (up to WRITE_QUEUE chunks in between),
+    // so the two run on both cores and the runtime never waits on the disk.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Written> {
+        let mut file = file;
+        let mut hash = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = rx.blocking_recv() {
+            hash.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk)?;
+        }
+        Ok(Written {
+            file,
+            digest: hash.finalize().into(),
+            size,
+        })
+    });
     let cancel = ctx.session.cancel.clone();
     loop {
         let next = tokio::select! {
@@ -191,14 +217,17 @@ pub async fn apply(
         let Some(chunk) = next.map_err(|e| e.to_op_error())? else {
             break;
         };
-        hash.update(&chunk);
-        size += chunk.len() as u64;
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| io_error(&what, &e))?;
+        if tx.send(chunk).await.is_err() {
+            // The writer stopped on an error; it is reported below.
+            break;
+        }
         ctx.session.touch();
     }
-    let digest: [u8; 32] = hash.finalize().into();
+    drop(tx);
+    let Written { file, digest, size } = writer
+        .await
+        .map_err(|_| OpError::new(ErrorCode::Internal, "file writer failed"))?
+        .map_err(|e| io_error(&what, &e))?;
     if let Some(expected) = p.sha256 {
         if expected != digest {
             return Err(OpError::bad_request(
@@ -206,8 +235,6 @@ pub async fn apply(
             ));
         }
     }
-    file.flush().await.map_err(|e| io_error(&what, &e))?;
-    let file = file.into_std().await;
     let mut mode = p
         .mode
         .or_else(|| old.as_ref().map(|m| m.st_mode & 0o7777))
