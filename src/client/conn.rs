@@ -274,7 +274,20 @@ impl Session {
             .map_err(|e| ClientError::transport(&url, &e))?;
         let auth: AuthResponse = serde_json::from_slice(&body)
             .map_err(|e| ClientError::Protocol(format!("bad /auth answer: {e}")))?;
-        let cs = hs.finish(&auth, pinned_server_key).map_err(|e| match e {
+        // Key derivation (ECDH) runs on another core while the server's
+        // signature is checked here; the keys are used only if it verifies.
+        let check = hs.answer_check();
+        let auth = Arc::new(auth);
+        let job = {
+            let a = auth.clone();
+            tokio::task::spawn_blocking(move || hs.derive(&a))
+        };
+        let checked = check.verify(&auth, pinned_server_key);
+        let derived = job
+            .await
+            .map_err(|_| ClientError::Local("key derivation failed".into()))?;
+        let derived = checked.and(derived);
+        let cs = derived.map_err(|e| match e {
             HandshakeError::BadServerSignature => ClientError::BadServerSignature {
                 url: base_url.clone(),
             },

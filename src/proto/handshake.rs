@@ -218,18 +218,42 @@ pub fn server_accept(
     sid: &str,
     timeout: u64,
 ) -> Result<(AuthResponse, SessionKeys), HandshakeError> {
-    let qs_b64 = b64::encode(ephemeral.public_sec1());
+    let resp = server_answer(auth, server_key, ephemeral.public_sec1(), sid, timeout);
+    let keys = server_keys(auth, ephemeral, sid)?;
+    Ok((resp, keys))
+}
+
+/// The signed `/auth` answer alone (the M2 signature), so a server can
+/// compute it in parallel with [`server_keys`].
+pub fn server_answer(
+    auth: &ParsedAuth,
+    server_key: &IdentityKey,
+    qs: &[u8; 65],
+    sid: &str,
+    timeout: u64,
+) -> AuthResponse {
+    let qs_b64 = b64::encode(qs);
     let sig = server_key.sign(m2(&auth.user, &auth.qc_b64, &qs_b64, sid).as_bytes());
+    AuthResponse {
+        session: sid.to_string(),
+        key: qs_b64,
+        sig: b64::encode(&sig),
+        timeout,
+    }
+}
+
+/// The session keys alone (ECDH and HKDF), the other half of [`server_accept`].
+pub fn server_keys(
+    auth: &ParsedAuth,
+    ephemeral: &Ephemeral,
+    sid: &str,
+) -> Result<SessionKeys, HandshakeError> {
     let z = ephemeral.shared_secret(&auth.qc)?;
-    let keys = derive_session_keys(z.as_ref(), &auth.qc, ephemeral.public_sec1(), sid);
-    Ok((
-        AuthResponse {
-            session: sid.to_string(),
-            key: qs_b64,
-            sig: b64::encode(&sig),
-            timeout,
-        },
-        keys,
+    Ok(derive_session_keys(
+        z.as_ref(),
+        &auth.qc,
+        ephemeral.public_sec1(),
+        sid,
     ))
 }
 
@@ -288,12 +312,34 @@ impl ClientHandshake {
         resp: &AuthResponse,
         server_key: &PublicKey,
     ) -> Result<ClientSession, HandshakeError> {
+        self.verify_answer(resp, server_key)?;
+        self.derive(resp)
+    }
+
+    /// The signature check of [`ClientHandshake::finish`] alone.
+    pub fn verify_answer(
+        &self,
+        resp: &AuthResponse,
+        server_key: &PublicKey,
+    ) -> Result<(), HandshakeError> {
+        self.answer_check().verify(resp, server_key)
+    }
+
+    /// What checking the server's signature needs, apart from the secret,
+    /// so a client can check on one core while it derives the keys
+    /// ([`ClientHandshake::derive`]) on another; it must not use the keys
+    /// unless the check succeeded.
+    pub fn answer_check(&self) -> AnswerCheck {
+        AnswerCheck {
+            user: self.user.clone(),
+            qc_b64: self.qc_b64.clone(),
+        }
+    }
+
+    /// The key derivation of [`ClientHandshake::finish`] alone (ECDH with
+    /// the server's point, HKDF), without the signature check.
+    pub fn derive(self, resp: &AuthResponse) -> Result<ClientSession, HandshakeError> {
         let qs: [u8; 65] = b64::decode_array(&resp.key).map_err(KeyError::from)?;
-        let sig = b64::decode(&resp.sig).map_err(KeyError::from)?;
-        let msg = m2(&self.user, &self.qc_b64, &resp.key, &resp.session);
-        server_key
-            .verify(msg.as_bytes(), &sig)
-            .map_err(|_| HandshakeError::BadServerSignature)?;
         let z = self.ephemeral.shared_secret(&qs)?;
         let keys =
             derive_session_keys(z.as_ref(), self.ephemeral.public_sec1(), &qs, &resp.session);
@@ -302,6 +348,27 @@ impl ClientHandshake {
             keys,
             timeout: resp.timeout,
         })
+    }
+}
+
+/// The client's check of M2 (see [`ClientHandshake::answer_check`]).
+pub struct AnswerCheck {
+    user: String,
+    qc_b64: String,
+}
+
+impl AnswerCheck {
+    /// Verifies the server's signature over M2 with the pinned key.
+    pub fn verify(
+        &self,
+        resp: &AuthResponse,
+        server_key: &PublicKey,
+    ) -> Result<(), HandshakeError> {
+        let sig = b64::decode(&resp.sig).map_err(KeyError::from)?;
+        let msg = m2(&self.user, &self.qc_b64, &resp.key, &resp.session);
+        server_key
+            .verify(msg.as_bytes(), &sig)
+            .map_err(|_| HandshakeError::BadServerSignature)
     }
 }
 
@@ -316,6 +383,33 @@ pub fn new_session_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_halves_agree_with_the_whole() {
+        let user = IdentityKey::generate();
+        let server = IdentityKey::generate();
+        let now = 1_800_000_000;
+        let (hs, req) = ClientHandshake::start("bob", &user, now);
+        let parsed = ParsedAuth::parse(&serde_json::to_vec(&req).unwrap()).unwrap();
+        let eph = Ephemeral::generate();
+        let answer = server_answer(&parsed, &server, eph.public_sec1(), "SID", 600);
+        let keys = server_keys(&parsed, &eph, "SID").unwrap();
+        // The client's check and derivation, done apart, match finish().
+        hs.answer_check().verify(&answer, &server.public()).unwrap();
+        let mut forged = answer.clone();
+        forged.sig = b64::encode(&[0u8; 64]);
+        assert_eq!(
+            hs.answer_check()
+                .verify(&forged, &server.public())
+                .unwrap_err(),
+            HandshakeError::BadServerSignature
+        );
+        let other = IdentityKey::generate();
+        assert!(hs.verify_answer(&answer, &other.public()).is_err());
+        let cs = hs.derive(&answer).unwrap();
+        assert_eq!(*cs.keys.c2s, *keys.c2s);
+        assert_eq!(*cs.keys.s2c, *keys.s2c);
+    }
 
     #[test]
     fn full_handshake_agrees() {

@@ -80,6 +80,8 @@ pub struct Instance {
     /// The `[firewall]` profiles, if configured.
     pub firewall: Option<Arc<crate::firewall::FirewallConfig>>,
     auth_seen: Mutex<AuthReplay>,
+    /// Ephemeral ECDH keys made ahead of logins.
+    pub ephemerals: Arc<super::auth::EphemeralPool>,
     /// The audit log (see [`crate::audit`]).
     pub audit: AuditLog,
 }
@@ -137,6 +139,7 @@ impl Instance {
             timeout,
             home: home_dir(),
             auth_seen: Mutex::new(AuthReplay::default()),
+            ephemerals: Arc::new(super::auth::EphemeralPool::default()),
         })
     }
 
