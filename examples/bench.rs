@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use remo::client::conn::{http_client, info, CounterNumbers, DataStream, Session};
+use remo::client::conn::{http_client, info, DataStream, Session};
 use remo::keyfile::{load_identity, PassphraseSource};
 use remo::proto::identity::{IdentityKey, PublicKey};
 use serde_json::json;
@@ -40,6 +40,72 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
                 .and_then(|n| n.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces): state is
+    // field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The processes whose CPU time a transfer is charged with: remod, the
+/// nginx workers (children of `NGINX_PID`) and this driver.
+struct CpuMeter {
+    pids: Vec<(&'static str, Vec<String>)>,
+}
+
+impl CpuMeter {
+    fn new(remod: u32) -> Self {
+        let mut nginx = Vec::new();
+        if let Ok(master) = std::env::var("NGINX_PID") {
+            if let Ok(dir) = std::fs::read_dir("/proc") {
+                for e in dir.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{name}/stat")).unwrap_or_default();
+                    let ppid = stat
+                        .rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().nth(1))
+                        .unwrap_or("");
+                    if ppid == master {
+                        nginx.push(name);
+                    }
+                }
+            }
+        }
+        CpuMeter {
+            pids: vec![
+                ("remod", vec![remod.to_string()]),
+                ("nginx", nginx),
+                ("client", vec!["self".to_string()]),
+            ],
+        }
+    }
+
+    fn sample(&self) -> Vec<f64> {
+        self.pids
+            .iter()
+            .map(|(_, ps)| ps.iter().map(|p| cpu_secs(p)).sum())
+            .collect()
+    }
+
+    /// "remod 0.61, nginx 0.20, client 0.55" CPU-seconds per GB moved.
+    fn per_gb(&self, before: &[f64], bytes: f64) -> String {
+        let after = self.sample();
+        self.pids
+            .iter()
+            .zip(after.iter().zip(before))
+            .map(|((n, _), (a, b))| format!("{n} {:.2}", (a - b) / (bytes / 1e9)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 struct Row {
@@ -150,9 +216,18 @@ fn file_stream(path: &Path) -> Res<DataStream> {
     Ok(Box::pin(s))
 }
 
-async fn transfer(s: &Session, local: &Path, remote: &Path, pid: u32) -> Res<(f64, f64, u64, u64)> {
+/// Put then get one file: MB/s each way, remod's RSS before and at its
+/// peak, and CPU seconds per GB by process for each direction.
+async fn transfer(
+    s: &Session,
+    local: &Path,
+    remote: &Path,
+    pid: u32,
+) -> Res<(f64, f64, u64, u64, String, String)> {
     let size = std::fs::metadata(local)?.len() as f64;
     let rss0 = rss_kib(pid, "VmRSS:");
+    let meter = CpuMeter::new(pid);
+    let cpu0 = meter.sample();
     let t = Instant::now();
     let mut peak = rss0;
     let mut resp = s
@@ -169,6 +244,8 @@ async fn transfer(s: &Session, local: &Path, remote: &Path, pid: u32) -> Res<(f6
         }
     }
     let put = size / t.elapsed().as_secs_f64() / 1e6;
+    let put_cpu = meter.per_gb(&cpu0, size);
+    let cpu0 = meter.sample();
     let t = Instant::now();
     let mut resp = s
         .request("get", &json!({"path": remote.to_str()}), None)
@@ -192,7 +269,68 @@ async fn transfer(s: &Session, local: &Path, remote: &Path, pid: u32) -> Res<(f6
         return Err(format!("get returned {n} bytes, expected {size}").into());
     }
     let get = size / t.elapsed().as_secs_f64() / 1e6;
-    Ok((put, get, rss0, peak))
+    let get_cpu = meter.per_gb(&cpu0, size);
+    Ok((put, get, rss0, peak, put_cpu, get_cpu))
+}
+
+/// Median milliseconds of the client's handshake work (start + finish) and
+/// of the server's (parse, verify M1, ephemeral key, ECDH, sign M2, HKDF).
+fn handshake_costs(user: &IdentityKey, n: usize) -> Res<(f64, f64)> {
+    use remo::proto::handshake::{
+        new_session_id, server_accept, ClientHandshake, Ephemeral, ParsedAuth,
+    };
+    let server = IdentityKey::generate();
+    let (mut c, mut sv) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as i64;
+        let t = Instant::now();
+        let (hs, req) = ClientHandshake::start("bench", user, now);
+        let mut client = t.elapsed();
+        let body = serde_json::to_vec(&req)?;
+        let t = Instant::now();
+        let parsed = ParsedAuth::parse(&body)?;
+        parsed.verify(&user.public(), now)?;
+        let (resp, _) = server_accept(
+            &parsed,
+            &server,
+            &Ephemeral::generate(),
+            &new_session_id(),
+            600,
+        )?;
+        sv.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        hs.finish(&resp, &server.public())?;
+        client += t.elapsed();
+        c.push(client.as_secs_f64() * 1e3);
+    }
+    Ok((median(c), median(sv)))
+}
+
+/// scp up and down of the same file: the baseline for put and get, in MB/s.
+fn scp_rates(args: &str, local: &Path, remote: &Path, back: &Path, mb: u64) -> Res<(f64, f64)> {
+    let mut argv: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+    let host = argv.pop().ok_or("SCP_ARGS must end with user@host")?;
+    let bytes = mb as f64 * 1048576.0;
+    let t = Instant::now();
+    let st = Command::new("scp")
+        .args(&argv)
+        .arg(local)
+        .arg(format!("{host}:{}", remote.display()))
+        .status()?;
+    let up = bytes / t.elapsed().as_secs_f64() / 1e6;
+    let t = Instant::now();
+    let st2 = Command::new("scp")
+        .args(&argv)
+        .arg(format!("{host}:{}", remote.display()))
+        .arg(back)
+        .status()?;
+    let down = bytes / t.elapsed().as_secs_f64() / 1e6;
+    if !st.success() || !st2.success() {
+        return Err("scp failed".into());
+    }
+    Ok((up, down))
 }
 
 #[tokio::main]
@@ -215,161 +353,219 @@ async fn main() -> Res<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 1000 } else { 10_000 });
     let reps = if quick { 5 } else { 21 };
+    // BENCH_ONLY=login,cmd,idt,xfer,sessions runs a subset (for profiling).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    // BENCH_NO_SSH=1 leaves the OpenSSH baseline out (for profiling).
+    let baseline = std::env::var("BENCH_NO_SSH").is_err();
+    let part = |name: &str| only.is_empty() || only.split(',').any(|p| p == name);
     let pin = info(&url).await?.public_key()?;
     let mut rows = Vec::new();
 
     // Login, end to end: fresh connection, /auth, M2 check, key derivation.
-    let mut remo_ms = Vec::new();
-    for _ in 0..reps * 3 {
-        let t = Instant::now();
-        let s = login(&url, &user, &id, &pin).await?;
-        remo_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        s.logout().await?;
-    }
-    let mut ssh_ms = Vec::new();
-    for _ in 0..reps {
-        let t = Instant::now();
-        ssh(
-            &ssh_args,
-            &["-o", "ControlMaster=no", "-o", "ControlPath=none", "true"],
-        )?;
-        ssh_ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    rows.push(row(
-        "login (remo auth vs ssh true)",
-        median(remo_ms),
-        median(ssh_ms),
-        "ms",
-        false,
-    ));
-
-    // Command round trips on one session.
-    let s = Arc::new(login(&url, &user, &id, &pin).await?);
-    let total = if quick { 400 } else { 4000 };
-    for conc in [1usize, 8] {
-        let mut r = Vec::new();
-        let mut b = Vec::new();
-        for _ in 0..3 {
-            r.push(cmd_rate(s.clone(), conc, total).await?);
-            b.push(ssh_rate(&ssh_args, &ctl, conc, total / 20)?);
+    if part("login") {
+        let mut remo_ms = Vec::new();
+        for _ in 0..reps * 3 {
+            let t = Instant::now();
+            let s = login(&url, &user, &id, &pin).await?;
+            remo_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            s.logout().await?;
         }
+        let mut ssh_ms = Vec::new();
+        for _ in 0..if baseline { reps } else { 0 } {
+            let t = Instant::now();
+            ssh(
+                &ssh_args,
+                &["-o", "ControlMaster=no", "-o", "ControlPath=none", "true"],
+            )?;
+            ssh_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        // Where a login's time goes: the client's and the server's P-256
+        // work measured in this process, the rest is transport and remod.
+        let (client_ms, server_ms) = handshake_costs(&id, reps * 3)?;
+        let mut build = Vec::new();
+        for _ in 0..reps * 3 {
+            let t = Instant::now();
+            let _c = http_client()?;
+            build.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        eprintln!("http_client() build: {:.2} ms", median(build));
+        rows.push(Row {
+            what: "login: P-256 work of client / server (in process)".into(),
+            remo: format!("{client_ms:.2} ms / {server_ms:.2} ms"),
+            base: "-".into(),
+            ratio: "-".into(),
+        });
         rows.push(row(
-            &format!("cmd true, {conc} client(s) (vs ssh ControlMaster)"),
-            median(r),
-            median(b),
-            "req/s",
-            true,
+            "login (remo auth vs ssh true)",
+            median(remo_ms),
+            median(ssh_ms),
+            "ms",
+            false,
         ));
     }
 
-    // Interactive echo latency.
-    let c = s
-        .call("icm", &json!({"argv": ["cat"], "wait_ms": 0}))
-        .await?;
-    let pid_id = c.result.map_err(|e| e.to_string())?["id"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let mut lat = Vec::new();
-    for _ in 0..(if quick { 50 } else { 300 }) {
-        let t = Instant::now();
-        let input: DataStream = Box::pin(futures_util::stream::once(async {
-            Ok(bytes::Bytes::from_static(b"x"))
-        }));
-        let mut resp = s
-            .request("idt", &json!({"id": pid_id, "wait_ms": 1000}), Some(input))
-            .await?;
-        let mut got = 0;
-        while let Some(item) = resp.next().await? {
-            if let remo::client::conn::ResponseItem::Stdout(b) = item {
-                got += b.len();
+    // Command round trips on one session.
+    let s = Arc::new(login(&url, &user, &id, &pin).await?);
+    if part("cmd") {
+        let total = if quick { 400 } else { 4000 };
+        // BENCH_CMD_CLIENTS=1,8,16 overrides the concurrency levels.
+        let levels: Vec<usize> = std::env::var("BENCH_CMD_CLIENTS")
+            .ok()
+            .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_else(|| vec![1, 8]);
+        for conc in levels {
+            let mut r = Vec::new();
+            let mut b = Vec::new();
+            for _ in 0..3 {
+                r.push(cmd_rate(s.clone(), conc, total).await?);
+                if baseline {
+                    b.push(ssh_rate(&ssh_args, &ctl, conc, total / 20)?);
+                }
             }
+            rows.push(row(
+                &format!("cmd true, {conc} client(s) (vs ssh ControlMaster)"),
+                median(r),
+                median(b),
+                "req/s",
+                true,
+            ));
         }
-        if got != 1 {
-            return Err(format!("echo returned {got} bytes").into());
-        }
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    s.call("kill", &json!({"id": pid_id, "signal": "KILL"}))
-        .await?;
-    rows.push(row(
-        "interactive echo (idt round trip)",
-        median(lat),
-        f64::NAN,
-        "ms",
-        false,
-    ));
+
+    // Interactive echo latency.
+    if part("idt") {
+        let c = s
+            .call("icm", &json!({"argv": ["cat"], "wait_ms": 0}))
+            .await?;
+        let pid_id = c.result.map_err(|e| e.to_string())?["id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let mut lat = Vec::new();
+        for _ in 0..(if quick { 50 } else { 300 }) {
+            let t = Instant::now();
+            let input: DataStream = Box::pin(futures_util::stream::once(async {
+                Ok(bytes::Bytes::from_static(b"x"))
+            }));
+            let mut resp = s
+                .request("idt", &json!({"id": pid_id, "wait_ms": 1000}), Some(input))
+                .await?;
+            let mut got = 0;
+            while let Some(item) = resp.next().await? {
+                if let remo::client::conn::ResponseItem::Stdout(b) = item {
+                    got += b.len();
+                }
+            }
+            if got != 1 {
+                return Err(format!("echo returned {got} bytes").into());
+            }
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        s.call("kill", &json!({"id": pid_id, "signal": "KILL"}))
+            .await?;
+        rows.push(row(
+            "interactive echo (idt round trip)",
+            median(lat),
+            f64::NAN,
+            "ms",
+            false,
+        ));
+    }
 
     // File transfer.
-    let local = dir.join("bench.bin");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&local)?;
-        let mut block = vec![0u8; 1 << 20];
-        let mut x: u64 = 0x9e3779b97f4a7c15;
-        for _ in 0..file_mb {
-            for b in block.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
+    if part("xfer") {
+        let local = dir.join("bench.bin");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&local)?;
+            let mut block = vec![0u8; 1 << 20];
+            let mut x: u64 = 0x9e3779b97f4a7c15;
+            for _ in 0..file_mb {
+                for b in block.iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *b = x as u8;
+                }
+                f.write_all(&block)?;
             }
-            f.write_all(&block)?;
         }
-    }
-    let remote = dir.join("bench.remote");
-    let (put, get, rss0, peak) = transfer(&s, &local, &remote, pid).await?;
-    let scp_target = dir.join("bench.scp");
-    let mut scp_argv: Vec<String> = scp_args.split_whitespace().map(str::to_string).collect();
-    let host = scp_argv.pop().ok_or("SCP_ARGS must end with user@host")?;
-    let t = Instant::now();
-    let st = Command::new("scp")
-        .args(&scp_argv)
-        .arg(&local)
-        .arg(format!("{host}:{}", scp_target.display()))
-        .status()?;
-    let scp_put = file_mb as f64 * 1048576.0 / t.elapsed().as_secs_f64() / 1e6;
-    let t = Instant::now();
-    let st2 = Command::new("scp")
-        .args(&scp_argv)
-        .arg(format!("{host}:{}", scp_target.display()))
-        .arg(dir.join("bench.back"))
-        .status()?;
-    let scp_get = file_mb as f64 * 1048576.0 / t.elapsed().as_secs_f64() / 1e6;
-    if !st.success() || !st2.success() {
-        return Err("scp failed".into());
-    }
-    rows.push(row(
-        &format!("put {file_mb} MiB (vs scp upload)"),
-        put,
-        scp_put,
-        "MB/s",
-        true,
-    ));
-    rows.push(row(
-        &format!("get {file_mb} MiB (vs scp download)"),
-        get,
-        scp_get,
-        "MB/s",
-        true,
-    ));
-    for p in [&local, &remote, &scp_target, &dir.join("bench.back")] {
-        let _ = std::fs::remove_file(p);
+        let remote = dir.join("bench.remote");
+        let (put, get, rss0, peak, put_cpu, get_cpu) = transfer(&s, &local, &remote, pid).await?;
+        let scp_target = dir.join("bench.scp");
+        let (scp_put, scp_get) = if baseline {
+            scp_rates(
+                &scp_args,
+                &local,
+                &scp_target,
+                &dir.join("bench.back"),
+                file_mb,
+            )?
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        rows.push(row(
+            &format!("put {file_mb} MiB (vs scp upload)"),
+            put,
+            scp_put,
+            "MB/s",
+            true,
+        ));
+        rows.push(row(
+            &format!("get {file_mb} MiB (vs scp download)"),
+            get,
+            scp_get,
+            "MB/s",
+            true,
+        ));
+        for p in [&local, &remote, &scp_target, &dir.join("bench.back")] {
+            let _ = std::fs::remove_file(p);
+        }
+        for (dir, cpu) in [("put", put_cpu), ("get", get_cpu)] {
+            rows.push(Row {
+                what: format!("CPU seconds per GB, {dir}"),
+                remo: cpu,
+                base: "-".into(),
+                ratio: "-".into(),
+            });
+        }
+        rows.push(Row {
+            what: "remod RSS during the transfers".into(),
+            remo: format!(
+                "{:.1} MiB peak (from {:.1} MiB)",
+                peak as f64 / 1024.0,
+                rss0 as f64 / 1024.0
+            ),
+            base: "-".into(),
+            ratio: "-".into(),
+        });
     }
     s.logout().await?;
 
     // Idle sessions.
-    let before = rss_kib(pid, "VmRSS:");
-    let http = http_client()?;
-    let t = Instant::now();
-    let mut held = Vec::with_capacity(n_sessions);
-    for _ in 0..n_sessions {
-        held.push(Session::login_with(http.clone(), &url, &user, &id, &pin).await?);
+    if part("sessions") {
+        let before = rss_kib(pid, "VmRSS:");
+        let http = http_client()?;
+        let t = Instant::now();
+        let mut held = Vec::with_capacity(n_sessions);
+        for _ in 0..n_sessions {
+            held.push(Session::login_with(http.clone(), &url, &user, &id, &pin).await?);
+        }
+        let login_rate = n_sessions as f64 / t.elapsed().as_secs_f64();
+        let after = rss_kib(pid, "VmRSS:");
+        drop(held);
+        rows.push(Row {
+            what: format!("remod RSS with {n_sessions} idle sessions"),
+            remo: format!(
+                "{:.1} MiB (from {:.1} MiB; {:.0} logins/s sequential)",
+                after as f64 / 1024.0,
+                before as f64 / 1024.0,
+                login_rate
+            ),
+            base: "-".into(),
+            ratio: "-".into(),
+        });
     }
-    let login_rate = n_sessions as f64 / t.elapsed().as_secs_f64();
-    let after = rss_kib(pid, "VmRSS:");
-    drop(held);
-    let _ = CounterNumbers::new(1);
 
     println!();
     println!("| measurement | remo | baseline | ratio |");
@@ -377,16 +573,5 @@ async fn main() -> Res<()> {
     for r in &rows {
         println!("| {} | {} | {} | {} |", r.what, r.remo, r.base, r.ratio);
     }
-    println!(
-        "| remod RSS during the transfers | {:.1} MiB peak (from {:.1} MiB) | - | - |",
-        peak as f64 / 1024.0,
-        rss0 as f64 / 1024.0
-    );
-    println!(
-        "| remod RSS with {n_sessions} idle sessions | {:.1} MiB (from {:.1} MiB; {:.0} logins/s sequential) | - | - |",
-        after as f64 / 1024.0,
-        before as f64 / 1024.0,
-        login_rate
-    );
     Ok(())
 }
