@@ -382,13 +382,6 @@ async fn main() -> Res<()> {
         // Where a login's time goes: the client's and the server's P-256
         // work measured in this process, the rest is transport and remod.
         let (client_ms, server_ms) = handshake_costs(&id, reps * 3)?;
-        let mut build = Vec::new();
-        for _ in 0..reps * 3 {
-            let t = Instant::now();
-            let _c = http_client()?;
-            build.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        eprintln!("http_client() build: {:.2} ms", median(build));
         rows.push(Row {
             what: "login: P-256 work of client / server (in process)".into(),
             remo: format!("{client_ms:.2} ms / {server_ms:.2} ms"),
