@@ -2,10 +2,10 @@
 //! whose data directory holds a `remo.toml` naming a WireGuard file:
 //! get/set/diff/backups/restore, and `edit` with `EDITOR` set to a script.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 const WG: &str = "\
 # wg0
@@ -24,18 +24,7 @@ PublicKey = BOB+b/bbbb=
 AllowedIPs = 10.0.0.3/32
 ";
 
-struct Server {
-    child: Child,
-    data: PathBuf,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::HttpServer as Server;
 
 fn start(root: &Path) -> Server {
     let data = root.join("data");
@@ -51,35 +40,7 @@ fn start(root: &Path) -> Server {
         ),
     )
     .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(root.join("remod.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_remod"))
-        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-        .arg(&data)
-        .env_remove("REMO_KEY_FILE")
-        .env_remove("REMO_USER_DB")
-        .env_remove("REMO_CONFIG")
-        .env_remove("REMO_BASE")
-        .env_remove("REMO_SESSION_TIMEOUT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "remod did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server {
-        child,
-        data,
-        url: format!("http://127.0.0.1:{port}"),
-    }
+    common::serve_http(&data, common::free_port(), &root.join("remod.log"))
 }
 
 fn remo(root: &Path, s: &Server, args: &[&str], editor: Option<&str>) -> Output {

@@ -2,11 +2,12 @@
 //! exec exit codes and streams, stdin, big get/put, the session cache,
 //! logout, transparent re-login, concurrency and full duplex.
 
+mod common;
+
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use remo::client::conn::{DataStream, ResponseItem, Session, SessionParams};
@@ -16,54 +17,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-struct Server {
-    child: Child,
-    data: PathBuf,
-    url: String,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, HttpServer as Server};
 
 fn start_server_at(data: &Path, port: u16) -> Server {
-    let log = std::fs::File::create(data.with_extension(format!("log{port}"))).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_remod"))
-        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-        .arg(data)
-        .env_remove("REMO_KEY_FILE")
-        .env_remove("REMO_USER_DB")
-        .env_remove("REMO_CONFIG")
-        .env_remove("REMO_BASE")
-        .env_remove("REMO_SESSION_TIMEOUT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "remod did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server {
-        child,
-        data: data.to_path_buf(),
-        url: format!("http://127.0.0.1:{port}"),
-        port,
-    }
+    common::serve_http(data, port, &data.with_extension(format!("log{port}")))
 }
 
 /// A client environment: its own HOME, config and runtime directories.

@@ -5,9 +5,8 @@
 //! Ctrl-C, and a PTY shell driven through tmux.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,56 +14,12 @@ use sha2::{Digest, Sha256};
 
 mod common;
 
-struct Server {
-    child: Child,
-    data: PathBuf,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, HttpServer as Server};
 
 fn start_server(data: &Path) -> Server {
-    let port = free_port();
-    let log = std::fs::File::create(data.with_extension("log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_remod"))
-        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-        .arg(data)
-        .env_remove("REMO_KEY_FILE")
-        .env_remove("REMO_USER_DB")
-        .env_remove("REMO_CONFIG")
-        .env_remove("REMO_BASE")
-        .env_remove("REMO_SESSION_TIMEOUT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "remod did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server {
-        child,
-        data: data.to_path_buf(),
-        url: format!("http://127.0.0.1:{port}"),
-    }
+    common::serve_http(data, free_port(), &data.with_extension("log"))
 }
 
-/// A test's temp dir, server and client environment (own HOME and runtime dir).
 struct Env {
     tmp: tempfile::TempDir,
     server: Server,

@@ -3,9 +3,9 @@
 //! kills its interactive process within 1 s; `remod audit` shows the rows,
 //! failed logins included.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use remo::proto::handshake::{AuthResponse, ClientHandshake, ClientSession};
@@ -13,50 +13,12 @@ use remo::proto::identity::IdentityKey;
 use remo::proto::record::{open_message, seal_message, RecordKey};
 use serde_json::{json, Value};
 
-struct Server(Child);
+use common::remod_command as remod;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn remod() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_remod"));
-    for v in [
-        "REMO_KEY_FILE",
-        "REMO_USER_DB",
-        "REMO_AUDIT_DB",
-        "REMO_CONFIG",
-        "REMO_BASE",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
-
-fn start(data: &Path) -> (Server, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(data.with_extension("log")).unwrap();
-    let child = remod()
-        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "remod did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Server(child), format!("http://127.0.0.1:{port}"))
+fn start(data: &Path) -> (common::HttpServer, String) {
+    let s = common::serve_http(data, common::free_port(), &data.with_extension("log"));
+    let url = s.url.clone();
+    (s, url)
 }
 
 fn now() -> i64 {

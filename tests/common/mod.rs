@@ -419,23 +419,79 @@ pub fn start_remod_fcgi(scratch: &Scratch, data: &DataDir) -> (Proc, PathBuf) {
     (p, sock)
 }
 
+/// A `remod` command with none of the caller's `REMO_*` configuration
+/// leaking in.
+pub fn remod_command() -> Command {
+    let mut cmd = Command::new(REMOD);
+    for v in [
+        "REMO_KEY_FILE",
+        "REMO_USER_DB",
+        "REMO_AUDIT_DB",
+        "REMO_CONFIG",
+        "REMO_BASE",
+        "REMO_SESSION_TIMEOUT",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
+/// The command `remod serve --http 127.0.0.1:PORT --dir DIR`.
+pub fn remod_http_command(dir: &Path, port: u16) -> Command {
+    let mut cmd = remod_command();
+    cmd.args(["serve", "--http"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--dir")
+        .arg(dir);
+    cmd
+}
+
+/// A `remod serve --http` child for the client tests: a plain child (its
+/// stderr in a log file the test may read), killed on drop.
+pub struct HttpServer {
+    pub child: Child,
+    pub data: PathBuf,
+    pub url: String,
+    pub port: u16,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts remod on 127.0.0.1:`port` with data directory `data` (created
+/// with the user `admin` on first run) and waits until it accepts.
+pub fn serve_http(data: &Path, port: u16, log: &Path) -> HttpServer {
+    let log = fs::File::create(log).unwrap();
+    let child = remod_http_command(data, port)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "remod did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    HttpServer {
+        child,
+        data: data.to_path_buf(),
+        url: format!("http://127.0.0.1:{port}"),
+        port,
+    }
+}
+
 /// `remod serve --http 127.0.0.1:PORT --dir DIR` (first run creates DIR and
 /// the user `admin`). Returns the process, the base URL and the data dir.
 pub fn start_remod_http(scratch: &Scratch) -> (Proc, String, DataDir) {
     let port = free_port();
     let dir = scratch.path().join("quick");
-    let mut cmd = Command::new(REMOD);
-    cmd.args(["serve", "--http"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--dir")
-        .arg(&dir)
-        .env("RUST_LOG", "info")
-        .env_remove("REMO_KEY_FILE")
-        .env_remove("REMO_USER_DB")
-        .env_remove("REMO_CONFIG")
-        .env_remove("REMO_BASE")
-        .env_remove("REMO_SESSION_TIMEOUT")
-        .current_dir(scratch.path());
+    let mut cmd = remod_http_command(&dir, port);
+    cmd.env("RUST_LOG", "info").current_dir(scratch.path());
     let mut p = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
     p.wait_port(port);
     let data = DataDir {
