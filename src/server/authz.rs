@@ -50,10 +50,7 @@ pub fn resolve_program(prog: &str, cwd: &Path) -> Option<PathBuf> {
         let p = cwd.join(prog);
         executable(&p).then_some(p)
     } else {
-        CHILD_PATH
-            .split(':')
-            .map(|d| Path::new(d).join(prog))
-            .find(|p| executable(p))
+        search_path(prog, CHILD_PATH, cwd)
     }?;
     std::fs::canonicalize(found).ok()
 }

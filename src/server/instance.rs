@@ -81,7 +81,7 @@ pub struct Instance {
     pub firewall: Option<Arc<crate::firewall::FirewallConfig>>,
     auth_seen: Mutex<AuthReplay>,
     /// Ephemeral ECDH keys made ahead of logins.
-    pub ephemerals: Arc<super::auth::EphemeralPool>,
+    pub ephemerals: super::auth::EphemeralPool,
     /// The audit log (see [`crate::audit`]).
     pub audit: AuditLog,
 }
@@ -139,7 +139,7 @@ impl Instance {
             timeout,
             home: home_dir(),
             auth_seen: Mutex::new(AuthReplay::default()),
-            ephemerals: Arc::new(super::auth::EphemeralPool::default()),
+            ephemerals: super::auth::EphemeralPool::default(),
         })
     }
 
