@@ -25,6 +25,7 @@ enum Cmd {
 }
 
 fn main() {
+    remo::malloc::tune();
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Init(a) => remo::admin::run_init(a),
