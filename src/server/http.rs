@@ -192,7 +192,7 @@ async fn pump_body(mut incoming: Incoming, tx: BodySender) {
             None => return,
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {
-                    if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
+                    if !data.is_empty() && tx.send(Ok(vec![data])).await.is_err() {
                         return drain(incoming).await;
                     }
                 }

@@ -79,17 +79,29 @@ pub enum BodyError {
 /// An aborted body yields `Some(Err(..))` before `None`.
 #[derive(Debug)]
 pub struct Body {
-    rx: mpsc::Receiver<Result<Bytes, BodyError>>,
+    rx: mpsc::Receiver<Result<BodyBatch, BodyError>>,
+    ready: std::collections::VecDeque<Bytes>,
 }
 
+/// Chunks a front door passes on at once: the FastCGI reader sends every
+/// STDIN record it already holds in one message, so the handler wakes once
+/// per socket read rather than once per 32 KiB record.
+pub type BodyBatch = Vec<Bytes>;
+
 /// The producing side of a [`Body`], held by a front door.
-pub type BodySender = mpsc::Sender<Result<Bytes, BodyError>>;
+pub type BodySender = mpsc::Sender<Result<BodyBatch, BodyError>>;
 
 impl Body {
     /// A connected pair: the front door feeds the sender.
     pub fn channel() -> (BodySender, Body) {
         let (tx, rx) = mpsc::channel(BODY_CHANNEL_DEPTH);
-        (tx, Body { rx })
+        (
+            tx,
+            Body {
+                rx,
+                ready: Default::default(),
+            },
+        )
     }
 
     /// A body that is already complete (tests, small requests).
@@ -98,14 +110,24 @@ impl Body {
         let data = data.into();
         if !data.is_empty() {
             // Capacity is at least 1, so this cannot fail on a fresh channel.
-            let _ = tx.try_send(Ok(data));
+            let _ = tx.try_send(Ok(vec![data]));
         }
         body
     }
 
     /// The next chunk; `None` at the end.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
-        self.rx.recv().await
+        loop {
+            if let Some(c) = self.ready.pop_front() {
+                return Some(Ok(c));
+            }
+            match self.rx.recv().await? {
+                Ok(batch) => self
+                    .ready
+                    .extend(batch.into_iter().filter(|c| !c.is_empty())),
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 }
 

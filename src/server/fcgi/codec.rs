@@ -163,6 +163,25 @@ pub fn decode_record(buf: &mut BytesMut) -> Result<Option<Record>, CodecError> {
     }))
 }
 
+/// The content of the next record if it is already complete in `buf` and is
+/// a non-empty STDIN record of request `id`; otherwise `None`, leaving `buf`
+/// untouched (an end-of-body marker or any other record goes the normal way
+/// through [`decode_record`]). Lets the reader pass every body record it
+/// already holds to the handler at once.
+pub fn take_stdin(buf: &mut BytesMut, id: u16) -> Result<Option<Bytes>, CodecError> {
+    match Header::parse(buf)? {
+        Some(h)
+            if h.rtype == FCGI_STDIN
+                && h.request_id == id
+                && h.content_len > 0
+                && buf.len() >= h.record_len() =>
+        {
+            Ok(decode_record(buf)?.map(|r| r.content))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// A record as the responder understands it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -483,6 +502,30 @@ mod tests {
                 keep_conn: true
             }]
         );
+    }
+
+    #[test]
+    fn take_stdin_takes_only_complete_body_records_of_the_request() {
+        let mut buf = BytesMut::new();
+        encode_stream(&mut buf, FCGI_STDIN, 3, b"abc");
+        encode_stream(&mut buf, FCGI_STDIN, 4, b"other");
+        assert_eq!(
+            take_stdin(&mut buf, 3).unwrap(),
+            Some(Bytes::from_static(b"abc"))
+        );
+        // Another request's record stays for decode_record.
+        assert_eq!(take_stdin(&mut buf, 3).unwrap(), None);
+        assert!(matches!(decode_record(&mut buf), Ok(Some(r)) if r.request_id == 4));
+        // The end-of-body marker and a partial record stay too.
+        encode_stream_end(&mut buf, FCGI_STDIN, 3);
+        assert_eq!(take_stdin(&mut buf, 3).unwrap(), None);
+        assert_eq!(buf.len(), HEADER_LEN);
+        let mut part = BytesMut::new();
+        encode_stream(&mut part, FCGI_STDIN, 3, b"xyz");
+        let mut cut = BytesMut::from(&part[..part.len() - 1]);
+        assert_eq!(take_stdin(&mut cut, 3).unwrap(), None);
+        assert_eq!(cut.len(), part.len() - 1);
+        assert!(take_stdin(&mut BytesMut::from(&[9u8; 8][..]), 3).is_err());
     }
 
     #[test]

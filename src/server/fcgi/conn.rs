@@ -14,13 +14,16 @@ use super::codec::{self, CodecError, Message, ParamsAssembler, Record};
 use super::FcgiLimits;
 use crate::server::listen::{Peer, Stream};
 use crate::server::request::{
-    reason_phrase, Body, BodyError, BodySender, Handler, Request, Response, ResponseBody,
+    reason_phrase, Body, BodyBatch, BodyError, BodySender, Handler, Request, Response, ResponseBody,
 };
 
 /// Frames waiting for the writer; small so a slow web server slows the producer.
 const WRITE_QUEUE: usize = 2;
-/// Room reserved before each read: one maximal record.
-const READ_RESERVE: usize = codec::HEADER_LEN + codec::MAX_CONTENT_LEN + 255;
+/// Room reserved before each read: four maximal records, so one read can
+/// bring several body records (see `BODY_BATCH`).
+const READ_RESERVE: usize = 4 * (codec::HEADER_LEN + codec::MAX_CONTENT_LEN + 255);
+/// Body bytes passed to the handler in one message at most.
+const BODY_BATCH: usize = 256 << 10;
 /// How long an abort notice may wait for a handler that does not read its body.
 const ABORT_NOTICE_WAIT: Duration = Duration::from_secs(30);
 
@@ -148,7 +151,7 @@ async fn join_opt(task: &mut Option<Task>) -> Result<Outcome, JoinError> {
 }
 
 /// Sends a body chunk if there is a body.
-async fn send_opt(body: &Option<BodySender>, chunk: Option<Bytes>) -> bool {
+async fn send_opt(body: &Option<BodySender>, chunk: Option<BodyBatch>) -> bool {
     match (body, chunk) {
         (Some(tx), Some(c)) => tx.send(Ok(c)).await.is_ok(),
         _ => std::future::pending().await,
@@ -198,7 +201,7 @@ async fn read_loop(
     let mut params: Option<ParamsAssembler> = None;
     let mut body: Option<BodySender> = None;
     let mut body_complete = false;
-    let mut pending: Option<Bytes> = None;
+    let mut pending: Option<BodyBatch> = None;
     let mut task: Option<Task> = None;
     let stopping = *stop.borrow();
     if stopping {
@@ -322,7 +325,17 @@ async fn read_loop(
                         body_complete = true;
                         body = None;
                     } else if body.is_some() {
-                        pending = Some(data);
+                        // Pass on every body record already read, in one go.
+                        let mut batch = vec![data];
+                        let mut size = 0;
+                        while size < BODY_BATCH {
+                            let Some(more) = codec::take_stdin(buf, id)? else {
+                                break;
+                            };
+                            size += more.len();
+                            batch.push(more);
+                        }
+                        pending = Some(batch);
                     }
                 }
                 Message::AbortRequest { id } => {
