@@ -11,8 +11,13 @@ use crate::proto::record::{
 };
 use crate::proto::response::{error_result, ok_result, OpError};
 
-/// How many sealed records may queue towards the front door.
+/// How many sealed messages (one or more records each) may queue towards
+/// the front door.
 pub const RESPONSE_CHANNEL_DEPTH: usize = 8;
+/// The most data a bulk sender passes to one [`ResponseWriter::send`]: four
+/// full records, about 350 KB of sealed text per message, so the queue
+/// above holds at most a few MiB.
+pub const MAX_SEND_BATCH: usize = 4 * MAX_RESPONSE_DATA;
 
 /// Why reading the request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,15 +164,23 @@ impl ResponseWriter {
         }
     }
 
-    /// Sends `data` on `channel`, split into records of at most 65,536 bytes.
+    /// Sends `data` on `channel`, split into records of at most 65,536
+    /// bytes. The records of one call travel as one message, so a bulk
+    /// sender (get) wakes the front door once per batch, not per record;
+    /// callers bound the batch (at most [`MAX_SEND_BATCH`] bytes by get).
     pub async fn send(&mut self, channel: u8, data: &[u8]) -> Result<(), Gone> {
+        let mut lines = String::new();
         for piece in data.chunks(MAX_RESPONSE_DATA) {
-            let line = self
-                .sealer
-                .seal(&[&[channel], piece], false)
+            self.sealer
+                .seal_into(&[&[channel], piece], false, &mut lines)
                 .map_err(|_| Gone)?;
-            self.tx.send(line).await.map_err(|_| Gone)?;
-            self.sent += piece.len() as u64;
+        }
+        if !lines.is_empty() {
+            self.tx
+                .send(Bytes::from(lines.into_bytes()))
+                .await
+                .map_err(|_| Gone)?;
+            self.sent += data.len() as u64;
         }
         Ok(())
     }

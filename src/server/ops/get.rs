@@ -12,11 +12,10 @@ use tokio::sync::mpsc;
 
 use super::{fields, io_error, parse_descriptor, OpCtx, OpResult};
 use crate::proto::b64;
-use crate::proto::record::MAX_RESPONSE_DATA;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::confine::{locate, Access};
 use crate::server::runas::{account_for, fs_step};
-use crate::server::stream::{RequestReader, ResponseWriter};
+use crate::server::stream::{RequestReader, ResponseWriter, MAX_SEND_BATCH};
 
 /// The `get` descriptor.
 #[derive(Debug, Deserialize)]
@@ -82,20 +81,28 @@ pub async fn apply(
             if cancel.is_cancelled() {
                 return;
             }
-            let want = left.min(MAX_RESPONSE_DATA as u64) as usize;
+            let want = left.min(MAX_SEND_BATCH as u64) as usize;
             if want == 0 {
                 break;
             }
+            // Fill whole batches (short reads are retried) so records stay
+            // full-sized and each hand-off carries several of them.
             let mut buf = vec![0u8; want];
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = tx.blocking_send(Chunk::Failed(io_error("read", &e)));
-                    return;
+            let mut n = 0;
+            while n < want {
+                match file.read(buf.get_mut(n..).unwrap_or_default()) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Chunk::Failed(io_error("read", &e)));
+                        return;
+                    }
                 }
-            };
+            }
+            if n == 0 {
+                break;
+            }
             buf.truncate(n);
             hash.update(&buf);
             left -= n as u64;
