@@ -13,7 +13,7 @@ use super::{basename, digest_b64, progress};
 use crate::client::cli::Ctx;
 use crate::client::conn::{DataStream, ResponseItem};
 use crate::client::error::ClientError;
-use crate::client::input::reader_stream;
+use crate::client::input::file_stream;
 
 /// Arguments of `remo put`.
 #[derive(Debug, clap::Args)]
@@ -95,12 +95,11 @@ pub async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
         .await
         .map_err(|e| ClientError::Local(format!("hashing failed: {e}")))??;
     let (remote, desc) = descriptor(&a, &sha)?;
-    let file = tokio::fs::File::open(&a.local)
-        .await
-        .map_err(|e| ClientError::io(&a.local, "cannot open", e))?;
+    let file =
+        std::fs::File::open(&a.local).map_err(|e| ClientError::io(&a.local, "cannot open", e))?;
     let pb = progress(Some(meta.len()), &remote);
     let pb2 = pb.clone();
-    let input: DataStream = Box::pin(reader_stream(file).inspect(move |c| {
+    let input: DataStream = Box::pin(file_stream(file).inspect(move |c| {
         if let Ok(b) = c {
             pb2.inc(b.len() as u64);
         }
