@@ -9,7 +9,6 @@ pub mod cfgedit;
 pub mod client;
 pub mod firewall;
 pub mod keyfile;
-pub mod malloc;
 pub mod perms;
 pub mod proto;
 pub mod server;

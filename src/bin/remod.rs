@@ -25,7 +25,6 @@ enum Cmd {
 }
 
 fn main() {
-    remo::malloc::tune();
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Init(a) => remo::admin::run_init(a),
