@@ -62,6 +62,38 @@ fn records(c: &mut Criterion) {
             .ok()
         })
     });
+    g.bench_function("raw AES-256-GCM decrypt", |b| {
+        let aes = Aes256Gcm::new((&key).into());
+        let mut buf = data.clone();
+        let nonce = Nonce::from([0u8; 12]);
+        let tag = aes
+            .encrypt_inout_detached(&nonce, b"remo/1 get more", (&mut buf[..]).into())
+            .unwrap_or_default();
+        let ct = buf.clone();
+        b.iter(|| {
+            buf.copy_from_slice(&ct);
+            aes.decrypt_inout_detached(&nonce, b"remo/1 get more", (&mut buf[..]).into(), &tag)
+                .ok()
+        })
+    });
+    g.bench_function("SHA-256 (get/put digest)", |b| {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        b.iter(|| h.update(&data))
+    });
+    g.bench_function("base64 encode", |b| {
+        let mut out = String::with_capacity(data.len() * 2);
+        b.iter(|| {
+            out.clear();
+            remo::proto::b64::encode_into(&data, &mut out);
+            out.len()
+        })
+    });
+    g.bench_function("base64 decode", |b| {
+        let text = remo::proto::b64::encode(&data);
+        let mut out = Vec::with_capacity(data.len() + 16);
+        b.iter(|| remo::proto::b64::decode_into(text.as_bytes(), &mut out).is_ok())
+    });
     g.bench_function("seal (AES-GCM + base64 line)", |b| {
         let mut s = Sealer::new(RecordKey::new(&key), 1, "get");
         b.iter(|| s.seal(&[&[1u8], &data], false).ok())

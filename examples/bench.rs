@@ -7,7 +7,9 @@
 //! `SSH_ARGS` (e.g. `-p 2222 -i KEY -o … root@127.0.0.1`), `SSH_CTL`
 //! (ControlPath of a running master), `SCP_ARGS`, `BENCH_DIR` (a scratch
 //! directory, ideally tmpfs), `BENCH_FILE_MB` (default 1024),
-//! `BENCH_SESSIONS` (default 10000), `BENCH_QUICK=1` for a short run.
+//! `BENCH_SESSIONS` (default 10000), `BENCH_XFER_REPS` (put + get
+//! repetitions, default 5, 3 when quick), `BENCH_NO_WARM=1` (see
+//! `warm_memory`), `BENCH_QUICK=1` for a short run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,15 +98,35 @@ impl CpuMeter {
             .collect()
     }
 
-    /// "remod 0.61, nginx 0.20, client 0.55" CPU-seconds per GB moved.
-    fn per_gb(&self, before: &[f64], bytes: f64) -> String {
-        let after = self.sample();
+    /// CPU seconds used by each process group since `before`.
+    fn since(&self, before: &[f64]) -> Vec<f64> {
+        self.sample()
+            .iter()
+            .zip(before)
+            .map(|(a, b)| a - b)
+            .collect()
+    }
+
+    /// "remod 0.61, nginx 0.20, client 0.55": CPU seconds per GB moved,
+    /// from the totals of [`CpuMeter::since`] over all repetitions.
+    fn per_gb(&self, used: &[f64], bytes: f64) -> String {
         self.pids
             .iter()
-            .zip(after.iter().zip(before))
-            .map(|((n, _), (a, b))| format!("{n} {:.2}", (a - b) / (bytes / 1e9)))
+            .zip(used)
+            .map(|((n, _), u)| format!("{n} {:.2}", u / (bytes / 1e9)))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Adds one repetition's CPU seconds to a running total.
+fn add_cpu(total: &mut Vec<f64>, used: Vec<f64>) {
+    if total.is_empty() {
+        *total = used;
+    } else {
+        for (t, u) in total.iter_mut().zip(used) {
+            *t += u;
+        }
     }
 }
 
@@ -209,27 +231,80 @@ fn ssh_rate(args: &str, ctl: &str, conc: usize, total: usize) -> Res<f64> {
     Ok((per * conc) as f64 / t.elapsed().as_secs_f64())
 }
 
-fn file_stream(path: &Path) -> Res<DataStream> {
-    let f = std::fs::File::open(path)?;
-    let f = tokio::fs::File::from_std(f);
-    let s = tokio_util::io::ReaderStream::with_capacity(f, 1 << 16);
-    Ok(Box::pin(s))
+/// Spawns of `/usr/bin/true` per second from this process with `conc`
+/// threads, no network and no remod: the ceiling for `cmd true` on this
+/// machine, since every remote `true` costs at least one such start.
+fn local_spawn_rate(conc: usize, total: usize) -> Res<f64> {
+    let per = total / conc;
+    let t = Instant::now();
+    std::thread::scope(|sc| -> Res<()> {
+        let hs: Vec<_> = (0..conc)
+            .map(|_| {
+                sc.spawn(move || -> Res<()> {
+                    for _ in 0..per {
+                        if !Command::new("/usr/bin/true").status()?.success() {
+                            return Err("true failed".into());
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().map_err(|_| "thread panicked")??;
+        }
+        Ok(())
+    })?;
+    Ok((per * conc) as f64 / t.elapsed().as_secs_f64())
 }
 
-/// Put then get one file: MB/s each way, remod's RSS before and at its
-/// peak, and CPU seconds per GB by process for each direction.
+fn file_stream(path: &Path) -> Res<DataStream> {
+    Ok(remo::client::input::file_stream(std::fs::File::open(path)?))
+}
+
+/// Makes `bytes` of guest memory ready for use before a transfer that
+/// fills as much page cache. On a VM the host backs guest pages lazily and
+/// takes freed ones back, so the first touch of a page costs a host fault:
+/// here that is about 2.5 s per GiB, more than remod's whole share of a put,
+/// and it lands on whichever transfer happens to get cold pages. Touching
+/// and freeing the memory first (for remo and scp alike) measures the
+/// transfer instead of the hypervisor. `BENCH_NO_WARM=1` turns it off.
+fn warm_memory(bytes: usize) {
+    if std::env::var_os("BENCH_NO_WARM").is_some() {
+        return;
+    }
+    let mut v = vec![0u8; bytes];
+    for b in v.iter_mut().step_by(4096) {
+        *b = 1;
+    }
+    std::hint::black_box(&v);
+}
+
+/// What one put + get of a file measured.
+struct Transfer {
+    put_mbs: f64,
+    get_mbs: f64,
+    /// CPU seconds by process (see [`CpuMeter`]) during the put and the get.
+    put_cpu: Vec<f64>,
+    get_cpu: Vec<f64>,
+    /// remod's highest RSS seen during either, in KiB.
+    peak_kib: u64,
+}
+
+/// Put then get one file: MB/s each way, remod's peak RSS, and the CPU
+/// seconds each process used for each direction.
 async fn transfer(
     s: &Session,
     local: &Path,
     remote: &Path,
+    meter: &CpuMeter,
     pid: u32,
-) -> Res<(f64, f64, u64, u64, String, String)> {
+) -> Res<Transfer> {
     let size = std::fs::metadata(local)?.len() as f64;
-    let rss0 = rss_kib(pid, "VmRSS:");
-    let meter = CpuMeter::new(pid);
+    warm_memory(size as usize + (64 << 20));
+    let mut peak = rss_kib(pid, "VmRSS:");
     let cpu0 = meter.sample();
     let t = Instant::now();
-    let mut peak = rss0;
     let mut resp = s
         .request(
             "put",
@@ -243,8 +318,9 @@ async fn transfer(
             r?;
         }
     }
-    let put = size / t.elapsed().as_secs_f64() / 1e6;
-    let put_cpu = meter.per_gb(&cpu0, size);
+    let put_mbs = size / t.elapsed().as_secs_f64() / 1e6;
+    let put_cpu = meter.since(&cpu0);
+    warm_memory(size as usize + (64 << 20));
     let cpu0 = meter.sample();
     let t = Instant::now();
     let mut resp = s
@@ -268,9 +344,16 @@ async fn transfer(
     if n as f64 != size {
         return Err(format!("get returned {n} bytes, expected {size}").into());
     }
-    let get = size / t.elapsed().as_secs_f64() / 1e6;
-    let get_cpu = meter.per_gb(&cpu0, size);
-    Ok((put, get, rss0, peak, put_cpu, get_cpu))
+    let get_mbs = size / t.elapsed().as_secs_f64() / 1e6;
+    let get_cpu = meter.since(&cpu0);
+    let _ = std::fs::remove_file(remote);
+    Ok(Transfer {
+        put_mbs,
+        get_mbs,
+        put_cpu,
+        get_cpu,
+        peak_kib: peak,
+    })
 }
 
 /// Median milliseconds of the client's handshake work (start + finish) and
@@ -313,6 +396,7 @@ fn scp_rates(args: &str, local: &Path, remote: &Path, back: &Path, mb: u64) -> R
     let mut argv: Vec<String> = args.split_whitespace().map(str::to_string).collect();
     let host = argv.pop().ok_or("SCP_ARGS must end with user@host")?;
     let bytes = mb as f64 * 1048576.0;
+    warm_memory(bytes as usize + (64 << 20));
     let t = Instant::now();
     let st = Command::new("scp")
         .args(&argv)
@@ -320,6 +404,7 @@ fn scp_rates(args: &str, local: &Path, remote: &Path, back: &Path, mb: u64) -> R
         .arg(format!("{host}:{}", remote.display()))
         .status()?;
     let up = bytes / t.elapsed().as_secs_f64() / 1e6;
+    warm_memory(bytes as usize + (64 << 20));
     let t = Instant::now();
     let st2 = Command::new("scp")
         .args(&argv)
@@ -353,6 +438,11 @@ async fn main() -> Res<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 1000 } else { 10_000 });
     let reps = if quick { 5 } else { 21 };
+    // Each transfer repetition moves the file twice (put and get) per side.
+    let xfer_reps: usize = std::env::var("BENCH_XFER_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 3 } else { 5 });
     // BENCH_ONLY=login,cmd,idt,xfer,sessions runs a subset (for profiling).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     // BENCH_NO_SSH=1 leaves the OpenSSH baseline out (for profiling).
@@ -409,16 +499,28 @@ async fn main() -> Res<()> {
         for conc in levels {
             let mut r = Vec::new();
             let mut b = Vec::new();
+            let mut local = Vec::new();
             for _ in 0..3 {
                 r.push(cmd_rate(s.clone(), conc, total).await?);
                 if baseline {
                     b.push(ssh_rate(&ssh_args, &ctl, conc, total / 20)?);
                 }
+                local.push(local_spawn_rate(conc, total)?);
             }
+            let remo = median(r);
             rows.push(row(
                 &format!("cmd true, {conc} client(s) (vs ssh ControlMaster)"),
-                median(r),
+                remo,
                 median(b),
+                "req/s",
+                true,
+            ));
+            // How close to the machine's own limit: the same number of
+            // local spawns, with no transport, crypto or server at all.
+            rows.push(row(
+                &format!("cmd true, {conc} client(s) (vs local spawn of true, {conc} threads)"),
+                remo,
+                median(local),
                 "req/s",
                 true,
             ));
@@ -484,36 +586,61 @@ async fn main() -> Res<()> {
             }
         }
         let remote = dir.join("bench.remote");
-        let (put, get, rss0, peak, put_cpu, get_cpu) = transfer(&s, &local, &remote, pid).await?;
         let scp_target = dir.join("bench.scp");
-        let (scp_put, scp_get) = if baseline {
-            scp_rates(
-                &scp_args,
-                &local,
-                &scp_target,
-                &dir.join("bench.back"),
-                file_mb,
-            )?
-        } else {
-            (f64::NAN, f64::NAN)
+        let scp_back = dir.join("bench.back");
+        let meter = CpuMeter::new(pid);
+        let rss0 = rss_kib(pid, "VmRSS:");
+        let size = (file_mb << 20) as f64;
+        // Repetitions alternate remo and scp, so a slow phase of the
+        // machine does not land on one side only.
+        let (mut put, mut get, mut scp_put, mut scp_get) = (vec![], vec![], vec![], vec![]);
+        let (mut put_cpu, mut get_cpu) = (Vec::new(), Vec::new());
+        let mut peak = rss0;
+        for _ in 0..xfer_reps {
+            let x = transfer(&s, &local, &remote, &meter, pid).await?;
+            put.push(x.put_mbs);
+            get.push(x.get_mbs);
+            add_cpu(&mut put_cpu, x.put_cpu);
+            add_cpu(&mut get_cpu, x.get_cpu);
+            peak = peak.max(x.peak_kib);
+            if baseline {
+                let (up, down) = scp_rates(&scp_args, &local, &scp_target, &scp_back, file_mb)?;
+                scp_put.push(up);
+                scp_get.push(down);
+                let _ = std::fs::remove_file(&scp_target);
+                let _ = std::fs::remove_file(&scp_back);
+            }
+        }
+        let moved = size * xfer_reps as f64;
+        let (put_cpu, get_cpu) = (meter.per_gb(&put_cpu, moved), meter.per_gb(&get_cpu, moved));
+        let all = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
+        println!(
+            "transfers, MB/s per repetition: put {}; get {}; scp up {}; scp down {}",
+            all(&put),
+            all(&get),
+            all(&scp_put),
+            all(&scp_get)
+        );
         rows.push(row(
             &format!("put {file_mb} MiB (vs scp upload)"),
-            put,
-            scp_put,
+            median(put),
+            median(scp_put),
             "MB/s",
             true,
         ));
         rows.push(row(
             &format!("get {file_mb} MiB (vs scp download)"),
-            get,
-            scp_get,
+            median(get),
+            median(scp_get),
             "MB/s",
             true,
         ));
-        for p in [&local, &remote, &scp_target, &dir.join("bench.back")] {
-            let _ = std::fs::remove_file(p);
-        }
+        let _ = std::fs::remove_file(&local);
         for (dir, cpu) in [("put", put_cpu), ("get", get_cpu)] {
             rows.push(Row {
                 what: format!("CPU seconds per GB, {dir}"),
