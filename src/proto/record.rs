@@ -62,6 +62,13 @@ pub enum RecordError {
     Empty,
 }
 
+/// Length of the sealed line (with CRLF) of a record with `plaintext`
+/// bytes, so a caller sealing several records can size its buffer once.
+pub fn sealed_line_len(plaintext: usize) -> usize {
+    let raw = NONCE_LEN + plaintext + TAG_LEN;
+    (raw * 4).div_ceil(3) + 2
+}
+
 /// Builds the AAD `"remo/1 " ‖ OP ‖ (" more" | " last")`.
 fn aad(op: &str, last: bool) -> Vec<u8> {
     let mut a = Vec::with_capacity(7 + op.len() + 5);
@@ -441,6 +448,16 @@ pub fn open_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_line_len_is_exact() {
+        let key = RecordKey::new(&[3u8; 32]);
+        let mut s = Sealer::new(key, 1, "get");
+        for n in [0usize, 1, 2, 3, 4, 100, 65_535, MAX_PLAINTEXT] {
+            let line = s.seal(&[&vec![7u8; n]], false).unwrap();
+            assert_eq!(line.len(), sealed_line_len(n), "plaintext {n}");
+        }
+    }
 
     fn key(b: u8) -> RecordKey {
         RecordKey::new(&[b; 32])

@@ -7,7 +7,8 @@ use tokio::sync::mpsc;
 
 use super::request::{Body, BodyError};
 use crate::proto::record::{
-    LineSplitter, Opener, Record, RecordError, Sealer, CHANNEL_STDOUT, MAX_RESPONSE_DATA,
+    sealed_line_len, LineSplitter, Opener, Record, RecordError, Sealer, CHANNEL_STDOUT,
+    MAX_RESPONSE_DATA,
 };
 use crate::proto::response::{error_result, ok_result, OpError};
 
@@ -169,7 +170,12 @@ impl ResponseWriter {
     /// sender (get) wakes the front door once per batch, not per record;
     /// callers bound the batch (at most [`MAX_SEND_BATCH`] bytes by get).
     pub async fn send(&mut self, channel: u8, data: &[u8]) -> Result<(), Gone> {
-        let mut lines = String::new();
+        // Sized once for all the records, so the text is never moved.
+        let cap = data
+            .chunks(MAX_RESPONSE_DATA)
+            .map(|p| sealed_line_len(1 + p.len()))
+            .sum();
+        let mut lines = String::with_capacity(cap);
         for piece in data.chunks(MAX_RESPONSE_DATA) {
             self.sealer
                 .seal_into(&[&[channel], piece], false, &mut lines)

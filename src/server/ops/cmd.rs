@@ -306,8 +306,10 @@ pub async fn apply(
         (None, cap) => Some(Duration::from_secs(cap)),
     };
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut buf_out = vec![0u8; MAX_RESPONSE_DATA];
-    let mut buf_err = vec![0u8; MAX_RESPONSE_DATA];
+    // Read into spare capacity: a command with little output touches (and
+    // the allocator faults in) only what it writes, nothing is zero-filled.
+    let mut buf_out: Vec<u8> = Vec::with_capacity(MAX_RESPONSE_DATA);
+    let mut buf_err: Vec<u8> = Vec::with_capacity(MAX_RESPONSE_DATA);
     let (mut out_done, mut err_done) = (false, false);
     let mut status: Option<std::process::ExitStatus> = None;
     let mut grace: Option<tokio::time::Instant> = None;
@@ -322,22 +324,26 @@ pub async fn apply(
             break End::Exited(status.unwrap_or_default());
         }
         tokio::select! {
-            r = stdout.read(&mut buf_out), if !out_done => match r {
+            r = stdout.read_buf(&mut buf_out), if !out_done => match r {
                 Ok(0) | Err(_) => out_done = true,
                 Ok(n) => {
                     produced += n as u64;
                     if produced > limit { break End::TooMuchOutput; }
-                    if out.send(CHANNEL_STDOUT, buf_out.get(..n).unwrap_or(&[])).await.is_err() {
+                    let sent = out.send(CHANNEL_STDOUT, &buf_out).await;
+                    buf_out.clear();
+                    if sent.is_err() {
                         break End::ClientGone;
                     }
                 }
             },
-            r = stderr.read(&mut buf_err), if !err_done => match r {
+            r = stderr.read_buf(&mut buf_err), if !err_done => match r {
                 Ok(0) | Err(_) => err_done = true,
                 Ok(n) => {
                     produced += n as u64;
                     if produced > limit { break End::TooMuchOutput; }
-                    if out.send(CHANNEL_STDERR, buf_err.get(..n).unwrap_or(&[])).await.is_err() {
+                    let sent = out.send(CHANNEL_STDERR, &buf_err).await;
+                    buf_err.clear();
+                    if sent.is_err() {
                         break End::ClientGone;
                     }
                 }

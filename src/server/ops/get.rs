@@ -86,24 +86,17 @@ pub async fn apply(
                 break;
             }
             // Fill whole batches (short reads are retried) so records stay
-            // full-sized and each hand-off carries several of them.
-            let mut buf = vec![0u8; want];
-            let mut n = 0;
-            while n < want {
-                match file.read(buf.get_mut(n..).unwrap_or_default()) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Chunk::Failed(io_error("read", &e)));
-                        return;
-                    }
-                }
+            // full-sized and each hand-off carries several of them. Read
+            // into spare capacity: nothing is zero-filled first.
+            let mut buf = Vec::with_capacity(want);
+            if let Err(e) = (&mut file).take(want as u64).read_to_end(&mut buf) {
+                let _ = tx.blocking_send(Chunk::Failed(io_error("read", &e)));
+                return;
             }
+            let n = buf.len();
             if n == 0 {
                 break;
             }
-            buf.truncate(n);
             hash.update(&buf);
             left -= n as u64;
             if tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
