@@ -200,28 +200,14 @@ async fn cmd_rate(s: Arc<Session>, conc: usize, total: usize) -> Res<f64> {
     Ok((per * conc) as f64 / t.elapsed().as_secs_f64())
 }
 
-fn ssh_rate(args: &str, ctl: &str, conc: usize, total: usize) -> Res<f64> {
+/// Runs `job` `total` times spread over `conc` threads; jobs per second.
+fn thread_rate(conc: usize, total: usize, job: impl Fn() -> Res<()> + Sync) -> Res<f64> {
     let per = total / conc;
+    let job = &job;
     let t = Instant::now();
     std::thread::scope(|sc| -> Res<()> {
         let hs: Vec<_> = (0..conc)
-            .map(|_| {
-                sc.spawn(move || -> Res<()> {
-                    for _ in 0..per {
-                        ssh(
-                            args,
-                            &[
-                                "-o",
-                                &format!("ControlPath={ctl}"),
-                                "-o",
-                                "ControlMaster=no",
-                                "true",
-                            ],
-                        )?;
-                    }
-                    Ok(())
-                })
-            })
+            .map(|_| sc.spawn(move || (0..per).try_for_each(|_| job())))
             .collect();
         for h in hs {
             h.join().map_err(|_| "thread panicked")??;
@@ -231,31 +217,25 @@ fn ssh_rate(args: &str, ctl: &str, conc: usize, total: usize) -> Res<f64> {
     Ok((per * conc) as f64 / t.elapsed().as_secs_f64())
 }
 
+/// `ssh true` through the running ControlMaster, per second.
+fn ssh_rate(args: &str, ctl: &str, conc: usize, total: usize) -> Res<f64> {
+    let path = format!("ControlPath={ctl}");
+    thread_rate(conc, total, || {
+        ssh(args, &["-o", &path, "-o", "ControlMaster=no", "true"])
+    })
+}
+
 /// Spawns of `/usr/bin/true` per second from this process with `conc`
 /// threads, no network and no remod: the ceiling for `cmd true` on this
 /// machine, since every remote `true` costs at least one such start.
 fn local_spawn_rate(conc: usize, total: usize) -> Res<f64> {
-    let per = total / conc;
-    let t = Instant::now();
-    std::thread::scope(|sc| -> Res<()> {
-        let hs: Vec<_> = (0..conc)
-            .map(|_| {
-                sc.spawn(move || -> Res<()> {
-                    for _ in 0..per {
-                        if !Command::new("/usr/bin/true").status()?.success() {
-                            return Err("true failed".into());
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().map_err(|_| "thread panicked")??;
+    thread_rate(conc, total, || {
+        if Command::new("/usr/bin/true").status()?.success() {
+            Ok(())
+        } else {
+            Err("true failed".into())
         }
-        Ok(())
-    })?;
-    Ok((per * conc) as f64 / t.elapsed().as_secs_f64())
+    })
 }
 
 fn file_stream(path: &Path) -> Res<DataStream> {
