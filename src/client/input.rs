@@ -32,23 +32,16 @@ pub fn file_stream(file: std::fs::File) -> DataStream {
     tokio::task::spawn_blocking(move || {
         let mut file = file;
         loop {
-            let mut buf = vec![0u8; FILE_CHUNK];
-            let mut n = 0;
-            while n < FILE_CHUNK {
-                match file.read(buf.get_mut(n..).unwrap_or_default()) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                }
-            }
-            if n == 0 {
+            // Whole chunks (short reads retried), read into spare capacity
+            // as get does on the server: nothing is zero-filled first.
+            let mut buf = Vec::with_capacity(FILE_CHUNK);
+            if let Err(e) = (&mut file).take(FILE_CHUNK as u64).read_to_end(&mut buf) {
+                let _ = tx.blocking_send(Err(e));
                 return;
             }
-            buf.truncate(n);
+            if buf.is_empty() {
+                return;
+            }
             if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                 return;
             }
