@@ -120,13 +120,9 @@ impl CpuMeter {
 }
 
 /// Adds one repetition's CPU seconds to a running total.
-fn add_cpu(total: &mut Vec<f64>, used: Vec<f64>) {
-    if total.is_empty() {
-        *total = used;
-    } else {
-        for (t, u) in total.iter_mut().zip(used) {
-            *t += u;
-        }
+fn add_cpu(total: &mut [f64], used: &[f64]) {
+    for (t, u) in total.iter_mut().zip(used) {
+        *t += u;
     }
 }
 
@@ -574,14 +570,15 @@ async fn main() -> Res<()> {
         // Repetitions alternate remo and scp, so a slow phase of the
         // machine does not land on one side only.
         let (mut put, mut get, mut scp_put, mut scp_get) = (vec![], vec![], vec![], vec![]);
-        let (mut put_cpu, mut get_cpu) = (Vec::new(), Vec::new());
+        let groups = meter.pids.len();
+        let (mut put_cpu, mut get_cpu) = (vec![0.0; groups], vec![0.0; groups]);
         let mut peak = rss0;
         for _ in 0..xfer_reps {
             let x = transfer(&s, &local, &remote, &meter, pid).await?;
             put.push(x.put_mbs);
             get.push(x.get_mbs);
-            add_cpu(&mut put_cpu, x.put_cpu);
-            add_cpu(&mut get_cpu, x.get_cpu);
+            add_cpu(&mut put_cpu, &x.put_cpu);
+            add_cpu(&mut get_cpu, &x.get_cpu);
             peak = peak.max(x.peak_kib);
             if baseline {
                 let (up, down) = scp_rates(&scp_args, &local, &scp_target, &scp_back, file_mb)?;
