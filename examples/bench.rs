@@ -46,25 +46,41 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 
 /// CPU seconds (user + system) a process has used so far.
 fn cpu_secs(pid: &str) -> f64 {
+    stat_secs(pid, 11)
+}
+
+/// CPU seconds (user + system) of the children a process has reaped so
+/// far: for remod, the commands it ran.
+fn child_cpu_secs(pid: &str) -> f64 {
+    stat_secs(pid, 13)
+}
+
+/// The sum of two adjacent tick fields of `/proc/PID/stat`, counted from
+/// the state field (index 0): 11 is utime + stime, 13 cutime + cstime.
+fn stat_secs(pid: &str, first: usize) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
     // Fields after the command name (which may contain spaces): state is
-    // field 3, utime 14, stime 15.
+    // field 3, utime 14, stime 15, cutime 16, cstime 17.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(first) + ticks(first + 1)) / 100.0
 }
 
-/// The processes whose CPU time a transfer is charged with: remod, the
-/// nginx workers (children of `NGINX_PID`) and this driver.
+/// The processes whose CPU time a transfer or a command run is charged
+/// with: remod, the nginx workers (children of `NGINX_PID`), this driver
+/// and, for commands, the children remod reaped.
 struct CpuMeter {
-    pids: Vec<(&'static str, Vec<String>)>,
+    pids: Vec<CpuGroup>,
 }
+
+/// A name, its processes, and how to read one process's seconds.
+type CpuGroup = (&'static str, Vec<String>, fn(&str) -> f64);
 
 impl CpuMeter {
-    fn new(remod: u32) -> Self {
+    fn new(remod: u32, with_children: bool) -> Self {
         let mut nginx = Vec::new();
         if let Ok(master) = std::env::var("NGINX_PID") {
             if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -82,19 +98,21 @@ impl CpuMeter {
                 }
             }
         }
-        CpuMeter {
-            pids: vec![
-                ("remod", vec![remod.to_string()]),
-                ("nginx", nginx),
-                ("client", vec!["self".to_string()]),
-            ],
+        let mut pids: Vec<CpuGroup> = vec![
+            ("remod", vec![remod.to_string()], cpu_secs),
+            ("nginx", nginx, cpu_secs),
+            ("client", vec!["self".to_string()], cpu_secs),
+        ];
+        if with_children {
+            pids.push(("children", vec![remod.to_string()], child_cpu_secs));
         }
+        CpuMeter { pids }
     }
 
     fn sample(&self) -> Vec<f64> {
         self.pids
             .iter()
-            .map(|(_, ps)| ps.iter().map(|p| cpu_secs(p)).sum())
+            .map(|(_, ps, secs)| ps.iter().map(|p| secs(p)).sum())
             .collect()
     }
 
@@ -107,13 +125,14 @@ impl CpuMeter {
             .collect()
     }
 
-    /// "remod 0.61, nginx 0.20, client 0.55": CPU seconds per GB moved,
-    /// from the totals of [`CpuMeter::since`] over all repetitions.
-    fn per_gb(&self, used: &[f64], bytes: f64) -> String {
+    /// "remod 0.61, nginx 0.20, client 0.55": CPU seconds (times `scale`)
+    /// per unit (a GB moved, a command), from the totals of
+    /// [`CpuMeter::since`] over all repetitions.
+    fn per(&self, used: &[f64], units: f64, scale: f64) -> String {
         self.pids
             .iter()
             .zip(used)
-            .map(|((n, _), u)| format!("{n} {:.2}", u / (bytes / 1e9)))
+            .map(|((n, _, _), u)| format!("{n} {:.2}", u * scale / units))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -472,17 +491,38 @@ async fn main() -> Res<()> {
             .ok()
             .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
             .unwrap_or_else(|| vec![1, 8]);
+        let meter = CpuMeter::new(pid, true);
         for conc in levels {
             let mut r = Vec::new();
             let mut b = Vec::new();
             let mut local = Vec::new();
+            let mut cpu = vec![0.0; meter.pids.len()];
+            let (mut local_self, mut local_child) = (0.0, 0.0);
             for _ in 0..3 {
+                let before = meter.sample();
                 r.push(cmd_rate(s.clone(), conc, total).await?);
+                add_cpu(&mut cpu, &meter.since(&before));
                 if baseline {
                     b.push(ssh_rate(&ssh_args, &ctl, conc, total / 20)?);
                 }
+                let (me, kids) = (cpu_secs("self"), child_cpu_secs("self"));
                 local.push(local_spawn_rate(conc, total)?);
+                local_self += cpu_secs("self") - me;
+                local_child += child_cpu_secs("self") - kids;
             }
+            // Where a command's CPU goes, against a bare local spawn: the
+            // child's share is the same `true` in both.
+            let runs = (3 * (total / conc) * conc) as f64;
+            rows.push(Row {
+                what: format!("cmd true, {conc} client(s): CPU ms per command"),
+                remo: meter.per(&cpu, runs, 1e3),
+                base: format!(
+                    "spawner {:.2}, child {:.2}",
+                    local_self * 1e3 / runs,
+                    local_child * 1e3 / runs
+                ),
+                ratio: "-".into(),
+            });
             let remo = median(r);
             rows.push(row(
                 &format!("cmd true, {conc} client(s) (vs ssh ControlMaster)"),
@@ -564,7 +604,7 @@ async fn main() -> Res<()> {
         let remote = dir.join("bench.remote");
         let scp_target = dir.join("bench.scp");
         let scp_back = dir.join("bench.back");
-        let meter = CpuMeter::new(pid);
+        let meter = CpuMeter::new(pid, false);
         let rss0 = rss_kib(pid, "VmRSS:");
         let size = (file_mb << 20) as f64;
         // Repetitions alternate remo and scp, so a slow phase of the
@@ -589,7 +629,10 @@ async fn main() -> Res<()> {
             }
         }
         let moved = size * xfer_reps as f64;
-        let (put_cpu, get_cpu) = (meter.per_gb(&put_cpu, moved), meter.per_gb(&get_cpu, moved));
+        let (put_cpu, get_cpu) = (
+            meter.per(&put_cpu, moved / 1e9, 1.0),
+            meter.per(&get_cpu, moved / 1e9, 1.0),
+        );
         let all = |v: &[f64]| {
             v.iter()
                 .map(|x| format!("{x:.0}"))
