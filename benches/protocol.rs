@@ -98,6 +98,16 @@ fn records(c: &mut Criterion) {
         let mut s = Sealer::new(RecordKey::new(&key), 1, "get");
         b.iter(|| s.seal(&[&[1u8], &data], false).ok())
     });
+    // An upload's data record: one part, sealed into a reused line buffer
+    // (what the client's put does for every 64 KiB).
+    g.bench_function("seal_into, one part (put data)", |b| {
+        let mut s = Sealer::new(RecordKey::new(&key), 1, "put");
+        let mut out = String::with_capacity(data.len() * 2);
+        b.iter(|| {
+            out.clear();
+            s.seal_into(&[&data], false, &mut out).is_ok()
+        })
+    });
     let mut s = Sealer::new(RecordKey::new(&key), 1, "get");
     let line = s
         .seal(&[&[1u8], &data], false)
