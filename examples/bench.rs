@@ -386,6 +386,76 @@ fn handshake_costs(user: &IdentityKey, n: usize) -> Res<(f64, f64)> {
     Ok((median(c), median(sv)))
 }
 
+/// The `remo` command line, as a user runs it: `remo put` (which hashes
+/// the file before it sends it, so a file changing under it fails instead
+/// of landing torn) and `remo get` (which writes the file and checks its
+/// digest), each a process of its own like scp. MB/s up and down.
+fn cli_rates(cli: &Cli, local: &Path, remote: &Path, back: &Path, bytes: f64) -> Res<(f64, f64)> {
+    let run = |args: &[&std::ffi::OsStr]| -> Res<()> {
+        let st = cli
+            .command()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(format!("remo {:?} failed: {st}", args.first()).into())
+        }
+    };
+    warm_memory(bytes as usize + (64 << 20));
+    let t = Instant::now();
+    run(&["put".as_ref(), local.as_os_str(), remote.as_os_str()])?;
+    let up = bytes / t.elapsed().as_secs_f64() / 1e6;
+    warm_memory(bytes as usize + (64 << 20));
+    let t = Instant::now();
+    run(&["get".as_ref(), remote.as_os_str(), back.as_os_str()])?;
+    let down = bytes / t.elapsed().as_secs_f64() / 1e6;
+    if std::fs::metadata(back)?.len() as f64 != bytes {
+        return Err("remo get wrote a file of the wrong size".into());
+    }
+    let _ = std::fs::remove_file(remote);
+    let _ = std::fs::remove_file(back);
+    Ok((up, down))
+}
+
+/// How to run the `remo` binary against the bench's server: its own HOME
+/// (known-hosts pin, no session cache in the user's home) and the bench
+/// user's key.
+struct Cli {
+    bin: String,
+    home: PathBuf,
+    url: String,
+    user: String,
+    key: String,
+}
+
+impl Cli {
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.env("HOME", &self.home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_CACHE_HOME")
+            .args(["--server", &self.url, "-l", &self.user, "-i", &self.key]);
+        c
+    }
+
+    /// Pins the server's key (first use), so later commands run unattended.
+    fn pin(&self) -> Res<()> {
+        std::fs::create_dir_all(&self.home)?;
+        let st = self
+            .command()
+            .arg("info")
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(format!("remo info failed: {st}").into())
+        }
+    }
+}
+
 /// scp up and down of the same file: the baseline for put and get, in MB/s.
 fn scp_rates(args: &str, local: &Path, remote: &Path, back: &Path, mb: u64) -> Res<(f64, f64)> {
     let mut argv: Vec<String> = args.split_whitespace().map(str::to_string).collect();
@@ -610,6 +680,16 @@ async fn main() -> Res<()> {
         // Repetitions alternate remo and scp, so a slow phase of the
         // machine does not land on one side only.
         let (mut put, mut get, mut scp_put, mut scp_get) = (vec![], vec![], vec![], vec![]);
+        let (mut cli_put, mut cli_get) = (vec![], vec![]);
+        let cli = Cli {
+            bin: env("REMO_BIN")?,
+            home: dir.join("cli-home"),
+            url: url.clone(),
+            user: user.clone(),
+            key: env("REMO_KEY")?,
+        };
+        cli.pin()?;
+        let (cli_remote, cli_back) = (dir.join("bench.cli"), dir.join("bench.cli.back"));
         let groups = meter.pids.len();
         let (mut put_cpu, mut get_cpu) = (vec![0.0; groups], vec![0.0; groups]);
         let mut peak = rss0;
@@ -620,6 +700,9 @@ async fn main() -> Res<()> {
             add_cpu(&mut put_cpu, &x.put_cpu);
             add_cpu(&mut get_cpu, &x.get_cpu);
             peak = peak.max(x.peak_kib);
+            let (up, down) = cli_rates(&cli, &local, &cli_remote, &cli_back, size)?;
+            cli_put.push(up);
+            cli_get.push(down);
             if baseline {
                 let (up, down) = scp_rates(&scp_args, &local, &scp_target, &scp_back, file_mb)?;
                 scp_put.push(up);
@@ -640,23 +723,43 @@ async fn main() -> Res<()> {
                 .join(", ")
         };
         println!(
-            "transfers, MB/s per repetition: put {}; get {}; scp up {}; scp down {}",
+            "transfers, MB/s per repetition: remo put {}; remo get {}; library put {}; library get {}; scp up {}; scp down {}",
+            all(&cli_put),
+            all(&cli_get),
             all(&put),
             all(&get),
             all(&scp_put),
             all(&scp_get)
         );
+        let (scp_up, scp_down) = (median(scp_put), median(scp_get));
         rows.push(row(
-            &format!("put {file_mb} MiB (vs scp upload)"),
-            median(put),
-            median(scp_put),
+            &format!("remo put, {file_mb} MiB (vs scp upload)"),
+            median(cli_put),
+            scp_up,
             "MB/s",
             true,
         ));
         rows.push(row(
-            &format!("get {file_mb} MiB (vs scp download)"),
+            &format!("remo get, {file_mb} MiB (vs scp download)"),
+            median(cli_get),
+            scp_down,
+            "MB/s",
+            true,
+        ));
+        // The protocol path alone: the client library streams the file
+        // without hashing it first and counts what comes back without
+        // writing it.
+        rows.push(row(
+            &format!("put {file_mb} MiB, client library (vs scp upload)"),
+            median(put),
+            scp_up,
+            "MB/s",
+            true,
+        ));
+        rows.push(row(
+            &format!("get {file_mb} MiB, client library (vs scp download)"),
             median(get),
-            median(scp_get),
+            scp_down,
             "MB/s",
             true,
         ));
