@@ -265,6 +265,25 @@ fn get_put_big_file_and_failed_get_leaves_nothing() {
     assert_code(&o, 0);
     assert_eq!(o.stdout, b"small\n");
 
+    // A local write that fails (stdout on a full device) stops the download
+    // with that error, not a hang or a success.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = c
+        .cmd(&s, &["get", &remote, "-"])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_code(&o, 1);
+    assert!(
+        text(&o.stderr).contains("cannot write"),
+        "{}",
+        text(&o.stderr)
+    );
+
     // A failed get leaves no file, partial or temporary.
     let before: Vec<_> = std::fs::read_dir(&dl).unwrap().collect();
     let o = c.run(

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -91,12 +92,86 @@ fn temp_in(dest: &Path) -> Result<(TempFile, std::fs::File), ClientError> {
     ))
 }
 
+/// What the storing thread hands back once the data has ended.
+struct Stored {
+    digest: String,
+    received: u64,
+    file: Option<std::fs::File>,
+}
+
+/// Hashes and stores a download on a thread of its own, so the next records
+/// are read and decrypted while the last ones are hashed and written.
+struct Sink {
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    worker: std::thread::JoinHandle<Result<Stored, ClientError>>,
+}
+
+/// Chunks (records' data) queued between the response and the storing thread.
+const SINK_DEPTH: usize = 8;
+
+impl Sink {
+    /// Stores into `file` (at `path`, for messages), or stdout when `None`.
+    fn start(file: Option<(PathBuf, std::fs::File)>) -> Result<Sink, ClientError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(SINK_DEPTH);
+        let worker = std::thread::Builder::new()
+            .name("remo-get".into())
+            .spawn(move || {
+                let mut hasher = Sha256::new();
+                let mut received = 0u64;
+                let mut file = file;
+                while let Some(b) = rx.blocking_recv() {
+                    hasher.update(&b);
+                    received += b.len() as u64;
+                    match &mut file {
+                        Some((path, f)) => f
+                            .write_all(&b)
+                            .map_err(|e| ClientError::io(&*path, "cannot write", e))?,
+                        None => emit(false, &b)?,
+                    }
+                }
+                Ok(Stored {
+                    digest: digest_b64(&hasher.finalize()),
+                    received,
+                    file: file.map(|(_, f)| f),
+                })
+            })
+            .map_err(|e| ClientError::Local(format!("cannot start a thread: {e}")))?;
+        Ok(Sink {
+            tx: Some(tx),
+            worker,
+        })
+    }
+
+    /// Queues a chunk; fails with the storing thread's error if it stopped.
+    async fn send(&mut self, b: Bytes) -> Result<(), ()> {
+        match &self.tx {
+            Some(tx) => tx.send(b).await.map_err(|_| ()),
+            None => Err(()),
+        }
+    }
+
+    /// Ends the data and waits for the thread: the digest, the byte count
+    /// and the file, or the error that stopped it.
+    async fn finish(mut self) -> Result<Stored, ClientError> {
+        self.tx = None;
+        let worker = self.worker;
+        tokio::task::spawn_blocking(move || worker.join())
+            .await
+            .map_err(|e| ClientError::Local(format!("storing failed: {e}")))?
+            .map_err(|_| ClientError::Local("the storing thread failed".into()))?
+    }
+}
+
 /// Downloads REMOTE to LOCAL.
 pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
     let dest = destination(&a)?;
-    let mut out = match &dest {
-        Some(d) => Some(temp_in(d)?),
-        None => None,
+    let (mut temp, file) = match &dest {
+        Some(d) => {
+            let (t, f) = temp_in(d)?;
+            let path = t.path.clone();
+            (Some(t), Some((path, f)))
+        }
+        None => (None, None),
     };
     let mut active = ctx.session().await?;
     let outcome = async {
@@ -104,19 +179,17 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
             .request(&mut active, "get", &json!({"path": a.remote}), None)
             .await?;
         let pb = progress(None, &a.remote);
-        let mut hasher = Sha256::new();
-        let mut received: u64 = 0;
+        let mut sink = Sink::start(file)?;
         while let Some(item) = resp.next().await? {
             match item {
                 ResponseItem::Stdout(b) => {
-                    hasher.update(&b);
-                    received += b.len() as u64;
                     pb.inc(b.len() as u64);
-                    match &mut out {
-                        Some((t, f)) => f
-                            .write_all(&b)
-                            .map_err(|e| ClientError::io(&t.path, "cannot write", e))?,
-                        None => emit(false, &b)?,
+                    if sink.send(b).await.is_err() {
+                        // The thread stops early only on an error: report it.
+                        return Err(match sink.finish().await {
+                            Err(e) => e,
+                            Ok(_) => ClientError::Local("the storing thread stopped early".into()),
+                        });
                     }
                 }
                 ResponseItem::Stderr(b) => emit(true, &b)?,
@@ -126,16 +199,18 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
                 }
                 ResponseItem::Done(Ok(m)) => {
                     pb.finish_and_clear();
-                    let ours = digest_b64(&hasher.finalize());
+                    let stored = sink.finish().await?;
+                    let ours = stored.digest;
                     let theirs = m.get("sha256").and_then(Value::as_str).unwrap_or("");
                     if theirs != ours {
                         return Err(ClientError::Local(format!(
-                            "{}: SHA-256 mismatch after {received} bytes (server {}, received {ours}); nothing written",
+                            "{}: SHA-256 mismatch after {} bytes (server {}, received {ours}); nothing written",
                             a.remote,
+                            stored.received,
                             crate::client::conn::sanitize(theirs)
                         )));
                     }
-                    if let (Some((mut t, f)), Some(d)) = (out.take(), &dest) {
+                    if let (Some(mut t), Some(f), Some(d)) = (temp.take(), stored.file, &dest) {
                         f.sync_all()
                             .map_err(|e| ClientError::io(&t.path, "cannot sync", e))?;
                         drop(f);
