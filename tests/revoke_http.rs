@@ -232,3 +232,45 @@ async fn disable_ends_live_session_and_kills_its_process() {
         "{log}"
     );
 }
+
+/// The audit writer commits in groups a few milliseconds apart; a server
+/// stopped with SIGTERM right after a burst of requests still has every
+/// row in its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_survive_a_prompt_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (mut server, url) = start(&data);
+    let key = IdentityKey::generate();
+    let pub_path = tmp.path().join("dave.pub");
+    remo::keyfile::write_public_key(&pub_path, &key.public(), false).unwrap();
+    let out = remod()
+        .args(["user", "add", "dave", "--key"])
+        .arg(&pub_path)
+        .args(["--allow", "sh", "--db"])
+        .arg(data.join("users.db"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let http = reqwest::Client::new();
+    let s = login(&http, &url, &data, "dave", &key).await.unwrap();
+    let n = 20u64;
+    let calls = (1..=n).map(|r| op(&http, &url, &s, r, "cmd", json!({"sh": "true"})));
+    for (status, _, result) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200);
+        assert_eq!(result["exit"], 0, "{result}");
+    }
+    // Stop it at once, the way systemd does, and wait for it to exit.
+    let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "remod exited with {status}");
+    let rows = audit_json(&data, &["--user", "dave"]);
+    let cmds = rows.iter().filter(|r| r["op"] == "cmd").count() as u64;
+    let auths = rows.iter().filter(|r| r["op"] == "auth").count();
+    assert_eq!((cmds, auths), (n, 1), "{rows:?}");
+}

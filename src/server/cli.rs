@@ -222,6 +222,15 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         server.abort();
         // Give killed commands a moment to be reaped and responses to close.
         tokio::time::sleep(Duration::from_millis(200)).await;
+        // The audit writer commits in groups: wait for the last one, so
+        // exiting does not drop the rows of the final few milliseconds.
+        let instances = router.registry().all();
+        let _ = tokio::task::spawn_blocking(move || {
+            for i in instances {
+                i.audit.flush();
+            }
+        })
+        .await;
         Ok::<(), ServeError>(())
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
