@@ -766,7 +766,7 @@ async fn main() -> Res<()> {
         let _ = std::fs::remove_file(&local);
         for (dir, cpu) in [("put", put_cpu), ("get", get_cpu)] {
             rows.push(Row {
-                what: format!("CPU seconds per GB, {dir}"),
+                what: format!("CPU seconds per GB, {dir} (client library)"),
                 remo: cpu,
                 base: "-".into(),
                 ratio: "-".into(),
