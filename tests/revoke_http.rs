@@ -100,16 +100,13 @@ fn audit_json(data: &Path, args: &[&str]) -> Vec<Value> {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disable_ends_live_session_and_kills_its_process() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let (_server, url) = start(&data);
+/// Adds NAME (allowed `sh`) to the server's user database with a fresh key.
+fn add_user(data: &Path, name: &str) -> IdentityKey {
     let key = IdentityKey::generate();
-    let pub_path = tmp.path().join("carol.pub");
+    let pub_path = data.with_extension(format!("{name}.pub"));
     remo::keyfile::write_public_key(&pub_path, &key.public(), false).unwrap();
     let out = remod()
-        .args(["user", "add", "carol", "--key"])
+        .args(["user", "add", name, "--key"])
         .arg(&pub_path)
         .args(["--allow", "sh", "--db"])
         .arg(data.join("users.db"))
@@ -120,6 +117,15 @@ async fn disable_ends_live_session_and_kills_its_process() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_ends_live_session_and_kills_its_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (_server, url) = start(&data);
+    let key = add_user(&data, "carol");
 
     let http = reqwest::Client::new();
     // A failed login first, under a name that does not exist.
@@ -241,21 +247,7 @@ async fn audit_rows_survive_a_prompt_shutdown() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (mut server, url) = start(&data);
-    let key = IdentityKey::generate();
-    let pub_path = tmp.path().join("dave.pub");
-    remo::keyfile::write_public_key(&pub_path, &key.public(), false).unwrap();
-    let out = remod()
-        .args(["user", "add", "dave", "--key"])
-        .arg(&pub_path)
-        .args(["--allow", "sh", "--db"])
-        .arg(data.join("users.db"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = add_user(&data, "dave");
     let http = reqwest::Client::new();
     let s = login(&http, &url, &data, "dave", &key).await.unwrap();
     let n = 20u64;
