@@ -257,18 +257,18 @@ fn file_stream(path: &Path) -> Res<DataStream> {
     Ok(remo::client::input::file_stream(std::fs::File::open(path)?))
 }
 
-/// Makes `bytes` of guest memory ready for use before a transfer that
-/// fills as much page cache. On a VM the host backs guest pages lazily and
+/// Makes guest memory ready for use before a transfer of `bytes` (and 64
+/// MiB more, for the buffers on the way) that fills as much page cache. On a VM the host backs guest pages lazily and
 /// takes freed ones back, so the first touch of a page costs a host fault:
 /// here that is about 2.5 s per GiB, more than remod's whole share of a put,
 /// and it lands on whichever transfer happens to get cold pages. Touching
 /// and freeing the memory first (for remo and scp alike) measures the
 /// transfer instead of the hypervisor. `BENCH_NO_WARM=1` turns it off.
-fn warm_memory(bytes: usize) {
+fn warm_memory(bytes: f64) {
     if std::env::var_os("BENCH_NO_WARM").is_some() {
         return;
     }
-    let mut v = vec![0u8; bytes];
+    let mut v = vec![0u8; bytes as usize + (64 << 20)];
     for b in v.iter_mut().step_by(4096) {
         *b = 1;
     }
@@ -296,7 +296,7 @@ async fn transfer(
     pid: u32,
 ) -> Res<Transfer> {
     let size = std::fs::metadata(local)?.len() as f64;
-    warm_memory(size as usize + (64 << 20));
+    warm_memory(size);
     let mut peak = rss_kib(pid, "VmRSS:");
     let cpu0 = meter.sample();
     let t = Instant::now();
@@ -315,7 +315,7 @@ async fn transfer(
     }
     let put_mbs = size / t.elapsed().as_secs_f64() / 1e6;
     let put_cpu = meter.since(&cpu0);
-    warm_memory(size as usize + (64 << 20));
+    warm_memory(size);
     let cpu0 = meter.sample();
     let t = Instant::now();
     let mut resp = s
@@ -386,31 +386,26 @@ fn handshake_costs(user: &IdentityKey, n: usize) -> Res<(f64, f64)> {
     Ok((median(c), median(sv)))
 }
 
+/// MB/s of one transfer of `bytes` done by `job` (a process run to its
+/// end), after the same memory warm-up every transfer gets.
+fn timed_transfer(bytes: f64, job: impl FnOnce() -> Res<()>) -> Res<f64> {
+    warm_memory(bytes);
+    let t = Instant::now();
+    job()?;
+    Ok(bytes / t.elapsed().as_secs_f64() / 1e6)
+}
+
 /// The `remo` command line, as a user runs it: `remo put` (which hashes
 /// the file before it sends it, so a file changing under it fails instead
 /// of landing torn) and `remo get` (which writes the file and checks its
 /// digest), each a process of its own like scp. MB/s up and down.
 fn cli_rates(cli: &Cli, local: &Path, remote: &Path, back: &Path, bytes: f64) -> Res<(f64, f64)> {
-    let run = |args: &[&std::ffi::OsStr]| -> Res<()> {
-        let st = cli
-            .command()
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .status()?;
-        if st.success() {
-            Ok(())
-        } else {
-            Err(format!("remo {:?} failed: {st}", args.first()).into())
-        }
-    };
-    warm_memory(bytes as usize + (64 << 20));
-    let t = Instant::now();
-    run(&["put".as_ref(), local.as_os_str(), remote.as_os_str()])?;
-    let up = bytes / t.elapsed().as_secs_f64() / 1e6;
-    warm_memory(bytes as usize + (64 << 20));
-    let t = Instant::now();
-    run(&["get".as_ref(), remote.as_os_str(), back.as_os_str()])?;
-    let down = bytes / t.elapsed().as_secs_f64() / 1e6;
+    let up = timed_transfer(bytes, || {
+        cli.run(&["put".as_ref(), local.as_os_str(), remote.as_os_str()])
+    })?;
+    let down = timed_transfer(bytes, || {
+        cli.run(&["get".as_ref(), remote.as_os_str(), back.as_os_str()])
+    })?;
     if std::fs::metadata(back)?.len() as f64 != bytes {
         return Err("remo get wrote a file of the wrong size".into());
     }
@@ -440,19 +435,24 @@ impl Cli {
         c
     }
 
-    /// Pins the server's key (first use), so later commands run unattended.
-    fn pin(&self) -> Res<()> {
-        std::fs::create_dir_all(&self.home)?;
+    /// Runs one `remo` command to its end (standard output discarded).
+    fn run(&self, args: &[&std::ffi::OsStr]) -> Res<()> {
         let st = self
             .command()
-            .arg("info")
+            .args(args)
             .stdout(std::process::Stdio::null())
             .status()?;
         if st.success() {
             Ok(())
         } else {
-            Err(format!("remo info failed: {st}").into())
+            Err(format!("remo {:?} failed: {st}", args.first()).into())
         }
+    }
+
+    /// Pins the server's key (first use), so later commands run unattended.
+    fn pin(&self) -> Res<()> {
+        std::fs::create_dir_all(&self.home)?;
+        self.run(&["info".as_ref()])
     }
 }
 
@@ -460,26 +460,18 @@ impl Cli {
 fn scp_rates(args: &str, local: &Path, remote: &Path, back: &Path, mb: u64) -> Res<(f64, f64)> {
     let mut argv: Vec<String> = args.split_whitespace().map(str::to_string).collect();
     let host = argv.pop().ok_or("SCP_ARGS must end with user@host")?;
+    let scp = |from: &std::ffi::OsStr, to: &std::ffi::OsStr| -> Res<()> {
+        let st = Command::new("scp").args(&argv).arg(from).arg(to).status()?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(format!("scp failed: {st}").into())
+        }
+    };
     let bytes = mb as f64 * 1048576.0;
-    warm_memory(bytes as usize + (64 << 20));
-    let t = Instant::now();
-    let st = Command::new("scp")
-        .args(&argv)
-        .arg(local)
-        .arg(format!("{host}:{}", remote.display()))
-        .status()?;
-    let up = bytes / t.elapsed().as_secs_f64() / 1e6;
-    warm_memory(bytes as usize + (64 << 20));
-    let t = Instant::now();
-    let st2 = Command::new("scp")
-        .args(&argv)
-        .arg(format!("{host}:{}", remote.display()))
-        .arg(back)
-        .status()?;
-    let down = bytes / t.elapsed().as_secs_f64() / 1e6;
-    if !st.success() || !st2.success() {
-        return Err("scp failed".into());
-    }
+    let at_host = format!("{host}:{}", remote.display());
+    let up = timed_transfer(bytes, || scp(local.as_os_str(), at_host.as_ref()))?;
+    let down = timed_transfer(bytes, || scp(at_host.as_ref(), back.as_os_str()))?;
     Ok((up, down))
 }
 
