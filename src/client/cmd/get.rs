@@ -102,7 +102,7 @@ struct Stored {
 /// Hashes and stores a download on a thread of its own, so the next records
 /// are read and decrypted while the last ones are hashed and written.
 struct Sink {
-    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
     worker: std::thread::JoinHandle<Result<Stored, ClientError>>,
 }
 
@@ -136,25 +136,20 @@ impl Sink {
                 })
             })
             .map_err(|e| ClientError::Local(format!("cannot start a thread: {e}")))?;
-        Ok(Sink {
-            tx: Some(tx),
-            worker,
-        })
+        Ok(Sink { tx, worker })
     }
 
-    /// Queues a chunk; fails with the storing thread's error if it stopped.
-    async fn send(&mut self, b: Bytes) -> Result<(), ()> {
-        match &self.tx {
-            Some(tx) => tx.send(b).await.map_err(|_| ()),
-            None => Err(()),
-        }
+    /// Queues a chunk; fails if the storing thread stopped (on an error,
+    /// which [`Sink::finish`] returns).
+    async fn send(&self, b: Bytes) -> Result<(), ()> {
+        self.tx.send(b).await.map_err(|_| ())
     }
 
     /// Ends the data and waits for the thread: the digest, the byte count
     /// and the file, or the error that stopped it.
-    async fn finish(mut self) -> Result<Stored, ClientError> {
-        self.tx = None;
-        let worker = self.worker;
+    async fn finish(self) -> Result<Stored, ClientError> {
+        let Sink { tx, worker } = self;
+        drop(tx);
         tokio::task::spawn_blocking(move || worker.join())
             .await
             .map_err(|e| ClientError::Local(format!("storing failed: {e}")))?
@@ -179,7 +174,7 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
             .request(&mut active, "get", &json!({"path": a.remote}), None)
             .await?;
         let pb = progress(None, &a.remote);
-        let mut sink = Sink::start(file)?;
+        let sink = Sink::start(file)?;
         while let Some(item) = resp.next().await? {
             match item {
                 ResponseItem::Stdout(b) => {
