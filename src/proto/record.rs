@@ -187,7 +187,7 @@ impl Sealer {
         }
         .map_err(|_| RecordError::TooLarge)?;
         buf.extend_from_slice(&tag);
-        out.reserve(buf.len() * 4 / 3 + 4);
+        out.reserve(sealed_line_len(len));
         b64::encode_into(buf, out);
         out.push_str("\r\n");
         self.next = self.next.wrapping_add(1);
