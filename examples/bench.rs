@@ -191,15 +191,83 @@ async fn login(url: &str, user: &str, id: &IdentityKey, pin: &PublicKey) -> Res<
     Ok(Session::login_with(http_client()?, url, user, id, pin).await?)
 }
 
-async fn cmd_rate(s: Arc<Session>, conc: usize, total: usize) -> Res<f64> {
+/// One `cmd` measurement: a program run `total` times by `conc` clients on
+/// one session, three times, with remod's CPU split and, as baselines, the
+/// same program spawned locally and (if given) run through ssh.
+struct CmdRun<'a> {
+    s: &'a Arc<Session>,
+    meter: &'a CpuMeter,
+    conc: usize,
+    total: usize,
+}
+
+impl CmdRun<'_> {
+    async fn rows(&self, name: &str, prog: &str, ssh: Option<(&str, &str)>) -> Res<Vec<Row>> {
+        let (conc, total) = (self.conc, self.total);
+        let mut r = Vec::new();
+        let mut b = Vec::new();
+        let mut local = Vec::new();
+        let mut cpu = vec![0.0; self.meter.pids.len()];
+        let (mut local_self, mut local_child) = (0.0, 0.0);
+        for _ in 0..3 {
+            let before = self.meter.sample();
+            r.push(cmd_rate(self.s.clone(), prog, conc, total).await?);
+            add_cpu(&mut cpu, &self.meter.since(&before));
+            if let Some((args, ctl)) = ssh {
+                b.push(ssh_rate(args, ctl, conc, total / 20)?);
+            }
+            let (me, kids) = (cpu_secs("self"), child_cpu_secs("self"));
+            local.push(local_spawn_rate(prog, conc, total)?);
+            local_self += cpu_secs("self") - me;
+            local_child += child_cpu_secs("self") - kids;
+        }
+        let mut rows = Vec::new();
+        // Where a command's CPU goes, against a bare local spawn: the
+        // child's share is the same program in both.
+        let runs = (3 * (total / conc) * conc) as f64;
+        rows.push(Row {
+            what: format!("cmd {name}, {conc} client(s): CPU ms per command"),
+            remo: self.meter.per(&cpu, runs, 1e3),
+            base: format!(
+                "spawner {:.2}, child {:.2}",
+                local_self * 1e3 / runs,
+                local_child * 1e3 / runs
+            ),
+            ratio: "-".into(),
+        });
+        let remo = median(r);
+        if ssh.is_some() {
+            rows.push(row(
+                &format!("cmd {name}, {conc} client(s) (vs ssh ControlMaster)"),
+                remo,
+                median(b),
+                "req/s",
+                true,
+            ));
+        }
+        // How close to the machine's own limit: the same number of local
+        // spawns, with no transport, crypto or server at all.
+        rows.push(row(
+            &format!("cmd {name}, {conc} client(s) (vs local spawn, {conc} threads)"),
+            remo,
+            median(local),
+            "req/s",
+            true,
+        ));
+        Ok(rows)
+    }
+}
+
+async fn cmd_rate(s: Arc<Session>, prog: &str, conc: usize, total: usize) -> Res<f64> {
     let t = Instant::now();
     let per = total / conc;
     let mut tasks = Vec::new();
     for _ in 0..conc {
         let s = s.clone();
+        let argv = json!({"argv": [prog]});
         tasks.push(tokio::spawn(async move {
             for _ in 0..per {
-                let c = s.call("cmd", &json!({"argv": ["true"]})).await?;
+                let c = s.call("cmd", &argv).await?;
                 if c.result.is_err() {
                     return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
                         "cmd failed".into(),
@@ -240,15 +308,15 @@ fn ssh_rate(args: &str, ctl: &str, conc: usize, total: usize) -> Res<f64> {
     })
 }
 
-/// Spawns of `/usr/bin/true` per second from this process with `conc`
-/// threads, no network and no remod: the ceiling for `cmd true` on this
-/// machine, since every remote `true` costs at least one such start.
-fn local_spawn_rate(conc: usize, total: usize) -> Res<f64> {
+/// Spawns of `prog` per second from this process with `conc` threads, no
+/// network and no remod: the ceiling for `cmd` of that program on this
+/// machine, since every remote run costs at least one such start.
+fn local_spawn_rate(prog: &str, conc: usize, total: usize) -> Res<f64> {
     thread_rate(conc, total, || {
-        if Command::new("/usr/bin/true").status()?.success() {
+        if Command::new(prog).status()?.success() {
             Ok(())
         } else {
-            Err("true failed".into())
+            Err(format!("{prog} failed").into())
         }
     })
 }
@@ -554,54 +622,27 @@ async fn main() -> Res<()> {
             .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
             .unwrap_or_else(|| vec![1, 8]);
         let meter = CpuMeter::new(pid, true);
-        for conc in levels {
-            let mut r = Vec::new();
-            let mut b = Vec::new();
-            let mut local = Vec::new();
-            let mut cpu = vec![0.0; meter.pids.len()];
-            let (mut local_self, mut local_child) = (0.0, 0.0);
-            for _ in 0..3 {
-                let before = meter.sample();
-                r.push(cmd_rate(s.clone(), conc, total).await?);
-                add_cpu(&mut cpu, &meter.since(&before));
-                if baseline {
-                    b.push(ssh_rate(&ssh_args, &ctl, conc, total / 20)?);
-                }
-                let (me, kids) = (cpu_secs("self"), child_cpu_secs("self"));
-                local.push(local_spawn_rate(conc, total)?);
-                local_self += cpu_secs("self") - me;
-                local_child += child_cpu_secs("self") - kids;
-            }
-            // Where a command's CPU goes, against a bare local spawn: the
-            // child's share is the same `true` in both.
-            let runs = (3 * (total / conc) * conc) as f64;
-            rows.push(Row {
-                what: format!("cmd true, {conc} client(s): CPU ms per command"),
-                remo: meter.per(&cpu, runs, 1e3),
-                base: format!(
-                    "spawner {:.2}, child {:.2}",
-                    local_self * 1e3 / runs,
-                    local_child * 1e3 / runs
-                ),
-                ratio: "-".into(),
-            });
-            let remo = median(r);
-            rows.push(row(
-                &format!("cmd true, {conc} client(s) (vs ssh ControlMaster)"),
-                remo,
-                median(b),
-                "req/s",
-                true,
-            ));
-            // How close to the machine's own limit: the same number of
-            // local spawns, with no transport, crypto or server at all.
-            rows.push(row(
-                &format!("cmd true, {conc} client(s) (vs local spawn of true, {conc} threads)"),
-                remo,
-                median(local),
-                "req/s",
-                true,
-            ));
+        let ssh = baseline.then_some((ssh_args.as_str(), ctl.as_str()));
+        for &conc in &levels {
+            let m = CmdRun {
+                s: &s,
+                meter: &meter,
+                conc,
+                total,
+            };
+            rows.extend(m.rows("true", "/usr/bin/true", ssh).await?);
+        }
+        // The same with a child that costs next to nothing (bench/run
+        // builds it), at the highest concurrency: what remo itself carries
+        // when the child's start-up is taken out.
+        if let (Ok(exit0), Some(&conc)) = (std::env::var("BENCH_EXIT0"), levels.iter().max()) {
+            let m = CmdRun {
+                s: &s,
+                meter: &meter,
+                conc,
+                total,
+            };
+            rows.extend(m.rows("static exit(0)", &exit0, None).await?);
         }
     }
 
