@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 const WG: &str = "\
 # wg0
@@ -24,7 +24,7 @@ PublicKey = BOB+b/bbbb=
 AllowedIPs = 10.0.0.3/32
 ";
 
-use common::HttpServer as Server;
+use common::{text, HttpServer as Server};
 
 fn start(root: &Path) -> Server {
     let data = root.join("data");
@@ -44,36 +44,15 @@ fn start(root: &Path) -> Server {
 }
 
 fn remo(root: &Path, s: &Server, args: &[&str], editor: Option<&str>) -> Output {
-    let home = root.join("home");
-    let run = root.join("run");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&run).unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_remo"));
-    c.env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", &run)
-        .env("TMPDIR", root)
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("REMO_SERVER")
-        .env_remove("REMO_USER")
-        .env_remove("REMO_KEY")
-        .env_remove("REMO_PASSPHRASE")
+    let mut c = common::remo_in(root, &s.data.join("client/admin.key"), &s.url, args);
+    c.env("TMPDIR", root)
         .env_remove("VISUAL")
         .env_remove("EDITOR")
-        .arg("--user")
-        .arg("admin")
-        .arg("--key")
-        .arg(s.data.join("client/admin.key"))
-        .arg(&s.url)
-        .args(args)
         .stdin(Stdio::null());
     if let Some(e) = editor {
         c.env("EDITOR", e);
     }
     c.output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[track_caller]

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use common::{free_port, HttpServer as Server};
+use common::{assert_code, free_port, text, HttpServer as Server};
 
 fn start_server_at(data: &Path, port: u16) -> Server {
     common::serve_http(data, port, &data.with_extension(format!("log{port}")))
@@ -46,42 +46,18 @@ impl Client {
         self.home().join(".config/remo/known_servers")
     }
     fn cmd(&self, s: &Server, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_remo"));
-        c.env("HOME", self.home())
-            .env("XDG_RUNTIME_DIR", self.run_dir())
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("REMO_SERVER")
-            .env_remove("REMO_USER")
-            .env_remove("REMO_KEY")
-            .env_remove("REMO_PASSPHRASE")
-            .arg("--user")
-            .arg("admin")
-            .arg("--key")
-            .arg(s.data.join("client/admin.key"))
-            .arg(&s.url)
-            .args(args)
-            .current_dir(self.tmp.path());
-        c
+        common::remo_in(
+            self.tmp.path(),
+            &s.data.join("client/admin.key"),
+            &s.url,
+            args,
+        )
     }
     fn run(&self, s: &Server, args: &[&str]) -> Output {
         self.cmd(s, args).stdin(Stdio::null()).output().unwrap()
     }
     fn run_with_input(&self, s: &Server, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .cmd(s, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let data = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
+        common::output_with_input(self.cmd(s, args), input.to_vec())
     }
     fn session_files(&self) -> Vec<PathBuf> {
         match std::fs::read_dir(self.run_dir().join("remo")) {
@@ -100,21 +76,6 @@ fn setup() -> (tempfile::TempDir, Server, Client) {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server_at(&dir.path().join("data"), free_port());
     (dir, server, Client::new())
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn assert_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
 }
 
 fn server_key(s: &Server) -> PublicKey {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 mod common;
 
-use common::{free_port, HttpServer as Server};
+use common::{assert_code, free_port, text, HttpServer as Server};
 
 fn start_server(data: &Path) -> Server {
     common::serve_http(data, free_port(), &data.with_extension("log"))
@@ -41,54 +41,11 @@ impl Env {
         self.server.data.join("client/admin.key")
     }
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_remo"));
-        c.env("HOME", self.path("home"))
-            .env("XDG_RUNTIME_DIR", self.path("run"))
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("REMO_SERVER")
-            .env_remove("REMO_USER")
-            .env_remove("REMO_KEY")
-            .env_remove("REMO_PASSPHRASE")
-            .arg("--user")
-            .arg("admin")
-            .arg("--key")
-            .arg(self.key())
-            .arg(&self.server.url)
-            .args(args)
-            .current_dir(self.tmp.path());
-        c
+        common::remo_in(self.tmp.path(), &self.key(), &self.server.url, args)
     }
     fn run_with_input(&self, args: &[&str], input: Vec<u8>) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
+        common::output_with_input(self.cmd(args), input)
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn assert_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {

@@ -804,6 +804,68 @@ impl Client {
     }
 }
 
+/// `remo --user admin --key KEY URL ARGS…` with HOME and XDG_RUNTIME_DIR
+/// under `root` (made if missing), run in `root`, and none of the caller's
+/// REMO_* or XDG_CONFIG_HOME settings: what a fresh admin would run.
+pub fn remo_in(root: &Path, key: &Path, url: &str, args: &[&str]) -> Command {
+    let (home, run) = (root.join("home"), root.join("run"));
+    for d in [&home, &run] {
+        fs::create_dir_all(d).unwrap();
+    }
+    let mut c = Command::new(REMO);
+    c.env("HOME", home)
+        .env("XDG_RUNTIME_DIR", run)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("REMO_SERVER")
+        .env_remove("REMO_USER")
+        .env_remove("REMO_KEY")
+        .env_remove("REMO_PASSPHRASE")
+        .arg("--user")
+        .arg("admin")
+        .arg("--key")
+        .arg(key)
+        .arg(url)
+        .args(args)
+        .current_dir(root);
+    c
+}
+
+/// Runs `cmd` with `input` on its stdin and collects its output. The input
+/// is written from a thread, so a child that writes a lot before it has
+/// read everything cannot deadlock the test.
+pub fn output_with_input(mut cmd: Command, input: Vec<u8>) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// A child's output as text, for assertions and their messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts a child's exit code, showing both of its streams if it differs.
+#[track_caller]
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
 /// Waits for a child, killing it after `limit` (a hung client must fail the
 /// test, not hang it).
 pub fn wait_with_timeout(child: Child, limit: Duration, what: &str) -> Output {
