@@ -8,6 +8,7 @@ use std::time::Duration;
 use log::{error, info};
 
 use super::config::{Defaults, InstanceKey};
+use super::instance::DEFAULT_MAX_INSTANCES;
 use super::listen::{Listener, UnixOptions};
 use super::request::Params;
 use super::router::Router;
@@ -55,6 +56,17 @@ pub struct ServeArgs {
     /// Mount prefix, e.g. /remo (default: the operation is the last path segment).
     #[arg(long, env = "REMO_BASE", value_name = "PREFIX")]
     pub base: Option<String>,
+    /// Most instances (distinct key, user database, config file and session
+    /// timeout settings) one daemon serves; a request for a new one past
+    /// this gets 500.
+    #[arg(long, env = "REMO_MAX_INSTANCES", value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_instances: u64,
+    /// Serve FastCGI on a TCP address other hosts can reach. DANGEROUS:
+    /// whoever can connect to the FastCGI listener chooses remod's settings
+    /// through params; see docs/security.md.
+    #[arg(long)]
+    pub fcgi_allow_remote: bool,
 }
 
 /// Why the server could not start.
@@ -169,7 +181,11 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         .build()
         .map_err(|e| ServeError::Setup(format!("cannot start the runtime: {e}")))?;
     rt.block_on(async move {
-        let router = Router::new(defaults.clone());
+        let router = Router::with_max_instances(
+            defaults.clone(),
+            usize::try_from(a.max_instances).unwrap_or(DEFAULT_MAX_INSTANCES),
+        );
+        log_trust(&defaults, a.max_instances);
         router.spawn_reaper();
         let handler: Arc<dyn super::request::Handler> = router.clone();
         let server = if let Some(addr) = &a.http {
@@ -213,6 +229,20 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
                 }
                 None => inherited_listener()?,
             };
+            if let Some(addr) = listener.reachable_from_network() {
+                if !a.fcgi_allow_remote {
+                    return Err(ServeError::Usage(format!(
+                        "refusing to serve FastCGI on {addr}, which other hosts can reach: \
+                         whoever connects sets remod's params; use unix:PATH or a loopback \
+                         address, or --fcgi-allow-remote if the network is yours alone \
+                         (see docs/security.md)"
+                    )));
+                }
+                log::warn!(
+                    "serving FastCGI on {addr}, reachable from the network (--fcgi-allow-remote): \
+                     every host that can connect chooses remod's params"
+                );
+            }
             info!("remod {} serving FastCGI", env!("CARGO_PKG_VERSION"));
             tokio::spawn(super::fcgi::serve(listener, handler, Default::default()))
         };
@@ -235,6 +265,29 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Says at start which files remod trusts and why, before any request.
+fn log_trust(defaults: &Defaults, max: u64) {
+    let own = nix::unistd::geteuid();
+    info!(
+        "trust: a file named by a param or setting is used only if it and every directory \
+         above it are owned by root or uid {own} and not writable by group or others \
+         (a root-owned sticky directory such as /tmp is allowed on the way); at most {max} instances"
+    );
+    let d = &defaults.instance;
+    if d.key_file.is_none() && d.user_db.is_none() {
+        info!("trust: no default key or user database; every instance comes from FastCGI params");
+        return;
+    }
+    match super::instance::Resolved::check(d) {
+        Ok((_, why)) => {
+            for w in why {
+                info!("trust: default {w}");
+            }
+        }
+        Err(e) => log::warn!("trust: the default settings will be refused: {e}"),
+    }
 }
 
 /// The socket systemd (LISTEN_FDS) or mod_fcgid (fd 0) handed us.

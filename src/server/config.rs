@@ -163,7 +163,7 @@ impl ConfigFile {
         })?;
         let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
-            why: e.to_string().replace('\n', " "),
+            why: toml_error(&text, &e),
         })?;
         super::cfgfiles::check_specs(&file.files).map_err(|why| ConfigError::File {
             path: path.to_path_buf(),
@@ -171,6 +171,50 @@ impl ConfigFile {
         })?;
         Ok(file)
     }
+}
+
+/// A TOML error as "line L, column C: what", without the file's text.
+///
+/// The parser's own message quotes the offending line, and its messages
+/// quote keys and values from the file. The file may be one the requester
+/// could not read (a param can name any root-owned file), so the log gets
+/// the position and the kind of error only, with every quoted part
+/// replaced by `…`: the admin can look at the line.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let what = redact_quoted(e.message());
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {col}: {what}")
+        }
+        None => what,
+    }
+}
+
+/// Replaces every `quoted` and "quoted" part of a message with `…`, and
+/// drops control characters, so nothing from the file reaches the log.
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut quote: Option<char> = None;
+    for c in msg.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None if c == '`' || c == '"' || c == '\'' => {
+                out.push(c);
+                out.push('…');
+                quote = Some(c);
+            }
+            None if c.is_control() => out.push(' '),
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// Parses `REMO_SESSION_TIMEOUT`.
@@ -221,5 +265,24 @@ mod tests {
         assert_eq!(c.limits.max_sessions, 5);
         assert_eq!(c.limits.max_sessions_per_user, 256);
         assert!(toml::from_str::<ConfigFile>("[limits]\nmax_sesions = 5\n").is_err());
+    }
+
+    #[test]
+    fn toml_errors_keep_the_position_and_lose_the_text() {
+        let text = "[limits]\nSECRETKEY = 1\n";
+        let e = toml::from_str::<ConfigFile>(text).unwrap_err();
+        let m = toml_error(text, &e);
+        assert!(m.starts_with("line 2, column 1: "), "{m}");
+        assert!(!m.contains("SECRETKEY"), "{m}");
+        let text = "root:$y$j9T$SECRETHASH:19000:0:99999:7:::\n";
+        let e = toml::from_str::<ConfigFile>(text).unwrap_err();
+        let m = toml_error(text, &e);
+        assert!(m.starts_with("line 1, column "), "{m}");
+        assert!(!m.contains("SECRETHASH") && !m.contains("root"), "{m}");
+        let text = "[limits]\nmax_sessions = \"SECRETVALUE\"\n";
+        let e = toml::from_str::<ConfigFile>(text).unwrap_err();
+        let m = toml_error(text, &e);
+        assert!(!m.contains("SECRETVALUE"), "{m}");
+        assert_eq!(redact_quoted("a `b` \"c\" d\ne"), "a `…` \"…\" d e");
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use super::config::{parse_timeout, ConfigError, ConfigFile, InstanceKey, Limits};
 use super::procs::{ProcLimits, ProcTable};
 use super::session::SessionTable;
+use super::trust::{self, Untrusted};
 use crate::audit::AuditLog;
 use crate::perms::Grants;
 use crate::proto::handshake::REPLAY_MEMORY_SECS;
@@ -44,6 +45,87 @@ pub enum InstanceError {
         /// What is wrong.
         why: String,
     },
+    /// A named file failed the ownership checks (see [`super::trust`]).
+    #[error("{setting}: {why}")]
+    Untrusted {
+        /// The setting that named it (`REMO_KEY_FILE`, …).
+        setting: &'static str,
+        /// Why it is not trusted.
+        why: Untrusted,
+    },
+    /// [`Registry`] holds its most instances already.
+    #[error("refusing a new instance (key {key}, users {db}): {max} instances exist, the most allowed (--max-instances)")]
+    TooMany {
+        /// The most instances.
+        max: usize,
+        /// The new instance's key file.
+        key: String,
+        /// The new instance's user database.
+        db: String,
+    },
+}
+
+/// An instance's settings after the trust checks: resolved paths that
+/// passed [`super::trust`] and a parsed timeout. Instances are keyed on
+/// this, so aliases of the same files (`//etc/remo`, `..`, symlinks, a
+/// timeout written ` 30`) share one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Resolved {
+    /// The server key.
+    pub key_file: PathBuf,
+    /// The user database.
+    pub user_db: PathBuf,
+    /// The audit database (created if missing).
+    pub audit_db: PathBuf,
+    /// The config file, if any.
+    pub config: Option<PathBuf>,
+    /// The session idle timeout, seconds.
+    pub timeout: u64,
+}
+
+impl Resolved {
+    /// Checks every file a key names; the first failure, with its setting.
+    pub fn check(k: &InstanceKey) -> Result<(Resolved, Vec<String>), InstanceError> {
+        let key_named = k
+            .key_file
+            .as_deref()
+            .ok_or(ConfigError::Missing("REMO_KEY_FILE"))?;
+        let db_named = k
+            .user_db
+            .as_deref()
+            .ok_or(ConfigError::Missing("REMO_USER_DB"))?;
+        let timeout = parse_timeout(k.session_timeout.as_deref())?;
+        let untrusted = |setting| move |why| InstanceError::Untrusted { setting, why };
+        let mut why = Vec::new();
+        let key = trust::check_file(key_named).map_err(untrusted("REMO_KEY_FILE"))?;
+        why.push(format!("REMO_KEY_FILE {}", key.describe(key_named)));
+        let db = trust::check_file(db_named).map_err(untrusted("REMO_USER_DB"))?;
+        why.push(format!("REMO_USER_DB {}", db.describe(db_named)));
+        let audit_named = AuditLog::default_path(&db.path);
+        let audit_db = trust::check_creatable(&audit_named).map_err(untrusted("REMO_AUDIT_DB"))?;
+        why.push(format!(
+            "audit database {} (its directory passes the same checks)",
+            audit_db.display()
+        ));
+        let config = match k.config.as_deref() {
+            Some(named) => {
+                let c = trust::check_file(named).map_err(untrusted("REMO_CONFIG"))?;
+                why.push(format!("REMO_CONFIG {}", c.describe(named)));
+                Some(c.path)
+            }
+            None => None,
+        };
+        Ok((
+            Resolved {
+                key_file: key.path,
+                user_db: db.path,
+                audit_db,
+                config,
+                timeout,
+            },
+            why,
+        ))
+    }
 }
 
 /// Loads an unencrypted server key (the daemon must start unattended).
@@ -93,27 +175,20 @@ struct AuthReplay {
 }
 
 impl Instance {
-    /// Loads the key, opens the database and reads the config file.
-    pub fn load(k: &InstanceKey) -> Result<Instance, InstanceError> {
-        let key_file = k
-            .key_file
-            .as_deref()
-            .ok_or(ConfigError::Missing("REMO_KEY_FILE"))?;
-        let db_file = k
-            .user_db
-            .as_deref()
-            .ok_or(ConfigError::Missing("REMO_USER_DB"))?;
-        let timeout = parse_timeout(k.session_timeout.as_deref())?;
+    /// Loads the key, opens the database and reads the config file, all
+    /// from paths that passed the trust checks ([`Resolved::check`]).
+    pub fn load(k: &Resolved) -> Result<Instance, InstanceError> {
+        let timeout = k.timeout;
         let file = match &k.config {
             Some(p) => ConfigFile::load(p)?,
             None => ConfigFile::default(),
         };
-        let key = load_server_key(key_file)?;
-        let users = UserDb::open(db_file).map_err(|e| InstanceError::Db {
-            path: db_file.to_path_buf(),
+        let key = load_server_key(&k.key_file)?;
+        let users = UserDb::open(&k.user_db).map_err(|e| InstanceError::Db {
+            path: k.user_db.clone(),
             why: e.to_string(),
         })?;
-        let audit = AuditLog::open(&AuditLog::default_path(db_file))?;
+        let audit = AuditLog::open(&k.audit_db)?;
         let limits = file.limits;
         let files = file.files;
         Ok(Instance {
@@ -282,33 +357,126 @@ pub fn home_dir() -> PathBuf {
 /// How often the revocation watcher looks at the user database.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Instances by their settings, created on first use.
-#[derive(Default)]
+/// Default of `--max-instances`.
+pub const DEFAULT_MAX_INSTANCES: usize = 16;
+
+/// Most distinct refusals logged (each once); past it, one line says so.
+const MAX_LOGGED: usize = 1024;
+
+/// Most request settings remembered as aliases of a loaded instance (the
+/// fast path); past it, a request's files are checked again each time.
+const MAX_ALIASES: usize = 256;
+
+/// Instances by their settings, created on first use from settings that
+/// passed the trust checks, at most `max` of them.
 pub struct Registry {
-    map: Mutex<HashMap<InstanceKey, Arc<Instance>>>,
+    /// Request settings (as sent) → instance: skips the checks next time.
+    aliases: Mutex<HashMap<InstanceKey, Arc<Instance>>>,
+    /// Resolved settings → instance: the instances themselves.
+    map: Mutex<HashMap<Resolved, Arc<Instance>>>,
+    max: usize,
+    logged: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_INSTANCES)
+    }
 }
 
 impl Registry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty registry that will hold at most `max` instances.
+    pub fn new(max: usize) -> Self {
+        Registry {
+            aliases: Mutex::default(),
+            map: Mutex::default(),
+            max,
+            logged: Mutex::default(),
+        }
     }
 
-    /// The instance for `k`, loading it on first use. Failures are not
-    /// cached, so fixing a file takes effect on the next request.
+    /// The instance for `k`, loading it on first use. A failure is logged
+    /// once per distinct reason (a peer may repeat a bad request at will)
+    /// and is not cached, so fixing a file takes effect on the next request.
     pub fn get(&self, k: &InstanceKey) -> Result<Arc<Instance>, InstanceError> {
-        if let Some(i) = self.map.lock().unwrap_or_else(|p| p.into_inner()).get(k) {
+        if let Some(i) = self
+            .aliases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k)
+        {
             return Ok(i.clone());
         }
-        let inst = Arc::new(Instance::load(k)?);
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = map.get(k) {
-            return Ok(i.clone());
+        self.load(k).inspect_err(|e| self.log_once(e))
+    }
+
+    fn load(&self, k: &InstanceKey) -> Result<Arc<Instance>, InstanceError> {
+        let (resolved, why) = Resolved::check(k)?;
+        let existing = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&resolved)
+            .cloned();
+        let inst = match existing {
+            Some(i) => i,
+            None => {
+                if self.map.lock().unwrap_or_else(|p| p.into_inner()).len() >= self.max {
+                    return Err(InstanceError::TooMany {
+                        max: self.max,
+                        key: format!("{:?}", resolved.key_file),
+                        db: format!("{:?}", resolved.user_db),
+                    });
+                }
+                let inst = Arc::new(Instance::load(&resolved)?);
+                let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(i) = map.get(&resolved) {
+                    i.clone()
+                } else if map.len() >= self.max {
+                    return Err(InstanceError::TooMany {
+                        max: self.max,
+                        key: format!("{:?}", resolved.key_file),
+                        db: format!("{:?}", resolved.user_db),
+                    });
+                } else {
+                    map.insert(resolved.clone(), inst.clone());
+                    let n = map.len();
+                    drop(map);
+                    log::info!(
+                        "instance {n} of at most {}: session timeout {} s; trusted: {}",
+                        self.max,
+                        resolved.timeout,
+                        why.join("; ")
+                    );
+                    inst.spawn_watcher();
+                    inst
+                }
+            }
+        };
+        let mut aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+        if aliases.len() < MAX_ALIASES {
+            aliases.insert(k.clone(), inst.clone());
         }
-        map.insert(k.clone(), inst.clone());
-        drop(map);
-        inst.spawn_watcher();
         Ok(inst)
+    }
+
+    fn log_once(&self, e: &InstanceError) {
+        let msg = e.to_string();
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if logged.contains(&msg) {
+            return;
+        }
+        if logged.len() >= MAX_LOGGED {
+            if logged.len() == MAX_LOGGED {
+                logged.insert(String::new());
+                log::error!(
+                    "{MAX_LOGGED} distinct configuration refusals logged; further ones are not"
+                );
+            }
+            return;
+        }
+        log::error!("refusing a request's settings, answering 500: {msg}");
+        logged.insert(msg);
     }
 
     /// Every loaded instance (reaping, shutdown).

@@ -259,6 +259,22 @@ impl Listener {
         }
     }
 
+    /// The address of a TCP listener that other hosts can reach (not on a
+    /// loopback address); None for unix sockets and loopback TCP.
+    ///
+    /// FastCGI params configure remod, so whoever can connect to a FastCGI
+    /// listener configures it: on such an address, every host that can
+    /// route to it.
+    pub fn reachable_from_network(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .ok()
+                .filter(|a| !a.ip().is_loopback() && !is_mapped_loopback(a)),
+            Listener::Unix(_) => None,
+        }
+    }
+
     /// The TCP listener inside, for the HTTP front door.
     pub fn into_tcp(self) -> Option<TcpListener> {
         match self {
@@ -269,6 +285,13 @@ impl Listener {
 }
 
 /// Creates the unix socket at `path` with its mode and group.
+fn is_mapped_loopback(a: &SocketAddr) -> bool {
+    match a.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        std::net::IpAddr::V4(_) => false,
+    }
+}
+
 fn bind_unix(path: &Path, opts: &UnixOptions) -> Result<Listener, ListenError> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {

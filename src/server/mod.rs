@@ -17,3 +17,4 @@ pub mod router;
 pub mod runas;
 pub mod session;
 pub mod stream;
+pub mod trust;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use log::{error, info, warn};
+use log::{info, warn};
 use percent_encoding::percent_decode;
 use tokio::sync::mpsc;
 
@@ -30,8 +30,13 @@ pub struct Router {
 impl Router {
     /// A router whose instances fall back to `defaults` where a request has no param.
     pub fn new(defaults: Defaults) -> Arc<Router> {
+        Self::with_max_instances(defaults, super::instance::DEFAULT_MAX_INSTANCES)
+    }
+
+    /// The same, holding at most `max` instances (`--max-instances`).
+    pub fn with_max_instances(defaults: Defaults, max: usize) -> Arc<Router> {
         Arc::new(Router {
-            registry: Registry::new(),
+            registry: Registry::new(max),
             defaults,
         })
     }
@@ -75,12 +80,9 @@ impl Router {
         if op != "info" && method != "POST" {
             return Response::error(405, "method not allowed");
         }
-        let inst = match self.registry.get(&self.defaults.instance_for(params)) {
-            Ok(i) => i,
-            Err(e) => {
-                error!("configuration error, answering 500: {e}");
-                return Response::error(500, "server configuration error (see the server log)");
-            }
+        // The registry logs why (once per reason); the peer learns nothing.
+        let Ok(inst) = self.registry.get(&self.defaults.instance_for(params)) else {
+            return Response::error(500, "server configuration error (see the server log)");
         };
         match op.as_str() {
             "info" => auth::info(&inst),
