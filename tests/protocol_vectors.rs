@@ -11,15 +11,18 @@ use remo::proto::identity::{IdentityKey, PublicKey};
 use remo::proto::record::{open_message, seal_message, RecordKey};
 use serde_json::Value;
 
+/// The repository's own copy, so a clone stands alone.
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/protocol-vectors.json"
+    "/tests/vectors/protocol-vectors.json"
 );
 
+/// The shared originals, beside the repository in the workspace only.
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
+
 fn vectors() -> Value {
-    let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| {
-        panic!("cannot read the protocol vectors at {VECTORS}: {e} (they live in shared/ beside the worktree)")
-    });
+    let text = std::fs::read_to_string(VECTORS)
+        .unwrap_or_else(|e| panic!("cannot read the protocol vectors at {VECTORS}: {e}"));
     serde_json::from_str(&text).expect("protocol-vectors.json is not valid JSON")
 }
 
@@ -246,4 +249,38 @@ fn openssl_key_files() {
     assert_eq!(k.public().to_b64(), s(sec1, &["public_sec1_b64"]));
     let p = PublicKey::from_b64(s(sec1, &["public_sec1_b64"])).unwrap();
     assert_eq!(k.public(), p);
+}
+
+/// The repository carries copies of the specification and the vectors
+/// (docs/protocol.md, tests/vectors/, docs/fastcgi-notes.md); where the
+/// shared originals exist beside it, the copies must be identical, so they
+/// cannot drift.
+#[test]
+fn copies_match_the_shared_originals() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let pairs = [
+        (
+            "protocol-vectors.json",
+            "tests/vectors/protocol-vectors.json",
+        ),
+        ("PROTOCOL.md", "docs/protocol.md"),
+        ("FASTCGI-NOTES.md", "docs/fastcgi-notes.md"),
+    ];
+    let mut compared = 0;
+    for (shared, ours) in pairs {
+        let ours_text = std::fs::read(format!("{root}/{ours}"))
+            .unwrap_or_else(|e| panic!("{ours} is missing from the repository: {e}"));
+        assert!(!ours_text.is_empty(), "{ours} is empty");
+        let Ok(original) = std::fs::read(format!("{SHARED}/{shared}")) else {
+            continue;
+        };
+        assert!(
+            original == ours_text,
+            "{ours} differs from ../shared/{shared}: copy it again (cp ../shared/{shared} {ours})"
+        );
+        compared += 1;
+    }
+    if std::path::Path::new(SHARED).join("PROTOCOL.md").exists() {
+        assert_eq!(compared, pairs.len());
+    }
 }
