@@ -67,6 +67,15 @@ pub struct ServeArgs {
     /// through params; see docs/security.md.
     #[arg(long)]
     pub fcgi_allow_remote: bool,
+    /// On SIGTERM or SIGINT, how long running requests may take to finish
+    /// before their sessions and processes are ended, in seconds.
+    #[arg(
+        long,
+        env = "REMO_SHUTDOWN_GRACE",
+        value_name = "SECS",
+        default_value_t = 10
+    )]
+    pub shutdown_grace: u64,
 }
 
 /// Why the server could not start.
@@ -188,7 +197,12 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         log_trust(&defaults, a.max_instances);
         router.spawn_reaper();
         let handler: Arc<dyn super::request::Handler> = router.clone();
-        let server = if let Some(addr) = &a.http {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stopped = async move {
+            let _ = stop_rx.await;
+        };
+        let mut socket_file = None;
+        let mut server = if let Some(addr) = &a.http {
             // The embedded front door has no params of its own: check the
             // configuration now so a mistake is reported at start, not per request.
             router
@@ -217,7 +231,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
                     );
                 }
             }
-            tokio::spawn(super::http::serve(l, handler, Params::new()))
+            tokio::spawn(super::http::serve_until(l, handler, Params::new(), stopped))
         } else {
             let listener = match &a.fcgi {
                 Some(spec) => {
@@ -244,14 +258,43 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
                 );
             }
             info!("remod {} serving FastCGI", env!("CARGO_PKG_VERSION"));
-            tokio::spawn(super::fcgi::serve(listener, handler, Default::default()))
+            // Only a socket remod bound itself is its to remove.
+            if a.fcgi.as_deref().is_some_and(|s| s.starts_with("unix:")) {
+                socket_file = listener.unix_file();
+            }
+            tokio::spawn(super::fcgi::serve_until(
+                listener,
+                handler,
+                Default::default(),
+                stopped,
+            ))
         };
         shutdown_signal().await;
+        // Stop accepting; running requests may finish within the grace time.
+        let grace = Duration::from_secs(a.shutdown_grace);
+        info!(
+            "shutting down: no new connections; waiting up to {} s for running requests",
+            a.shutdown_grace
+        );
+        let _ = stop_tx.send(());
+        if let Some((path, id)) = &socket_file {
+            remove_socket(path, *id);
+        }
+        let drained = tokio::time::timeout(grace, &mut server).await.is_ok();
+        if !drained {
+            log::warn!(
+                "shutting down: requests still running after {} s are ended",
+                a.shutdown_grace
+            );
+        }
+        // Ending the sessions kills their commands and interactive processes.
         let n = router.registry().end_all();
-        info!("shutting down: ended {n} session(s)");
-        server.abort();
-        // Give killed commands a moment to be reaped and responses to close.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        info!("shutting down: ended {n} session(s) and their processes");
+        if !drained {
+            // Responses of killed commands close as their processes die.
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut server).await;
+            server.abort();
+        }
         // The audit writer commits in groups: wait for the last one, so
         // exiting does not drop the rows of the final few milliseconds.
         let instances = router.registry().all();
@@ -265,6 +308,20 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Removes the unix socket remod bound, if the path still names that very
+/// socket (not one a newer remod bound in the meantime).
+fn remove_socket(path: &Path, id: (u64, u64)) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_socket() && (md.dev(), md.ino()) == id => {
+            if let Err(e) = std::fs::remove_file(path) {
+                log::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Says at start which files remod trusts and why, before any request.

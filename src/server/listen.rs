@@ -275,6 +275,16 @@ impl Listener {
         }
     }
 
+    /// For a unix socket bound at a path: the path and the socket file's
+    /// (device, inode), so shutdown removes that file and not a newer one.
+    pub fn unix_file(&self) -> Option<(PathBuf, (u64, u64))> {
+        use std::os::unix::fs::MetadataExt;
+        let Listener::Unix(l) = self else { return None };
+        let path = l.local_addr().ok()?.as_pathname()?.to_path_buf();
+        let md = std::fs::symlink_metadata(&path).ok()?;
+        Some((path, (md.dev(), md.ino())))
+    }
+
     /// The TCP listener inside, for the HTTP front door.
     pub fn into_tcp(self) -> Option<TcpListener> {
         match self {

@@ -186,6 +186,22 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
     let Some(sid) = req.params.get_str("HTTP_REMO_SESSION").map(str::to_string) else {
         return Response::error(400, "missing Remo-Session header");
     };
+    let pre = Precheck {
+        inst: &inst,
+        remote: &remote,
+        sid: &sid,
+        op: &op,
+        started,
+        time_ms: now_ms(),
+    };
+    // §5: the checks that need no body come before any body byte is read,
+    // so a request for an unknown session costs no read (and a body that
+    // never ends cannot hold the connection).
+    let Some(session) = inst.sessions.get(&sid) else {
+        info!("{remote} - {op} 401 unknown or expired session");
+        pre.audit("-", "401 unknown or expired session");
+        return Response::error(401, "unknown or expired session");
+    };
     let mut reader = RequestReader::new(req.body, inst.limits.max_request_bytes);
     let line = match reader.next_line().await {
         Ok(Some(l)) => l,
@@ -198,19 +214,6 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
     if let Err((status, msg)) = check_first_line(&line) {
         return Response::error(status, msg);
     }
-    let pre = Precheck {
-        inst: &inst,
-        remote: &remote,
-        sid: &sid,
-        op: &op,
-        started,
-        time_ms: now_ms(),
-    };
-    let Some(session) = inst.sessions.get(&sid) else {
-        info!("{remote} - {op} 401 unknown or expired session");
-        pre.audit("-", "401 unknown or expired session");
-        return Response::error(401, "unknown or expired session");
-    };
     let mut opener = Opener::new(session.c2s.clone(), None, &op);
     let rec0 = match opener.open(&line) {
         Ok(r) => r,

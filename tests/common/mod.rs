@@ -14,6 +14,8 @@
 
 #![allow(dead_code)]
 
+pub mod fcgi;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
