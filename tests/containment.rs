@@ -136,3 +136,147 @@ fn pgrep(pattern: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// Opens `n` connections to `addr`, each sending `head` and then nothing
+/// more: a slow client per connection.
+fn hold_slow(addr: &str, n: usize, head: impl Fn(usize) -> String) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    (0..n)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            let _ = s.write_all(head(i).as_bytes());
+            s
+        })
+        .collect()
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// `remo exec true` for a client, timed.
+fn timed_exec(c: &Client) -> (Ran, Duration) {
+    let t = Instant::now();
+    let r = c.run(&["exec", "true"], None);
+    (r, t.elapsed())
+}
+
+/// Issue 17 §1 through nginx: 1,100 POSTs that send one body byte and then
+/// nothing (half `/auth`, half a bogus session on `/cmd`). On the old code
+/// they held every FastCGI connection remod would serve, and users were
+/// locked out. Now the bogus sessions cost no read, slow `/auth`s are
+/// evicted by newer ones, and a logged-in user's command and a new login
+/// both succeed within 2 s.
+#[test]
+fn slow_clients_through_nginx_do_not_lock_users_out() {
+    let scratch = Scratch::new("contain-slow-nginx");
+    let data = init_data_dir(&scratch, "admin");
+    let run = scratch.sub("run");
+    let sock = run.join("remod.sock");
+    let mut cmd = remod_command();
+    cmd.args(["serve", "--max-connections", "600", "--fcgi"])
+        .arg(format!("unix:{}", sock.display()))
+        .args(["--socket-mode", "0666"])
+        .env("RUST_LOG", "info")
+        .current_dir(scratch.path());
+    let mut remod = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
+    remod.wait_unix(&sock);
+    let (_nginx, url) = start_nginx(&scratch, &sock, &data);
+    let c = Client::new(&scratch, &url, &data);
+    c.ok(&["exec", "true"], None);
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let held = hold_slow(&addr, 1100, |i| {
+        if i % 2 == 0 {
+            "POST /remo/auth HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{".to_string()
+        } else {
+            "POST /remo/cmd HTTP/1.1\r\nHost: x\r\nRemo-Session: AAAAAAAAAAAAAAAAAAAAAA\r\n\
+             Content-Length: 100000\r\n\r\nA"
+                .to_string()
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (r, took) = timed_exec(&c);
+    assert_eq!(r.code, Some(0), "logged-in user: {}", r.stderr);
+    assert!(
+        took < Duration::from_secs(2),
+        "logged-in user's cmd took {took:?}"
+    );
+    // A new login (a fresh client cache).
+    let other = Scratch::new("contain-slow-nginx-2");
+    let c2 = Client::new(&other, &url, &data);
+    let (r, took) = timed_exec(&c2);
+    assert_eq!(r.code, Some(0), "new login: {}", r.stderr);
+    assert!(took < Duration::from_secs(2), "login and cmd took {took:?}");
+    let fds = fd_count(remod.pid());
+    assert!(fds < 600 + 1024, "remod holds {fds} descriptors");
+    remod.assert_running();
+    drop(held);
+}
+
+/// Issue 17 §1 on the embedded door: 1,100 connections that send half a
+/// request head and wait, with remod's descriptor limit at 1,024. On the
+/// old code they took every descriptor (`accept failed: EMFILE`) and a
+/// logged-in user's command failed. Now the oldest idle connections are
+/// evicted and descriptors stay in reserve.
+#[test]
+fn slow_connections_on_the_embedded_door_do_not_exhaust_descriptors() {
+    let scratch = Scratch::new("contain-slow-http");
+    let port = free_port();
+    let dir = scratch.path().join("data");
+    let mut cmd = std::process::Command::new("/usr/bin/prlimit");
+    cmd.arg("--nofile=1024:1024").arg(REMOD);
+    for v in ["REMO_KEY_FILE", "REMO_USER_DB", "REMO_CONFIG", "REMO_BASE"] {
+        cmd.env_remove(v);
+    }
+    cmd.args(["serve", "--max-connections", "600", "--http"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--dir")
+        .arg(&dir)
+        .env("RUST_LOG", "info");
+    let mut remod = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
+    remod.wait_port(port);
+    let data = DataDir {
+        key_file: dir.join("server.key"),
+        user_db: dir.join("users.db"),
+        client_key: dir.join("client/admin.key"),
+        dir: dir.clone(),
+        user: "admin".into(),
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let c = Client::new(&scratch, &url, &data);
+    c.ok(&["exec", "true"], None);
+    let held = hold_slow(&format!("127.0.0.1:{port}"), 1100, |_| {
+        "POST /auth HTTP/1.1\r\nHost: x\r\n".to_string()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (r, took) = timed_exec(&c);
+    assert_eq!(r.code, Some(0), "logged-in user: {}", r.stderr);
+    assert!(
+        took < Duration::from_secs(2),
+        "logged-in user's cmd took {took:?}"
+    );
+    let other = Scratch::new("contain-slow-http-2");
+    let c2 = Client::new(&other, &url, &data);
+    let (r, took) = timed_exec(&c2);
+    assert_eq!(r.code, Some(0), "new login: {}", r.stderr);
+    assert!(took < Duration::from_secs(2), "login and cmd took {took:?}");
+    let fds = fd_count(remod.pid());
+    assert!(
+        fds < 1024 - 256,
+        "remod holds {fds} of its 1024 descriptors"
+    );
+    let log = std::fs::read_to_string(scratch.path().join("remod.log")).unwrap();
+    assert!(
+        !log.contains("EMFILE") && !log.contains("Too many open files"),
+        "{log}"
+    );
+    remod.assert_running();
+    drop(held);
+}

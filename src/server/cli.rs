@@ -8,10 +8,13 @@ use std::time::Duration;
 use log::{error, info};
 
 use super::config::{Defaults, InstanceKey};
+use super::fcgi::{FcgiLimits, DEFAULT_REQUEST_TIMEOUT};
+use super::http::HttpLimits;
 use super::instance::DEFAULT_MAX_INSTANCES;
 use super::listen::{Listener, UnixOptions};
 use super::request::Params;
 use super::router::Router;
+use super::router::{RouterLimits, DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_UNAUTHENTICATED};
 use crate::keyfile;
 use crate::proto::identity::IdentityKey;
 use crate::userdb::UserDb;
@@ -67,6 +70,27 @@ pub struct ServeArgs {
     /// through params; see docs/security.md.
     #[arg(long)]
     pub fcgi_allow_remote: bool,
+    /// Connections each front door serves at once (clamped so that a
+    /// reserve of descriptors stays for commands and files). When full, a
+    /// new connection evicts the oldest idle one.
+    #[arg(long, env = "REMO_MAX_CONNECTIONS", value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// `/auth` requests in progress at once; when full, a new one evicts the
+    /// oldest (a slow or endless body cannot lock logins out).
+    #[arg(long, env = "REMO_MAX_UNAUTHENTICATED", value_name = "N", default_value_t = DEFAULT_MAX_UNAUTHENTICATED as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_unauthenticated: u64,
+    /// Longest an `/auth` request may take, body included, in seconds.
+    #[arg(long, env = "REMO_AUTH_TIMEOUT", value_name = "SECS", default_value_t = DEFAULT_AUTH_TIMEOUT,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub auth_timeout: u64,
+    /// Longest a connection may take to send a request's head (HTTP) or
+    /// params (FastCGI), counted from its start or its previous request, in
+    /// seconds; also the idle time of a kept-alive connection.
+    #[arg(long, env = "REMO_REQUEST_TIMEOUT", value_name = "SECS", default_value_t = DEFAULT_REQUEST_TIMEOUT,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
     /// On SIGTERM or SIGINT, how long running requests may take to finish
     /// before their sessions and processes are ended, in seconds.
     #[arg(
@@ -190,10 +214,17 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         .build()
         .map_err(|e| ServeError::Setup(format!("cannot start the runtime: {e}")))?;
     rt.block_on(async move {
-        let router = Router::with_max_instances(
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let router = Router::with_limits(
             defaults.clone(),
-            usize::try_from(a.max_instances).unwrap_or(DEFAULT_MAX_INSTANCES),
+            RouterLimits {
+                max_instances: to_usize(a.max_instances),
+                max_unauthenticated: to_usize(a.max_unauthenticated),
+                auth_timeout: Duration::from_secs(a.auth_timeout),
+            },
         );
+        let max_conns = connection_cap(to_usize(a.max_connections));
+        let request_timeout = Duration::from_secs(a.request_timeout);
         log_trust(&defaults, a.max_instances);
         router.spawn_reaper();
         let handler: Arc<dyn super::request::Handler> = router.clone();
@@ -231,7 +262,17 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
                     );
                 }
             }
-            tokio::spawn(super::http::serve_until(l, handler, Params::new(), stopped))
+            let limits = HttpLimits {
+                max_conns,
+                request_timeout,
+            };
+            tokio::spawn(super::http::serve_with(
+                l,
+                handler,
+                Params::new(),
+                limits,
+                stopped,
+            ))
         } else {
             let listener = match &a.fcgi {
                 Some(spec) => {
@@ -262,12 +303,12 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
             if a.fcgi.as_deref().is_some_and(|s| s.starts_with("unix:")) {
                 socket_file = listener.unix_file();
             }
-            tokio::spawn(super::fcgi::serve_until(
-                listener,
-                handler,
-                Default::default(),
-                stopped,
-            ))
+            let limits = FcgiLimits {
+                max_conns: u32::try_from(max_conns).unwrap_or(u32::MAX),
+                request_timeout,
+                ..FcgiLimits::default()
+            };
+            tokio::spawn(super::fcgi::serve_until(listener, handler, limits, stopped))
         };
         shutdown_signal().await;
         // Stop accepting; running requests may finish within the grace time.
@@ -308,6 +349,40 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Descriptors kept for commands (pipes), files, SQLite and the logs, out
+/// of reach of connections.
+const FD_RESERVE: u64 = 1024;
+
+/// Raises the soft descriptor limit to the hard one, and clamps the
+/// connection cap so that [`FD_RESERVE`] descriptors stay free: running out
+/// of descriptors fails logged-in users' commands, not only new connections.
+fn connection_cap(wanted: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let room = if soft > 2 * FD_RESERVE {
+        soft - FD_RESERVE
+    } else {
+        soft / 2
+    };
+    let room = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+    if wanted > room {
+        log::warn!(
+            "--max-connections {wanted} lowered to {room}: the descriptor limit is {soft} \
+             and {} are kept for commands and files",
+            soft.saturating_sub(u64::try_from(room).unwrap_or(0))
+        );
+        room
+    } else {
+        info!("descriptor limit {soft}; at most {wanted} connections per front door");
+        wanted
+    }
 }
 
 /// Removes the unix socket remod bound, if the path still names that very

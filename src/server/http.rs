@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::gate::{Busy, Gate, Pass};
 use super::request::{
     Body, BodyError, BodySender, Handler, Params, Request, Response, ResponseBody,
 };
@@ -37,6 +38,26 @@ pub async fn serve(listener: TcpListener, handler: Arc<dyn Handler>, config: Par
     serve_until(listener, handler, config, std::future::pending()).await
 }
 
+/// Resource bounds of the embedded front door.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Connections at once. When full, a new connection evicts the oldest
+    /// one that is not serving a request (idle keep-alive, or still sending
+    /// its head); when every one is busy, the new one is closed.
+    pub max_conns: usize,
+    /// How long a client may take to send a request head.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_conns: 4096,
+            request_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
 /// Like [`serve`], until `shutdown` resolves: then stops accepting, asks
 /// every connection to close after its current request, and returns when
 /// all are gone.
@@ -46,6 +67,19 @@ pub async fn serve_until(
     config: Params,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    serve_with(listener, handler, config, HttpLimits::default(), shutdown).await
+}
+
+/// Like [`serve_until`], with explicit limits.
+pub async fn serve_with(
+    listener: TcpListener,
+    handler: Arc<dyn Handler>,
+    config: Params,
+    limits: HttpLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let gate = Gate::new("http connections", limits.max_conns);
+    log::info!("http: at most {} connections", gate.max());
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -57,11 +91,16 @@ pub async fn serve_until(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Full of busy connections: close the newcomer at once.
+                let Some(pass) = gate.enter() else { continue };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let config = config.clone();
                 let stop = stop_rx.clone();
-                tasks.spawn(serve_conn(stream, peer, handler, config, stop));
+                let timeout = limits.request_timeout;
+                tasks.spawn(serve_conn(
+                    stream, peer, handler, config, stop, pass, timeout,
+                ));
             }
             Err(e) => super::fcgi::accept_backoff("http", &e).await,
         }
@@ -78,17 +117,27 @@ async fn serve_conn(
     handler: Arc<dyn Handler>,
     config: Arc<Params>,
     mut stop: watch::Receiver<bool>,
+    pass: Pass,
+    request_timeout: Duration,
 ) {
+    let pass = Arc::new(pass);
+    let holder = pass.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let handler = handler.clone();
         let config = config.clone();
-        async move { Ok::<_, Infallible>(handle(req, peer, handler, &config).await) }
+        // Busy from the complete head until the response body is gone.
+        let busy = holder.busy();
+        async move {
+            let mut resp = handle(req, peer, handler, &config).await;
+            resp.body_mut().busy = Some(busy);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(request_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let mut stopping = *stop.borrow();
@@ -101,6 +150,11 @@ async fn serve_conn(
                 if let Err(e) = r {
                     log::debug!("http connection ({peer}): {e}");
                 }
+                return;
+            }
+            _ = pass.evicted() => {
+                // Only idle connections are evicted (see gate.rs).
+                log::debug!("http connection ({peer}): evicted to make room");
                 return;
             }
             c = stop.changed(), if !stopping => {
@@ -245,8 +299,12 @@ fn body_error(e: &hyper::Error) -> BodyError {
 /// `Stream` goes out chunked.
 fn to_hyper(resp: Response) -> hyper::Response<HttpBody> {
     let body = match resp.body {
-        ResponseBody::Full(b) => HttpBody::Full(Some(b)),
-        ResponseBody::Stream(rx) => HttpBody::Stream(rx),
+        ResponseBody::Full(b) => BodyData::Full(Some(b)),
+        ResponseBody::Stream(rx) => BodyData::Stream(rx),
+    };
+    let body = HttpBody {
+        data: body,
+        busy: None,
     };
     let mut out = hyper::Response::new(body);
     *out.status_mut() = hyper::StatusCode::from_u16(resp.status)
@@ -272,12 +330,26 @@ fn to_hyper(resp: Response) -> hyper::Response<HttpBody> {
 /// A response body: all at once, or chunks as the producer sends them.
 /// Dropping it (hyper does when the client vanishes) drops the receiver,
 /// which the producer sees as `Sender::closed()`.
-#[derive(Debug)]
-pub enum HttpBody {
+pub struct HttpBody {
+    data: BodyData,
+    /// Keeps the connection marked busy until the body is gone.
+    busy: Option<Busy>,
+}
+
+enum BodyData {
     /// A complete body; `None` once sent.
     Full(Option<Bytes>),
     /// A streamed body.
     Stream(mpsc::Receiver<Bytes>),
+}
+
+impl std::fmt::Debug for HttpBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.data {
+            BodyData::Full(b) => write!(f, "Full({:?} bytes)", b.as_ref().map(Bytes::len)),
+            BodyData::Stream(_) => write!(f, "Stream"),
+        }
+    }
 }
 
 impl http_body::Body for HttpBody {
@@ -288,13 +360,13 @@ impl http_body::Body for HttpBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.get_mut() {
-            HttpBody::Full(b) => Poll::Ready(
+        match &mut self.get_mut().data {
+            BodyData::Full(b) => Poll::Ready(
                 b.take()
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
-            HttpBody::Stream(rx) => loop {
+            BodyData::Stream(rx) => loop {
                 match rx.poll_recv(cx) {
                     Poll::Ready(Some(c)) if c.is_empty() => continue,
                     Poll::Ready(Some(c)) => return Poll::Ready(Some(Ok(Frame::data(c)))),
@@ -306,14 +378,14 @@ impl http_body::Body for HttpBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, HttpBody::Full(None))
+        matches!(self.data, BodyData::Full(None))
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            HttpBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            HttpBody::Full(None) => SizeHint::with_exact(0),
-            HttpBody::Stream(_) => SizeHint::default(),
+        match &self.data {
+            BodyData::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            BodyData::Full(None) => SizeHint::with_exact(0),
+            BodyData::Stream(_) => SizeHint::default(),
         }
     }
 }

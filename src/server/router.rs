@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use log::{info, warn};
+use log::{debug, info, warn};
 use percent_encoding::percent_decode;
 use tokio::sync::mpsc;
 
 use super::auth;
 use super::config::Defaults;
+use super::gate::Gate;
 use super::instance::{Instance, Registry};
 use super::ops::{self, OpCtx};
 use super::request::{Handler, Params, Request, Response, ResponseBody};
@@ -25,19 +26,51 @@ use crate::proto::record::{Opener, RecordError, Sealer, MAX_LINE, NONCE_LEN, TAG
 pub struct Router {
     registry: Registry,
     defaults: Defaults,
+    /// Requests not yet authenticated (`/auth`): bounded, oldest evicted.
+    unauth: Arc<Gate>,
+    limits: RouterLimits,
+}
+
+/// Daemon-wide bounds of the router (flags of `remod serve`).
+#[derive(Debug, Clone, Copy)]
+pub struct RouterLimits {
+    /// Most instances (`--max-instances`).
+    pub max_instances: usize,
+    /// Most `/auth` requests in progress at once; a new one evicts the
+    /// oldest (`--max-unauthenticated`).
+    pub max_unauthenticated: usize,
+    /// Longest an `/auth` request may take, body included (`--auth-timeout`).
+    pub auth_timeout: Duration,
+}
+
+/// Default of `--max-unauthenticated`.
+pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 256;
+/// Default of `--auth-timeout`, seconds.
+pub const DEFAULT_AUTH_TIMEOUT: u64 = 10;
+
+impl Default for RouterLimits {
+    fn default() -> Self {
+        RouterLimits {
+            max_instances: super::instance::DEFAULT_MAX_INSTANCES,
+            max_unauthenticated: DEFAULT_MAX_UNAUTHENTICATED,
+            auth_timeout: Duration::from_secs(DEFAULT_AUTH_TIMEOUT),
+        }
+    }
 }
 
 impl Router {
     /// A router whose instances fall back to `defaults` where a request has no param.
     pub fn new(defaults: Defaults) -> Arc<Router> {
-        Self::with_max_instances(defaults, super::instance::DEFAULT_MAX_INSTANCES)
+        Self::with_limits(defaults, RouterLimits::default())
     }
 
-    /// The same, holding at most `max` instances (`--max-instances`).
-    pub fn with_max_instances(defaults: Defaults, max: usize) -> Arc<Router> {
+    /// The same, with explicit bounds.
+    pub fn with_limits(defaults: Defaults, limits: RouterLimits) -> Arc<Router> {
         Arc::new(Router {
-            registry: Registry::new(max),
+            registry: Registry::new(limits.max_instances),
             defaults,
+            unauth: Gate::new("unauthenticated requests", limits.max_unauthenticated),
+            limits,
         })
     }
 
@@ -86,8 +119,31 @@ impl Router {
         };
         match op.as_str() {
             "info" => auth::info(&inst),
-            "auth" => auth::auth(&inst, req.body, &remote).await,
+            "auth" => self.auth(&inst, req, &remote).await,
             _ => operation(inst, op, req, remote).await,
+        }
+    }
+}
+
+impl Router {
+    /// `/auth` under the unauthenticated bounds: a total time limit, and a
+    /// place in [`Router::unauth`] that a newer request may take when all
+    /// are in use (so slow or endless bodies cannot lock logins out).
+    async fn auth(&self, inst: &Instance, req: Request, remote: &str) -> Response {
+        let Some(pass) = self.unauth.enter() else {
+            return Response::error(503, "server busy");
+        };
+        tokio::select! {
+            r = tokio::time::timeout(self.limits.auth_timeout, auth::auth(inst, req.body, remote)) => {
+                r.unwrap_or_else(|_| {
+                    info!("{remote} - auth 408 not complete within {:?}", self.limits.auth_timeout);
+                    Response::error(408, "auth request not complete in time")
+                })
+            }
+            _ = pass.evicted() => {
+                debug!("{remote} - auth 503 evicted by a newer unauthenticated request");
+                Response::error(503, "server busy")
+            }
         }
     }
 }

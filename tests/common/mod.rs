@@ -538,7 +538,7 @@ pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, Str
          worker_processes 1;\n\
          pid {d}/nginx.pid;\n\
          error_log {d}/error.log info;\n\
-         events {{ worker_connections 256; }}\n\
+         events {{ worker_connections 4096; }}\n\
          http {{\n\
          \x20 access_log {d}/access.log;\n\
          \x20 client_body_temp_path {d}/tmp/body;\n\

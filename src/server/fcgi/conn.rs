@@ -12,6 +12,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use super::codec::{self, CodecError, Message, ParamsAssembler, Record};
 use super::FcgiLimits;
+use crate::server::gate::{Busy, Pass};
 use crate::server::listen::{Peer, Stream};
 use crate::server::request::{
     reason_phrase, Body, BodyBatch, BodyError, BodySender, Handler, Request, Response, ResponseBody,
@@ -52,11 +53,15 @@ enum Outcome {
 
 /// A response task that is aborted when dropped, so that every way out of
 /// the reader loop drops the response receiver at once.
-struct Task(JoinHandle<Outcome>);
+struct Task {
+    handle: JoinHandle<Outcome>,
+    /// The connection is busy (not evictable) while its request runs.
+    _busy: Busy,
+}
 
 impl Drop for Task {
     fn drop(&mut self) {
-        self.0.abort();
+        self.handle.abort();
     }
 }
 
@@ -67,13 +72,14 @@ pub(super) async fn run(
     handler: Arc<dyn Handler>,
     limits: FcgiLimits,
     stop: watch::Receiver<bool>,
+    pass: Pass,
 ) {
     let (rd, wr) = tokio::io::split(stream);
     let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let mut writer = tokio::spawn(write_loop(wr, wrx));
     let mut rd = rd;
     let mut buf = BytesMut::new();
-    let result = read_loop(&mut rd, &mut buf, wtx, handler, &limits, stop).await;
+    let result = read_loop(&mut rd, &mut buf, wtx, handler, &limits, stop, &pass).await;
     match result {
         Ok(linger) => {
             if linger {
@@ -145,7 +151,7 @@ async fn next_record(
 /// Awaits the task if there is one.
 async fn join_opt(task: &mut Option<Task>) -> Result<Outcome, JoinError> {
     match task {
-        Some(t) => (&mut t.0).await,
+        Some(t) => (&mut t.handle).await,
         None => std::future::pending().await,
     }
 }
@@ -178,6 +184,8 @@ enum Event {
     TaskDone(Result<Outcome, JoinError>),
     WriterGone,
     Stop,
+    /// Waiting for a request: evicted to make room, or out of time.
+    Idle(&'static str),
     BodySent(bool),
     Read(Result<Option<Record>, ConnError>),
 }
@@ -196,7 +204,10 @@ async fn read_loop(
     handler: Arc<dyn Handler>,
     limits: &FcgiLimits,
     mut stop: watch::Receiver<bool>,
+    pass: &Pass,
 ) -> Result<bool, ConnError> {
+    let idle_deadline = tokio::time::sleep(limits.request_timeout);
+    tokio::pin!(idle_deadline);
     let mut cur: Option<Current> = None;
     let mut params: Option<ParamsAssembler> = None;
     let mut body: Option<BodySender> = None;
@@ -214,12 +225,17 @@ async fn read_loop(
             r = join_opt(&mut task) => Event::TaskDone(r),
             _ = wtx.closed() => Event::WriterGone,
             _ = stop.changed(), if idle => Event::Stop,
+            _ = pass.evicted(), if task.is_none() => Event::Idle("evicted to make room"),
+            _ = &mut idle_deadline, if task.is_none() => Event::Idle("request timeout"),
             ok = send_opt(&body, pending.clone()), if pending.is_some() => Event::BodySent(ok),
             r = next_record(rd, buf), if pending.is_none() => Event::Read(r),
         };
         match ev {
             Event::TaskDone(r) => {
                 task = None;
+                idle_deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + limits.request_timeout);
                 match r {
                     Ok(Outcome::Completed) => {
                         let keep = cur.as_ref().is_some_and(|c| c.keep_conn);
@@ -238,6 +254,11 @@ async fn read_loop(
             }
             Event::WriterGone => return Ok(false),
             Event::Stop => return Ok(false),
+            Event::Idle(why) => {
+                log::debug!("fastcgi: closing a connection waiting for a request: {why}");
+                notify_aborted(body.take());
+                return Ok(false);
+            }
             Event::BodySent(ok) => {
                 pending = None;
                 if !ok {
@@ -309,7 +330,10 @@ async fn read_loop(
                     };
                     let h = handler.clone();
                     let w = wtx.clone();
-                    task = Some(Task(tokio::spawn(respond(h, req, id, w))));
+                    task = Some(Task {
+                        handle: tokio::spawn(respond(h, req, id, w)),
+                        _busy: pass.busy(),
+                    });
                 }
                 Message::Stdin { id, data } => {
                     if cur.as_ref().map(|c| c.id) != Some(id) {
@@ -346,6 +370,9 @@ async fn read_loop(
                     let keep = c.keep_conn;
                     notify_aborted(body.take());
                     task = None;
+                    idle_deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + limits.request_timeout);
                     cur = None;
                     params = None;
                     send(&wtx, end_request(id, codec::FCGI_REQUEST_COMPLETE)).await?;

@@ -10,9 +10,10 @@ mod conn;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::server::gate::Gate;
 use crate::server::listen::Listener;
 use crate::server::request::Handler;
 
@@ -23,8 +24,14 @@ pub struct FcgiLimits {
     /// Cap on the reassembled PARAMS stream of one request.
     pub max_params_bytes: usize,
     /// Connections served at once; also reported as FCGI_MAX_CONNS/REQS.
-    /// Further connections wait in the listen backlog.
+    /// When full, a new connection evicts the oldest one that is not
+    /// serving a request (idle or still sending its params); when every
+    /// connection is busy, the new one is closed.
     pub max_conns: u32,
+    /// How long a connection may take to send a request's params, counted
+    /// from its start or from the end of its previous request (so also the
+    /// idle time of a kept-alive connection).
+    pub request_timeout: Duration,
     /// How long to keep draining unread input before closing a finished
     /// connection, so TCP does not reset the response away.
     pub linger: Duration,
@@ -34,11 +41,15 @@ impl Default for FcgiLimits {
     fn default() -> Self {
         FcgiLimits {
             max_params_bytes: codec::DEFAULT_MAX_PARAMS_BYTES,
-            max_conns: 1024,
+            max_conns: 4096,
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT),
             linger: Duration::from_secs(2),
         }
     }
 }
+
+/// Default of `--request-timeout`, seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: u64 = 10;
 
 /// Serves FastCGI on `listener` forever: one task per connection, one
 /// request at a time per connection. Never returns an error: accept errors
@@ -56,38 +67,34 @@ pub async fn serve_until(
     limits: FcgiLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let sem = Arc::new(Semaphore::new(
-        usize::try_from(limits.max_conns.max(1)).unwrap_or(1024),
-    ));
+    let gate = Gate::new(
+        "fastcgi connections",
+        usize::try_from(limits.max_conns.max(1)).unwrap_or(4096),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
-    log::info!("fastcgi: listening on {}", listener.local_description());
+    log::info!(
+        "fastcgi: listening on {} (at most {} connections)",
+        listener.local_description(),
+        gate.max()
+    );
     loop {
-        let permit = tokio::select! {
-            p = sem.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = &mut shutdown => break,
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Full of busy connections: close the newcomer at once.
+                let Some(pass) = gate.enter() else { continue };
                 let handler = handler.clone();
                 let stop = stop_rx.clone();
                 tasks.spawn(async move {
-                    conn::run(stream, peer, handler, limits, stop).await;
-                    drop(permit);
+                    conn::run(stream, peer, handler, limits, stop, pass).await;
                 });
             }
-            Err(e) => {
-                drop(permit);
-                accept_backoff("fastcgi", &e).await;
-            }
+            Err(e) => accept_backoff("fastcgi", &e).await,
         }
         while tasks.try_join_next().is_some() {}
     }
