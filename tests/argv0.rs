@@ -150,20 +150,11 @@ async fn rbash_grant_stays_restricted_for_cmd_run_as_and_icm() {
             String::from_utf8_lossy(&r.stderr),
             r.result
         );
-        // icm with pipes: the process ends within the wait.
-        let r = request(
-            &f,
-            s,
-            2,
-            "icm",
-            json!({"argv": argv, "wait_ms": 5000}),
-            &[],
-        )
-        .await;
-        let res = r.result.as_ref().unwrap();
-        assert_eq!(res["running"], false, "{who}: {res:?}");
+        // icm with pipes.
+        let r = request(&f, s, 2, "icm", json!({"argv": argv, "wait_ms": 1000}), &[]).await;
+        let (r, exit) = until_exit(&f, s, 100, r).await;
         assert!(
-            restricted_shell_ran(&r) && res["exit"] != 0,
+            restricted_shell_ran(&r) && exit != Some(0),
             "{who}: icm bash ran unrestricted: {:?} {:?}",
             String::from_utf8_lossy(&r.stdout),
             String::from_utf8_lossy(&r.stderr)
@@ -174,16 +165,49 @@ async fn rbash_grant_stays_restricted_for_cmd_run_as_and_icm() {
             s,
             3,
             "icm",
-            json!({"argv": argv, "pty": {"rows": 24, "cols": 80}, "wait_ms": 5000}),
+            json!({"argv": argv, "pty": {"rows": 24, "cols": 80}, "wait_ms": 1000}),
             &[],
         )
         .await;
+        let (r, _) = until_exit(&f, s, 200, r).await;
         let out = String::from_utf8_lossy(&r.stdout).to_string();
         assert!(
             out.contains("restricted") && !out.contains("/tmp\r\n"),
             "{who}: icm pty bash ran unrestricted: {out:?}"
         );
     }
+}
+
+/// Polls an `icm` process (request numbers from `r`) until it has ended;
+/// returns all its output and its exit code.
+async fn until_exit(
+    f: &Fixture,
+    s: &ClientSession,
+    mut r: u64,
+    first: Reply,
+) -> (Reply, Option<i64>) {
+    let mut all = Reply {
+        stdout: first.stdout,
+        stderr: first.stderr,
+        result: first.result,
+    };
+    let id = all.result.as_ref().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..20 {
+        let res = all.result.as_ref().unwrap();
+        if res["running"] == false {
+            let exit = res["exit"].as_i64();
+            return (all, exit);
+        }
+        r += 1;
+        let next = request(f, s, r, "idt", json!({"id": id, "wait_ms": 500}), &[]).await;
+        all.stdout.extend_from_slice(&next.stdout);
+        all.stderr.extend_from_slice(&next.stderr);
+        all.result = next.result;
+    }
+    panic!("icm process did not end");
 }
 
 /// A user with `cmd` (any program) keeps the name they give: they could run
@@ -296,7 +320,15 @@ async fn restricted_user_cannot_probe_root_only_paths() {
     let r = request(&f, &s, 50, "icm", json!({"argv": [p("prog")]}), &[]).await;
     let e = r.result.unwrap_err();
     assert_eq!((e.code, e.message), first);
-    let r = request(&f, &s, 51, "icm", json!({"argv": ["id"], "cwd": p("dir")}), &[]).await;
+    let r = request(
+        &f,
+        &s,
+        51,
+        "icm",
+        json!({"argv": ["id"], "cwd": p("dir")}),
+        &[],
+    )
+    .await;
     let e = r.result.unwrap_err();
     assert_eq!((e.code, e.message), first);
 }
@@ -348,7 +380,9 @@ async fn run_as_user_cannot_probe_through_the_daemon() {
                 scrubbed.0,
                 ["missing", "file", "dir", "prog"]
                     .iter()
-                    .fold(scrubbed.1, |m, n| m.replace(&format!("<secret>/{n}"), "<x>")),
+                    .fold(scrubbed.1, |m, n| {
+                        m.replace(&format!("<secret>/{n}"), "<x>")
+                    }),
             );
             assert_eq!(scrubbed.0, ErrorCode::Forbidden, "{d}: {}", e.message);
             seen.push((d.to_string(), scrubbed));
@@ -365,12 +399,7 @@ async fn run_as_user_cannot_probe_through_the_daemon() {
 async fn file_grants_do_not_tell_what_is_outside() {
     let f = fixture();
     let (public, secret) = probe_tree(&f);
-    let s = session(
-        &f,
-        "files",
-        &[&format!("files:read:{}", public.display())],
-    )
-    .await;
+    let s = session(&f, "files", &[&format!("files:read:{}", public.display())]).await;
     let pubs = public.display().to_string();
     let paths = [
         secret.join("file").display().to_string(),
