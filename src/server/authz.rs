@@ -4,8 +4,16 @@
 //! fixed `PATH`, or relative to its working directory when it holds a `/`),
 //! canonicalised, and checked against `cmd:PATH` grants, which are
 //! canonicalised too (so `cmd:/bin/ls` matches on a merged-/usr system). The
-//! child then executes exactly that resolved file: what was checked is what
-//! runs. `sh` strings need the `sh` grant. Admins are not checked.
+//! child then executes exactly that resolved file, under the grant's base
+//! name as `argv[0]` (multi-call programs such as `rbash`/`bash`,
+//! `rview`/`ex`, `xzcat`/`unxz` are one file): what was checked is what
+//! runs, as what it was granted. `sh` strings need the `sh` grant. Admins
+//! are not checked.
+//!
+//! Look-ups that a user could use to probe the file system (`argv[0]`, a
+//! `cwd` they named) are made as the run-as account, or, for a user limited
+//! to `cmd:PATH` grants, as an unprivileged identity; such a user gets one
+//! fixed `forbidden` ([`NOT_PERMITTED`]) for every refusal.
 //!
 //! A user whose commands are limited to `cmd:PATH` grants could otherwise
 //! escape the allowlist through the environment (`LD_PRELOAD`, `BASH_ENV`,
