@@ -61,6 +61,11 @@ pub enum RecordError {
     /// The message holds no record at all.
     #[error("empty message")]
     Empty,
+    /// The record index would pass `u32::MAX`: the `(R, i)` nonce would
+    /// repeat under the same key. The last index is kept for a `last`
+    /// record, so a sender can still end the message.
+    #[error("too many records in one message")]
+    TooManyRecords,
 }
 
 /// Length of the sealed line (with CRLF) of a record with `plaintext`
@@ -135,6 +140,13 @@ impl Sealer {
         self.finished
     }
 
+    /// Starts the record index at `next` (tests at the u32 boundary).
+    #[cfg(test)]
+    pub(crate) fn starting_at(mut self, next: u32) -> Self {
+        self.next = next;
+        self
+    }
+
     /// Seals one record whose plaintext is the concatenation of `parts`, and
     /// returns its line with CRLF. Fails if the plaintext is too large or the
     /// message is already finished.
@@ -153,6 +165,11 @@ impl Sealer {
     ) -> Result<(), RecordError> {
         if self.finished {
             return Err(RecordError::AfterLast);
+        }
+        // Index u32::MAX is only for the `last` record: past it the nonce
+        // would repeat, and keeping it lets the message end with a result.
+        if self.next == u32::MAX && !last {
+            return Err(RecordError::TooManyRecords);
         }
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > MAX_PLAINTEXT {
@@ -190,7 +207,8 @@ impl Sealer {
         out.reserve(sealed_line_len(len));
         b64::encode_into(buf, out);
         out.push_str("\r\n");
-        self.next = self.next.wrapping_add(1);
+        // `last` at u32::MAX finishes the message, so the index is never reused.
+        self.next = self.next.saturating_add(1);
         self.finished = last;
         Ok(())
     }
@@ -278,6 +296,13 @@ impl Opener {
         self.done
     }
 
+    /// Expects the first record at index `next` (tests at the u32 boundary).
+    #[cfg(test)]
+    pub(crate) fn starting_at(mut self, next: u32) -> Self {
+        self.next = next;
+        self
+    }
+
     /// Opens the next line (without its CRLF).
     pub fn open(&mut self, line: &[u8]) -> Result<Record, RecordError> {
         if line.len() > MAX_LINE {
@@ -328,8 +353,13 @@ impl Opener {
         } else {
             return Err(RecordError::Auth);
         };
+        // A message that goes on past index u32::MAX would reuse a nonce; a
+        // correct sender ends at u32::MAX with `last` (see `Sealer`).
+        if i == u32::MAX && !last {
+            return Err(RecordError::TooManyRecords);
+        }
         self.r = Some(r);
-        self.next = self.next.wrapping_add(1);
+        self.next = self.next.saturating_add(1);
         self.done = last;
         Ok(Record {
             buf,
@@ -606,6 +636,79 @@ mod tests {
         l.extend_from_slice(b"\r\n");
         s.push(&l);
         assert_eq!(s.next_line().unwrap().map(|l| l.len()), Some(MAX_LINE));
+    }
+
+    /// Seals one record at index `i` (a sealer started there).
+    fn sealed_at(i: u32, last: bool) -> Bytes {
+        Sealer::new(key(4), 8, "get")
+            .starting_at(i)
+            .seal(&[b"x"], last)
+            .unwrap()
+    }
+
+    fn crlf_less(line: &Bytes) -> &[u8] {
+        &line[..line.len() - 2]
+    }
+
+    #[test]
+    fn sealer_keeps_the_last_index_for_the_last_record() {
+        let mut s = Sealer::new(key(4), 8, "get").starting_at(u32::MAX - 1);
+        // u32::MAX - 1: an ordinary record.
+        let line = s.seal(&[b"a"], false).unwrap();
+        let n = b64::decode_bytes(crlf_less(&line)).unwrap();
+        assert_eq!(n[8..12], (u32::MAX - 1).to_be_bytes());
+        // u32::MAX: only `last`; refusing a data record leaves it usable.
+        assert_eq!(s.seal(&[b"b"], false), Err(RecordError::TooManyRecords));
+        let line = s.seal(&[b"{}"], true).unwrap();
+        let n = b64::decode_bytes(crlf_less(&line)).unwrap();
+        assert_eq!(n[8..12], u32::MAX.to_be_bytes());
+        // Nothing after it: the index never wraps to 0.
+        assert_eq!(s.seal(&[b"c"], false), Err(RecordError::AfterLast));
+        assert_eq!(s.seal(&[b"c"], true), Err(RecordError::AfterLast));
+    }
+
+    #[test]
+    fn opener_refuses_a_message_that_passes_the_last_index() {
+        // u32::MAX - 1 then u32::MAX as `last`: a complete message.
+        let mut o = Opener::new(key(4), Some(8), "get").starting_at(u32::MAX - 1);
+        assert_eq!(
+            o.open(crlf_less(&sealed_at(u32::MAX - 1, false)))
+                .unwrap()
+                .index,
+            u32::MAX - 1
+        );
+        let rec = o.open(crlf_less(&sealed_at(u32::MAX, true))).unwrap();
+        assert!(rec.last && rec.index == u32::MAX && o.finish().is_ok());
+        // A record after it, even one that authenticates at index 0
+        // (where a wrapping counter would have gone), is refused.
+        assert_eq!(
+            o.open(crlf_less(&sealed_at(0, false))).unwrap_err(),
+            RecordError::AfterLast
+        );
+        // A (forged or buggy) message going on at u32::MAX without `last`.
+        let mut o = Opener::new(key(4), Some(8), "get").starting_at(u32::MAX);
+        assert_eq!(
+            o.open(&sealed_at_unchecked(u32::MAX)).unwrap_err(),
+            RecordError::TooManyRecords
+        );
+        assert!(o.finish().is_err());
+    }
+
+    /// A non-last record at `i` sealed by hand (the `Sealer` refuses it at
+    /// u32::MAX), as a buggy or hostile sender would.
+    fn sealed_at_unchecked(i: u32) -> Vec<u8> {
+        let n = nonce(8, i);
+        let mut body = b"\x01x".to_vec();
+        let tag = key(4)
+            .0
+            .encrypt_inout_detached(&Nonce::from(n), &aad("get", false), (&mut body[..]).into())
+            .unwrap();
+        let mut raw = n.to_vec();
+        raw.extend_from_slice(&body);
+        raw.extend_from_slice(&tag);
+        let mut out = String::new();
+        b64::encode_into(&raw, &mut out);
+        out.into_bytes()
     }
 
     #[test]

@@ -72,16 +72,7 @@ pub fn locate(grants: &Grants, path: &Path, access: Access) -> Result<Located, O
         .filter(|r| path.starts_with(r))
         .max_by_key(|r| r.components().count());
     let Some(root) = best else {
-        return Err(OpError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "{shown}: outside the directories you may {}",
-                match access {
-                    Access::Read => "read",
-                    Access::Write => "write",
-                }
-            ),
-        ));
+        return Err(outside(&shown));
     };
     let rel = path
         .strip_prefix(root)
@@ -95,14 +86,22 @@ pub fn locate(grants: &Grants, path: &Path, access: Access) -> Result<Located, O
     })
 }
 
+/// The one answer for a path outside the user's roots, whether it is
+/// refused as written or only when the kernel finds it climbs out: the
+/// same code and text (with the client's own path, never a resolved one),
+/// so the reasons do not tell what exists outside.
+fn outside(shown: &str) -> OpError {
+    OpError::new(
+        ErrorCode::Forbidden,
+        format!("{shown}: outside the directories you were granted"),
+    )
+}
+
 /// Maps a file-system error to a result, with "escapes the root" errors as
 /// `forbidden`.
 pub fn fs_error(what: &str, e: Errno, confined: bool) -> OpError {
     match e {
-        Errno::EXDEV if confined => OpError::new(
-            ErrorCode::Forbidden,
-            format!("{what}: leads outside the permitted directory"),
-        ),
+        Errno::EXDEV if confined => outside(what),
         Errno::ELOOP if confined => OpError::new(
             ErrorCode::Forbidden,
             format!("{what}: symbolic link not allowed here"),

@@ -64,6 +64,19 @@ impl Account {
         })
     }
 
+    /// An identity without any rights of its own (the overflow ids, no
+    /// supplementary groups): what every local account may see, for
+    /// look-ups made for a program-restricted user without a run-as account.
+    pub fn unprivileged() -> Account {
+        Account {
+            name: "nobody".into(),
+            uid: 65_534,
+            gid: 65_534,
+            groups: Vec::new(),
+            home: PathBuf::from("/"),
+        }
+    }
+
     /// The account's home if it is a directory, else `/` (system accounts
     /// often have a home that does not exist).
     pub fn default_cwd(&self) -> PathBuf {

@@ -176,10 +176,23 @@ impl ResponseWriter {
             .map(|p| sealed_line_len(1 + p.len()))
             .sum();
         let mut lines = String::with_capacity(cap);
+        let mut sealed = Ok(());
         for piece in data.chunks(MAX_RESPONSE_DATA) {
-            self.sealer
-                .seal_into(&[&[channel], piece], false, &mut lines)
-                .map_err(|_| Gone)?;
+            sealed = self
+                .sealer
+                .seal_into(&[&[channel], piece], false, &mut lines);
+            if sealed.is_err() {
+                break;
+            }
+        }
+        // Records already sealed are sent even when a later one could not
+        // be (the index is exhausted): the final result record must follow
+        // them without a gap.
+        if sealed.is_err() {
+            if !lines.is_empty() {
+                let _ = self.tx.send(Bytes::from(lines.into_bytes())).await;
+            }
+            return Err(Gone);
         }
         if !lines.is_empty() {
             self.tx
@@ -227,5 +240,45 @@ impl ResponseWriter {
         };
         let line = self.sealer.seal(&[&json], true).map_err(|_| Gone)?;
         self.tx.send(line).await.map_err(|_| Gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::record::RecordKey;
+    use crate::proto::response::{parse_result, ErrorCode};
+
+    /// Near the end of the record index, data that needs more records than
+    /// are left is cut off, and the message still ends, without a gap, with
+    /// an error result in the last index.
+    #[tokio::test]
+    async fn response_ends_with_an_error_when_the_index_runs_out() {
+        let key = RecordKey::new(&[9u8; 32]);
+        let (tx, mut rx) = mpsc::channel(16);
+        let start = u32::MAX - 2;
+        let mut w = ResponseWriter::new(tx, Sealer::new(key.clone(), 3, "get").starting_at(start));
+        // Three records' worth: two fit (u32::MAX - 2, u32::MAX - 1), the
+        // third would take the index kept for the result.
+        let data = vec![7u8; 3 * MAX_RESPONSE_DATA];
+        assert_eq!(w.send(CHANNEL_STDOUT, &data).await, Err(Gone));
+        let err = OpError::new(ErrorCode::TooLarge, "too many records");
+        w.finish(&Err(err)).await.unwrap();
+        let mut split = LineSplitter::new();
+        while let Ok(b) = rx.try_recv() {
+            split.push(&b);
+        }
+        let mut o = Opener::new(key, Some(3), "get").starting_at(start);
+        let mut recs = Vec::new();
+        while let Some(line) = split.next_line().unwrap() {
+            recs.push(o.open(&line).unwrap());
+        }
+        assert!(o.finish().is_ok());
+        let idx: Vec<u32> = recs.iter().map(|r| r.index).collect();
+        assert_eq!(idx, [u32::MAX - 2, u32::MAX - 1, u32::MAX]);
+        let last = recs.last().unwrap();
+        assert!(last.last);
+        let res = parse_result(last.plaintext()).unwrap();
+        assert_eq!(res.unwrap_err().code, ErrorCode::TooLarge);
     }
 }

@@ -162,27 +162,26 @@ pub fn build_command_base(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
         (None, Some(a)) => a.default_cwd(),
         (None, None) => ctx.inst.home.clone(),
     };
-    match std::fs::metadata(&cwd) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(OpError::bad_request(format!(
-                "cwd {} is not a directory",
-                cwd.display()
-            )))
-        }
-        Err(e) => return Err(super::io_error(&format!("cwd {}", cwd.display()), &e)),
-    }
     let (prog, args) = c
         .argv
         .split_first()
         .ok_or_else(|| OpError::bad_request("argv must name a program"))?;
-    // What is checked is what runs: the resolved executable, with argv[0]
-    // as the client gave it.
-    let exe = authorize_command(&grants, &c.argv, c.sh, c.env.keys(), &cwd)?;
-    let mut cmd = match &exe {
+    // What is checked is what runs: the resolved executable, under the
+    // name the grant gives it (see authz::Checked::arg0). The working
+    // directory and the program are looked up as the run-as account.
+    let checked = authorize_command(
+        &grants,
+        acct.as_deref(),
+        &c.argv,
+        c.sh,
+        c.env.keys(),
+        &cwd,
+        c.cwd.is_some(),
+    )?;
+    let mut cmd = match &checked.exe {
         Some(exe) => {
             let mut cmd = Command::new(exe);
-            cmd.arg0(prog);
+            cmd.arg0(&checked.arg0);
             cmd
         }
         // Unchecked (admin, or the `sh` wrapper): still resolve a bare name
