@@ -248,7 +248,11 @@ fn backup_dir_swapped_for_a_symlink_is_not_used() {
     std::os::unix::fs::chown(s.app.join(".app.remo-backup"), Some(65534), Some(65534)).unwrap();
     let o = s.remo(&["config", "set", "app", "DB_HOST", "db2"]);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o.stdout));
-    assert!(text(&o.stderr).contains("remo-backup"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("remo-backup"),
+        "{}",
+        text(&o.stderr)
+    );
     assert_eq!(std::fs::read_to_string(s.env()).unwrap(), ENV);
     assert_eq!(
         std::fs::read_dir(s.app.join(".app.remo-backup"))
@@ -374,6 +378,10 @@ fn fifo_swapped_in_does_not_stall_the_server() {
     }
     stop.store(true, Ordering::Relaxed);
     racer.join().unwrap();
+    eprintln!(
+        "racing a FIFO: {ok} answered, {refused} refused, {} hung",
+        hung.len()
+    );
     assert!(
         hung.is_empty(),
         "requests {hung:?} hung on the FIFO ({ok} answered, {refused} refused)"
