@@ -100,6 +100,7 @@ fn start() -> Setup {
     chmod(&app, 0o777);
     std::fs::write(app.join(".env"), ENV).unwrap();
     std::fs::write(app.join("other.env"), "X=1\n").unwrap();
+    std::fs::write(app.join("checked.env"), "C=1\n").unwrap();
     // A root-only secret elsewhere.
     let vault = root.join("vault");
     std::fs::create_dir_all(&vault).unwrap();
@@ -107,6 +108,8 @@ fn start() -> Setup {
     let secret = vault.join("secret.env");
     std::fs::write(&secret, SECRET).unwrap();
     chmod(&secret, 0o600);
+    std::fs::write(vault.join("checked.env"), SECRET).unwrap();
+    chmod(&vault.join("checked.env"), 0o600);
     // An admin-configured symlink (in a root-owned directory) to the file.
     std::os::unix::fs::symlink(app.join(".env"), srv.join("alias.env")).unwrap();
     std::fs::write(
@@ -114,6 +117,8 @@ fn start() -> Setup {
         format!(
             "[files.app]\npath = \"{a}/.env\"\nformat = \"env\"\nbackups = 1\n\n\
              [files.other]\npath = \"{a}/other.env\"\nformat = \"env\"\n\n\
+             [files.checked]\npath = \"{a}/checked.env\"\nformat = \"env\"\n\
+             validate = [\"/bin/sh\", \"-c\", \"sleep 2; cat \\\"$0\\\" >&2; exit 1\", \"{{file}}\"]\n\n\
              [files.alias]\npath = \"{s}/alias.env\"\nformat = \"env\"\nbackup = false\n",
             a = app.display(),
             s = srv.display(),
@@ -190,11 +195,12 @@ fn file_swapped_for_a_symlink_is_neither_read_nor_written() {
         "the secret file was replaced"
     );
     // Nothing was put beside the secret either.
-    let names: Vec<_> = std::fs::read_dir(s.secret.parent().unwrap())
+    let mut names: Vec<_> = std::fs::read_dir(s.secret.parent().unwrap())
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 1, "{names:?}");
+    names.sort();
+    assert_eq!(names, ["checked.env", "secret.env"]);
     assert!(!s.log().contains("hunter2"));
 }
 
@@ -393,4 +399,50 @@ fn fifo_swapped_in_does_not_stall_the_server() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "X=1\n");
     assert!(t.elapsed() < limit);
+}
+
+#[test]
+fn validator_reads_the_candidate_not_a_swapped_directory() {
+    let s = start();
+    // While the validator runs, the account renames remod's private
+    // candidate directory away and puts a symlink to a root-only directory
+    // holding a file of the same name in its place. The validator (which
+    // prints the file it checked when it refuses it) must still see the
+    // candidate.
+    let child = s
+        .command(&["config", "set", "checked", "C", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cand = loop {
+        let found = std::fs::read_dir(&s.app)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.starts_with(".remo-"));
+        if let Some(n) = found {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no candidate directory appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::fs::rename(s.app.join(&cand), s.app.join(".moved-away")).unwrap();
+    std::os::unix::fs::symlink(s.root.join("vault"), s.app.join(&cand)).unwrap();
+    let o = common::wait_with_timeout(child, Duration::from_secs(60), "config set checked");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("validation failed"), "{err}");
+    assert!(
+        !err.contains("hunter2"),
+        "the validator read the swapped-in file: {err}"
+    );
+    assert!(
+        err.contains("C=2"),
+        "the validator did not see the candidate: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.app.join("checked.env")).unwrap(),
+        "C=1\n"
+    );
 }

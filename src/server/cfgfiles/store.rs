@@ -442,8 +442,30 @@ struct Candidate {
     name: OsString,
     /// The candidate's identity (kept by the rename).
     id: FileId,
-    /// Its path, for the validator.
+    /// Its path, for the validator (see [`candidate_path`]).
     path: PathBuf,
+}
+
+/// The path the validator is given. Beside the file when only remod's
+/// user can write the file's directory. Otherwise someone could rename the
+/// private directory away (a rename within one directory needs no write
+/// access to the directory renamed) and put a symlink in its place, making
+/// the validator read, and print to the client, another file of that name;
+/// so the path goes through remod's own descriptor of the private
+/// directory, `/proc/PID/fd/N/NAME`, which keeps the file name.
+fn candidate_path(loc: &Location, dir_name: &OsStr, dir: &OwnedFd) -> Result<PathBuf, Errno> {
+    let st = fsat::stat(&loc.dir)?;
+    let only_ours = st.st_uid == nix::unistd::geteuid().as_raw() && st.st_mode & 0o022 == 0;
+    let base = if only_ours {
+        loc.path.parent().unwrap_or(Path::new("/")).join(dir_name)
+    } else {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            dir.as_raw_fd()
+        ))
+    };
+    Ok(base.join(&loc.name))
 }
 
 impl Drop for Candidate {
@@ -497,12 +519,7 @@ fn write_candidate(
     let mut cand = Candidate {
         parent: loc.dir.clone(),
         dir_id: fsat::id_of(&st),
-        path: loc
-            .path
-            .parent()
-            .unwrap_or(Path::new("/"))
-            .join(&dir_name)
-            .join(&loc.name),
+        path: candidate_path(loc, &dir_name, &dir)?,
         dir_name,
         dir,
         name: loc.name.clone(),
