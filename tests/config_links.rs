@@ -194,6 +194,12 @@ fn file_swapped_for_a_symlink_is_neither_read_nor_written() {
         (after.ino(), after.mode(), after.uid()),
         "the secret file was replaced"
     );
+    // A hard link to the secret in its place is not read either.
+    std::fs::remove_file(s.env()).unwrap();
+    std::fs::hard_link(&s.secret, s.env()).unwrap();
+    let o = s.remo(&["config", "get", "app"]);
+    assert_failed_without(&o, "config get app (hard link)", "hunter2");
+    std::fs::remove_file(s.env()).unwrap();
     // Nothing was put beside the secret either.
     let mut names: Vec<_> = std::fs::read_dir(s.secret.parent().unwrap())
         .unwrap()

@@ -171,6 +171,13 @@ fn read_current_now(loc: Location, max_size: u64) -> Result<Current, OpError> {
             version: version_of(None),
         });
     };
+    // A hard link someone else put here to a file they could not read.
+    if st.st_nlink > 1 && !only_ours(&fsat::stat(&loc.dir).map_err(|e| errno_error(&what, e))?) {
+        return Err(refused(
+            &what,
+            "has other hard links and its directory is writable by others",
+        ));
+    }
     if st.st_size as u64 > max_size {
         return Err(OpError::new(
             ErrorCode::TooLarge,
@@ -186,6 +193,11 @@ fn read_current_now(loc: Location, max_size: u64) -> Result<Current, OpError> {
         owner: Some((st.st_uid, st.st_gid)),
         id: Some(fsat::id_of(&st)),
     })
+}
+
+/// True when only remod's user can change names in the directory `st`.
+fn only_ours(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_uid == nix::unistd::geteuid().as_raw() && st.st_mode & 0o022 == 0
 }
 
 /// Reads the file (bounded by `max_size`) in its located directory.
@@ -454,9 +466,7 @@ struct Candidate {
 /// so the path goes through remod's own descriptor of the private
 /// directory, `/proc/PID/fd/N/NAME`, which keeps the file name.
 fn candidate_path(loc: &Location, dir_name: &OsStr, dir: &OwnedFd) -> Result<PathBuf, Errno> {
-    let st = fsat::stat(&loc.dir)?;
-    let only_ours = st.st_uid == nix::unistd::geteuid().as_raw() && st.st_mode & 0o022 == 0;
-    let base = if only_ours {
+    let base = if only_ours(&fsat::stat(&loc.dir)?) {
         loc.path.parent().unwrap_or(Path::new("/")).join(dir_name)
     } else {
         PathBuf::from(format!(
