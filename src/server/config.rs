@@ -161,11 +161,11 @@ impl ConfigFile {
             path: path.to_path_buf(),
             why: e.to_string(),
         })?;
-        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::File {
+        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
             why: toml_error(&text, &e),
         })?;
-        super::cfgfiles::check_specs(&file.files).map_err(|why| ConfigError::File {
+        super::cfgfiles::check_specs(&mut file.files).map_err(|why| ConfigError::File {
             path: path.to_path_buf(),
             why,
         })?;

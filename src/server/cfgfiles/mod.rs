@@ -3,12 +3,15 @@
 //! server configuration alone decides which files are editable, how they
 //! are validated and which service is reloaded after a change.
 
+pub mod fsat;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use log::{info, warn};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -38,7 +41,8 @@ fn default_max_size() -> u64 {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
-    /// The file (absolute). A symlink is followed: its target is edited.
+    /// The file (absolute). Symlinks in it (owned by root) are resolved
+    /// once, when the configuration is loaded: see [`FileSpec::file_path`].
     pub path: PathBuf,
     /// `ini`, `env` or `raw`.
     pub format: Format,
@@ -62,6 +66,62 @@ pub struct FileSpec {
     /// Largest file or upload accepted, in bytes (default 8 MiB).
     #[serde(default = "default_max_size")]
     pub max_size: u64,
+    /// `path` with its symlinks resolved at load time ([`check_specs`]);
+    /// never read from the file. Empty until resolved.
+    #[serde(skip)]
+    pub resolved: PathBuf,
+    /// The directory `.NAME.remo-backup/` goes in (`backup_dir` or the
+    /// file's directory), resolved at load time. Empty until resolved.
+    #[serde(skip)]
+    pub backup_base: PathBuf,
+}
+
+impl FileSpec {
+    /// The file remod opens: the path resolved at load time. It is opened
+    /// with no symlink followed at any component, so a link swapped in
+    /// later (by whoever can write the directory) is refused, not followed.
+    pub fn file_path(&self) -> &Path {
+        if self.resolved.as_os_str().is_empty() {
+            &self.path
+        } else {
+            &self.resolved
+        }
+    }
+
+    /// Where the backup directory is created (see [`FileSpec::backup_base`]).
+    pub fn backup_base(&self) -> PathBuf {
+        if !self.backup_base.as_os_str().is_empty() {
+            return self.backup_base.clone();
+        }
+        self.backup_dir
+            .clone()
+            .or_else(|| self.file_path().parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("/"))
+    }
+}
+
+/// Resolves `path` once, logging what a link pointed to; a link that may
+/// not be followed is left in place (every request then refuses it) and
+/// logged, without failing the load: anyone able to plant such a link
+/// could otherwise stop remod from starting.
+fn resolve_logged(name: &str, what: &str, path: &Path) -> PathBuf {
+    match fsat::resolve_links(path) {
+        Ok(r) => {
+            if r != path {
+                info!(
+                    "config file {name}: {} is a symlink to {}; using {}",
+                    path.display(),
+                    r.display(),
+                    r.display()
+                );
+            }
+            r
+        }
+        Err(e) => {
+            warn!("config file {name}: {what} {}: {e}", path.display());
+            path.to_path_buf()
+        }
+    }
 }
 
 /// A name usable in `[files.NAME]`, a permission `config:NAME` and a
@@ -77,9 +137,10 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// Checks the `[files]` table at load time, so a mistake is reported when
-/// the server starts rather than when someone first edits the file.
-pub fn check_specs(files: &BTreeMap<String, FileSpec>) -> Result<(), String> {
-    for (name, s) in files {
+/// the server starts rather than when someone first edits the file, and
+/// resolves each path's symlinks once (`resolved`, `backup_base`).
+pub fn check_specs(files: &mut BTreeMap<String, FileSpec>) -> Result<(), String> {
+    for (name, s) in files.iter_mut() {
         if !valid_name(name) {
             return Err(format!(
                 "files.{name}: names are 1-64 characters of A-Z a-z 0-9 . _ - (not starting with '.')"
@@ -107,6 +168,15 @@ pub fn check_specs(files: &BTreeMap<String, FileSpec>) -> Result<(), String> {
         if s.timeout == 0 {
             return Err(format!("files.{name}: timeout must be at least 1 second"));
         }
+        s.resolved = resolve_logged(name, "path", &s.path);
+        s.backup_base = match &s.backup_dir {
+            Some(d) => resolve_logged(name, "backup_dir", d),
+            None => s
+                .resolved
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("/")),
+        };
     }
     Ok(())
 }
@@ -119,14 +189,26 @@ pub fn version_of(content: Option<&[u8]>) -> String {
     }
 }
 
-static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// What a file's lock is keyed on: its directory's identity (device,
+/// inode) and its name there. Not the inode of the file itself, which every
+/// change replaces; not the configured path, of which there may be several
+/// (a symlink, two instances' configurations) for one file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LockKey {
+    /// The directory's (device, inode).
+    pub dir: fsat::FileId,
+    /// The file's name in it.
+    pub name: OsString,
+}
 
-/// The lock that serialises modifications of one file. Keyed by path for
-/// the whole process, so two instances naming the same file share it.
-pub fn lock_for(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+type LockMap = HashMap<LockKey, Arc<tokio::sync::Mutex<()>>>;
+static LOCKS: LazyLock<Mutex<LockMap>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The lock that serialises modifications of one file, for the whole
+/// process.
+pub fn lock_for(key: &LockKey) -> Arc<tokio::sync::Mutex<()>> {
     let mut map = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-    map.entry(path.to_path_buf()).or_default().clone()
+    map.entry(key.clone()).or_default().clone()
 }
 
 #[cfg(test)]
@@ -150,15 +232,19 @@ reload = ["systemctl", "reload", "wg-quick@wg0"]
         .unwrap();
         let s = t.files.get("wg0").unwrap();
         assert!(s.backup && s.backups == 10 && s.timeout == 30);
-        assert!(check_specs(&t.files).is_ok());
+        assert!(check_specs(&mut t.files.clone()).is_ok());
         let mut bad = t.files.clone();
         bad.insert("../x".into(), s.clone());
-        assert!(check_specs(&bad).is_err());
+        assert!(check_specs(&mut bad).is_err());
         let mut bad = t.files.clone();
         if let Some(s) = bad.get_mut("wg0") {
             s.path = "rel".into();
         }
-        assert!(check_specs(&bad).is_err());
+        assert!(check_specs(&mut bad).is_err());
+        assert!(toml::from_str::<T>(
+            "[files.a]\npath=\"/a\"\nformat=\"raw\"\nresolved=\"/etc/shadow\"\n"
+        )
+        .is_err());
         assert!(toml::from_str::<T>("[files.a]\npath=\"/a\"\nformat=\"yaml\"\n").is_err());
         assert!(
             toml::from_str::<T>("[files.a]\npath=\"/a\"\nformat=\"raw\"\nbackup_count=1\n")
@@ -166,5 +252,52 @@ reload = ["systemctl", "reload", "wg-quick@wg0"]
         );
         assert_eq!(version_of(None), "absent");
         assert!(version_of(Some(b"x")).starts_with("sha256:"));
+    }
+
+    /// Two names for one file (one through a symlink the admin configured)
+    /// share one lock; another file in the same directory does not.
+    #[tokio::test]
+    async fn one_lock_per_file_whatever_the_name() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().canonicalize().unwrap();
+        std::fs::create_dir(base.join("app")).unwrap();
+        std::fs::write(base.join("app/.env"), "A=1\n").unwrap();
+        std::fs::write(base.join("app/other"), "B=1\n").unwrap();
+        std::os::unix::fs::symlink(base.join("app/.env"), base.join("alias.env")).unwrap();
+        std::os::unix::fs::symlink(base.join("app"), base.join("applink")).unwrap();
+        let spec = |p: PathBuf| FileSpec {
+            path: p,
+            format: Format::Env,
+            backup: true,
+            backups: 1,
+            backup_dir: None,
+            validate: None,
+            reload: None,
+            timeout: 1,
+            max_size: 1024,
+            resolved: PathBuf::new(),
+            backup_base: PathBuf::new(),
+        };
+        let mut files = BTreeMap::new();
+        files.insert("a".to_string(), spec(base.join("app/.env")));
+        files.insert("b".to_string(), spec(base.join("alias.env")));
+        files.insert("c".to_string(), spec(base.join("applink/.env")));
+        files.insert("d".to_string(), spec(base.join("app/other")));
+        check_specs(&mut files).unwrap();
+        let mut keys = Vec::new();
+        for n in ["a", "b", "c", "d"] {
+            let loc = store::locate(files.get(n).unwrap()).await.unwrap();
+            keys.push(loc.lock_key());
+        }
+        assert_eq!(keys[0], keys[1]);
+        assert_eq!(keys[0], keys[2]);
+        assert_ne!(keys[0], keys[3]);
+        assert!(Arc::ptr_eq(&lock_for(&keys[0]), &lock_for(&keys[1])));
+        assert!(!Arc::ptr_eq(&lock_for(&keys[0]), &lock_for(&keys[3])));
+        // Held through one name, the lock is busy through the other.
+        let l = lock_for(&keys[2]);
+        let _g = l.lock().await;
+        assert!(lock_for(&keys[1]).try_lock().is_err());
+        assert!(lock_for(&keys[3]).try_lock().is_ok());
     }
 }

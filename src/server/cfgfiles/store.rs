@@ -6,91 +6,213 @@
 //! fsynced → validated → old content backed up → renamed over the file →
 //! reload command. A failed validation changes nothing, not even the
 //! backups; a failed reload puts the old content back (and reloads again).
+//!
+//! The file's directory may be writable by a less trusted account, which
+//! can swap any name in it at any moment. So the file, the candidate and
+//! the backups are reached only through directory descriptors with no
+//! symlink followed at any component ([`fsat`]); files are opened
+//! non-blocking and must be regular files; the rename happens only if the
+//! name still holds the file that was read; and every one of these calls
+//! runs in `spawn_blocking`, so a FIFO swapped in cannot stall a worker.
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{version_of, FileSpec};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::fsat::{self, FileId};
+use super::{version_of, FileSpec, LockKey};
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::ops::io_error;
 
 /// Most bytes of a command's output kept for the client, per stream.
 const MAX_COMMAND_OUTPUT: usize = 64 << 10;
 
+/// A configured file's place: its directory, opened with no symlink
+/// followed, and its name there. Cheap to clone (the descriptor is shared).
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The file's path (resolved at load time), for messages and commands.
+    pub path: PathBuf,
+    dir: Arc<OwnedFd>,
+    dir_id: FileId,
+    name: OsString,
+}
+
+impl Location {
+    /// The key of the lock that serialises changes to this file.
+    pub fn lock_key(&self) -> LockKey {
+        LockKey {
+            dir: self.dir_id,
+            name: self.name.clone(),
+        }
+    }
+}
+
 /// The file as it is now.
 #[derive(Debug, Clone)]
 pub struct Current {
-    /// The file edited: the configured path, or what its symlink points to.
-    pub path: PathBuf,
+    /// Where it is.
+    pub loc: Location,
     /// Its content; `None` if it does not exist.
     pub content: Option<Vec<u8>>,
     /// Permission bits, kept by every change.
     pub mode: Option<u32>,
     /// Owner and group, kept by every change when remod runs as root.
     pub owner: Option<(u32, u32)>,
+    /// The file read (device, inode): a change replaces only this file.
+    pub id: Option<FileId>,
     /// [`version_of`] the content.
     pub version: String,
 }
 
-/// The file a spec names, following a symlink as `cp` would.
-pub fn target_path(spec: &FileSpec) -> PathBuf {
-    let p = &spec.path;
-    if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) {
-        if let Ok(t) = std::fs::canonicalize(p) {
-            return t;
-        }
-    }
-    p.clone()
+fn errno_error(what: &str, e: Errno) -> OpError {
+    io_error(what, &std::io::Error::from(e))
 }
 
-/// Reads the file (bounded by `max_size`).
-pub fn read_current(spec: &FileSpec) -> Result<Current, OpError> {
-    let path = target_path(spec);
+/// An error for a name that is a symlink (or not what it should be).
+fn refused(what: &str, why: &str) -> OpError {
+    OpError::bad_request(format!("{what} {why}; refused"))
+}
+
+/// Runs file-system work off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
+) -> Result<T, OpError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| OpError::new(ErrorCode::Internal, "file task failed"))?
+}
+
+fn locate_now(path: PathBuf) -> Result<Location, OpError> {
     let what = path.display().to_string();
-    let meta = match std::fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Current {
-                path,
-                content: None,
-                mode: None,
-                owner: None,
-                version: version_of(None),
-            })
-        }
-        Err(e) => return Err(io_error(&what, &e)),
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(OpError::bad_request(format!("{what} is not a file path")));
     };
-    if !meta.is_file() {
-        return Err(OpError::bad_request(format!(
-            "{what} is not a regular file"
-        )));
-    }
-    if meta.len() > spec.max_size {
+    let dir = fsat::open_dir_path(parent, None).map_err(|e| match e {
+        Errno::ELOOP | Errno::ENOTDIR => refused(
+            &parent.display().to_string(),
+            "has a component that is a symbolic link or not a directory",
+        ),
+        e => errno_error(&parent.display().to_string(), e),
+    })?;
+    let st = fsat::stat(&dir).map_err(|e| errno_error(&what, e))?;
+    Ok(Location {
+        name: name.to_os_string(),
+        path,
+        dir: Arc::new(dir),
+        dir_id: fsat::id_of(&st),
+    })
+}
+
+/// Opens the file's directory (no symlink followed at any component).
+pub async fn locate(spec: &FileSpec) -> Result<Location, OpError> {
+    let path = spec.file_path().to_path_buf();
+    blocking(move || locate_now(path)).await
+}
+
+/// Reads a regular file through `fd`, at most `max` bytes.
+fn read_bounded(fd: OwnedFd, max: u64, what: &str) -> Result<Vec<u8>, OpError> {
+    let mut content = Vec::new();
+    std::fs::File::from(fd)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut content)
+        .map_err(|e| io_error(what, &e))?;
+    if content.len() as u64 > max {
         return Err(OpError::new(
             ErrorCode::TooLarge,
-            format!("{what} is larger than max_size ({} bytes)", spec.max_size),
+            format!("{what} is larger than max_size ({max} bytes)"),
         ));
     }
-    let content = std::fs::read(&path).map_err(|e| io_error(&what, &e))?;
+    Ok(content)
+}
+
+/// Opens `name` in `dir` for reading: not through a symlink, without
+/// blocking on a FIFO, and only if it is a regular file.
+fn open_regular(
+    dir: &OwnedFd,
+    name: &OsStr,
+    what: &str,
+) -> Result<Option<(OwnedFd, nix::sys::stat::FileStat)>, OpError> {
+    let fd = match fsat::open_at(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ELOOP) => return Err(refused(what, "is a symbolic link")),
+        Err(e) => return Err(errno_error(what, e)),
+    };
+    let st = fsat::stat(&fd).map_err(|e| errno_error(what, e))?;
+    if !fsat::is_regular(&st) {
+        return Err(refused(what, "is not a regular file"));
+    }
+    Ok(Some((fd, st)))
+}
+
+fn read_current_now(loc: Location, max_size: u64) -> Result<Current, OpError> {
+    let what = loc.path.display().to_string();
+    let Some((fd, st)) = open_regular(&loc.dir, &loc.name, &what)? else {
+        return Ok(Current {
+            loc,
+            content: None,
+            mode: None,
+            owner: None,
+            id: None,
+            version: version_of(None),
+        });
+    };
+    // A hard link someone else put here to a file they could not read.
+    if st.st_nlink > 1 && !only_ours(&fsat::stat(&loc.dir).map_err(|e| errno_error(&what, e))?) {
+        return Err(refused(
+            &what,
+            "has other hard links and its directory is writable by others",
+        ));
+    }
+    if st.st_size as u64 > max_size {
+        return Err(OpError::new(
+            ErrorCode::TooLarge,
+            format!("{what} is larger than max_size ({max_size} bytes)"),
+        ));
+    }
+    let content = read_bounded(fd, max_size, &what)?;
     Ok(Current {
         version: version_of(Some(&content)),
-        path,
+        loc,
         content: Some(content),
-        mode: Some(meta.mode() & 0o7777),
-        owner: Some((meta.uid(), meta.gid())),
+        mode: Some(st.st_mode & 0o7777),
+        owner: Some((st.st_uid, st.st_gid)),
+        id: Some(fsat::id_of(&st)),
     })
+}
+
+/// True when only remod's user can change names in the directory `st`.
+fn only_ours(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_uid == nix::unistd::geteuid().as_raw() && st.st_mode & 0o022 == 0
+}
+
+/// Reads the file (bounded by `max_size`) in its located directory.
+pub async fn read_current(spec: &FileSpec, loc: Location) -> Result<Current, OpError> {
+    let max = spec.max_size;
+    blocking(move || read_current_now(loc, max)).await
 }
 
 /// `<backup_dir or the file's directory>/.NAME.remo-backup`.
 pub fn backup_dir(spec: &FileSpec, name: &str) -> PathBuf {
-    let base = spec
-        .backup_dir
-        .clone()
-        .or_else(|| spec.path.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("/"));
-    base.join(format!(".{name}.remo-backup"))
+    spec.backup_base().join(backup_dir_name(name))
+}
+
+fn backup_dir_name(name: &str) -> String {
+    format!(".{name}.remo-backup")
 }
 
 /// A backup id is a UTC timestamp like `20250102T030405.123456Z`
@@ -115,28 +237,88 @@ pub struct BackupInfo {
     pub mtime: i64,
 }
 
-/// The backups of a file, newest first.
-pub fn list_backups(spec: &FileSpec, name: &str) -> Result<Vec<BackupInfo>, OpError> {
-    let dir = backup_dir(spec, name);
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(&dir.display().to_string(), &e)),
+/// Opens the backup directory: never through a symlink, and only one owned
+/// by remod's user (root) and writable by nobody else, since remod writes,
+/// reads back and deletes files there. With `create`, remod makes it
+/// (0700, and `backup_dir` itself if missing); without, a missing one is
+/// `None`.
+fn open_backup_dir(
+    spec: &FileSpec,
+    loc: &Location,
+    name: &str,
+    create: bool,
+) -> Result<Option<OwnedFd>, OpError> {
+    let dir_path = backup_dir(spec, name);
+    let what = dir_path.display().to_string();
+    let base_path = spec.backup_base();
+    let base = if spec.backup_dir.is_none() && Some(base_path.as_path()) == loc.path.parent() {
+        // The file's own directory, already open.
+        None
+    } else {
+        match fsat::open_dir_path(&base_path, create.then_some(0o700)) {
+            Ok(fd) => Some(fd),
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                return Err(refused(
+                    &base_path.display().to_string(),
+                    "has a component that is a symbolic link or not a directory",
+                ))
+            }
+            Err(e) => return Err(errno_error(&base_path.display().to_string(), e)),
+        }
     };
+    let base = base.as_ref().unwrap_or(&loc.dir);
+    let dname = OsString::from(backup_dir_name(name));
+    if create {
+        match nix::sys::stat::mkdirat(
+            Some(base.as_raw_fd()),
+            dname.as_os_str(),
+            Mode::from_bits_truncate(0o700),
+        ) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(errno_error(&what, e)),
+        }
+    }
+    let fd = match fsat::open_dir_at(base, &dname) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) if !create => return Ok(None),
+        Err(Errno::ELOOP | Errno::ENOTDIR) => {
+            return Err(refused(&what, "is a symbolic link or not a directory"))
+        }
+        Err(e) => return Err(errno_error(&what, e)),
+    };
+    let st = fsat::stat(&fd).map_err(|e| errno_error(&what, e))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if st.st_uid != euid {
+        return Err(refused(
+            &what,
+            &format!(
+                "is owned by uid {}, not by remod's user ({euid})",
+                st.st_uid
+            ),
+        ));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(refused(&what, "is writable by group or others"));
+    }
+    Ok(Some(fd))
+}
+
+fn list_backups_now(dir: &OwnedFd, what: &str) -> Result<Vec<BackupInfo>, OpError> {
     let mut out = Vec::new();
-    for entry in rd.flatten() {
-        let Ok(id) = entry.file_name().into_string() else {
+    for n in fsat::names(dir).map_err(|e| errno_error(what, e))? {
+        let Ok(id) = n.into_string() else {
             continue;
         };
         if !valid_backup_id(&id) {
             continue;
         }
-        if let Ok(m) = entry.metadata() {
-            if m.is_file() {
+        if let Ok(st) = fsat::stat_at(dir, OsStr::new(&id)) {
+            if fsat::is_regular(&st) {
                 out.push(BackupInfo {
                     id,
-                    size: m.len(),
-                    mtime: m.mtime(),
+                    size: st.st_size as u64,
+                    mtime: st.st_mtime,
                 });
             }
         }
@@ -145,17 +327,45 @@ pub fn list_backups(spec: &FileSpec, name: &str) -> Result<Vec<BackupInfo>, OpEr
     Ok(out)
 }
 
+/// The backups of a file, newest first.
+pub async fn list_backups(
+    spec: &FileSpec,
+    loc: &Location,
+    name: &str,
+) -> Result<Vec<BackupInfo>, OpError> {
+    let (spec, loc, name) = (spec.clone(), loc.clone(), name.to_string());
+    blocking(move || {
+        let what = backup_dir(&spec, &name).display().to_string();
+        match open_backup_dir(&spec, &loc, &name, false)? {
+            Some(dir) => list_backups_now(&dir, &what),
+            None => Ok(Vec::new()),
+        }
+    })
+    .await
+}
+
 /// The content of one backup.
-pub fn read_backup(spec: &FileSpec, name: &str, id: &str) -> Result<Vec<u8>, OpError> {
+pub async fn read_backup(
+    spec: &FileSpec,
+    loc: &Location,
+    name: &str,
+    id: &str,
+) -> Result<Vec<u8>, OpError> {
     if !valid_backup_id(id) {
         return Err(OpError::bad_request(format!("invalid backup id {id:?}")));
     }
-    let path = backup_dir(spec, name).join(id);
-    let meta = std::fs::metadata(&path).map_err(|e| io_error(&format!("backup {id}"), &e))?;
-    if !meta.is_file() || meta.len() > spec.max_size {
-        return Err(OpError::bad_request(format!("backup {id} is not usable")));
-    }
-    std::fs::read(&path).map_err(|e| io_error(&format!("backup {id}"), &e))
+    let (spec, loc, name, id) = (spec.clone(), loc.clone(), name.to_string(), id.to_string());
+    blocking(move || {
+        let what = format!("backup {id}");
+        let not_found = || OpError::new(ErrorCode::NotFound, format!("{what}: not found"));
+        let dir = open_backup_dir(&spec, &loc, &name, false)?.ok_or_else(not_found)?;
+        let (fd, st) = open_regular(&dir, OsStr::new(&id), &what)?.ok_or_else(not_found)?;
+        if st.st_size as u64 > spec.max_size {
+            return Err(OpError::bad_request(format!("{what} is not usable")));
+        }
+        read_bounded(fd, spec.max_size, &what)
+    })
+    .await
 }
 
 /// `YYYYMMDDTHHMMSS.ffffffZ` for the current UTC time.
@@ -175,69 +385,117 @@ fn timestamp() -> String {
     )
 }
 
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+fn sync_fd(fd: &OwnedFd) {
+    let _ = nix::unistd::fsync(fd.as_raw_fd());
 }
 
-/// Stores `content` as a new backup (0600 in a 0700 directory) and deletes
-/// the oldest ones beyond `keep`. Returns the new backup's id.
-fn write_backup(dir: &Path, content: &[u8], keep: usize) -> std::io::Result<String> {
-    use std::io::Write;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+/// Stores `content` as a new backup (0600) in the backup directory `dir`
+/// and deletes the oldest ones beyond `keep`, all through `dir`'s
+/// descriptor. Returns the new backup's id.
+fn write_backup(dir: &OwnedFd, content: &[u8], keep: usize) -> Result<String, Errno> {
     let stamp = timestamp();
     let mut n = 0u32;
-    let (id, mut file) = loop {
+    let (id, fd) = loop {
         let id = if n == 0 {
             stamp.clone()
         } else {
             format!("{stamp}-{n}")
         };
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dir.join(&id))
-        {
-            Ok(f) => break (id, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+        match fsat::open_at(
+            dir,
+            OsStr::new(&id),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            Mode::from_bits_truncate(0o600),
+        ) {
+            Ok(fd) => break (id, fd),
+            Err(Errno::EEXIST) if n < 100 => n += 1,
             Err(e) => return Err(e),
         }
     };
-    file.write_all(content)?;
-    file.sync_all()?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(content).map_err(io_errno)?;
+    file.sync_all().map_err(io_errno)?;
     drop(file);
-    let mut ids: Vec<String> = std::fs::read_dir(dir)?
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
+    let mut ids: Vec<String> = fsat::names(dir)?
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
         .filter(|i| valid_backup_id(i))
         .collect();
     ids.sort();
     let excess = ids.len().saturating_sub(keep);
     for old in ids.iter().take(excess) {
-        let _ = std::fs::remove_file(dir.join(old));
+        let _ = nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            old.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
     }
-    sync_dir(dir);
+    sync_fd(dir);
     Ok(id)
+}
+
+fn io_errno(e: std::io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
 }
 
 /// A candidate file: `<dir>/.remo-XXXX/<file name>`, so it is on the same
 /// file system as the target (rename is atomic) and keeps the target's
-/// name (validators such as `wg-quick strip` look at it). Removed on drop
-/// unless committed.
+/// name (validators such as `wg-quick strip` look at it). The private
+/// directory is made and used through descriptors. Removed on drop (after
+/// a replace, what is left in it is the old file).
 struct Candidate {
-    dir: PathBuf,
-    file: PathBuf,
+    /// The file's directory.
+    parent: Arc<OwnedFd>,
+    /// The private directory's name there, descriptor and identity.
+    dir_name: OsString,
+    dir: OwnedFd,
+    dir_id: FileId,
+    /// The file's name.
+    name: OsString,
+    /// The candidate's identity (kept by the rename).
+    id: FileId,
+    /// Its path, for the validator (see [`candidate_path`]).
+    path: PathBuf,
+}
+
+/// The path the validator is given. Beside the file when only remod's
+/// user can write the file's directory. Otherwise someone could rename the
+/// private directory away (a rename within one directory needs no write
+/// access to the directory renamed) and put a symlink in its place, making
+/// the validator read, and print to the client, another file of that name;
+/// so the path goes through remod's own descriptor of the private
+/// directory, `/proc/PID/fd/N/NAME`, which keeps the file name.
+fn candidate_path(loc: &Location, dir_name: &OsStr, dir: &OwnedFd) -> Result<PathBuf, Errno> {
+    let base = if only_ours(&fsat::stat(&loc.dir)?) {
+        loc.path.parent().unwrap_or(Path::new("/")).join(dir_name)
+    } else {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            dir.as_raw_fd()
+        ))
+    };
+    Ok(base.join(&loc.name))
 }
 
 impl Drop for Candidate {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
-        let _ = std::fs::remove_dir(&self.dir);
+        use nix::unistd::{unlinkat, UnlinkatFlags};
+        let _ = unlinkat(
+            Some(self.dir.as_raw_fd()),
+            self.name.as_os_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
+        // Only our own directory, should the name have been swapped.
+        if fsat::stat_at(&self.parent, &self.dir_name)
+            .is_ok_and(|st| fsat::id_of(&st) == self.dir_id)
+        {
+            let _ = unlinkat(
+                Some(self.parent.as_raw_fd()),
+                self.dir_name.as_os_str(),
+                UnlinkatFlags::RemoveDir,
+            );
+        }
     }
 }
 
@@ -248,49 +506,80 @@ fn random_suffix() -> String {
     crate::proto::b64::encode(&raw)
 }
 
-/// Writes `content` as a candidate beside `target`, with `mode` and `owner`, fsynced.
+/// Writes `content` as a candidate beside the file, with `mode` and
+/// `owner`, fsynced.
 fn write_candidate(
-    target: &Path,
+    loc: &Location,
     content: &[u8],
     mode: u32,
     owner: Option<(u32, u32)>,
-) -> std::io::Result<Candidate> {
-    use std::io::Write;
-    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a file path",
-        ));
-    };
-    let dir = parent.join(format!(".remo-{}", random_suffix()));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    let cand = Candidate {
-        file: dir.join(name),
+) -> Result<Candidate, Errno> {
+    let dir_name = OsString::from(format!(".remo-{}", random_suffix()));
+    nix::sys::stat::mkdirat(
+        Some(loc.dir.as_raw_fd()),
+        dir_name.as_os_str(),
+        Mode::from_bits_truncate(0o700),
+    )?;
+    let dir = fsat::open_dir_at(&loc.dir, &dir_name)?;
+    let st = fsat::stat(&dir)?;
+    // Someone swapped in a directory of their own between mkdir and open.
+    if st.st_uid != nix::unistd::geteuid().as_raw() || st.st_mode & 0o077 != 0 {
+        return Err(Errno::EBUSY);
+    }
+    let mut cand = Candidate {
+        parent: loc.dir.clone(),
+        dir_id: fsat::id_of(&st),
+        path: candidate_path(loc, &dir_name, &dir)?,
+        dir_name,
         dir,
+        name: loc.name.clone(),
+        id: (0, 0),
     };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&cand.file)?;
-    f.write_all(content)?;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    let fd = fsat::open_at(
+        &cand.dir,
+        &cand.name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(content).map_err(io_errno)?;
+    nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode))?;
     if let Some((uid, gid)) = owner {
         if nix::unistd::geteuid().is_root() {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io_errno)?;
         }
     }
-    f.sync_all()?;
+    f.sync_all().map_err(io_errno)?;
+    cand.id = fsat::id_of(&nix::sys::stat::fstat(f.as_raw_fd())?);
     Ok(cand)
 }
 
-/// Renames a candidate over its target and fsyncs the directory.
-fn install(cand: Candidate, target: &Path) -> std::io::Result<()> {
-    std::fs::rename(&cand.file, target)?;
-    if let Some(d) = target.parent() {
-        sync_dir(d);
+/// Renames a candidate over the file, but only if the name still holds
+/// the file `expect` (`None`: still no file); fsyncs the directory.
+fn install(cand: Candidate, loc: &Location, expect: Option<FileId>) -> Result<(), OpError> {
+    let what = loc.path.display().to_string();
+    match fsat::replace_if(&cand.dir, &cand.name, &loc.dir, &loc.name, expect) {
+        Ok(()) => {
+            sync_fd(&loc.dir);
+            Ok(())
+        }
+        Err(Errno::EBUSY) => Err(OpError::new(
+            ErrorCode::Conflict,
+            format!("{what} was replaced by something else meanwhile; nothing changed"),
+        )),
+        Err(e) => Err(errno_error(&what, e)),
     }
-    Ok(())
+}
+
+fn candidate_error(what: &str, e: Errno) -> OpError {
+    match e {
+        Errno::EBUSY => OpError::new(
+            ErrorCode::Conflict,
+            format!("{what}: the candidate directory was swapped; nothing changed"),
+        ),
+        Errno::ELOOP => refused(what, "candidate: a symbolic link was swapped in"),
+        e => errno_error(what, e),
+    }
 }
 
 /// What a validation or reload command did.
@@ -401,16 +690,6 @@ pub enum CommitError {
     Op(OpError),
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-    what: String,
-) -> Result<T, OpError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| OpError::new(ErrorCode::Internal, "file task failed"))?
-        .map_err(|e| io_error(&what, &e))
-}
-
 /// Replaces the file's content with `new` following the order in the
 /// module comment. The caller holds the file's lock and has checked the
 /// version.
@@ -429,36 +708,46 @@ pub async fn commit(
             version,
         });
     }
-    let target = cur.path.clone();
+    let loc = cur.loc.clone();
+    let target = loc.path.clone();
     let what = target.display().to_string();
     let mode = cur.mode.unwrap_or(0o644);
     let owner = cur.owner;
-    let (t2, n2) = (target.clone(), new);
-    let cand = blocking(move || write_candidate(&t2, &n2, mode, owner), what.clone())
-        .await
-        .map_err(CommitError::Op)?;
+    let (l2, w2) = (loc.clone(), what.clone());
+    let cand = blocking(move || {
+        write_candidate(&l2, &new, mode, owner).map_err(|e| candidate_error(&w2, e))
+    })
+    .await
+    .map_err(CommitError::Op)?;
     if let Some(argv) = &spec.validate {
-        let run = run_command(argv, &cand.file, name, spec.timeout).await;
+        let run = run_command(argv, &cand.path, name, spec.timeout).await;
         if !run.ok {
+            drop_blocking(cand).await;
             return Err(CommitError::Invalid(run));
         }
     }
     let mut backup = None;
     if let (true, Some(old)) = (spec.backup, cur.content.clone()) {
-        let dir = backup_dir(spec, name);
+        let (s2, l2, n2) = (spec.clone(), loc.clone(), name.to_string());
         let keep = spec.backups;
-        let d2 = dir.clone();
-        backup = Some(
-            blocking(
-                move || write_backup(&d2, &old, keep),
-                dir.display().to_string(),
-            )
-            .await
-            .map_err(CommitError::Op)?,
-        );
+        let taken = blocking(move || {
+            let what = backup_dir(&s2, &n2).display().to_string();
+            let dir = open_backup_dir(&s2, &l2, &n2, true)?
+                .ok_or_else(|| OpError::new(ErrorCode::NotFound, format!("{what}: missing")))?;
+            write_backup(&dir, &old, keep).map_err(|e| errno_error(&what, e))
+        })
+        .await;
+        match taken {
+            Ok(id) => backup = Some(id),
+            Err(e) => {
+                drop_blocking(cand).await;
+                return Err(CommitError::Op(e));
+            }
+        }
     }
-    let t2 = target.clone();
-    blocking(move || install(cand, &t2), what.clone())
+    let new_id = cand.id;
+    let (l2, expect) = (loc.clone(), cur.id);
+    blocking(move || install(cand, &l2, expect))
         .await
         .map_err(CommitError::Op)?;
     let Some(argv) = &spec.reload else {
@@ -479,16 +768,29 @@ pub async fn commit(
         });
     }
     // Roll back: the old content (or no file) again, then reload again so
-    // the service runs what is on disk.
+    // the service runs what is on disk. Only over the file installed above.
     let old = cur.content.clone();
-    let t2 = target.clone();
-    let restored = blocking(
-        move || match old {
-            Some(old) => install(write_candidate(&t2, &old, mode, owner)?, &t2),
-            None => std::fs::remove_file(&t2),
+    let l2 = loc.clone();
+    let restored = blocking(move || match old {
+        Some(old) => {
+            let cand =
+                write_candidate(&l2, &old, mode, owner).map_err(|e| candidate_error(&what, e))?;
+            install(cand, &l2, Some(new_id))
+        }
+        None => match fsat::stat_at(&l2.dir, &l2.name) {
+            Ok(st) if fsat::id_of(&st) == new_id => nix::unistd::unlinkat(
+                Some(l2.dir.as_raw_fd()),
+                l2.name.as_os_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            )
+            .map_err(|e| errno_error(&what, e)),
+            Ok(_) => Err(OpError::new(
+                ErrorCode::Conflict,
+                format!("{what} was replaced by something else meanwhile"),
+            )),
+            Err(e) => Err(errno_error(&what, e)),
         },
-        what,
-    )
+    })
     .await
     .map_err(|e| e.message);
     let again = if restored.is_ok() {
@@ -501,6 +803,11 @@ pub async fn commit(
         restored,
         again,
     })
+}
+
+/// Removes a candidate (its `Drop` unlinks) off the async workers.
+async fn drop_blocking(cand: Candidate) {
+    let _ = tokio::task::spawn_blocking(move || drop(cand)).await;
 }
 
 #[cfg(test)]
@@ -519,9 +826,11 @@ mod tests {
     fn backups_rotate() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join(".x.remo-backup");
+        std::fs::create_dir(&dir).unwrap();
+        let fd = fsat::open_dir_path(&dir.canonicalize().unwrap(), None).unwrap();
         let mut ids = vec![];
         for i in 0..5 {
-            ids.push(write_backup(&dir, format!("{i}").as_bytes(), 3).unwrap());
+            ids.push(write_backup(&fd, format!("{i}").as_bytes(), 3).unwrap());
         }
         let mut left: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
@@ -530,6 +839,7 @@ mod tests {
         left.sort();
         assert_eq!(left, ids[2..].to_vec());
         let m = std::fs::metadata(dir.join(&ids[4])).unwrap();
+        use std::os::unix::fs::MetadataExt;
         assert_eq!(m.mode() & 0o777, 0o600);
     }
 }

@@ -317,15 +317,17 @@ pub async fn apply(
             "{name} is a raw file: only read, write, backups, restore and diff"
         )));
     }
-    // Modifications are serialised per file; reads see either the old or
-    // the new file (the replace is a rename).
-    let lock = lock_for(&spec.path);
+    // Modifications are serialised per file (keyed on its directory's
+    // identity and its name, whatever name the configuration uses); reads
+    // see either the old or the new file (the replace is a rename).
+    let loc = store::locate(spec).await?;
+    let lock = lock_for(&loc.lock_key());
     let _guard = if modifies {
         Some(lock.lock().await)
     } else {
         None
     };
-    let cur = store::read_current(spec)?;
+    let cur = store::read_current(spec, loc).await?;
     if let Some(v) = &req.if_version {
         if *v != cur.version {
             return Err(OpError::new(
@@ -367,7 +369,8 @@ pub async fn apply(
             ]));
         }
         Action::Backups => {
-            let list: Vec<Value> = store::list_backups(spec, name)?
+            let list: Vec<Value> = store::list_backups(spec, &cur.loc, name)
+                .await?
                 .into_iter()
                 .map(|b| json!({"id": b.id, "size": b.size, "mtime": b.mtime}))
                 .collect();
@@ -388,7 +391,8 @@ pub async fn apply(
             } else {
                 let id = match backup {
                     Some(id) => id,
-                    None => store::list_backups(spec, name)?
+                    None => store::list_backups(spec, &cur.loc, name)
+                        .await?
                         .into_iter()
                         .next()
                         .map(|b| b.id)
@@ -396,7 +400,7 @@ pub async fn apply(
                             OpError::new(ErrorCode::NotFound, format!("{name} has no backups"))
                         })?,
                 };
-                let old = store::read_backup(spec, name, &id)?;
+                let old = store::read_backup(spec, &cur.loc, name, &id).await?;
                 extra.insert("backup".into(), Value::from(id.clone()));
                 (
                     old,
@@ -413,7 +417,7 @@ pub async fn apply(
         }
         Action::Write => data,
         Action::Restore(id) => {
-            let b = store::read_backup(spec, name, &id)?;
+            let b = store::read_backup(spec, &cur.loc, name, &id).await?;
             extra.insert("restored".into(), Value::from(id));
             b
         }
