@@ -3,12 +3,14 @@
 //! transaction, and `nft -j list table` for reading grants back.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
-use super::config::FirewallConfig;
-use super::nft::{self, Grant};
+use super::config::{FirewallConfig, Profile};
+use super::nft::{self, Grant, Owned};
 use super::FwError;
 
 /// The nft command of a configuration.
@@ -107,6 +109,95 @@ impl Nft {
             None => Vec::new(),
         })
     }
+
+    /// Every owner's grant: the two ledger sets only, not the whole table.
+    pub fn ledger(&self) -> Result<Vec<Owned>, FwError> {
+        let mut v = Vec::new();
+        for v6 in [false, true] {
+            let out = self
+                .command(&[
+                    "-j",
+                    "list",
+                    "set",
+                    "inet",
+                    &self.table,
+                    &nft::ledger_name(v6),
+                ])?
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| self.spawn_error(e))?;
+            if !out.status.success() {
+                if String::from_utf8_lossy(&out.stderr).contains("No such file or directory") {
+                    continue;
+                }
+                return Err(FwError::Nft(one_line(&out.stderr)));
+            }
+            let j = nft::parse_listing(&String::from_utf8_lossy(&out.stdout))?;
+            v.extend(nft::parse_ledger(&j, &self.table));
+        }
+        Ok(v)
+    }
+}
+
+/// Serialises read-modify-write changes of grants within this process, so
+/// two opens of one address cannot both miss each other's ledger entry.
+static CHANGES: Mutex<()> = Mutex::new(());
+
+/// Grants `ip` the profile for `secs` seconds as `who`'s own grant. The
+/// packet-path elements last as long as the longest owner's grant, so
+/// re-opening never shortens another user's grant (only one's own).
+pub fn open_grant(
+    cfg: &FirewallConfig,
+    p: &Profile,
+    ip: IpAddr,
+    secs: u64,
+    who: &str,
+) -> Result<(), FwError> {
+    let _g = CHANGES.lock().unwrap_or_else(|e| e.into_inner());
+    let nft = Nft::new(cfg);
+    let ledger = nft.ledger()?;
+    let mut others = 0;
+    for o in ledger.iter().filter(|o| o.ip == ip && o.profile == p.name) {
+        if o.user == who {
+            continue;
+        }
+        if nft::tag(&o.user) == nft::tag(who) {
+            return Err(FwError::Conflict(format!(
+                "users {:?} and {who:?} cannot both hold a grant of {} for {ip}",
+                o.user, p.name
+            )));
+        }
+        others = others.max(o.expires_in);
+    }
+    nft.apply(&nft::open_batch(cfg, p, ip, secs, secs.max(others), who))
+}
+
+/// Ends `who`'s grant of the profile for `ip` (with `all`, an admin's
+/// close, everyone's). Other owners' grants stay: the packet-path
+/// elements then last as long as the longest of them.
+pub fn close_grant(
+    cfg: &FirewallConfig,
+    p: &Profile,
+    ip: IpAddr,
+    who: &str,
+    all: bool,
+) -> Result<(), FwError> {
+    let _g = CHANGES.lock().unwrap_or_else(|e| e.into_inner());
+    let nft = Nft::new(cfg);
+    let ledger = nft.ledger()?;
+    let mut owners = vec![who.to_string()];
+    let mut remaining: Option<u64> = None;
+    for o in ledger.iter().filter(|o| o.ip == ip && o.profile == p.name) {
+        if o.user == who {
+            continue;
+        }
+        if all {
+            owners.push(o.user.clone());
+        } else {
+            remaining = Some(remaining.unwrap_or(0).max(o.expires_in.max(1)));
+        }
+    }
+    nft.apply(&nft::close_batch(cfg, p, ip, &owners, remaining))
 }
 
 /// nft's error output as one line, without the caret lines under the batch.

@@ -59,6 +59,14 @@ pub fn structure(cfg: &FirewallConfig) -> String {
     let t = &cfg.table;
     let mut b = String::new();
     let _ = writeln!(b, "add table inet {t}");
+    for v6 in [false, true] {
+        let _ = writeln!(
+            b,
+            "add set inet {t} {} {{ type {} . mark . mark; flags timeout; }}",
+            ledger_name(v6),
+            addr_type(v6)
+        );
+    }
     for p in cfg.profiles.values() {
         for v6 in [false, true] {
             if !p.ports.is_empty() {
@@ -159,37 +167,103 @@ fn elements(p: &Profile, ip: IpAddr) -> Vec<(String, String, Option<String>)> {
     v
 }
 
-/// A batch that grants `ip` the profile for `secs` seconds. A grant that
-/// already exists is refreshed portably: add (a no-op if present), delete,
-/// add again with the new timeout — all in one atomic transaction.
-/// `who` (a validated user name) goes into the element comment.
-pub fn open_batch(cfg: &FirewallConfig, p: &Profile, ip: IpAddr, secs: u64, who: &str) -> String {
+/// The name of the ownership ledger of a family: one element per
+/// (address, user, profile) with that user's own timeout, so the grant
+/// elements can last as long as the longest of their owners' grants.
+pub fn ledger_name(v6: bool) -> String {
+    format!("u_{}", fam(v6))
+}
+
+/// A 32-bit tag of a name, for the ledger key (`mark` is the widest plain
+/// integer type nft concatenates). The element comment carries the full
+/// names, and remod refuses a key whose comment names someone else.
+pub fn tag(name: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(name.as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+fn ledger_key(ip: IpAddr, user: &str, profile: &str) -> String {
+    format!("{ip} . {:#010x} . {:#010x}", tag(user), tag(profile))
+}
+
+/// Add-delete-add: the portable way to give an element a new timeout
+/// (refreshing or shortening) in one atomic transaction.
+fn refresh(b: &mut String, t: &str, set: &str, key: &str, secs: u64, comment: &str, data: &str) {
+    let _ = writeln!(
+        b,
+        "add element inet {t} {set} {{ {key} timeout {secs}s{data} }}"
+    );
+    let _ = writeln!(b, "delete element inet {t} {set} {{ {key} }}");
+    let _ = writeln!(
+        b,
+        "add element inet {t} {set} {{ {key} timeout {secs}s comment \"{comment}\"{data} }}"
+    );
+}
+
+fn remove(b: &mut String, t: &str, set: &str, key: &str, data: &str) {
+    let _ = writeln!(b, "add element inet {t} {set} {{ {key} timeout 1s{data} }}");
+    let _ = writeln!(b, "delete element inet {t} {set} {{ {key} }}");
+}
+
+/// A batch that records `who`'s grant of the profile for `ip` for `secs`
+/// seconds (their ledger entry) and sets the packet-path elements to
+/// `packet_secs` (at least `secs`: the longest of the owners' grants, so
+/// nobody shortens another user's grant). `who` is a validated user name.
+pub fn open_batch(
+    cfg: &FirewallConfig,
+    p: &Profile,
+    ip: IpAddr,
+    secs: u64,
+    packet_secs: u64,
+    who: &str,
+) -> String {
     let t = &cfg.table;
     let mut b = structure(cfg);
     let comment = comment_for(who);
+    refresh(
+        &mut b,
+        t,
+        &ledger_name(ip.is_ipv6()),
+        &ledger_key(ip, who, &p.name),
+        secs,
+        &ledger_comment(who, &p.name),
+        "",
+    );
     for (set, key, data) in elements(p, ip) {
         let data = data.map(|d| format!(" : {d}")).unwrap_or_default();
-        let _ = writeln!(
-            b,
-            "add element inet {t} {set} {{ {key} timeout {secs}s{data} }}"
-        );
-        let _ = writeln!(b, "delete element inet {t} {set} {{ {key} }}");
-        let _ = writeln!(
-            b,
-            "add element inet {t} {set} {{ {key} timeout {secs}s comment \"{comment}\"{data} }}"
-        );
+        refresh(&mut b, t, &set, &key, packet_secs, &comment, &data);
     }
     b
 }
 
-/// A batch that removes `ip`'s grant of the profile, whether or not it exists.
-pub fn close_batch(cfg: &FirewallConfig, p: &Profile, ip: IpAddr) -> String {
+/// A batch that removes the ledger entries of `owners` for the profile and
+/// `ip`; the packet-path elements then last `remaining` seconds (the other
+/// owners' longest grant) or, with `None`, are removed.
+pub fn close_batch(
+    cfg: &FirewallConfig,
+    p: &Profile,
+    ip: IpAddr,
+    owners: &[String],
+    remaining: Option<u64>,
+) -> String {
     let t = &cfg.table;
     let mut b = structure(cfg);
+    for who in owners {
+        remove(
+            &mut b,
+            t,
+            &ledger_name(ip.is_ipv6()),
+            &ledger_key(ip, who, &p.name),
+            "",
+        );
+    }
     for (set, key, data) in elements(p, ip) {
         let data = data.map(|d| format!(" : {d}")).unwrap_or_default();
-        let _ = writeln!(b, "add element inet {t} {set} {{ {key} timeout 1s{data} }}");
-        let _ = writeln!(b, "delete element inet {t} {set} {{ {key} }}");
+        match remaining {
+            Some(secs) => refresh(&mut b, t, &set, &key, secs, COMMENT_PREFIX, &data),
+            None => remove(&mut b, t, &set, &key, &data),
+        }
     }
     b
 }
@@ -267,6 +341,84 @@ fn comment_for(who: &str) -> String {
         .take(64)
         .collect();
     format!("{COMMENT_PREFIX}{safe}")
+}
+
+/// `remo:USER/PROFILE`: the names behind a ledger key.
+fn ledger_comment(who: &str, profile: &str) -> String {
+    format!("{}/{profile}", comment_for(who))
+}
+
+/// One owner's grant, from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    /// The profile.
+    pub profile: String,
+    /// The granted address.
+    pub ip: IpAddr,
+    /// The user who opened it.
+    pub user: String,
+    /// Whole seconds until the kernel removes it.
+    pub expires_in: u64,
+}
+
+/// Reads the ledger entries out of `nft -j list set inet TABLE u_v4|u_v6`
+/// output. An element whose key does not match its comment's names (which
+/// remod never writes) is skipped.
+pub fn parse_ledger(listing: &Value, table: &str) -> Vec<Owned> {
+    let mut out = Vec::new();
+    for item in items(listing) {
+        let Some(set) = item.get("set") else {
+            continue;
+        };
+        if set.get("table").and_then(Value::as_str) != Some(table)
+            || set.get("family").and_then(Value::as_str) != Some("inet")
+        {
+            continue;
+        }
+        let name = set.get("name").and_then(Value::as_str);
+        if name != Some("u_v4") && name != Some("u_v6") {
+            continue;
+        }
+        let elems = set.get("elem").and_then(Value::as_array);
+        for e in elems.into_iter().flatten() {
+            let Some(inner) = e.get("elem") else {
+                continue;
+            };
+            let Some(expires) = inner.get("expires").and_then(Value::as_u64) else {
+                continue;
+            };
+            let Some(concat) = inner
+                .get("val")
+                .and_then(|v| v.get("concat"))
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            let ip = concat
+                .first()
+                .and_then(Value::as_str)
+                .and_then(|s| super::addr::parse_ip(s).ok());
+            let tags: Vec<u64> = concat.iter().skip(1).filter_map(Value::as_u64).collect();
+            let names = inner
+                .get("comment")
+                .and_then(Value::as_str)
+                .and_then(|c| c.strip_prefix(COMMENT_PREFIX))
+                .and_then(|c| c.split_once('/'));
+            let (Some(ip), Some((user, profile))) = (ip, names) else {
+                continue;
+            };
+            if tags != [u64::from(tag(user)), u64::from(tag(profile))] {
+                continue;
+            }
+            out.push(Owned {
+                profile: profile.to_string(),
+                ip,
+                user: user.to_string(),
+                expires_in: expires,
+            });
+        }
+    }
+    out
 }
 
 /// `g_NAME_v4` → `("NAME", false)`.
@@ -399,6 +551,8 @@ mod tests {
         let s = structure(&cfg());
         let expected = "\
 add table inet remo
+add set inet remo u_v4 { type ipv4_addr . mark . mark; flags timeout; }
+add set inet remo u_v6 { type ipv6_addr . mark . mark; flags timeout; }
 add map inet remo f_lan_v4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; }
 add map inet remo f_lan_v6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; flags timeout; }
 add set inet remo g_ssh_v4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
@@ -421,21 +575,30 @@ add rule inet remo prerouting meta l4proto { tcp, udp } dnat ip6 to ip6 saddr . 
     fn open_and_close_text() {
         let c = cfg();
         let ip: IpAddr = "2001:DB8::1".parse().unwrap();
-        let b = open_batch(&c, &c.profiles["ssh"], ip, 120, "alice");
+        let b = open_batch(&c, &c.profiles["ssh"], ip, 120, 300, "alice");
         let tail: Vec<&str> = b.lines().skip(structure(&c).lines().count()).collect();
+        let (ta, tp) = (tag("alice"), tag("ssh"));
         assert_eq!(
-            tail,
+            tail[..3],
             [
-                "add element inet remo g_ssh_v6 { 2001:db8::1 . tcp . 22 timeout 120s }",
+                format!("add element inet remo u_v6 {{ 2001:db8::1 . {ta:#010x} . {tp:#010x} timeout 120s }}"),
+                format!("delete element inet remo u_v6 {{ 2001:db8::1 . {ta:#010x} . {tp:#010x} }}"),
+                format!("add element inet remo u_v6 {{ 2001:db8::1 . {ta:#010x} . {tp:#010x} timeout 120s comment \"remo:alice/ssh\" }}"),
+            ]
+        );
+        assert_eq!(
+            tail[3..],
+            [
+                "add element inet remo g_ssh_v6 { 2001:db8::1 . tcp . 22 timeout 300s }",
                 "delete element inet remo g_ssh_v6 { 2001:db8::1 . tcp . 22 }",
-                "add element inet remo g_ssh_v6 { 2001:db8::1 . tcp . 22 timeout 120s comment \"remo:alice\" }",
-                "add element inet remo g_ssh_v6 { 2001:db8::1 . udp . 51820 timeout 120s }",
+                "add element inet remo g_ssh_v6 { 2001:db8::1 . tcp . 22 timeout 300s comment \"remo:alice\" }",
+                "add element inet remo g_ssh_v6 { 2001:db8::1 . udp . 51820 timeout 300s }",
                 "delete element inet remo g_ssh_v6 { 2001:db8::1 . udp . 51820 }",
-                "add element inet remo g_ssh_v6 { 2001:db8::1 . udp . 51820 timeout 120s comment \"remo:alice\" }",
+                "add element inet remo g_ssh_v6 { 2001:db8::1 . udp . 51820 timeout 300s comment \"remo:alice\" }",
             ]
         );
         let ip: IpAddr = "10.0.0.9".parse().unwrap();
-        let b = close_batch(&c, &c.profiles["lan"], ip);
+        let b = close_batch(&c, &c.profiles["lan"], ip, &["bob".into()], None);
         assert!(b.ends_with(
             "add element inet remo f_lan_v4 { 10.0.0.9 . tcp . 2222 timeout 1s : 10.0.2.2 . 22 }\n\
              delete element inet remo f_lan_v4 { 10.0.0.9 . tcp . 2222 }\n"
@@ -482,5 +645,30 @@ add rule inet remo prerouting meta l4proto { tcp, udp } dnat ip6 to ip6 saddr . 
         assert!(stale.is_empty(), "{stale:?}");
         assert!(parse_set_name("g_a_b_v6") == Some(("a_b".into(), true)));
         assert!(parse_set_name("g_v4").is_none());
+    }
+
+    #[test]
+    fn ledger_from_json() {
+        let (ta, tp) = (u64::from(tag("alice")), u64::from(tag("ssh")));
+        let j = serde_json::json!({"nftables": [
+            {"set": {"family": "inet", "name": "u_v4", "table": "remo",
+                "elem": [
+                    {"elem": {"val": {"concat": ["10.0.0.1", ta, tp]}, "expires": 100, "comment": "remo:alice/ssh"}},
+                    // a key that does not match its comment is not believed
+                    {"elem": {"val": {"concat": ["10.0.0.2", ta, tp]}, "expires": 100, "comment": "remo:bob/ssh"}},
+                    {"elem": {"val": {"concat": ["10.0.0.3", ta, tp]}, "expires": 100}}
+                ]}},
+            {"set": {"family": "inet", "name": "u_v4", "table": "other",
+                "elem": [{"elem": {"val": {"concat": ["10.0.0.1", ta, tp]}, "expires": 5, "comment": "remo:alice/ssh"}}]}}
+        ]});
+        assert_eq!(
+            parse_ledger(&j, "remo"),
+            [Owned {
+                profile: "ssh".into(),
+                ip: "10.0.0.1".parse().unwrap(),
+                user: "alice".into(),
+                expires_in: 100
+            }]
+        );
     }
 }
