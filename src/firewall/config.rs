@@ -114,6 +114,9 @@ pub struct Profile {
     pub guests: bool,
     /// Addresses a grant may be for (empty: any).
     pub allow_from: Vec<Cidr>,
+    /// Guard this profile's ports on the loopback interface too (default
+    /// false: this host's own connections, e.g. health checks, pass).
+    pub guard_loopback: bool,
 }
 
 impl Profile {
@@ -153,6 +156,26 @@ pub struct FirewallConfig {
 }
 
 impl FirewallConfig {
+    /// The guarded ports this host's own connections (interface `lo`) may
+    /// reach without a grant: all, minus those of `guard_loopback` profiles.
+    pub fn loopback_open(&self) -> Vec<PortSpec> {
+        let strict: Vec<PortSpec> = self
+            .profiles
+            .values()
+            .filter(|p| p.guard_loopback)
+            .flat_map(|p| {
+                p.ports
+                    .iter()
+                    .copied()
+                    .chain(p.forwards.iter().map(|f| f.public))
+            })
+            .collect();
+        self.guarded()
+            .into_iter()
+            .filter(|g| !strict.contains(g))
+            .collect()
+    }
+
     /// Every (protocol, port) the guard rule drops for addresses without a grant:
     /// every profile's ports and every forward's public port.
     pub fn guarded(&self) -> Vec<PortSpec> {
@@ -202,6 +225,8 @@ struct RawProfile {
     guests: bool,
     #[serde(default)]
     allow_from: Vec<String>,
+    #[serde(default)]
+    guard_loopback: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -408,6 +433,7 @@ fn profile(name: &str, rp: RawProfile) -> Result<Profile, String> {
         max_duration,
         guests: rp.guests,
         allow_from,
+        guard_loopback: rp.guard_loopback,
     })
 }
 

@@ -99,6 +99,16 @@ pub fn structure(cfg: &FirewallConfig) -> String {
     let _ = writeln!(b, "flush chain inet {t} input");
     let _ = writeln!(b, "flush chain inet {t} prerouting");
     let guarded = cfg.guarded();
+    // This host's own connections (health checks) pass: loopback
+    // addresses can never be granted, so a guard there only blocks them.
+    let local = cfg.loopback_open();
+    if !local.is_empty() {
+        let _ = writeln!(
+            b,
+            "add rule inet {t} input iif lo meta l4proto . th dport {{ {} }} accept",
+            port_list(&local)
+        );
+    }
     if cfg.keep_established && !guarded.is_empty() {
         let _ = writeln!(
             b,
@@ -119,14 +129,10 @@ pub fn structure(cfg: &FirewallConfig) -> String {
         }
     }
     if !guarded.is_empty() {
-        let list: Vec<String> = guarded
-            .iter()
-            .map(|g| format!("{} . {}", g.proto, g.port))
-            .collect();
         let _ = writeln!(
             b,
             "add rule inet {t} input meta l4proto . th dport {{ {} }} drop",
-            list.join(", ")
+            port_list(&guarded)
         );
     }
     for p in cfg.profiles.values() {
@@ -134,7 +140,10 @@ pub fn structure(cfg: &FirewallConfig) -> String {
             if p.forwards_for(v6).next().is_some() {
                 let _ = writeln!(
                     b,
-                    "add rule inet {t} prerouting meta l4proto {{ tcp, udp }} dnat {} to {} . meta l4proto . th dport map @{}",
+                    // Only connections addressed to this host: a granted
+                    // client's traffic routed through it to other hosts is
+                    // not rewritten.
+                    "add rule inet {t} prerouting fib daddr type local meta l4proto {{ tcp, udp }} dnat {} to {} . meta l4proto . th dport map @{}",
                     if v6 { "ip6" } else { "ip" },
                     saddr(v6),
                     map_name(&p.name, v6)
@@ -143,6 +152,14 @@ pub fn structure(cfg: &FirewallConfig) -> String {
         }
     }
     b
+}
+
+fn port_list(ports: &[super::config::PortSpec]) -> String {
+    let list: Vec<String> = ports
+        .iter()
+        .map(|g| format!("{} . {}", g.proto, g.port))
+        .collect();
+    list.join(", ")
 }
 
 /// The elements of one grant: `(set or map name, key text, map data text)`.
@@ -561,12 +578,13 @@ add chain inet remo input { type filter hook input priority -10; policy accept; 
 add chain inet remo prerouting { type nat hook prerouting priority dstnat; policy accept; }
 flush chain inet remo input
 flush chain inet remo prerouting
+add rule inet remo input iif lo meta l4proto . th dport { tcp . 22, tcp . 2222, tcp . 2223, udp . 51820 } accept
 add rule inet remo input ct state established,related accept
 add rule inet remo input ip saddr . meta l4proto . th dport @g_ssh_v4 accept
 add rule inet remo input ip6 saddr . meta l4proto . th dport @g_ssh_v6 accept
 add rule inet remo input meta l4proto . th dport { tcp . 22, tcp . 2222, tcp . 2223, udp . 51820 } drop
-add rule inet remo prerouting meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @f_lan_v4
-add rule inet remo prerouting meta l4proto { tcp, udp } dnat ip6 to ip6 saddr . meta l4proto . th dport map @f_lan_v6
+add rule inet remo prerouting fib daddr type local meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @f_lan_v4
+add rule inet remo prerouting fib daddr type local meta l4proto { tcp, udp } dnat ip6 to ip6 saddr . meta l4proto . th dport map @f_lan_v6
 ";
         assert_eq!(s, expected);
     }
