@@ -229,3 +229,25 @@ pub fn install(cfg: &FirewallConfig) -> Result<Vec<String>, FwError> {
 pub fn uninstall(cfg: &FirewallConfig) -> Result<(), FwError> {
     Nft::new(cfg).apply(&nft::uninstall_batch(cfg))
 }
+
+/// For `remod serve`: installs the guard of every profile in the
+/// configuration file at `path` before any request is served (idempotent,
+/// live grants are kept), so guarded ports are never open to everyone
+/// between a start or restart and the first `open`. A file without
+/// `[firewall]` does nothing; one that does not load is left to the
+/// instance loader to report. An `Err` means remod must not start.
+pub fn install_guard_at_start(path: &std::path::Path) -> Result<(), String> {
+    let Ok(file) = crate::server::config::ConfigFile::load(path) else {
+        return Ok(());
+    };
+    let Some(cfg) = file.firewall else {
+        return Ok(());
+    };
+    install(&cfg).map(|_| ()).map_err(|e| {
+        format!(
+            "cannot install the firewall guard (table inet {}) from {}: {e}; refusing to serve with guarded ports open",
+            cfg.table,
+            path.display()
+        )
+    })
+}
