@@ -135,6 +135,44 @@ fn tcp_greeter(ns: &Ns, addr: &str, greeting: &'static str) {
     rx.recv().unwrap();
 }
 
+/// TCP echo server: every connection gets back what it sends.
+fn tcp_echo(ns: &Ns, addr: &str) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    ns.background(move || {
+        let l = TcpListener::bind(addr).unwrap();
+        tx.send(()).unwrap();
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 256];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    rx.recv().unwrap();
+}
+
+/// A TCP connection made from inside `ns` (the socket stays in it).
+fn tcp_connect(ns: &Ns, addr: &str) -> TcpStream {
+    let addr: SocketAddr = addr.parse().unwrap();
+    ns.within(move || TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap())
+}
+
+/// Does the connection still carry data both ways?
+fn echoes(s: &mut TcpStream, msg: &str) -> bool {
+    s.set_read_timeout(Some(PROBE_TIMEOUT)).unwrap();
+    if s.write_all(msg.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; msg.len()];
+    s.read_exact(&mut buf).is_ok() && buf == msg.as_bytes()
+}
+
 /// UDP responder: answers every datagram with `pong`.
 fn udp_ponger(ns: &Ns, addr: &str) {
     let addr: SocketAddr = addr.parse().unwrap();
@@ -267,6 +305,8 @@ impl Lab {
             tcp_greeter(&lab.server, &format!("10.200.1.1:{port}"), g);
             tcp_greeter(&lab.server, &format!("[fd00:200:1::1]:{port}"), g);
         }
+        tcp_echo(&lab.server, "10.200.1.1:2025");
+        tcp_echo(&lab.lan, "10.200.2.2:2025");
         udp_ponger(&lab.server, "10.200.1.1:51820");
         udp_ponger(&lab.server, "[fd00:200:1::1]:51820");
         tcp_greeter(&lab.lan, "10.200.2.2:22", "lan\n");
@@ -1285,4 +1325,176 @@ async fn serve_installs_the_guard_at_start() {
         .err()
         .expect("remod must not start without its firewall guard");
     assert!(err.contains("firewall") && err.contains("nft"), "{err}");
+}
+
+const ECHO_PROFILES: &str = r#"
+[firewall.profiles.echo]
+ports = ["2025/tcp"]
+default_duration = 2
+max_duration = "1m"
+
+[firewall.profiles.fwd]
+forward = [{ port = "2026/tcp", to = "10.200.2.2:2025" }]
+default_duration = 2
+max_duration = "1m"
+"#;
+
+fn echo_fixture(lab: &Lab, firewall_extra: &str) -> Fixture {
+    fixture_with_config(|_| {
+        let base = lab
+            .config()
+            .replace("[firewall]\n", &format!("[firewall]\n{firewall_extra}\n"));
+        format!("{base}{ECHO_PROFILES}")
+    })
+}
+
+/// Point 5: `close` cuts the grant's established connections (local and
+/// forwarded), even where established connections are kept on expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_cuts_established_connections() {
+    let lab = Lab::new();
+    let f = echo_fixture(&lab, "keep_established = true");
+    let mut alice = Caller::login(&f, "alice", &f.alice).await;
+    for p in ["echo", "fwd"] {
+        alice
+            .open(
+                CLIENT4,
+                json!({"action": "open", "profile": p, "duration": 30}),
+            )
+            .await
+            .unwrap();
+    }
+    let mut local = tcp_connect(&lab.client, "10.200.1.1:2025");
+    let mut fwd = tcp_connect(&lab.client, "10.200.1.1:2026");
+    assert!(echoes(&mut local, "a\n"), "local echo during the grant");
+    assert!(echoes(&mut fwd, "a\n"), "forwarded echo during the grant");
+    for p in ["echo", "fwd"] {
+        alice
+            .open(CLIENT4, json!({"action": "close", "profile": p}))
+            .await
+            .unwrap();
+    }
+    assert!(!echoes(&mut local, "b\n"), "local connection after close");
+    assert!(!echoes(&mut fwd, "b\n"), "forwarded connection after close");
+}
+
+/// Point 5: on expiry (with nobody to run anything: it is the kernel's
+/// doing) established TCP ends by default, and a UDP flow that keeps
+/// sending does not keep its access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_outlives_an_expired_grant_by_default() {
+    let lab = Lab::new();
+    let f = echo_fixture(&lab, "");
+    let mut alice = Caller::login(&f, "alice", &f.alice).await;
+    for p in ["echo", "fwd", "wg"] {
+        alice
+            .open(
+                CLIENT4,
+                json!({"action": "open", "profile": p, "duration": 2}),
+            )
+            .await
+            .unwrap();
+    }
+    let t0 = Instant::now();
+    let mut local = tcp_connect(&lab.client, "10.200.1.1:2025");
+    let mut fwd = tcp_connect(&lab.client, "10.200.1.1:2026");
+    assert!(echoes(&mut local, "a\n"), "local echo during the grant");
+    assert!(echoes(&mut fwd, "a\n"), "forwarded echo during the grant");
+    let udp = lab.client.within(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect("10.200.1.1:51820").unwrap();
+        s
+    });
+    udp.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    // A flow that keeps sending (a WireGuard keepalive) every 250 ms.
+    let mut last_pong = None;
+    while t0.elapsed() < Duration::from_millis(4500) {
+        udp.send(b"ping").unwrap();
+        let mut buf = [0u8; 16];
+        if udp.recv(&mut buf).is_ok() {
+            last_pong = Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = last_pong.expect("udp worked during the grant");
+    assert!(
+        last < Duration::from_millis(3000),
+        "the UDP flow still had access {last:?} after a 2 s grant"
+    );
+    assert!(!echoes(&mut local, "b\n"), "local TCP after expiry");
+    assert!(!echoes(&mut fwd, "b\n"), "forwarded TCP after expiry");
+}
+
+/// Point 8: with `guard_forward = true`, a client that routes the LAN
+/// range through this host does not reach the forward's target directly;
+/// through a grant it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_forward_drops_direct_routed_traffic() {
+    let lab = Lab::new();
+    lab.client
+        .ip(&["route", "add", "10.200.2.0/24", "via", "10.200.1.1"]);
+    let f = fixture_with_config(|_| {
+        lab.config().replace(
+            "[firewall.profiles.lan]\n",
+            "[firewall.profiles.lan]\nguard_forward = true\n",
+        )
+    });
+    let mut alice = Caller::login(&f, "alice", &f.alice).await;
+    alice
+        .open(CLIENT4, json!({"action": "close", "profile": "lan"}))
+        .await
+        .unwrap();
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.2.2:22"),
+        "the LAN target, routed directly, without a grant",
+    );
+    alice
+        .open(
+            CLIENT4,
+            json!({"action": "open", "profile": "lan", "duration": 30}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tcp_probe_reaches(&lab.client, "10.200.1.1:2222"),
+        Probe::Reply("lan\n".into()),
+        "through the granted forward"
+    );
+}
+
+/// Point 7: set sizes and per-user caps: `too_large` when full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_are_bounded() {
+    let lab = Lab::new();
+    let f = fixture_with_config(|_| {
+        lab.config().replace(
+            "[firewall]\n",
+            "[firewall]\nmax_grants = 3\nmax_grants_per_user = 2\n",
+        )
+    });
+    let dave = add_user(&f, "dave", &["open:guest"]);
+    let carol = add_user(&f, "erin", &["open:guest"]);
+    let mut dave = Caller::login(&f, "dave", &dave).await;
+    let mut erin = Caller::login(&f, "erin", &carol).await;
+    let open = |ip: &str| json!({"action": "open", "profile": "guest", "ip": ip, "duration": 30});
+    dave.open(CLIENT4, open("10.200.1.31")).await.unwrap();
+    dave.open(CLIENT4, open("10.200.1.32")).await.unwrap();
+    // Refreshing one's own grant is not a new one.
+    dave.open(CLIENT4, open("10.200.1.32")).await.unwrap();
+    let e = dave
+        .open(CLIENT4, open("10.200.1.33"))
+        .await
+        .expect_err("a third grant for dave");
+    assert_eq!(e.code, ErrorCode::TooLarge, "{e}");
+    erin.open(CLIENT4, open("10.200.1.34")).await.unwrap();
+    let e = erin
+        .open(CLIENT4, open("10.200.1.35"))
+        .await
+        .expect_err("the set is full");
+    assert_eq!(e.code, ErrorCode::TooLarge, "{e}");
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.1.1:2022"),
+        "no grant for the client",
+    );
 }

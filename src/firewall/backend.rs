@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use super::config::{FirewallConfig, Profile};
+use super::config::{FirewallConfig, PortSpec, Profile};
 use super::nft::{self, Grant, Owned};
 use super::FwError;
 
@@ -169,7 +169,105 @@ pub fn open_grant(
         }
         others = others.max(o.expires_in);
     }
+    check_limits(cfg, p, ip, who, &ledger)?;
     nft.apply(&nft::open_batch(cfg, p, ip, secs, secs.max(others), who))
+        .map_err(|e| match e {
+            // The kernel's set size, the backstop of the checks above.
+            FwError::Nft(m) if m.contains("Too many open files") || m.contains("No space left") => {
+                FwError::TooMany(format!("the grant sets are full ({m})"))
+            }
+            other => other,
+        })
+}
+
+/// `max_grants_per_user` (a refresh of one's own grant is not a new one)
+/// and `max_grants` addresses per profile and family.
+fn check_limits(
+    cfg: &FirewallConfig,
+    p: &Profile,
+    ip: IpAddr,
+    who: &str,
+    ledger: &[Owned],
+) -> Result<(), FwError> {
+    let refresh = ledger
+        .iter()
+        .any(|o| o.ip == ip && o.profile == p.name && o.user == who);
+    if refresh {
+        return Ok(());
+    }
+    let mine = ledger.iter().filter(|o| o.user == who).count();
+    if mine >= cfg.max_grants_per_user as usize {
+        return Err(FwError::TooMany(format!(
+            "{who} already holds {mine} grants (max_grants_per_user = {})",
+            cfg.max_grants_per_user
+        )));
+    }
+    let mut addrs: Vec<IpAddr> = ledger
+        .iter()
+        .filter(|o| o.profile == p.name && o.ip.is_ipv6() == ip.is_ipv6())
+        .map(|o| o.ip)
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    if !addrs.contains(&ip) && addrs.len() >= cfg.max_grants as usize {
+        return Err(FwError::TooMany(format!(
+            "profile {} has {} grants for this address family (max_grants = {})",
+            p.name,
+            addrs.len(),
+            cfg.max_grants
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes the conntrack entries of `ip`'s connections to the profile's
+/// ports and forwards, so `close` cuts connections the grant let in
+/// (which kept profiles' established TCP would otherwise outlive).
+fn cut_connections(cfg: &FirewallConfig, p: &Profile, ip: IpAddr) -> Result<(), FwError> {
+    let v6 = ip.is_ipv6();
+    let specs: Vec<PortSpec> = p
+        .ports
+        .iter()
+        .copied()
+        .chain(p.forwards_for(v6).map(|f| f.public))
+        .collect();
+    let Some((prog, prefix)) = cfg.conntrack.split_first() else {
+        return Ok(());
+    };
+    let ip_s = ip.to_string();
+    for spec in specs {
+        let port = spec.port.to_string();
+        let out = Command::new(prog)
+            .args(prefix)
+            .args(["-D", "-f", if v6 { "ipv6" } else { "ipv4" }])
+            .args([
+                "-s",
+                &ip_s,
+                "-p",
+                spec.proto.as_str(),
+                "--orig-port-dst",
+                &port,
+            ])
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| FwError::Spawn {
+                cmd: format!(
+                    "{} (install the Debian package conntrack)",
+                    cfg.conntrack.join(" ")
+                ),
+                source: e,
+            })?;
+        // Exit 1 with "0 flow entries have been deleted" is nothing to cut.
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && !err.contains("0 flow entries") {
+            return Err(FwError::Nft(format!(
+                "conntrack: {}",
+                one_line(&out.stderr)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Ends `who`'s grant of the profile for `ip` (with `all`, an admin's
@@ -197,7 +295,18 @@ pub fn close_grant(
             remaining = Some(remaining.unwrap_or(0).max(o.expires_in.max(1)));
         }
     }
-    nft.apply(&nft::close_batch(cfg, p, ip, &owners, remaining))
+    nft.apply(&nft::close_batch(cfg, p, ip, &owners, remaining))?;
+    if remaining.is_none() {
+        if let Err(e) = cut_connections(cfg, p, ip) {
+            // Without keep_established the grant sets already stop every
+            // packet; only kept connections depend on conntrack here.
+            if p.keep_established {
+                return Err(e);
+            }
+            log::warn!("firewall: closing {} for {ip}: {e}", p.name);
+        }
+    }
+    Ok(())
 }
 
 /// nft's error output as one line, without the caret lines under the batch.

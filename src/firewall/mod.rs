@@ -42,6 +42,9 @@ pub enum FwError {
     /// Two users whose ledger tags collide (astronomically rare).
     #[error("{0}")]
     Conflict(String),
+    /// A limit (`max_grants_per_user`, `max_grants`) is reached.
+    #[error("{0}")]
+    TooMany(String),
     /// nft's JSON output could not be read.
     #[error("cannot read nft -j output: {0}")]
     Listing(String),

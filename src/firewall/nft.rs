@@ -58,11 +58,16 @@ fn saddr(v6: bool) -> &'static str {
 pub fn structure(cfg: &FirewallConfig) -> String {
     let t = &cfg.table;
     let mut b = String::new();
+    let n = u64::from(cfg.max_grants);
     let _ = writeln!(b, "add table inet {t}");
+    // Sizes bound the kernel's memory even if remod's own checks were
+    // bypassed; one grant's worth of headroom lets a refresh (add, delete,
+    // add in one transaction) succeed at the limit.
+    let ledger_size = (n + 1) * (cfg.profiles.len().max(1) as u64) * 2;
     for v6 in [false, true] {
         let _ = writeln!(
             b,
-            "add set inet {t} {} {{ type {} . mark . mark; flags timeout; }}",
+            "add set inet {t} {} {{ type {} . mark . mark; flags timeout; size {ledger_size}; }}",
             ledger_name(v6),
             addr_type(v6)
         );
@@ -72,18 +77,27 @@ pub fn structure(cfg: &FirewallConfig) -> String {
             if !p.ports.is_empty() {
                 let _ = writeln!(
                     b,
-                    "add set inet {t} {} {{ type {} . inet_proto . inet_service; flags timeout; }}",
+                    "add set inet {t} {} {{ type {} . inet_proto . inet_service; flags timeout; size {}; }}",
                     set_name(&p.name, v6),
-                    addr_type(v6)
+                    addr_type(v6),
+                    (n + 1) * p.ports.len() as u64
                 );
             }
-            if p.forwards_for(v6).next().is_some() {
+            let fwds = p.forwards_for(v6).count() as u64;
+            if fwds > 0 {
                 let _ = writeln!(
                     b,
-                    "add map inet {t} {} {{ type {} . inet_proto . inet_service : {} . inet_service; flags timeout; }}",
+                    "add map inet {t} {} {{ type {a} . inet_proto . inet_service : {a} . inet_service; flags timeout; size {s}; }}",
                     map_name(&p.name, v6),
-                    addr_type(v6),
-                    addr_type(v6)
+                    a = addr_type(v6),
+                    s = (n + 1) * fwds
+                );
+                let _ = writeln!(
+                    b,
+                    "add set inet {t} {} {{ type {a} . inet_proto . {a} . inet_service; flags timeout; size {s}; }}",
+                    dnat_set_name(&p.name, v6),
+                    a = addr_type(v6),
+                    s = (n + 1) * fwds
                 );
             }
         }
@@ -96,8 +110,13 @@ pub fn structure(cfg: &FirewallConfig) -> String {
         b,
         "add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}"
     );
-    let _ = writeln!(b, "flush chain inet {t} input");
-    let _ = writeln!(b, "flush chain inet {t} prerouting");
+    let _ = writeln!(
+        b,
+        "add chain inet {t} forward {{ type filter hook forward priority -10; policy accept; }}"
+    );
+    for c in ["input", "prerouting", "forward"] {
+        let _ = writeln!(b, "flush chain inet {t} {c}");
+    }
     let guarded = cfg.guarded();
     // This host's own connections (health checks) pass: loopback
     // addresses can never be granted, so a guard there only blocks them.
@@ -109,10 +128,27 @@ pub fn structure(cfg: &FirewallConfig) -> String {
             port_list(&local)
         );
     }
-    if cfg.keep_established && !guarded.is_empty() {
+    // Established TCP outlives its grant only for profiles that say so;
+    // everything else is checked against the grant sets packet by packet,
+    // so it ends with the grant, in the kernel, with or without remod.
+    let kept: Vec<u16> = {
+        let mut v: Vec<u16> = cfg
+            .profiles
+            .values()
+            .filter(|p| p.keep_established)
+            .flat_map(|p| p.ports.iter())
+            .filter(|p| p.proto == super::config::Proto::Tcp)
+            .map(|p| p.port)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    if !kept.is_empty() {
         let _ = writeln!(
             b,
-            "add rule inet {t} input ct state established,related accept"
+            "add rule inet {t} input meta l4proto tcp th dport {{ {} }} ct state established accept",
+            join(kept.iter())
         );
     }
     for p in cfg.profiles.values() {
@@ -135,23 +171,79 @@ pub fn structure(cfg: &FirewallConfig) -> String {
             port_list(&guarded)
         );
     }
-    for p in cfg.profiles.values() {
-        for v6 in [false, true] {
-            if p.forwards_for(v6).next().is_some() {
+    for v6 in [false, true] {
+        let ip = if v6 { "ip6" } else { "ip" };
+        let target = |f: &super::config::Forward| {
+            format!("{} . {} . {}", f.to.ip(), f.public.proto, f.to.port())
+        };
+        let mut all = Vec::new();
+        let mut guard = Vec::new();
+        for p in cfg.profiles.values() {
+            if p.forwards_for(v6).next().is_none() {
+                continue;
+            }
+            let _ = writeln!(
+                b,
+                // Only connections addressed to this host: a granted
+                // client's traffic routed through it to other hosts is
+                // not rewritten.
+                "add rule inet {t} prerouting fib daddr type local meta l4proto {{ tcp, udp }} dnat {ip} to {} . meta l4proto . th dport map @{}",
+                saddr(v6),
+                map_name(&p.name, v6)
+            );
+            let targets: Vec<String> = p.forwards_for(v6).map(target).collect();
+            let kept: Vec<String> = p
+                .forwards_for(v6)
+                .filter(|f| p.keep_established && f.public.proto == super::config::Proto::Tcp)
+                .map(target)
+                .collect();
+            if !kept.is_empty() {
                 let _ = writeln!(
                     b,
-                    // Only connections addressed to this host: a granted
-                    // client's traffic routed through it to other hosts is
-                    // not rewritten.
-                    "add rule inet {t} prerouting fib daddr type local meta l4proto {{ tcp, udp }} dnat {} to {} . meta l4proto . th dport map @{}",
-                    if v6 { "ip6" } else { "ip" },
-                    saddr(v6),
-                    map_name(&p.name, v6)
+                    "add rule inet {t} forward ct status dnat ct state established {ip} daddr . meta l4proto . th dport {{ {} }} accept",
+                    kept.join(", ")
                 );
             }
+            let _ = writeln!(
+                b,
+                "add rule inet {t} forward ct status dnat {} . meta l4proto . {ip} daddr . th dport @{} accept",
+                saddr(v6),
+                dnat_set_name(&p.name, v6)
+            );
+            if p.guard_forward {
+                guard.extend(targets.iter().cloned());
+            }
+            all.extend(targets);
+        }
+        if !all.is_empty() {
+            // A translated connection whose grant ended (expiry or close).
+            let _ = writeln!(
+                b,
+                "add rule inet {t} forward ct status dnat {ip} daddr . meta l4proto . th dport {{ {} }} drop",
+                all.join(", ")
+            );
+        }
+        if !guard.is_empty() {
+            // guard_forward: the LAN target, routed to directly.
+            let _ = writeln!(
+                b,
+                "add rule inet {t} forward {ip} daddr . meta l4proto . th dport {{ {} }} drop",
+                guard.join(", ")
+            );
         }
     }
     b
+}
+
+fn join<T: std::fmt::Display>(v: impl Iterator<Item = T>) -> String {
+    v.map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The name of a profile's translated-connection set for a family
+/// (client . proto . LAN address . LAN port), checked in the forward hook
+/// so a forwarded connection ends with its grant.
+pub fn dnat_set_name(profile: &str, v6: bool) -> String {
+    format!("d_{profile}_{}", fam(v6))
 }
 
 fn port_list(ports: &[super::config::PortSpec]) -> String {
@@ -179,6 +271,16 @@ fn elements(p: &Profile, ip: IpAddr) -> Vec<(String, String, Option<String>)> {
             map_name(&p.name, v6),
             format!("{ip} . {} . {}", f.public.proto, f.public.port),
             Some(format!("{} . {}", f.to.ip(), f.to.port())),
+        ));
+        v.push((
+            dnat_set_name(&p.name, v6),
+            format!(
+                "{ip} . {} . {} . {}",
+                f.public.proto,
+                f.to.ip(),
+                f.to.port()
+            ),
+            None,
         ));
     }
     v
@@ -301,6 +403,7 @@ pub fn stale_sets(cfg: &FirewallConfig, listing: &Value) -> Vec<(String, bool)> 
             }
             if p.forwards_for(v6).next().is_some() {
                 wanted.push(map_name(&p.name, v6));
+                wanted.push(dnat_set_name(&p.name, v6));
             }
         }
     }
@@ -442,7 +545,8 @@ pub fn parse_ledger(listing: &Value, table: &str) -> Vec<Owned> {
 fn parse_set_name(name: &str) -> Option<(String, bool)> {
     let rest = name
         .strip_prefix("g_")
-        .or_else(|| name.strip_prefix("f_"))?;
+        .or_else(|| name.strip_prefix("f_"))
+        .or_else(|| name.strip_prefix("d_"))?;
     let (profile, v6) = if let Some(p) = rest.strip_suffix("_v4") {
         (p, false)
     } else {
@@ -557,6 +661,9 @@ mod tests {
             ports = ["22/tcp", "51820/udp"]
             [firewall.profiles.lan]
             forward = [{ port = "2222/tcp", to = "10.0.2.2:22" }, { port = "2223/tcp", to = "[fd00:2::2]:22" }]
+            keep_established = true
+            guard_forward = true
+            guard_loopback = true
             "#,
         )
         .unwrap()
@@ -568,23 +675,34 @@ mod tests {
         let s = structure(&cfg());
         let expected = "\
 add table inet remo
-add set inet remo u_v4 { type ipv4_addr . mark . mark; flags timeout; }
-add set inet remo u_v6 { type ipv6_addr . mark . mark; flags timeout; }
-add map inet remo f_lan_v4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; }
-add map inet remo f_lan_v6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; flags timeout; }
-add set inet remo g_ssh_v4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
-add set inet remo g_ssh_v6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+add set inet remo u_v4 { type ipv4_addr . mark . mark; flags timeout; size 4100; }
+add set inet remo u_v6 { type ipv6_addr . mark . mark; flags timeout; size 4100; }
+add map inet remo f_lan_v4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; size 1025; }
+add set inet remo d_lan_v4 { type ipv4_addr . inet_proto . ipv4_addr . inet_service; flags timeout; size 1025; }
+add map inet remo f_lan_v6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; flags timeout; size 1025; }
+add set inet remo d_lan_v6 { type ipv6_addr . inet_proto . ipv6_addr . inet_service; flags timeout; size 1025; }
+add set inet remo g_ssh_v4 { type ipv4_addr . inet_proto . inet_service; flags timeout; size 2050; }
+add set inet remo g_ssh_v6 { type ipv6_addr . inet_proto . inet_service; flags timeout; size 2050; }
 add chain inet remo input { type filter hook input priority -10; policy accept; }
 add chain inet remo prerouting { type nat hook prerouting priority dstnat; policy accept; }
+add chain inet remo forward { type filter hook forward priority -10; policy accept; }
 flush chain inet remo input
 flush chain inet remo prerouting
-add rule inet remo input iif lo meta l4proto . th dport { tcp . 22, tcp . 2222, tcp . 2223, udp . 51820 } accept
-add rule inet remo input ct state established,related accept
+flush chain inet remo forward
+add rule inet remo input iif lo meta l4proto . th dport { tcp . 22, udp . 51820 } accept
 add rule inet remo input ip saddr . meta l4proto . th dport @g_ssh_v4 accept
 add rule inet remo input ip6 saddr . meta l4proto . th dport @g_ssh_v6 accept
 add rule inet remo input meta l4proto . th dport { tcp . 22, tcp . 2222, tcp . 2223, udp . 51820 } drop
 add rule inet remo prerouting fib daddr type local meta l4proto { tcp, udp } dnat ip to ip saddr . meta l4proto . th dport map @f_lan_v4
+add rule inet remo forward ct status dnat ct state established ip daddr . meta l4proto . th dport { 10.0.2.2 . tcp . 22 } accept
+add rule inet remo forward ct status dnat ip saddr . meta l4proto . ip daddr . th dport @d_lan_v4 accept
+add rule inet remo forward ct status dnat ip daddr . meta l4proto . th dport { 10.0.2.2 . tcp . 22 } drop
+add rule inet remo forward ip daddr . meta l4proto . th dport { 10.0.2.2 . tcp . 22 } drop
 add rule inet remo prerouting fib daddr type local meta l4proto { tcp, udp } dnat ip6 to ip6 saddr . meta l4proto . th dport map @f_lan_v6
+add rule inet remo forward ct status dnat ct state established ip6 daddr . meta l4proto . th dport { fd00:2::2 . tcp . 22 } accept
+add rule inet remo forward ct status dnat ip6 saddr . meta l4proto . ip6 daddr . th dport @d_lan_v6 accept
+add rule inet remo forward ct status dnat ip6 daddr . meta l4proto . th dport { fd00:2::2 . tcp . 22 } drop
+add rule inet remo forward ip6 daddr . meta l4proto . th dport { fd00:2::2 . tcp . 22 } drop
 ";
         assert_eq!(s, expected);
     }
@@ -619,8 +737,13 @@ add rule inet remo prerouting fib daddr type local meta l4proto { tcp, udp } dna
         let b = close_batch(&c, &c.profiles["lan"], ip, &["bob".into()], None);
         assert!(b.ends_with(
             "add element inet remo f_lan_v4 { 10.0.0.9 . tcp . 2222 timeout 1s : 10.0.2.2 . 22 }\n\
-             delete element inet remo f_lan_v4 { 10.0.0.9 . tcp . 2222 }\n"
+             delete element inet remo f_lan_v4 { 10.0.0.9 . tcp . 2222 }\n\
+             add element inet remo d_lan_v4 { 10.0.0.9 . tcp . 10.0.2.2 . 22 timeout 1s }\n\
+             delete element inet remo d_lan_v4 { 10.0.0.9 . tcp . 10.0.2.2 . 22 }\n"
         ));
+        // Another owner remains: the packet-path elements get their time.
+        let b = close_batch(&c, &c.profiles["lan"], ip, &["bob".into()], Some(40));
+        assert!(b.contains("add element inet remo f_lan_v4 { 10.0.0.9 . tcp . 2222 timeout 40s comment \"remo:\" : 10.0.2.2 . 22 }\n"), "{b}");
         assert_eq!(comment_for("a\"b;c"), "remo:abc");
     }
 

@@ -86,6 +86,7 @@ fn fw_error(e: FwError) -> OpError {
         }
         FwError::Spawn { .. } => OpError::new(ErrorCode::Unavailable, e.to_string()),
         FwError::Conflict(_) => OpError::new(ErrorCode::Conflict, e.to_string()),
+        FwError::TooMany(_) => OpError::new(ErrorCode::TooLarge, e.to_string()),
         FwError::Nft(_) | FwError::Listing(_) => OpError::new(ErrorCode::Internal, e.to_string()),
     }
 }
