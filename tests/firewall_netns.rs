@@ -6,8 +6,11 @@
 //! SERVER,"nft"]`), rule changes go through the real `open` operation of
 //! the in-process router, and connections are made from "client" by test
 //! threads that have entered that namespace (setns), to listeners that
-//! threads in "server" and "lan" run. Needs root, `ip` (iproute2) and
-//! `nft` (nftables); missing tools fail the test, naming the package.
+//! threads in "server" and "lan" run. Tests of `remod serve` itself (the
+//! guard at start, the embedded HTTP door's headers) run the real binary
+//! inside "server" and speak HTTP to it from a thread there. Needs root,
+//! `ip` (iproute2), `nft` (nftables) and `conntrack` (conntrack); missing
+//! tools fail the test, naming the package.
 
 mod inproc;
 

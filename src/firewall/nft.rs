@@ -623,6 +623,7 @@ pub fn parse_grants(listing: &Value, table: &str) -> Vec<Grant> {
                 .get("comment")
                 .and_then(Value::as_str)
                 .and_then(|c| c.strip_prefix(COMMENT_PREFIX))
+                .filter(|c| !c.is_empty())
                 .map(str::to_string);
             let g = by_key
                 .entry((profile.clone(), ip.to_string()))
