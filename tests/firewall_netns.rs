@@ -6,8 +6,11 @@
 //! SERVER,"nft"]`), rule changes go through the real `open` operation of
 //! the in-process router, and connections are made from "client" by test
 //! threads that have entered that namespace (setns), to listeners that
-//! threads in "server" and "lan" run. Needs root, `ip` (iproute2) and
-//! `nft` (nftables); missing tools fail the test, naming the package.
+//! threads in "server" and "lan" run. Tests of `remod serve` itself (the
+//! guard at start, the embedded HTTP door's headers) run the real binary
+//! inside "server" and speak HTTP to it from a thread there. Needs root,
+//! `ip` (iproute2), `nft` (nftables) and `conntrack` (conntrack); missing
+//! tools fail the test, naming the package.
 
 mod inproc;
 
@@ -133,6 +136,44 @@ fn tcp_greeter(ns: &Ns, addr: &str, greeting: &'static str) {
         }
     });
     rx.recv().unwrap();
+}
+
+/// TCP echo server: every connection gets back what it sends.
+fn tcp_echo(ns: &Ns, addr: &str) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    ns.background(move || {
+        let l = TcpListener::bind(addr).unwrap();
+        tx.send(()).unwrap();
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 256];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    rx.recv().unwrap();
+}
+
+/// A TCP connection made from inside `ns` (the socket stays in it).
+fn tcp_connect(ns: &Ns, addr: &str) -> TcpStream {
+    let addr: SocketAddr = addr.parse().unwrap();
+    ns.within(move || TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap())
+}
+
+/// Does the connection still carry data both ways?
+fn echoes(s: &mut TcpStream, msg: &str) -> bool {
+    s.set_read_timeout(Some(PROBE_TIMEOUT)).unwrap();
+    if s.write_all(msg.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; msg.len()];
+    s.read_exact(&mut buf).is_ok() && buf == msg.as_bytes()
 }
 
 /// UDP responder: answers every datagram with `pong`.
@@ -262,15 +303,20 @@ impl Lab {
             std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
             std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").unwrap();
         });
-        for port in [22, 2022, 2023] {
+        for port in [22, 2022, 2023, 2024] {
             let g: &'static str = Box::leak(format!("port {port}\n").into_boxed_str());
             tcp_greeter(&lab.server, &format!("10.200.1.1:{port}"), g);
             tcp_greeter(&lab.server, &format!("[fd00:200:1::1]:{port}"), g);
         }
+        tcp_echo(&lab.server, "10.200.1.1:2025");
+        tcp_echo(&lab.lan, "10.200.2.2:2025");
         udp_ponger(&lab.server, "10.200.1.1:51820");
         udp_ponger(&lab.server, "[fd00:200:1::1]:51820");
         tcp_greeter(&lab.lan, "10.200.2.2:22", "lan\n");
         tcp_greeter(&lab.lan, "[fd00:200:2::2]:22", "lan\n");
+        // The LAN host's own service on the forward's public port number.
+        tcp_greeter(&lab.lan, "10.200.2.2:2222", "lan 2222\n");
+        tcp_greeter(&lab.lan, "[fd00:200:2::2]:2222", "lan 2222\n");
         let _ = (c, s, l);
         lab
     }
@@ -299,6 +345,7 @@ default_duration = 2
 ports = ["2022/tcp"]
 guests = true
 default_duration = 2
+max_duration = "1m"
 
 [firewall.profiles.capped]
 ports = ["2023/tcp"]
@@ -363,14 +410,26 @@ impl<'a> Caller<'a> {
         xff: Option<&str>,
         desc: Value,
     ) -> Result<Map<String, Value>, OpError> {
+        let xff: Vec<&str> = xff.into_iter().collect();
+        self.open_xff(remote, &xff, desc).await
+    }
+
+    /// `open` with one FastCGI `HTTP_X_FORWARDED_FOR` param per entry of `xff`
+    /// (as a front server passes repeated header lines).
+    async fn open_xff(
+        &mut self,
+        remote: &str,
+        xff: &[&str],
+        desc: Value,
+    ) -> Result<Map<String, Value>, OpError> {
         self.r += 1;
         let mut params = Params::new();
         params.push("REQUEST_METHOD", "POST");
         params.push("REQUEST_URI", "/remo/open");
         params.push("REMOTE_ADDR", remote);
         params.push("HTTP_REMO_SESSION", self.s.session.as_str());
-        if let Some(x) = xff {
-            params.push("HTTP_X_FORWARDED_FOR", x);
+        for x in xff {
+            params.push("HTTP_X_FORWARDED_FOR", *x);
         }
         let body = seal(&self.s, self.r, "open", desc, &[]);
         let resp = self
@@ -797,5 +856,648 @@ async fn check_refusals(lab: &Lab, alice: &mut Caller<'_>, carol: &mut Caller<'_
         before,
         lab.ruleset(),
         "a refused request changed the ruleset"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The real `remod serve --http` inside the server namespace, and a minimal
+// HTTP/1.1 client that runs in a namespace (so it can send exactly the
+// header lines a proxy would: duplicates, underscores).
+
+const REMOD: &str = env!("CARGO_BIN_EXE_remod");
+const REMOD_PORT: u16 = 8917;
+
+/// `remod serve --http 127.0.0.1:8917 --dir DIR --config FILE` in the server
+/// namespace; killed on drop.
+struct Remod {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Remod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- remod log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Starts remod with `config`; `Err(log)` if it exits instead of listening.
+fn start_remod(lab: &Lab, root: &std::path::Path, config: &str) -> Result<Remod, String> {
+    let dir = root.join("remod");
+    let cfg = root.join("remod.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let log = root.join(format!(
+        "remod-{}.log",
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.server.name, REMOD, "serve", "--http"])
+        .arg(format!("127.0.0.1:{REMOD_PORT}"))
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("REMO_CONFIG")
+        .env_remove("REMO_KEY_FILE")
+        .env_remove("REMO_USER_DB")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut r = Remod { child, dir, log };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(st) = r.child.try_wait().unwrap() {
+            let text = std::fs::read_to_string(&r.log).unwrap_or_default();
+            return Err(format!("remod exited ({st}): {text}"));
+        }
+        let up = lab
+            .server
+            .within(|| TcpStream::connect(("127.0.0.1", REMOD_PORT)).is_ok());
+        if up {
+            return Ok(r);
+        }
+        assert!(Instant::now() < deadline, "remod did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One HTTP/1.1 request from inside `ns` to remod; `(status, body)`.
+fn http(ns: &Ns, method: &str, path: &str, headers: &[String], body: &[u8]) -> (u16, Vec<u8>) {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: remod\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for h in headers {
+        req.extend_from_slice(h.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    let raw = ns.within(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", REMOD_PORT)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&req).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        out
+    });
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut rest = &raw[split + 4..];
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    if !chunked {
+        return (status, rest.to_vec());
+    }
+    let mut body = Vec::new();
+    loop {
+        let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16).unwrap();
+        rest = &rest[nl + 2..];
+        if size == 0 {
+            return (status, body);
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+/// A logged-in session with the real remod (as the `admin` its --dir made).
+struct Http<'a> {
+    ns: &'a Ns,
+    s: ClientSession,
+    r: u64,
+}
+
+impl<'a> Http<'a> {
+    fn login(ns: &'a Ns, remod: &Remod) -> Http<'a> {
+        use remo::proto::handshake::{AuthResponse, ClientHandshake};
+        use remo::proto::identity::PublicKey;
+        let (st, info) = http(ns, "GET", "/info", &[], b"");
+        assert_eq!(st, 200);
+        let info: Value = serde_json::from_slice(&info).unwrap();
+        let server = PublicKey::from_b64(info["key"].as_str().unwrap()).unwrap();
+        let key =
+            remo::keyfile::read_private_key(&remod.dir.join("client").join("admin.key"), None)
+                .unwrap();
+        let (hs, req) = ClientHandshake::start("admin", &key, now());
+        let (st, body) = http(
+            ns,
+            "POST",
+            "/auth",
+            &["Content-Type: application/json".into()],
+            &serde_json::to_vec(&req).unwrap(),
+        );
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        let resp: AuthResponse = serde_json::from_slice(&body).unwrap();
+        Http {
+            ns,
+            s: hs.finish(&resp, &server).unwrap(),
+            r: 0,
+        }
+    }
+
+    /// The `open` operation with extra header lines.
+    fn open(&mut self, headers: &[&str], desc: Value) -> Result<Map<String, Value>, OpError> {
+        self.r += 1;
+        let body = seal(&self.s, self.r, "open", desc, &[]);
+        let mut h = vec![
+            format!("Remo-Session: {}", self.s.session),
+            "Content-Type: application/x-remo".to_string(),
+        ];
+        h.extend(headers.iter().map(|s| s.to_string()));
+        let (st, out) = http(self.ns, "POST", "/open", &h, &body);
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+        open_reply(&self.s, self.r, "open", &out).result
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Issue 18: a grant can do no more than it says.
+
+/// Point 1 (FastCGI shape): a trusted proxy that appends its own
+/// `X-Forwarded-For` line (HAProxy's `option forwardfor`) after the client's
+/// forged one. Every line counts, in order; the right-most untrusted address
+/// is the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_lines_are_combined() {
+    let lab = Lab::new();
+    let (f, carol) = firewall_fixture(&lab);
+    let mut carol = Caller::login(&f, "carol", &carol).await;
+    let r = carol
+        .open_xff(
+            "127.0.0.1",
+            &[CLIENT4, "10.200.1.77"],
+            json!({"action": "open", "profile": "ssh"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r["ip"], "10.200.1.77",
+        "the forged first line chose the address"
+    );
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.1.1:22"),
+        "the forged address got nothing",
+    );
+    // A list inside each line works the same way.
+    let r = carol
+        .open_xff(
+            "127.0.0.1",
+            &["10.200.1.5, 10.200.1.6", "10.200.1.78, 127.0.0.1"],
+            json!({"action": "open", "profile": "ssh", "duration": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["ip"], "10.200.1.78");
+}
+
+/// Point 1 (embedded HTTP door of the real remod): repeated header lines
+/// are combined, and `X_Forwarded_For` is not an alias of `X-Forwarded-For`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_door_forwarded_for_lines_and_no_underscore_alias() {
+    let lab = Lab::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let remod = start_remod(&lab, tmp.path(), &lab.config()).unwrap();
+    // The test thread sits at 127.0.0.1 in the server namespace: the proxy.
+    let mut admin = Http::login(&lab.server, &remod);
+    let ssh = json!({"action": "open", "profile": "ssh", "duration": 30});
+    let r = admin
+        .open(
+            &[
+                "X-Forwarded-For: 10.200.1.2",
+                "X-Forwarded-For: 10.200.1.77",
+            ],
+            ssh.clone(),
+        )
+        .unwrap();
+    assert_eq!(r["ip"], "10.200.1.77", "two header lines");
+    let r = admin
+        .open(
+            &[
+                "X_Forwarded_For: 10.200.1.2",
+                "X-Forwarded-For: 10.200.1.78",
+            ],
+            ssh.clone(),
+        )
+        .unwrap();
+    assert_eq!(
+        r["ip"], "10.200.1.78",
+        "underscore line before the real one"
+    );
+    let e = admin
+        .open(&["X_Forwarded_For: 10.200.1.2"], ssh.clone())
+        .expect_err("an underscore header alone is no X-Forwarded-For");
+    assert_eq!(e.code, ErrorCode::BadRequest, "{e}");
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.1.1:22"),
+        "10.200.1.2 never got a grant",
+    );
+}
+
+/// Point 4: a grant belongs to the user who opened it. Another user may
+/// neither close nor shorten it; two users behind one NAT address each
+/// keep their own; an admin closes everyone's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_belong_to_their_user() {
+    let lab = Lab::new();
+    let (f, carol) = firewall_fixture(&lab);
+    let dave = add_user(&f, "dave", &["open:ssh", "open:guest"]);
+    UserDb::open(&f.root.join("users.db"))
+        .unwrap()
+        .add_permission("carol", "open:guest")
+        .unwrap();
+    let mut alice = Caller::login(&f, "alice", &f.alice).await;
+    let mut carol = Caller::login(&f, "carol", &carol).await;
+    let mut dave = Caller::login(&f, "dave", &dave).await;
+    let guest = "10.200.1.1:2022";
+    let ssh = "10.200.1.1:22";
+    let elsewhere = "10.200.1.9";
+
+    // dave opens the guest profile for the client namespace.
+    dave.open(
+        elsewhere,
+        json!({"action": "open", "profile": "guest", "ip": CLIENT4, "duration": 30}),
+    )
+    .await
+    .unwrap();
+    assert_reply(tcp_probe(&lab.client, guest), "dave's guest grant");
+    // carol may use the profile, but closing dave's grant is not hers to do.
+    carol
+        .open(
+            elsewhere,
+            json!({"action": "close", "profile": "guest", "ip": CLIENT4}),
+        )
+        .await
+        .unwrap();
+    assert_reply(
+        tcp_probe(&lab.client, guest),
+        "dave's grant after carol's close",
+    );
+    // Nor can she shorten it by re-opening it for one second.
+    carol
+        .open(
+            elsewhere,
+            json!({"action": "open", "profile": "guest", "ip": CLIENT4, "duration": 1}),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_reply(
+        tcp_probe(&lab.client, guest),
+        "dave's grant after carol's 1 s re-open",
+    );
+    let g = dave.grants().await;
+    assert!(
+        g.iter()
+            .any(|x| x["by"] == "dave" && x["expires_in"].as_u64().unwrap() > 20),
+        "{g:?}"
+    );
+
+    // Behind one NAT address: carol and dave both open ssh for it, dave
+    // closes his; carol's stays.
+    carol
+        .open(
+            CLIENT4,
+            json!({"action": "open", "profile": "ssh", "duration": 30}),
+        )
+        .await
+        .unwrap();
+    dave.open(
+        CLIENT4,
+        json!({"action": "open", "profile": "ssh", "duration": 30}),
+    )
+    .await
+    .unwrap();
+    dave.open(CLIENT4, json!({"action": "close", "profile": "ssh"}))
+        .await
+        .unwrap();
+    assert_reply(
+        tcp_probe(&lab.client, ssh),
+        "carol's ssh after dave's close",
+    );
+    carol
+        .open(CLIENT4, json!({"action": "close", "profile": "ssh"}))
+        .await
+        .unwrap();
+    assert_dropped(tcp_probe(&lab.client, ssh), "ssh after both closed");
+
+    // An admin closes the grant whoever made it.
+    alice
+        .open(
+            elsewhere,
+            json!({"action": "close", "profile": "guest", "ip": CLIENT4}),
+        )
+        .await
+        .unwrap();
+    assert_dropped(
+        tcp_probe(&lab.client, guest),
+        "guest after the admin's close",
+    );
+}
+
+/// Point 2: a forward grant rewrites only connections addressed to this
+/// host, not a granted client's traffic to other hosts routed through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnat_only_for_traffic_to_this_host() {
+    let lab = Lab::new();
+    lab.client
+        .ip(&["route", "add", "10.200.2.0/24", "via", "10.200.1.1"]);
+    lab.client.ip(&[
+        "-6",
+        "route",
+        "add",
+        "fd00:200:2::/64",
+        "via",
+        "fd00:200:1::1",
+    ]);
+    let (f, _carol) = firewall_fixture(&lab);
+    let mut alice = Caller::login(&f, "alice", &f.alice).await;
+    for ip in [CLIENT4, CLIENT6] {
+        alice
+            .open(
+                ip,
+                json!({"action": "open", "profile": "lan", "duration": 30}),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        tcp_probe_reaches(&lab.client, "10.200.1.1:2222"),
+        Probe::Reply("lan\n".into()),
+        "the forward itself"
+    );
+    assert_eq!(
+        tcp_probe_reaches(&lab.client, "10.200.2.2:2222"),
+        Probe::Reply("lan 2222\n".into()),
+        "v4 traffic to another host on the public port was rewritten"
+    );
+    assert_eq!(
+        tcp_probe_reaches(&lab.client, "[fd00:200:2::2]:2222"),
+        Probe::Reply("lan 2222\n".into()),
+        "v6 traffic to another host on the public port was rewritten"
+    );
+}
+
+/// Point 3: this host's own connections (loopback interface) pass the
+/// guard, unless a profile sets `guard_loopback = true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_passes_the_guard_unless_the_profile_says_so() {
+    let lab = Lab::new();
+    let f = fixture_with_config(|_| {
+        format!(
+            "{}\n[firewall.profiles.strict]\nports = [\"2024/tcp\"]\nguard_loopback = true\n",
+            lab.config()
+        )
+    });
+    let mut alice = Caller::login(&f, "alice", &f.alice).await;
+    alice
+        .open(CLIENT4, json!({"action": "close", "profile": "ssh"}))
+        .await
+        .unwrap();
+    assert_dropped(tcp_probe(&lab.client, "10.200.1.1:22"), "remote, no grant");
+    assert_eq!(
+        tcp_probe(&lab.server, "10.200.1.1:22"),
+        Probe::Reply("port 22\n".into()),
+        "a local health check"
+    );
+    assert_eq!(
+        tcp_probe(&lab.server, "[fd00:200:1::1]:22"),
+        Probe::Reply("port 22\n".into()),
+        "a local health check over IPv6"
+    );
+    assert_dropped(
+        tcp_probe(&lab.server, "10.200.1.1:2024"),
+        "guard_loopback = true",
+    );
+}
+
+/// Point 6: `remod serve` installs the guard at start, refuses to start
+/// when nft fails, and a restart with changed profiles updates the guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_installs_the_guard_at_start() {
+    let lab = Lab::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let remod = start_remod(&lab, tmp.path(), &lab.config()).unwrap();
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.1.1:22"),
+        "guarded port before any open",
+    );
+    assert_dropped(
+        udp_probe(&lab.client, "10.200.1.1:51820"),
+        "guarded udp port before any open",
+    );
+    assert_eq!(
+        tcp_probe(&lab.client, "10.200.1.1:2024"),
+        Probe::Reply("port 2024\n".into()),
+        "a port no profile guards"
+    );
+    drop(remod);
+    // A profile added while remod was down is guarded once it restarts.
+    let more = format!(
+        "{}\n[firewall.profiles.extra]\nports = [\"2024/tcp\"]\n",
+        lab.config()
+    );
+    let remod = start_remod(&lab, tmp.path(), &more).unwrap();
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.1.1:2024"),
+        "the new profile's port after the restart",
+    );
+    drop(remod);
+    // nft failing is a refusal to start, with a clear error.
+    let broken = lab.config().replace(
+        "nft = [\"ip\", \"netns\", \"exec\"",
+        "nft = [\"/nonexistent/nft\", \"netns\", \"exec\"",
+    );
+    assert!(broken.contains("/nonexistent/nft"));
+    let err = start_remod(&lab, tmp.path(), &broken)
+        .err()
+        .expect("remod must not start without its firewall guard");
+    assert!(err.contains("firewall") && err.contains("nft"), "{err}");
+}
+
+const ECHO_PROFILES: &str = r#"
+[firewall.profiles.echo]
+ports = ["2025/tcp"]
+default_duration = 2
+max_duration = "1m"
+
+[firewall.profiles.fwd]
+forward = [{ port = "2026/tcp", to = "10.200.2.2:2025" }]
+default_duration = 2
+max_duration = "1m"
+"#;
+
+fn echo_fixture(lab: &Lab, firewall_extra: &str) -> Fixture {
+    fixture_with_config(|_| {
+        let base = lab
+            .config()
+            .replace("[firewall]\n", &format!("[firewall]\n{firewall_extra}\n"));
+        format!("{base}{ECHO_PROFILES}")
+    })
+}
+
+/// Point 5: `close` cuts the grant's established connections (local and
+/// forwarded), even where established connections are kept on expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_cuts_established_connections() {
+    let lab = Lab::new();
+    let f = echo_fixture(&lab, "keep_established = true");
+    let mut alice = Caller::login(&f, "alice", &f.alice).await;
+    for p in ["echo", "fwd"] {
+        alice
+            .open(
+                CLIENT4,
+                json!({"action": "open", "profile": p, "duration": 30}),
+            )
+            .await
+            .unwrap();
+    }
+    let mut local = tcp_connect(&lab.client, "10.200.1.1:2025");
+    let mut fwd = tcp_connect(&lab.client, "10.200.1.1:2026");
+    assert!(echoes(&mut local, "a\n"), "local echo during the grant");
+    assert!(echoes(&mut fwd, "a\n"), "forwarded echo during the grant");
+    for p in ["echo", "fwd"] {
+        alice
+            .open(CLIENT4, json!({"action": "close", "profile": p}))
+            .await
+            .unwrap();
+    }
+    assert!(!echoes(&mut local, "b\n"), "local connection after close");
+    assert!(!echoes(&mut fwd, "b\n"), "forwarded connection after close");
+}
+
+/// Point 5: on expiry (with nobody to run anything: it is the kernel's
+/// doing) established TCP ends by default, and a UDP flow that keeps
+/// sending does not keep its access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_outlives_an_expired_grant_by_default() {
+    let lab = Lab::new();
+    let f = echo_fixture(&lab, "");
+    let mut alice = Caller::login(&f, "alice", &f.alice).await;
+    for p in ["echo", "fwd", "wg"] {
+        alice
+            .open(
+                CLIENT4,
+                json!({"action": "open", "profile": p, "duration": 2}),
+            )
+            .await
+            .unwrap();
+    }
+    let t0 = Instant::now();
+    let mut local = tcp_connect(&lab.client, "10.200.1.1:2025");
+    let mut fwd = tcp_connect(&lab.client, "10.200.1.1:2026");
+    assert!(echoes(&mut local, "a\n"), "local echo during the grant");
+    assert!(echoes(&mut fwd, "a\n"), "forwarded echo during the grant");
+    let udp = lab.client.within(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect("10.200.1.1:51820").unwrap();
+        s
+    });
+    udp.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    // A flow that keeps sending (a WireGuard keepalive) every 250 ms.
+    let mut last_pong = None;
+    while t0.elapsed() < Duration::from_millis(4500) {
+        udp.send(b"ping").unwrap();
+        let mut buf = [0u8; 16];
+        if udp.recv(&mut buf).is_ok() {
+            last_pong = Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = last_pong.expect("udp worked during the grant");
+    assert!(
+        last < Duration::from_millis(3000),
+        "the UDP flow still had access {last:?} after a 2 s grant"
+    );
+    assert!(!echoes(&mut local, "b\n"), "local TCP after expiry");
+    assert!(!echoes(&mut fwd, "b\n"), "forwarded TCP after expiry");
+}
+
+/// Point 8: with `guard_forward = true`, a client that routes the LAN
+/// range through this host does not reach the forward's target directly;
+/// through a grant it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_forward_drops_direct_routed_traffic() {
+    let lab = Lab::new();
+    lab.client
+        .ip(&["route", "add", "10.200.2.0/24", "via", "10.200.1.1"]);
+    let f = fixture_with_config(|_| {
+        lab.config().replace(
+            "[firewall.profiles.lan]\n",
+            "[firewall.profiles.lan]\nguard_forward = true\n",
+        )
+    });
+    let mut alice = Caller::login(&f, "alice", &f.alice).await;
+    alice
+        .open(CLIENT4, json!({"action": "close", "profile": "lan"}))
+        .await
+        .unwrap();
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.2.2:22"),
+        "the LAN target, routed directly, without a grant",
+    );
+    alice
+        .open(
+            CLIENT4,
+            json!({"action": "open", "profile": "lan", "duration": 30}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tcp_probe_reaches(&lab.client, "10.200.1.1:2222"),
+        Probe::Reply("lan\n".into()),
+        "through the granted forward"
+    );
+}
+
+/// Point 7: set sizes and per-user caps: `too_large` when full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_are_bounded() {
+    let lab = Lab::new();
+    let f = fixture_with_config(|_| {
+        lab.config().replace(
+            "[firewall]\n",
+            "[firewall]\nmax_grants = 3\nmax_grants_per_user = 2\n",
+        )
+    });
+    let dave = add_user(&f, "dave", &["open:guest"]);
+    let carol = add_user(&f, "erin", &["open:guest"]);
+    let mut dave = Caller::login(&f, "dave", &dave).await;
+    let mut erin = Caller::login(&f, "erin", &carol).await;
+    let open = |ip: &str| json!({"action": "open", "profile": "guest", "ip": ip, "duration": 30});
+    dave.open(CLIENT4, open("10.200.1.31")).await.unwrap();
+    dave.open(CLIENT4, open("10.200.1.32")).await.unwrap();
+    // Refreshing one's own grant is not a new one.
+    dave.open(CLIENT4, open("10.200.1.32")).await.unwrap();
+    let e = dave
+        .open(CLIENT4, open("10.200.1.33"))
+        .await
+        .expect_err("a third grant for dave");
+    assert_eq!(e.code, ErrorCode::TooLarge, "{e}");
+    erin.open(CLIENT4, open("10.200.1.34")).await.unwrap();
+    let e = erin
+        .open(CLIENT4, open("10.200.1.35"))
+        .await
+        .expect_err("the set is full");
+    assert_eq!(e.code, ErrorCode::TooLarge, "{e}");
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.1.1:2022"),
+        "no grant for the client",
     );
 }

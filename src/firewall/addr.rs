@@ -109,6 +109,22 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// Joins every `X-Forwarded-For` value, in arrival order, into one list:
+/// proxies may append their own header line instead of extending the
+/// client's, so reading only the first line would believe the client.
+/// Values that are not UTF-8 are kept (lossily) so they fail to parse
+/// instead of being skipped.
+pub fn join_forwarded_for<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<String> {
+    let parts: Vec<String> = values
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join(", "))
+    }
+}
+
 /// The caller's address: `REMOTE_ADDR`, unless that is a trusted proxy and
 /// the request carries `X-Forwarded-For`; then the right-most address in the
 /// header that is not itself a trusted proxy (each proxy appends the peer it
@@ -228,5 +244,28 @@ mod tests {
             "127.0.0.1"
         );
         assert!(client_ip("-", None, &[]).is_err());
+    }
+
+    #[test]
+    fn forwarded_for_lines_join_in_order() {
+        let trusted = [c("127.0.0.1")];
+        let lines: [&[u8]; 2] = [b"10.0.0.1", b"10.0.0.2, 127.0.0.1"];
+        let x = join_forwarded_for(lines.into_iter()).unwrap();
+        assert_eq!(x, "10.0.0.1, 10.0.0.2, 127.0.0.1");
+        assert_eq!(
+            client_ip("127.0.0.1", Some(&x), &trusted)
+                .unwrap()
+                .to_string(),
+            "10.0.0.2"
+        );
+        assert!(join_forwarded_for(std::iter::empty()).is_none());
+        let bad: [&[u8]; 2] = [b"\xff", b"10.0.0.2"];
+        let x = join_forwarded_for(bad.into_iter()).unwrap();
+        assert_eq!(
+            client_ip("127.0.0.1", Some(&x), &trusted)
+                .unwrap()
+                .to_string(),
+            "10.0.0.2"
+        );
     }
 }

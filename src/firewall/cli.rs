@@ -72,13 +72,14 @@ fn run_inner(a: FirewallArgs) -> Result<(), String> {
         }
         FirewallCmd::Status { json } => {
             let text = nft.list_text().map_err(|e| e.to_string())?;
-            let grants = nft.grants().map_err(|e| e.to_string())?;
+            // One entry per owner, from the ledger.
+            let grants = nft.ledger().map_err(|e| e.to_string())?;
             if json {
                 let v: Vec<_> = grants
                     .iter()
                     .map(|g| {
                         serde_json::json!({"profile": g.profile, "ip": g.ip.to_string(),
-                            "expires_in": g.expires_in, "by": g.by})
+                            "expires_in": g.expires_in, "by": g.user})
                     })
                     .collect();
                 println!("{}", serde_json::Value::Array(v));
@@ -99,10 +100,7 @@ fn run_inner(a: FirewallArgs) -> Result<(), String> {
                         for g in grants {
                             println!(
                                 "{:<20} {:<40} {:>9}s  {}",
-                                g.profile,
-                                g.ip,
-                                g.expires_in,
-                                g.by.as_deref().unwrap_or("-")
+                                g.profile, g.ip, g.expires_in, g.user
                             );
                         }
                     }

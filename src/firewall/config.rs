@@ -17,6 +17,27 @@ use super::addr::{printable, Cidr};
 pub const MAX_GRANT_SECS: u64 = 30 * 24 * 3600;
 /// Default `default_duration` of a profile.
 pub const DEFAULT_DURATION_SECS: u64 = 3600;
+/// Default `max_grants` (addresses per profile and family).
+pub const DEFAULT_MAX_GRANTS: u32 = 1024;
+/// Default `max_grants_per_user`.
+pub const DEFAULT_MAX_GRANTS_PER_USER: u32 = 16;
+/// Largest `max_grants` (kernel set sizes are this times a profile's ports).
+pub const MAX_MAX_GRANTS: u32 = 65_536;
+
+/// `conntrack` where `nft` is: the last argument's `nft` replaced (so an
+/// `ip netns exec NS nft` prefix carries over), else plain `conntrack`.
+fn default_conntrack(nft: &[String]) -> Vec<String> {
+    let mut v = nft.to_vec();
+    if let Some(last) = v.last_mut() {
+        if last == "nft" || last.ends_with("/nft") {
+            let cut = last.len() - 3;
+            last.replace_range(cut.., "conntrack");
+            return v;
+        }
+    }
+    vec!["conntrack".to_string()]
+}
+
 /// Default table name in family `inet`.
 pub const DEFAULT_TABLE: &str = "remo";
 
@@ -114,6 +135,16 @@ pub struct Profile {
     pub guests: bool,
     /// Addresses a grant may be for (empty: any).
     pub allow_from: Vec<Cidr>,
+    /// Guard this profile's ports on the loopback interface too (default
+    /// false: this host's own connections, e.g. health checks, pass).
+    pub guard_loopback: bool,
+    /// Established TCP connections outlive the grant that let them in
+    /// (default from `[firewall] keep_established`, itself default false).
+    /// Never UDP: a flow that keeps sending would keep its access forever.
+    pub keep_established: bool,
+    /// Also drop traffic routed through this host straight to the forwards'
+    /// LAN targets, unless it came through a granted forward.
+    pub guard_forward: bool,
 }
 
 impl Profile {
@@ -145,14 +176,41 @@ pub struct FirewallConfig {
     pub table: String,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
-    /// Keep established connections when their grant expires (the usual
-    /// port-knocking behaviour; new connections need a live grant).
+    /// The default of the profiles' `keep_established` (false).
     pub keep_established: bool,
+    /// Most grants (addresses) per profile and address family; also sizes
+    /// the kernel sets, so they are bounded even against remod itself.
+    pub max_grants: u32,
+    /// Most live grants one user may hold (each profile and address counts).
+    pub max_grants_per_user: u32,
+    /// The conntrack command (`close` deletes a grant's connections);
+    /// default: `conntrack` beside the configured nft.
+    pub conntrack: Vec<String>,
     /// The profiles by name.
     pub profiles: BTreeMap<String, Profile>,
 }
 
 impl FirewallConfig {
+    /// The guarded ports this host's own connections (interface `lo`) may
+    /// reach without a grant: all, minus those of `guard_loopback` profiles.
+    pub fn loopback_open(&self) -> Vec<PortSpec> {
+        let strict: Vec<PortSpec> = self
+            .profiles
+            .values()
+            .filter(|p| p.guard_loopback)
+            .flat_map(|p| {
+                p.ports
+                    .iter()
+                    .copied()
+                    .chain(p.forwards.iter().map(|f| f.public))
+            })
+            .collect();
+        self.guarded()
+            .into_iter()
+            .filter(|g| !strict.contains(g))
+            .collect()
+    }
+
     /// Every (protocol, port) the guard rule drops for addresses without a grant:
     /// every profile's ports and every forward's public port.
     pub fn guarded(&self) -> Vec<PortSpec> {
@@ -184,6 +242,12 @@ struct RawFirewall {
     #[serde(default)]
     keep_established: Option<bool>,
     #[serde(default)]
+    max_grants: Option<u32>,
+    #[serde(default)]
+    max_grants_per_user: Option<u32>,
+    #[serde(default)]
+    conntrack: Option<Vec<String>>,
+    #[serde(default)]
     profiles: BTreeMap<String, RawProfile>,
 }
 
@@ -202,6 +266,12 @@ struct RawProfile {
     guests: bool,
     #[serde(default)]
     allow_from: Vec<String>,
+    #[serde(default)]
+    guard_loopback: bool,
+    #[serde(default)]
+    keep_established: Option<bool>,
+    #[serde(default)]
+    guard_forward: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,10 +386,29 @@ impl TryFrom<RawFirewall> for FirewallConfig {
                     .map_err(|e| format!("trusted_proxies: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let max_grants = raw.max_grants.unwrap_or(DEFAULT_MAX_GRANTS);
+        let max_grants_per_user = raw
+            .max_grants_per_user
+            .unwrap_or(DEFAULT_MAX_GRANTS_PER_USER);
+        if !(1..=MAX_MAX_GRANTS).contains(&max_grants) || max_grants_per_user == 0 {
+            return Err(format!(
+                "firewall.max_grants must be 1 to {MAX_MAX_GRANTS} and max_grants_per_user at least 1"
+            ));
+        }
+        let conntrack = match raw.conntrack {
+            Some(c) => c,
+            None => default_conntrack(&nft),
+        };
+        if conntrack.is_empty() || conntrack.iter().any(|a| a.is_empty()) {
+            return Err(
+                "firewall.conntrack must be a non-empty list of non-empty arguments".into(),
+            );
+        }
         let mut profiles = BTreeMap::new();
         let mut public_ports: BTreeMap<(PortSpec, bool), String> = BTreeMap::new();
+        let keep = raw.keep_established.unwrap_or(false);
         for (name, rp) in raw.profiles {
-            let p = profile(&name, rp)?;
+            let p = profile(&name, rp, keep)?;
             for f in &p.forwards {
                 let key = (f.public, f.to.is_ipv6());
                 if let Some(other) = public_ports.insert(key, name.clone()) {
@@ -336,13 +425,16 @@ impl TryFrom<RawFirewall> for FirewallConfig {
             nft,
             table,
             trusted_proxies,
-            keep_established: raw.keep_established.unwrap_or(true),
+            keep_established: keep,
+            max_grants,
+            max_grants_per_user,
+            conntrack,
             profiles,
         })
     }
 }
 
-fn profile(name: &str, rp: RawProfile) -> Result<Profile, String> {
+fn profile(name: &str, rp: RawProfile, keep: bool) -> Result<Profile, String> {
     if !valid_profile_name(name) {
         return Err(format!(
             "profile {:?}: names are 1-32 letters, digits, _ or -, starting with a letter or digit",
@@ -408,6 +500,9 @@ fn profile(name: &str, rp: RawProfile) -> Result<Profile, String> {
         max_duration,
         guests: rp.guests,
         allow_from,
+        guard_loopback: rp.guard_loopback,
+        keep_established: rp.keep_established.unwrap_or(keep),
+        guard_forward: rp.guard_forward,
     })
 }
 
@@ -487,6 +582,22 @@ mod tests {
         assert!(rdp.guests && rdp.serves(false) && !rdp.serves(true));
         assert_eq!((rdp.default_duration, rdp.max_duration), (3600, 3600));
         assert_eq!(c.guarded().len(), 3);
+        assert_eq!(c.conntrack, ["conntrack"]);
+        assert_eq!((c.max_grants, c.max_grants_per_user), (1024, 16));
+        assert!(!ssh.keep_established && !ssh.guard_forward && !ssh.guard_loopback);
+        assert_eq!(
+            default_conntrack(&[
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                "x".into(),
+                "/usr/sbin/nft".into()
+            ]),
+            ["ip", "netns", "exec", "x", "/usr/sbin/conntrack"]
+        );
+        assert_eq!(default_conntrack(&["mynft".into()]), ["conntrack"]);
+        assert!(load("[firewall]\nmax_grants = 0\n").is_err());
+        assert!(load("[firewall]\nmax_grants_per_user = 0\n").is_err());
 
         for bad in [
             "[firewall.profiles.x]\n",

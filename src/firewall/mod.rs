@@ -39,6 +39,12 @@ pub enum FwError {
     /// nft ran and refused.
     #[error("nft failed: {0}")]
     Nft(String),
+    /// Two users whose ledger tags collide (astronomically rare).
+    #[error("{0}")]
+    Conflict(String),
+    /// A limit (`max_grants_per_user`, `max_grants`) is reached.
+    #[error("{0}")]
+    TooMany(String),
     /// nft's JSON output could not be read.
     #[error("cannot read nft -j output: {0}")]
     Listing(String),

@@ -206,6 +206,9 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         fresh = bootstrap_dir(dir, &a.first_user)?;
     }
     let defaults = defaults_from(&a);
+    if let Some(cfg) = &defaults.instance.config {
+        crate::firewall::backend::install_guard_at_start(cfg).map_err(ServeError::Setup)?;
+    }
     let mode = u32::from_str_radix(a.socket_mode.trim_start_matches("0o"), 8).map_err(|_| {
         ServeError::Usage(format!("--socket-mode {:?} is not octal", a.socket_mode))
     })?;

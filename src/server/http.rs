@@ -194,6 +194,12 @@ pub fn cgi_params<B>(req: &hyper::Request<B>, peer: SocketAddr, config: &Params)
         }
     }
     for (name, value) in headers {
+        // `X_Forwarded_For` would become the same param as
+        // `X-Forwarded-For`, behind the back of a proxy that only rewrites
+        // the real one: header names with underscores are not passed on.
+        if name.as_str().contains('_') {
+            continue;
+        }
         let mut n = Vec::with_capacity(5 + name.as_str().len());
         n.extend_from_slice(b"HTTP_");
         n.extend(name.as_str().bytes().map(|b| {

@@ -297,10 +297,14 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
     let time_ms = pre.time_ms;
     let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_DEPTH);
     let mut writer = ResponseWriter::new(tx, Sealer::new(session.s2c.clone(), r, &op));
-    let forwarded_for = req
-        .params
-        .get_str("HTTP_X_FORWARDED_FOR")
-        .map(str::to_string);
+    // Every X-Forwarded-For line, in order: a proxy may append its own line
+    // after the client's (HAProxy's `option forwardfor`).
+    let forwarded_for = crate::firewall::addr::join_forwarded_for(
+        req.params
+            .iter()
+            .filter(|(n, _)| *n == b"HTTP_X_FORWARDED_FOR")
+            .map(|(_, v)| v),
+    );
     tokio::spawn(async move {
         let ctx = OpCtx {
             inst,

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 
 use super::{fields, parse_descriptor, OpCtx, OpResult};
 use crate::firewall::addr::{check_grantable, client_ip, parse_ip, printable};
-use crate::firewall::backend::Nft;
-use crate::firewall::{nft, FirewallConfig, FwError, Profile};
+use crate::firewall::backend::{self, Nft};
+use crate::firewall::{FirewallConfig, FwError, Profile};
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::stream::RequestReader;
 
@@ -85,6 +85,8 @@ fn fw_error(e: FwError) -> OpError {
             OpError::bad_request(e.to_string())
         }
         FwError::Spawn { .. } => OpError::new(ErrorCode::Unavailable, e.to_string()),
+        FwError::Conflict(_) => OpError::new(ErrorCode::Conflict, e.to_string()),
+        FwError::TooMany(_) => OpError::new(ErrorCode::TooLarge, e.to_string()),
         FwError::Nft(_) | FwError::Listing(_) => OpError::new(ErrorCode::Internal, e.to_string()),
     }
 }
@@ -112,13 +114,13 @@ pub async fn apply(ctx: &OpCtx, d: Open, input: &mut RequestReader) -> OpResult 
     let grants = ctx.session.grants();
     if d.action == Action::List {
         let nft = Nft::new(&cfg);
-        let list = blocking(move || nft.grants()).await?;
+        let list = blocking(move || nft.ledger()).await?;
         let visible: Vec<Value> = list
             .into_iter()
             .filter(|g| grants.allow_open(&g.profile))
             .map(|g| {
                 json!({"profile": g.profile, "ip": g.ip.to_string(),
-                       "expires_in": g.expires_in, "by": g.by})
+                       "expires_in": g.expires_in, "by": g.user})
             })
             .collect();
         return Ok(fields([("grants", Value::Array(visible))]));
@@ -137,11 +139,13 @@ pub async fn apply(ctx: &OpCtx, d: Open, input: &mut RequestReader) -> OpResult 
         ));
     };
     let ip = target_ip(ctx, &cfg, profile, d.ip.as_deref())?;
-    let nft_cmd = Nft::new(&cfg);
     let user = ctx.session.user.clone();
     if d.action == Action::Close {
-        let batch = nft::close_batch(&cfg, profile, ip);
-        blocking(move || nft_cmd.apply(&batch)).await?;
+        // A grant is its opener's: others' grants of the same address stay,
+        // unless an admin closes.
+        let all = grants.is_admin();
+        let (c, p, u) = (cfg.clone(), profile.clone(), user.clone());
+        blocking(move || backend::close_grant(&c, &p, ip, &u, all)).await?;
         info!("firewall: {user} closed {name} for {ip}");
         return Ok(fields([
             ("profile", json!(name)),
@@ -150,8 +154,8 @@ pub async fn apply(ctx: &OpCtx, d: Open, input: &mut RequestReader) -> OpResult 
     }
     let wanted = d.duration.unwrap_or(profile.default_duration);
     let secs = wanted.min(profile.max_duration);
-    let batch = nft::open_batch(&cfg, profile, ip, secs, &user);
-    blocking(move || nft_cmd.apply(&batch)).await?;
+    let (c, p, u) = (cfg.clone(), profile.clone(), user.clone());
+    blocking(move || backend::open_grant(&c, &p, ip, secs, &u)).await?;
     info!("firewall: {user} opened {name} for {ip} for {secs}s");
     Ok(fields([
         ("profile", json!(name)),
