@@ -280,3 +280,110 @@ fn slow_connections_on_the_embedded_door_do_not_exhaust_descriptors() {
     remod.assert_running();
     drop(held);
 }
+
+/// Polls `check` every 2 ms for up to 30 s.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !check() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Issue 17 §4: SIGKILL of remod in the middle of a put leaves the old file
+/// and nothing else in the directory. The old code left a 0600
+/// `.NAME.remo-XXXX` there for good.
+#[test]
+fn sigkill_during_a_put_leaves_no_debris() {
+    let scratch = Scratch::new("contain-put-kill");
+    let (mut remod, url, data) = start_remod_http(&scratch);
+    let target = scratch.sub("target");
+    std::fs::write(target.join("big.bin"), b"old content\n").unwrap();
+    let local = scratch.path().join("local.bin");
+    random_file(&local, BIG_FILE);
+    let c = Client::new(&scratch, &url, &data);
+    let remote = target.join("big.bin").display().to_string();
+    let mut put = c
+        .command(&["put", &local.display().to_string(), &remote])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = remod.pid();
+    let prefix = target.display().to_string();
+    wait_for("remod to write the upload", || {
+        let named = names_in(&target).iter().any(|n| n.contains(".remo-"));
+        let unnamed = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .any(|l| l.to_string_lossy().starts_with(&prefix))
+            })
+            .unwrap_or(false);
+        named || unnamed
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = put.wait();
+    remod.stop();
+    assert_eq!(names_in(&target), vec!["big.bin".to_string()]);
+    assert_eq!(
+        std::fs::read(target.join("big.bin")).unwrap(),
+        b"old content\n"
+    );
+}
+
+/// Issue 17 §4 on the client: SIGTERM of `remo get` removes its `.part`
+/// file (docs/client.md promises no partial file) and exits 128+15. The
+/// old code died at once and left the `.part` behind.
+#[test]
+fn sigterm_of_remo_get_leaves_nothing() {
+    let scratch = Scratch::new("contain-get-term");
+    let (_remod, url, data) = start_remod_http(&scratch);
+    let remote = scratch.path().join("remote.bin");
+    random_file(&remote, BIG_FILE);
+    let dest = scratch.sub("dest");
+    let c = Client::new(&scratch, &url, &data);
+    c.ok(&["exec", "true"], None);
+    let get = c
+        .command(&[
+            "get",
+            &remote.display().to_string(),
+            &dest.display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the .part file", || {
+        names_in(&dest).iter().any(|n| n.ends_with(".part"))
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(get.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = wait_with_timeout(get, Duration::from_secs(20), "remo get");
+    assert_eq!(
+        names_in(&dest),
+        Vec::<String>::new(),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+}

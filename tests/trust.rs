@@ -296,3 +296,79 @@ fn fastcgi_on_a_network_address_needs_force() {
         }
     }
 }
+
+/// A user with grants `cmd:/usr/bin/rbash` and `cmd:/usr/bin/id`, through
+/// the real binary and nginx: the granted program runs under the grant's
+/// name (issue 16 §2), and refusals do not tell what exists (§4).
+#[test]
+fn a_restricted_user_through_the_binary() {
+    let scratch = Scratch::new("trust-restricted");
+    let admin = init_data_dir(&scratch, "admin");
+    let keys = scratch.sub("keys");
+    let key = keys.join("rita.key");
+    run_ok(
+        std::process::Command::new(REMO)
+            .envs(client_env(&scratch))
+            .args(["keygen", "--no-passphrase", "-o"])
+            .arg(&key),
+    );
+    run_ok(
+        remod_command()
+            .args(["user", "--db"])
+            .arg(&admin.user_db)
+            .args([
+                "add",
+                "rita",
+                "--allow",
+                "cmd:/usr/bin/rbash",
+                "--allow",
+                "cmd:/usr/bin/id",
+                "--key",
+            ])
+            .arg(keys.join("rita.key.pub")),
+    );
+    let rita = DataDir {
+        user: "rita".into(),
+        client_key: key,
+        dir: admin.dir.clone(),
+        key_file: admin.key_file.clone(),
+        user_db: admin.user_db.clone(),
+    };
+    let (_remod, sock) = start_remod_fcgi(&scratch, &admin);
+    let (_nginx, url) = start_nginx(&scratch, &sock, &admin);
+    let c = Client::new(&scratch, &url, &rita);
+    // `bash` resolves to the file rbash names; it must still be rbash.
+    let r = c.run(&["exec", "bash", "-c", "cd /tmp && pwd"], None);
+    assert_ne!(
+        r.out().trim(),
+        "/tmp",
+        "bash ran unrestricted under an rbash grant"
+    );
+    assert!(r.stderr.contains("restricted"), "{}", r.stderr);
+    // Probing: a missing file in a root-only directory, an existing one,
+    // and a program that is not granted answer alike, without the path.
+    let secret = scratch.sub("secret");
+    chmod(&secret, 0o700);
+    std::fs::write(secret.join("tool"), "#!/bin/sh\n").unwrap();
+    chmod(&secret.join("tool"), 0o755);
+    let mut answers = Vec::new();
+    for p in [
+        secret.join("missing"),
+        secret.join("tool"),
+        std::path::PathBuf::from("/usr/bin/env"),
+    ] {
+        let r = c.run(&["exec", &p.display().to_string()], None);
+        assert_ne!(r.code, Some(0));
+        assert!(
+            !r.stderr.contains("secret"),
+            "the answer names the path: {}",
+            r.stderr
+        );
+        answers.push((r.code, r.stderr));
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "the answers differ: {answers:?}"
+    );
+    assert_eq!(c.ok(&["exec", "id", "-u"], None).out().trim(), "0");
+}

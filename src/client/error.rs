@@ -91,6 +91,9 @@ pub enum ClientError {
     /// A local failure that is not about one file (terminal, runtime, digest mismatch).
     #[error("{0}")]
     Local(String),
+    /// Stopped by a local signal (SIGINT, SIGTERM, SIGHUP) after cleaning up.
+    #[error("interrupted by signal {0}; nothing was written")]
+    Interrupted(i32),
 }
 
 impl ClientError {
@@ -100,6 +103,8 @@ impl ClientError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Op(_) | ClientError::Io { .. } | ClientError::Local(_) => 1,
+            // As a shell reports a process killed by the signal.
+            ClientError::Interrupted(sig) => 128 + sig,
             _ => 255,
         }
     }

@@ -223,8 +223,32 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
             }
         }
         Err(ClientError::Truncated)
-    }
-    .await;
+    };
+    // A local SIGINT/SIGTERM/SIGHUP ends the download through the normal
+    // return path, so the partial file is removed (TempFile's drop).
+    let outcome = tokio::select! {
+        r = outcome => r,
+        sig = interrupted() => Err(ClientError::Interrupted(sig)),
+    };
+    drop(temp);
     ctx.done(active).await;
     outcome
+}
+
+/// Resolves with the number of the first SIGINT, SIGTERM or SIGHUP; never,
+/// if the handlers cannot be installed (the default action then applies).
+async fn interrupted() -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+        _ = hup.recv() => libc::SIGHUP,
+    }
 }

@@ -108,7 +108,9 @@ fn temp_name(name: &OsStr) -> OsString {
 struct Prepared {
     dir: Arc<OwnedFd>,
     name: OsString,
-    tmp: OsString,
+    /// The temporary file's name, or None for an unnamed (`O_TMPFILE`) one,
+    /// which a crash cannot leave behind.
+    tmp: Option<OsString>,
     old: Option<nix::sys::stat::FileStat>,
     file: std::fs::File,
 }
@@ -133,14 +135,35 @@ fn prepare(loc: &Located, p: &PutReq) -> Result<Prepared, OpError> {
         Err(Errno::ENOENT) => None,
         Err(e) => return Err(fs_error(what, e, loc.confined)),
     };
-    let tmp = temp_name(&name);
-    let fd = nix::fcntl::openat(
+    // An unnamed file in the target's directory: linked into place on
+    // commit, gone with its last descriptor if remod dies first.
+    let unnamed = nix::fcntl::openat(
         Some(dir.as_raw_fd()),
-        tmp.as_os_str(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        ".",
+        OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o600),
-    )
-    .map_err(|e| fs_error(what, e, loc.confined))?;
+    );
+    let (tmp, fd) = match unnamed {
+        Ok(fd) => (None, fd),
+        // The file system has no O_TMPFILE: a named temporary file (see
+        // docs/permissions.md on what a crash may leave then).
+        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
+            let tmp = temp_name(&name);
+            let fd = nix::fcntl::openat(
+                Some(dir.as_raw_fd()),
+                tmp.as_os_str(),
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map_err(|e| fs_error(what, e, loc.confined))?;
+            (Some(tmp), fd)
+        }
+        Err(e) => return Err(fs_error(what, e, loc.confined)),
+    };
     // SAFETY: `openat` returned a fresh descriptor that nothing else owns.
     let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(Prepared {
@@ -191,7 +214,7 @@ pub async fn apply(
     } = prepared;
     let mut guard = TempGuard {
         dir: dir.clone(),
-        name: Some(tmp.clone()),
+        name: tmp.clone(),
     };
     // A pipeline: this task opens records while a blocking writer hashes
     // and writes the previous ones (up to WRITE_QUEUE chunks in between),
@@ -278,10 +301,46 @@ pub async fn apply(
             let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
         }
         file.sync_all().map_err(io)?;
-        drop(file);
         let d = Some(dir.as_raw_fd());
+        let tmp = match tmp {
+            Some(t) => t,
+            None => {
+                // Give the unnamed file a name: the final one when it must
+                // not replace anything (link() fails if the target appeared
+                // meanwhile), else a temporary one renamed over the target
+                // at once. /proc/self/fd works for a run-as thread too (its
+                // own process), where AT_EMPTY_PATH would need a capability.
+                let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+                let link = |to: &OsStr| {
+                    nix::unistd::linkat(
+                        None,
+                        std::path::Path::new(&proc_path),
+                        d,
+                        std::path::Path::new(to),
+                        AtFlags::AT_SYMLINK_FOLLOW,
+                    )
+                };
+                if !overwrite {
+                    link(name.as_os_str()).map_err(at)?;
+                    drop(file);
+                    let _ = nix::unistd::fsync(dir.as_raw_fd());
+                    return Ok(());
+                }
+                let t = temp_name(&name);
+                link(t.as_os_str()).map_err(at)?;
+                t
+            }
+        };
+        drop(file);
         if overwrite {
-            nix::fcntl::renameat(d, tmp.as_os_str(), d, name.as_os_str()).map_err(at)?;
+            if let Err(e) = nix::fcntl::renameat(d, tmp.as_os_str(), d, name.as_os_str()) {
+                let _ = nix::unistd::unlinkat(
+                    d,
+                    tmp.as_os_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+                return Err(at(e));
+            }
         } else {
             // link() fails if the target appeared meanwhile: no overwrite race.
             nix::unistd::linkat(d, tmp.as_os_str(), d, name.as_os_str(), AtFlags::empty())
