@@ -156,11 +156,19 @@ fn fd_count(pid: u32) -> usize {
         .count()
 }
 
-/// `remo exec true` for a client, timed.
-fn timed_exec(c: &Client) -> (Ran, Duration) {
-    let t = Instant::now();
-    let r = c.run(&["exec", "true"], None);
-    (r, t.elapsed())
+/// Under load: a logged-in user's `exec true`, and a new login (a fresh
+/// client cache) with its `exec true`, each succeed within 2 s.
+fn users_get_through(c: &Client, url: &str, data: &DataDir) {
+    let timed = |c: &Client, who: &str| {
+        let t = Instant::now();
+        let r = c.run(&["exec", "true"], None);
+        assert_eq!(r.code, Some(0), "{who}: {}", r.stderr);
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(2), "{who}: took {took:?}");
+    };
+    timed(c, "logged-in user");
+    let other = Scratch::new("contain-new-login");
+    timed(&Client::new(&other, url, data), "new login");
 }
 
 /// Issue 17 §1 through nginx: 1,100 POSTs that send one body byte and then
@@ -173,16 +181,7 @@ fn timed_exec(c: &Client) -> (Ran, Duration) {
 fn slow_clients_through_nginx_do_not_lock_users_out() {
     let scratch = Scratch::new("contain-slow-nginx");
     let data = init_data_dir(&scratch, "admin");
-    let run = scratch.sub("run");
-    let sock = run.join("remod.sock");
-    let mut cmd = remod_command();
-    cmd.args(["serve", "--max-connections", "600", "--fcgi"])
-        .arg(format!("unix:{}", sock.display()))
-        .args(["--socket-mode", "0666"])
-        .env("RUST_LOG", "info")
-        .current_dir(scratch.path());
-    let mut remod = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
-    remod.wait_unix(&sock);
+    let (mut remod, sock) = start_remod_fcgi_with(&scratch, &data, &["--max-connections", "600"]);
     let (_nginx, url) = start_nginx(&scratch, &sock, &data);
     let c = Client::new(&scratch, &url, &data);
     c.ok(&["exec", "true"], None);
@@ -202,18 +201,7 @@ fn slow_clients_through_nginx_do_not_lock_users_out() {
         }
     });
     std::thread::sleep(Duration::from_secs(1));
-    let (r, took) = timed_exec(&c);
-    assert_eq!(r.code, Some(0), "logged-in user: {}", r.stderr);
-    assert!(
-        took < Duration::from_secs(2),
-        "logged-in user's cmd took {took:?}"
-    );
-    // A new login (a fresh client cache).
-    let other = Scratch::new("contain-slow-nginx-2");
-    let c2 = Client::new(&other, &url, &data);
-    let (r, took) = timed_exec(&c2);
-    assert_eq!(r.code, Some(0), "new login: {}", r.stderr);
-    assert!(took < Duration::from_secs(2), "login and cmd took {took:?}");
+    users_get_through(&c, &url, &data);
     let fds = fd_count(remod.pid());
     assert!(fds < 600 + 1024, "remod holds {fds} descriptors");
     remod.assert_running();
@@ -256,17 +244,7 @@ fn slow_connections_on_the_embedded_door_do_not_exhaust_descriptors() {
         "POST /auth HTTP/1.1\r\nHost: x\r\n".to_string()
     });
     std::thread::sleep(Duration::from_secs(1));
-    let (r, took) = timed_exec(&c);
-    assert_eq!(r.code, Some(0), "logged-in user: {}", r.stderr);
-    assert!(
-        took < Duration::from_secs(2),
-        "logged-in user's cmd took {took:?}"
-    );
-    let other = Scratch::new("contain-slow-http-2");
-    let c2 = Client::new(&other, &url, &data);
-    let (r, took) = timed_exec(&c2);
-    assert_eq!(r.code, Some(0), "new login: {}", r.stderr);
-    assert!(took < Duration::from_secs(2), "login and cmd took {took:?}");
+    users_get_through(&c, &url, &data);
     let fds = fd_count(remod.pid());
     assert!(
         fds < 1024 - 256,

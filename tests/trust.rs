@@ -153,15 +153,7 @@ fn files_in_a_directory_others_can_write_are_refused() {
 fn instances_are_capped_and_aliases_share_one() {
     let scratch = Scratch::new("trust-cap");
     let data = init_data_dir(&scratch, "admin");
-    let run = scratch.sub("run");
-    let sock = run.join("remod.sock");
-    let mut cmd = remod_command();
-    cmd.args(["serve", "--max-instances", "3", "--fcgi"])
-        .arg(format!("unix:{}", sock.display()))
-        .env("RUST_LOG", "info")
-        .current_dir(scratch.path());
-    let mut remod = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
-    remod.wait_unix(&sock);
+    let (remod, sock) = start_remod_fcgi_with(&scratch, &data, &["--max-instances", "3"]);
     let key = data.key_file.display().to_string();
     let db = data.user_db.display().to_string();
     let slashed = format!("/{}", data.key_file.display());

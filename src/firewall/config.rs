@@ -198,12 +198,7 @@ impl FirewallConfig {
             .profiles
             .values()
             .filter(|p| p.guard_loopback)
-            .flat_map(|p| {
-                p.ports
-                    .iter()
-                    .copied()
-                    .chain(p.forwards.iter().map(|f| f.public))
-            })
+            .flat_map(public_ports)
             .collect();
         self.guarded()
             .into_iter()
@@ -214,20 +209,19 @@ impl FirewallConfig {
     /// Every (protocol, port) the guard rule drops for addresses without a grant:
     /// every profile's ports and every forward's public port.
     pub fn guarded(&self) -> Vec<PortSpec> {
-        let mut v: Vec<PortSpec> = self
-            .profiles
-            .values()
-            .flat_map(|p| {
-                p.ports
-                    .iter()
-                    .copied()
-                    .chain(p.forwards.iter().map(|f| f.public))
-            })
-            .collect();
+        let mut v: Vec<PortSpec> = self.profiles.values().flat_map(public_ports).collect();
         v.sort();
         v.dedup();
         v
     }
+}
+
+/// A profile's guarded (protocol, port)s: its ports and its forwards' public ports.
+fn public_ports(p: &Profile) -> impl Iterator<Item = PortSpec> + '_ {
+    p.ports
+        .iter()
+        .copied()
+        .chain(p.forwards.iter().map(|f| f.public))
 }
 
 #[derive(Debug, Deserialize)]

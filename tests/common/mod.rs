@@ -402,10 +402,17 @@ impl Drop for Proc {
 /// directory's key and database as defaults (REMO_* params from the front
 /// server override them per request).
 pub fn start_remod_fcgi(scratch: &Scratch, data: &DataDir) -> (Proc, PathBuf) {
+    start_remod_fcgi_with(scratch, data, &[])
+}
+
+/// The same, with more `remod serve` flags (limits, timeouts).
+pub fn start_remod_fcgi_with(scratch: &Scratch, data: &DataDir, extra: &[&str]) -> (Proc, PathBuf) {
     let run = scratch.sub("run");
     let sock = run.join("remod.sock");
     let mut cmd = Command::new(REMOD);
-    cmd.args(["serve", "--fcgi"])
+    cmd.arg("serve")
+        .args(extra)
+        .arg("--fcgi")
         .arg(format!("unix:{}", sock.display()))
         .args(["--socket-mode", "0666"])
         .env("RUST_LOG", "info")
