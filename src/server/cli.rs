@@ -195,6 +195,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
             usize::try_from(a.max_instances).unwrap_or(DEFAULT_MAX_INSTANCES),
         );
         log_trust(&defaults, a.max_instances);
+        let containment = super::contain::init_daemon();
         router.spawn_reaper();
         let handler: Arc<dyn super::request::Handler> = router.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -289,6 +290,8 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         }
         // Ending the sessions kills their commands and interactive processes.
         let n = router.registry().end_all();
+        // And whatever is left in remod's containers (cgroup or tracked).
+        let _ = tokio::task::spawn_blocking(move || containment.shutdown()).await;
         info!("shutting down: ended {n} session(s) and their processes");
         if !drained {
             // Responses of killed commands close as their processes die.
