@@ -28,6 +28,10 @@ impl Server {
     /// Starts remod with `toml` as REMO_CONFIG; `cgroup` false sets
     /// REMO_CGROUP=off (the subreaper fallback).
     fn start(name: &str, toml: &str, cgroup: bool) -> Server {
+        Server::start_with(name, toml, cgroup, &[])
+    }
+
+    fn start_with(name: &str, toml: &str, cgroup: bool, env: &[(&str, &str)]) -> Server {
         let scratch = Scratch::new(name);
         let cfg = scratch.path().join("remo.toml");
         std::fs::write(&cfg, toml).unwrap();
@@ -37,6 +41,7 @@ impl Server {
         cmd.env("RUST_LOG", "info")
             .env("REMO_CONFIG", &cfg)
             .env("REMO_CGROUP", if cgroup { "auto" } else { "off" })
+            .envs(env.iter().copied())
             .current_dir(scratch.path());
         let mut remod = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
         remod.wait_port(port);
@@ -461,6 +466,88 @@ fn batch_leftovers_end_with_the_command(cgroup: bool) {
     );
     assert_eq!(r.code, Some(124), "{}", r.stderr);
     assert_all_gone(&s, &[&pt], Duration::from_secs(5), "the command timed out");
+    if cgroup {
+        // No command's cgroup is left behind once it has ended.
+        std::thread::sleep(Duration::from_millis(1000));
+        let left: Vec<PathBuf> = cgroup_dirs_of(s.remod.pid())
+            .iter()
+            .flat_map(|d| walk(d))
+            .filter(|d| {
+                d.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("c-"))
+            })
+            .collect();
+        assert!(left.is_empty(), "command cgroups left: {left:?}");
+    }
+}
+
+fn walk(d: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.push(e.path());
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+fn expiry_and_revocation_end_everything(cgroup: bool) {
+    let s = Server::start_with(
+        "contain-expiry",
+        "",
+        cgroup,
+        &[("REMO_SESSION_TIMEOUT", "3")],
+    );
+    // Expiry: an interactive process nobody polls, in a session nobody
+    // uses, outlives neither.
+    let (a, b) = (unique(308), unique(309));
+    let (pa, pb) = (format!("sleep {a}"), format!("sleep {b}"));
+    let mut raw = RawSession::login(&s.url, &s.data);
+    let desc = format!(r#"{{"sh":"sleep {a} & setsid sleep {b} & exec cat","wait_ms":100}}"#);
+    let (st, _) = raw.request("icm", desc.as_bytes());
+    assert_eq!(st, 200);
+    assert!(wait_for("the sleeps", Duration::from_secs(10), || {
+        !pgrep(&pa).is_empty() && !pgrep(&pb).is_empty()
+    }));
+    assert_all_gone(&s, &[&pa, &pb], Duration::from_secs(10), "session expiry");
+
+    // Revocation: disabling the user ends their sessions and processes.
+    let u = s.user("victim", &["sh"]);
+    let (c, d) = (unique(310), unique(311));
+    let (pc, pd) = (format!("sleep {c}"), format!("sleep {d}"));
+    let h = Held::start(
+        &u,
+        &[
+            "exec",
+            "-i",
+            "--sh",
+            &format!("sleep {c} & setsid sleep {d} & exec cat"),
+        ],
+        true,
+    )
+    .unwrap();
+    assert!(wait_for("the sleeps", Duration::from_secs(10), || {
+        !pgrep(&pc).is_empty() && !pgrep(&pd).is_empty()
+    }));
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_remod"))
+            .args(["user", "--db"])
+            .arg(&s.data.user_db)
+            .args(["disable", "victim"]),
+    );
+    assert_all_gone(&s, &[&pc, &pd], Duration::from_secs(10), "revocation");
+    drop(h);
+}
+
+#[test]
+fn expiry_and_revocation_end_every_process_cgroup() {
+    expiry_and_revocation_end_everything(true);
+}
+
+#[test]
+fn expiry_and_revocation_end_every_process_reaper() {
+    expiry_and_revocation_end_everything(false);
 }
 
 #[test]

@@ -8,7 +8,10 @@
 //! -i 'tar x'` stream is never corrupted.
 //!
 //! Every child is reaped by its own waiter task (no zombies); ending a
-//! session, an idle timeout or server shutdown kill the whole process group.
+//! session, an idle timeout or server shutdown kill the process's whole
+//! container ([`super::contain`]), and so does the end of its main process
+//! (its leftovers). Slots are taken with [`ProcTable::reserve`], which
+//! checks every cap and takes the slot in one step.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -705,4 +708,72 @@ async fn wait_child(
         }
     }
     table.remove(&proc.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(total: usize, per_user: usize, admin_reserve: usize) -> Arc<Shares> {
+        Shares::new(
+            "things",
+            ShareLimits {
+                total,
+                per_user,
+                admin_reserve,
+            },
+        )
+    }
+
+    #[test]
+    fn per_user_share_and_release() {
+        let p = pool(10, 2, 0);
+        let a1 = p.acquire("a", false).unwrap();
+        let _a2 = p.acquire("a", false).unwrap();
+        assert_eq!(
+            p.acquire("a", false).err(),
+            Some(ShareError::User("things"))
+        );
+        let _b = p.acquire("b", false).unwrap();
+        drop(a1);
+        let _a3 = p.acquire("a", false).unwrap();
+        assert_eq!(p.in_use(), 3);
+    }
+
+    #[test]
+    fn the_reserve_is_for_admins_and_the_total_for_all() {
+        let p = pool(3, 3, 1);
+        let _u1 = p.acquire("u", false).unwrap();
+        let _u2 = p.acquire("v", false).unwrap();
+        assert_eq!(
+            p.acquire("w", false).err(),
+            Some(ShareError::Reserved("things"))
+        );
+        let _adm = p.acquire("root", true).unwrap();
+        assert_eq!(
+            p.acquire("root", true).err(),
+            Some(ShareError::Full("things"))
+        );
+    }
+
+    #[test]
+    fn concurrent_acquires_never_exceed() {
+        let p = pool(5, 100, 0);
+        let got = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for i in 0..32 {
+                let p = p.clone();
+                let got = &got;
+                s.spawn(move || {
+                    if let Ok(slot) = p.acquire(&format!("u{i}"), false) {
+                        got.lock().unwrap().push(slot);
+                    }
+                });
+            }
+        });
+        assert_eq!(got.lock().unwrap().len(), 5);
+        assert_eq!(p.in_use(), 5);
+        got.lock().unwrap().clear();
+        assert_eq!(p.in_use(), 0);
+    }
 }

@@ -311,6 +311,27 @@ mod tests {
     }
 
     #[test]
+    fn admin_reserve_of_sessions() {
+        let t = SessionTable::new(3, 3, Duration::from_secs(60))
+            .with_reserve_and_caps(1, SessionCaps::default());
+        let to = Duration::from_secs(60);
+        let user = || Grants::from_strings(&["cmd:/usr/bin/cat"]).0;
+        t.create("a".into(), "u", &keys(), to, user()).unwrap();
+        t.create("b".into(), "v", &keys(), to, user()).unwrap();
+        assert_eq!(
+            t.create("c".into(), "w", &keys(), to, user()).unwrap_err(),
+            SessionError::Reserved
+        );
+        t.create("c".into(), "adm", &keys(), to, Grants::admin())
+            .unwrap();
+        assert_eq!(
+            t.create("d".into(), "adm", &keys(), to, Grants::admin())
+                .unwrap_err(),
+            SessionError::TooMany
+        );
+    }
+
+    #[test]
     fn idle_expiry() {
         let t = SessionTable::new(10, 10, Duration::from_secs(60));
         let s = t

@@ -1,10 +1,12 @@
 //! `cmd`: run a command to completion, streaming stdin in and stdout/stderr
 //! out as they are produced (PROTOCOL.md §6).
 //!
-//! The child runs in its own process group, without a shell unless `sh` is
-//! used, with a clean environment. It is killed (the whole group) when the
-//! client goes away, the session ends, the timeout passes or the output
-//! limit is exceeded.
+//! The child runs in its own process group and its own container
+//! ([`crate::server::contain`]), without a shell unless `sh` is used, with
+//! a clean environment. Its whole tree is killed when the client goes away,
+//! the session ends, the timeout passes, the output limit is exceeded or
+//! its input stays silent for `stdin_idle_timeout`; what it leaves running
+//! after its main process exits is killed too (docs/limits.md).
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
