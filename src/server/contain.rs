@@ -358,6 +358,7 @@ impl SessionBox {
             dir,
             procs: Mutex::new(procs),
             main: Mutex::new(None),
+            ran: false.into(),
         })
     }
 
@@ -394,6 +395,7 @@ pub struct CmdBox {
     dir: Option<PathBuf>,
     procs: Mutex<Option<Arc<File>>>,
     main: Mutex<Option<i32>>,
+    ran: std::sync::atomic::AtomicBool,
 }
 
 impl CmdBox {
@@ -422,6 +424,7 @@ impl CmdBox {
     /// Records the main process (its own waiter reaps it, not the reaper).
     pub fn started(&self, pid: Option<u32>) {
         *self.procs.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.ran.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
             *self.main.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
             self.session
@@ -430,6 +433,19 @@ impl CmdBox {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(pid);
+        }
+    }
+
+    /// The main process has been reaped: its pid may now be reused, so it
+    /// is no longer a root of the tree (the tag still finds the rest).
+    pub fn reaped(&self) {
+        if let Some(pid) = self.main.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.session
+                .c
+                .waited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&pid);
         }
     }
 
@@ -446,7 +462,10 @@ impl CmdBox {
                     .iter()
                     .copied()
                     .collect();
-                kill_tagged(&self.tag, &main);
+                // Nothing was started (refused, failed to spawn): no scan.
+                if !main.is_empty() || self.ran.load(std::sync::atomic::Ordering::Relaxed) {
+                    kill_tagged(&self.tag, &main);
+                }
             }
         }
     }
@@ -467,14 +486,7 @@ impl CmdBox {
 impl Drop for CmdBox {
     fn drop(&mut self) {
         self.kill();
-        if let Some(pid) = self.main.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            self.session
-                .c
-                .waited
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&pid);
-        }
+        self.reaped();
         if let Some(dir) = self.dir.take() {
             if std::fs::remove_dir(&dir).is_err() {
                 self.session.c.later_rmdir(dir);

@@ -665,6 +665,7 @@ async fn wait_child(
             }
         }
     };
+    container.reaped();
     {
         let mut st = proc.lock();
         st.exit = Some(status.unwrap_or_else(|| ExitStatus::from_raw(0)));

@@ -394,6 +394,7 @@ pub async fn apply(
             },
             s = child.wait(), if status.is_none() => match s {
                 Ok(s) => {
+                    container.reaped();
                     status = Some(s);
                     // Output still held open by a background grandchild is
                     // not waited for forever.
@@ -428,6 +429,7 @@ pub async fn apply(
             kill_group(pgid);
             container.kill();
             let s = child.wait().await.ok();
+            container.reaped();
             container.finish().await;
             match other {
                 End::TimedOut => {
