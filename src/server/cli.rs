@@ -229,6 +229,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         let max_conns = connection_cap(to_usize(a.max_connections));
         let request_timeout = Duration::from_secs(a.request_timeout);
         log_trust(&defaults, a.max_instances);
+        let containment = super::contain::init_daemon();
         router.spawn_reaper();
         let handler: Arc<dyn super::request::Handler> = router.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -333,6 +334,8 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         }
         // Ending the sessions kills their commands and interactive processes.
         let n = router.registry().end_all();
+        // And whatever is left in remod's containers (cgroup or tracked).
+        let _ = tokio::task::spawn_blocking(move || containment.shutdown()).await;
         info!("shutting down: ended {n} session(s) and their processes");
         if !drained {
             // Responses of killed commands close as their processes die.

@@ -122,6 +122,63 @@ pub struct Limits {
     pub process_buffer_bytes: usize,
     /// An interactive process nobody polled for this many seconds is killed.
     pub process_idle_timeout: u64,
+    /// Most commands one user runs at once (default: a quarter of
+    /// `max_commands`, at least 1).
+    pub max_commands_per_user: Option<usize>,
+    /// Most interactive processes of one user (default: a quarter of
+    /// `max_processes`, at least 1).
+    pub max_processes_per_user: Option<usize>,
+    /// Command slots only admins may use (default: `max_commands / 16`).
+    pub admin_reserve_commands: Option<usize>,
+    /// Interactive-process slots only admins may use (default:
+    /// `max_processes / 16`).
+    pub admin_reserve_processes: Option<usize>,
+    /// Session slots only admins may use (default: `max_sessions / 16`).
+    pub admin_reserve_sessions: Option<usize>,
+    /// A `cmd` whose request body brings no byte for this many seconds is
+    /// ended with `timeout` (0: never).
+    pub stdin_idle_timeout: u64,
+    /// `pids.max` of each session's cgroup (0: none).
+    pub session_pids_max: u64,
+    /// `memory.max` of each session's cgroup in bytes (0: none).
+    pub session_memory_max: u64,
+}
+
+/// The share of a global limit one user gets by default.
+fn quarter(max: usize) -> usize {
+    max.div_ceil(4).max(1)
+}
+
+impl Limits {
+    /// `max_commands_per_user`, defaulted.
+    pub fn commands_per_user(&self) -> usize {
+        self.max_commands_per_user
+            .unwrap_or_else(|| quarter(self.max_commands))
+    }
+
+    /// `max_processes_per_user`, defaulted.
+    pub fn processes_per_user(&self) -> usize {
+        self.max_processes_per_user
+            .unwrap_or_else(|| quarter(self.max_processes))
+    }
+
+    /// `admin_reserve_commands`, defaulted.
+    pub fn commands_admin_reserve(&self) -> usize {
+        self.admin_reserve_commands
+            .unwrap_or(self.max_commands / 16)
+    }
+
+    /// `admin_reserve_processes`, defaulted.
+    pub fn processes_admin_reserve(&self) -> usize {
+        self.admin_reserve_processes
+            .unwrap_or(self.max_processes / 16)
+    }
+
+    /// `admin_reserve_sessions`, defaulted.
+    pub fn sessions_admin_reserve(&self) -> usize {
+        self.admin_reserve_sessions
+            .unwrap_or(self.max_sessions / 16)
+    }
 }
 
 impl Default for Limits {
@@ -138,6 +195,14 @@ impl Default for Limits {
             max_processes_per_session: 32,
             process_buffer_bytes: 1 << 20,
             process_idle_timeout: 600,
+            max_commands_per_user: None,
+            max_processes_per_user: None,
+            admin_reserve_commands: None,
+            admin_reserve_processes: None,
+            admin_reserve_sessions: None,
+            stdin_idle_timeout: 600,
+            session_pids_max: 0,
+            session_memory_max: 0,
         }
     }
 }

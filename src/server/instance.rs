@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 
 use super::config::{parse_timeout, ConfigError, ConfigFile, InstanceKey, Limits};
-use super::procs::{ProcLimits, ProcTable};
+use super::contain::SessionCaps;
+use super::procs::{ProcLimits, ProcTable, ShareLimits, Shares};
 use super::session::SessionTable;
 use super::trust::{self, Untrusted};
 use crate::audit::AuditLog;
@@ -153,8 +153,8 @@ pub struct Instance {
     pub timeout: u64,
     /// The home directory relative paths are resolved against.
     pub home: PathBuf,
-    /// Caps the commands running at once.
-    pub commands: Arc<Semaphore>,
+    /// Caps the commands running at once, in all and per user.
+    pub commands: Arc<Shares>,
     /// Interactive processes.
     pub procs: Arc<ProcTable>,
     /// Configuration files by name (`[files.NAME]`).
@@ -200,10 +200,26 @@ impl Instance {
                 limits.max_sessions,
                 limits.max_sessions_per_user,
                 Duration::from_secs(limits.max_session_lifetime),
+            )
+            .with_reserve_and_caps(
+                limits.sessions_admin_reserve(),
+                SessionCaps {
+                    pids_max: limits.session_pids_max,
+                    memory_max: limits.session_memory_max,
+                },
             ),
-            commands: Arc::new(Semaphore::new(limits.max_commands)),
+            commands: Shares::new(
+                "commands",
+                ShareLimits {
+                    total: limits.max_commands,
+                    per_user: limits.commands_per_user(),
+                    admin_reserve: limits.commands_admin_reserve(),
+                },
+            ),
             procs: ProcTable::new(ProcLimits {
                 max_total: limits.max_processes,
+                max_per_user: limits.processes_per_user(),
+                admin_reserve: limits.processes_admin_reserve(),
                 max_per_session: limits.max_processes_per_session,
                 buffer_bytes: limits.process_buffer_bytes,
                 idle: Duration::from_secs(limits.process_idle_timeout),

@@ -6,6 +6,7 @@ pub mod cfgfiles;
 pub mod cli;
 pub mod config;
 pub mod confine;
+pub mod contain;
 pub mod fcgi;
 pub mod gate;
 pub mod http;

@@ -8,7 +8,10 @@
 //! -i 'tar x'` stream is never corrupted.
 //!
 //! Every child is reaped by its own waiter task (no zombies); ending a
-//! session, an idle timeout or server shutdown kill the whole process group.
+//! session, an idle timeout or server shutdown kill the process's whole
+//! container ([`super::contain`]), and so does the end of its main process
+//! (its leftovers). Slots are taken with [`ProcTable::reserve`], which
+//! checks every cap and takes the slot in one step.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -25,18 +28,120 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::contain::CmdBox;
 use crate::proto::b64;
 use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
 
 /// Why a process could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProcError {
-    /// The instance-wide cap is reached.
-    #[error("too many interactive processes on this server")]
-    TooMany,
     /// The per-session cap is reached.
     #[error("too many interactive processes in this session")]
     TooManyInSession,
+    /// The user's share is used up, or only the admins' reserve is left.
+    #[error("{0}")]
+    Share(ShareError),
+}
+
+/// Why a slot of a [`Shares`] pool was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShareError {
+    /// Every slot is taken.
+    #[error("too many {0} running on this server")]
+    Full(&'static str),
+    /// Only slots reserved for admins are left.
+    #[error("too many {0} running on this server (the rest are reserved for admins)")]
+    Reserved(&'static str),
+    /// The user holds their share.
+    #[error("too many {0} running for this user")]
+    User(&'static str),
+}
+
+/// The caps of a [`Shares`] pool.
+#[derive(Debug, Clone, Copy)]
+pub struct ShareLimits {
+    /// Slots in all.
+    pub total: usize,
+    /// Slots one user may hold.
+    pub per_user: usize,
+    /// Slots only admins may take.
+    pub admin_reserve: usize,
+}
+
+/// Slots shared fairly between users (commands, interactive processes):
+/// checking and taking a slot is one step under one lock, so concurrent
+/// requests cannot pass the check together.
+pub struct Shares {
+    what: &'static str,
+    limits: ShareLimits,
+    held: Mutex<SharesState>,
+}
+
+#[derive(Default)]
+struct SharesState {
+    total: usize,
+    per_user: HashMap<String, usize>,
+}
+
+/// A taken slot; given back on drop.
+pub struct Slot {
+    pool: Arc<Shares>,
+    user: String,
+}
+
+impl Shares {
+    /// A pool of `what` (for messages) with the given caps.
+    pub fn new(what: &'static str, limits: ShareLimits) -> Arc<Self> {
+        Arc::new(Shares {
+            what,
+            limits,
+            held: Mutex::new(SharesState::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharesState> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a slot for `user` if the caps allow.
+    pub fn acquire(self: &Arc<Self>, user: &str, admin: bool) -> Result<Slot, ShareError> {
+        let mut st = self.lock();
+        if st.total >= self.limits.total {
+            return Err(ShareError::Full(self.what));
+        }
+        let open_to_all = self.limits.total.saturating_sub(self.limits.admin_reserve);
+        if !admin && st.total >= open_to_all {
+            return Err(ShareError::Reserved(self.what));
+        }
+        let mine = st.per_user.get(user).copied().unwrap_or(0);
+        if mine >= self.limits.per_user {
+            return Err(ShareError::User(self.what));
+        }
+        st.total += 1;
+        st.per_user.insert(user.to_string(), mine + 1);
+        Ok(Slot {
+            pool: self.clone(),
+            user: user.to_string(),
+        })
+    }
+
+    /// Slots taken now.
+    pub fn in_use(&self) -> usize {
+        self.lock().total
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut st = self.pool.lock();
+        st.total = st.total.saturating_sub(1);
+        if let Some(n) = st.per_user.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.per_user.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// Caps and timers for interactive processes.
@@ -44,6 +149,10 @@ pub enum ProcError {
 pub struct ProcLimits {
     /// Live processes per instance.
     pub max_total: usize,
+    /// Live processes per user.
+    pub max_per_user: usize,
+    /// Process slots only admins may take.
+    pub admin_reserve: usize,
     /// Live processes per session.
     pub max_per_session: usize,
     /// Buffered output per process before reading pauses.
@@ -107,6 +216,8 @@ pub struct Proc {
     space: Notify,
     cap: usize,
     forgotten: CancellationToken,
+    /// Its slots in the caps, given back when it is forgotten.
+    slots: Mutex<Option<Reservation>>,
 }
 
 /// What a poll of a process returned.
@@ -314,6 +425,14 @@ pub fn open_pty(rows: u16, cols: u16) -> std::io::Result<PtyPair> {
 pub struct ProcTable {
     map: Mutex<HashMap<String, Arc<Proc>>>,
     limits: ProcLimits,
+    users: Arc<Shares>,
+    sessions: Arc<Shares>,
+}
+
+/// The slots one interactive process holds (see [`ProcTable::reserve`]).
+pub struct Reservation {
+    _user: Slot,
+    _session: Slot,
 }
 
 /// How a started child is wired.
@@ -330,6 +449,22 @@ impl ProcTable {
         Arc::new(ProcTable {
             map: Mutex::new(HashMap::new()),
             limits,
+            users: Shares::new(
+                "interactive processes",
+                ShareLimits {
+                    total: limits.max_total,
+                    per_user: limits.max_per_user,
+                    admin_reserve: limits.admin_reserve,
+                },
+            ),
+            sessions: Shares::new(
+                "interactive processes",
+                ShareLimits {
+                    total: usize::MAX,
+                    per_user: limits.max_per_session,
+                    admin_reserve: 0,
+                },
+            ),
         })
     }
 
@@ -337,25 +472,39 @@ impl ProcTable {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Checks the caps before a process is started.
-    pub fn check_room(&self, session: &str) -> Result<(), ProcError> {
-        let map = self.lock();
-        if map.len() >= self.limits.max_total {
-            return Err(ProcError::TooMany);
-        }
-        if map.values().filter(|p| p.session == session).count() >= self.limits.max_per_session {
-            return Err(ProcError::TooManyInSession);
-        }
-        Ok(())
+    /// Takes a process slot for `user` in `session`, checking every cap in
+    /// the same step (so concurrent `icm`s cannot exceed them). Given back
+    /// when the process is forgotten, or when the reservation is dropped
+    /// unused.
+    pub fn reserve(
+        &self,
+        session: &str,
+        user: &str,
+        admin: bool,
+    ) -> Result<Reservation, ProcError> {
+        let user_slot = self.users.acquire(user, admin).map_err(ProcError::Share)?;
+        let session_slot = self
+            .sessions
+            .acquire(session, true)
+            .map_err(|_| ProcError::TooManyInSession)?;
+        Ok(Reservation {
+            _user: user_slot,
+            _session: session_slot,
+        })
     }
 
     /// Registers a started child and its reader and waiter tasks.
+    ///
+    /// `container` holds the child's whole process tree: it is killed when
+    /// the child has exited (its leftovers), the session ends or it idles out.
     pub fn register(
         self: &Arc<Self>,
         session: &str,
         session_end: CancellationToken,
         mut child: Child,
         wiring: Wiring,
+        slots: Reservation,
+        container: CmdBox,
     ) -> std::io::Result<Arc<Proc>> {
         use rand_core::RngCore;
         let mut raw = [0u8; 12];
@@ -390,6 +539,7 @@ impl ProcTable {
             space: Notify::new(),
             cap: self.limits.buffer_bytes.max(1),
             forgotten: CancellationToken::new(),
+            slots: Mutex::new(Some(slots)),
         });
         match &pty {
             Some(fd) => {
@@ -409,6 +559,7 @@ impl ProcTable {
             child,
             session_end,
             self.limits.idle,
+            container,
         ));
         Ok(proc)
     }
@@ -425,6 +576,7 @@ impl ProcTable {
     pub fn remove(&self, id: &str) {
         if let Some(p) = self.lock().remove(id) {
             p.forgotten.cancel();
+            p.slots.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
     }
 
@@ -491,6 +643,7 @@ async fn wait_child(
     mut child: Child,
     session_end: CancellationToken,
     idle: Duration,
+    container: CmdBox,
 ) {
     let status = loop {
         let last = proc.lock().last_active.unwrap_or_else(Instant::now);
@@ -498,6 +651,7 @@ async fn wait_child(
             s = child.wait() => break s.ok(),
             _ = session_end.cancelled() => {
                 kill_group(proc.pgid);
+                container.kill();
                 break child.wait().await.ok();
             }
             _ = tokio::time::sleep_until(last + idle) => {
@@ -505,11 +659,13 @@ async fn wait_child(
                 if last_now + idle <= Instant::now() {
                     log::info!("killing idle interactive process {}", proc.id);
                     kill_group(proc.pgid);
+                    container.kill();
                     break child.wait().await.ok();
                 }
             }
         }
     };
+    container.reaped();
     {
         let mut st = proc.lock();
         st.exit = Some(status.unwrap_or_else(|| ExitStatus::from_raw(0)));
@@ -530,6 +686,9 @@ async fn wait_child(
             _ = tokio::time::sleep_until(grace) => break,
         }
     }
+    // The process's own tree ends with it: whatever it left running
+    // (backgrounded, setsid) is killed now (docs/limits.md).
+    container.finish().await;
     proc.lock().done = true;
     proc.changed.notify_waiters();
     // Drop our handle on the input so the pipe/terminal closes.
@@ -550,4 +709,72 @@ async fn wait_child(
         }
     }
     table.remove(&proc.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(total: usize, per_user: usize, admin_reserve: usize) -> Arc<Shares> {
+        Shares::new(
+            "things",
+            ShareLimits {
+                total,
+                per_user,
+                admin_reserve,
+            },
+        )
+    }
+
+    #[test]
+    fn per_user_share_and_release() {
+        let p = pool(10, 2, 0);
+        let a1 = p.acquire("a", false).unwrap();
+        let _a2 = p.acquire("a", false).unwrap();
+        assert_eq!(
+            p.acquire("a", false).err(),
+            Some(ShareError::User("things"))
+        );
+        let _b = p.acquire("b", false).unwrap();
+        drop(a1);
+        let _a3 = p.acquire("a", false).unwrap();
+        assert_eq!(p.in_use(), 3);
+    }
+
+    #[test]
+    fn the_reserve_is_for_admins_and_the_total_for_all() {
+        let p = pool(3, 3, 1);
+        let _u1 = p.acquire("u", false).unwrap();
+        let _u2 = p.acquire("v", false).unwrap();
+        assert_eq!(
+            p.acquire("w", false).err(),
+            Some(ShareError::Reserved("things"))
+        );
+        let _adm = p.acquire("root", true).unwrap();
+        assert_eq!(
+            p.acquire("root", true).err(),
+            Some(ShareError::Full("things"))
+        );
+    }
+
+    #[test]
+    fn concurrent_acquires_never_exceed() {
+        let p = pool(5, 100, 0);
+        let got = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for i in 0..32 {
+                let p = p.clone();
+                let got = &got;
+                s.spawn(move || {
+                    if let Ok(slot) = p.acquire(&format!("u{i}"), false) {
+                        got.lock().unwrap().push(slot);
+                    }
+                });
+            }
+        });
+        assert_eq!(got.lock().unwrap().len(), 5);
+        assert_eq!(p.in_use(), 5);
+        got.lock().unwrap().clear();
+        assert_eq!(p.in_use(), 0);
+    }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::contain::{SessionBox, SessionCaps};
 use crate::perms::Grants;
 use crate::proto::handshake::SessionKeys;
 use crate::proto::record::RecordKey;
@@ -30,6 +31,9 @@ pub struct Session {
     /// Cancelled when the session ends: every operation and process it
     /// started watches this token.
     pub cancel: CancellationToken,
+    /// The container of every process the session starts (killed when
+    /// the session ends).
+    pub container: Arc<SessionBox>,
     state: Mutex<SessionState>,
     grants: Mutex<Arc<Grants>>,
 }
@@ -96,6 +100,9 @@ pub enum SessionError {
     /// The per-user cap is reached.
     #[error("too many sessions for this user")]
     TooManyForUser,
+    /// Only the sessions reserved for admins are left.
+    #[error("too many sessions on this server (the rest are reserved for admins)")]
+    Reserved,
 }
 
 /// All live sessions of one instance.
@@ -104,6 +111,8 @@ pub struct SessionTable {
     max_sessions: usize,
     max_per_user: usize,
     max_lifetime: Duration,
+    admin_reserve: usize,
+    caps: SessionCaps,
 }
 
 #[derive(Default)]
@@ -120,7 +129,17 @@ impl SessionTable {
             max_sessions,
             max_per_user,
             max_lifetime,
+            admin_reserve: 0,
+            caps: SessionCaps::default(),
         }
+    }
+
+    /// Keeps `admin_reserve` sessions for admins, and caps each session's
+    /// processes with `caps` (through its cgroup, where available).
+    pub fn with_reserve_and_caps(mut self, admin_reserve: usize, caps: SessionCaps) -> Self {
+        self.admin_reserve = admin_reserve;
+        self.caps = caps;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -137,6 +156,7 @@ impl SessionTable {
         grants: Grants,
     ) -> Result<Arc<Session>, SessionError> {
         let now = Instant::now();
+        let admin = grants.is_admin();
         let session = Arc::new(Session {
             id: id.clone(),
             user: user.to_string(),
@@ -145,19 +165,28 @@ impl SessionTable {
             created: now,
             timeout,
             cancel: CancellationToken::new(),
+            container: super::contain::global().session(self.caps),
             state: Mutex::new(SessionState {
                 last_used: now,
                 replay: ReplayWindow::new(),
             }),
             grants: Mutex::new(Arc::new(grants)),
         });
+        let room = if admin {
+            self.max_sessions
+        } else {
+            self.max_sessions.saturating_sub(self.admin_reserve)
+        };
         let mut t = self.lock();
-        if t.by_id.len() >= self.max_sessions {
+        if t.by_id.len() >= room {
             drop(t);
             self.reap();
             t = self.lock();
             if t.by_id.len() >= self.max_sessions {
                 return Err(SessionError::TooMany);
+            }
+            if t.by_id.len() >= room {
+                return Err(SessionError::Reserved);
             }
         }
         let n = t.per_user.get(user).copied().unwrap_or(0);
@@ -191,6 +220,7 @@ impl SessionTable {
         }
         drop(t);
         s.cancel.cancel();
+        s.container.kill();
         Some(s)
     }
 
@@ -278,6 +308,27 @@ mod tests {
             .unwrap();
         assert_eq!(t.end_user("u"), 2);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn admin_reserve_of_sessions() {
+        let t = SessionTable::new(3, 3, Duration::from_secs(60))
+            .with_reserve_and_caps(1, SessionCaps::default());
+        let to = Duration::from_secs(60);
+        let user = || Grants::from_strings(&["cmd:/usr/bin/cat"]).0;
+        t.create("a".into(), "u", &keys(), to, user()).unwrap();
+        t.create("b".into(), "v", &keys(), to, user()).unwrap();
+        assert_eq!(
+            t.create("c".into(), "w", &keys(), to, user()).unwrap_err(),
+            SessionError::Reserved
+        );
+        t.create("c".into(), "adm", &keys(), to, Grants::admin())
+            .unwrap();
+        assert_eq!(
+            t.create("d".into(), "adm", &keys(), to, Grants::admin())
+                .unwrap_err(),
+            SessionError::TooMany
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! `cmd`: run a command to completion, streaming stdin in and stdout/stderr
 //! out as they are produced (PROTOCOL.md §6).
 //!
-//! The child runs in its own process group, without a shell unless `sh` is
-//! used, with a clean environment. It is killed (the whole group) when the
-//! client goes away, the session ends, the timeout passes or the output
-//! limit is exceeded.
+//! The child runs in its own process group and its own container
+//! ([`crate::server::contain`]), without a shell unless `sh` is used, with
+//! a clean environment. Its whole tree is killed when the client goes away,
+//! the session ends, the timeout passes, the output limit is exceeded or
+//! its input stays silent for `stdin_idle_timeout`; what it leaves running
+//! after its main process exits is killed too (docs/limits.md).
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -21,6 +23,7 @@ use super::{fields, parse_descriptor, OpCtx, OpResult};
 use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::authz::{authorize_command, search_path, CHILD_PATH};
+use crate::server::contain::CmdBox;
 use crate::server::runas::account_for;
 use crate::server::stream::{ReadError, RequestReader, ResponseWriter};
 
@@ -143,9 +146,18 @@ pub fn base_env(ctx: &OpCtx) -> Vec<(String, String)> {
     env
 }
 
-/// Builds the command with its own process group and checked working directory.
-pub fn build_command(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
-    let mut cmd = build_command_base(ctx, c)?;
+/// A container for one command of the session (issue 17 §3).
+pub fn container_for(ctx: &OpCtx) -> Result<CmdBox, OpError> {
+    ctx.session.container.command().map_err(|e| {
+        log::error!("containment: {e}");
+        OpError::new(ErrorCode::Internal, "cannot set up the command's container")
+    })
+}
+
+/// Builds the command with its own process group and checked working
+/// directory, inside `container`.
+pub fn build_command(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Command, OpError> {
+    let mut cmd = build_command_base(ctx, c, container)?;
     cmd.process_group(0);
     Ok(cmd)
 }
@@ -153,7 +165,7 @@ pub fn build_command(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
 /// As [`build_command`] but without the process group, for callers that
 /// start a new session instead (a PTY child calls `setsid`, which fails in
 /// a process-group leader).
-pub fn build_command_base(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
+pub fn build_command_base(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Command, OpError> {
     let grants = ctx.session.grants();
     let acct = account_for(&grants)?;
     let cwd = match (&c.cwd, &acct) {
@@ -213,6 +225,8 @@ pub fn build_command_base(ctx: &OpCtx, c: &Cmd) -> Result<Command, OpError> {
             .env("LOGNAME", &a.name);
     }
     cmd.envs(&c.env).current_dir(&cwd).kill_on_drop(true);
+    // Before the account switch: the move into the cgroup runs as root.
+    container.prepare(&mut cmd);
     if let Some(a) = &acct {
         a.apply_to_command(&mut cmd, &cwd)?;
     }
@@ -242,12 +256,35 @@ pub fn kill_group(pgid: Option<u32>) {
     }
 }
 
+/// Why the input pump stopped early.
+enum InputEnd {
+    /// The body was malformed or the client went away.
+    Read(ReadError),
+    /// No byte for the idle time (`stdin_idle_timeout`).
+    Idle,
+}
+
 /// Copies data records into the child's stdin, then closes it. If the child
 /// stops reading (closes stdin), the rest is read and discarded so the
-/// message is still checked to the end.
-async fn pump_stdin(input: &mut RequestReader, stdin: Option<ChildStdin>) -> Result<(), ReadError> {
+/// message is still checked to the end. A body that brings nothing for
+/// `idle` ends the command (it would hold its slot forever).
+async fn pump_stdin(
+    input: &mut RequestReader,
+    stdin: Option<ChildStdin>,
+    idle: Option<Duration>,
+) -> Result<(), InputEnd> {
     let mut stdin = stdin;
-    while let Some(chunk) = input.next_data().await? {
+    loop {
+        let next = match idle {
+            Some(t) => match tokio::time::timeout(t, input.next_data()).await {
+                Ok(r) => r,
+                Err(_) => return Err(InputEnd::Idle),
+            },
+            None => input.next_data().await,
+        };
+        let Some(chunk) = next.map_err(InputEnd::Read)? else {
+            break;
+        };
         if let Some(s) = stdin.as_mut() {
             if s.write_all(&chunk).await.is_err() {
                 stdin = None;
@@ -262,6 +299,7 @@ enum End {
     TimedOut,
     TooMuchOutput,
     InputFailed(ReadError),
+    InputIdle,
     SessionEnded,
     ClientGone,
 }
@@ -273,13 +311,13 @@ pub async fn apply(
     input: &mut RequestReader,
     out: &mut ResponseWriter,
 ) -> OpResult {
-    let Ok(_permit) = ctx.inst.commands.clone().try_acquire_owned() else {
-        return Err(OpError::new(
-            ErrorCode::Unavailable,
-            "too many commands running; try again later",
-        ));
-    };
-    let mut cmd = build_command(ctx, &c)?;
+    let _slot = ctx
+        .inst
+        .commands
+        .acquire(&ctx.session.user, ctx.session.grants().is_admin())
+        .map_err(|e| OpError::new(ErrorCode::Unavailable, format!("{e}; try again later")))?;
+    let container = container_for(ctx)?;
+    let mut cmd = build_command(ctx, &c, &container)?;
     let has_input = !input.input_complete();
     cmd.stdin(if has_input {
         Stdio::piped()
@@ -290,7 +328,9 @@ pub async fn apply(
     .stderr(Stdio::piped());
     let prog = c.argv.first().map(String::as_str).unwrap_or("");
     let mut child: Child = cmd.spawn().map_err(|e| spawn_error(prog, &e))?;
+    drop(cmd);
     let pgid = child.id();
+    container.started(pgid);
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill_group(pgid);
         return Err(OpError::new(ErrorCode::Internal, "child pipes missing"));
@@ -313,7 +353,11 @@ pub async fn apply(
     let mut status: Option<std::process::ExitStatus> = None;
     let mut grace: Option<tokio::time::Instant> = None;
     let mut produced: u64 = 0;
-    let stdin_fut = pump_stdin(input, stdin);
+    let idle = match ctx.inst.limits.stdin_idle_timeout {
+        0 => None,
+        n => Some(Duration::from_secs(n)),
+    };
+    let stdin_fut = pump_stdin(input, stdin, idle);
     tokio::pin!(stdin_fut);
     let mut stdin_done = !has_input;
     let cancel = ctx.session.cancel.clone();
@@ -349,6 +393,7 @@ pub async fn apply(
             },
             s = child.wait(), if status.is_none() => match s {
                 Ok(s) => {
+                    container.reaped();
                     status = Some(s);
                     // Output still held open by a background grandchild is
                     // not waited for forever.
@@ -358,7 +403,11 @@ pub async fn apply(
             },
             r = &mut stdin_fut, if !stdin_done => {
                 stdin_done = true;
-                if let Err(e) = r { break End::InputFailed(e); }
+                match r {
+                    Ok(()) => {}
+                    Err(InputEnd::Read(e)) => break End::InputFailed(e),
+                    Err(InputEnd::Idle) => break End::InputIdle,
+                }
             },
             _ = sleep_until_opt(grace), if grace.is_some() => {
                 break End::Exited(status.unwrap_or_default());
@@ -368,11 +417,19 @@ pub async fn apply(
             _ = cancel.cancelled() => break End::SessionEnded,
         }
     };
+    // The command's own tree ends with it: leftovers of a command that
+    // exited (backgrounded, setsid) and everything of one cut short.
     let status = match end {
-        End::Exited(s) => s,
+        End::Exited(s) => {
+            container.finish().await;
+            s
+        }
         other => {
             kill_group(pgid);
+            container.kill();
             let s = child.wait().await.ok();
+            container.reaped();
+            container.finish().await;
             match other {
                 End::TimedOut => {
                     return Ok(exit_fields(s, true));
@@ -384,6 +441,15 @@ pub async fn apply(
                     ))
                 }
                 End::InputFailed(e) => return Err(e.to_op_error()),
+                End::InputIdle => {
+                    return Err(OpError::new(
+                        ErrorCode::Timeout,
+                        format!(
+                            "no input for {} s (stdin_idle_timeout); command killed",
+                            ctx.inst.limits.stdin_idle_timeout
+                        ),
+                    ))
+                }
                 End::SessionEnded => {
                     return Err(OpError::new(ErrorCode::Unavailable, "session ended"))
                 }

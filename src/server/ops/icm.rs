@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::cmd::{build_command, build_command_base, spawn_error, CmdDesc};
+use super::cmd::{build_command, build_command_base, container_for, spawn_error, CmdDesc};
 use super::{fields, parse_descriptor, OpCtx, OpResult};
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::procs::{open_pty, parse_signal, Collected, Proc, Wiring};
@@ -206,14 +206,21 @@ pub async fn apply_icm(
     input: &mut RequestReader,
     out: &mut ResponseWriter,
 ) -> OpResult {
-    ctx.inst
+    // Checking the caps and taking the slot is one step (issue 17 §2).
+    let slots = ctx
+        .inst
         .procs
-        .check_room(&ctx.session.id)
+        .reserve(
+            &ctx.session.id,
+            &ctx.session.user,
+            ctx.session.grants().is_admin(),
+        )
         .map_err(|e| OpError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let container = container_for(ctx)?;
     let prog = d.cmd.argv.first().cloned().unwrap_or_default();
     let (child, wiring) = match d.pty {
         None => {
-            let mut cmd = build_command(ctx, &d.cmd)?;
+            let mut cmd = build_command(ctx, &d.cmd, &container)?;
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
@@ -227,7 +234,7 @@ pub async fn apply_icm(
             c.env
                 .entry("TERM".into())
                 .or_insert_with(|| "xterm-256color".into());
-            let mut cmd = build_command_base(ctx, &c)?;
+            let mut cmd = build_command_base(ctx, &c, &container)?;
             let pty = open_pty(size.rows, size.cols).map_err(|e| {
                 OpError::new(ErrorCode::Internal, format!("cannot open a terminal: {e}"))
             })?;
@@ -259,10 +266,18 @@ pub async fn apply_icm(
             (child, Wiring::Pty(master))
         }
     };
+    container.started(child.id());
     let proc = ctx
         .inst
         .procs
-        .register(&ctx.session.id, ctx.session.cancel.clone(), child, wiring)
+        .register(
+            &ctx.session.id,
+            ctx.session.cancel.clone(),
+            child,
+            wiring,
+            slots,
+            container,
+        )
         .map_err(|e| {
             OpError::new(
                 ErrorCode::Internal,

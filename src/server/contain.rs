@@ -1,0 +1,717 @@
+//! Containment (issue 17 §3): every process a session starts ends with it,
+//! and a command's own process tree ends with the command.
+//!
+//! Two backends, chosen once per daemon:
+//!
+//! * **cgroup v2** (preferred): remod makes `remod.PID` below its own
+//!   cgroup (under systemd: `Delegate=yes`), one directory per session
+//!   below that and one per command below the session's. A child is moved
+//!   into its command's cgroup between fork and exec, so nothing it starts
+//!   can leave (a cgroup is not left by `setsid`, double forks or
+//!   re-parenting). Ending a command, a session or remod writes `1` to
+//!   the directory's `cgroup.kill`. Optional `pids.max`/`memory.max` per
+//!   session when the controllers are delegated.
+//! * **subreaper** (fallback; forced with `REMO_CGROUP=off`): remod is the
+//!   child subreaper (PR_SET_CHILD_SUBREAPER), so orphans are re-parented
+//!   to it rather than to init, and every process it starts carries
+//!   `REMO_CONTAINER=TAG` in its environment. Ending a container kills
+//!   every process with its tag and every descendant of one, until none is
+//!   left. A process that both clears its environment and is orphaned
+//!   before the kill cannot be attributed; it is killed with remod's
+//!   shutdown (every remaining child of remod is).
+//!
+//! In both, a background thread reaps zombies re-parented to remod.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The environment variable that tags a container's processes.
+pub const TAG_VAR: &str = "REMO_CONTAINER";
+
+/// Why a container could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainError {
+    /// A cgroup directory or file could not be made or opened.
+    #[error("cgroup {path}: {source}")]
+    Cgroup {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Per-session resource caps applied through the session's cgroup.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionCaps {
+    /// `pids.max` (0: none).
+    pub pids_max: u64,
+    /// `memory.max` in bytes (0: none).
+    pub memory_max: u64,
+}
+
+enum Backend {
+    Cgroup { base: PathBuf },
+    Reaper,
+}
+
+/// The daemon-wide containment state.
+pub struct Containment {
+    backend: Backend,
+    /// Prefix of every tag this daemon hands out.
+    prefix: String,
+    /// Main pids some task waits for itself (the reaper leaves them alone).
+    waited: Mutex<HashSet<i32>>,
+    /// cgroup directories to remove once empty.
+    cleanup: Mutex<Vec<(PathBuf, Instant)>>,
+    warned_caps: std::sync::atomic::AtomicBool,
+}
+
+static GLOBAL: OnceLock<Containment> = OnceLock::new();
+
+fn random_hex(n: usize) -> String {
+    use rand_core::RngCore;
+    let mut b = vec![0u8; n];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Makes remod the child subreaper, picks the backend and starts the
+/// reaper thread. Called once by `remod serve` before any request.
+pub fn init_daemon() -> &'static Containment {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument
+    // and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc != 0 {
+        log::warn!(
+            "containment: cannot become child subreaper: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let c = GLOBAL.get_or_init(|| Containment::new(detect()));
+    if let Err(e) = std::thread::Builder::new()
+        .name("remod-reaper".into())
+        .spawn(reaper_loop)
+    {
+        log::warn!("containment: cannot start the reaper thread: {e}");
+    }
+    match &c.backend {
+        Backend::Cgroup { base } => log::info!(
+            "containment: cgroup v2, sessions and commands below {}",
+            base.display()
+        ),
+        Backend::Reaper => log::info!(
+            "containment: no cgroup v2 subtree (or REMO_CGROUP=off): remod is child subreaper \
+             and tracks every descendant by its {TAG_VAR} tag"
+        ),
+    }
+    c
+}
+
+/// The containment state. Without [`init_daemon`] (the library used in
+/// process, as by tests) it is the tag-tracking backend with no reaper
+/// thread and no cgroup directories.
+pub fn global() -> &'static Containment {
+    GLOBAL.get_or_init(|| Containment::new(Backend::Reaper))
+}
+
+impl Containment {
+    fn new(backend: Backend) -> Containment {
+        Containment {
+            backend,
+            prefix: random_hex(6),
+            waited: Mutex::new(HashSet::new()),
+            cleanup: Mutex::new(Vec::new()),
+            warned_caps: false.into(),
+        }
+    }
+}
+
+/// Chooses the backend: `REMO_CGROUP=off` forces the subreaper; otherwise
+/// a cgroup v2 directory below remod's own cgroup if it can be made.
+fn detect() -> Backend {
+    let setting = std::env::var("REMO_CGROUP").unwrap_or_default();
+    if matches!(setting.as_str(), "off" | "0" | "no" | "false") {
+        return Backend::Reaper;
+    }
+    match make_base() {
+        Ok(base) => Backend::Cgroup { base },
+        Err(why) => {
+            log::warn!("containment: cgroup v2 not usable ({why}); using the subreaper");
+            Backend::Reaper
+        }
+    }
+}
+
+/// The cgroup v2 mount point, from mountinfo.
+fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        left.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+/// remod's own cgroup v2 path, from /proc/self/cgroup (`0::/PATH`).
+fn own_cgroup(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
+fn make_base() -> Result<PathBuf, String> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let mount = cgroup2_mount(&mi).ok_or("no cgroup2 mount")?;
+    let cg = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    let own = own_cgroup(&cg).ok_or("no cgroup v2 entry in /proc/self/cgroup")?;
+    let own = mount.join(own.trim_start_matches('/'));
+    remove_stale(&own);
+    let base = own.join(format!("remod.{}", std::process::id()));
+    std::fs::create_dir(&base).map_err(|e| format!("mkdir {}: {e}", base.display()))?;
+    if !base.join("cgroup.kill").exists() {
+        let _ = std::fs::remove_dir(&base);
+        return Err("no cgroup.kill (kernel older than 5.14)".into());
+    }
+    // For per-session caps: pass the controllers down if they are ours to
+    // pass (they are not when remod's own cgroup holds processes).
+    for dir in [&own, &base] {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.subtree_control"))
+        {
+            for c in ["+pids", "+memory"] {
+                let _ = f.write_all(c.as_bytes());
+            }
+        }
+    }
+    Ok(base)
+}
+
+/// Kills and removes the subtrees of earlier remods that did not shut
+/// down (killed, crashed): `remod.PID` with no such process alive.
+fn remove_stale(own: &Path) {
+    let Ok(rd) = std::fs::read_dir(own) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("remod."))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let dir = e.path();
+            log::warn!(
+                "containment: ending what a previous remod (pid {pid}) left in {}",
+                dir.display()
+            );
+            kill_cgroup(&dir);
+            wait_empty(&dir, Duration::from_secs(2));
+            remove_tree(&dir);
+        }
+    }
+}
+
+impl Containment {
+    /// True when cgroup v2 is used.
+    pub fn uses_cgroup(&self) -> bool {
+        matches!(self.backend, Backend::Cgroup { .. })
+    }
+
+    /// A new, empty session container.
+    pub fn session(&'static self, caps: SessionCaps) -> Arc<SessionBox> {
+        let tag = format!("{}.{}", self.prefix, random_hex(8));
+        let dir = match &self.backend {
+            Backend::Cgroup { base } => Some(base.join(format!("s-{}", random_hex(8)))),
+            Backend::Reaper => None,
+        };
+        Arc::new(SessionBox {
+            c: self,
+            tag,
+            dir,
+            made: Mutex::new(false),
+            caps,
+        })
+    }
+
+    fn later_rmdir(&self, dir: PathBuf) {
+        self.cleanup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((dir, Instant::now()));
+    }
+
+    /// Kills everything remod started, in every session (shutdown).
+    pub fn shutdown(&self) {
+        match &self.backend {
+            Backend::Cgroup { base } => {
+                kill_cgroup(base);
+                wait_empty(base, Duration::from_secs(2));
+                remove_tree(base);
+            }
+            Backend::Reaper => {
+                kill_tagged(&self.prefix, &[]);
+            }
+        }
+        // Whatever was re-parented to us and escaped its tag.
+        let me = std::process::id() as i32;
+        let kids = children_of(me);
+        let waited = self
+            .waited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let roots: Vec<i32> = kids.into_iter().filter(|p| !waited.contains(p)).collect();
+        if !roots.is_empty() {
+            kill_tagged("\0never", &roots);
+        }
+        reap_once(&mut HashMap::new(), &waited);
+    }
+}
+
+/// The container of one session: a cgroup directory made on first use, or
+/// a tag prefix.
+pub struct SessionBox {
+    c: &'static Containment,
+    tag: String,
+    dir: Option<PathBuf>,
+    made: Mutex<bool>,
+    caps: SessionCaps,
+}
+
+impl SessionBox {
+    /// Marks the session as having run something; makes its cgroup.
+    fn ensure_dir(&self) -> Result<Option<&Path>, ContainError> {
+        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(dir) = &self.dir else {
+            *made = true;
+            return Ok(None);
+        };
+        if !*made {
+            std::fs::create_dir(dir).map_err(|source| ContainError::Cgroup {
+                path: dir.clone(),
+                source,
+            })?;
+            *made = true;
+            self.apply_caps(dir);
+        }
+        Ok(Some(dir))
+    }
+
+    fn apply_caps(&self, dir: &Path) {
+        let mut ok = true;
+        for (file, v) in [
+            ("pids.max", self.caps.pids_max),
+            ("memory.max", self.caps.memory_max),
+        ] {
+            if v > 0 && std::fs::write(dir.join(file), v.to_string()).is_err() {
+                ok = false;
+            }
+        }
+        if !ok
+            && !self
+                .c
+                .warned_caps
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            log::warn!(
+                "containment: session_pids_max/session_memory_max not applied: the pids and \
+                 memory controllers are not delegated to remod's cgroup"
+            );
+        }
+    }
+
+    /// A container for one command of this session.
+    pub fn command(self: &Arc<Self>) -> Result<CmdBox, ContainError> {
+        let tag = format!("{}.{}", self.tag, random_hex(8));
+        let (dir, procs) = match self.ensure_dir()? {
+            Some(sdir) => {
+                let dir = sdir.join(format!("c-{}", random_hex(8)));
+                std::fs::create_dir(&dir).map_err(|source| ContainError::Cgroup {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.procs"))
+                    .map_err(|source| ContainError::Cgroup {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                (Some(dir), Some(Arc::new(f)))
+            }
+            None => (None, None),
+        };
+        Ok(CmdBox {
+            session: self.clone(),
+            tag,
+            dir,
+            procs: Mutex::new(procs),
+            main: Mutex::new(None),
+            ran: false.into(),
+        })
+    }
+
+    /// Kills every process of the session (its end). A session that never
+    /// ran anything costs nothing here.
+    pub fn kill(&self) {
+        if !*self.made.lock().unwrap_or_else(|p| p.into_inner()) {
+            return;
+        }
+        match &self.dir {
+            Some(dir) => kill_cgroup(dir),
+            None => kill_tagged(&self.tag, &[]),
+        }
+    }
+}
+
+impl Drop for SessionBox {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            if *self.made.lock().unwrap_or_else(|p| p.into_inner()) {
+                kill_cgroup(&dir);
+                if std::fs::remove_dir(&dir).is_err() {
+                    self.c.later_rmdir(dir);
+                }
+            }
+        }
+    }
+}
+
+/// The container of one command (batch or interactive).
+pub struct CmdBox {
+    session: Arc<SessionBox>,
+    tag: String,
+    dir: Option<PathBuf>,
+    procs: Mutex<Option<Arc<File>>>,
+    main: Mutex<Option<i32>>,
+    ran: std::sync::atomic::AtomicBool,
+}
+
+impl CmdBox {
+    /// Puts the child into this container: the tag in its environment and,
+    /// with cgroups, a move into the command's cgroup between fork and exec
+    /// (before anything else runs in the child, while it is still root).
+    pub fn prepare(&self, cmd: &mut tokio::process::Command) {
+        cmd.env(TAG_VAR, &self.tag);
+        let procs = self.procs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(f) = procs {
+            // SAFETY: between fork and exec the closure only calls write(2)
+            // on a descriptor the parent keeps open (the Arc) until spawn
+            // returns; write is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = f.as_raw_fd();
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+    }
+
+    /// Records the main process (its own waiter reaps it, not the reaper).
+    pub fn started(&self, pid: Option<u32>) {
+        *self.procs.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.ran.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            *self.main.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
+            self.session
+                .c
+                .waited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(pid);
+        }
+    }
+
+    /// The main process has been reaped: its pid may now be reused, so it
+    /// is no longer a root of the tree (the tag still finds the rest).
+    pub fn reaped(&self) {
+        if let Some(pid) = self.main.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.session
+                .c
+                .waited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&pid);
+        }
+    }
+
+    /// Kills every process of the command: what is left when its main
+    /// process has ended, or all of it when the command is cut short.
+    pub fn kill(&self) {
+        match &self.dir {
+            Some(dir) => kill_cgroup(dir),
+            None => {
+                let main: Vec<i32> = self
+                    .main
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .copied()
+                    .collect();
+                // Nothing was started (refused, failed to spawn): no scan.
+                if !main.is_empty() || self.ran.load(std::sync::atomic::Ordering::Relaxed) {
+                    kill_tagged(&self.tag, &main);
+                }
+            }
+        }
+    }
+}
+
+impl CmdBox {
+    /// Ends the container (kills what is left) off the async threads when
+    /// that means scanning /proc.
+    pub async fn finish(self) {
+        if self.dir.is_some() {
+            drop(self);
+        } else {
+            let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+        }
+    }
+}
+
+impl Drop for CmdBox {
+    fn drop(&mut self) {
+        self.kill();
+        self.reaped();
+        if let Some(dir) = self.dir.take() {
+            if std::fs::remove_dir(&dir).is_err() {
+                self.session.c.later_rmdir(dir);
+            }
+        }
+    }
+}
+
+fn kill_cgroup(dir: &Path) {
+    if let Err(e) = std::fs::write(dir.join("cgroup.kill"), "1") {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            log::warn!("containment: cannot kill {}: {e}", dir.display());
+        }
+    }
+}
+
+/// True once no process is left in the cgroup (or it is gone).
+fn cgroup_empty(dir: &Path) -> bool {
+    match std::fs::read_to_string(dir.join("cgroup.events")) {
+        Ok(t) => t.lines().any(|l| l.trim() == "populated 0"),
+        Err(_) => true,
+    }
+}
+
+fn wait_empty(dir: &Path, limit: Duration) {
+    let t0 = Instant::now();
+    while !cgroup_empty(dir) && t0.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Removes a cgroup directory and the ones below it, deepest first.
+fn remove_tree(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// One process as /proc shows it.
+struct ProcInfo {
+    ppid: i32,
+    zombie: bool,
+}
+
+fn stat_of(pid: i32) -> Option<ProcInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start
+    // after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut it = rest.split_whitespace();
+    let state = it.next()?;
+    let ppid = it.next()?.parse().ok()?;
+    Some(ProcInfo {
+        ppid,
+        zombie: state == "Z" || state == "X",
+    })
+}
+
+fn tag_of(pid: i32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let want = format!("{TAG_VAR}=");
+    env.split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(want.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Children of `pid` (all its threads), from /proc.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+/// True if `tag` is `prefix` or below it (`prefix.…`).
+fn tag_matches(tag: &str, prefix: &str) -> bool {
+    tag == prefix
+        || tag
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// Kills every process tagged `prefix` (or below), every descendant of one
+/// and of `roots`, until a scan finds none (so forks during the kill are
+/// caught on the next round).
+fn kill_tagged(prefix: &str, roots: &[i32]) {
+    let me = std::process::id() as i32;
+    for _round in 0..50 {
+        let mut parent: HashMap<i32, i32> = HashMap::new();
+        let mut victims: HashSet<i32> = roots.iter().copied().collect();
+        for pid in all_pids() {
+            if pid == me || pid == 1 {
+                continue;
+            }
+            let Some(info) = stat_of(pid) else { continue };
+            if info.zombie {
+                continue;
+            }
+            parent.insert(pid, info.ppid);
+            if tag_of(pid).is_some_and(|t| tag_matches(&t, prefix)) {
+                victims.insert(pid);
+            }
+        }
+        // Descendants: anything whose ancestor chain reaches a victim.
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for (&pid, &pp) in &parent {
+                if !victims.contains(&pid) && victims.contains(&pp) {
+                    victims.insert(pid);
+                    grew = true;
+                }
+            }
+        }
+        victims.retain(|p| parent.contains_key(p) && *p != me);
+        if victims.is_empty() {
+            return;
+        }
+        for pid in &victims {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    log::warn!("containment: processes of {prefix} still appear after 50 rounds of SIGKILL");
+}
+
+/// Reaps zombie children of remod that no task waits for. A zombie is
+/// left to its waiter for two seconds first (children remod spawned for
+/// other purposes are waited for promptly by their own code).
+fn reap_once(seen: &mut HashMap<i32, Instant>, waited: &HashSet<i32>) {
+    let me = std::process::id() as i32;
+    let now = Instant::now();
+    let mut zombies = HashSet::new();
+    for pid in children_of(me) {
+        if waited.contains(&pid) {
+            continue;
+        }
+        if stat_of(pid).is_some_and(|i| i.zombie) {
+            zombies.insert(pid);
+            let first = *seen.entry(pid).or_insert(now);
+            if now.duration_since(first) >= Duration::from_secs(2) {
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+            }
+        }
+    }
+    seen.retain(|p, _| zombies.contains(p));
+}
+
+fn reaper_loop() {
+    let mut seen = HashMap::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let Some(c) = GLOBAL.get() else { continue };
+        let waited = c.waited.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        reap_once(&mut seen, &waited);
+        let mut pending = std::mem::take(&mut *c.cleanup.lock().unwrap_or_else(|p| p.into_inner()));
+        pending.retain(|(dir, since)| {
+            if !dir.exists() {
+                return false;
+            }
+            if cgroup_empty(dir) {
+                remove_tree(dir);
+            }
+            dir.exists() && since.elapsed() < Duration::from_secs(120)
+        });
+        c.cleanup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount_and_own_path() {
+        let mi = "25 30 0:22 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                  31 30 0:28 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_mount(mi),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(cgroup2_mount("1 2 0:1 / / rw - ext4 /dev/x rw\n"), None);
+        let cg = "4:memory:/x\n0::/system.slice/remod.service\n";
+        assert_eq!(
+            own_cgroup(cg).as_deref(),
+            Some("/system.slice/remod.service")
+        );
+        assert_eq!(own_cgroup("1:cpu:/\n"), None);
+    }
+
+    #[test]
+    fn tags_match_their_prefix_only() {
+        assert!(tag_matches("a.b.c", "a.b"));
+        assert!(tag_matches("a.b", "a.b"));
+        assert!(!tag_matches("a.bc", "a.b"));
+        assert!(!tag_matches("x", "a"));
+    }
+}
