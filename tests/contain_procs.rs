@@ -45,13 +45,7 @@ impl Server {
             .current_dir(scratch.path());
         let mut remod = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
         remod.wait_port(port);
-        let data = DataDir {
-            key_file: dir.join("server.key"),
-            user_db: dir.join("users.db"),
-            client_key: dir.join("client").join("admin.key"),
-            user: "admin".into(),
-            dir,
-        };
+        let data = quick_data_dir(&dir);
         Server {
             remod,
             scratch,

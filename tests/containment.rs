@@ -230,13 +230,7 @@ fn slow_connections_on_the_embedded_door_do_not_exhaust_descriptors() {
         .env("RUST_LOG", "info");
     let mut remod = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
     remod.wait_port(port);
-    let data = DataDir {
-        key_file: dir.join("server.key"),
-        user_db: dir.join("users.db"),
-        client_key: dir.join("client/admin.key"),
-        dir: dir.clone(),
-        user: "admin".into(),
-    };
+    let data = quick_data_dir(&dir);
     let url = format!("http://127.0.0.1:{port}");
     let c = Client::new(&scratch, &url, &data);
     c.ok(&["exec", "true"], None);

@@ -494,6 +494,18 @@ pub fn serve_http(data: &Path, port: u16, log: &Path) -> HttpServer {
     }
 }
 
+/// The data directory `remod serve --dir DIR` makes on its first run, with
+/// its user `admin`.
+pub fn quick_data_dir(dir: &Path) -> DataDir {
+    DataDir {
+        key_file: dir.join("server.key"),
+        user_db: dir.join("users.db"),
+        client_key: dir.join("client").join("admin.key"),
+        user: "admin".into(),
+        dir: dir.to_path_buf(),
+    }
+}
+
 /// `remod serve --http 127.0.0.1:PORT --dir DIR` (first run creates DIR and
 /// the user `admin`). Returns the process, the base URL and the data dir.
 pub fn start_remod_http(scratch: &Scratch) -> (Proc, String, DataDir) {
@@ -503,13 +515,7 @@ pub fn start_remod_http(scratch: &Scratch) -> (Proc, String, DataDir) {
     cmd.env("RUST_LOG", "info").current_dir(scratch.path());
     let mut p = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
     p.wait_port(port);
-    let data = DataDir {
-        key_file: dir.join("server.key"),
-        user_db: dir.join("users.db"),
-        client_key: dir.join("client").join("admin.key"),
-        user: "admin".into(),
-        dir,
-    };
+    let data = quick_data_dir(&dir);
     assert!(
         data.client_key.exists(),
         "first run did not create {}",
