@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::fcgi::request as fcgi;
 use common::*;
+use std::path::Path;
 
 /// The params of a GET of `/remo/info` with the given REMO_* settings.
 fn info_params<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -362,5 +363,21 @@ fn a_restricted_user_through_the_binary() {
         answers.windows(2).all(|w| w[0] == w[1]),
         "the answers differ: {answers:?}"
     );
+    assert_eq!(c.ok(&["exec", "id", "-u"], None).out().trim(), "0");
+}
+
+/// The daemon's own flags may be relative to its working directory (the
+/// README's quick start: `--dir ./remo-data`); only params must be
+/// absolute.
+#[test]
+fn relative_flags_are_made_absolute_at_start() {
+    let scratch = Scratch::new("trust-relative");
+    let port = free_port();
+    let mut cmd = remod_http_command(Path::new("./remo-data"), port);
+    cmd.env("RUST_LOG", "info").current_dir(scratch.path());
+    let mut remod = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
+    remod.wait_port(port);
+    let data = quick_data_dir(&scratch.path().join("remo-data"));
+    let c = Client::new(&scratch, &format!("http://127.0.0.1:{port}"), &data);
     assert_eq!(c.ok(&["exec", "id", "-u"], None).out().trim(), "0");
 }

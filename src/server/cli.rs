@@ -175,13 +175,18 @@ fn init_logging() {
 }
 
 fn defaults_from(a: &ServeArgs) -> Defaults {
-    let from_dir = |name: &str| a.dir.as_ref().map(|d| d.join(name));
+    // The daemon's own flags and environment may name files relative to
+    // its working directory (`--dir ./remo-data`); they are made absolute
+    // once here. Paths from FastCGI params must be absolute (server::trust).
+    let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let dir = a.dir.as_ref().map(abs);
+    let from_dir = |name: &str| dir.as_ref().map(|d| d.join(name));
     let dir_config = from_dir("remo.toml").filter(|p| p.exists());
     Defaults {
         instance: InstanceKey {
-            key_file: a.key.clone().or_else(|| from_dir("server.key")),
-            user_db: a.db.clone().or_else(|| from_dir("users.db")),
-            config: a.config.clone().or(dir_config),
+            key_file: a.key.as_ref().map(abs).or_else(|| from_dir("server.key")),
+            user_db: a.db.as_ref().map(abs).or_else(|| from_dir("users.db")),
+            config: a.config.as_ref().map(abs).or(dir_config),
             session_timeout: a.session_timeout.clone(),
         },
         base: a.base.clone(),
