@@ -76,18 +76,28 @@ fn children(pid: u32) -> Res<(usize, usize)> {
     Ok((zombies, all))
 }
 
-async fn cmds(sessions: &[Arc<Session>], conc: usize, total: usize) -> Res<(f64, usize)> {
+/// Runs `job(session, k)` `total` times over `conc` concurrent clients
+/// (each on one of the sessions, round robin); (jobs per second, failures).
+async fn load<F, Fut>(
+    sessions: &[Arc<Session>],
+    conc: usize,
+    total: usize,
+    job: F,
+) -> Res<(f64, usize)>
+where
+    F: Fn(Arc<Session>, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Res<()>> + Send,
+{
     let failed = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
     let per = total / conc;
     let mut tasks = Vec::new();
     for i in 0..conc {
         let s = sessions[i % sessions.len()].clone();
-        let failed = failed.clone();
+        let (failed, job) = (failed.clone(), job.clone());
         tasks.push(tokio::spawn(async move {
-            for _ in 0..per {
-                let ok = matches!(s.call("cmd", &json!({"argv": ["true"]})).await, Ok(c) if c.result.is_ok());
-                if !ok {
+            for k in 0..per {
+                if job(s.clone(), k).await.is_err() {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -100,6 +110,15 @@ async fn cmds(sessions: &[Arc<Session>], conc: usize, total: usize) -> Res<(f64,
         (per * conc) as f64 / t.elapsed().as_secs_f64(),
         failed.load(Ordering::Relaxed),
     ))
+}
+
+/// `cmd true` `total` times.
+async fn cmds(sessions: &[Arc<Session>], conc: usize, total: usize) -> Res<(f64, usize)> {
+    load(sessions, conc, total, |s, _| async move {
+        let c = s.call("cmd", &json!({"argv": ["true"]})).await?;
+        c.result.map(drop).map_err(|e| e.to_string().into())
+    })
+    .await
 }
 
 /// One interactive process to its end: `true` (ends at once), or `cat`
@@ -128,29 +147,12 @@ async fn one_icm(s: &Session, cat: bool) -> Res<()> {
     Ok(())
 }
 
+/// `total` interactive processes, half `true`, half `cat`.
 async fn icms(sessions: &[Arc<Session>], conc: usize, total: usize) -> Res<(f64, usize)> {
-    let failed = Arc::new(AtomicUsize::new(0));
-    let t = Instant::now();
-    let per = total / conc;
-    let mut tasks = Vec::new();
-    for i in 0..conc {
-        let s = sessions[i % sessions.len()].clone();
-        let failed = failed.clone();
-        tasks.push(tokio::spawn(async move {
-            for k in 0..per {
-                if one_icm(&s, k % 2 == 1).await.is_err() {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
-    Ok((
-        (per * conc) as f64 / t.elapsed().as_secs_f64(),
-        failed.load(Ordering::Relaxed),
-    ))
+    load(sessions, conc, total, |s, k| async move {
+        one_icm(&s, k % 2 == 1).await
+    })
+    .await
 }
 
 #[tokio::main]

@@ -141,13 +141,7 @@ pub fn check_creatable(path: &Path) -> Result<PathBuf, Untrusted> {
 
 /// The file or directory itself: owner and write bits.
 fn check_entry(path: &Path, md: &std::fs::Metadata, uids: &[u32]) -> Result<(), Untrusted> {
-    if !uids.contains(&md.uid()) {
-        return Err(Untrusted::Owner {
-            path: path.to_path_buf(),
-            uid: md.uid(),
-            own: uids.last().copied().unwrap_or(0),
-        });
-    }
+    check_owner(path, md, uids)?;
     if md.mode() & 0o022 != 0 {
         return Err(Untrusted::Writable {
             path: path.to_path_buf(),
