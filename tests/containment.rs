@@ -359,3 +359,139 @@ fn sigterm_of_remo_get_leaves_nothing() {
     );
     assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
 }
+
+/// A FUSE mount (bindfs) of `backing` at `at`: a file system without
+/// `O_TMPFILE`. Unmounted on drop.
+struct Bindfs(std::path::PathBuf);
+
+impl Bindfs {
+    fn mount(backing: &std::path::Path, at: &std::path::Path) -> Bindfs {
+        require("/usr/bin/bindfs", "bindfs");
+        run_ok(std::process::Command::new("bindfs").arg(backing).arg(at));
+        Bindfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Bindfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fusermount")
+            .arg("-u")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Starts remod again on the quick-start data directory `data`.
+fn restart_http(scratch: &Scratch, data: &DataDir, log: &str) -> Proc {
+    let port = free_port();
+    let mut cmd = remod_http_command(&data.dir, port);
+    cmd.env("RUST_LOG", "info").current_dir(scratch.path());
+    let mut p = Proc::spawn("remod", cmd, &scratch.path().join(log));
+    p.wait_port(port);
+    p
+}
+
+/// Issue 17 §4, a file system without `O_TMPFILE` (FUSE here): the upload
+/// goes to a named temporary file, which a SIGKILL leaves behind; the next
+/// start removes it (it was journaled). The old code left it for good.
+#[test]
+fn a_named_upload_left_by_a_crash_is_removed_at_the_next_start() {
+    let scratch = Scratch::new("contain-put-kill-named");
+    let (mut remod, url, data) = start_remod_http(&scratch);
+    let backing = scratch.sub("backing");
+    let target = scratch.sub("target");
+    let _mount = Bindfs::mount(&backing, &target);
+    std::fs::write(target.join("big.bin"), b"old content\n").unwrap();
+    let local = scratch.path().join("local.bin");
+    random_file(&local, BIG_FILE);
+    let c = Client::new(&scratch, &url, &data);
+    let remote = target.join("big.bin").display().to_string();
+    let mut put = c
+        .command(&["put", &local.display().to_string(), &remote])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the named temporary file", || {
+        names_in(&target)
+            .iter()
+            .any(|n| n.starts_with(".big.bin.remo-"))
+    });
+    let pid = remod.pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = put.wait();
+    remod.stop();
+    // The crash left it (this file system has no unnamed files)…
+    assert_eq!(names_in(&target).len(), 2, "{:?}", names_in(&target));
+    // …and the next start removes it, and only it.
+    let mut again = restart_http(&scratch, &data, "remod2.log");
+    assert_eq!(names_in(&target), vec!["big.bin".to_string()]);
+    assert_eq!(
+        std::fs::read(target.join("big.bin")).unwrap(),
+        b"old content\n"
+    );
+    let log = std::fs::read_to_string(scratch.path().join("remod2.log")).unwrap();
+    assert!(
+        log.contains("a temporary file left by an earlier run"),
+        "{log}"
+    );
+    again.stop();
+}
+
+/// Issue 17 §4 for config candidates: SIGKILL of remod while a validator
+/// reads the candidate leaves its private directory; the next start
+/// removes it and the file is unchanged. The old code left `.remo-XXXX/`
+/// beside the file for good.
+#[test]
+fn a_config_candidate_left_by_a_crash_is_removed_at_the_next_start() {
+    let scratch = Scratch::new("contain-config-kill");
+    let data_dir = scratch.sub("data");
+    let etc = scratch.sub("etc");
+    std::fs::write(etc.join("app.conf"), "[main]\na = 1\n").unwrap();
+    std::fs::write(
+        data_dir.join("remo.toml"),
+        format!(
+            "[files.app]\npath = \"{}\"\nformat = \"ini\"\nvalidate = [\"/bin/sh\", \"-c\", \"exec sleep 300\", \"{{file}}\"]\n",
+            etc.join("app.conf").display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cmd = remod_http_command(&data_dir, port);
+    cmd.env("RUST_LOG", "info").current_dir(scratch.path());
+    let mut remod = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
+    remod.wait_port(port);
+    let data = quick_data_dir(&data_dir);
+    let c = Client::new(&scratch, &format!("http://127.0.0.1:{port}"), &data);
+    let mut set = c
+        .command(&["config", "set", "app", "main.a", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the candidate's private directory", || {
+        names_in(&etc).iter().any(|n| n.starts_with(".remo-"))
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(remod.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = set.wait();
+    remod.stop();
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "exec sleep 300"])
+        .status();
+    assert_eq!(names_in(&etc).len(), 2, "{:?}", names_in(&etc));
+    let mut again = restart_http(&scratch, &data, "remod2.log");
+    assert_eq!(names_in(&etc), vec!["app.conf".to_string()]);
+    assert_eq!(
+        std::fs::read_to_string(etc.join("app.conf")).unwrap(),
+        "[main]\na = 1\n"
+    );
+    again.stop();
+}

@@ -53,6 +53,9 @@ pub enum InstanceError {
         /// Why it is not trusted.
         why: Untrusted,
     },
+    /// The journal of temporary files could not be opened.
+    #[error("temporary-file journal {0}")]
+    Journal(#[from] super::pending::JournalError),
     /// [`Registry`] holds its most instances already.
     #[error("refusing a new instance (key {key}, users {db}): {max} instances exist, the most allowed (--max-instances)")]
     TooMany {
@@ -128,6 +131,29 @@ impl Resolved {
     }
 }
 
+/// Opens the journal of named temporary files beside the audit database
+/// (whose directory passed the trust checks) and removes what a crash of
+/// an earlier run left behind.
+fn open_journal(audit_db: &Path) -> Result<Arc<super::pending::Journal>, InstanceError> {
+    use super::pending::{Journal, DIR_NAME};
+    let dir = audit_db.parent().unwrap_or(Path::new("/")).join(DIR_NAME);
+    let journal = Journal::open(&dir)?;
+    let swept = journal.sweep();
+    for p in &swept.removed {
+        log::info!(
+            "removed {}, a temporary file left by an earlier run",
+            p.display()
+        );
+    }
+    for p in &swept.changed {
+        log::warn!(
+            "left {} alone: a journal entry named it, but it is no longer what remod made",
+            p.display()
+        );
+    }
+    Ok(journal)
+}
+
 /// Loads an unencrypted server key (the daemon must start unattended).
 pub fn load_server_key(path: &Path) -> Result<IdentityKey, InstanceError> {
     crate::keyfile::load_identity(path, &crate::keyfile::PassphraseSource::None).map_err(|e| {
@@ -166,6 +192,8 @@ pub struct Instance {
     pub ephemerals: super::auth::EphemeralPool,
     /// The audit log (see [`crate::audit`]).
     pub audit: AuditLog,
+    /// Named temporary files being made (see [`super::pending`]).
+    pub pending: Arc<super::pending::Journal>,
 }
 
 #[derive(Default)]
@@ -189,10 +217,12 @@ impl Instance {
             why: e.to_string(),
         })?;
         let audit = AuditLog::open(&k.audit_db)?;
+        let pending = open_journal(&k.audit_db)?;
         let limits = file.limits;
         let files = file.files;
         Ok(Instance {
             audit,
+            pending,
             public: key.public(),
             key,
             users: Mutex::new(users),

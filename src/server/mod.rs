@@ -13,6 +13,7 @@ pub mod http;
 pub mod instance;
 pub mod listen;
 pub mod ops;
+pub mod pending;
 pub mod procs;
 pub mod request;
 pub mod router;

@@ -31,6 +31,7 @@ use super::fsat::{self, FileId};
 use super::{version_of, FileSpec, LockKey};
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::ops::io_error;
+use crate::server::pending::{Journal, Kind, Pending};
 
 /// Most bytes of a command's output kept for the client, per stream.
 const MAX_COMMAND_OUTPUT: usize = 64 << 10;
@@ -456,6 +457,9 @@ struct Candidate {
     id: FileId,
     /// Its path, for the validator (see [`candidate_path`]).
     path: PathBuf,
+    /// The private directory's journal entry, removed after it (last field:
+    /// dropped after `Drop::drop` has removed the directory).
+    _pending: Pending,
 }
 
 /// The path the validator is given. Beside the file when only remod's
@@ -507,14 +511,45 @@ fn random_suffix() -> String {
 }
 
 /// Writes `content` as a candidate beside the file, with `mode` and
-/// `owner`, fsynced.
+/// `owner`, fsynced: first to an unnamed file, which a crash cannot leave
+/// behind, then linked into a private directory (journaled, see
+/// [`crate::server::pending`]) for the validator and the rename. Where the
+/// file system has no `O_TMPFILE`, written in the private directory.
 fn write_candidate(
     loc: &Location,
     content: &[u8],
     mode: u32,
     owner: Option<(u32, u32)>,
+    journal: &Arc<Journal>,
 ) -> Result<Candidate, Errno> {
+    let fill = |f: &mut std::fs::File| -> Result<FileId, Errno> {
+        f.write_all(content).map_err(io_errno)?;
+        nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode))?;
+        if let Some((uid, gid)) = owner {
+            if nix::unistd::geteuid().is_root() {
+                std::os::unix::fs::fchown(&*f, Some(uid), Some(gid)).map_err(io_errno)?;
+            }
+        }
+        f.sync_all().map_err(io_errno)?;
+        Ok(fsat::id_of(&nix::sys::stat::fstat(f.as_raw_fd())?))
+    };
+    let mut unnamed = match fsat::open_at(
+        &loc.dir,
+        OsStr::new("."),
+        OFlag::O_TMPFILE | OFlag::O_WRONLY,
+        Mode::from_bits_truncate(0o600),
+    ) {
+        Ok(fd) => Some(std::fs::File::from(fd)),
+        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => None,
+        Err(e) => return Err(e),
+    };
+    let early_id = match &mut unnamed {
+        Some(f) => Some(fill(f)?),
+        None => None,
+    };
     let dir_name = OsString::from(format!(".remo-{}", random_suffix()));
+    let euid = nix::unistd::geteuid().as_raw();
+    let pending = journal.record(&loc.dir, &dir_name, Kind::Dir, euid)?;
     nix::sys::stat::mkdirat(
         Some(loc.dir.as_raw_fd()),
         dir_name.as_os_str(),
@@ -523,7 +558,7 @@ fn write_candidate(
     let dir = fsat::open_dir_at(&loc.dir, &dir_name)?;
     let st = fsat::stat(&dir)?;
     // Someone swapped in a directory of their own between mkdir and open.
-    if st.st_uid != nix::unistd::geteuid().as_raw() || st.st_mode & 0o077 != 0 {
+    if st.st_uid != euid || st.st_mode & 0o077 != 0 {
         return Err(Errno::EBUSY);
     }
     let mut cand = Candidate {
@@ -534,23 +569,31 @@ fn write_candidate(
         dir,
         name: loc.name.clone(),
         id: (0, 0),
+        _pending: pending,
     };
-    let fd = fsat::open_at(
-        &cand.dir,
-        &cand.name,
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
-        Mode::from_bits_truncate(0o600),
-    )?;
-    let mut f = std::fs::File::from(fd);
-    f.write_all(content).map_err(io_errno)?;
-    nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode))?;
-    if let Some((uid, gid)) = owner {
-        if nix::unistd::geteuid().is_root() {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io_errno)?;
+    match (unnamed, early_id) {
+        (Some(f), Some(id)) => {
+            // /proc/self/fd: AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH.
+            let from = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+            nix::unistd::linkat(
+                None,
+                from.as_path(),
+                Some(cand.dir.as_raw_fd()),
+                Path::new(&cand.name),
+                nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+            )?;
+            cand.id = id;
+        }
+        _ => {
+            let fd = fsat::open_at(
+                &cand.dir,
+                &cand.name,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                Mode::from_bits_truncate(0o600),
+            )?;
+            cand.id = fill(&mut std::fs::File::from(fd))?;
         }
     }
-    f.sync_all().map_err(io_errno)?;
-    cand.id = fsat::id_of(&nix::sys::stat::fstat(f.as_raw_fd())?);
     Ok(cand)
 }
 
@@ -698,6 +741,7 @@ pub async fn commit(
     name: &str,
     cur: &Current,
     new: Vec<u8>,
+    journal: &Arc<Journal>,
 ) -> Result<Committed, CommitError> {
     let version = version_of(Some(&new));
     if cur.content.as_deref() == Some(new.as_slice()) {
@@ -713,9 +757,9 @@ pub async fn commit(
     let what = target.display().to_string();
     let mode = cur.mode.unwrap_or(0o644);
     let owner = cur.owner;
-    let (l2, w2) = (loc.clone(), what.clone());
+    let (l2, w2, j2) = (loc.clone(), what.clone(), journal.clone());
     let cand = blocking(move || {
-        write_candidate(&l2, &new, mode, owner).map_err(|e| candidate_error(&w2, e))
+        write_candidate(&l2, &new, mode, owner, &j2).map_err(|e| candidate_error(&w2, e))
     })
     .await
     .map_err(CommitError::Op)?;
@@ -770,11 +814,11 @@ pub async fn commit(
     // Roll back: the old content (or no file) again, then reload again so
     // the service runs what is on disk. Only over the file installed above.
     let old = cur.content.clone();
-    let l2 = loc.clone();
+    let (l2, j2) = (loc.clone(), journal.clone());
     let restored = blocking(move || match old {
         Some(old) => {
-            let cand =
-                write_candidate(&l2, &old, mode, owner).map_err(|e| candidate_error(&what, e))?;
+            let cand = write_candidate(&l2, &old, mode, owner, &j2)
+                .map_err(|e| candidate_error(&what, e))?;
             install(cand, &l2, Some(new_id))
         }
         None => match fsat::stat_at(&l2.dir, &l2.name) {

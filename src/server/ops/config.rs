@@ -457,7 +457,7 @@ pub async fn apply(
             "result larger than max_size",
         ));
     }
-    match store::commit(spec, name, &cur, new).await {
+    match store::commit(spec, name, &cur, new, &ctx.inst.pending).await {
         Ok(c) => {
             if c.changed {
                 info!(

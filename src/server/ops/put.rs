@@ -20,6 +20,7 @@ use super::{fields, io_error, parse_descriptor, OpCtx, OpResult};
 use crate::proto::b64;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::confine::{fs_error, locate, Access, Located};
+use crate::server::pending::{Kind, Pending};
 use crate::server::runas::{account_for, fs_step};
 use crate::server::stream::{RequestReader, ResponseWriter};
 
@@ -76,10 +77,12 @@ pub fn parse(d: &[u8]) -> Result<PutReq, OpError> {
     })
 }
 
-/// Removes the temporary file unless the upload was committed.
+/// Removes the temporary file unless the upload was committed, then its
+/// journal entry.
 struct TempGuard {
     dir: Arc<OwnedFd>,
     name: Option<OsString>,
+    _pending: Option<Pending>,
 }
 
 impl Drop for TempGuard {
@@ -108,15 +111,15 @@ fn temp_name(name: &OsStr) -> OsString {
 struct Prepared {
     dir: Arc<OwnedFd>,
     name: OsString,
-    /// The temporary file's name, or None for an unnamed (`O_TMPFILE`) one,
-    /// which a crash cannot leave behind.
-    tmp: Option<OsString>,
     old: Option<nix::sys::stat::FileStat>,
-    file: std::fs::File,
+    /// An unnamed (`O_TMPFILE`) file, which a crash cannot leave behind;
+    /// None where the file system has none: then a named one is made
+    /// after its journal entry (see [`crate::server::pending`]).
+    file: Option<std::fs::File>,
 }
 
 /// Opens the target's directory (below the user's root), checks the
-/// target, and creates the temporary file in the same directory.
+/// target, and creates an unnamed temporary file in the same directory.
 fn prepare(loc: &Located, p: &PutReq) -> Result<Prepared, OpError> {
     let what = loc.shown.as_str();
     let (dir, name) = loc.open_parent(p.create_dirs)?;
@@ -143,36 +146,51 @@ fn prepare(loc: &Located, p: &PutReq) -> Result<Prepared, OpError> {
         OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o600),
     );
-    let (tmp, fd) = match unnamed {
-        Ok(fd) => (None, fd),
-        // The file system has no O_TMPFILE: a named temporary file (see
-        // docs/permissions.md on what a crash may leave then).
-        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
-            let tmp = temp_name(&name);
-            let fd = nix::fcntl::openat(
-                Some(dir.as_raw_fd()),
-                tmp.as_os_str(),
-                OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            )
-            .map_err(|e| fs_error(what, e, loc.confined))?;
-            (Some(tmp), fd)
-        }
+    let file = match unnamed {
+        // SAFETY: `openat` returned a fresh descriptor that nothing else owns.
+        Ok(fd) => Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })),
+        // The file system has no O_TMPFILE.
+        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => None,
         Err(e) => return Err(fs_error(what, e, loc.confined)),
     };
-    // SAFETY: `openat` returned a fresh descriptor that nothing else owns.
-    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(Prepared {
         dir: Arc::new(dir),
         name,
-        tmp,
         old,
         file,
     })
+}
+
+/// Creates the named temporary file `tmp` (journaled by the caller).
+fn create_named(dir: &OwnedFd, tmp: &OsStr, loc: &Located) -> Result<std::fs::File, OpError> {
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        tmp,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| fs_error(&loc.shown, e, loc.confined))?;
+    // SAFETY: `openat` returned a fresh descriptor that nothing else owns.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Records a temporary name in the instance's journal before it is made.
+async fn journal(
+    ctx: &OpCtx,
+    dir: &Arc<OwnedFd>,
+    tmp: &OsStr,
+    uid: u32,
+) -> Result<Pending, OpError> {
+    let (j, d, t) = (ctx.inst.pending.clone(), dir.clone(), tmp.to_os_string());
+    tokio::task::spawn_blocking(move || j.record(&d, &t, Kind::File, uid))
+        .await
+        .map_err(|_| OpError::new(ErrorCode::Internal, "journal worker failed"))?
+        .map_err(|e| {
+            OpError::new(
+                ErrorCode::Internal,
+                format!("cannot record the temporary file: {}", e.desc()),
+            )
+        })
 }
 
 /// How many batches may wait for the writer.
@@ -208,13 +226,38 @@ pub async fn apply(
     let Prepared {
         dir,
         name,
-        tmp,
         old,
         file,
     } = prepared;
+    // The owner of what this upload creates.
+    let uid = acct
+        .as_ref()
+        .map_or_else(|| nix::unistd::geteuid().as_raw(), |a| a.uid);
     let mut guard = TempGuard {
         dir: dir.clone(),
-        name: tmp.clone(),
+        name: None,
+        _pending: None,
+    };
+    let (tmp, file) = match file {
+        Some(f) => (None, f),
+        None => {
+            let tmp = temp_name(&name);
+            guard._pending = Some(journal(ctx, &dir, &tmp, uid).await?);
+            let (d, t, l) = (dir.clone(), tmp.clone(), loc.clone());
+            let f = fs_step(acct.clone(), move || create_named(&d, &t, &l)).await?;
+            guard.name = Some(tmp.clone());
+            (Some(tmp), f)
+        }
+    };
+    // An unnamed file replacing another is linked under a temporary name
+    // first (renamed over the target at once): journaled too.
+    let link_tmp = match (&tmp, p.overwrite) {
+        (None, true) => {
+            let t = temp_name(&name);
+            guard._pending = Some(journal(ctx, &dir, &t, uid).await?);
+            Some(t)
+        }
+        _ => None,
     };
     // A pipeline: this task opens records while a blocking writer hashes
     // and writes the previous ones (up to WRITE_QUEUE chunks in between),
@@ -320,13 +363,12 @@ pub async fn apply(
                         AtFlags::AT_SYMLINK_FOLLOW,
                     )
                 };
-                if !overwrite {
+                let Some(t) = link_tmp else {
                     link(name.as_os_str()).map_err(at)?;
                     drop(file);
                     let _ = nix::unistd::fsync(dir.as_raw_fd());
                     return Ok(());
-                }
-                let t = temp_name(&name);
+                };
                 link(t.as_os_str()).map_err(at)?;
                 t
             }
