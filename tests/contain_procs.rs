@@ -632,3 +632,48 @@ fn kill_and_shutdown_end_every_process_cgroup() {
 fn kill_and_shutdown_end_every_process_reaper() {
     kill_and_shutdown_end_everything(false);
 }
+
+/// §3's optional per-session caps. Where the pids controller is delegated
+/// to remod's cgroup, `session_pids_max` is the session cgroup's
+/// `pids.max` and a fork beyond it fails; where it is not (a cgroup v1
+/// pids hierarchy, as on this project's CI machines), remod says that the
+/// cap is not applied instead of dropping it silently.
+#[test]
+fn session_pids_max_is_applied_or_reported() {
+    let s = Server::start("contain-caps", "[limits]\nsession_pids_max = 8\n", true);
+    let c = s.admin();
+    let r = c.run(
+        &[
+            "exec",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 3 & done; wait; echo done",
+        ],
+        None,
+    );
+    let base = cgroup_dirs_of(s.remod.pid());
+    assert!(!base.is_empty(), "remod made no cgroup");
+    let delegated = base.iter().any(|b| {
+        std::fs::read_to_string(b.join("cgroup.controllers")).is_ok_and(|c| c.contains("pids"))
+    });
+    if delegated {
+        let caps: Vec<String> = base
+            .iter()
+            .flat_map(|b| walk(b))
+            .filter_map(|d| std::fs::read_to_string(d.join("pids.max")).ok())
+            .collect();
+        assert!(caps.iter().any(|c| c.trim() == "8"), "{caps:?}");
+        assert!(
+            r.stderr.contains("fork") || r.stderr.contains("Resource temporarily unavailable"),
+            "12 background processes under pids.max 8: {}",
+            r.stderr
+        );
+    } else {
+        assert!(
+            s.log()
+                .contains("session_pids_max/session_memory_max not applied"),
+            "{}",
+            s.log()
+        );
+    }
+}
