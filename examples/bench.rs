@@ -267,7 +267,7 @@ async fn cmd_rate(s: Arc<Session>, prog: &str, conc: usize, total: usize) -> Res
         let argv = json!({"argv": [prog]});
         tasks.push(tokio::spawn(async move {
             for _ in 0..per {
-                let c = s.call("cmd", &argv).await?;
+                let c = s.call_raw(remo::ops::OpName::Cmd, &argv).await?;
                 if c.result.is_err() {
                     return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
                         "cmd failed".into(),
@@ -369,8 +369,8 @@ async fn transfer(
     let cpu0 = meter.sample();
     let t = Instant::now();
     let mut resp = s
-        .request(
-            "put",
+        .request_raw(
+            remo::ops::OpName::Put,
             &json!({"path": remote.to_str()}),
             Some(file_stream(local)?),
         )
@@ -387,7 +387,11 @@ async fn transfer(
     let cpu0 = meter.sample();
     let t = Instant::now();
     let mut resp = s
-        .request("get", &json!({"path": remote.to_str()}), None)
+        .request_raw(
+            remo::ops::OpName::Get,
+            &json!({"path": remote.to_str()}),
+            None,
+        )
         .await?;
     let mut n = 0u64;
     let mut last = Instant::now();
@@ -649,7 +653,10 @@ async fn main() -> Res<()> {
     // Interactive echo latency.
     if part("idt") {
         let c = s
-            .call("icm", &json!({"argv": ["cat"], "wait_ms": 0}))
+            .call_raw(
+                remo::ops::OpName::Icm,
+                &json!({"argv": ["cat"], "wait_ms": 0}),
+            )
             .await?;
         let pid_id = c.result.map_err(|e| e.to_string())?["id"]
             .as_str()
@@ -662,7 +669,11 @@ async fn main() -> Res<()> {
                 Ok(bytes::Bytes::from_static(b"x"))
             }));
             let mut resp = s
-                .request("idt", &json!({"id": pid_id, "wait_ms": 1000}), Some(input))
+                .request_raw(
+                    remo::ops::OpName::Idt,
+                    &json!({"id": pid_id, "wait_ms": 1000}),
+                    Some(input),
+                )
                 .await?;
             let mut got = 0;
             while let Some(item) = resp.next().await? {
@@ -675,8 +686,11 @@ async fn main() -> Res<()> {
             }
             lat.push(t.elapsed().as_secs_f64() * 1e3);
         }
-        s.call("kill", &json!({"id": pid_id, "signal": "KILL"}))
-            .await?;
+        s.call_raw(
+            remo::ops::OpName::Kill,
+            &json!({"id": pid_id, "signal": "KILL"}),
+        )
+        .await?;
         rows.push(row(
             "interactive echo (idt round trip)",
             median(lat),

@@ -115,7 +115,9 @@ where
 /// `cmd true` `total` times.
 async fn cmds(sessions: &[Arc<Session>], conc: usize, total: usize) -> Res<(f64, usize)> {
     load(sessions, conc, total, |s, _| async move {
-        let c = s.call("cmd", &json!({"argv": ["true"]})).await?;
+        let c = s
+            .call_raw(remo::ops::OpName::Cmd, &json!({"argv": ["true"]}))
+            .await?;
         c.result.map(drop).map_err(|e| e.to_string().into())
     })
     .await
@@ -125,7 +127,9 @@ async fn cmds(sessions: &[Arc<Session>], conc: usize, total: usize) -> Res<(f64,
 /// whose input is then closed (`edt`); polled until `running` is false.
 async fn one_icm(s: &Session, cat: bool) -> Res<()> {
     let argv = if cat { json!(["cat"]) } else { json!(["true"]) };
-    let c = s.call("icm", &json!({"argv": argv, "wait_ms": 0})).await?;
+    let c = s
+        .call_raw(remo::ops::OpName::Icm, &json!({"argv": argv, "wait_ms": 0}))
+        .await?;
     let m = c.result.map_err(|e| e.to_string())?;
     let id = m
         .get("id")
@@ -133,16 +137,20 @@ async fn one_icm(s: &Session, cat: bool) -> Res<()> {
         .ok_or("no id")?
         .to_string();
     let mut running = m.get("running").and_then(Value::as_bool).unwrap_or(true);
-    let mut op = if cat { "edt" } else { "idt" };
+    let mut op = if cat {
+        remo::ops::OpName::Edt
+    } else {
+        remo::ops::OpName::Idt
+    };
     let t = Instant::now();
     while running {
         if t.elapsed() > Duration::from_secs(30) {
             return Err(format!("icm {id} still running after 30 s").into());
         }
-        let c = s.call(op, &json!({"id": id, "wait_ms": 2000})).await?;
+        let c = s.call_raw(op, &json!({"id": id, "wait_ms": 2000})).await?;
         let m = c.result.map_err(|e| e.to_string())?;
         running = m.get("running").and_then(Value::as_bool).unwrap_or(false);
-        op = "idt";
+        op = remo::ops::OpName::Idt;
     }
     Ok(())
 }

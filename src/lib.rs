@@ -9,6 +9,7 @@ pub mod cfgedit;
 pub mod client;
 pub mod firewall;
 pub mod keyfile;
+pub mod ops;
 pub mod perms;
 pub mod proto;
 pub mod server;

@@ -297,7 +297,7 @@ fn cached_session_is_reused_logged_out_and_renewed() {
             params,
             std::sync::Arc::new(remo::client::conn::CounterNumbers::new(100)),
         );
-        sess.call("cmd", &json!({"argv": ["true"]}))
+        sess.call_raw(remo::ops::OpName::Cmd, &json!({"argv": ["true"]}))
             .await
             .unwrap_err()
     });
@@ -355,7 +355,7 @@ fn concurrent_requests_on_one_session() {
             let sess = &sess;
             async move {
                 let desc = json!({"sh": format!("sleep 0.2; echo {i}")});
-                let got = sess.call("cmd", &desc).await.unwrap();
+                let got = sess.call_raw(remo::ops::OpName::Cmd, &desc).await.unwrap();
                 assert_eq!(text(&got.stdout), format!("{i}\n"));
                 assert_eq!(got.result.unwrap()["exit"], json!(0));
             }
@@ -363,7 +363,7 @@ fn concurrent_requests_on_one_session() {
         futures_util::future::join_all(calls).await;
         sess.logout().await.unwrap();
         let err = sess
-            .call("cmd", &json!({"argv": ["true"]}))
+            .call_raw(remo::ops::OpName::Cmd, &json!({"argv": ["true"]}))
             .await
             .unwrap_err();
         assert!(matches!(err, ClientError::SessionExpired), "{err}");
@@ -391,7 +391,11 @@ fn full_duplex_echo_and_wrong_pin_refused() {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
         let input: DataStream = Box::pin(tokio_stream_from(rx));
         let mut resp = sess
-            .request("cmd", &json!({"argv": ["cat"]}), Some(input))
+            .request_raw(
+                remo::ops::OpName::Cmd,
+                &json!({"argv": ["cat"]}),
+                Some(input),
+            )
             .await
             .unwrap();
         // Each line comes back before the next is sent: no deadlock, no buffering.

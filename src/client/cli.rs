@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::cache::{self, SessionCache};
@@ -15,6 +14,7 @@ use super::input::Replayable;
 use super::known::{self, PinOutcome};
 use super::{cmd, conn::http_client};
 use crate::keyfile::{load_identity, PassphraseSource};
+use crate::ops::Descriptor;
 use crate::proto::identity::{IdentityKey, PublicKey};
 
 const AFTER_HELP: &str = "\
@@ -395,17 +395,16 @@ impl Ctx {
 
     /// Sends a request; if a resumed session turns out to be dead (401), logs
     /// in again once and re-sends the same request with the same input.
-    pub async fn request(
+    pub async fn request<D: Descriptor>(
         &self,
         active: &mut Active,
-        op: &str,
-        descriptor: &Value,
+        desc: &D,
         input: Option<DataStream>,
     ) -> Result<ResponseStream, ClientError> {
         let replay = input.map(Replayable::new);
         let first = active
             .session
-            .request(op, descriptor, replay.as_ref().map(Replayable::attempt))
+            .request(desc, replay.as_ref().map(Replayable::attempt))
             .await;
         match first {
             Err(ClientError::SessionExpired)
@@ -419,7 +418,7 @@ impl Ctx {
                     .await?;
                 active
                     .session
-                    .request(op, descriptor, replay.as_ref().map(Replayable::attempt))
+                    .request(desc, replay.as_ref().map(Replayable::attempt))
                     .await
             }
             Ok(resp) => {

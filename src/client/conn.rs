@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::error::ClientError;
+use crate::ops::logout::LogoutDesc;
+use crate::ops::{Descriptor, OpName};
 use crate::proto::handshake::{AuthResponse, ClientHandshake, HandshakeError};
 use crate::proto::identity::{IdentityKey, PublicKey};
 use crate::proto::record::{LineSplitter, Opener, RecordError, RecordKey, Sealer, MAX_PLAINTEXT};
@@ -339,12 +341,25 @@ impl Session {
     /// Without input the descriptor itself is the `last` record. The body is
     /// streamed, and this returns as soon as the response headers arrive, so
     /// output can be read while input is still being sent.
-    pub async fn request(
+    pub async fn request<D: Descriptor>(
         &self,
-        op: &str,
+        desc: &D,
+        input: Option<DataStream>,
+    ) -> Result<ResponseStream, ClientError> {
+        let descriptor = serde_json::to_value(desc)
+            .map_err(|e| ClientError::Protocol(format!("{} descriptor: {e}", D::NAME)))?;
+        self.request_raw(D::NAME, &descriptor, input).await
+    }
+
+    /// [`Session::request`] with a descriptor built by hand: for tests and
+    /// benchmarks that send what the types would not let them.
+    pub async fn request_raw(
+        &self,
+        name: OpName,
         descriptor: &Value,
         input: Option<DataStream>,
     ) -> Result<ResponseStream, ClientError> {
+        let op = name.as_str();
         let r = self.numbers.allocate()?;
         let body = request_body(self.c2s.clone(), r, op, descriptor, input)?;
         let url = endpoint(&self.params.base_url, op);
@@ -378,17 +393,25 @@ impl Session {
     }
 
     /// Runs a request without input and collects everything (small operations).
-    pub async fn call(&self, op: &str, descriptor: &Value) -> Result<Collected, ClientError> {
-        self.request(op, descriptor, None).await?.collect().await
+    pub async fn call<D: Descriptor>(&self, desc: &D) -> Result<Collected, ClientError> {
+        self.request(desc, None).await?.collect().await
+    }
+
+    /// [`Session::call`] with a descriptor built by hand (tests, benchmarks).
+    pub async fn call_raw(
+        &self,
+        name: OpName,
+        descriptor: &Value,
+    ) -> Result<Collected, ClientError> {
+        self.request_raw(name, descriptor, None)
+            .await?
+            .collect()
+            .await
     }
 
     /// Ends the session on the server (which ends every process it started).
     pub async fn logout(&self) -> Result<(), ClientError> {
-        match self
-            .call("logout", &Value::Object(Map::new()))
-            .await?
-            .result
-        {
+        match self.call(&LogoutDesc {}).await?.result {
             Ok(_) => Ok(()),
             Err(e) => Err(ClientError::Op(e)),
         }

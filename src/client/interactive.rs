@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
@@ -39,6 +39,8 @@ use super::cli::{Active, Ctx};
 use super::cmd::emit;
 use super::conn::{DataStream, ResponseItem, ResponseStream, Session};
 use super::error::ClientError;
+use crate::ops::icm::{EdtDesc, IcmDesc, IdtDesc, KillDesc, ProcResult, ResizeDesc};
+use crate::ops::result_of;
 use crate::proto::response::ErrorCode;
 
 /// Shortest poll wait, used right after output or input.
@@ -107,7 +109,7 @@ pub struct Reply {
     /// False once the process has ended and all its output was delivered.
     pub running: bool,
     /// The whole result (`exit`, `signal`).
-    pub result: Map<String, Value>,
+    pub result: ProcResult,
     /// Whether the answer carried any output.
     pub output: bool,
     /// Output not written yet (stderr?, bytes), oldest first.
@@ -157,18 +159,11 @@ impl Reply {
 }
 
 fn reply_of(result: Map<String, Value>, output: bool) -> Result<Reply, ClientError> {
-    let id = result
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ClientError::Protocol("interactive result without an id".into()))?
-        .to_string();
-    let running = result
-        .get("running")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| ClientError::Protocol("interactive result without running".into()))?;
+    let result = result_of::<IdtDesc>(result)
+        .map_err(|e| ClientError::Protocol(format!("interactive result: {e}")))?;
     Ok(Reply {
-        id,
-        running,
+        id: result.id.clone(),
+        running: result.running,
         result,
         output,
         held: Vec::new(),
@@ -177,8 +172,8 @@ fn reply_of(result: Map<String, Value>, output: bool) -> Result<Reply, ClientErr
 
 /// Starts a process (`icm`), through [`Ctx::request`] so a dead cached
 /// session is replaced transparently.
-pub async fn start(ctx: &Ctx, active: &mut Active, desc: &Value) -> Result<Reply, ClientError> {
-    let resp = ctx.request(active, "icm", desc, None).await?;
+pub async fn start(ctx: &Ctx, active: &mut Active, desc: &IcmDesc) -> Result<Reply, ClientError> {
+    let resp = ctx.request(active, desc, None).await?;
     consume(resp).await
 }
 
@@ -206,7 +201,7 @@ pub enum OnSignal {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The final result, if the process was seen to end.
-    pub result: Option<Map<String, Value>>,
+    pub result: Option<ProcResult>,
     /// The local signal that stopped us, with [`OnSignal::Stop`].
     pub interrupted: Option<i32>,
 }
@@ -229,19 +224,27 @@ pub struct Pump<'a> {
 
 type Fut<'a> = Pin<Box<dyn Future<Output = Result<Reply, ClientError>> + 'a>>;
 
+/// `idt` (or, `close` set, `edt`) with `data`.
 fn exchange<'a>(
     session: &'a Session,
-    op: &'static str,
+    close: bool,
     id: &str,
     wait_ms: u64,
     data: Option<Bytes>,
     hold: bool,
 ) -> Fut<'a> {
-    let desc = json!({"id": id, "wait_ms": wait_ms});
+    let desc = IdtDesc {
+        id: id.to_string(),
+        wait_ms: Some(wait_ms),
+    };
     Box::pin(async move {
         let input: Option<DataStream> =
             data.map(|b| Box::pin(futures_util::stream::once(async move { Ok(b) })) as DataStream);
-        let resp = session.request(op, &desc, input).await?;
+        let resp = if close {
+            session.request(&EdtDesc(desc), input).await?
+        } else {
+            session.request(&desc, input).await?
+        };
         consume_into(resp, hold).await
     })
 }
@@ -316,7 +319,7 @@ pub fn terminal_size() -> Option<(u16, u16)> {
 fn settle(
     mut rep: Reply,
     backoff: &mut Backoff,
-    finished: &mut Option<Map<String, Value>>,
+    finished: &mut Option<ProcResult>,
 ) -> Result<(), ClientError> {
     rep.flush()?;
     if rep.output {
@@ -338,7 +341,10 @@ impl Pump<'_> {
     pub async fn kill(&self, name: &str) -> Result<(), ClientError> {
         let r = self
             .session
-            .call("kill", &json!({"id": self.id, "signal": name}))
+            .call(&KillDesc {
+                id: self.id.clone(),
+                signal: name.to_string(),
+            })
             .await?;
         match r.result {
             Ok(_) => Ok(()),
@@ -353,10 +359,11 @@ impl Pump<'_> {
             // in the middle of a full-screen session.
             let _ = self
                 .session
-                .call(
-                    "resize",
-                    &json!({"id": self.id, "rows": rows, "cols": cols}),
-                )
+                .call(&ResizeDesc {
+                    id: self.id.clone(),
+                    rows,
+                    cols,
+                })
                 .await;
         }
     }
@@ -392,7 +399,7 @@ impl Pump<'_> {
         let mut poll: Option<Fut<'_>> = None;
         let mut side: Option<Fut<'_>> = None;
         let mut poll_carries_since: Option<Instant> = None;
-        let mut finished: Option<Map<String, Value>> = None;
+        let mut finished: Option<ProcResult> = None;
         // Ordered: a main poll's answer held back until the drain in flight
         // has been written.
         let mut held: Option<Reply> = None;
@@ -436,20 +443,17 @@ impl Pump<'_> {
                         if input_open || eof_pending {
                             wait = wait.min(INPUT_OPEN_MAX_WAIT_MS);
                         }
-                        let op = if closing {
+                        if closing {
                             eof_pending = false;
-                            "edt"
-                        } else {
-                            "idt"
-                        };
+                        }
                         poll_carries_since = carried.then(Instant::now);
                         let data = (!data.is_empty()).then_some(data);
-                        poll = Some(exchange(session, op, &id, wait, data, true));
+                        poll = Some(exchange(session, closing, &id, wait, data, true));
                     }
                     Mode::Concurrent => {
                         poll = Some(exchange(
                             session,
-                            "idt",
+                            false,
                             &id,
                             backoff.next_wait(),
                             None,
@@ -465,14 +469,11 @@ impl Pump<'_> {
             {
                 let data = take(&mut pending, &mut pending_len, MAX_SEND);
                 let closing = eof_pending && pending.is_empty();
-                let op = if closing {
+                if closing {
                     eof_pending = false;
-                    "edt"
-                } else {
-                    "idt"
-                };
+                }
                 let data = (!data.is_empty()).then_some(data);
-                side = Some(exchange(session, op, &id, 0, data, false));
+                side = Some(exchange(session, closing, &id, 0, data, false));
             }
             let drain_at = match (mode, poll_carries_since, side.is_none(), gone) {
                 (Mode::Ordered, Some(t), true, false) => Some(t + DRAIN_AFTER),
@@ -541,7 +542,7 @@ impl Pump<'_> {
                 }
                 _ = sleep_opt(drain_at) => {
                     poll_carries_since = Some(Instant::now());
-                    side = Some(exchange(session, "idt", &id, 0, None, true));
+                    side = Some(exchange(session, false, &id, 0, None, true));
                 }
                 _ = recv_opt(&mut sigint) => {
                     self.on_local_signal(libc::SIGINT, &mut forwarded, &mut interrupted, &mut stop_deadline).await?;
@@ -628,6 +629,7 @@ mod tests {
 
     #[test]
     fn replies_need_id_and_running() {
+        use serde_json::json;
         let m = |v: Value| v.as_object().cloned().unwrap_or_default();
         assert!(reply_of(m(json!({"id": "a", "running": true})), false).is_ok());
         assert!(reply_of(m(json!({"running": true})), false).is_err());

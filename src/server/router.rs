@@ -15,12 +15,14 @@ use super::auth;
 use super::config::Defaults;
 use super::gate::Gate;
 use super::instance::{Instance, Registry};
-use super::ops::{self, OpCtx};
+use super::ops::{self, OpCtx, Outcome};
 use super::request::{Handler, Params, Request, Response, ResponseBody};
 use super::stream::{ReadError, RequestReader, ResponseWriter, RESPONSE_CHANNEL_DEPTH};
 use crate::audit::{now_ms, session_tag, summarize, AuditRecord};
+use crate::ops::{Op, OpName};
 use crate::proto::b64;
 use crate::proto::record::{Opener, RecordError, Sealer, MAX_LINE, NONCE_LEN, TAG_LEN};
+use crate::proto::response::OpError;
 
 /// The request router: one per process, shared by all connections.
 pub struct Router {
@@ -104,12 +106,14 @@ impl Router {
             return Response::error(404, "not found");
         };
         let is_get = method == "GET" || method == "HEAD";
-        match op.as_str() {
+        let sealed = match op.as_str() {
             "info" if !is_get => return Response::error(405, "method not allowed"),
-            "info" | "auth" => {}
-            o if ops::is_known(o) => {}
-            _ => return Response::error(404, "unknown operation"),
-        }
+            "info" | "auth" => None,
+            o => match OpName::parse(o) {
+                Some(n) => Some(n),
+                None => return Response::error(404, "unknown operation"),
+            },
+        };
         if op != "info" && method != "POST" {
             return Response::error(405, "method not allowed");
         }
@@ -117,10 +121,10 @@ impl Router {
         let Ok(inst) = self.registry.get(&self.defaults.instance_for(params)) else {
             return Response::error(500, "server configuration error (see the server log)");
         };
-        match op.as_str() {
-            "info" => auth::info(&inst),
-            "auth" => self.auth(&inst, req, &remote).await,
-            _ => operation(inst, op, req, remote).await,
+        match (sealed, op.as_str()) {
+            (Some(name), _) => operation(inst, name, req, remote).await,
+            (None, "info") => auth::info(&inst),
+            (None, _) => self.auth(&inst, req, &remote).await,
         }
     }
 }
@@ -237,7 +241,7 @@ impl Precheck<'_> {
 }
 
 /// The §5 checks for a sealed operation, then the operation in its own task.
-async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String) -> Response {
+async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String) -> Response {
     let started = Instant::now();
     let Some(sid) = req.params.get_str("HTTP_REMO_SESSION").map(str::to_string) else {
         return Response::error(400, "missing Remo-Session header");
@@ -246,7 +250,7 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
         inst: &inst,
         remote: &remote,
         sid: &sid,
-        op: &op,
+        op: op.as_str(),
         started,
         time_ms: now_ms(),
     };
@@ -270,7 +274,7 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
     if let Err((status, msg)) = check_first_line(&line) {
         return Response::error(status, msg);
     }
-    let mut opener = Opener::new(session.c2s.clone(), None, &op);
+    let mut opener = Opener::new(session.c2s.clone(), None, op.as_str());
     let rec0 = match opener.open(&line) {
         Ok(r) => r,
         Err(RecordError::TooLarge) => return Response::error(413, "record too large"),
@@ -296,7 +300,7 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
     let descriptor: Bytes = rec0.into_bytes();
     let time_ms = pre.time_ms;
     let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_DEPTH);
-    let mut writer = ResponseWriter::new(tx, Sealer::new(session.s2c.clone(), r, &op));
+    let mut writer = ResponseWriter::new(tx, Sealer::new(session.s2c.clone(), r, op.as_str()));
     // Every X-Forwarded-For line, in order: a proxy may append its own line
     // after the client's (HAProxy's `option forwardfor`).
     let forwarded_for = crate::firewall::addr::join_forwarded_for(
@@ -314,22 +318,24 @@ async fn operation(inst: Arc<Instance>, op: String, req: Request, remote: String
             op,
         };
         let mut input = reader;
-        let result = ops::run(&ctx, &descriptor, &mut input, &mut writer).await;
+        // The descriptor is decoded once, here.
+        let result = match Op::decode(op, &descriptor) {
+            Ok(o) => ops::run(&ctx, o, &mut input, &mut writer).await,
+            Err(e) => Err(OpError::bad_request(e.to_string())),
+        };
         let outcome = match &result {
             Ok(_) => "ok".to_string(),
             Err(e) => e.code.as_str().to_string(),
         };
         let sent = writer.bytes_sent();
-        let exit = match &result {
-            Ok(m) => m.get("exit").and_then(|v| v.as_i64()),
-            Err(_) => None,
-        };
+        let exit = result.as_ref().ok().and_then(Outcome::exit).map(i64::from);
+        let result = result.map(Outcome::into_fields);
         ctx.inst.audit.record(AuditRecord {
             time_ms,
             user: ctx.session.user.clone(),
             remote: ctx.remote.clone(),
             session: session_tag(&ctx.session.id),
-            op: ctx.op.clone(),
+            op: ctx.op.as_str().to_string(),
             summary: summarize(&descriptor),
             outcome: outcome.clone(),
             exit,

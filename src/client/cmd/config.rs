@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use clap::Subcommand;
-use serde_json::{json, Map, Value};
 
 use super::emit;
 use crate::cfgedit::{diff, parse_path};
 use crate::client::cli::{Active, Ctx};
 use crate::client::conn::{sanitize, DataStream, ResponseItem};
 use crate::client::error::ClientError;
+use crate::ops::config::{ConfigDesc, ConfigResult};
+use crate::ops::result_of;
 use crate::proto::response::ErrorCode;
 
 /// Arguments of `remo config`.
@@ -135,7 +136,7 @@ pub enum ConfigCmd {
 /// One finished `config` request: its data and result fields.
 struct Reply {
     data: Vec<u8>,
-    fields: Map<String, Value>,
+    fields: ConfigResult,
 }
 
 fn bytes_stream(data: Vec<u8>) -> DataStream {
@@ -147,51 +148,43 @@ fn bytes_stream(data: Vec<u8>) -> DataStream {
 async fn call(
     ctx: &Ctx,
     active: &mut Active,
-    desc: Value,
+    desc: ConfigDesc,
     data: Option<Vec<u8>>,
 ) -> Result<Reply, ClientError> {
-    let mut resp = ctx
-        .request(active, "config", &desc, data.map(bytes_stream))
-        .await?;
+    let mut resp = ctx.request(active, &desc, data.map(bytes_stream)).await?;
     let mut out = Vec::new();
     while let Some(item) = resp.next().await? {
         match item {
             ResponseItem::Stdout(b) => out.extend_from_slice(&b),
             // Validator and reload output.
             ResponseItem::Stderr(b) => emit(true, &b)?,
-            ResponseItem::Done(Ok(fields)) => return Ok(Reply { data: out, fields }),
+            ResponseItem::Done(Ok(m)) => {
+                let fields = result_of::<ConfigDesc>(m)
+                    .map_err(|e| ClientError::Protocol(format!("config result: {e}")))?;
+                return Ok(Reply { data: out, fields });
+            }
             ResponseItem::Done(Err(e)) => return Err(ClientError::Op(e)),
         }
     }
     Err(ClientError::Truncated)
 }
 
-fn field_str<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
-    m.get(k).and_then(Value::as_str).unwrap_or("")
-}
-
 /// One line on stderr saying what a modification did.
-fn report(name: &str, m: &Map<String, Value>) {
-    let mut s = if m.get("changed").and_then(Value::as_bool) == Some(true) {
+fn report(name: &str, m: &ConfigResult) {
+    let mut s = if m.changed == Some(true) {
         format!("{name}: changed")
     } else {
         format!("{name}: unchanged")
     };
-    if let Some(b) = m.get("backup").and_then(Value::as_str) {
+    if let Some(Some(b)) = &m.backup {
         s.push_str(&format!(", backup {}", sanitize(b)));
     }
-    if m.get("reloaded").and_then(Value::as_bool) == Some(true) {
+    if m.reloaded == Some(true) {
         s.push_str(", reloaded");
     }
-    s.push_str(&format!(", version {}", sanitize(field_str(m, "version"))));
+    let version = m.version.as_deref().unwrap_or("");
+    s.push_str(&format!(", version {}", sanitize(version)));
     eprintln!("remo: {s}");
-}
-
-fn with_version(mut d: Value, v: &Option<String>) -> Value {
-    if let (Some(v), Some(o)) = (v, d.as_object_mut()) {
-        o.insert("if_version".into(), json!(v));
-    }
-    d
 }
 
 /// Splits `path` into a section and a key for a command that needs a key:
@@ -214,21 +207,14 @@ pub async fn run(ctx: &Ctx, a: ConfigArgs) -> Result<i32, ClientError> {
 async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, ClientError> {
     match cmd {
         ConfigCmd::List => {
-            let r = call(ctx, active, json!({"action": "list"}), None).await?;
+            let r = call(ctx, active, ConfigDesc::List {}, None).await?;
             let mut out = String::new();
-            for f in r
-                .fields
-                .get("files")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let m = f.as_object().cloned().unwrap_or_default();
+            for f in r.fields.files.unwrap_or_default() {
                 out.push_str(&format!(
                     "{}\t{}\t{}\n",
-                    sanitize(field_str(&m, "name")),
-                    sanitize(field_str(&m, "format")),
-                    sanitize(field_str(&m, "path"))
+                    sanitize(&f.name),
+                    sanitize(&f.format),
+                    sanitize(&f.path)
                 ));
             }
             emit(false, out.as_bytes())?;
@@ -238,7 +224,7 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
             path,
             show_version,
         } => {
-            let mut d = json!({"action": "read", "name": name});
+            let (mut sec, mut k) = (None, None);
             if let Some(p) = path {
                 let (section, key) = match parse_path(&p) {
                     (s, Some(k)) => (Some(s), Some(k)),
@@ -251,17 +237,18 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
                         }
                     }
                 };
-                if let Some(s) = section {
-                    d["section"] = json!(s);
-                }
-                if let Some(k) = key {
-                    d["key"] = json!(k);
-                }
+                (sec, k) = (section, key);
             }
+            let d = ConfigDesc::Read {
+                name,
+                section: sec,
+                key: k,
+            };
             let r = call(ctx, active, d, None).await?;
             emit(false, &r.data)?;
             if show_version {
-                eprintln!("version {}", sanitize(field_str(&r.fields, "version")));
+                let v = r.fields.version.as_deref().unwrap_or("");
+                eprintln!("version {}", sanitize(v));
             }
         }
         ConfigCmd::Set {
@@ -271,8 +258,14 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
             if_version,
         } => {
             let (section, key) = key_path(&path);
-            let d = json!({"action": "set", "name": name, "section": section, "key": key, "value": value});
-            let r = call(ctx, active, with_version(d, &if_version), None).await?;
+            let d = ConfigDesc::Set {
+                name: name.clone(),
+                section: Some(section),
+                key,
+                value,
+                if_version,
+            };
+            let r = call(ctx, active, d, None).await?;
             report(&name, &r.fields);
         }
         ConfigCmd::Unset {
@@ -281,8 +274,13 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
             if_version,
         } => {
             let (section, key) = key_path(&path);
-            let d = json!({"action": "unset", "name": name, "section": section, "key": key});
-            let r = call(ctx, active, with_version(d, &if_version), None).await?;
+            let d = ConfigDesc::Unset {
+                name: name.clone(),
+                section: Some(section),
+                key,
+                if_version,
+            };
+            let r = call(ctx, active, d, None).await?;
             report(&name, &r.fields);
         }
         ConfigCmd::AddSection {
@@ -296,11 +294,16 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
                 let (k, v) = e
                     .split_once('=')
                     .ok_or_else(|| ClientError::Config(format!("entry {e:?} is not KEY=VALUE")))?;
-                pairs.push(json!([k.trim(), v.trim()]));
+                pairs.push((k.trim().to_string(), v.trim().to_string()));
             }
-            let d = json!({"action": "add-section", "name": name, "section": section, "entries": pairs});
-            let r = call(ctx, active, with_version(d, &if_version), None).await?;
-            if let Some(i) = r.fields.get("index").and_then(Value::as_u64) {
+            let d = ConfigDesc::AddSection {
+                name: name.clone(),
+                section: section.clone(),
+                entries: Some(pairs),
+                if_version,
+            };
+            let r = call(ctx, active, d, None).await?;
+            if let Some(i) = r.fields.index {
                 eprintln!("remo: added {}[{i}]", sanitize(&section));
             }
             report(&name, &r.fields);
@@ -310,8 +313,12 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
             section,
             if_version,
         } => {
-            let d = json!({"action": "delete-section", "name": name, "section": section});
-            let r = call(ctx, active, with_version(d, &if_version), None).await?;
+            let d = ConfigDesc::DeleteSection {
+                name: name.clone(),
+                section,
+                if_version,
+            };
+            let r = call(ctx, active, d, None).await?;
             report(&name, &r.fields);
         }
         ConfigCmd::Write {
@@ -327,33 +334,19 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
             } else {
                 std::fs::read(&file).map_err(|e| ClientError::io(&file, "cannot read", e))?
             };
-            let d = json!({"action": "write", "name": name});
-            let r = call(ctx, active, with_version(d, &if_version), Some(data)).await?;
+            let d = ConfigDesc::Write {
+                name: name.clone(),
+                if_version,
+            };
+            let r = call(ctx, active, d, Some(data)).await?;
             report(&name, &r.fields);
         }
         ConfigCmd::Edit { name, yes } => return edit(ctx, active, &name, yes).await,
         ConfigCmd::Backups { name } => {
-            let r = call(
-                ctx,
-                active,
-                json!({"action": "backups", "name": name}),
-                None,
-            )
-            .await?;
+            let r = call(ctx, active, ConfigDesc::Backups { name }, None).await?;
             let mut out = String::new();
-            for b in r
-                .fields
-                .get("backups")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let m = b.as_object().cloned().unwrap_or_default();
-                out.push_str(&format!(
-                    "{}\t{}\n",
-                    sanitize(field_str(&m, "id")),
-                    m.get("size").and_then(Value::as_u64).unwrap_or(0)
-                ));
+            for b in r.fields.backups.unwrap_or_default() {
+                out.push_str(&format!("{}\t{}\n", sanitize(&b.id), b.size));
             }
             emit(false, out.as_bytes())?;
         }
@@ -362,15 +355,20 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
             backup,
             if_version,
         } => {
-            let d = json!({"action": "restore", "name": name, "backup": backup});
-            let r = call(ctx, active, with_version(d, &if_version), None).await?;
+            let d = ConfigDesc::Restore {
+                name: name.clone(),
+                backup,
+                if_version,
+            };
+            let r = call(ctx, active, d, None).await?;
             report(&name, &r.fields);
         }
         ConfigCmd::Diff { name, backup } => {
-            let mut d = json!({"action": "diff", "name": name});
-            if let Some(b) = backup {
-                d["backup"] = json!(b);
-            }
+            let d = ConfigDesc::Diff {
+                name,
+                backup,
+                candidate: None,
+            };
             let r = call(ctx, active, d, None).await?;
             emit(false, &r.data)?;
         }
@@ -380,16 +378,13 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
 
 /// The format of a configured file, from `list`.
 async fn file_format(ctx: &Ctx, active: &mut Active, name: &str) -> Result<String, ClientError> {
-    let r = call(ctx, active, json!({"action": "list"}), None).await?;
+    let r = call(ctx, active, ConfigDesc::List {}, None).await?;
     Ok(r.fields
-        .get("files")
-        .and_then(Value::as_array)
+        .files
+        .unwrap_or_default()
         .into_iter()
-        .flatten()
-        .find(|f| f.get("name").and_then(Value::as_str) == Some(name))
-        .and_then(|f| f.get("format").and_then(Value::as_str))
-        .unwrap_or("ini")
-        .to_string())
+        .find(|f| f.name == name)
+        .map_or_else(|| "ini".to_string(), |f| f.format))
 }
 
 /// A private directory for the local copy; removed unless kept.
@@ -462,8 +457,13 @@ fn confirm(question: &str) -> Result<bool, ClientError> {
 }
 
 async fn edit(ctx: &Ctx, active: &mut Active, name: &str, yes: bool) -> Result<i32, ClientError> {
-    let r = call(ctx, active, json!({"action": "read", "name": name}), None).await?;
-    let version = field_str(&r.fields, "version").to_string();
+    let d = ConfigDesc::Read {
+        name: name.to_string(),
+        section: None,
+        key: None,
+    };
+    let r = call(ctx, active, d, None).await?;
+    let version = r.fields.version.clone().unwrap_or_default();
     let mut tmp = edit_dir()?;
     let safe: String = name
         .chars()
@@ -506,7 +506,10 @@ async fn edit(ctx: &Ctx, active: &mut Active, name: &str, yes: bool) -> Result<i
         eprintln!("remo: not uploaded; your copy is {}", file.display());
         return Ok(1);
     }
-    let desc = json!({"action": "write", "name": name, "if_version": version});
+    let desc = ConfigDesc::Write {
+        name: name.to_string(),
+        if_version: Some(version),
+    };
     match call(ctx, active, desc, Some(edited)).await {
         Ok(r) => {
             report(name, &r.fields);

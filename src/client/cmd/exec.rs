@@ -5,14 +5,15 @@
 
 use std::io::IsTerminal;
 
-use serde_json::{json, Map, Value};
-
 use super::emit;
 use crate::client::cli::Ctx;
 use crate::client::conn::{DataStream, ResponseItem};
 use crate::client::error::ClientError;
 use crate::client::input::reader_stream;
 use crate::client::interactive::{self, Mode, OnSignal, Pump};
+use crate::ops::cmd::CmdDesc;
+use crate::ops::icm::IcmDesc;
+use crate::ops::{result_of, ExitFields};
 
 /// Arguments of `remo exec`.
 #[derive(Debug, clap::Args)]
@@ -44,45 +45,42 @@ pub struct ExecArgs {
 }
 
 /// Builds the `cmd` descriptor.
-pub fn descriptor(a: &ExecArgs) -> Result<Value, ClientError> {
-    let mut d = Map::new();
+pub fn descriptor(a: &ExecArgs) -> Result<CmdDesc, ClientError> {
+    let mut d = CmdDesc::default();
     match &a.sh {
-        Some(s) => d.insert("sh".into(), json!(s)),
-        None => d.insert("argv".into(), json!(a.command)),
+        Some(s) => d.sh = Some(s.clone()),
+        None => d.argv = Some(a.command.clone()),
     };
-    if let Some(c) = &a.cwd {
-        d.insert("cwd".into(), json!(c));
-    }
+    d.cwd = a.cwd.clone();
     if !a.env.is_empty() {
-        let mut env = Map::new();
+        let mut env = std::collections::BTreeMap::new();
         for kv in &a.env {
             let (k, v) = kv
                 .split_once('=')
                 .filter(|(k, _)| !k.is_empty())
                 .ok_or_else(|| ClientError::Config(format!("--env wants K=V, got '{kv}'")))?;
-            env.insert(k.to_string(), json!(v));
+            env.insert(k.to_string(), v.to_string());
         }
-        d.insert("env".into(), Value::Object(env));
+        d.env = Some(env);
     }
-    if let Some(t) = a.timeout {
-        d.insert("timeout".into(), json!(t));
-    }
-    Ok(Value::Object(d))
+    d.timeout = a.timeout.map(|t| t as f64);
+    Ok(d)
 }
 
-/// What our exit code should be for a `cmd` result (and a note, if any).
-pub fn exit_status(result: &Map<String, Value>) -> (i32, Option<String>) {
-    if result.get("timed_out").and_then(Value::as_bool) == Some(true) {
+/// What our exit code should be for how a remote process ended (and a
+/// note, if any).
+pub fn exit_status(ended: ExitFields, timed_out: bool) -> (i32, Option<String>) {
+    if timed_out {
         return (124, Some("remote command timed out".into()));
     }
-    if let Some(sig) = result.get("signal").and_then(Value::as_i64) {
+    if let Some(sig) = ended.signal {
         return (
-            128 + (sig.clamp(0, 127) as i32),
+            128 + sig.clamp(0, 127),
             Some(format!("remote command killed by signal {sig}")),
         );
     }
-    match result.get("exit").and_then(Value::as_i64) {
-        Some(code) => (code.clamp(0, 255) as i32, None),
+    match ended.exit {
+        Some(code) => (code.clamp(0, 255), None),
         None => (
             255,
             Some("remote command ended without an exit status".into()),
@@ -104,13 +102,15 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
     };
     let mut active = ctx.session().await?;
     let outcome = async {
-        let mut resp = ctx.request(&mut active, "cmd", &desc, input).await?;
+        let mut resp = ctx.request(&mut active, &desc, input).await?;
         while let Some(item) = resp.next().await? {
             match item {
                 ResponseItem::Stdout(b) => emit(false, &b)?,
                 ResponseItem::Stderr(b) => emit(true, &b)?,
                 ResponseItem::Done(Ok(m)) => {
-                    let (code, note) = exit_status(&m);
+                    let r = result_of::<CmdDesc>(m)
+                        .map_err(|e| ClientError::Protocol(format!("cmd result: {e}")))?;
+                    let (code, note) = exit_status(r.ended, r.timed_out);
                     if let Some(n) = note {
                         eprintln!("remo: {n}");
                     }
@@ -130,11 +130,9 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
 /// both directions; the end of our stdin closes its stdin (`edt`). A local
 /// SIGINT/SIGTERM/SIGHUP is passed on (a second one sends KILL).
 async fn run_interactive(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
-    let mut desc = descriptor(&a)?;
-    if let Value::Object(m) = &mut desc {
-        // Short first wait: stdin usually follows right away.
-        m.insert("wait_ms".into(), json!(interactive::MIN_WAIT_MS));
-    }
+    let mut desc = IcmDesc::from_cmd(descriptor(&a)?);
+    // Short first wait: stdin usually follows right away.
+    desc.wait_ms = Some(interactive::MIN_WAIT_MS);
     let mut active = ctx.session().await?;
     let outcome = async {
         let first = interactive::start(ctx, &mut active, &desc).await?;
@@ -154,7 +152,7 @@ async fn run_interactive(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
         let Some(result) = result else {
             return Err(ClientError::Local("remote command did not end".into()));
         };
-        let (code, note) = exit_status(&result);
+        let (code, note) = exit_status(result.ended, false);
         if let Some(n) = note {
             eprintln!("remo: {n}");
         }
@@ -168,20 +166,22 @@ async fn run_interactive(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     #[test]
     fn exit_codes() {
-        let m = |v: Value| v.as_object().unwrap().clone();
+        let r = |v: Value| {
+            let m = v.as_object().unwrap().clone();
+            let r = result_of::<CmdDesc>(m).unwrap();
+            exit_status(r.ended, r.timed_out).0
+        };
+        assert_eq!(r(json!({"exit": 3, "signal": null, "timed_out": false})), 3);
         assert_eq!(
-            exit_status(&m(json!({"exit": 3, "signal": null, "timed_out": false}))).0,
-            3
-        );
-        assert_eq!(
-            exit_status(&m(json!({"exit": null, "signal": 9, "timed_out": false}))).0,
+            r(json!({"exit": null, "signal": 9, "timed_out": false})),
             137
         );
         assert_eq!(
-            exit_status(&m(json!({"exit": null, "signal": 9, "timed_out": true}))).0,
+            r(json!({"exit": null, "signal": 9, "timed_out": true})),
             124
         );
     }
@@ -197,8 +197,8 @@ mod tests {
             command: vec!["ls".into(), "-l".into()],
         };
         assert_eq!(
-            descriptor(&a).unwrap(),
-            json!({"argv": ["ls", "-l"], "cwd": "/tmp", "env": {"A": "b=c"}, "timeout": 5})
+            serde_json::to_value(descriptor(&a).unwrap()).unwrap(),
+            json!({"argv": ["ls", "-l"], "cwd": "/tmp", "env": {"A": "b=c"}, "timeout": 5.0})
         );
         let bad = ExecArgs {
             env: vec!["novalue".into()],

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{basename, digest_b64, emit, progress};
@@ -14,6 +13,8 @@ use crate::client::cli::Ctx;
 use crate::client::conn::ResponseItem;
 use crate::client::error::ClientError;
 use crate::client::known::open_options_private;
+use crate::ops::get::GetDesc;
+use crate::ops::result_of;
 
 /// Arguments of `remo get`.
 #[derive(Debug, clap::Args)]
@@ -170,9 +171,11 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
     };
     let mut active = ctx.session().await?;
     let outcome = async {
-        let mut resp = ctx
-            .request(&mut active, "get", &json!({"path": a.remote}), None)
-            .await?;
+        let desc = GetDesc {
+            path: a.remote.clone(),
+            ..Default::default()
+        };
+        let mut resp = ctx.request(&mut active, &desc, None).await?;
         let pb = progress(None, &a.remote);
         let sink = Sink::start(file)?;
         while let Some(item) = resp.next().await? {
@@ -196,7 +199,9 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
                     pb.finish_and_clear();
                     let stored = sink.finish().await?;
                     let ours = stored.digest;
-                    let theirs = m.get("sha256").and_then(Value::as_str).unwrap_or("");
+                    let r = result_of::<GetDesc>(m)
+                        .map_err(|e| ClientError::Protocol(format!("get result: {e}")))?;
+                    let theirs = r.sha256.as_str();
                     if theirs != ours {
                         return Err(ClientError::Local(format!(
                             "{}: SHA-256 mismatch after {} bytes (server {}, received {ours}); nothing written",

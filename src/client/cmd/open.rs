@@ -1,12 +1,12 @@
 //! `remo open`, `remo close`, `remo grants`: firewall access on the server
 //! for this machine's address (as the server sees it) or a guest's.
 
-use serde_json::{json, Map, Value};
-
 use crate::client::cli::Ctx;
 use crate::client::conn::sanitize;
 use crate::client::error::ClientError;
 use crate::firewall::config::parse_duration;
+use crate::ops::open::{OpenDesc, OpenResult};
+use crate::ops::result_of;
 
 /// Arguments of `remo open`.
 #[derive(Debug, clap::Args)]
@@ -33,21 +33,22 @@ pub struct CloseArgs {
 }
 
 /// The `open` descriptor for `remo open`.
-pub fn open_descriptor(a: &OpenArgs) -> Result<Value, ClientError> {
-    let mut d = Map::new();
-    d.insert("action".into(), json!("open"));
-    d.insert("profile".into(), json!(a.profile));
-    if let Some(ip) = &a.ip {
-        d.insert("ip".into(), json!(ip));
-    }
-    if let Some(s) = &a.duration {
-        let secs = parse_duration(s).map_err(|e| ClientError::Config(format!("--for: {e}")))?;
-        if secs == 0 {
-            return Err(ClientError::Config("--for: must be at least 1s".into()));
+pub fn open_descriptor(a: &OpenArgs) -> Result<OpenDesc, ClientError> {
+    let duration = match &a.duration {
+        Some(s) => {
+            let secs = parse_duration(s).map_err(|e| ClientError::Config(format!("--for: {e}")))?;
+            if secs == 0 {
+                return Err(ClientError::Config("--for: must be at least 1s".into()));
+            }
+            Some(secs)
         }
-        d.insert("duration".into(), json!(secs));
-    }
-    Ok(Value::Object(d))
+        None => None,
+    };
+    Ok(OpenDesc::Open {
+        profile: a.profile.clone(),
+        ip: a.ip.clone(),
+        duration,
+    })
 }
 
 /// `3725` → `1h2m5s`.
@@ -60,32 +61,31 @@ pub fn human(secs: u64) -> String {
     }
 }
 
-async fn call(ctx: &Ctx, d: Value) -> Result<Map<String, Value>, ClientError> {
+async fn call(ctx: &Ctx, d: OpenDesc) -> Result<OpenResult, ClientError> {
     let mut active = ctx.session().await?;
-    let res = ctx.request(&mut active, "open", &d, None).await;
+    let res = ctx.request(&mut active, &d, None).await;
     let res = match res {
         Ok(stream) => stream.collect().await,
         Err(e) => Err(e),
     };
     ctx.done(active).await;
-    res?.result.map_err(ClientError::Op)
+    let m = res?.result.map_err(ClientError::Op)?;
+    result_of::<OpenDesc>(m).map_err(|e| ClientError::Protocol(format!("open result: {e}")))
 }
 
-fn text(v: &Map<String, Value>, k: &str) -> String {
-    sanitize(v.get(k).and_then(Value::as_str).unwrap_or("?"))
+fn text(v: Option<&str>) -> String {
+    sanitize(v.unwrap_or("?"))
 }
 
 /// `remo open PROFILE [--for D] [--ip ADDR]`.
 pub async fn run_open(ctx: &Ctx, a: OpenArgs) -> Result<i32, ClientError> {
     let r = call(ctx, open_descriptor(&a)?).await?;
-    let secs = r.get("expires_in").and_then(Value::as_u64).unwrap_or(0);
-    let capped = r.get("capped").and_then(Value::as_bool).unwrap_or(false);
     println!(
         "opened {} for {} for {}{}",
-        text(&r, "profile"),
-        text(&r, "ip"),
-        human(secs),
-        if capped {
+        text(r.profile.as_deref()),
+        text(r.ip.as_deref()),
+        human(r.expires_in.unwrap_or(0)),
+        if r.capped == Some(true) {
             " (capped at the profile's maximum)"
         } else {
             ""
@@ -96,38 +96,35 @@ pub async fn run_open(ctx: &Ctx, a: OpenArgs) -> Result<i32, ClientError> {
 
 /// `remo close PROFILE [--ip ADDR]`.
 pub async fn run_close(ctx: &Ctx, a: CloseArgs) -> Result<i32, ClientError> {
-    let mut d = json!({"action": "close", "profile": a.profile});
-    if let Some(ip) = &a.ip {
-        d["ip"] = json!(ip);
-    }
+    let d = OpenDesc::Close {
+        profile: a.profile,
+        ip: a.ip,
+    };
     let r = call(ctx, d).await?;
-    println!("closed {} for {}", text(&r, "profile"), text(&r, "ip"));
+    println!(
+        "closed {} for {}",
+        text(r.profile.as_deref()),
+        text(r.ip.as_deref())
+    );
     Ok(0)
 }
 
 /// `remo grants`: the active grants the user may see.
 pub async fn run_grants(ctx: &Ctx) -> Result<i32, ClientError> {
-    let r = call(ctx, json!({"action": "list"})).await?;
-    let list = r.get("grants").and_then(Value::as_array);
-    let list: Vec<&Map<String, Value>> = list
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-        .collect();
+    let r = call(ctx, OpenDesc::List {}).await?;
+    let list = r.grants.unwrap_or_default();
     if list.is_empty() {
         println!("no active grants");
         return Ok(0);
     }
     println!("{:<20} {:<40} {:>10}  by", "PROFILE", "IP", "REMAINING");
     for g in list {
-        let secs = g.get("expires_in").and_then(Value::as_u64).unwrap_or(0);
-        let by = g.get("by").and_then(Value::as_str).map(sanitize);
         println!(
             "{:<20} {:<40} {:>10}  {}",
-            text(g, "profile"),
-            text(g, "ip"),
-            human(secs),
-            by.as_deref().unwrap_or("-")
+            sanitize(&g.profile),
+            sanitize(&g.ip),
+            human(g.expires_in),
+            sanitize(&g.by)
         );
     }
     Ok(0)
@@ -136,6 +133,7 @@ pub async fn run_grants(ctx: &Ctx) -> Result<i32, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn descriptors_and_durations() {
@@ -145,7 +143,7 @@ mod tests {
             ip: Some("192.0.2.7".into()),
         };
         assert_eq!(
-            open_descriptor(&a).unwrap(),
+            serde_json::to_value(open_descriptor(&a).unwrap()).unwrap(),
             json!({"action": "open", "profile": "ssh", "ip": "192.0.2.7", "duration": 1800})
         );
         let a = OpenArgs {
@@ -154,7 +152,7 @@ mod tests {
             ip: None,
         };
         assert_eq!(
-            open_descriptor(&a).unwrap(),
+            serde_json::to_value(open_descriptor(&a).unwrap()).unwrap(),
             json!({"action": "open", "profile": "ssh"})
         );
         let a = OpenArgs {

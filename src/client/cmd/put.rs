@@ -6,7 +6,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
-use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{basename, digest_b64, progress};
@@ -14,6 +13,8 @@ use crate::client::cli::Ctx;
 use crate::client::conn::{DataStream, ResponseItem};
 use crate::client::error::ClientError;
 use crate::client::input::file_stream;
+use crate::ops::put::PutDesc;
+use crate::ops::result_of;
 
 /// Arguments of `remo put`.
 #[derive(Debug, clap::Args)]
@@ -51,7 +52,7 @@ fn sha256_file(path: &Path) -> Result<String, ClientError> {
 }
 
 /// Builds the `put` descriptor.
-pub fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, Value), ClientError> {
+pub fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, PutDesc), ClientError> {
     let local_name = a
         .local
         .file_name()
@@ -63,21 +64,25 @@ pub fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, Value), ClientError
         Some(r) if r.ends_with('/') => format!("{r}{local_name}"),
         Some(r) => r.to_string(),
     };
-    let mut d = Map::new();
-    d.insert("path".into(), json!(remote));
-    d.insert("sha256".into(), json!(sha));
-    d.insert("overwrite".into(), json!(!a.no_overwrite));
-    d.insert("create_dirs".into(), json!(a.mkdir));
-    if let Some(m) = &a.mode {
-        let mode = u32::from_str_radix(m, 8)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| {
-                ClientError::Config(format!("--mode wants octal like 640, got '{m}'"))
-            })?;
-        d.insert("mode".into(), json!(mode));
-    }
-    Ok((remote, Value::Object(d)))
+    let mode = match &a.mode {
+        Some(m) => Some(
+            u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| {
+                    ClientError::Config(format!("--mode wants octal like 640, got '{m}'"))
+                })?,
+        ),
+        None => None,
+    };
+    let d = PutDesc {
+        path: remote.clone(),
+        sha256: Some(sha.to_string()),
+        overwrite: Some(!a.no_overwrite),
+        create_dirs: Some(a.mkdir),
+        mode,
+    };
+    Ok((remote, d))
 }
 
 /// Uploads LOCAL to REMOTE.
@@ -106,13 +111,15 @@ pub async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
     }));
     let mut active = ctx.session().await?;
     let outcome = async {
-        let mut resp = ctx.request(&mut active, "put", &desc, Some(input)).await?;
+        let mut resp = ctx.request(&mut active, &desc, Some(input)).await?;
         while let Some(item) = resp.next().await? {
             match item {
                 ResponseItem::Stdout(_) | ResponseItem::Stderr(_) => {}
                 ResponseItem::Done(Err(e)) => return Err(ClientError::Op(e)),
                 ResponseItem::Done(Ok(m)) => {
-                    if m.get("sha256").and_then(Value::as_str) != Some(sha.as_str()) {
+                    let r = result_of::<PutDesc>(m)
+                        .map_err(|e| ClientError::Protocol(format!("put result: {e}")))?;
+                    if r.sha256 != sha {
                         return Err(ClientError::Protocol(
                             "the server reports another SHA-256 than the one we sent".into(),
                         ));

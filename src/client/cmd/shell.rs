@@ -7,7 +7,9 @@ use std::io::IsTerminal;
 use std::sync::{Mutex, Once};
 
 use nix::sys::termios::{self, SetArg, Termios};
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use crate::ops::icm::{IcmDesc, PtySize};
 
 use super::exec::exit_status;
 use crate::client::cli::Ctx;
@@ -101,33 +103,34 @@ pub fn descriptor(
     a: &ShellArgs,
     size: (u16, u16),
     term: Option<String>,
-) -> Result<Value, ClientError> {
-    let mut d = Map::new();
-    if a.command.is_empty() {
-        d.insert("argv".into(), json!(["/bin/sh", "-c", LOGIN_SHELL]));
+) -> Result<IcmDesc, ClientError> {
+    let argv = if a.command.is_empty() {
+        vec!["/bin/sh".into(), "-c".into(), LOGIN_SHELL.into()]
     } else {
-        d.insert("argv".into(), json!(a.command));
-    }
-    if let Some(c) = &a.cwd {
-        d.insert("cwd".into(), json!(c));
-    }
-    let mut env = Map::new();
+        a.command.clone()
+    };
+    let mut env = BTreeMap::new();
     if let Some(t) = term.filter(|t| !t.is_empty()) {
-        env.insert("TERM".into(), json!(t));
+        env.insert("TERM".to_string(), t);
     }
     for kv in &a.env {
         let (k, v) = kv
             .split_once('=')
             .filter(|(k, _)| !k.is_empty())
             .ok_or_else(|| ClientError::Config(format!("--env wants K=V, got '{kv}'")))?;
-        env.insert(k.to_string(), json!(v));
+        env.insert(k.to_string(), v.to_string());
     }
-    if !env.is_empty() {
-        d.insert("env".into(), Value::Object(env));
-    }
-    d.insert("pty".into(), json!({"rows": size.0, "cols": size.1}));
-    d.insert("wait_ms".into(), json!(200));
-    Ok(Value::Object(d))
+    Ok(IcmDesc {
+        argv: Some(argv),
+        cwd: a.cwd.clone(),
+        env: (!env.is_empty()).then_some(env),
+        pty: Some(PtySize {
+            rows: size.0,
+            cols: size.1,
+        }),
+        wait_ms: Some(200),
+        ..Default::default()
+    })
 }
 
 /// Runs the session; the remote exit status becomes ours (128+N for a
@@ -167,7 +170,7 @@ pub async fn run(ctx: &Ctx, a: ShellArgs) -> Result<i32, ClientError> {
         }
         match outcome.result {
             Some(r) => {
-                let (code, note) = exit_status(&r);
+                let (code, note) = exit_status(r.ended, false);
                 if let Some(n) = note {
                     eprintln!("remo: {n}");
                 }
@@ -184,6 +187,7 @@ pub async fn run(ctx: &Ctx, a: ShellArgs) -> Result<i32, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn descriptor_defaults_to_the_login_shell() {
@@ -192,7 +196,8 @@ mod tests {
             env: vec![],
             command: vec![],
         };
-        let d = descriptor(&a, (30, 100), Some("screen".into())).unwrap();
+        let d = serde_json::to_value(descriptor(&a, (30, 100), Some("screen".into())).unwrap())
+            .unwrap();
         assert_eq!(d["argv"][0], "/bin/sh");
         assert_eq!(d["pty"], json!({"rows": 30, "cols": 100}));
         assert_eq!(d["env"], json!({"TERM": "screen"}));
@@ -201,7 +206,7 @@ mod tests {
             env: vec!["A=1".into()],
             command: vec!["top".into(), "-b".into()],
         };
-        let d = descriptor(&a, (24, 80), None).unwrap();
+        let d = serde_json::to_value(descriptor(&a, (24, 80), None).unwrap()).unwrap();
         assert_eq!(d["argv"], json!(["top", "-b"]));
         assert_eq!(d["env"], json!({"A": "1"}));
         assert_eq!(d["cwd"], "/tmp");

@@ -2,12 +2,11 @@
 //! appended to it as they come, until interrupted — `tail` runs remotely as
 //! an interactive process so no line waits for the command to end.
 
-use serde_json::{json, Value};
-
 use super::exec::exit_status;
 use crate::client::cli::Ctx;
 use crate::client::error::ClientError;
 use crate::client::interactive::{self, Mode, OnSignal, Pump};
+use crate::ops::icm::IcmDesc;
 
 /// Arguments of `remo tail`.
 #[derive(Debug, clap::Args)]
@@ -39,7 +38,11 @@ pub fn argv(a: &TailArgs) -> Vec<String> {
 /// itself); 128+N when a local signal N (Ctrl-C: 130) stopped it — the
 /// remote `tail` is then sent TERM, so it does not outlive us.
 pub async fn run(ctx: &Ctx, a: TailArgs) -> Result<i32, ClientError> {
-    let desc: Value = json!({"argv": argv(&a), "wait_ms": 200});
+    let desc = IcmDesc {
+        argv: Some(argv(&a)),
+        wait_ms: Some(200),
+        ..Default::default()
+    };
     let mut active = ctx.session().await?;
     let outcome = async {
         let first = interactive::start(ctx, &mut active, &desc).await?;
@@ -64,7 +67,7 @@ pub async fn run(ctx: &Ctx, a: TailArgs) -> Result<i32, ClientError> {
             return Ok(128 + sig);
         }
         match outcome.result {
-            Some(r) => Ok(exit_status(&r).0),
+            Some(r) => Ok(exit_status(r.ended, false).0),
             None => Err(ClientError::Local("remote tail did not end".into())),
         }
     }

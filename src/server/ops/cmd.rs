@@ -14,12 +14,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 
-use super::{fields, parse_descriptor, OpCtx, OpResult};
+#[cfg(test)]
+use super::parse_descriptor;
+use super::OpCtx;
 use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::authz::{authorize_command, search_path, CHILD_PATH};
@@ -27,21 +27,8 @@ use crate::server::contain::CmdBox;
 use crate::server::runas::account_for;
 use crate::server::stream::{ReadError, RequestReader, ResponseWriter};
 
-/// The `cmd` descriptor (also the base of `icm`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CmdDesc {
-    /// Program and arguments, run directly.
-    pub argv: Option<Vec<String>>,
-    /// A shell command for `/bin/sh -c`.
-    pub sh: Option<String>,
-    /// Working directory (relative to the home directory).
-    pub cwd: Option<String>,
-    /// Extra environment variables.
-    pub env: Option<BTreeMap<String, String>>,
-    /// Time limit in seconds.
-    pub timeout: Option<f64>,
-}
+pub use crate::ops::cmd::{CmdDesc, CmdResult};
+use crate::ops::ExitFields;
 
 /// A checked `cmd` request.
 #[derive(Debug, Clone)]
@@ -102,7 +89,9 @@ impl CmdDesc {
     }
 }
 
-/// Parses and checks the descriptor.
+/// Parses and checks a descriptor (the router decodes once, through
+/// [`crate::ops::Op`]; this is for tests).
+#[cfg(test)]
 pub fn parse(d: &[u8]) -> Result<Cmd, OpError> {
     parse_descriptor::<CmdDesc>(d)?.check()
 }
@@ -310,7 +299,7 @@ pub async fn apply(
     c: Cmd,
     input: &mut RequestReader,
     out: &mut ResponseWriter,
-) -> OpResult {
+) -> Result<CmdResult, OpError> {
     let _slot = ctx
         .inst
         .commands
@@ -432,7 +421,7 @@ pub async fn apply(
             container.finish().await;
             match other {
                 End::TimedOut => {
-                    return Ok(exit_fields(s, true));
+                    return Ok(cmd_result(s, true));
                 }
                 End::TooMuchOutput => {
                     return Err(OpError::new(
@@ -460,7 +449,7 @@ pub async fn apply(
             }
         }
     };
-    Ok(exit_fields(Some(status), false))
+    Ok(cmd_result(Some(status), false))
 }
 
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
@@ -470,18 +459,12 @@ async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
     }
 }
 
-/// The result fields `exit`, `signal`, `timed_out`.
-pub fn exit_fields(
-    s: Option<std::process::ExitStatus>,
-    timed_out: bool,
-) -> serde_json::Map<String, Value> {
-    let exit = s.and_then(|s| s.code());
-    let signal = s.and_then(|s| s.signal());
-    fields([
-        ("exit", exit.map(Value::from).unwrap_or(Value::Null)),
-        ("signal", signal.map(Value::from).unwrap_or(Value::Null)),
-        ("timed_out", Value::Bool(timed_out)),
-    ])
+/// The result: how the command ended.
+fn cmd_result(s: Option<std::process::ExitStatus>, timed_out: bool) -> CmdResult {
+    CmdResult {
+        ended: ExitFields::of(s),
+        timed_out,
+    }
 }
 
 #[cfg(test)]

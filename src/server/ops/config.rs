@@ -8,46 +8,19 @@
 //! against the current content, and goes through [`store::commit`].
 
 use log::info;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
 
-use super::{fields, parse_descriptor, OpCtx, OpResult};
+use super::OpCtx;
 use crate::cfgedit::{diff, Document, EditError, Format, SectionAddr};
+pub use crate::ops::config::{BackupInfo, ConfigDesc, ConfigResult, FileInfo};
 use crate::proto::record::CHANNEL_STDERR;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::cfgfiles::store::{self, CommitError, Current};
 use crate::server::cfgfiles::{lock_for, FileSpec};
 use crate::server::stream::{RequestReader, ResponseWriter};
 
-/// The `config` descriptor; which fields an action accepts is checked in [`parse`].
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigDesc {
-    /// What to do.
-    pub action: String,
-    /// The configured file name.
-    pub name: Option<String>,
-    /// Section address (`NAME`, `NAME[INDEX]`, `NAME[KEY=VALUE]`; empty: global).
-    pub section: Option<String>,
-    /// Key within the section.
-    pub key: Option<String>,
-    /// New value for `set`.
-    pub value: Option<String>,
-    /// Entries of a new section, in order.
-    pub entries: Option<Vec<(String, String)>>,
-    /// Backup id for `restore` and `diff`.
-    pub backup: Option<String>,
-    /// `diff`: compare the data records (the candidate) with the file.
-    pub candidate: Option<bool>,
-    /// Expected current version; `conflict` if the file changed.
-    pub if_version: Option<String>,
-}
-
-/// What `config` does.
+/// What `config` does to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// The names the user may use.
-    List,
     /// Whole file, a section, or a key's values.
     Read {
         /// Section, if not the whole file.
@@ -95,15 +68,42 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// It changes the file (takes the file's lock, goes through commit).
+    fn modifies(&self) -> bool {
+        !matches!(
+            self,
+            Action::Read { .. } | Action::Backups | Action::Diff { .. }
+        )
+    }
+
+    /// It reads data records (the new content, or the candidate to diff).
+    fn takes_data(&self) -> bool {
+        matches!(
+            self,
+            Action::Write
+                | Action::Diff {
+                    candidate: true,
+                    ..
+                }
+        )
+    }
+}
+
 /// A checked `config` request.
-#[derive(Debug, Clone)]
-pub struct ConfigReq {
-    /// The action.
-    pub action: Action,
-    /// The file name (empty for `list`).
-    pub name: String,
-    /// Expected version.
-    pub if_version: Option<String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigReq {
+    /// The names the user may use.
+    List,
+    /// An action on one file.
+    File {
+        /// The file's configured name.
+        name: String,
+        /// What to do.
+        action: Action,
+        /// Expected version.
+        if_version: Option<String>,
+    },
 }
 
 fn edit_err(e: EditError) -> OpError {
@@ -113,106 +113,97 @@ fn edit_err(e: EditError) -> OpError {
     }
 }
 
-fn section(s: Option<String>) -> Result<SectionAddr, OpError> {
-    SectionAddr::parse(s.as_deref().unwrap_or("")).map_err(edit_err)
+fn parse_section(s: &str) -> Result<SectionAddr, OpError> {
+    SectionAddr::parse(s).map_err(edit_err)
 }
 
-fn required<T>(v: Option<T>, field: &str, action: &str) -> Result<T, OpError> {
-    v.ok_or_else(|| OpError::bad_request(format!("{action} needs \"{field}\"")))
-}
-
-/// Parses the descriptor; fields the action does not use are refused.
-pub fn parse(d: &[u8]) -> Result<ConfigReq, OpError> {
-    let mut c: ConfigDesc = parse_descriptor(d)?;
-    let action_name = c.action.clone();
-    let a = action_name.as_str();
-    let allowed: &[&str] = match a {
-        "list" => &[],
-        "read" => &["name", "section", "key"],
-        "write" => &["name", "if_version"],
-        "set" => &["name", "section", "key", "value", "if_version"],
-        "unset" => &["name", "section", "key", "if_version"],
-        "add-section" => &["name", "section", "entries", "if_version"],
-        "delete-section" => &["name", "section", "if_version"],
-        "backups" => &["name"],
-        "restore" => &["name", "backup", "if_version"],
-        "diff" => &["name", "backup", "candidate"],
-        other => {
-            return Err(OpError::bad_request(format!(
-                "unknown action {other:?} (list, read, write, set, unset, add-section, delete-section, backups, restore, diff)"
-            )))
-        }
+/// Checks the descriptor (its shape per action is [`ConfigDesc`]'s).
+pub fn check(d: ConfigDesc) -> Result<ConfigReq, OpError> {
+    let file = |name, action, if_version| ConfigReq::File {
+        name,
+        action,
+        if_version,
     };
-    let present = [
-        ("name", c.name.is_some()),
-        ("section", c.section.is_some()),
-        ("key", c.key.is_some()),
-        ("value", c.value.is_some()),
-        ("entries", c.entries.is_some()),
-        ("backup", c.backup.is_some()),
-        ("candidate", c.candidate.is_some()),
-        ("if_version", c.if_version.is_some()),
-    ];
-    for (f, is) in present {
-        if is && !allowed.contains(&f) {
-            return Err(OpError::bad_request(format!("{a} does not take \"{f}\"")));
+    Ok(match d {
+        ConfigDesc::List {} => ConfigReq::List,
+        ConfigDesc::Read { name, section, key } => {
+            // A key without a section is the global section's.
+            let section = match (section, &key) {
+                (None, Some(_)) => Some(SectionAddr::global()),
+                (s, _) => s.map(|s| parse_section(&s)).transpose()?,
+            };
+            file(name, Action::Read { section, key }, None)
         }
-    }
-    let name = if a == "list" {
-        String::new()
-    } else {
-        required(c.name.take(), "name", a)?
-    };
-    let action = match a {
-        "list" => Action::List,
-        "read" => {
-            if c.key.is_some() && c.section.is_none() {
-                c.section = Some(String::new());
-            }
-            Action::Read {
-                section: match c.section {
-                    Some(s) => Some(section(Some(s))?),
-                    None => None,
-                },
-                key: c.key,
-            }
-        }
-        "write" => Action::Write,
-        "set" => Action::Set {
-            section: section(c.section)?,
-            key: required(c.key, "key", a)?,
-            value: required(c.value, "value", a)?,
-        },
-        "unset" => Action::Unset {
-            section: section(c.section)?,
-            key: required(c.key, "key", a)?,
-        },
-        "add-section" => Action::AddSection {
-            name: required(c.section, "section", a)?,
-            entries: c.entries.unwrap_or_default(),
-        },
-        "delete-section" => {
-            Action::DeleteSection(section(Some(required(c.section, "section", a)?))?)
-        }
-        "backups" => Action::Backups,
-        "restore" => Action::Restore(required(c.backup, "backup", a)?),
-        _ => {
-            let candidate = c.candidate.unwrap_or(false);
-            if candidate && c.backup.is_some() {
+        ConfigDesc::Write { name, if_version } => file(name, Action::Write, if_version),
+        ConfigDesc::Set {
+            name,
+            section,
+            key,
+            value,
+            if_version,
+        } => file(
+            name,
+            Action::Set {
+                section: parse_section(section.as_deref().unwrap_or(""))?,
+                key,
+                value,
+            },
+            if_version,
+        ),
+        ConfigDesc::Unset {
+            name,
+            section,
+            key,
+            if_version,
+        } => file(
+            name,
+            Action::Unset {
+                section: parse_section(section.as_deref().unwrap_or(""))?,
+                key,
+            },
+            if_version,
+        ),
+        ConfigDesc::AddSection {
+            name,
+            section,
+            entries,
+            if_version,
+        } => file(
+            name,
+            Action::AddSection {
+                name: section,
+                entries: entries.unwrap_or_default(),
+            },
+            if_version,
+        ),
+        ConfigDesc::DeleteSection {
+            name,
+            section,
+            if_version,
+        } => file(
+            name,
+            Action::DeleteSection(parse_section(&section)?),
+            if_version,
+        ),
+        ConfigDesc::Backups { name } => file(name, Action::Backups, None),
+        ConfigDesc::Restore {
+            name,
+            backup,
+            if_version,
+        } => file(name, Action::Restore(backup), if_version),
+        ConfigDesc::Diff {
+            name,
+            backup,
+            candidate,
+        } => {
+            let candidate = candidate.unwrap_or(false);
+            if candidate && backup.is_some() {
                 return Err(OpError::bad_request(
                     "diff takes \"backup\" or \"candidate\", not both",
                 ));
             }
-            Action::Diff {
-                backup: c.backup,
-                candidate,
-            }
+            file(name, Action::Diff { backup, candidate }, None)
         }
-    };
-    Ok(ConfigReq {
-        action,
-        name,
-        if_version: c.if_version,
     })
 }
 
@@ -257,31 +248,57 @@ fn doc(spec: &FileSpec, cur: &Current, name: &str) -> Result<Document, OpError> 
     Ok(Document::parse(content, spec.format))
 }
 
-/// Runs the action.
+/// Runs the request.
 pub async fn apply(
     ctx: &OpCtx,
     req: ConfigReq,
     input: &mut RequestReader,
     out: &mut ResponseWriter,
-) -> OpResult {
-    let grants = ctx.session.grants();
-    if req.action == Action::List {
-        read_data(ctx, input, 0).await?;
-        let files: Vec<Value> = ctx
-            .inst
-            .files
-            .iter()
-            .filter(|(n, _)| grants.allow_config(n))
-            .map(|(n, s)| {
-                json!({"name": n, "format": s.format.as_str(),
-                       "path": s.path.to_string_lossy(),
-                       "backup": s.backup, "validate": s.validate.is_some(),
-                       "reload": s.reload.is_some()})
-            })
-            .collect();
-        return Ok(fields([("files", Value::from(files))]));
+) -> Result<ConfigResult, OpError> {
+    match req {
+        ConfigReq::List => list(ctx, input).await,
+        ConfigReq::File {
+            name,
+            action,
+            if_version,
+        } => on_file(ctx, &name, action, if_version, input, out).await,
     }
-    let name = req.name.as_str();
+}
+
+/// `list`: the files the user may use.
+async fn list(ctx: &OpCtx, input: &mut RequestReader) -> Result<ConfigResult, OpError> {
+    read_data(ctx, input, 0).await?;
+    let grants = ctx.session.grants();
+    let files = ctx
+        .inst
+        .files
+        .iter()
+        .filter(|(n, _)| grants.allow_config(n))
+        .map(|(n, s)| FileInfo {
+            name: n.clone(),
+            format: s.format.as_str().to_string(),
+            path: s.path.to_string_lossy().into_owned(),
+            backup: s.backup,
+            validate: s.validate.is_some(),
+            reload: s.reload.is_some(),
+        })
+        .collect();
+    Ok(ConfigResult {
+        files: Some(files),
+        ..Default::default()
+    })
+}
+
+/// An action on the file `name`: permission, data, the file's lock for a
+/// change, `if_version`, then the action.
+async fn on_file(
+    ctx: &OpCtx,
+    name: &str,
+    action: Action,
+    if_version: Option<String>,
+    input: &mut RequestReader,
+    out: &mut ResponseWriter,
+) -> Result<ConfigResult, OpError> {
     let Some(spec) = ctx.inst.files.get(name) else {
         read_data(ctx, input, 0).await.ok();
         return Err(OpError::new(
@@ -289,29 +306,23 @@ pub async fn apply(
             format!("no configuration file named {name:?}"),
         ));
     };
-    if !grants.allow_config(name) {
+    if !ctx.session.grants().allow_config(name) {
         read_data(ctx, input, 0).await.ok();
         return Err(OpError::new(
             ErrorCode::Forbidden,
             format!("no permission config:{name}"),
         ));
     }
-    let takes_data = matches!(req.action, Action::Write)
-        || matches!(
-            req.action,
-            Action::Diff {
-                candidate: true,
-                ..
-            }
-        );
-    let data = read_data(ctx, input, if takes_data { spec.max_size } else { 0 }).await?;
-    let modifies = !matches!(
-        req.action,
-        Action::Read { .. } | Action::Backups | Action::Diff { .. }
-    );
+    let max = if action.takes_data() {
+        spec.max_size
+    } else {
+        0
+    };
+    let data = read_data(ctx, input, max).await?;
+    let modifies = action.modifies();
     if modifies
         && spec.format == Format::Raw
-        && !matches!(req.action, Action::Write | Action::Restore(_))
+        && !matches!(action, Action::Write | Action::Restore(_))
     {
         return Err(OpError::bad_request(format!(
             "{name} is a raw file: only read, write, backups, restore and diff"
@@ -328,7 +339,7 @@ pub async fn apply(
         None
     };
     let cur = store::read_current(spec, loc).await?;
-    if let Some(v) = &req.if_version {
+    if let Some(v) = &if_version {
         if *v != cur.version {
             return Err(OpError::new(
                 ErrorCode::Conflict,
@@ -339,179 +350,270 @@ pub async fn apply(
             ));
         }
     }
-    let mut extra = Map::new();
-    let new = match req.action {
-        Action::List => return Ok(Map::new()),
-        Action::Read { section, key } => {
-            let content = cur.content.as_deref().ok_or_else(|| {
-                OpError::new(
-                    ErrorCode::NotFound,
-                    format!("{name}: the file does not exist"),
-                )
-            })?;
-            let body = match (section, key) {
-                (None, _) => content.to_vec(),
-                (Some(s), None) => doc(spec, &cur, name)?.section_bytes(&s).map_err(edit_err)?,
-                (Some(s), Some(k)) => {
-                    let mut b = Vec::new();
-                    for v in doc(spec, &cur, name)?.get(&s, &k).map_err(edit_err)? {
-                        b.extend_from_slice(&v);
-                        b.push(b'\n');
-                    }
-                    b
-                }
-            };
-            send(out, crate::proto::record::CHANNEL_STDOUT, &body).await?;
-            return Ok(fields([
-                ("version", Value::from(cur.version)),
-                ("size", Value::from(content.len())),
-                ("format", Value::from(spec.format.as_str())),
-            ]));
-        }
-        Action::Backups => {
-            let list: Vec<Value> = store::list_backups(spec, &cur.loc, name)
-                .await?
-                .into_iter()
-                .map(|b| json!({"id": b.id, "size": b.size, "mtime": b.mtime}))
-                .collect();
-            return Ok(fields([
-                ("backups", Value::from(list)),
-                ("version", Value::from(cur.version)),
-            ]));
-        }
-        Action::Diff { backup, candidate } => {
-            let current = cur.content.clone().unwrap_or_default();
-            let (old, new, ol, nl) = if candidate {
-                (
-                    current,
-                    data,
-                    format!("{name} (current)"),
-                    format!("{name} (candidate)"),
-                )
-            } else {
-                let id = match backup {
-                    Some(id) => id,
-                    None => store::list_backups(spec, &cur.loc, name)
-                        .await?
-                        .into_iter()
-                        .next()
-                        .map(|b| b.id)
-                        .ok_or_else(|| {
-                            OpError::new(ErrorCode::NotFound, format!("{name} has no backups"))
-                        })?,
-                };
-                let old = store::read_backup(spec, &cur.loc, name, &id).await?;
-                extra.insert("backup".into(), Value::from(id.clone()));
-                (
-                    old,
-                    current,
-                    format!("{name} (backup {id})"),
-                    format!("{name} (current)"),
-                )
-            };
-            let d = diff::unified(&old, &new, &ol, &nl);
-            send(out, crate::proto::record::CHANNEL_STDOUT, &d).await?;
-            extra.insert("version".into(), Value::from(cur.version));
-            extra.insert("changed".into(), Value::from(!d.is_empty()));
-            return Ok(extra);
-        }
-        Action::Write => data,
-        Action::Restore(id) => {
-            let b = store::read_backup(spec, &cur.loc, name, &id).await?;
-            extra.insert("restored".into(), Value::from(id));
-            b
-        }
+    let f = File { spec, name, cur };
+    let (new, noted) = match action {
+        Action::Read { section, key } => return f.read(section, key, out).await,
+        Action::Backups => return f.backups().await,
+        Action::Diff { backup, candidate } => return f.diff(backup, candidate, data, out).await,
+        Action::Write => (data, ConfigResult::default()),
+        Action::Restore(id) => f.restore(id).await?,
         Action::Set {
             section,
             key,
             value,
-        } => {
-            let mut d = doc(spec, &cur, name)?;
-            d.set(&section, &key, &value).map_err(edit_err)?;
-            d.to_bytes()
-        }
-        Action::Unset { section, key } => {
-            let mut d = doc(spec, &cur, name)?;
-            let n = d.unset(&section, &key).map_err(edit_err)?;
-            extra.insert("removed".into(), Value::from(n));
-            d.to_bytes()
-        }
-        Action::AddSection {
-            name: sname,
-            entries,
-        } => {
-            let mut d = doc(spec, &cur, name)?;
-            let i = d.add_section(&sname, &entries).map_err(edit_err)?;
-            extra.insert("index".into(), Value::from(i));
-            d.to_bytes()
-        }
-        Action::DeleteSection(s) => {
-            let mut d = doc(spec, &cur, name)?;
-            d.delete_section(&s).map_err(edit_err)?;
-            d.to_bytes()
-        }
+        } => f.set(&section, &key, &value)?,
+        Action::Unset { section, key } => f.unset(&section, &key)?,
+        Action::AddSection { name, entries } => f.add_section(&name, &entries)?,
+        Action::DeleteSection(s) => f.delete_section(&s)?,
     };
-    if new.len() as u64 > spec.max_size {
-        return Err(OpError::new(
-            ErrorCode::TooLarge,
-            "result larger than max_size",
-        ));
+    f.change(ctx, new, noted, out).await
+}
+
+/// The file an action works on, as read under its lock.
+struct File<'a> {
+    spec: &'a FileSpec,
+    name: &'a str,
+    cur: Current,
+}
+
+impl File<'_> {
+    fn doc(&self) -> Result<Document, OpError> {
+        doc(self.spec, &self.cur, self.name)
     }
-    match store::commit(spec, name, &cur, new, &ctx.inst.pending).await {
-        Ok(c) => {
-            if c.changed {
-                info!(
-                    "config: {} changed {name} (backup {})",
-                    ctx.session.user,
-                    c.backup.as_deref().unwrap_or("-")
-                );
-            }
-            extra.insert("version".into(), Value::from(c.version));
-            extra.insert("changed".into(), Value::from(c.changed));
-            extra.insert("backup".into(), c.backup.map_or(Value::Null, Value::from));
-            extra.insert("reloaded".into(), Value::from(c.reloaded));
-            Ok(extra)
-        }
-        Err(CommitError::Op(e)) => Err(e),
-        Err(CommitError::Invalid(run)) => {
-            send(out, CHANNEL_STDERR, &run.output).await?;
-            info!(
-                "config: {} change to {name} refused by the validator",
-                ctx.session.user
-            );
-            Err(OpError::bad_request(format!(
-                "validation failed ({}); nothing changed",
-                run.status
-            )))
-        }
-        Err(CommitError::Reload {
-            run,
-            restored,
-            again,
-        }) => {
-            send(out, CHANNEL_STDERR, &run.output).await?;
-            if let Some(a) = &again {
-                send(out, CHANNEL_STDERR, &a.output).await?;
-            }
-            let what = match (&restored, &again) {
-                (Err(e), _) => format!("restoring the previous content FAILED ({e})"),
-                (Ok(()), Some(a)) if a.ok => {
-                    "the previous content was restored and reloaded".to_string()
+
+    /// `read`: the whole file, a section or a key's values, on stdout.
+    async fn read(
+        &self,
+        section: Option<SectionAddr>,
+        key: Option<String>,
+        out: &mut ResponseWriter,
+    ) -> Result<ConfigResult, OpError> {
+        let name = self.name;
+        let content = self.cur.content.as_deref().ok_or_else(|| {
+            OpError::new(
+                ErrorCode::NotFound,
+                format!("{name}: the file does not exist"),
+            )
+        })?;
+        let body = match (section, key) {
+            (None, _) => content.to_vec(),
+            (Some(s), None) => self.doc()?.section_bytes(&s).map_err(edit_err)?,
+            (Some(s), Some(k)) => {
+                let mut b = Vec::new();
+                for v in self.doc()?.get(&s, &k).map_err(edit_err)? {
+                    b.extend_from_slice(&v);
+                    b.push(b'\n');
                 }
-                (Ok(()), Some(a)) => format!(
-                    "the previous content was restored, but reloading it failed too ({})",
-                    a.status
-                ),
-                (Ok(()), None) => "the previous content was restored".to_string(),
+                b
+            }
+        };
+        send(out, crate::proto::record::CHANNEL_STDOUT, &body).await?;
+        Ok(ConfigResult {
+            version: Some(self.cur.version.clone()),
+            size: Some(content.len() as u64),
+            format: Some(self.spec.format.as_str().to_string()),
+            ..Default::default()
+        })
+    }
+
+    /// `backups`: the backups, newest first.
+    async fn backups(&self) -> Result<ConfigResult, OpError> {
+        let list = store::list_backups(self.spec, &self.cur.loc, self.name)
+            .await?
+            .into_iter()
+            .map(|b| BackupInfo {
+                id: b.id,
+                size: b.size,
+                mtime: b.mtime,
+            })
+            .collect();
+        Ok(ConfigResult {
+            backups: Some(list),
+            version: Some(self.cur.version.clone()),
+            ..Default::default()
+        })
+    }
+
+    /// `diff`: a backup (default the newest) or the candidate against the
+    /// file, on stdout.
+    async fn diff(
+        &self,
+        backup: Option<String>,
+        candidate: bool,
+        data: Vec<u8>,
+        out: &mut ResponseWriter,
+    ) -> Result<ConfigResult, OpError> {
+        let name = self.name;
+        let current = self.cur.content.clone().unwrap_or_default();
+        let mut res = ConfigResult::default();
+        let (old, new, ol, nl) = if candidate {
+            (
+                current,
+                data,
+                format!("{name} (current)"),
+                format!("{name} (candidate)"),
+            )
+        } else {
+            let id = match backup {
+                Some(id) => id,
+                None => store::list_backups(self.spec, &self.cur.loc, name)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|b| b.id)
+                    .ok_or_else(|| {
+                        OpError::new(ErrorCode::NotFound, format!("{name} has no backups"))
+                    })?,
             };
-            info!(
-                "config: reload after {} changed {name} failed; {what}",
-                ctx.session.user
-            );
-            Err(OpError::new(
-                ErrorCode::Unavailable,
-                format!("reload failed ({}); {what}", run.status),
-            ))
+            let old = store::read_backup(self.spec, &self.cur.loc, name, &id).await?;
+            res.backup = Some(Some(id.clone()));
+            (
+                old,
+                current,
+                format!("{name} (backup {id})"),
+                format!("{name} (current)"),
+            )
+        };
+        let d = diff::unified(&old, &new, &ol, &nl);
+        send(out, crate::proto::record::CHANNEL_STDOUT, &d).await?;
+        res.version = Some(self.cur.version.clone());
+        res.changed = Some(!d.is_empty());
+        Ok(res)
+    }
+
+    /// `restore`: a backup's content.
+    async fn restore(&self, id: String) -> Result<(Vec<u8>, ConfigResult), OpError> {
+        let b = store::read_backup(self.spec, &self.cur.loc, self.name, &id).await?;
+        Ok((
+            b,
+            ConfigResult {
+                restored: Some(id),
+                ..Default::default()
+            },
+        ))
+    }
+
+    /// `set`: the content with the key set.
+    fn set(
+        &self,
+        section: &SectionAddr,
+        key: &str,
+        value: &str,
+    ) -> Result<(Vec<u8>, ConfigResult), OpError> {
+        let mut d = self.doc()?;
+        d.set(section, key, value).map_err(edit_err)?;
+        Ok((d.to_bytes(), ConfigResult::default()))
+    }
+
+    /// `unset`: the content without the key.
+    fn unset(&self, section: &SectionAddr, key: &str) -> Result<(Vec<u8>, ConfigResult), OpError> {
+        let mut d = self.doc()?;
+        let n = d.unset(section, key).map_err(edit_err)?;
+        Ok((
+            d.to_bytes(),
+            ConfigResult {
+                removed: Some(n as u64),
+                ..Default::default()
+            },
+        ))
+    }
+
+    /// `add-section`: the content with a new section at the end.
+    fn add_section(
+        &self,
+        sname: &str,
+        entries: &[(String, String)],
+    ) -> Result<(Vec<u8>, ConfigResult), OpError> {
+        let mut d = self.doc()?;
+        let i = d.add_section(sname, entries).map_err(edit_err)?;
+        Ok((
+            d.to_bytes(),
+            ConfigResult {
+                index: Some(i as u64),
+                ..Default::default()
+            },
+        ))
+    }
+
+    /// `delete-section`: the content without the section.
+    fn delete_section(&self, s: &SectionAddr) -> Result<(Vec<u8>, ConfigResult), OpError> {
+        let mut d = self.doc()?;
+        d.delete_section(s).map_err(edit_err)?;
+        Ok((d.to_bytes(), ConfigResult::default()))
+    }
+
+    /// Puts `new` in place through [`store::commit`] (validate, back up,
+    /// replace, reload, roll back), adding what happened to `res`.
+    async fn change(
+        &self,
+        ctx: &OpCtx,
+        new: Vec<u8>,
+        mut res: ConfigResult,
+        out: &mut ResponseWriter,
+    ) -> Result<ConfigResult, OpError> {
+        let (spec, name) = (self.spec, self.name);
+        if new.len() as u64 > spec.max_size {
+            return Err(OpError::new(
+                ErrorCode::TooLarge,
+                "result larger than max_size",
+            ));
+        }
+        match store::commit(spec, name, &self.cur, new, &ctx.inst.pending).await {
+            Ok(c) => {
+                if c.changed {
+                    info!(
+                        "config: {} changed {name} (backup {})",
+                        ctx.session.user,
+                        c.backup.as_deref().unwrap_or("-")
+                    );
+                }
+                res.version = Some(c.version);
+                res.changed = Some(c.changed);
+                res.backup = Some(c.backup);
+                res.reloaded = Some(c.reloaded);
+                Ok(res)
+            }
+            Err(CommitError::Op(e)) => Err(e),
+            Err(CommitError::Invalid(run)) => {
+                send(out, CHANNEL_STDERR, &run.output).await?;
+                info!(
+                    "config: {} change to {name} refused by the validator",
+                    ctx.session.user
+                );
+                Err(OpError::bad_request(format!(
+                    "validation failed ({}); nothing changed",
+                    run.status
+                )))
+            }
+            Err(CommitError::Reload {
+                run,
+                restored,
+                again,
+            }) => {
+                send(out, CHANNEL_STDERR, &run.output).await?;
+                if let Some(a) = &again {
+                    send(out, CHANNEL_STDERR, &a.output).await?;
+                }
+                let what = match (&restored, &again) {
+                    (Err(e), _) => format!("restoring the previous content FAILED ({e})"),
+                    (Ok(()), Some(a)) if a.ok => {
+                        "the previous content was restored and reloaded".to_string()
+                    }
+                    (Ok(()), Some(a)) => format!(
+                        "the previous content was restored, but reloading it failed too ({})",
+                        a.status
+                    ),
+                    (Ok(()), None) => "the previous content was restored".to_string(),
+                };
+                info!(
+                    "config: reload after {} changed {name} failed; {what}",
+                    ctx.session.user
+                );
+                Err(OpError::new(
+                    ErrorCode::Unavailable,
+                    format!("reload failed ({}); {what}", run.status),
+                ))
+            }
         }
     }
 }
@@ -520,20 +622,31 @@ pub async fn apply(
 mod tests {
     use super::*;
 
+    use serde_json::{json, Value};
+
     fn p(v: Value) -> Result<ConfigReq, OpError> {
-        parse(v.to_string().as_bytes())
+        check(super::super::parse_descriptor(v.to_string().as_bytes())?)
+    }
+
+    fn action(r: ConfigReq) -> Action {
+        match r {
+            ConfigReq::File { action, .. } => action,
+            ConfigReq::List => panic!("list"),
+        }
     }
 
     #[test]
     fn descriptor_checks() {
-        assert_eq!(p(json!({"action": "list"})).unwrap().action, Action::List);
+        assert_eq!(p(json!({"action": "list"})).unwrap(), ConfigReq::List);
         let r = p(
             json!({"action": "set", "name": "wg0", "section": "Peer[PublicKey=x]",
                          "key": "AllowedIPs", "value": "10.0.0.3/32", "if_version": "v"}),
         )
         .unwrap();
-        assert_eq!(r.if_version.as_deref(), Some("v"));
-        assert!(matches!(r.action, Action::Set { .. }));
+        assert!(matches!(
+            &r,
+            ConfigReq::File { if_version: Some(v), action: Action::Set { .. }, .. } if v == "v"
+        ));
         for bad in [
             json!({"action": "nope", "name": "a"}),
             json!({"action": "read"}),
@@ -547,9 +660,7 @@ mod tests {
             assert!(p(bad.clone()).is_err(), "{bad}");
         }
         assert_eq!(
-            p(json!({"action": "read", "name": "a", "key": "K"}))
-                .unwrap()
-                .action,
+            action(p(json!({"action": "read", "name": "a", "key": "K"})).unwrap()),
             Action::Read {
                 section: Some(SectionAddr::global()),
                 key: Some("K".into())

@@ -5,33 +5,20 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::{fields, io_error, parse_descriptor, OpCtx, OpResult};
+use super::{io_error, OpCtx};
 use crate::proto::b64;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::confine::{locate, Access};
 use crate::server::runas::{account_for, fs_step};
 use crate::server::stream::{RequestReader, ResponseWriter, MAX_SEND_BATCH};
 
-/// The `get` descriptor.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Get {
-    /// File to read.
-    pub path: String,
-    /// Where to start.
-    pub offset: Option<u64>,
-    /// How many bytes at most.
-    pub length: Option<u64>,
-}
+pub use crate::ops::get::{GetDesc, GetResult};
 
-/// Parses the descriptor.
-pub fn parse(d: &[u8]) -> Result<Get, OpError> {
-    let g: Get = parse_descriptor(d)?;
+/// Checks the descriptor.
+pub fn check(g: GetDesc) -> Result<GetDesc, OpError> {
     if g.path.is_empty() || g.path.contains('\0') {
         return Err(OpError::bad_request(
             "path must be a non-empty string without NUL",
@@ -50,10 +37,10 @@ enum Chunk {
 /// this task seals, so the two use both cores.
 pub async fn apply(
     ctx: &OpCtx,
-    g: Get,
+    g: GetDesc,
     input: &mut RequestReader,
     out: &mut ResponseWriter,
-) -> OpResult {
+) -> Result<GetResult, OpError> {
     input.drain().await?;
     let grants = ctx.session.grants();
     let loc = locate(&grants, &ctx.inst.resolve(&g.path), Access::Read)?;
@@ -122,13 +109,13 @@ pub async fn apply(
                 ctx.session.touch();
             }
             Some(Chunk::Done { sha256 }) => {
-                break Ok(fields([
-                    ("size", Value::from(meta.len())),
-                    ("length", Value::from(sent)),
-                    ("mode", Value::from(meta.mode() & 0o7777)),
-                    ("mtime", Value::from(meta.mtime())),
-                    ("sha256", Value::from(b64::encode(&sha256))),
-                ]))
+                break Ok(GetResult {
+                    size: meta.len(),
+                    length: sent,
+                    mode: meta.mode() & 0o7777,
+                    mtime: meta.mtime(),
+                    sha256: b64::encode(&sha256),
+                })
             }
             Some(Chunk::Failed(e)) => break Err(e),
             None => break Err(OpError::new(ErrorCode::Unavailable, "session ended")),

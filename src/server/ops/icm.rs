@@ -7,11 +7,12 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::Value;
-
 use super::cmd::{build_command, build_command_base, container_for, spawn_error, CmdDesc};
-use super::{fields, parse_descriptor, OpCtx, OpResult};
+use super::OpCtx;
+pub use crate::ops::icm::{
+    IcmDesc, IdtDesc, KillDesc, KillResult, ProcResult, PtySize, ResizeDesc, ResizeResult,
+};
+use crate::ops::ExitFields;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::procs::{open_pty, parse_signal, Collected, Proc, Wiring};
 use crate::server::stream::{RequestReader, ResponseWriter};
@@ -20,29 +21,6 @@ use crate::server::stream::{RequestReader, ResponseWriter};
 pub const DEFAULT_WAIT_MS: u64 = 200;
 /// Largest `wait_ms`, so a poll stays well inside proxy timeouts.
 pub const MAX_WAIT_MS: u64 = 60_000;
-
-/// The terminal size asked for with `pty`.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PtySize {
-    /// Rows.
-    pub rows: u16,
-    /// Columns.
-    pub cols: u16,
-}
-
-/// The `icm` descriptor: `cmd`'s fields plus `pty` and `wait_ms`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IcmDesc {
-    argv: Option<Vec<String>>,
-    sh: Option<String>,
-    cwd: Option<String>,
-    env: Option<std::collections::BTreeMap<String, String>>,
-    timeout: Option<f64>,
-    pty: Option<PtySize>,
-    wait_ms: Option<u64>,
-}
 
 /// A checked `icm`.
 pub struct Icm {
@@ -55,9 +33,8 @@ fn wait(ms: Option<u64>) -> Duration {
     Duration::from_millis(ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS))
 }
 
-/// Parses `icm`.
-pub fn parse_icm(d: &[u8]) -> Result<Icm, OpError> {
-    let d: IcmDesc = parse_descriptor(d)?;
+/// Checks `icm`.
+pub fn check_icm(d: IcmDesc) -> Result<Icm, OpError> {
     if d.timeout.is_some() {
         return Err(OpError::bad_request(
             "timeout is not supported for interactive processes; use kill",
@@ -83,30 +60,8 @@ pub fn parse_icm(d: &[u8]) -> Result<Icm, OpError> {
     })
 }
 
-/// The `idt` / `edt` descriptor.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Idt {
-    id: String,
-    wait_ms: Option<u64>,
-}
-
-/// Parses `idt` or `edt`.
-pub fn parse_idt(d: &[u8]) -> Result<Idt, OpError> {
-    parse_descriptor(d)
-}
-
-/// The `kill` descriptor.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Kill {
-    id: String,
-    signal: String,
-}
-
-/// Parses `kill`.
-pub fn parse_kill(d: &[u8]) -> Result<Kill, OpError> {
-    let k: Kill = parse_descriptor(d)?;
+/// Checks `kill`.
+pub fn check_kill(k: KillDesc) -> Result<KillDesc, OpError> {
     if parse_signal(&k.signal).is_none() {
         return Err(OpError::bad_request(
             "signal must be one of TERM, KILL, INT, HUP",
@@ -115,18 +70,8 @@ pub fn parse_kill(d: &[u8]) -> Result<Kill, OpError> {
     Ok(k)
 }
 
-/// The `resize` descriptor.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resize {
-    id: String,
-    rows: u16,
-    cols: u16,
-}
-
-/// Parses `resize`.
-pub fn parse_resize(d: &[u8]) -> Result<Resize, OpError> {
-    let r: Resize = parse_descriptor(d)?;
+/// Checks `resize`.
+pub fn check_resize(r: ResizeDesc) -> Result<ResizeDesc, OpError> {
     if r.rows == 0 || r.cols == 0 {
         return Err(OpError::bad_request("rows and cols must be positive"));
     }
@@ -159,7 +104,12 @@ async fn feed(proc: &Proc, input: &mut RequestReader) -> Result<(), OpError> {
 }
 
 /// Sends collected output and builds the result; forgets a finished process.
-async fn answer(ctx: &OpCtx, proc: &Proc, wait: Duration, out: &mut ResponseWriter) -> OpResult {
+async fn answer(
+    ctx: &OpCtx,
+    proc: &Proc,
+    wait: Duration,
+    out: &mut ResponseWriter,
+) -> Result<ProcResult, OpError> {
     let gone = {
         let tx_closed = out.closed();
         // `collect` must not hold the writer borrowed while we send, so the
@@ -180,23 +130,11 @@ async fn answer(ctx: &OpCtx, proc: &Proc, wait: Duration, out: &mut ResponseWrit
     if !running {
         ctx.inst.procs.remove(&proc.id);
     }
-    use std::os::unix::process::ExitStatusExt;
-    Ok(fields([
-        ("id", Value::from(proc.id.clone())),
-        ("running", Value::Bool(running)),
-        (
-            "exit",
-            exit.and_then(|s| s.code())
-                .map(Value::from)
-                .unwrap_or(Value::Null),
-        ),
-        (
-            "signal",
-            exit.and_then(|s| s.signal())
-                .map(Value::from)
-                .unwrap_or(Value::Null),
-        ),
-    ]))
+    Ok(ProcResult {
+        id: proc.id.clone(),
+        running,
+        ended: ExitFields::of(exit),
+    })
 }
 
 /// Starts an interactive process.
@@ -205,7 +143,7 @@ pub async fn apply_icm(
     d: Icm,
     input: &mut RequestReader,
     out: &mut ResponseWriter,
-) -> OpResult {
+) -> Result<ProcResult, OpError> {
     // Checking the caps and taking the slot is one step (issue 17 §2).
     let slots = ctx
         .inst
@@ -291,11 +229,11 @@ pub async fn apply_icm(
 /// `idt` (`close` false) and `edt` (`close` true).
 pub async fn apply_idt(
     ctx: &OpCtx,
-    d: Idt,
+    d: IdtDesc,
     close: bool,
     input: &mut RequestReader,
     out: &mut ResponseWriter,
-) -> OpResult {
+) -> Result<ProcResult, OpError> {
     let proc = lookup(ctx, &d.id)?;
     proc.touch();
     feed(&proc, input).await?;
@@ -306,20 +244,28 @@ pub async fn apply_idt(
 }
 
 /// Sends a signal to the process group.
-pub async fn apply_kill(ctx: &OpCtx, d: Kill, input: &mut RequestReader) -> OpResult {
+pub async fn apply_kill(
+    ctx: &OpCtx,
+    d: KillDesc,
+    input: &mut RequestReader,
+) -> Result<KillResult, OpError> {
     input.drain().await?;
     let proc = lookup(ctx, &d.id)?;
     proc.touch();
     let sig = parse_signal(&d.signal).ok_or_else(|| OpError::bad_request("unknown signal"))?;
     let delivered = proc.signal(sig);
-    Ok(fields([
-        ("id", Value::from(d.id)),
-        ("delivered", Value::Bool(delivered)),
-    ]))
+    Ok(KillResult {
+        id: d.id,
+        delivered,
+    })
 }
 
 /// Changes the terminal size of a `pty` process.
-pub async fn apply_resize(ctx: &OpCtx, d: Resize, input: &mut RequestReader) -> OpResult {
+pub async fn apply_resize(
+    ctx: &OpCtx,
+    d: ResizeDesc,
+    input: &mut RequestReader,
+) -> Result<ResizeResult, OpError> {
     input.drain().await?;
     let proc = lookup(ctx, &d.id)?;
     proc.touch();
@@ -328,5 +274,5 @@ pub async fn apply_resize(ctx: &OpCtx, d: Resize, input: &mut RequestReader) -> 
     }
     proc.resize(d.rows, d.cols)
         .map_err(|e| OpError::new(ErrorCode::Internal, format!("resize: {e}")))?;
-    Ok(fields([("id", Value::from(d.id))]))
+    Ok(ResizeResult { id: d.id })
 }

@@ -11,12 +11,14 @@ pub mod put;
 
 use std::sync::Arc;
 
+#[cfg(test)]
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::instance::Instance;
 use super::session::Session;
 use super::stream::{RequestReader, ResponseWriter};
+use crate::ops::{Op, OpName};
 use crate::proto::response::OpError;
 
 /// What every operation may use.
@@ -29,62 +31,96 @@ pub struct OpCtx {
     pub remote: String,
     /// `X-Forwarded-For`, believed only from `[firewall] trusted_proxies`.
     pub forwarded_for: Option<String>,
-    /// The operation name.
-    pub op: String,
+    /// The operation.
+    pub op: OpName,
 }
 
-/// The result fields of a successful operation.
-pub type OpResult = Result<Map<String, Value>, OpError>;
+/// A successful operation's result, typed until it goes on the wire.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// `cmd`.
+    Cmd(crate::ops::cmd::CmdResult),
+    /// `get`.
+    Get(crate::ops::get::GetResult),
+    /// `put`.
+    Put(crate::ops::put::PutResult),
+    /// `logout`.
+    Logout(crate::ops::logout::LogoutResult),
+    /// `icm`, `idt`, `edt`.
+    Proc(crate::ops::icm::ProcResult),
+    /// `kill`.
+    Kill(crate::ops::icm::KillResult),
+    /// `resize`.
+    Resize(crate::ops::icm::ResizeResult),
+    /// `config`.
+    Config(crate::ops::config::ConfigResult),
+    /// `open`.
+    Open(crate::ops::open::OpenResult),
+}
 
-/// True for the operations this server implements.
-pub fn is_known(op: &str) -> bool {
-    matches!(
-        op,
-        "cmd"
-            | "get"
-            | "put"
-            | "logout"
-            | "icm"
-            | "idt"
-            | "edt"
-            | "kill"
-            | "resize"
-            | "config"
-            | "open"
-    )
+impl Outcome {
+    /// The exit status of a process that ended, for the audit.
+    pub fn exit(&self) -> Option<i32> {
+        match self {
+            Outcome::Cmd(r) => r.ended.exit,
+            Outcome::Proc(r) => r.ended.exit,
+            _ => None,
+        }
+    }
+
+    /// The result object of the `ok` response.
+    pub fn into_fields(self) -> Map<String, Value> {
+        let v = match self {
+            Outcome::Cmd(r) => serde_json::to_value(r),
+            Outcome::Get(r) => serde_json::to_value(r),
+            Outcome::Put(r) => serde_json::to_value(r),
+            Outcome::Logout(r) => serde_json::to_value(r),
+            Outcome::Proc(r) => serde_json::to_value(r),
+            Outcome::Kill(r) => serde_json::to_value(r),
+            Outcome::Resize(r) => serde_json::to_value(r),
+            Outcome::Config(r) => serde_json::to_value(r),
+            Outcome::Open(r) => serde_json::to_value(r),
+        };
+        match v {
+            Ok(Value::Object(m)) => m,
+            // Every result type is a struct of plain fields.
+            other => {
+                debug_assert!(false, "a result is not an object: {other:?}");
+                Map::new()
+            }
+        }
+    }
 }
 
 /// Runs an operation whose request passed the §5 checks.
 pub async fn run(
     ctx: &OpCtx,
-    descriptor: &[u8],
+    op: Op,
     input: &mut RequestReader,
     out: &mut ResponseWriter,
-) -> OpResult {
-    match ctx.op.as_str() {
-        "cmd" => cmd::apply(ctx, cmd::parse(descriptor)?, input, out).await,
-        "get" => get::apply(ctx, get::parse(descriptor)?, input, out).await,
-        "put" => put::apply(ctx, put::parse(descriptor)?, input, out).await,
-        "logout" => logout::apply(ctx, logout::parse(descriptor)?, input).await,
-        "icm" => icm::apply_icm(ctx, icm::parse_icm(descriptor)?, input, out).await,
-        "idt" => icm::apply_idt(ctx, icm::parse_idt(descriptor)?, false, input, out).await,
-        "edt" => icm::apply_idt(ctx, icm::parse_idt(descriptor)?, true, input, out).await,
-        "kill" => icm::apply_kill(ctx, icm::parse_kill(descriptor)?, input).await,
-        "resize" => icm::apply_resize(ctx, icm::parse_resize(descriptor)?, input).await,
-        "config" => config::apply(ctx, config::parse(descriptor)?, input, out).await,
-        "open" => open::apply(ctx, open::parse(descriptor)?, input).await,
-        other => Err(OpError::bad_request(format!("unknown operation {other}"))),
-    }
+) -> Result<Outcome, OpError> {
+    Ok(match op {
+        Op::Cmd(d) => Outcome::Cmd(cmd::apply(ctx, d.check()?, input, out).await?),
+        Op::Get(d) => Outcome::Get(get::apply(ctx, get::check(d)?, input, out).await?),
+        Op::Put(d) => Outcome::Put(put::apply(ctx, put::check(d)?, input, out).await?),
+        Op::Logout(d) => Outcome::Logout(logout::apply(ctx, d, input).await?),
+        Op::Icm(d) => Outcome::Proc(icm::apply_icm(ctx, icm::check_icm(d)?, input, out).await?),
+        Op::Idt(d) => Outcome::Proc(icm::apply_idt(ctx, d, false, input, out).await?),
+        Op::Edt(d) => Outcome::Proc(icm::apply_idt(ctx, d.0, true, input, out).await?),
+        Op::Kill(d) => Outcome::Kill(icm::apply_kill(ctx, icm::check_kill(d)?, input).await?),
+        Op::Resize(d) => {
+            Outcome::Resize(icm::apply_resize(ctx, icm::check_resize(d)?, input).await?)
+        }
+        Op::Config(d) => Outcome::Config(config::apply(ctx, config::check(d)?, input, out).await?),
+        Op::Open(d) => Outcome::Open(open::apply(ctx, open::check(d)?, input).await?),
+    })
 }
 
-/// Parses a descriptor, rejecting unknown fields (`deny_unknown_fields` on `T`).
+/// Parses a descriptor, rejecting unknown fields (`deny_unknown_fields` on
+/// `T`); for tests (the router decodes once, through [`Op::decode`]).
+#[cfg(test)]
 pub fn parse_descriptor<T: DeserializeOwned>(descriptor: &[u8]) -> Result<T, OpError> {
     serde_json::from_slice(descriptor).map_err(|e| OpError::bad_request(format!("descriptor: {e}")))
-}
-
-/// Builds a result map from pairs.
-pub fn fields<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// Maps an I/O error on a client-named path to a result code.

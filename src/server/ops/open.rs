@@ -12,67 +12,55 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use log::info;
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-use super::{fields, parse_descriptor, OpCtx, OpResult};
+use super::OpCtx;
 use crate::firewall::addr::{check_grantable, client_ip, parse_ip, printable};
 use crate::firewall::backend::{self, Nft};
 use crate::firewall::{FirewallConfig, FwError, Profile};
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::stream::RequestReader;
+use log::info;
+
+pub use crate::ops::open::{GrantInfo, OpenDesc, OpenResult};
 
 /// What to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Grant (or refresh) access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
     Open,
-    /// Remove a grant.
     Close,
-    /// The active grants.
-    List,
 }
 
-/// The descriptor.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A checked `open` or `close`; `None` for `list`.
 pub struct Open {
-    /// What to do.
-    pub action: Action,
-    /// The profile (open/close).
-    #[serde(default)]
-    pub profile: Option<String>,
-    /// The address to open for; default the caller's own.
-    #[serde(default)]
-    pub ip: Option<String>,
-    /// Seconds; default the profile's `default_duration`, capped at its `max_duration`.
-    #[serde(default)]
-    pub duration: Option<u64>,
+    action: Action,
+    profile: String,
+    ip: Option<String>,
+    duration: Option<u64>,
 }
 
-/// Parses and checks the descriptor's shape.
-pub fn parse(d: &[u8]) -> Result<Open, OpError> {
-    let o: Open = parse_descriptor(d)?;
-    match o.action {
-        Action::Open | Action::Close if o.profile.is_none() => {
-            return Err(OpError::bad_request("profile is required"))
-        }
-        Action::List if o.profile.is_some() || o.ip.is_some() || o.duration.is_some() => {
-            return Err(OpError::bad_request(
-                "list takes no profile, ip or duration",
-            ))
-        }
-        Action::Close if o.duration.is_some() => {
-            return Err(OpError::bad_request("close takes no duration"))
-        }
-        _ => {}
-    }
-    if o.duration == Some(0) {
-        return Err(OpError::bad_request("duration must be at least 1 second"));
-    }
-    Ok(o)
+/// Checks the descriptor.
+pub fn check(d: OpenDesc) -> Result<Option<Open>, OpError> {
+    Ok(match d {
+        OpenDesc::Open {
+            duration: Some(0), ..
+        } => return Err(OpError::bad_request("duration must be at least 1 second")),
+        OpenDesc::Open {
+            profile,
+            ip,
+            duration,
+        } => Some(Open {
+            action: Action::Open,
+            profile,
+            ip,
+            duration,
+        }),
+        OpenDesc::Close { profile, ip } => Some(Open {
+            action: Action::Close,
+            profile,
+            ip,
+            duration: None,
+        }),
+        OpenDesc::List {} => None,
+    })
 }
 
 fn forbidden(msg: impl Into<String>) -> OpError {
@@ -102,7 +90,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Applies the descriptor.
-pub async fn apply(ctx: &OpCtx, d: Open, input: &mut RequestReader) -> OpResult {
+pub async fn apply(
+    ctx: &OpCtx,
+    d: Option<Open>,
+    input: &mut RequestReader,
+) -> Result<OpenResult, OpError> {
     // Act only on a complete, authenticated message.
     input.drain().await?;
     let Some(cfg) = ctx.inst.firewall.clone() else {
@@ -112,20 +104,25 @@ pub async fn apply(ctx: &OpCtx, d: Open, input: &mut RequestReader) -> OpResult 
         ));
     };
     let grants = ctx.session.grants();
-    if d.action == Action::List {
+    let Some(d) = d else {
         let nft = Nft::new(&cfg);
         let list = blocking(move || nft.ledger()).await?;
-        let visible: Vec<Value> = list
+        let visible = list
             .into_iter()
             .filter(|g| grants.allow_open(&g.profile))
-            .map(|g| {
-                json!({"profile": g.profile, "ip": g.ip.to_string(),
-                       "expires_in": g.expires_in, "by": g.user})
+            .map(|g| GrantInfo {
+                profile: g.profile,
+                ip: g.ip.to_string(),
+                expires_in: g.expires_in,
+                by: g.user,
             })
             .collect();
-        return Ok(fields([("grants", Value::Array(visible))]));
-    }
-    let name = d.profile.as_deref().unwrap_or_default();
+        return Ok(OpenResult {
+            grants: Some(visible),
+            ..Default::default()
+        });
+    };
+    let name = d.profile.as_str();
     if !grants.allow_open(name) {
         return Err(forbidden(format!(
             "you may not use firewall profile {:?}",
@@ -147,22 +144,24 @@ pub async fn apply(ctx: &OpCtx, d: Open, input: &mut RequestReader) -> OpResult 
         let (c, p, u) = (cfg.clone(), profile.clone(), user.clone());
         blocking(move || backend::close_grant(&c, &p, ip, &u, all)).await?;
         info!("firewall: {user} closed {name} for {ip}");
-        return Ok(fields([
-            ("profile", json!(name)),
-            ("ip", json!(ip.to_string())),
-        ]));
+        return Ok(OpenResult {
+            profile: Some(name.to_string()),
+            ip: Some(ip.to_string()),
+            ..Default::default()
+        });
     }
     let wanted = d.duration.unwrap_or(profile.default_duration);
     let secs = wanted.min(profile.max_duration);
     let (c, p, u) = (cfg.clone(), profile.clone(), user.clone());
     blocking(move || backend::open_grant(&c, &p, ip, secs, &u)).await?;
     info!("firewall: {user} opened {name} for {ip} for {secs}s");
-    Ok(fields([
-        ("profile", json!(name)),
-        ("ip", json!(ip.to_string())),
-        ("expires_in", json!(secs)),
-        ("capped", json!(secs < wanted)),
-    ]))
+    Ok(OpenResult {
+        profile: Some(name.to_string()),
+        ip: Some(ip.to_string()),
+        expires_in: Some(secs),
+        capped: Some(secs < wanted),
+        grants: None,
+    })
 }
 
 /// The address a grant is for: the caller's own (behind trusted proxies,
@@ -218,11 +217,17 @@ fn target_ip(
 mod tests {
     use super::*;
 
+    fn parse(d: &[u8]) -> Result<Option<Open>, OpError> {
+        check(super::super::parse_descriptor(d)?)
+    }
+
     #[test]
     fn descriptors() {
-        let o = parse(br#"{"action":"open","profile":"ssh","duration":120}"#).unwrap();
+        let o = parse(br#"{"action":"open","profile":"ssh","duration":120}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!((o.action, o.duration), (Action::Open, Some(120)));
-        assert!(parse(br#"{"action":"list"}"#).is_ok());
+        assert!(parse(br#"{"action":"list"}"#).unwrap().is_none());
         for bad in [
             &br#"{"action":"open"}"#[..],
             br#"{"action":"opne","profile":"ssh"}"#,

@@ -12,11 +12,9 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::Mode;
 
-use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{fields, io_error, parse_descriptor, OpCtx, OpResult};
+use super::{io_error, OpCtx};
 use crate::proto::b64;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::confine::{fs_error, locate, Access, Located};
@@ -24,21 +22,7 @@ use crate::server::pending::{Kind, Pending};
 use crate::server::runas::{account_for, fs_step};
 use crate::server::stream::{RequestReader, ResponseWriter};
 
-/// The `put` descriptor.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Put {
-    /// Target file.
-    pub path: String,
-    /// Permission bits for the new file.
-    pub mode: Option<u32>,
-    /// Replace an existing file (default true).
-    pub overwrite: Option<bool>,
-    /// Create missing parent directories (default false).
-    pub create_dirs: Option<bool>,
-    /// Expected SHA-256 of the content (b64).
-    pub sha256: Option<String>,
-}
+pub use crate::ops::put::{PutDesc, PutResult};
 
 /// A checked `put`.
 #[derive(Debug)]
@@ -50,9 +34,8 @@ pub struct PutReq {
     sha256: Option<[u8; 32]>,
 }
 
-/// Parses the descriptor.
-pub fn parse(d: &[u8]) -> Result<PutReq, OpError> {
-    let p: Put = parse_descriptor(d)?;
+/// Checks the descriptor.
+pub fn check(p: PutDesc) -> Result<PutReq, OpError> {
     if p.path.is_empty() || p.path.contains('\0') {
         return Err(OpError::bad_request(
             "path must be a non-empty string without NUL",
@@ -213,7 +196,7 @@ pub async fn apply(
     p: PutReq,
     input: &mut RequestReader,
     _out: &mut ResponseWriter,
-) -> OpResult {
+) -> Result<PutResult, OpError> {
     let grants = ctx.session.grants();
     let loc = locate(&grants, &ctx.inst.resolve(&p.path), Access::Write)?;
     let acct = account_for(&grants)?;
@@ -395,8 +378,8 @@ pub async fn apply(
     })
     .await?;
     guard.name = None;
-    Ok(fields([
-        ("size", Value::from(size)),
-        ("sha256", Value::from(b64::encode(&digest))),
-    ]))
+    Ok(PutResult {
+        size,
+        sha256: b64::encode(&digest),
+    })
 }

@@ -1,0 +1,19 @@
+//! `logout`: end the session and everything it started.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Descriptor, OpName};
+
+/// The `logout` descriptor: empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutDesc {}
+
+/// The `logout` result: empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutResult {}
+
+impl Descriptor for LogoutDesc {
+    const NAME: OpName = OpName::Logout;
+    type Result = LogoutResult;
+}
