@@ -22,6 +22,16 @@ enum Cmd {
     Serve(remo::server::cli::ServeArgs),
     /// Install, show or remove remod's nftables table (docs/firewall.md).
     Firewall(remo::firewall::cli::FirewallArgs),
+    /// Print the JSON Schema of every operation's descriptor and result
+    /// (for other clients; docs/operations.md is made from it).
+    Schema(SchemaArgs),
+}
+
+#[derive(clap::Args)]
+struct SchemaArgs {
+    /// Print docs/operations.md instead of JSON.
+    #[arg(long)]
+    markdown: bool,
 }
 
 fn main() {
@@ -32,6 +42,15 @@ fn main() {
         Cmd::Audit(a) => remo::admin::run_audit(a),
         Cmd::Serve(a) => remo::server::cli::run_serve(a),
         Cmd::Firewall(a) => remo::firewall::cli::run(a),
+        Cmd::Schema(a) => {
+            if a.markdown {
+                print!("{}", remo::ops::markdown());
+            } else {
+                let s = serde_json::to_string_pretty(&remo::ops::schema()).unwrap_or_default();
+                println!("{s}");
+            }
+            0
+        }
     };
     std::process::exit(code);
 }

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Descriptor, ExitFields, OpName};
 
 /// The `cmd` descriptor: `argv` or `sh`, not both.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CmdDesc {
     /// Program and arguments, run without a shell.
@@ -28,7 +29,7 @@ pub struct CmdDesc {
 }
 
 /// The `cmd` result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CmdResult {
     /// How it ended.
     #[serde(flatten)]

@@ -1,6 +1,7 @@
 //! `config`: read and edit the files named in `[files]` by section and key
 //! (docs/config-files.md). One descriptor per `action`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Descriptor, OpName};
@@ -8,7 +9,7 @@ use super::{Descriptor, OpName};
 /// The `config` descriptor, by `action`. `section` is an address
 /// (`NAME`, `NAME[INDEX]`, `NAME[KEY=VALUE]`; empty: the global section);
 /// `if_version` makes a change fail with `conflict` if the file changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ConfigDesc {
     /// The names the caller may use.
@@ -113,7 +114,7 @@ pub enum ConfigDesc {
 }
 
 /// One configured file, as `list` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FileInfo {
     /// Its configured name.
     pub name: String,
@@ -130,7 +131,7 @@ pub struct FileInfo {
 }
 
 /// One backup.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BackupInfo {
     /// Its id (a UTC timestamp).
     pub id: String,
@@ -142,7 +143,7 @@ pub struct BackupInfo {
 
 /// The `config` result; which fields an action fills is in
 /// docs/operations.md.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ConfigResult {
     /// `list`: the files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,6 +166,7 @@ pub struct ConfigResult {
     /// A change: the backup taken (`null`: none); `diff`: the backup
     /// compared.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "present")]
+    #[schemars(with = "Option<String>")]
     pub backup: Option<Option<String>>,
     /// A change: the reload command ran and succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,11 +1,12 @@
 //! `get`: download a file, whole or a range.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Descriptor, OpName};
 
 /// The `get` descriptor.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetDesc {
     /// The file.
@@ -19,7 +20,7 @@ pub struct GetDesc {
 }
 
 /// The `get` result.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GetResult {
     /// The file's size.
     pub size: u64,

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Descriptor, ExitFields, OpName};
 
 /// A terminal size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PtySize {
     /// Rows.
@@ -18,7 +19,7 @@ pub struct PtySize {
 }
 
 /// The `icm` descriptor: a `cmd` descriptor plus a terminal and a wait.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IcmDesc {
     /// Program and arguments.
@@ -60,7 +61,7 @@ impl IcmDesc {
 }
 
 /// The `idt` and `edt` descriptor.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdtDesc {
     /// The process.
@@ -72,12 +73,12 @@ pub struct IdtDesc {
 
 /// The `edt` descriptor: `idt`'s, and the process's input is closed after
 /// the data.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct EdtDesc(pub IdtDesc);
 
 /// What `icm`, `idt` and `edt` answer: the process and whether it runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProcResult {
     /// The process.
     pub id: String,
@@ -89,7 +90,7 @@ pub struct ProcResult {
 }
 
 /// The `kill` descriptor.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KillDesc {
     /// The process.
@@ -99,7 +100,7 @@ pub struct KillDesc {
 }
 
 /// The `kill` result.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KillResult {
     /// The process.
     pub id: String,
@@ -108,7 +109,7 @@ pub struct KillResult {
 }
 
 /// The `resize` descriptor.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResizeDesc {
     /// The process.
@@ -120,7 +121,7 @@ pub struct ResizeDesc {
 }
 
 /// The `resize` result.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ResizeResult {
     /// The process.
     pub id: String,

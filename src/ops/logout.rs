@@ -1,16 +1,17 @@
 //! `logout`: end the session and everything it started.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Descriptor, OpName};
 
 /// The `logout` descriptor: empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutDesc {}
 
 /// The `logout` result: empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LogoutResult {}
 
 impl Descriptor for LogoutDesc {

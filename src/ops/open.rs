@@ -1,11 +1,12 @@
 //! `open`: time-limited firewall access (docs/firewall.md).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Descriptor, OpName};
 
 /// The `open` descriptor, by `action`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
 pub enum OpenDesc {
     /// Grant (or refresh) access.
@@ -33,7 +34,7 @@ pub enum OpenDesc {
 }
 
 /// One active grant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GrantInfo {
     /// The profile.
     pub profile: String,
@@ -47,7 +48,7 @@ pub struct GrantInfo {
 
 /// The `open` result: `open` fills `profile`, `ip`, `expires_in`,
 /// `capped`; `close` `profile` and `ip`; `list` `grants`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OpenResult {
     /// The profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]

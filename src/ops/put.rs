@@ -1,11 +1,12 @@
 //! `put`: upload a file, replacing the target atomically.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Descriptor, OpName};
 
 /// The `put` descriptor.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutDesc {
     /// Target file.
@@ -25,7 +26,7 @@ pub struct PutDesc {
 }
 
 /// The `put` result.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PutResult {
     /// Bytes written.
     pub size: u64,
