@@ -7,6 +7,9 @@
 //! Needs root, vim (or vim-tiny: `rview`, `ex`), xz-utils and bash; tests/run
 //! installs them.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod inproc;
 
 use std::os::unix::fs::PermissionsExt;

@@ -3,6 +3,9 @@
 //! (symlinks, `..`, swaps after a first access), run-as, live revocation and
 //! the audit log.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod inproc;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

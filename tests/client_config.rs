@@ -2,6 +2,9 @@
 //! whose data directory holds a `remo.toml` naming a WireGuard file:
 //! get/set/diff/backups/restore, and `edit` with `EDITOR` set to a script.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

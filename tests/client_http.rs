@@ -2,6 +2,9 @@
 //! exec exit codes and streams, stdin, big get/put, the session cache,
 //! logout, transparent re-login, concurrency and full duplex.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::Write;

@@ -4,6 +4,9 @@
 //! Apache, with the e2e harness), remote processes ending with a local
 //! Ctrl-C, and a PTY shell driven through tmux.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

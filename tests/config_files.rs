@@ -4,6 +4,9 @@
 //! validation and reload rollback, lost-update conflicts, permissions, and
 //! files that are not UTF-8.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod inproc;
 
 use std::path::{Path, PathBuf};

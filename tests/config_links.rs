@@ -11,6 +11,9 @@
 //! * a FIFO swapped in (also racing with a regular file): every request
 //!   ends promptly and the server keeps answering.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -6,6 +6,9 @@
 //! subtree, `cgroup.kill`) and with `REMO_CGROUP=off` (remod as child
 //! subreaper, tracking descendants itself).
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,6 +1,9 @@
 //! Containment (issue 17): a slow client or a shutdown cannot take more
 //! than it should. Against the real binary.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Stdio;

@@ -12,6 +12,9 @@
 //! `ip` (iproute2), `nft` (nftables) and `conntrack` (conntrack); missing
 //! tools fail the test, naming the package.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod inproc;
 
 use std::fs::File;

@@ -2,6 +2,9 @@
 //! nginx and a real Apache (mod_proxy_fcgi), the raw FastCGI socket, and
 //! the embedded HTTP/1.1 server, driven by curl and raw sockets.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;

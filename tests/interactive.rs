@@ -1,6 +1,9 @@
 //! Interactive processes through the real router with real children and
 //! real terminals: icm/idt/edt/kill/resize, lifecycle, bad input.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod inproc;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,9 @@
 //! built binaries in temporary directories, with `openssl` as the
 //! independent implementation on the other side of every key file.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

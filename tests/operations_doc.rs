@@ -2,6 +2,9 @@
 //! --markdown`); it must not drift from them. To update it:
 //! `cargo run --bin remod -- schema --markdown > docs/operations.md`.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 fn remod_schema(args: &[&str]) -> String {

@@ -2,6 +2,9 @@
 //! vectors computed with OpenSSL: key files, fingerprints, handshake
 //! signatures and keys, sealed records, and the must-reject cases.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use remo::keyfile::{self, KeyFileError};
 use remo::proto::b64;
 use remo::proto::handshake::{

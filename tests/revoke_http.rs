@@ -3,6 +3,9 @@
 //! kills its interactive process within 1 s; `remod audit` shows the rows,
 //! failed logins included.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

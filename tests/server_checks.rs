@@ -2,6 +2,9 @@
 //! and real child processes: every pre-check status of PROTOCOL.md §5, the
 //! auth failures of §3, and the core operations' edge cases.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod inproc;
 
 use std::path::Path;

@@ -7,6 +7,9 @@
 //! nginx that passes the attacker's own params (as any process running as
 //! www-data could configure), or by speaking FastCGI on the socket itself.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

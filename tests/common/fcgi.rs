@@ -1,6 +1,9 @@
 //! A raw FastCGI client: what any local process that can open remod's
 //! socket may send, params and all.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;

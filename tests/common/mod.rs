@@ -12,6 +12,8 @@
 //! first to explain the failure. A missing nginx or Apache is a failure that
 //! names the Debian package, never a skip.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 pub mod fcgi;

@@ -1,5 +1,8 @@
 //! In-process harness for router tests: a real key file, a real SQLite
 //! user database, the real router, and a client built from the protocol core.
+
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::path::PathBuf;
