@@ -345,18 +345,28 @@ pub fn uninstall(cfg: &FirewallConfig) -> Result<(), FwError> {
 /// between a start or restart and the first `open`. A file without
 /// `[firewall]` does nothing; one that does not load is left to the
 /// instance loader to report. An `Err` means remod must not start.
-pub fn install_guard_at_start(path: &std::path::Path) -> Result<(), String> {
+pub fn install_guard_at_start(path: &std::path::Path) -> Result<(), GuardError> {
     let Ok(file) = crate::server::config::ConfigFile::load(path) else {
         return Ok(());
     };
     let Some(cfg) = file.firewall else {
         return Ok(());
     };
-    install(&cfg).map(|_| ()).map_err(|e| {
-        format!(
-            "cannot install the firewall guard (table inet {}) from {}: {e}; refusing to serve with guarded ports open",
-            cfg.table,
-            path.display()
-        )
+    install(&cfg).map(|_| ()).map_err(|source| GuardError {
+        table: cfg.table.clone(),
+        path: path.to_path_buf(),
+        source,
     })
+}
+
+/// The guard could not be installed at start: remod must not serve.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the firewall guard (table inet {table}) from {}: {source}; refusing to serve with guarded ports open", path.display())]
+pub struct GuardError {
+    /// The nftables table.
+    pub table: String,
+    /// The configuration file.
+    pub path: std::path::PathBuf,
+    /// What nft said.
+    pub source: FwError,
 }

@@ -297,15 +297,15 @@ impl DurationValue {
     }
 }
 
+/// A text that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration (e.g. 90, 90s, 30m, 2h, 1h30m, 1d)")]
+pub struct BadDuration(String);
+
 /// Parses a duration: whole seconds (`90`) or units `s`, `m`, `h`, `d`,
 /// combinable (`1h30m`). Shared by the file and the client's `--for`.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!(
-            "{:?} is not a duration (e.g. 90, 90s, 30m, 2h, 1h30m, 1d)",
-            printable(s)
-        )
-    };
+pub fn parse_duration(s: &str) -> Result<u64, BadDuration> {
+    let bad = || BadDuration(printable(s));
     if s.is_empty() {
         return Err(bad());
     }

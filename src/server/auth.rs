@@ -7,12 +7,13 @@ use std::time::Duration;
 use log::{info, warn};
 
 use super::instance::{unix_now, Instance};
+use super::reject::Reject;
 use super::request::{Body, Response};
 use crate::audit::{now_ms, session_tag, AuditRecord};
 use crate::perms::Grants;
 use crate::proto::handshake::{
     new_session_id, server_answer, server_keys, Ephemeral, HandshakeError, ParsedAuth,
-    MAX_AUTH_BODY,
+    MAX_AUTH_BODY, MAX_SKEW_SECS,
 };
 use crate::proto::identity::{IdentityKey, PublicKey};
 
@@ -29,12 +30,12 @@ pub fn info(inst: &Instance) -> Response {
 }
 
 /// Reads a small body whole, refusing more than `max` bytes.
-async fn read_small(mut body: Body, max: usize) -> Result<Vec<u8>, u16> {
+async fn read_small(mut body: Body, max: usize) -> Result<Vec<u8>, Reject> {
     let mut buf = Vec::new();
     while let Some(chunk) = body.chunk().await {
-        let chunk = chunk.map_err(|_| 400u16)?;
+        let chunk = chunk.map_err(|_| Reject::BodyAborted)?;
         if buf.len() + chunk.len() > max {
-            return Err(413);
+            return Err(Reject::AuthTooLarge);
         }
         buf.extend_from_slice(&chunk);
     }
@@ -49,7 +50,30 @@ fn decoy_key() -> &'static PublicKey {
 }
 
 fn failed() -> Response {
-    Response::error(401, "authentication failed")
+    Reject::AuthFailed.response()
+}
+
+/// Why a login failed, for the log and the audit only (the peer is told
+/// just "authentication failed").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthFailure {
+    UserDisabled,
+    UnknownUser,
+    ClockSkew,
+    BadSignature,
+    Replayed,
+}
+
+impl AuthFailure {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::UserDisabled => "user disabled",
+            AuthFailure::UnknownUser => "unknown user",
+            AuthFailure::ClockSkew => "clock skew",
+            AuthFailure::BadSignature => "bad signature",
+            AuthFailure::Replayed => "replayed auth",
+        }
+    }
 }
 
 /// Audits a login attempt under the claimed user name.
@@ -131,8 +155,7 @@ impl EphemeralPool {
 pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
     let raw = match read_small(body, MAX_AUTH_BODY).await {
         Ok(b) => b,
-        Err(413) => return Response::error(413, "auth request too large"),
-        Err(_) => return Response::error(400, "request body aborted"),
+        Err(r) => return r.response(),
     };
     let parsed = match ParsedAuth::parse(&raw) {
         Ok(p) => p,
@@ -140,7 +163,7 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
             info!("{remote} - auth 400 {why}");
             return Response::error(400, &why);
         }
-        Err(_) => return Response::error(400, "malformed auth request"),
+        Err(_) => return Reject::MalformedAuth.response(),
     };
     let now = unix_now();
     let started = (now_ms(), std::time::Instant::now());
@@ -148,29 +171,30 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
         Ok(u) => u,
         Err(e) => {
             warn!("{remote} {} auth 500 {e}", parsed.user);
-            return Response::error(500, "user database error (see the server log)");
+            return Reject::UserDb.response();
         }
     };
     let (key, why) = match &user {
-        Some(u) if u.enabled => (&u.key, ""),
-        Some(_) => (decoy_key(), "user disabled"),
-        None => (decoy_key(), "unknown user"),
+        Some(u) if u.enabled => (&u.key, None),
+        Some(_) => (decoy_key(), Some(AuthFailure::UserDisabled)),
+        None => (decoy_key(), Some(AuthFailure::UnknownUser)),
     };
     let verified = parsed.verify(key, now);
-    let reason = if !why.is_empty() {
+    let failure = if why.is_some() {
         why
     } else if verified.is_err() {
-        if now.abs_diff(parsed.time) > 300 {
-            "clock skew"
+        if now.abs_diff(parsed.time) > MAX_SKEW_SECS.unsigned_abs() {
+            Some(AuthFailure::ClockSkew)
         } else {
-            "bad signature"
+            Some(AuthFailure::BadSignature)
         }
     } else if !inst.remember_auth(&parsed.user, &parsed.qc, now) {
-        "replayed auth"
+        Some(AuthFailure::Replayed)
     } else {
-        ""
+        None
     };
-    if !reason.is_empty() {
+    if let Some(f) = failure {
+        let reason = f.as_str();
         warn!("{remote} {} auth 401 {reason}", parsed.user);
         audit_auth(
             inst,
@@ -257,7 +281,7 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
     );
     match serde_json::to_string(&resp) {
         Ok(b) => Response::json(200, b),
-        Err(_) => Response::error(500, "internal error"),
+        Err(_) => Reject::Internal.response(),
     }
 }
 

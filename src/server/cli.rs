@@ -212,7 +212,8 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
     }
     let defaults = defaults_from(&a);
     if let Some(cfg) = &defaults.instance.config {
-        crate::firewall::backend::install_guard_at_start(cfg).map_err(ServeError::Setup)?;
+        crate::firewall::backend::install_guard_at_start(cfg)
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
     }
     let mode = u32::from_str_radix(a.socket_mode.trim_start_matches("0o"), 8).map_err(|_| {
         ServeError::Usage(format!("--socket-mode {:?} is not octal", a.socket_mode))

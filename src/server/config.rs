@@ -230,9 +230,9 @@ impl ConfigFile {
             path: path.to_path_buf(),
             why: toml_error(&text, &e),
         })?;
-        super::cfgfiles::check_specs(&mut file.files).map_err(|why| ConfigError::File {
+        super::cfgfiles::check_specs(&mut file.files).map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
-            why,
+            why: e.to_string(),
         })?;
         Ok(file)
     }

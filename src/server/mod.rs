@@ -15,6 +15,7 @@ pub mod listen;
 pub mod ops;
 pub mod pending;
 pub mod procs;
+pub mod reject;
 pub mod request;
 pub mod router;
 pub mod runas;

@@ -16,6 +16,7 @@ use super::config::Defaults;
 use super::gate::Gate;
 use super::instance::{Instance, Registry};
 use super::ops::{self, OpCtx, Outcome};
+use super::reject::Reject;
 use super::request::{Handler, Params, Request, Response, ResponseBody};
 use super::stream::{ReadError, RequestReader, ResponseWriter, RESPONSE_CHANNEL_DEPTH};
 use crate::audit::{now_ms, session_tag, summarize, AuditRecord};
@@ -103,23 +104,23 @@ impl Router {
         let remote = params.get_str("REMOTE_ADDR").unwrap_or("-").to_string();
         let base = self.defaults.base_for(params);
         let Some(op) = request_op(params, base.as_deref()) else {
-            return Response::error(404, "not found");
+            return Reject::NotFound.response();
         };
         let is_get = method == "GET" || method == "HEAD";
         let sealed = match op.as_str() {
-            "info" if !is_get => return Response::error(405, "method not allowed"),
+            "info" if !is_get => return Reject::MethodNotAllowed.response(),
             "info" | "auth" => None,
             o => match OpName::parse(o) {
                 Some(n) => Some(n),
-                None => return Response::error(404, "unknown operation"),
+                None => return Reject::UnknownOperation.response(),
             },
         };
         if op != "info" && method != "POST" {
-            return Response::error(405, "method not allowed");
+            return Reject::MethodNotAllowed.response();
         }
         // The registry logs why (once per reason); the peer learns nothing.
         let Ok(inst) = self.registry.get(&self.defaults.instance_for(params)) else {
-            return Response::error(500, "server configuration error (see the server log)");
+            return Reject::Configuration.response();
         };
         match (sealed, op.as_str()) {
             (Some(name), _) => operation(inst, name, req, remote).await,
@@ -135,18 +136,18 @@ impl Router {
     /// are in use (so slow or endless bodies cannot lock logins out).
     async fn auth(&self, inst: &Instance, req: Request, remote: &str) -> Response {
         let Some(pass) = self.unauth.enter() else {
-            return Response::error(503, "server busy");
+            return Reject::Busy.response();
         };
         tokio::select! {
             r = tokio::time::timeout(self.limits.auth_timeout, auth::auth(inst, req.body, remote)) => {
                 r.unwrap_or_else(|_| {
                     info!("{remote} - auth 408 not complete within {:?}", self.limits.auth_timeout);
-                    Response::error(408, "auth request not complete in time")
+                    Reject::AuthTimeout.response()
                 })
             }
             _ = pass.evicted() => {
                 debug!("{remote} - auth 503 evicted by a newer unauthenticated request");
-                Response::error(503, "server busy")
+                Reject::Busy.response()
             }
         }
     }
@@ -191,24 +192,24 @@ pub fn request_op(params: &Params, base: Option<&str>) -> Option<String> {
 
 /// The syntax checks on a request's first line (→ 400/413), before the
 /// session is looked up.
-fn check_first_line(line: &[u8]) -> Result<(), (u16, &'static str)> {
+fn check_first_line(line: &[u8]) -> Result<(), Reject> {
     if line.len() > MAX_LINE {
-        return Err((413, "record too large"));
+        return Err(Reject::RecordTooLarge);
     }
     match b64::decode_bytes(line) {
         Ok(raw) if raw.len() >= NONCE_LEN + TAG_LEN => Ok(()),
-        _ => Err((400, "malformed record")),
+        _ => Err(Reject::MalformedRecord),
     }
 }
 
-fn read_status(e: &ReadError) -> (u16, &'static str) {
+fn read_reject(e: &ReadError) -> Reject {
     match e {
-        ReadError::Record(RecordError::LineTooLong) => (413, "record too large"),
-        ReadError::Record(RecordError::TooLarge) => (413, "record too large"),
-        ReadError::TooLarge(_) => (413, "request body too large"),
-        ReadError::Record(RecordError::PartialLine) => (400, "body does not end with CRLF"),
-        ReadError::Body(_) => (400, "request body aborted"),
-        _ => (400, "malformed request body"),
+        ReadError::Record(RecordError::LineTooLong) => Reject::RecordTooLarge,
+        ReadError::Record(RecordError::TooLarge) => Reject::RecordTooLarge,
+        ReadError::TooLarge(_) => Reject::BodyTooLarge,
+        ReadError::Record(RecordError::PartialLine) => Reject::NoFinalCrlf,
+        ReadError::Body(_) => Reject::BodyAborted,
+        _ => Reject::MalformedBody,
     }
 }
 
@@ -244,7 +245,7 @@ impl Precheck<'_> {
 async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String) -> Response {
     let started = Instant::now();
     let Some(sid) = req.params.get_str("HTTP_REMO_SESSION").map(str::to_string) else {
-        return Response::error(400, "missing Remo-Session header");
+        return Reject::MissingSession.response();
     };
     let pre = Precheck {
         inst: &inst,
@@ -260,41 +261,36 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
     let Some(session) = inst.sessions.get(&sid) else {
         info!("{remote} - {op} 401 unknown or expired session");
         pre.audit("-", "401 unknown or expired session");
-        return Response::error(401, "unknown or expired session");
+        return Reject::UnknownSession.response();
     };
     let mut reader = RequestReader::new(req.body, inst.limits.max_request_bytes);
     let line = match reader.next_line().await {
         Ok(Some(l)) => l,
-        Ok(None) => return Response::error(400, "empty request body"),
-        Err(e) => {
-            let (status, msg) = read_status(&e);
-            return Response::error(status, msg);
-        }
+        Ok(None) => return Reject::EmptyBody.response(),
+        Err(e) => return read_reject(&e).response(),
     };
-    if let Err((status, msg)) = check_first_line(&line) {
-        return Response::error(status, msg);
+    if let Err(r) = check_first_line(&line) {
+        return r.response();
     }
     let mut opener = Opener::new(session.c2s.clone(), None, op.as_str());
     let rec0 = match opener.open(&line) {
         Ok(r) => r,
-        Err(RecordError::TooLarge) => return Response::error(413, "record too large"),
-        Err(RecordError::OutOfOrder) => {
-            return Response::error(400, "first record is not record 0")
-        }
+        Err(RecordError::TooLarge) => return Reject::RecordTooLarge.response(),
+        Err(RecordError::OutOfOrder) => return Reject::NotRecordZero.response(),
         Err(_) => {
             warn!(
                 "{remote} {} {op} 401 record does not authenticate",
                 session.user
             );
             pre.audit(&session.user, "401 record does not authenticate");
-            return Response::error(401, "record does not authenticate");
+            return Reject::NotAuthentic.response();
         }
     };
     let r = opener.request_number().unwrap_or(0);
     if let Err(e) = session.accept_request(r) {
         warn!("{remote} {} {op} 409 {e} (R={r})", session.user);
         pre.audit(&session.user, "409 request number already used or too old");
-        return Response::error(409, "request number already used or too old");
+        return Reject::Replayed.response();
     }
     reader.set_opener(opener);
     let descriptor: Bytes = rec0.into_bytes();

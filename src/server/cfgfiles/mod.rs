@@ -136,37 +136,57 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// A mistake in a `[files.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The name is not usable.
+    #[error("files.{0}: names are 1-64 characters of A-Z a-z 0-9 . _ - (not starting with '.')")]
+    BadName(String),
+    /// `path` is relative or names no file.
+    #[error("files.{0}: path must be an absolute file path")]
+    PathNotAbsolute(String),
+    /// `backup_dir` is relative.
+    #[error("files.{0}: backup_dir must be absolute")]
+    BackupDirNotAbsolute(String),
+    /// `backups = 0` with backups on.
+    #[error("files.{0}: backups must be at least 1 (or set backup = false)")]
+    NoBackups(String),
+    /// `validate` or `reload` names no program.
+    #[error("files.{0}: {1} must name a program")]
+    NoProgram(String, &'static str),
+    /// `timeout = 0`.
+    #[error("files.{0}: timeout must be at least 1 second")]
+    ZeroTimeout(String),
+}
+
 /// Checks the `[files]` table at load time, so a mistake is reported when
 /// the server starts rather than when someone first edits the file, and
 /// resolves each path's symlinks once (`resolved`, `backup_base`).
-pub fn check_specs(files: &mut BTreeMap<String, FileSpec>) -> Result<(), String> {
+pub fn check_specs(files: &mut BTreeMap<String, FileSpec>) -> Result<(), SpecError> {
     for (name, s) in files.iter_mut() {
+        let n = || name.clone();
         if !valid_name(name) {
-            return Err(format!(
-                "files.{name}: names are 1-64 characters of A-Z a-z 0-9 . _ - (not starting with '.')"
-            ));
+            return Err(SpecError::BadName(n()));
         }
         if !s.path.is_absolute() || s.path.file_name().is_none() {
-            return Err(format!("files.{name}: path must be an absolute file path"));
+            return Err(SpecError::PathNotAbsolute(n()));
         }
         if s.backup_dir.as_ref().is_some_and(|d| !d.is_absolute()) {
-            return Err(format!("files.{name}: backup_dir must be absolute"));
+            return Err(SpecError::BackupDirNotAbsolute(n()));
         }
         if s.backup && s.backups == 0 {
-            return Err(format!(
-                "files.{name}: backups must be at least 1 (or set backup = false)"
-            ));
+            return Err(SpecError::NoBackups(n()));
         }
         for (what, argv) in [("validate", &s.validate), ("reload", &s.reload)] {
             if argv
                 .as_ref()
                 .is_some_and(|a| a.first().is_none_or(|p| p.is_empty()))
             {
-                return Err(format!("files.{name}: {what} must name a program"));
+                return Err(SpecError::NoProgram(n(), what));
             }
         }
         if s.timeout == 0 {
-            return Err(format!("files.{name}: timeout must be at least 1 second"));
+            return Err(SpecError::ZeroTimeout(n()));
         }
         s.resolved = resolve_logged(name, "path", &s.path);
         s.backup_base = match &s.backup_dir {
