@@ -1,7 +1,7 @@
 //! `/info` and `/auth` (PROTOCOL.md §2–§3): discovery and the handshake
 //! that creates a session. No session exists before a successful auth.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use log::{info, warn};
@@ -12,8 +12,8 @@ use super::request::{Body, Response};
 use crate::audit::{now_ms, session_tag, AuditRecord};
 use crate::perms::Grants;
 use crate::proto::handshake::{
-    new_session_id, server_answer, server_keys, Ephemeral, HandshakeError, ParsedAuth,
-    MAX_AUTH_BODY, MAX_SKEW_SECS,
+    new_session_id, server_answer, server_keys, HandshakeError, ParsedAuth, MAX_AUTH_BODY,
+    MAX_SKEW_SECS,
 };
 use crate::proto::identity::{IdentityKey, PublicKey};
 
@@ -98,57 +98,6 @@ fn audit_auth(
         bytes_out: 0,
         duration_ms: u64::try_from(started.1.elapsed().as_millis()).unwrap_or(u64::MAX),
     });
-}
-
-/// How many ephemeral keys are kept ready.
-const EPHEMERALS_READY: usize = 4;
-
-/// Ephemeral ECDH key pairs generated off the login path: each login takes
-/// one (used once, then dropped and zeroised) and a background thread
-/// replaces it, so a login pays for one P-256 scalar multiplication less.
-/// The thread runs under `SCHED_IDLE`: refilling never competes with a
-/// login (or anything else) for a core.
-#[derive(Default)]
-pub struct EphemeralPool {
-    ready: Arc<std::sync::Mutex<Vec<Ephemeral>>>,
-    wake: OnceLock<Option<std::sync::mpsc::SyncSender<()>>>,
-}
-
-impl EphemeralPool {
-    /// A ready key, or a fresh one if none is ready; asks for a refill.
-    pub fn take(&self) -> Ephemeral {
-        let ready = self.ready.lock().ok().and_then(|mut v| v.pop());
-        if let Some(tx) = self.wake.get_or_init(|| self.start()) {
-            let _ = tx.try_send(());
-        }
-        ready.unwrap_or_else(Ephemeral::generate)
-    }
-
-    fn start(&self) -> Option<std::sync::mpsc::SyncSender<()>> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let ready = self.ready.clone();
-        std::thread::Builder::new()
-            .name("remod-keygen".into())
-            .spawn(move || {
-                let idle = libc::sched_param { sched_priority: 0 };
-                // SAFETY: plain system call on this thread with a valid param.
-                unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
-                while rx.recv().is_ok() {
-                    while ready
-                        .lock()
-                        .map(|v| v.len() < EPHEMERALS_READY)
-                        .unwrap_or(false)
-                    {
-                        let k = Ephemeral::generate();
-                        if let Ok(mut v) = ready.lock() {
-                            v.push(k);
-                        }
-                    }
-                }
-            })
-            .ok()
-            .map(|_| tx)
-    }
 }
 
 /// `POST {base}/auth`.
@@ -282,39 +231,5 @@ pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
     match serde_json::to_string(&resp) {
         Ok(b) => Response::json(200, b),
         Err(_) => Reject::Internal.response(),
-    }
-}
-
-#[cfg(test)]
-mod pool_tests {
-    use super::*;
-
-    #[test]
-    fn ephemerals_are_never_reused_and_the_pool_refills() {
-        let pool = EphemeralPool::default();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..3 * EPHEMERALS_READY {
-            assert!(
-                seen.insert(*pool.take().public_sec1()),
-                "a key came out twice"
-            );
-        }
-        // The idle-priority thread fills the pool back up (generously
-        // waited for: it only runs when a core is free).
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while pool.ready.lock().map(|v| v.len()).unwrap_or(0) < EPHEMERALS_READY {
-            assert!(std::time::Instant::now() < deadline, "pool never refilled");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let ready: Vec<[u8; 65]> = pool
-            .ready
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| *e.public_sec1())
-            .collect();
-        for k in &ready {
-            assert!(!seen.contains(k), "a used key went back into the pool");
-        }
     }
 }

@@ -199,7 +199,7 @@ fn cwd_error(cwd: &Path, e: &std::io::Error) -> OpError {
     if e.raw_os_error() == Some(libc::ENOTDIR) {
         OpError::bad_request(format!("cwd {} is not a directory", cwd.display()))
     } else {
-        super::ops::io_error(&format!("cwd {}", cwd.display()), e)
+        super::confine::io_error(&format!("cwd {}", cwd.display()), e)
     }
 }
 

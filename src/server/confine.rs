@@ -22,7 +22,6 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 
-use super::ops::io_error;
 use crate::perms::Grants;
 use crate::proto::response::{ErrorCode, OpError};
 
@@ -268,6 +267,27 @@ impl Located {
 pub fn is_symlink_at(dir: RawFd, name: &OsStr) -> bool {
     nix::sys::stat::fstatat(Some(dir), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+}
+
+/// Maps an I/O error on a client-named path to a result code.
+pub fn io_error(what: &str, e: &std::io::Error) -> OpError {
+    use crate::proto::response::ErrorCode;
+    use std::io::ErrorKind;
+    let code = match e.kind() {
+        ErrorKind::NotFound => ErrorCode::NotFound,
+        ErrorKind::PermissionDenied => ErrorCode::Forbidden,
+        ErrorKind::AlreadyExists => ErrorCode::Exists,
+        ErrorKind::InvalidInput | ErrorKind::InvalidData => ErrorCode::BadRequest,
+        _ => match e.raw_os_error() {
+            Some(libc::EISDIR)
+            | Some(libc::ENOTDIR)
+            | Some(libc::ENAMETOOLONG)
+            | Some(libc::ELOOP) => ErrorCode::BadRequest,
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorCode::TooLarge,
+            _ => ErrorCode::Internal,
+        },
+    };
+    OpError::new(code, format!("{what}: {e}"))
 }
 
 #[cfg(test)]

@@ -189,7 +189,7 @@ pub struct Instance {
     pub firewall: Option<Arc<crate::firewall::FirewallConfig>>,
     auth_seen: Mutex<AuthReplay>,
     /// Ephemeral ECDH keys made ahead of logins.
-    pub ephemerals: super::auth::EphemeralPool,
+    pub ephemerals: super::ephemeral::EphemeralPool,
     /// The audit log (see [`crate::audit`]).
     pub audit: AuditLog,
     /// Named temporary files being made (see [`super::pending`]).
@@ -260,7 +260,7 @@ impl Instance {
             timeout,
             home: home_dir(),
             auth_seen: Mutex::new(AuthReplay::default()),
-            ephemerals: super::auth::EphemeralPool::default(),
+            ephemerals: super::ephemeral::EphemeralPool::default(),
         })
     }
 

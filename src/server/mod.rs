@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod confine;
 pub mod contain;
+pub mod ephemeral;
 pub mod fcgi;
 pub mod gate;
 pub mod http;

@@ -628,11 +628,16 @@ async fn read_pty(proc: Arc<Proc>, fd: Arc<AsyncFd<OwnedFd>>) {
     proc.stream_ended();
 }
 
-fn kill_group(pgid: i32) {
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pgid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+/// Sends SIGKILL to the process group `pgid` (a child's own group; never
+/// 0 or 1, which would be remod's own group or init's).
+pub fn kill_group(pgid: i32) {
+    debug_assert!(pgid > 1, "kill_group({pgid})");
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 /// Reaps the child; kills its group when the session ends or it idles out;

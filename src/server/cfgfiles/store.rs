@@ -30,7 +30,7 @@ use nix::sys::stat::Mode;
 use super::fsat::{self, FileId};
 use super::{version_of, FileSpec, LockKey};
 use crate::proto::response::{ErrorCode, OpError};
-use crate::server::ops::io_error;
+use crate::server::confine::io_error;
 use crate::server::pending::{Journal, Kind, Pending};
 
 /// Most bytes of a command's output kept for the client, per stream.
@@ -695,7 +695,9 @@ pub async fn run_command(argv: &[String], file: &Path, name: &str, timeout: u64)
         }
         Ok(Err(e)) => fail(format!("{prog}: {e}")),
         Err(_) => {
-            crate::server::ops::cmd::kill_group(pid);
+            if let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                crate::server::procs::kill_group(pgid);
+            }
             fail(format!("{prog}: timed out after {timeout} s"))
         }
     }

@@ -235,13 +235,10 @@ pub fn spawn_error(prog: &str, e: &std::io::Error) -> OpError {
     }
 }
 
-/// Sends SIGKILL to a whole process group.
-pub fn kill_group(pgid: Option<u32>) {
+/// Sends SIGKILL to the child's process group, if it has one.
+fn kill_group(pgid: Option<u32>) {
     if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        crate::server::procs::kill_group(pid);
     }
 }
 

@@ -123,23 +123,4 @@ pub fn parse_descriptor<T: DeserializeOwned>(descriptor: &[u8]) -> Result<T, OpE
     serde_json::from_slice(descriptor).map_err(|e| OpError::bad_request(format!("descriptor: {e}")))
 }
 
-/// Maps an I/O error on a client-named path to a result code.
-pub fn io_error(what: &str, e: &std::io::Error) -> OpError {
-    use crate::proto::response::ErrorCode;
-    use std::io::ErrorKind;
-    let code = match e.kind() {
-        ErrorKind::NotFound => ErrorCode::NotFound,
-        ErrorKind::PermissionDenied => ErrorCode::Forbidden,
-        ErrorKind::AlreadyExists => ErrorCode::Exists,
-        ErrorKind::InvalidInput | ErrorKind::InvalidData => ErrorCode::BadRequest,
-        _ => match e.raw_os_error() {
-            Some(libc::EISDIR)
-            | Some(libc::ENOTDIR)
-            | Some(libc::ENAMETOOLONG)
-            | Some(libc::ELOOP) => ErrorCode::BadRequest,
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorCode::TooLarge,
-            _ => ErrorCode::Internal,
-        },
-    };
-    OpError::new(code, format!("{what}: {e}"))
-}
+pub use crate::server::confine::io_error;
