@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +19,10 @@ use remo::server::fcgi::{self, codec, FcgiLimits};
 use remo::server::listen::{Listener, UnixOptions};
 use remo::server::request::{Handler, Params, Request, Response, ResponseBody};
 use tokio::sync::mpsc;
+
+mod common;
+
+use common::{free_port, Proc};
 
 // ---------------------------------------------------------------- checksum
 
@@ -289,61 +293,16 @@ fn start_fcgi() -> FcgiServer {
     }
 }
 
-/// A web server child process, stopped with SIGTERM on drop.
+/// A web server in front of the FastCGI server (common::Proc: stopped with
+/// its process group on drop, its logs printed when the test fails).
 struct WebServer {
-    child: Child,
+    _proc: Proc,
     port: u16,
-    log: PathBuf,
-}
-
-impl Drop for WebServer {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl WebServer {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_ready(ws: &mut WebServer, what: &str) {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        if TcpStream::connect(("127.0.0.1", ws.port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(st)) = ws.child.try_wait() {
-            let log = std::fs::read_to_string(&ws.log).unwrap_or_default();
-            panic!("{what} exited ({st}) before listening; its log:\n{log}");
-        }
-        if Instant::now() > end {
-            let log = std::fs::read_to_string(&ws.log).unwrap_or_default();
-            panic!(
-                "{what} did not listen on port {} in 10 s; its log:\n{log}",
-                ws.port
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -354,31 +313,19 @@ fn start_nginx(srv: &FcgiServer) -> WebServer {
 /// nginx in front of the server; `keepalive` reuses FastCGI connections
 /// (FCGI_KEEP_CONN) through an upstream block.
 fn start_nginx_with(srv: &FcgiServer, keepalive: bool) -> WebServer {
-    let nginx = Path::new("/usr/sbin/nginx");
-    assert!(
-        nginx.exists(),
-        "/usr/sbin/nginx not found: install the Debian package `nginx-light` (or `nginx`)"
-    );
-    let prefix = srv.dir.path().join("nginx");
-    std::fs::create_dir_all(&prefix).unwrap();
-    let port = free_port();
-    let p = prefix.display();
-    let conf = format!(
-        r#"worker_processes 1;
-user root;
-error_log {p}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {p}/body;
-  fastcgi_temp_path {p}/fastcgi;
-  proxy_temp_path {p}/proxy;
-  uwsgi_temp_path {p}/uwsgi;
-  scgi_temp_path {p}/scgi;
-  {upstream}
-  server {{
-    listen 127.0.0.1:{port};
-    client_max_body_size 0;
+    common::require("/etc/nginx/fastcgi_params", "nginx-light");
+    let sock = srv.sock.display();
+    let (upstream, pass, keep) = if keepalive {
+        (
+            format!("upstream remod {{ server unix:{sock}; keepalive 4; }}"),
+            "remod".to_string(),
+            "fastcgi_keep_conn on;",
+        )
+    } else {
+        (String::new(), format!("unix:{sock}"), "")
+    };
+    let server = format!(
+        r#"client_max_body_size 0;
     location /remo/ {{
       include /etc/nginx/fastcgi_params;
       fastcgi_pass {pass};
@@ -387,62 +334,25 @@ http {{
       fastcgi_buffering off;
       fastcgi_read_timeout 600s;
       fastcgi_send_timeout 600s;
-    }}
-  }}
-}}
-"#,
-        upstream = if keepalive {
-            format!(
-                "upstream remod {{ server unix:{}; keepalive 4; }}",
-                srv.sock.display()
-            )
-        } else {
-            String::new()
-        },
-        pass = if keepalive {
-            "remod".to_string()
-        } else {
-            format!("unix:{}", srv.sock.display())
-        },
-        keep = if keepalive {
-            "fastcgi_keep_conn on;"
-        } else {
-            ""
-        },
+    }}"#
     );
-    let conf_path = prefix.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let log = prefix.join("error.log");
-    let child = Command::new(nginx)
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-e")
-        .arg(&log)
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-g")
-        .arg(format!("daemon off; pid {p}/nginx.pid;"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run nginx ({e}): install `nginx-light`"));
-    let mut ws = WebServer { child, port, log };
-    wait_ready(&mut ws, "nginx");
-    ws
+    let dir = srv.dir.path().join("nginx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (proc, port) = common::run_nginx(&dir, &upstream, &server);
+    WebServer { _proc: proc, port }
 }
 
+/// Apache (mod_proxy_fcgi) in front of the server.
 fn start_apache(srv: &FcgiServer) -> WebServer {
-    let apache = Path::new("/usr/sbin/apache2");
-    assert!(
-        apache.exists(),
-        "/usr/sbin/apache2 not found: install the Debian package `apache2`"
-    );
+    let m = "/usr/lib/apache2/modules";
+    common::require("/usr/sbin/apache2", "apache2");
+    for module in ["mpm_event", "authz_core", "proxy", "proxy_fcgi"] {
+        common::require(&format!("{m}/mod_{module}.so"), "apache2");
+    }
     let root = srv.dir.path().join("apache");
     std::fs::create_dir_all(&root).unwrap();
     let port = free_port();
     let r = root.display();
-    let m = "/usr/lib/apache2/modules";
     let conf = format!(
         r#"ServerRoot "{r}"
 ServerName localhost
@@ -468,21 +378,16 @@ ProxyPass "/remo/" "unix:{sock}|fcgi://localhost/" flushpackets=on timeout=600
     );
     let conf_path = root.join("httpd.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let log = root.join("error.log");
-    let child = Command::new(apache)
-        .arg("-d")
+    let mut cmd = Command::new("/usr/sbin/apache2");
+    cmd.arg("-d")
         .arg(&root)
         .arg("-f")
         .arg(&conf_path)
-        .arg("-DFOREGROUND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run apache2 ({e}): install `apache2`"));
-    let mut ws = WebServer { child, port, log };
-    wait_ready(&mut ws, "apache2");
-    ws
+        .arg("-DFOREGROUND");
+    let mut proc = Proc::spawn("apache2", cmd, &root.join("stderr.log"));
+    proc.add_log(root.join("error.log"));
+    proc.wait_port(port);
+    WebServer { _proc: proc, port }
 }
 
 // ---------------------------------------------------------------- clients
@@ -1065,13 +970,13 @@ fn http_bad_chunked_body_and_disconnect() {
 
 // ---------------------------------------------------------------- fd 0
 
-/// Not a test on its own: the child half of `fcgi_on_fd0_like_mod_fcgid`,
-/// run by re-executing this test binary with a listening socket on fd 0.
-#[test]
-fn fd0_child_entry() {
-    if std::env::var_os("REMO_FD0_CHILD").is_none() {
-        return;
-    }
+/// Set in the environment of the child `fcgi_on_fd0_like_mod_fcgid` starts.
+const FD0_CHILD: &str = "REMO_FD0_CHILD";
+
+/// The child half of `fcgi_on_fd0_like_mod_fcgid` (this test binary run
+/// again with fd 0 as mod_fcgid would give it): serves FastCGI on the
+/// socket on fd 0, or prints the error and exits 3. Never returns.
+fn fd0_child() -> ! {
     let rt = runtime();
     let listener = match rt.block_on(async { Listener::from_fd0() }) {
         Ok(l) => l,
@@ -1085,17 +990,20 @@ fn fd0_child_entry() {
     });
     println!("FD0-READY");
     rt.block_on(fcgi::serve(listener, handler, FcgiLimits::default()));
+    println!("FD0-SERVE-RETURNED");
+    std::process::exit(4);
 }
 
+/// Runs this test again, as the child, with `stdin` as its fd 0.
 fn spawn_fd0_child(stdin: Stdio) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
-            "fd0_child_entry",
+            "fcgi_on_fd0_like_mod_fcgid",
             "--exact",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("REMO_FD0_CHILD", "1")
+        .env(FD0_CHILD, "1")
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1104,10 +1012,14 @@ fn spawn_fd0_child(stdin: Stdio) -> Child {
 }
 
 /// mod_fcgid hands the listening socket over on fd 0; anything else on fd 0
-/// is refused with a clear error, not a panic.
+/// is refused with a clear error, not a panic. (The test runs itself again
+/// as the child that serves on fd 0.)
 #[test]
 fn fcgi_on_fd0_like_mod_fcgid() {
     use std::os::unix::net::{UnixListener, UnixStream};
+    if std::env::var_os(FD0_CHILD).is_some() {
+        fd0_child();
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fd0.sock");
     let l = UnixListener::bind(&path).unwrap();

@@ -13,7 +13,7 @@ use inproc::*;
 use remo::proto::b64;
 use remo::proto::handshake::{ClientHandshake, Ephemeral};
 use remo::proto::identity::IdentityKey;
-use remo::proto::record::{RecordKey, Sealer};
+use remo::proto::record::RecordKey;
 use remo::proto::response::ErrorCode;
 use remo::server::request::{Body, Handler, Params, Request, ResponseBody};
 use serde_json::{json, Value};
@@ -410,21 +410,25 @@ async fn put_get_round_trip_and_failures_keep_the_old_file() {
     assert_eq!(r.result.unwrap_err().code, ErrorCode::BadRequest);
 }
 
+/// Output streams while the command runs; dropping the response (the
+/// client went away) kills the command's whole process group: the shell and
+/// the job it put in the background.
 #[tokio::test]
 async fn streamed_output_arrives_before_the_command_ends() {
     let f = fixture();
     let s = login(&f).await;
+    let sh_pid = f.root.join("sh.pid");
+    let bg_pid = f.root.join("bg.pid");
+    let script = format!(
+        "echo $$ > {}; sleep 300 & echo $! > {}; echo first; wait",
+        sh_pid.display(),
+        bg_pid.display()
+    );
     let mut params = Params::new();
     params.push("REQUEST_METHOD", "POST");
     params.push("REQUEST_URI", "/remo/cmd");
     params.push("HTTP_REMO_SESSION", s.session.as_str());
-    let body = seal(
-        &s,
-        1,
-        "cmd",
-        json!({"sh": "echo first; sleep 2; echo second"}),
-        &[],
-    );
+    let body = seal(&s, 1, "cmd", json!({ "sh": script }), &[]);
     let resp = f
         .router
         .handle(Request {
@@ -445,9 +449,39 @@ async fn streamed_output_arrives_before_the_command_ends() {
         opener.open(line).unwrap().plaintext().to_vec()
     };
     assert_eq!(recs, b"\x01first\n");
+    let pid = |p: &Path| -> i32 { read_text(p).trim().parse().unwrap() };
+    let (sh, bg) = (pid(&sh_pid), pid(&bg_pid));
+    assert!(alive(sh) && alive(bg), "the command is not running yet");
     // Dropping the response (client gone) must kill the command's group.
     drop(rx);
-    let _ = Sealer::new(RecordKey::new(&s.keys.s2c), 1, "cmd");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (alive(sh) || alive(bg)) && std::time::Instant::now() < end {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !alive(sh) && !alive(bg),
+        "10 s after the client went away: shell {sh} alive {}, background job {bg} alive {}",
+        alive(sh),
+        alive(bg)
+    );
+}
+
+/// True while `pid` exists and is not a zombie (a zombie has ended; only
+/// its parent has not collected it yet).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next()),
+            Some(Some('Z' | 'X'))
+        ),
+        Err(_) => false,
+    }
+}
+
+fn read_text(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ pub const BODY_CHANNEL_DEPTH: usize = 4;
 /// (empty), `REMOTE_ADDR`, `REMOTE_PORT`, `CONTENT_TYPE`, `CONTENT_LENGTH`,
 /// `HTTP_<HEADER>` (upper case, `-` → `_`), and the `REMO_*` configuration
 /// values from its own settings.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Params(Vec<(Vec<u8>, Vec<u8>)>);
 
 impl Params {

@@ -530,12 +530,8 @@ pub fn start_remod_http(scratch: &Scratch) -> (Proc, String, DataDir) {
 /// directory, serving the rendered `nginx/remo.conf` on 127.0.0.1:PORT.
 /// Returns the process and the base URL (`http://127.0.0.1:PORT/remo`).
 pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, String) {
-    require("/usr/sbin/nginx", "nginx-light");
     require("/etc/nginx/fastcgi_params", "nginx-light");
     let dir = scratch.sub("nginx");
-    for t in ["body", "fastcgi", "proxy", "uwsgi", "scgi"] {
-        fs::create_dir_all(dir.join("tmp").join(t)).unwrap();
-    }
     fs::copy("/etc/nginx/fastcgi_params", dir.join("fastcgi_params")).unwrap();
     render_to(
         "nginx/remo.conf",
@@ -546,6 +542,24 @@ pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, Str
         ],
         &dir.join("remo.conf"),
     );
+    let server = format!(
+        "server_name localhost;\ninclude {}/remo.conf;\n",
+        dir.display()
+    );
+    let (p, port) = run_nginx(&dir, "", &server);
+    (p, format!("http://127.0.0.1:{port}{BASE}"))
+}
+
+/// A real nginx in the foreground with its prefix, logs and temporary
+/// directories in `dir`: `http_extra` goes into the `http` block, and
+/// `server_body` into a `server` listening on a free 127.0.0.1 port.
+/// Returns the process (stopped with its group on drop, its logs printed
+/// on failure) and the port, once it accepts connections.
+pub fn run_nginx(dir: &Path, http_extra: &str, server_body: &str) -> (Proc, u16) {
+    require("/usr/sbin/nginx", "nginx-light");
+    for t in ["body", "fastcgi", "proxy", "uwsgi", "scgi"] {
+        fs::create_dir_all(dir.join("tmp").join(t)).unwrap();
+    }
     let port = free_port();
     let d = dir.display();
     let conf = format!(
@@ -561,24 +575,24 @@ pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, Str
          \x20 proxy_temp_path {d}/tmp/proxy;\n\
          \x20 uwsgi_temp_path {d}/tmp/uwsgi;\n\
          \x20 scgi_temp_path {d}/tmp/scgi;\n\
+         {http_extra}\n\
          \x20 server {{\n\
          \x20   listen 127.0.0.1:{port};\n\
-         \x20   server_name localhost;\n\
-         \x20   include {d}/remo.conf;\n\
+         {server_body}\n\
          \x20 }}\n\
          }}\n"
     );
     fs::write(dir.join("nginx.conf"), conf).unwrap();
     let mut cmd = Command::new("/usr/sbin/nginx");
     cmd.arg("-p")
-        .arg(&dir)
+        .arg(dir)
         .arg("-c")
         .arg(dir.join("nginx.conf"))
         .args(["-g", "daemon off;"]);
     let mut p = Proc::spawn("nginx", cmd, &dir.join("stderr.log"));
     p.add_log(dir.join("error.log"));
     p.wait_port(port);
-    (p, format!("http://127.0.0.1:{port}{BASE}"))
+    (p, port)
 }
 
 /// Which Apache front to run.

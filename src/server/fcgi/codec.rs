@@ -375,7 +375,9 @@ fn put_len(out: &mut BytesMut, n: usize) {
         out.put_u8(n as u8);
     } else {
         // Lengths above 2^31 - 1 cannot be represented; callers never produce
-        // them (params are capped far below), so saturate rather than panic.
+        // them (params are capped far below). A release build saturates
+        // rather than panic.
+        debug_assert!(n <= 0x7fff_ffff, "name-value length {n}");
         let n = u32::try_from(n).unwrap_or(u32::MAX).min(0x7fff_ffff);
         out.put_u32(n | 0x8000_0000);
     }
@@ -393,21 +395,29 @@ pub fn encode_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -
     out
 }
 
-/// Appends one record (content ≤ 65,535 bytes), padded to a multiple of 8.
+/// Appends one record, padded to a multiple of 8. The content must fit one
+/// record (≤ 65,535 bytes): streams go through [`encode_stream`], and every
+/// other record is small. More is an encoder bug: a debug build stops on
+/// it, a release build cuts the content rather than panic.
 fn put_record(out: &mut BytesMut, rtype: u8, id: u16, content: &[u8]) {
-    let len = content.len().min(MAX_CONTENT_LEN);
-    let pad = (8 - len % 8) % 8;
-    out.reserve(HEADER_LEN + len + pad);
+    debug_assert!(
+        content.len() <= MAX_CONTENT_LEN,
+        "record of type {rtype} with {} bytes of content",
+        content.len()
+    );
+    let len = u16::try_from(content.len()).unwrap_or(u16::MAX);
+    let content = content.get(..usize::from(len)).unwrap_or(content);
+    // `len % 8` is below 8, so the cast is exact.
+    let pad = (8 - (len % 8) as u8) % 8;
+    out.reserve(HEADER_LEN + content.len() + usize::from(pad));
     out.put_u8(FCGI_VERSION_1);
     out.put_u8(rtype);
     out.put_u16(id);
-    // `len` is clamped to 65,535 above.
-    out.put_u16(u16::try_from(len).unwrap_or(u16::MAX));
-    // `pad` is < 8.
-    out.put_u8(u8::try_from(pad).unwrap_or(0));
+    out.put_u16(len);
+    out.put_u8(pad);
     out.put_u8(0);
-    out.extend_from_slice(content.get(..len).unwrap_or_default());
-    out.put_bytes(0, pad);
+    out.extend_from_slice(content);
+    out.put_bytes(0, usize::from(pad));
 }
 
 /// Appends a stream (STDOUT, STDIN, PARAMS…) split into ≤ 65,535-byte
@@ -453,10 +463,13 @@ pub fn encode_get_values_result(out: &mut BytesMut, names: &[Vec<u8>], max_conns
             b"FCGI_MPXS_CONNS" => b"0",
             _ => continue,
         };
-        pairs.push((n.as_slice(), v));
+        // Each name once, however often the query repeats it.
+        if !pairs.iter().any(|(known, _)| *known == n.as_slice()) {
+            pairs.push((n.as_slice(), v));
+        }
     }
     let content = encode_pairs(pairs);
-    // Three known names: far below one record.
+    // At most three known names: far below one record.
     put_record(out, FCGI_GET_VALUES_RESULT, 0, &content);
 }
 
@@ -641,6 +654,35 @@ mod tests {
         let mut u = BytesMut::new();
         encode_unknown_type(&mut u, 42);
         assert_eq!(&u[..], &[1, 11, 0, 0, 0, 8, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    /// A query may repeat a name as often as one record allows; the answer
+    /// names it once (repeating it overflowed the answer's record, which was
+    /// cut into an undecodable one).
+    #[test]
+    fn get_values_answers_a_repeated_name_once() {
+        let names: Vec<Vec<u8>> = (0..3600)
+            .map(|i| {
+                if i % 2 == 0 {
+                    b"FCGI_MAX_CONNS".to_vec()
+                } else {
+                    b"FCGI_MPXS_CONNS".to_vec()
+                }
+            })
+            .collect();
+        let q = encode_pairs(names.iter().map(|n| (n.as_slice(), &b""[..])));
+        assert!(q.len() <= MAX_CONTENT_LEN);
+        let mut out = BytesMut::new();
+        encode_get_values_result(&mut out, &names, 4096);
+        let r = decode_record(&mut out).unwrap().unwrap();
+        assert!(out.is_empty(), "one record");
+        assert_eq!(
+            decode_pairs(&r.content).unwrap(),
+            vec![
+                (b"FCGI_MAX_CONNS".to_vec(), b"4096".to_vec()),
+                (b"FCGI_MPXS_CONNS".to_vec(), b"0".to_vec())
+            ]
+        );
     }
 
     #[test]
