@@ -277,6 +277,26 @@ fn names_in(dir: &std::path::Path) -> Vec<String> {
     v
 }
 
+/// Writes `old content` to `target/big.bin` and starts `remo put` of a
+/// BIG_FILE over it.
+fn start_big_put(
+    scratch: &Scratch,
+    url: &str,
+    data: &DataDir,
+    target: &std::path::Path,
+) -> std::process::Child {
+    std::fs::write(target.join("big.bin"), b"old content\n").unwrap();
+    let local = scratch.path().join("local.bin");
+    random_file(&local, BIG_FILE);
+    let c = Client::new(scratch, url, data);
+    let remote = target.join("big.bin").display().to_string();
+    c.command(&["put", &local.display().to_string(), &remote])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Issue 17 §4: SIGKILL of remod in the middle of a put leaves the old file
 /// and nothing else in the directory. The old code left a 0600
 /// `.NAME.remo-XXXX` there for good.
@@ -285,17 +305,7 @@ fn sigkill_during_a_put_leaves_no_debris() {
     let scratch = Scratch::new("contain-put-kill");
     let (mut remod, url, data) = start_remod_http(&scratch);
     let target = scratch.sub("target");
-    std::fs::write(target.join("big.bin"), b"old content\n").unwrap();
-    let local = scratch.path().join("local.bin");
-    random_file(&local, BIG_FILE);
-    let c = Client::new(&scratch, &url, &data);
-    let remote = target.join("big.bin").display().to_string();
-    let mut put = c
-        .command(&["put", &local.display().to_string(), &remote])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut put = start_big_put(&scratch, &url, &data, &target);
     let pid = remod.pid();
     let prefix = target.display().to_string();
     wait_for("remod to write the upload", || {
@@ -404,17 +414,7 @@ fn a_named_upload_left_by_a_crash_is_removed_at_the_next_start() {
     let backing = scratch.sub("backing");
     let target = scratch.sub("target");
     let _mount = Bindfs::mount(&backing, &target);
-    std::fs::write(target.join("big.bin"), b"old content\n").unwrap();
-    let local = scratch.path().join("local.bin");
-    random_file(&local, BIG_FILE);
-    let c = Client::new(&scratch, &url, &data);
-    let remote = target.join("big.bin").display().to_string();
-    let mut put = c
-        .command(&["put", &local.display().to_string(), &remote])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut put = start_big_put(&scratch, &url, &data, &target);
     wait_for("the named temporary file", || {
         names_in(&target)
             .iter()

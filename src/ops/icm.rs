@@ -19,6 +19,8 @@ pub struct PtySize {
 }
 
 /// The `icm` descriptor: a `cmd` descriptor plus a terminal and a wait.
+/// (`cmd`'s fields are repeated, not `#[serde(flatten)]`ed: serde cannot
+/// refuse unknown fields through a flatten.)
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IcmDesc {
