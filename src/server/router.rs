@@ -286,7 +286,12 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
             return Reject::NotAuthentic.response();
         }
     };
-    let r = opener.request_number().unwrap_or(0);
+    // Opening record 0 sets the request number; were it missing, treating
+    // it as 0 would let the replay window be bypassed.
+    let Some(r) = opener.request_number() else {
+        debug_assert!(false, "record 0 opened without a request number");
+        return Reject::Internal.response();
+    };
     if let Err(e) = session.accept_request(r) {
         warn!("{remote} {} {op} 409 {e} (R={r})", session.user);
         pre.audit(&session.user, "409 request number already used or too old");
