@@ -122,3 +122,41 @@ fn fcgi_without_systemd_as_documented() {
     remod.stop();
     assert!(!sock.exists(), "the socket outlived remod");
 }
+
+/// Item 8: the embedded door serves exactly under its prefix, `/` by
+/// default (or `--base`), and answers 404 elsewhere. The old code took the
+/// last path segment, so `…:PORT/remo/info` answered too and the client
+/// pinned a second known-servers entry for the same server.
+#[test]
+fn embedded_door_serves_only_under_its_base() {
+    let scratch = Scratch::new("http-base");
+    let (_remod, url, data) = start_remod_http(&scratch);
+    let (status, _) = curl("GET", &format!("{url}/info"), &[], None);
+    assert_eq!(status, 200);
+    for other in ["/remo/info", "/x/y/info", "/remo/auth"] {
+        let (status, _) = curl("GET", &format!("{url}{other}"), &[], None);
+        assert_eq!(status, 404, "{other}");
+    }
+    // The client under a wrong prefix: refused, nothing pinned.
+    let c = Client::new(&scratch, &format!("{url}/remo"), &data);
+    let r = c.run(&["info"], None);
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    assert!(r.stderr.contains("404"), "{}", r.stderr);
+    let known = scratch.path().join("home/.config/remo/known_servers");
+    assert!(!known.exists(), "a wrong URL was pinned");
+    Client::new(&scratch, &url, &data).ok(&["info"], None);
+    assert_eq!(fs::read_to_string(&known).unwrap().lines().count(), 1);
+
+    // With --base /remo: there, and only there.
+    let port = free_port();
+    let mut cmd = remod_http_command(&data.dir, port);
+    cmd.args(["--base", "/remo"]).env("RUST_LOG", "info");
+    let mut p = Proc::spawn("remod --base", cmd, &scratch.path().join("remod2.log"));
+    p.wait_port(port);
+    let u = format!("http://127.0.0.1:{port}");
+    assert_eq!(curl("GET", &format!("{u}/remo/info"), &[], None).0, 200);
+    assert_eq!(curl("GET", &format!("{u}/info"), &[], None).0, 404);
+    assert_eq!(curl("GET", &format!("{u}/other/info"), &[], None).0, 404);
+    let c = Client::new(&scratch, &format!("{u}/remo"), &data);
+    assert_eq!(c.ok(&["exec", "echo", "ok"], None).out(), "ok\n");
+}

@@ -56,7 +56,10 @@ pub struct ServeArgs {
     /// Session idle timeout in seconds.
     #[arg(long, env = "REMO_SESSION_TIMEOUT", value_name = "SECS")]
     pub session_timeout: Option<String>,
-    /// Mount prefix, e.g. /remo (default: the operation is the last path segment).
+    /// Mount prefix, e.g. /remo. With --http remod answers only under it
+    /// (default /) and 404 elsewhere; for FastCGI it is the default for
+    /// requests without a REMO_BASE param (none: the operation is the last
+    /// path segment).
     #[arg(long, env = "REMO_BASE", value_name = "PREFIX")]
     pub base: Option<String>,
     /// Most instances (distinct key, user database, config file and session
@@ -189,7 +192,13 @@ fn defaults_from(a: &ServeArgs) -> Defaults {
             config: a.config.as_ref().map(abs).or(dir_config),
             session_timeout: a.session_timeout.clone(),
         },
-        base: a.base.clone(),
+        // The embedded door is the whole server: it answers exactly under
+        // its prefix, so one server has one URL (a second URL would pin a
+        // second known-servers entry for the same key).
+        base: a
+            .base
+            .clone()
+            .or_else(|| a.http.as_ref().map(|_| "/".to_string())),
     }
 }
 
