@@ -160,3 +160,146 @@ fn embedded_door_serves_only_under_its_base() {
     let c = Client::new(&scratch, &format!("{u}/remo"), &data);
     assert_eq!(c.ok(&["exec", "echo", "ok"], None).out(), "ok\n");
 }
+
+/// The fenced commands of one `## TITLE` section of a markdown text.
+fn section_commands(markdown: &str, title: &str) -> Vec<String> {
+    let head = format!("## {title}\n");
+    let start = markdown
+        .find(&head)
+        .unwrap_or_else(|| panic!("no section {head:?}"));
+    let rest = &markdown[start + head.len()..];
+    let end = rest.find("\n## ").unwrap_or(rest.len());
+    fenced_commands(&rest[..end])
+}
+
+/// A stand-in for `cargo` on PATH: the README's build commands are run as
+/// written, but instead of compiling again they put the binaries under
+/// test where cargo would put them. Anything else fails, so a README that
+/// starts using another cargo command fails here until this knows it.
+fn cargo_shim(dir: &Path) {
+    let script = format!(
+        r#"#!/bin/sh
+set -e
+grep -q '^name = "remod"' Cargo.toml && grep -q '^name = "remo"' Cargo.toml || {{
+    echo "cargo (test stand-in): not in the remo checkout: $(pwd)" >&2; exit 97; }}
+case "$*" in
+  "install --path .")
+    bin="${{CARGO_HOME:-$HOME/.cargo}}/bin"
+    mkdir -p "$bin"
+    cp {remod} {remo} "$bin/"
+    echo "  Installed package remo (test stand-in) to $bin" >&2 ;;
+  "build --release")
+    mkdir -p target/release
+    cp {remod} {remo} target/release/ ;;
+  *) echo "cargo (test stand-in): unexpected command: cargo $*" >&2; exit 97 ;;
+esac
+"#,
+        remod = REMOD,
+        remo = REMO
+    );
+    fs::create_dir_all(dir).unwrap();
+    let p = dir.join("cargo");
+    fs::write(&p, script).unwrap();
+    chmod(&p, 0o755);
+}
+
+/// Items 1 and 2: the README's Build and Quick start sections, run as
+/// written (only the port is a free one instead of 8080) by a new user
+/// with an empty home, in a fresh clone of the repository: build and
+/// install, `remod serve`, then the two `remo` commands in "another
+/// terminal", then the `local` alias of docs/client.md. On the old README
+/// the second step failed with "remo: command not found", and the quick
+/// start left private keys in the checkout (`git status` not clean).
+#[test]
+fn readme_quick_start_runs_as_written() {
+    let scratch = Scratch::new("readme");
+    let clone = scratch.path().join("clone");
+    run_ok(
+        Command::new("git")
+            .args(["clone", "-q", "--no-hardlinks"])
+            .arg(ROOT)
+            .arg(&clone),
+    );
+    let readme = fs::read_to_string(clone.join("README.md")).unwrap();
+    let here = fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    assert!(
+        readme == here,
+        "README.md differs from the committed one: commit it, this test runs a fresh clone"
+    );
+    let port = free_port();
+    let with_port = |c: &str| c.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let build = section_commands(&readme, "Build");
+    let quick: Vec<String> = section_commands(&readme, "Quick start")
+        .iter()
+        .map(|c| with_port(c))
+        .collect();
+    assert!(!build.is_empty() && quick.len() >= 2, "{build:?} {quick:?}");
+    let home = scratch.sub("home");
+    let shim = scratch.path().join("shim");
+    cargo_shim(&shim);
+    let path = format!(
+        "{}:{}/.cargo/bin:/usr/local/bin:/usr/bin:/bin",
+        shim.display(),
+        home.display()
+    );
+    let sh = |c: &str| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(c)
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", &home)
+            .env("USER", "tester")
+            .env("LANG", "C.UTF-8")
+            .current_dir(&clone);
+        cmd
+    };
+    for c in &build {
+        run_ok(&mut sh(c));
+    }
+    let (serve, clients): (Vec<&String>, Vec<&String>) =
+        quick.iter().partition(|c| c.starts_with("remod serve"));
+    assert_eq!(serve.len(), 1, "one server command: {quick:?}");
+    let log = scratch.path().join("remod.log");
+    let mut remod = Proc::spawn("remod (README)", sh(&format!("exec {}", serve[0])), &log);
+    remod.wait_port(port);
+    let banner = fs::read_to_string(&log).unwrap();
+    let data = quick_data_dir(&home.join("remo-data"));
+    let fp = server_fingerprint(&data);
+    assert!(banner.contains(&fp), "no fingerprint in the banner:\n{banner}");
+    let mut outputs = Vec::new();
+    for c in &clients {
+        assert!(c.starts_with("remo "), "{c}");
+        outputs.push(text(&run_ok(&mut sh(c)).stdout));
+    }
+    assert!(outputs[0].contains(&fp), "info: {}", outputs[0]);
+    let uname = text(&run_ok(Command::new("uname").arg("-a")).stdout);
+    assert_eq!(outputs[1], uname);
+    // The command the banner suggests works too.
+    let tried = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("remod: try: "))
+        .unwrap_or_else(|| panic!("no `try:` line in the banner:\n{banner}"));
+    assert!(text(&run_ok(&mut sh(tried)).stdout).contains(&fp));
+    // "this becomes `remo local exec uname -a`" with docs/client.md's alias.
+    let client_md = fs::read_to_string(clone.join("docs/client.md")).unwrap();
+    let toml_block = client_md
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("[hosts.local]"))
+        .expect("docs/client.md: a toml block with [hosts.local]");
+    let cfg = home.join(".config/remo");
+    fs::create_dir_all(&cfg).unwrap();
+    fs::write(cfg.join("config.toml"), with_port(toml_block)).unwrap();
+    let becomes = "remo local exec uname -a";
+    assert!(readme.contains(&format!("`{becomes}`")));
+    assert_eq!(text(&run_ok(&mut sh(becomes)).stdout), uname);
+    // Nothing the quick start made is in the checkout for git to see.
+    let status = run_ok(
+        Command::new("git")
+            .args(["status", "--porcelain", "--ignored=no"])
+            .current_dir(&clone),
+    );
+    assert_eq!(text(&status.stdout), "", "the quick start dirtied the checkout");
+}

@@ -159,10 +159,6 @@ pub fn bootstrap_dir(dir: &Path, first_user: &str) -> Result<bool, ServeError> {
         .map_err(|e| setup("user database", &e))?;
     eprintln!("remod: created {} (first run)", dir.display());
     eprintln!(
-        "  server key fingerprint: {}",
-        server.public().fingerprint()
-    );
-    eprintln!(
         "  user {first_user:?} (permission: admin) with client key {}",
         ukey.display()
     );
@@ -215,9 +211,8 @@ pub fn run_serve(a: ServeArgs) -> i32 {
 }
 
 fn serve(a: ServeArgs) -> Result<(), ServeError> {
-    let mut fresh = false;
     if let Some(dir) = &a.dir {
-        fresh = bootstrap_dir(dir, &a.first_user)?;
+        bootstrap_dir(dir, &a.first_user)?;
     }
     let defaults = defaults_from(&a);
     if let Some(cfg) = &defaults.instance.config {
@@ -255,7 +250,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         let mut server = if let Some(addr) = &a.http {
             // The embedded front door has no params of its own: check the
             // configuration now so a mistake is reported at start, not per request.
-            router
+            let inst = router
                 .registry()
                 .get(&defaults.instance)
                 .map_err(|e| ServeError::Setup(e.to_string()))?;
@@ -270,17 +265,31 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
                 "remod {} serving HTTP on {local}",
                 env!("CARGO_PKG_VERSION")
             );
-            if fresh {
-                if let Some(dir) = &a.dir {
-                    eprintln!(
-                        "remod: try: remo --server http://{local} --user {} --key {} info",
-                        a.first_user,
-                        dir.join("client")
-                            .join(format!("{}.key", a.first_user))
-                            .display()
-                    );
-                }
+            // On every start, not only the first: the fingerprint to compare
+            // with what a client pins, and the exact command to try.
+            eprintln!(
+                "remod: server key fingerprint: {}",
+                inst.public.fingerprint()
+            );
+            let client_key = a.dir.as_ref().map(|d| {
+                std::path::absolute(d)
+                    .unwrap_or_else(|_| d.clone())
+                    .join("client")
+                    .join(format!("{}.key", a.first_user))
+            });
+            if let Some(key) = client_key.filter(|k| k.exists()) {
+                let base = defaults
+                    .base
+                    .as_deref()
+                    .unwrap_or("/")
+                    .trim_end_matches('/');
+                eprintln!(
+                    "remod: try: remo --server http://{local}{base} --user {} --key {} info",
+                    a.first_user,
+                    key.display()
+                );
             }
+            drop(inst);
             let limits = HttpLimits {
                 max_conns,
                 request_timeout,
@@ -434,9 +443,15 @@ fn log_trust(defaults: &Defaults, max: u64) {
         return;
     }
     match super::instance::Resolved::check(d) {
-        Ok((_, why)) => {
+        Ok((resolved, why)) => {
             for w in why {
                 info!("trust: default {w}");
+            }
+            if let Ok(key) = super::instance::load_server_key(&resolved.key_file) {
+                info!(
+                    "server key fingerprint (default key): {}",
+                    key.public().fingerprint()
+                );
             }
         }
         Err(e) => log::warn!("trust: the default settings will be refused: {e}"),
