@@ -8,6 +8,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -302,4 +303,194 @@ fn readme_quick_start_runs_as_written() {
             .current_dir(&clone),
     );
     assert_eq!(text(&status.stdout), "", "the quick start dirtied the checkout");
+}
+
+/// Runs `cmd` with its standard error on a pseudo-terminal `cols` columns
+/// wide (stdout a pipe, stdin /dev/null): the exit code, stdout, and
+/// everything written to the terminal.
+fn run_on_terminal(mut cmd: Command, cols: u16) -> (Option<i32>, Vec<u8>, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let ws = nix::pty::Winsize {
+        ws_row: 24,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(pty.slave));
+    let child = cmd.spawn().unwrap();
+    // The Command holds the terminal's other end: close it, so reading
+    // ends when the child has exited.
+    drop(cmd);
+    let mut master = fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the last holder of the other end has closed it.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        all
+    });
+    let out = wait_with_timeout(child, Duration::from_secs(120), "remo on a terminal");
+    let term = reader.join().unwrap();
+    (out.status.code(), out.stdout, text(&term))
+}
+
+/// The lines a terminal shows for `raw` (split at CR and LF), without
+/// escape sequences.
+fn screen_lines(raw: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    plain
+        .split(['\r', '\n'])
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Item 7: on an 80-column terminal, `put` and `get` draw progress lines
+/// that never wrap, `get`'s has the total (known before the body), and
+/// each ends with a one-line summary: size, time, rate and the digest.
+/// The old code drew a 100-column bar, a spinner without total for `get`,
+/// and nothing at the end.
+#[test]
+fn transfers_show_fitting_progress_and_a_summary() {
+    let scratch = Scratch::new("feedback");
+    let (_remod, url, data) = start_remod_http(&scratch);
+    let c = Client::new(&scratch, &url, &data);
+    c.ok(&["info"], None);
+    let local = scratch.path().join("big.bin");
+    let sum = random_file(&local, 64 << 20);
+    let digest = remo::proto::b64::encode(&hex::decode(&sum).unwrap());
+    let remote_dir = scratch.sub("a-remote-directory-with-a-long-name");
+    let remote = remote_dir.join("and-a-file-name-that-is-rather-long-too.bin");
+    let remote = remote.to_str().unwrap();
+    let check = |what: &str, term: &str| {
+        let lines = screen_lines(term);
+        // The progress lines (the summary is a message: it may wrap).
+        for l in lines.iter().filter(|l| !l.starts_with("remo: ")) {
+            assert!(
+                l.chars().count() <= 80,
+                "{what}: a line wider than the terminal:\n{l}\nall:\n{}",
+                lines.join("\n")
+            );
+        }
+        let last = lines.last().map(String::as_str).unwrap_or("");
+        assert!(
+            last.starts_with(&format!("remo: {what} "))
+                && last.contains("64.00 MiB in ")
+                && last.contains("/s)")
+                && last.ends_with(&format!("sha256 {digest}")),
+            "{what}: no summary at the end:\n{}",
+            lines.join("\n")
+        );
+        lines
+    };
+    let (code, _, term) = run_on_terminal(c.command(&["put", local.to_str().unwrap(), remote]), 80);
+    assert_eq!(code, Some(0), "{term}");
+    let lines = check("put", &term);
+    assert!(
+        lines.iter().any(|l| l.contains("/64.00 MiB")),
+        "put drew no progress:\n{}",
+        lines.join("\n")
+    );
+    let back = scratch.path().join("back.bin");
+    let (code, _, term) = run_on_terminal(c.command(&["get", remote, back.to_str().unwrap()]), 80);
+    assert_eq!(code, Some(0), "{term}");
+    let lines = check("get", &term);
+    assert!(
+        lines.iter().any(|l| l.contains("/64.00 MiB")),
+        "get's progress has no total:\n{}",
+        lines.join("\n")
+    );
+    assert_eq!(sha256_file(&back), sum);
+    // Not on a terminal: no progress, no summary.
+    let r = c.ok(&["get", remote, back.to_str().unwrap()], None);
+    assert_eq!(r.stderr, "");
+}
+
+/// Item 7: `exec` against a server whose key changed says SERVER KEY
+/// CHANGED, as `info` does, with and without a cached session (the old
+/// code said "authentication failed": the new server does not know the
+/// user's key either, and its 401 came before any signature check). And
+/// remod prints its fingerprint on every start, not only the first.
+#[test]
+fn exec_names_a_changed_server_key() {
+    let scratch = Scratch::new("keychange");
+    let port = free_port();
+    let start = |dir: &str, log: &str| {
+        let mut cmd = remod_http_command(&scratch.path().join(dir), port);
+        cmd.env("RUST_LOG", "info");
+        let mut p = Proc::spawn("remod", cmd, &scratch.path().join(log));
+        p.wait_port(port);
+        p
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let data = quick_data_dir(&scratch.path().join("a"));
+    let mut a = start("a", "a1.log");
+    let c = Client::new(&scratch, &url, &data);
+    c.ok(&["info"], None);
+    c.ok(&["exec", "true"], None);
+    a.stop();
+    // Restarted: the fingerprint again.
+    let mut a = start("a", "a2.log");
+    let fp = server_fingerprint(&data);
+    let log = fs::read_to_string(scratch.path().join("a2.log")).unwrap();
+    assert!(
+        log.contains(&format!("server key fingerprint: {fp}")),
+        "{log}"
+    );
+    c.ok(&["exec", "true"], None);
+    a.stop();
+    // Another server on the same URL.
+    let _b = start("b", "b.log");
+    for args in [&["exec", "true"][..], &["--no-cache", "exec", "true"][..]] {
+        let r = c.run(args, None);
+        assert_eq!(r.code, Some(255), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("SERVER KEY CHANGED") && r.stderr.contains(&fp),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+}
+
+/// Item 7: a bad argument value is a usage error, exit 2 as documented
+/// (the old code exited 255 for `--for 0`).
+#[test]
+fn bad_argument_values_exit_2() {
+    let scratch = Scratch::new("usage");
+    let data = quick_data_dir(scratch.path());
+    // Nothing listens there: the usage error comes before any connection.
+    let c = Client::new(&scratch, "http://127.0.0.1:9", &data);
+    for args in [
+        &["open", "ssh", "--for", "0"][..],
+        &["open", "ssh", "--for", "soon"][..],
+        &["exec", "--env", "NOVALUE", "true"][..],
+        &["put", "--mode", "999", "/etc/hostname", "x"][..],
+    ] {
+        let r = c.run(args, None);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+    }
 }

@@ -345,18 +345,12 @@ impl Ctx {
         .await
         {
             Ok(s) => s,
-            Err(ClientError::BadServerSignature { url }) => {
-                // Tell a replaced key apart from a broken server.
-                if let Ok(info) = conn::info_with(&self.http, &self.target.server).await {
-                    if let Ok(key) = info.public_key() {
-                        if &key != pinned {
-                            if let Some(pin) = known::lookup(&self.known_path, &url)? {
-                                return Err(known::changed(&self.known_path, &url, &pin, &key));
-                            }
-                        }
-                    }
-                }
-                return Err(ClientError::BadServerSignature { url });
+            // A refused login or a signature that does not verify may both
+            // mean the server is not the one pinned (a new server does not
+            // know our key either): say so, as `info` would, before
+            // blaming the key or the server.
+            Err(e @ (ClientError::BadServerSignature { .. } | ClientError::AuthFailed { .. })) => {
+                return Err(self.changed_key(pinned).await?.unwrap_or(e));
             }
             Err(e) => return Err(e),
         };
@@ -375,6 +369,23 @@ impl Ctx {
             cached,
             resumed: false,
         })
+    }
+
+    /// [`ClientError::ServerKeyChanged`] if the server now presents another
+    /// key than `pinned` (asked again through `/info`), else `None`.
+    async fn changed_key(&self, pinned: &PublicKey) -> Result<Option<ClientError>, ClientError> {
+        let url = &self.target.server;
+        let Ok(info) = conn::info_with(&self.http, url).await else {
+            return Ok(None);
+        };
+        let Ok(key) = info.public_key() else {
+            return Ok(None);
+        };
+        if &key == pinned {
+            return Ok(None);
+        }
+        Ok(known::lookup(&self.known_path, url)?
+            .map(|pin| known::changed(&self.known_path, url, &pin, &key)))
     }
 
     /// The cached session if there is a live one, else a fresh login.

@@ -72,9 +72,13 @@ pub enum ClientError {
     /// The operation ran and failed (its result said `ok: false`).
     #[error("{0}")]
     Op(OpError),
-    /// Bad configuration or command-line usage.
+    /// Bad configuration (config file, environment, no server).
     #[error("{0}")]
     Config(String),
+    /// A command-line argument whose value cannot be used (exit 2, as for
+    /// the usage errors the parser itself reports).
+    #[error("{0}")]
+    Usage(String),
     /// The identity key could not be loaded.
     #[error("{0}")]
     Key(String),
@@ -99,10 +103,11 @@ pub enum ClientError {
 impl ClientError {
     /// The process exit code for this error: like ssh, 255 for connection,
     /// protocol and trust problems (nothing ran, or we cannot tell), 1 for an
-    /// operation that failed or a local problem.
+    /// operation that failed or a local problem, 2 for a bad argument.
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Op(_) | ClientError::Io { .. } | ClientError::Local(_) => 1,
+            ClientError::Usage(_) => 2,
             // As a shell reports a process killed by the signal.
             ClientError::Interrupted(sig) => 128 + sig,
             _ => 255,

@@ -293,7 +293,7 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
             for e in &entries {
                 let (k, v) = e
                     .split_once('=')
-                    .ok_or_else(|| ClientError::Config(format!("entry {e:?} is not KEY=VALUE")))?;
+                    .ok_or_else(|| ClientError::Usage(format!("entry {e:?} is not KEY=VALUE")))?;
                 pairs.push((k.trim().to_string(), v.trim().to_string()));
             }
             let d = ConfigDesc::AddSection {
