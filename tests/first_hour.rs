@@ -494,3 +494,75 @@ fn bad_argument_values_exit_2() {
         assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
     }
 }
+
+/// `remo exec cat` whose standard input sends `a`, stays idle for
+/// `pause`, then sends `b` and ends.
+fn exec_with_idle_stdin(c: &Client, pause: Duration) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = c
+        .command(&["exec", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(b"a");
+        let _ = stdin.flush();
+        std::thread::sleep(pause);
+        let _ = stdin.write_all(b"b");
+    });
+    let out = wait_with_timeout(child, Duration::from_secs(60), "remo exec cat");
+    writer.join().unwrap();
+    out
+}
+
+/// Item 6: behind Apache with mod_proxy_fcgi and mod_reqtimeout loaded
+/// with Debian's default settings (its body timeout cut from 20 s to 2 s
+/// so the test is short), a command whose piped stdin stays idle longer
+/// than that still works with the shipped snippet (`RequestReadTimeout
+/// body=0` for the virtual host). Without it (the snippet's directive
+/// overridden as the old file had none), Apache answers 408 itself, and the
+/// client says that the web server did, and which setting to change.
+#[test]
+fn apache_reqtimeout_lets_idle_stdin_through() {
+    let scratch = Scratch::new("reqtimeout");
+    let data = init_data_dir(&scratch, "admin");
+    let (_remod, sock) = start_remod_fcgi(&scratch, &data);
+    // Debian's reqtimeout.conf, with body=20 made body=2.
+    let debian = "RequestReadTimeout header=20-40,MinRate=500 body=2,MinRate=500";
+    let pause = Duration::from_secs(4);
+    {
+        let (_apache, url) = start_apache_with(
+            &scratch,
+            ApacheFront::ProxyFcgi { sock: &sock },
+            &data,
+            debian,
+            "",
+        );
+        let c = Client::new(&scratch, &url, &data);
+        c.ok(&["info"], None);
+        let out = exec_with_idle_stdin(&c, pause);
+        assert_code(&out, 0);
+        assert_eq!(text(&out.stdout), "ab");
+    }
+    let other = Scratch::new("reqtimeout-old");
+    let (_apache, url) = start_apache_with(
+        &other,
+        ApacheFront::ProxyFcgi { sock: &sock },
+        &data,
+        debian,
+        "RequestReadTimeout body=2,MinRate=500",
+    );
+    let c = Client::new(&scratch, &url, &data);
+    let out = exec_with_idle_stdin(&c, pause);
+    assert_code(&out, 255);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the web server in front of remod answered 408")
+            && err.contains("RequestReadTimeout body=0"),
+        "{err}"
+    );
+}

@@ -24,6 +24,17 @@ pub enum ClientError {
         /// The server's error text, or a short default.
         message: String,
     },
+    /// A non-200 answer that did not come from remod but from the web
+    /// server in front of it (no `{"error": …}` body).
+    #[error("the web server in front of remod answered {status} {reason}, not remod: {hint}")]
+    FrontServer {
+        /// HTTP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+        /// The likely cause and the setting to look at.
+        hint: String,
+    },
     /// 401 on an operation: the session ended (timeout, logout, restart).
     #[error("session expired or unknown; log in again")]
     SessionExpired,

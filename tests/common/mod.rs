@@ -597,12 +597,28 @@ pub enum ApacheFront<'a> {
 /// scratch directory (explicit modules, its own pid, logs, runtime dir),
 /// including a rendered shipped file. Returns the process and the base URL.
 pub fn start_apache(scratch: &Scratch, front: ApacheFront, data: &DataDir) -> (Proc, String) {
+    start_apache_with(scratch, front, data, "", "")
+}
+
+/// The same, with extra directives: `server` at server level (before the
+/// virtual host), `vhost` inside it after the shipped snippet. Debian's
+/// mod_reqtimeout is loaded when either names `RequestReadTimeout`.
+pub fn start_apache_with(
+    scratch: &Scratch,
+    front: ApacheFront,
+    data: &DataDir,
+    server: &str,
+    vhost: &str,
+) -> (Proc, String) {
     require("/usr/sbin/apache2", "apache2");
     const MODS: &str = "/usr/lib/apache2/modules";
     let dir = scratch.sub("apache");
     let run = scratch.sub("apache/run");
     let docs = scratch.sub("apache/htdocs");
     let mut modules = vec!["mpm_event", "authz_core", "env", "setenvif", "alias"];
+    if format!("{server}{vhost}").contains("RequestReadTimeout") {
+        modules.push("reqtimeout");
+    }
     let snippet = dir.join("remo.conf");
     let key = data.key_file.display().to_string();
     let db = data.user_db.display().to_string();
@@ -667,9 +683,11 @@ pub fn start_apache(scratch: &Scratch, front: ApacheFront, data: &DataDir) -> (P
          DocumentRoot {docs}\n\
          Timeout 600\n\
          {extra}\
+         {server}\n\
          <VirtualHost 127.0.0.1:{port}>\n\
          \x20 ServerName localhost\n\
          \x20 Include {snippet}\n\
+         \x20 {vhost}\n\
          </VirtualHost>\n",
         r = run.display(),
         docs = docs.display(),
