@@ -566,3 +566,117 @@ fn apache_reqtimeout_lets_idle_stdin_through() {
         "{err}"
     );
 }
+
+/// Waits until `log` contains `what` (at most 20 s); returns the log.
+fn wait_log(log: &Path, what: &str) -> String {
+    let t0 = std::time::Instant::now();
+    loop {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        if text.contains(what) {
+            return text;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{} never said {what:?}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Item 5: remo.toml added or changed under a running `remod serve --dir`
+/// takes effect on SIGHUP, with the changes logged (which limits apply at
+/// once and which at the next start), running commands and sessions going
+/// on; a broken file is refused with its file, line and column and the
+/// previous configuration stays. An empty `config list` says why it is
+/// empty. The old code read remo.toml only at start, silently.
+#[test]
+fn sighup_reloads_remo_toml() {
+    let scratch = Scratch::new("reload");
+    let (remod, url, data) = start_remod_http(&scratch);
+    let log = scratch.path().join("remod.log");
+    let c = Client::new(&scratch, &url, &data);
+    let r = c.ok(&["config", "list"], None);
+    assert_eq!(r.out(), "");
+    assert!(
+        r.stderr.contains("no configuration files") && r.stderr.contains("SIGHUP"),
+        "{}",
+        r.stderr
+    );
+    let logins = |text: &str| text.matches(" auth ok").count();
+    let before = logins(&fs::read_to_string(&log).unwrap());
+    // A command running across the reload.
+    let running = c
+        .command(&["exec", "sh", "-c", "sleep 2; echo survived"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let motd = scratch.path().join("motd");
+    fs::write(&motd, "hello\n").unwrap();
+    let toml = data.dir.join("remo.toml");
+    fs::write(
+        &toml,
+        format!(
+            "[limits]\nmax_output_bytes = 1000\nmax_sessions = 100\n\n\
+             [files.motd]\npath = \"{}\"\nformat = \"raw\"\n",
+            motd.display()
+        ),
+    )
+    .unwrap();
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(remod.pid() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
+    hup();
+    let text = wait_log(&log, "reload done");
+    for said in [
+        "[limits] max_output_bytes 1073741824 -> 1000 (from the next request)",
+        "[limits] max_sessions 16384 -> 100 (at the next start of remod)",
+        "[files.motd] added",
+    ] {
+        assert!(text.contains(said), "{said:?} not logged:\n{text}");
+    }
+    let r = c.ok(&["config", "list"], None);
+    assert!(r.out().starts_with("motd\traw\t"), "{}", r.out());
+    let r = c.run(&["exec", "head", "-c", "5000", "/dev/zero"], None);
+    assert_eq!(r.code, Some(1), "the new max_output_bytes: {}", r.stderr);
+    let out = wait_with_timeout(running, Duration::from_secs(30), "the running command");
+    assert_code(&out, 0);
+    assert_eq!(text_of(&out.stdout), "survived\n");
+    // The same session all along.
+    let after = logins(&fs::read_to_string(&log).unwrap());
+    assert_eq!(before, after, "a reload ended the session");
+
+    // A broken file: refused with its position, the old one stays.
+    fs::write(&toml, "[limits]\nmax_output_bytes = \"lots\"\n").unwrap();
+    hup();
+    let text = wait_log(&log, "keeping the previous configuration");
+    let want = format!("config file {}: line 2, column 20", toml.display());
+    assert!(text.contains(&want), "{want:?} not logged:\n{text}");
+    let r = c.ok(&["config", "list"], None);
+    assert!(r.out().starts_with("motd\t"), "{}", r.out());
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Item 5: an error in the client's config.toml names the file, line and
+/// column.
+#[test]
+fn client_config_errors_name_file_line_and_column() {
+    let scratch = Scratch::new("client-cfg");
+    let data = quick_data_dir(scratch.path());
+    let c = Client::new(&scratch, "http://127.0.0.1:9", &data);
+    let cfg = scratch.path().join("home/.config/remo/config.toml");
+    fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    fs::write(&cfg, "[hosts.a]\nserver = \"http://x\"\nusr = \"me\"\n").unwrap();
+    let r = c.run(&["info"], None);
+    assert_eq!(r.code, Some(255));
+    let want = format!("remo: {}:3:1: unknown field", cfg.display());
+    assert!(r.stderr.starts_with(&want), "{}", r.stderr);
+}

@@ -95,12 +95,23 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => return Err(ClientError::io(path, "cannot read", e)),
         };
-        Self::parse(&text).map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))
+        Self::parse(&text).map_err(|e| ClientError::Config(format!("{}:{e}", path.display())))
     }
 
-    /// Parses configuration text.
+    /// Parses configuration text; an error reads `LINE:COLUMN: what`.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string())
+        toml::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|span| {
+                    let before = text.get(..span.start).unwrap_or(text);
+                    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+                    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    (line, col)
+                })
+                .unwrap_or((1, 1));
+            format!("{line}:{col}: {}", e.message().trim_end())
+        })
     }
 }
 
@@ -320,6 +331,7 @@ key = "/keys/db"
             &EnvValues::default()
         )
         .is_err());
-        assert!(Config::parse("[hosts.a]\nserver='x'\nbogus=1").is_err());
+        let e = Config::parse("[hosts.a]\nserver='x'\nbogus=1").unwrap_err();
+        assert!(e.starts_with("3:1: "), "{e}");
     }
 }

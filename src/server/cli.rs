@@ -180,11 +180,14 @@ fn defaults_from(a: &ServeArgs) -> Defaults {
     let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     let dir = a.dir.as_ref().map(abs);
     let from_dir = |name: &str| dir.as_ref().map(|d| d.join(name));
-    let dir_config = from_dir("remo.toml").filter(|p| p.exists());
+    // DIR/remo.toml may come later: named even while missing, so that a
+    // reload (SIGHUP) picks it up without changing the instance.
+    let dir_config = from_dir("remo.toml");
     Defaults {
         instance: InstanceKey {
             key_file: a.key.as_ref().map(abs).or_else(|| from_dir("server.key")),
             user_db: a.db.as_ref().map(abs).or_else(|| from_dir("users.db")),
+            config_optional: a.config.is_none() && dir_config.is_some(),
             config: a.config.as_ref().map(abs).or(dir_config),
             session_timeout: a.session_timeout.clone(),
         },
@@ -338,6 +341,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
             };
             tokio::spawn(super::fcgi::serve_until(listener, handler, limits, stopped))
         };
+        spawn_reload_on_hangup(router.clone());
         shutdown_signal().await;
         // Stop accepting; running requests may finish within the grace time.
         let grace = Duration::from_secs(a.shutdown_grace);
@@ -470,6 +474,26 @@ fn inherited_listener() -> Result<Listener, ServeError> {
             "give --http ADDR or --fcgi unix:PATH|HOST:PORT (no socket was inherited from systemd or mod_fcgid: {e})"
         ))
     })
+}
+
+/// SIGHUP (`systemctl reload remod`) reads the loaded instances' config
+/// files again; see [`super::instance::Registry::reload`].
+fn spawn_reload_on_hangup(router: Arc<Router>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        log::warn!("cannot install the SIGHUP handler: configuration changes need a restart");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reading the configuration files again");
+            let r = router.clone();
+            let n = tokio::task::spawn_blocking(move || r.registry().reload())
+                .await
+                .unwrap_or(0);
+            info!("reload done: {n} instance(s) changed");
+        }
+    });
 }
 
 async fn shutdown_signal() {
