@@ -262,18 +262,20 @@ impl Instance {
             public: key.public(),
             key,
             users: Arc::new(Mutex::new(users)),
-            sessions: Arc::new(SessionTable::new(
-                limits.max_sessions,
-                limits.max_sessions_per_user,
-                Duration::from_secs(limits.max_session_lifetime),
-            )
-            .with_reserve_and_caps(
-                limits.sessions_admin_reserve(),
-                SessionCaps {
-                    pids_max: limits.session_pids_max,
-                    memory_max: limits.session_memory_max,
-                },
-            )),
+            sessions: Arc::new(
+                SessionTable::new(
+                    limits.max_sessions,
+                    limits.max_sessions_per_user,
+                    Duration::from_secs(limits.max_session_lifetime),
+                )
+                .with_reserve_and_caps(
+                    limits.sessions_admin_reserve(),
+                    SessionCaps {
+                        pids_max: limits.session_pids_max,
+                        memory_max: limits.session_memory_max,
+                    },
+                ),
+            ),
             commands: Shares::new(
                 "commands",
                 ShareLimits {

@@ -107,7 +107,10 @@ mod tests {
             std::time::Duration::from_millis(1500),
             "xyz=",
         );
-        assert_eq!(l, "remo: a → b: 3.00 MiB in 1.5 s (2.00 MiB/s), sha256 xyz=");
+        assert_eq!(
+            l,
+            "remo: a → b: 3.00 MiB in 1.5 s (2.00 MiB/s), sha256 xyz="
+        );
     }
 
     #[test]
