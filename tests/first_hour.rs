@@ -267,7 +267,10 @@ fn readme_quick_start_runs_as_written() {
     let banner = fs::read_to_string(&log).unwrap();
     let data = quick_data_dir(&home.join("remo-data"));
     let fp = server_fingerprint(&data);
-    assert!(banner.contains(&fp), "no fingerprint in the banner:\n{banner}");
+    assert!(
+        banner.contains(&fp),
+        "no fingerprint in the banner:\n{banner}"
+    );
     let mut outputs = Vec::new();
     for c in &clients {
         assert!(c.starts_with("remo "), "{c}");
@@ -302,7 +305,11 @@ fn readme_quick_start_runs_as_written() {
             .args(["status", "--porcelain", "--ignored=no"])
             .current_dir(&clone),
     );
-    assert_eq!(text(&status.stdout), "", "the quick start dirtied the checkout");
+    assert_eq!(
+        text(&status.stdout),
+        "",
+        "the quick start dirtied the checkout"
+    );
 }
 
 /// Runs `cmd` with its standard error on a pseudo-terminal `cols` columns
@@ -679,4 +686,288 @@ fn client_config_errors_name_file_line_and_column() {
     assert_eq!(r.code, Some(255));
     let want = format!("remo: {}:3:1: unknown field", cfg.display());
     assert!(r.stderr.starts_with(&want), "{}", r.stderr);
+}
+
+/// `openssl` with these arguments, in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    require("/usr/bin/openssl", "openssl");
+    run_ok(Command::new("/usr/bin/openssl").args(args).current_dir(dir));
+}
+
+/// A private CA (`ca.pem`) and a certificate it signed for 127.0.0.1
+/// (`srv.pem`, `srv.key`), in `dir`.
+fn private_ca(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-days",
+        "2",
+        "-subj",
+        "/CN=remo test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &a);
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend([
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+    ]);
+    openssl(dir, &a);
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "srv.pem",
+        ],
+    );
+}
+
+/// A self-signed certificate `NAME.pem` / `NAME.key` in `dir`.
+fn self_signed(dir: &Path, name: &str) {
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=remo.test",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+    );
+}
+
+/// `remo ARGS…` as the test user, with only `env` added to a clean
+/// environment (no `--server`: the host comes from the arguments).
+fn remo_cmd(scratch: &Scratch, data: &DataDir, env: &[(&str, &Path)], args: &[&str]) -> Ran {
+    let mut c = Command::new(REMO);
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .envs(client_env(scratch))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["--user", &data.user, "--key"])
+        .arg(&data.client_key)
+        .args(args);
+    let out = wait_with_timeout(
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(60),
+        "remo",
+    );
+    Ran {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: text(&out.stderr),
+    }
+}
+
+/// Item 3: HTTPS through nginx with the admin's own private CA. Refused by
+/// default with a hint (the old message was a bare UnknownIssuer, and
+/// nothing else would do); accepted with SSL_CERT_FILE, SSL_CERT_DIR,
+/// --cacert, or the host's `cacert`.
+#[test]
+fn https_with_a_private_ca() {
+    let scratch = Scratch::new("tls-ca");
+    let data = init_data_dir(&scratch, "admin");
+    let (_remod, sock) = start_remod_fcgi(&scratch, &data);
+    let pki = scratch.sub("pki");
+    private_ca(&pki);
+    let (_nginx, url) = start_nginx_tls(
+        &scratch,
+        "nginx",
+        &sock,
+        &data,
+        free_port(),
+        &pki.join("srv.pem"),
+        &pki.join("srv.key"),
+    );
+    let r = remo_cmd(&scratch, &data, &[], &[&url, "info"]);
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("UnknownIssuer") && r.stderr.contains("--cacert"),
+        "{}",
+        r.stderr
+    );
+    let ca = pki.join("ca.pem");
+    let r = remo_cmd(&scratch, &data, &[("SSL_CERT_FILE", &ca)], &[&url, "info"]);
+    assert_eq!(r.code, Some(0), "SSL_CERT_FILE: {}", r.stderr);
+    let cadir = scratch.sub("cadir");
+    fs::copy(&ca, cadir.join("ca.pem")).unwrap();
+    let r = remo_cmd(
+        &scratch,
+        &data,
+        &[("SSL_CERT_DIR", &cadir)],
+        &[&url, "exec", "echo", "dir"],
+    );
+    assert_eq!(
+        (r.code, r.out().as_str()),
+        (Some(0), "dir\n"),
+        "SSL_CERT_DIR: {}",
+        r.stderr
+    );
+    let r = remo_cmd(
+        &scratch,
+        &data,
+        &[],
+        &[
+            "--cacert",
+            ca.to_str().unwrap(),
+            &url,
+            "exec",
+            "echo",
+            "flag",
+        ],
+    );
+    assert_eq!(
+        (r.code, r.out().as_str()),
+        (Some(0), "flag\n"),
+        "--cacert: {}",
+        r.stderr
+    );
+    let cfg = scratch.path().join("home/.config/remo/config.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[hosts.web]\nserver = \"{url}\"\ncacert = \"{}\"\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let r = remo_cmd(&scratch, &data, &[], &["web", "exec", "echo", "alias"]);
+    assert_eq!(
+        (r.code, r.out().as_str()),
+        (Some(0), "alias\n"),
+        "cacert: {}",
+        r.stderr
+    );
+}
+
+/// Item 3: a self-signed certificate through nginx. Refused by default and
+/// for a plain URL; a host entry with `pin_certificate = true` pins its
+/// fingerprint on first use and goes on working; another certificate at
+/// the same address is then refused loudly, naming both fingerprints and
+/// the line to delete, exit 255.
+#[test]
+fn https_with_a_pinned_self_signed_certificate() {
+    let scratch = Scratch::new("tls-pin");
+    let data = init_data_dir(&scratch, "admin");
+    let (_remod, sock) = start_remod_fcgi(&scratch, &data);
+    let pki = scratch.sub("pki");
+    self_signed(&pki, "one");
+    self_signed(&pki, "two");
+    let port = free_port();
+    let (mut nginx, url) = start_nginx_tls(
+        &scratch,
+        "nginx1",
+        &sock,
+        &data,
+        port,
+        &pki.join("one.pem"),
+        &pki.join("one.key"),
+    );
+    let r = remo_cmd(&scratch, &data, &[], &[&url, "info"]);
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    assert!(r.stderr.contains("pin_certificate"), "{}", r.stderr);
+    let cfg = scratch.path().join("home/.config/remo/config.toml");
+    fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    fs::write(
+        &cfg,
+        format!("[hosts.box]\nserver = \"{url}\"\npin_certificate = true\n"),
+    )
+    .unwrap();
+    let r = remo_cmd(&scratch, &data, &[], &["box", "info"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("pinned the TLS certificate"),
+        "{}",
+        r.stderr
+    );
+    let pins =
+        fs::read_to_string(scratch.path().join("home/.config/remo/known_certificates")).unwrap();
+    assert_eq!(pins.lines().count(), 1, "{pins}");
+    assert!(
+        pins.starts_with(&format!("https://127.0.0.1:{port} ")),
+        "{pins}"
+    );
+    let r = remo_cmd(&scratch, &data, &[], &["box", "exec", "echo", "pinned"]);
+    assert_eq!(
+        (r.code, r.out().as_str()),
+        (Some(0), "pinned\n"),
+        "{}",
+        r.stderr
+    );
+    // The pin is for that host entry only: the plain URL is still refused.
+    let r = remo_cmd(&scratch, &data, &[], &[&url, "exec", "true"]);
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    // Another certificate at the same address.
+    nginx.stop();
+    let (_nginx2, _) = start_nginx_tls(
+        &scratch,
+        "nginx2",
+        &sock,
+        &data,
+        port,
+        &pki.join("two.pem"),
+        &pki.join("two.key"),
+    );
+    let r = remo_cmd(&scratch, &data, &[], &["box", "exec", "true"]);
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("TLS CERTIFICATE CHANGED")
+            && r.stderr.contains("delete line 1 of")
+            && r.stderr.contains(pins.split_whitespace().nth(1).unwrap()),
+        "{}",
+        r.stderr
+    );
 }

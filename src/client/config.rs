@@ -29,6 +29,12 @@ pub struct HostEntry {
     pub user: Option<String>,
     /// Identity key file for that server.
     pub key: Option<String>,
+    /// CA certificates (PEM) trusted for this server besides the system's.
+    pub cacert: Option<String>,
+    /// Accept a certificate no CA vouches for (self-signed) if its
+    /// fingerprint is the one pinned on first use.
+    #[serde(default)]
+    pub pin_certificate: bool,
 }
 
 /// The parsed configuration file.
@@ -131,6 +137,8 @@ pub struct Overrides {
     pub user: Option<String>,
     /// `--key`.
     pub key: Option<String>,
+    /// `--cacert`.
+    pub cacert: Option<String>,
 }
 
 /// The environment values that matter (passed in, so resolution is testable).
@@ -168,6 +176,8 @@ pub struct Target {
     pub user: String,
     /// Identity key file.
     pub key: PathBuf,
+    /// What TLS trusts for this server.
+    pub tls: super::tls::TlsOptions,
 }
 
 /// Resolves the target of a command.
@@ -237,10 +247,19 @@ pub fn resolve(cfg: &Config, ov: &Overrides, env: &EnvValues) -> Result<Target, 
         Some(k) => expand_tilde(&k),
         None => config_dir()?.join("id_p256"),
     };
+    let tls = super::tls::TlsOptions {
+        cacert: ov
+            .cacert
+            .clone()
+            .or_else(|| entry.and_then(|e| e.cacert.clone()))
+            .map(|c| expand_tilde(&c)),
+        pin_certificate: entry.is_some_and(|e| e.pin_certificate),
+    };
     Ok(Target {
         server: server.trim_end_matches('/').to_string(),
         user,
         key,
+        tls,
     })
 }
 

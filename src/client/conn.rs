@@ -96,6 +96,30 @@ pub fn http_client() -> Result<reqwest::Client, ClientError> {
         .map_err(|e| ClientError::Local(format!("cannot set up HTTP client: {e}")))
 }
 
+/// The HTTP client for one server: as [`http_client`], and for an
+/// `https://` server with the trust [`super::tls`] sets up (system store,
+/// the host's CA, a pinned certificate). Returns the pin state to ask
+/// after a failed connection.
+pub fn http_client_for(
+    server: &str,
+    tls: &super::tls::TlsOptions,
+    pins_path: &std::path::Path,
+) -> Result<(reqwest::Client, Option<Arc<super::tls::Pinning>>), ClientError> {
+    let builder = reqwest::Client::builder()
+        .user_agent(concat!("remo/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(30));
+    let (builder, pin) = if server.starts_with("https://") {
+        let (config, pin) = super::tls::client_config(server, tls, pins_path)?;
+        (builder.use_preconfigured_tls(config), pin)
+    } else {
+        (builder, None)
+    };
+    let client = builder
+        .build()
+        .map_err(|e| ClientError::Local(format!("cannot set up HTTP client: {e}")))?;
+    Ok((client, pin))
+}
+
 /// `GET {base}/info` with a fresh client.
 pub async fn info(base_url: &str) -> Result<ServerInfo, ClientError> {
     info_with(&http_client()?, base_url).await

@@ -74,6 +74,25 @@ pub enum ClientError {
         /// 1-based line to delete.
         line: usize,
     },
+    /// The server's TLS certificate is not the one pinned for its origin
+    /// (a host with `pin_certificate = true`).
+    #[error(
+        "TLS CERTIFICATE CHANGED for {origin}!\n  pinned:    sha256 {pinned}\n  presented: sha256 {presented}\n\
+         This may be an attack (someone between you and the server), or the server's certificate was replaced.\n\
+         If you are sure the new certificate is right, delete line {line} of {file} and try again."
+    )]
+    CertificateChanged {
+        /// `https://host:port`.
+        origin: String,
+        /// Fingerprint pinned.
+        pinned: String,
+        /// Fingerprint presented now.
+        presented: String,
+        /// The pins file.
+        file: PathBuf,
+        /// 1-based line to delete.
+        line: usize,
+    },
     /// The server sent something that is not valid remo/1.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -148,6 +167,19 @@ impl ClientError {
                 detail.push_str(&s);
             }
             cur = e.source();
+        }
+        if detail.contains("UnknownIssuer") || detail.contains("CaUsedAsEndEntity") {
+            detail.push_str(
+                " (no CA you trust vouches for this certificate: a private CA goes in \
+                 --cacert FILE, the host's `cacert` in config.toml, or SSL_CERT_FILE; a \
+                 self-signed certificate can be pinned with `pin_certificate = true` in the \
+                 host's entry; see docs/client.md)",
+            );
+        } else if detail.contains("NotValidForName") {
+            detail.push_str(
+                " (the certificate does not name the host in the URL: use the name it was \
+                 issued for)",
+            );
         }
         ClientError::Connect {
             url: url.to_string(),

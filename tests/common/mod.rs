@@ -530,9 +530,35 @@ pub fn start_remod_http(scratch: &Scratch) -> (Proc, String, DataDir) {
 /// directory, serving the rendered `nginx/remo.conf` on 127.0.0.1:PORT.
 /// Returns the process and the base URL (`http://127.0.0.1:PORT/remo`).
 pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, String) {
+    nginx_in(scratch, "nginx", sock, data, free_port(), None)
+}
+
+/// The same over HTTPS with a certificate and its key (PEM), on `port`, in
+/// the scratch sub-directory `name`. Returns the process and the base URL
+/// (`https://127.0.0.1:PORT/remo`).
+pub fn start_nginx_tls(
+    scratch: &Scratch,
+    name: &str,
+    sock: &Path,
+    data: &DataDir,
+    port: u16,
+    cert: &Path,
+    key: &Path,
+) -> (Proc, String) {
+    nginx_in(scratch, name, sock, data, port, Some((cert, key)))
+}
+
+fn nginx_in(
+    scratch: &Scratch,
+    name: &str,
+    sock: &Path,
+    data: &DataDir,
+    port: u16,
+    tls: Option<(&Path, &Path)>,
+) -> (Proc, String) {
     require("/usr/sbin/nginx", "nginx-light");
     require("/etc/nginx/fastcgi_params", "nginx-light");
-    let dir = scratch.sub("nginx");
+    let dir = scratch.sub(name);
     for t in ["body", "fastcgi", "proxy", "uwsgi", "scgi"] {
         fs::create_dir_all(dir.join("tmp").join(t)).unwrap();
     }
@@ -546,8 +572,18 @@ pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, Str
         ],
         &dir.join("remo.conf"),
     );
-    let port = free_port();
     let d = dir.display();
+    let (ssl, scheme) = match tls {
+        Some((cert, key)) => (
+            format!(
+                " ssl;\n    ssl_certificate {};\n    ssl_certificate_key {}",
+                cert.display(),
+                key.display()
+            ),
+            "https",
+        ),
+        None => (String::new(), "http"),
+    };
     let conf = format!(
         "user root;\n\
          worker_processes 1;\n\
@@ -562,7 +598,7 @@ pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, Str
          \x20 uwsgi_temp_path {d}/tmp/uwsgi;\n\
          \x20 scgi_temp_path {d}/tmp/scgi;\n\
          \x20 server {{\n\
-         \x20   listen 127.0.0.1:{port};\n\
+         \x20   listen 127.0.0.1:{port}{ssl};\n\
          \x20   server_name localhost;\n\
          \x20   include {d}/remo.conf;\n\
          \x20 }}\n\
@@ -578,7 +614,7 @@ pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, Str
     let mut p = Proc::spawn("nginx", cmd, &dir.join("stderr.log"));
     p.add_log(dir.join("error.log"));
     p.wait_port(port);
-    (p, format!("http://127.0.0.1:{port}{BASE}"))
+    (p, format!("{scheme}://127.0.0.1:{port}{BASE}"))
 }
 
 /// Which Apache front to run.
