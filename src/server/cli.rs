@@ -244,6 +244,9 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         log_trust(&defaults, a.max_instances);
         let containment = super::contain::init_daemon();
         router.spawn_reaper();
+        // Before listening: a SIGHUP once clients can connect must reload,
+        // not end remod (the default action).
+        spawn_reload_on_hangup(router.clone());
         let handler: Arc<dyn super::request::Handler> = router.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let stopped = async move {
@@ -341,7 +344,6 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
             };
             tokio::spawn(super::fcgi::serve_until(listener, handler, limits, stopped))
         };
-        spawn_reload_on_hangup(router.clone());
         shutdown_signal().await;
         // Stop accepting; running requests may finish within the grace time.
         let grace = Duration::from_secs(a.shutdown_grace);
