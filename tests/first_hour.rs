@@ -3,6 +3,9 @@
 //! door's prefix, the client's feedback, configuration reloads — against
 //! the real binaries.
 
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs;
