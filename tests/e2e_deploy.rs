@@ -53,6 +53,11 @@ fn systemd_units_socket_activate_remod() {
         );
     }
     assert_eq!(unit_values(&service, "KillMode"), ["mixed"]);
+    assert_eq!(
+        unit_values(&service, "ExecReload"),
+        ["/bin/kill -HUP $MAINPID"],
+        "systemctl reload must send SIGHUP"
+    );
     let exec = unit_values(&service, "ExecStart");
     assert_eq!(exec.len(), 1, "one ExecStart");
     let argv: Vec<&str> = exec[0].split_whitespace().collect();

@@ -389,6 +389,7 @@ fn new_router(f: &Fixture) -> Arc<Router> {
             user_db: Some(f.root.join("users.db")),
             config: Some(f.root.join("remo.toml")),
             session_timeout: None,
+            config_optional: false,
         },
         base: Some("/remo".into()),
     })

@@ -7,12 +7,12 @@ use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
 
 use super::cache::{self, SessionCache};
+use super::cmd;
 use super::config::{self, Config, EnvValues, Overrides, Target};
 use super::conn::{self, DataStream, ResponseStream, Session};
 use super::error::ClientError;
 use super::input::Replayable;
 use super::known::{self, PinOutcome};
-use super::{cmd, conn::http_client};
 use crate::keyfile::{load_identity, PassphraseSource};
 use crate::ops::Descriptor;
 use crate::proto::identity::{IdentityKey, PublicKey};
@@ -53,6 +53,10 @@ pub struct Cli {
     /// Identity key file [env: REMO_KEY; default: ~/.config/remo/id_p256].
     #[arg(short = 'i', long, value_name = "FILE", global = true)]
     pub key: Option<String>,
+    /// Trust the CA certificates (PEM) in FILE for this server, besides the
+    /// system's (also: `cacert` in the host's entry, SSL_CERT_FILE).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub cacert: Option<String>,
     /// Read the key's passphrase from FILE (else REMO_PASSPHRASE, else ask).
     #[arg(long, value_name = "FILE", global = true)]
     pub passphrase_file: Option<PathBuf>,
@@ -104,6 +108,7 @@ const COMMANDS: &[&str] = &[
 /// Global options that take a separate value.
 const VALUE_OPTIONS: &[&str] = &[
     "--server",
+    "--cacert",
     "--user",
     "-l",
     "--key",
@@ -232,21 +237,34 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
         server: cli.server.clone(),
         user: cli.user.clone(),
         key: cli.key.clone(),
+        cacert: cli.cacert.clone(),
     };
     let target = config::resolve(&cfg, &ov, &EnvValues::from_env())?;
     let ctx = Ctx::new(target, &cli)?;
-    match cli.cmd {
-        Cmd::Info => cmd::info::run(&ctx).await,
-        Cmd::Exec(a) => cmd::exec::run(&ctx, a).await,
-        Cmd::Shell(a) => cmd::shell::run(&ctx, a).await,
-        Cmd::Tail(a) => cmd::tail::run(&ctx, a).await,
-        Cmd::Get(a) => cmd::get::run(&ctx, a).await,
-        Cmd::Put(a) => cmd::put::run(&ctx, a).await,
-        Cmd::Config(a) => cmd::config::run(&ctx, a).await,
-        Cmd::Logout => cmd::logout::run(&ctx).await,
-        Cmd::Open(a) => cmd::open::run_open(&ctx, a).await,
-        Cmd::Close(a) => cmd::open::run_close(&ctx, a).await,
-        Cmd::Grants => cmd::open::run_grants(&ctx).await,
+    let result = dispatch(&ctx, cli.cmd).await;
+    // A connection refused over a certificate that is not the pinned one
+    // is said as loudly as a changed server key.
+    if let Err(ClientError::Connect { .. }) = &result {
+        if let Some(e) = ctx.pinning.as_ref().and_then(|p| p.changed()) {
+            return Err(e);
+        }
+    }
+    result
+}
+
+async fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<i32, ClientError> {
+    match cmd {
+        Cmd::Info => cmd::info::run(ctx).await,
+        Cmd::Exec(a) => cmd::exec::run(ctx, a).await,
+        Cmd::Shell(a) => cmd::shell::run(ctx, a).await,
+        Cmd::Tail(a) => cmd::tail::run(ctx, a).await,
+        Cmd::Get(a) => cmd::get::run(ctx, a).await,
+        Cmd::Put(a) => cmd::put::run(ctx, a).await,
+        Cmd::Config(a) => cmd::config::run(ctx, a).await,
+        Cmd::Logout => cmd::logout::run(ctx).await,
+        Cmd::Open(a) => cmd::open::run_open(ctx, a).await,
+        Cmd::Close(a) => cmd::open::run_close(ctx, a).await,
+        Cmd::Grants => cmd::open::run_grants(ctx).await,
         Cmd::Keygen(_) => Ok(0),
     }
 }
@@ -261,6 +279,8 @@ pub struct Ctx {
     pub known_path: PathBuf,
     /// The session cache file, unless caching is off.
     pub cache: Option<SessionCache>,
+    /// The certificate pin of a `pin_certificate` host.
+    pub pinning: Option<std::sync::Arc<super::tls::Pinning>>,
     passphrase_file: Option<PathBuf>,
 }
 
@@ -281,9 +301,15 @@ impl Ctx {
         } else {
             cache::default_dir().map(|d| SessionCache::new(&d, &target.server, &target.user))
         };
+        let (http, pinning) = conn::http_client_for(
+            &target.server,
+            &target.tls,
+            &super::tls::default_pins_path()?,
+        )?;
         Ok(Ctx {
             known_path: known::default_path()?,
-            http: http_client()?,
+            http,
+            pinning,
             cache,
             passphrase_file: cli.passphrase_file.clone(),
             target,
@@ -345,18 +371,12 @@ impl Ctx {
         .await
         {
             Ok(s) => s,
-            Err(ClientError::BadServerSignature { url }) => {
-                // Tell a replaced key apart from a broken server.
-                if let Ok(info) = conn::info_with(&self.http, &self.target.server).await {
-                    if let Ok(key) = info.public_key() {
-                        if &key != pinned {
-                            if let Some(pin) = known::lookup(&self.known_path, &url)? {
-                                return Err(known::changed(&self.known_path, &url, &pin, &key));
-                            }
-                        }
-                    }
-                }
-                return Err(ClientError::BadServerSignature { url });
+            // A refused login or a signature that does not verify may both
+            // mean the server is not the one pinned (a new server does not
+            // know our key either): say so, as `info` would, before
+            // blaming the key or the server.
+            Err(e @ (ClientError::BadServerSignature { .. } | ClientError::AuthFailed { .. })) => {
+                return Err(self.changed_key(pinned).await?.unwrap_or(e));
             }
             Err(e) => return Err(e),
         };
@@ -375,6 +395,23 @@ impl Ctx {
             cached,
             resumed: false,
         })
+    }
+
+    /// [`ClientError::ServerKeyChanged`] if the server now presents another
+    /// key than `pinned` (asked again through `/info`), else `None`.
+    async fn changed_key(&self, pinned: &PublicKey) -> Result<Option<ClientError>, ClientError> {
+        let url = &self.target.server;
+        let Ok(info) = conn::info_with(&self.http, url).await else {
+            return Ok(None);
+        };
+        let Ok(key) = info.public_key() else {
+            return Ok(None);
+        };
+        if &key == pinned {
+            return Ok(None);
+        }
+        Ok(known::lookup(&self.known_path, url)?
+            .map(|pin| known::changed(&self.known_path, url, &pin, &key)))
     }
 
     /// The cached session if there is a live one, else a fresh login.

@@ -29,6 +29,12 @@ pub struct HostEntry {
     pub user: Option<String>,
     /// Identity key file for that server.
     pub key: Option<String>,
+    /// CA certificates (PEM) trusted for this server besides the system's.
+    pub cacert: Option<String>,
+    /// Accept a certificate no CA vouches for (self-signed) if its
+    /// fingerprint is the one pinned on first use.
+    #[serde(default)]
+    pub pin_certificate: bool,
 }
 
 /// The parsed configuration file.
@@ -95,12 +101,23 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => return Err(ClientError::io(path, "cannot read", e)),
         };
-        Self::parse(&text).map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))
+        Self::parse(&text).map_err(|e| ClientError::Config(format!("{}:{e}", path.display())))
     }
 
-    /// Parses configuration text.
+    /// Parses configuration text; an error reads `LINE:COLUMN: what`.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string())
+        toml::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|span| {
+                    let before = text.get(..span.start).unwrap_or(text);
+                    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+                    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    (line, col)
+                })
+                .unwrap_or((1, 1));
+            format!("{line}:{col}: {}", e.message().trim_end())
+        })
     }
 }
 
@@ -120,6 +137,8 @@ pub struct Overrides {
     pub user: Option<String>,
     /// `--key`.
     pub key: Option<String>,
+    /// `--cacert`.
+    pub cacert: Option<String>,
 }
 
 /// The environment values that matter (passed in, so resolution is testable).
@@ -157,6 +176,8 @@ pub struct Target {
     pub user: String,
     /// Identity key file.
     pub key: PathBuf,
+    /// What TLS trusts for this server.
+    pub tls: super::tls::TlsOptions,
 }
 
 /// Resolves the target of a command.
@@ -226,10 +247,19 @@ pub fn resolve(cfg: &Config, ov: &Overrides, env: &EnvValues) -> Result<Target, 
         Some(k) => expand_tilde(&k),
         None => config_dir()?.join("id_p256"),
     };
+    let tls = super::tls::TlsOptions {
+        cacert: ov
+            .cacert
+            .clone()
+            .or_else(|| entry.and_then(|e| e.cacert.clone()))
+            .map(|c| expand_tilde(&c)),
+        pin_certificate: entry.is_some_and(|e| e.pin_certificate),
+    };
     Ok(Target {
         server: server.trim_end_matches('/').to_string(),
         user,
         key,
+        tls,
     })
 }
 
@@ -320,6 +350,7 @@ key = "/keys/db"
             &EnvValues::default()
         )
         .is_err());
-        assert!(Config::parse("[hosts.a]\nserver='x'\nbogus=1").is_err());
+        let e = Config::parse("[hosts.a]\nserver='x'\nbogus=1").unwrap_err();
+        assert!(e.starts_with("3:1: "), "{e}");
     }
 }

@@ -96,6 +96,30 @@ pub fn http_client() -> Result<reqwest::Client, ClientError> {
         .map_err(|e| ClientError::Local(format!("cannot set up HTTP client: {e}")))
 }
 
+/// The HTTP client for one server: as [`http_client`], and for an
+/// `https://` server with the trust [`super::tls`] sets up (system store,
+/// the host's CA, a pinned certificate). Returns the pin state to ask
+/// after a failed connection.
+pub fn http_client_for(
+    server: &str,
+    tls: &super::tls::TlsOptions,
+    pins_path: &std::path::Path,
+) -> Result<(reqwest::Client, Option<Arc<super::tls::Pinning>>), ClientError> {
+    let builder = reqwest::Client::builder()
+        .user_agent(concat!("remo/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(30));
+    let (builder, pin) = if server.starts_with("https://") {
+        let (config, pin) = super::tls::client_config(server, tls, pins_path)?;
+        (builder.use_preconfigured_tls(config), pin)
+    } else {
+        (builder, None)
+    };
+    let client = builder
+        .build()
+        .map_err(|e| ClientError::Local(format!("cannot set up HTTP client: {e}")))?;
+    Ok((client, pin))
+}
+
 /// `GET {base}/info` with a fresh client.
 pub async fn info(base_url: &str) -> Result<ServerInfo, ClientError> {
     info_with(&http_client()?, base_url).await
@@ -124,7 +148,9 @@ pub async fn info_with(http: &reqwest::Client, base_url: &str) -> Result<ServerI
 }
 
 /// Turns a non-200 answer into the typed error, with the server's
-/// `{"error": …}` text where there is one.
+/// `{"error": …}` text where there is one. An answer without it did not
+/// come from remod but from the web server in front of it (its own error
+/// page): that is said, with the setting that most likely caused it.
 async fn status_error(mut resp: reqwest::Response) -> ClientError {
     let status = resp.status().as_u16();
     let mut body = Vec::new();
@@ -134,20 +160,56 @@ async fn status_error(mut resp: reqwest::Response) -> ClientError {
             break;
         }
     }
-    let message = serde_json::from_slice::<Value>(&body)
+    let remod_says = serde_json::from_slice::<Value>(&body)
         .ok()
-        .and_then(|v| v.get("error").and_then(Value::as_str).map(sanitize))
-        .unwrap_or_else(|| {
-            resp.status()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(sanitize));
+    let Some(message) = remod_says else {
+        return ClientError::FrontServer {
+            status,
+            reason: resp
+                .status()
                 .canonical_reason()
                 .unwrap_or("unexpected status")
-                .to_string()
-        });
+                .to_string(),
+            hint: front_server_hint(status).to_string(),
+        };
+    };
     match status {
         401 => ClientError::SessionExpired,
         409 => ClientError::Replay,
         413 => ClientError::TooLarge(message),
         _ => ClientError::Http { status, message },
+    }
+}
+
+/// The likely cause of a web server's own error status in front of remod,
+/// and the setting to look at (the shipped nginx/ and apache/ files set
+/// them all).
+pub fn front_server_hint(status: u16) -> &'static str {
+    match status {
+        408 => {
+            "it stopped waiting for the request body (a command's standard input was idle): \
+             with Apache's mod_reqtimeout set `RequestReadTimeout body=0` for the virtual \
+             host (apache/remo-proxy-fcgi.conf); with nginx raise `client_body_timeout`"
+        }
+        413 => {
+            "the request body is over its limit: nginx needs `client_max_body_size 0;`, \
+             Apache `LimitRequestBody 0` (remod enforces its own max_request_bytes)"
+        }
+        502 | 503 => {
+            "it cannot reach remod: is remod running, and may the web server's user connect \
+             to its socket (group and mode)? The web server's error log says why"
+        }
+        504 => {
+            "remod did not answer in time: raise nginx's `fastcgi_read_timeout` or the \
+             `timeout=` of Apache's ProxyPass (the shipped snippets allow 24 h)"
+        }
+        404 | 405 => {
+            "nothing of remod's at this URL: the server URL must end with the prefix remod \
+             is mounted at (e.g. https://HOST/remo)"
+        }
+        401 | 403 => "the web server's own access control refused the request",
+        _ => "see the web server's error log",
     }
 }
 

@@ -24,6 +24,17 @@ pub enum ClientError {
         /// The server's error text, or a short default.
         message: String,
     },
+    /// A non-200 answer that did not come from remod but from the web
+    /// server in front of it (no `{"error": …}` body).
+    #[error("the web server in front of remod answered {status} {reason}, not remod: {hint}")]
+    FrontServer {
+        /// HTTP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+        /// The likely cause and the setting to look at.
+        hint: String,
+    },
     /// 401 on an operation: the session ended (timeout, logout, restart).
     #[error("session expired or unknown; log in again")]
     SessionExpired,
@@ -63,6 +74,25 @@ pub enum ClientError {
         /// 1-based line to delete.
         line: usize,
     },
+    /// The server's TLS certificate is not the one pinned for its origin
+    /// (a host with `pin_certificate = true`).
+    #[error(
+        "TLS CERTIFICATE CHANGED for {origin}!\n  pinned:    sha256 {pinned}\n  presented: sha256 {presented}\n\
+         This may be an attack (someone between you and the server), or the server's certificate was replaced.\n\
+         If you are sure the new certificate is right, delete line {line} of {file} and try again."
+    )]
+    CertificateChanged {
+        /// `https://host:port`.
+        origin: String,
+        /// Fingerprint pinned.
+        pinned: String,
+        /// Fingerprint presented now.
+        presented: String,
+        /// The pins file.
+        file: PathBuf,
+        /// 1-based line to delete.
+        line: usize,
+    },
     /// The server sent something that is not valid remo/1.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -72,9 +102,13 @@ pub enum ClientError {
     /// The operation ran and failed (its result said `ok: false`).
     #[error("{0}")]
     Op(OpError),
-    /// Bad configuration or command-line usage.
+    /// Bad configuration (config file, environment, no server).
     #[error("{0}")]
     Config(String),
+    /// A command-line argument whose value cannot be used (exit 2, as for
+    /// the usage errors the parser itself reports).
+    #[error("{0}")]
+    Usage(String),
     /// The identity key could not be loaded.
     #[error("{0}")]
     Key(String),
@@ -99,10 +133,11 @@ pub enum ClientError {
 impl ClientError {
     /// The process exit code for this error: like ssh, 255 for connection,
     /// protocol and trust problems (nothing ran, or we cannot tell), 1 for an
-    /// operation that failed or a local problem.
+    /// operation that failed or a local problem, 2 for a bad argument.
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Op(_) | ClientError::Io { .. } | ClientError::Local(_) => 1,
+            ClientError::Usage(_) => 2,
             // As a shell reports a process killed by the signal.
             ClientError::Interrupted(sig) => 128 + sig,
             _ => 255,
@@ -132,6 +167,19 @@ impl ClientError {
                 detail.push_str(&s);
             }
             cur = e.source();
+        }
+        if detail.contains("UnknownIssuer") || detail.contains("CaUsedAsEndEntity") {
+            detail.push_str(
+                " (no CA you trust vouches for this certificate: a private CA goes in \
+                 --cacert FILE, the host's `cacert` in config.toml, or SSL_CERT_FILE; a \
+                 self-signed certificate can be pinned with `pin_certificate = true` in the \
+                 host's entry; see docs/client.md)",
+            );
+        } else if detail.contains("NotValidForName") {
+            detail.push_str(
+                " (the certificate does not name the host in the URL: use the name it was \
+                 issued for)",
+            );
         }
         ClientError::Connect {
             url: url.to_string(),

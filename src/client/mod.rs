@@ -1,7 +1,7 @@
 //! The `remo` client: an ssh-like command line over remo/1.
 //!
-//! `conn` is the protocol client (usable by tests and benchmarks), `config`
-//! and `known` decide where to connect and whom to trust, `cache` keeps
+//! `conn` is the protocol client (usable by tests and benchmarks), `config`,
+//! `known` and `tls` decide where to connect and whom to trust, `cache` keeps
 //! sessions between commands, `interactive` drives remote interactive
 //! processes, `cli` and `cmd` are the command line.
 
@@ -14,6 +14,7 @@ pub mod error;
 pub mod input;
 pub mod interactive;
 pub mod known;
+pub mod tls;
 
 pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};
 pub use error::ClientError;

@@ -56,7 +56,10 @@ pub struct ServeArgs {
     /// Session idle timeout in seconds.
     #[arg(long, env = "REMO_SESSION_TIMEOUT", value_name = "SECS")]
     pub session_timeout: Option<String>,
-    /// Mount prefix, e.g. /remo (default: the operation is the last path segment).
+    /// Mount prefix, e.g. /remo. With --http remod answers only under it
+    /// (default /) and 404 elsewhere; for FastCGI it is the default for
+    /// requests without a REMO_BASE param (none: the operation is the last
+    /// path segment).
     #[arg(long, env = "REMO_BASE", value_name = "PREFIX")]
     pub base: Option<String>,
     /// Most instances (distinct key, user database, config file and session
@@ -156,10 +159,6 @@ pub fn bootstrap_dir(dir: &Path, first_user: &str) -> Result<bool, ServeError> {
         .map_err(|e| setup("user database", &e))?;
     eprintln!("remod: created {} (first run)", dir.display());
     eprintln!(
-        "  server key fingerprint: {}",
-        server.public().fingerprint()
-    );
-    eprintln!(
         "  user {first_user:?} (permission: admin) with client key {}",
         ukey.display()
     );
@@ -181,15 +180,24 @@ fn defaults_from(a: &ServeArgs) -> Defaults {
     let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     let dir = a.dir.as_ref().map(abs);
     let from_dir = |name: &str| dir.as_ref().map(|d| d.join(name));
-    let dir_config = from_dir("remo.toml").filter(|p| p.exists());
+    // DIR/remo.toml may come later: named even while missing, so that a
+    // reload (SIGHUP) picks it up without changing the instance.
+    let dir_config = from_dir("remo.toml");
     Defaults {
         instance: InstanceKey {
             key_file: a.key.as_ref().map(abs).or_else(|| from_dir("server.key")),
             user_db: a.db.as_ref().map(abs).or_else(|| from_dir("users.db")),
+            config_optional: a.config.is_none() && dir_config.is_some(),
             config: a.config.as_ref().map(abs).or(dir_config),
             session_timeout: a.session_timeout.clone(),
         },
-        base: a.base.clone(),
+        // The embedded door is the whole server: it answers exactly under
+        // its prefix, so one server has one URL (a second URL would pin a
+        // second known-servers entry for the same key).
+        base: a
+            .base
+            .clone()
+            .or_else(|| a.http.as_ref().map(|_| "/".to_string())),
     }
 }
 
@@ -206,9 +214,8 @@ pub fn run_serve(a: ServeArgs) -> i32 {
 }
 
 fn serve(a: ServeArgs) -> Result<(), ServeError> {
-    let mut fresh = false;
     if let Some(dir) = &a.dir {
-        fresh = bootstrap_dir(dir, &a.first_user)?;
+        bootstrap_dir(dir, &a.first_user)?;
     }
     let defaults = defaults_from(&a);
     if let Some(cfg) = &defaults.instance.config {
@@ -237,6 +244,9 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         log_trust(&defaults, a.max_instances);
         let containment = super::contain::init_daemon();
         router.spawn_reaper();
+        // Before listening: a SIGHUP once clients can connect must reload,
+        // not end remod (the default action).
+        spawn_reload_on_hangup(router.clone());
         let handler: Arc<dyn super::request::Handler> = router.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let stopped = async move {
@@ -246,7 +256,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         let mut server = if let Some(addr) = &a.http {
             // The embedded front door has no params of its own: check the
             // configuration now so a mistake is reported at start, not per request.
-            router
+            let inst = router
                 .registry()
                 .get(&defaults.instance)
                 .map_err(|e| ServeError::Setup(e.to_string()))?;
@@ -261,17 +271,31 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
                 "remod {} serving HTTP on {local}",
                 env!("CARGO_PKG_VERSION")
             );
-            if fresh {
-                if let Some(dir) = &a.dir {
-                    eprintln!(
-                        "remod: try: remo --server http://{local} --user {} --key {} info",
-                        a.first_user,
-                        dir.join("client")
-                            .join(format!("{}.key", a.first_user))
-                            .display()
-                    );
-                }
+            // On every start, not only the first: the fingerprint to compare
+            // with what a client pins, and the exact command to try.
+            eprintln!(
+                "remod: server key fingerprint: {}",
+                inst.public.fingerprint()
+            );
+            let client_key = a.dir.as_ref().map(|d| {
+                std::path::absolute(d)
+                    .unwrap_or_else(|_| d.clone())
+                    .join("client")
+                    .join(format!("{}.key", a.first_user))
+            });
+            if let Some(key) = client_key.filter(|k| k.exists()) {
+                let base = defaults
+                    .base
+                    .as_deref()
+                    .unwrap_or("/")
+                    .trim_end_matches('/');
+                eprintln!(
+                    "remod: try: remo --server http://{local}{base} --user {} --key {} info",
+                    a.first_user,
+                    key.display()
+                );
             }
+            drop(inst);
             let limits = HttpLimits {
                 max_conns,
                 request_timeout,
@@ -425,9 +449,15 @@ fn log_trust(defaults: &Defaults, max: u64) {
         return;
     }
     match super::instance::Resolved::check(d) {
-        Ok((_, why)) => {
+        Ok((resolved, why)) => {
             for w in why {
                 info!("trust: default {w}");
+            }
+            if let Ok(key) = super::instance::load_server_key(&resolved.key_file) {
+                info!(
+                    "server key fingerprint (default key): {}",
+                    key.public().fingerprint()
+                );
             }
         }
         Err(e) => log::warn!("trust: the default settings will be refused: {e}"),
@@ -446,6 +476,26 @@ fn inherited_listener() -> Result<Listener, ServeError> {
             "give --http ADDR or --fcgi unix:PATH|HOST:PORT (no socket was inherited from systemd or mod_fcgid: {e})"
         ))
     })
+}
+
+/// SIGHUP (`systemctl reload remod`) reads the loaded instances' config
+/// files again; see [`super::instance::Registry::reload`].
+fn spawn_reload_on_hangup(router: Arc<Router>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        log::warn!("cannot install the SIGHUP handler: configuration changes need a restart");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reading the configuration files again");
+            let r = router.clone();
+            let n = tokio::task::spawn_blocking(move || r.registry().reload())
+                .await
+                .unwrap_or(0);
+            info!("reload done: {n} instance(s) changed");
+        }
+    });
 }
 
 async fn shutdown_signal() {

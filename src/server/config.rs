@@ -50,6 +50,10 @@ pub struct InstanceKey {
     pub config: Option<PathBuf>,
     /// `REMO_SESSION_TIMEOUT`, as given.
     pub session_timeout: Option<String>,
+    /// Whether `config` may be missing (then it counts as empty): only
+    /// `remod serve --dir DIR`'s `DIR/remo.toml`, so that a file added
+    /// later takes effect at the next reload (SIGHUP).
+    pub config_optional: bool,
 }
 
 /// Daemon-wide defaults, used where a request carries no param.
@@ -72,11 +76,13 @@ fn param_path(params: &Params, name: &str) -> Option<PathBuf> {
 impl Defaults {
     /// The instance key for a request: its params, else these defaults.
     pub fn instance_for(&self, params: &Params) -> InstanceKey {
+        let config = param_path(params, "REMO_CONFIG");
         InstanceKey {
             key_file: param_path(params, "REMO_KEY_FILE")
                 .or_else(|| self.instance.key_file.clone()),
             user_db: param_path(params, "REMO_USER_DB").or_else(|| self.instance.user_db.clone()),
-            config: param_path(params, "REMO_CONFIG").or_else(|| self.instance.config.clone()),
+            config_optional: config.is_none() && self.instance.config_optional,
+            config: config.or_else(|| self.instance.config.clone()),
             session_timeout: params
                 .get_str("REMO_SESSION_TIMEOUT")
                 .filter(|v| !v.is_empty())
@@ -96,7 +102,7 @@ impl Defaults {
 }
 
 /// Limits, all explicit and configurable in the `[limits]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest request body in bytes (uploads, stdin), counted on the wire.
@@ -232,10 +238,23 @@ impl ConfigFile {
         })?;
         super::cfgfiles::check_specs(&mut file.files).map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
-            why: e.to_string(),
+            why: match table_line(&text, &e.to_string()) {
+                Some(line) => format!("line {line}, column 1: {e}"),
+                None => e.to_string(),
+            },
         })?;
         Ok(file)
     }
+}
+
+/// The line of the `[files.NAME]` header a check's message (`files.NAME:
+/// …`) is about, so the admin is sent to the right place.
+fn table_line(text: &str, why: &str) -> Option<usize> {
+    let table = why.split(':').next()?;
+    let header = format!("[{table}]");
+    text.lines()
+        .position(|l| l.trim().replace(' ', "") == header)
+        .map(|i| i + 1)
 }
 
 /// A TOML error as "line L, column C: what", without the file's text.
@@ -308,6 +327,7 @@ mod tests {
                 user_db: Some("/d/db".into()),
                 config: None,
                 session_timeout: None,
+                config_optional: false,
             },
             base: Some("/remo".into()),
         };

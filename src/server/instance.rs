@@ -82,6 +82,8 @@ pub struct Resolved {
     pub audit_db: PathBuf,
     /// The config file, if any.
     pub config: Option<PathBuf>,
+    /// Whether the config file may be missing (`--dir`'s `remo.toml`).
+    pub config_optional: bool,
     /// The session idle timeout, seconds.
     pub timeout: u64,
 }
@@ -111,6 +113,16 @@ impl Resolved {
             audit_db.display()
         ));
         let config = match k.config.as_deref() {
+            Some(named) if k.config_optional && !named.exists() => {
+                // Not there yet: its directory must be trusted, so that
+                // whoever creates it later is root (or remod).
+                let c = trust::check_creatable(named).map_err(untrusted("REMO_CONFIG"))?;
+                why.push(format!(
+                    "REMO_CONFIG {} (missing: no [limits], [files] or [firewall] until it exists and remod reloads)",
+                    c.display()
+                ));
+                Some(c)
+            }
             Some(named) => {
                 let c = trust::check_file(named).map_err(untrusted("REMO_CONFIG"))?;
                 why.push(format!("REMO_CONFIG {}", c.describe(named)));
@@ -124,10 +136,29 @@ impl Resolved {
                 user_db: db.path,
                 audit_db,
                 config,
+                config_optional: k.config_optional,
                 timeout,
             },
             why,
         ))
+    }
+
+    /// Reads the config file again, after the same trust checks as at
+    /// load: a missing optional file is the empty configuration.
+    pub fn load_config(&self) -> Result<ConfigFile, InstanceError> {
+        let Some(path) = &self.config else {
+            return Ok(ConfigFile::default());
+        };
+        let untrusted = |why| InstanceError::Untrusted {
+            setting: "REMO_CONFIG",
+            why,
+        };
+        if self.config_optional && !path.exists() {
+            trust::check_creatable(path).map_err(untrusted)?;
+            return Ok(ConfigFile::default());
+        }
+        let checked = trust::check_file(path).map_err(untrusted)?;
+        Ok(ConfigFile::load(&checked.path)?)
     }
 }
 
@@ -170,9 +201,10 @@ pub struct Instance {
     pub key: IdentityKey,
     /// Its public half, for `/info`.
     pub public: PublicKey,
-    users: Mutex<UserDb>,
-    /// Live sessions.
-    pub sessions: SessionTable,
+    users: Arc<Mutex<UserDb>>,
+    /// Live sessions (shared with the instance a reload replaces this one
+    /// by, so they survive it).
+    pub sessions: Arc<SessionTable>,
     /// Limits from the config file.
     pub limits: Limits,
     /// Session idle timeout in seconds.
@@ -187,13 +219,16 @@ pub struct Instance {
     pub files: std::collections::BTreeMap<String, super::cfgfiles::FileSpec>,
     /// The `[firewall]` profiles, if configured.
     pub firewall: Option<Arc<crate::firewall::FirewallConfig>>,
-    auth_seen: Mutex<AuthReplay>,
+    auth_seen: Arc<Mutex<AuthReplay>>,
     /// Ephemeral ECDH keys made ahead of logins.
-    pub ephemerals: super::ephemeral::EphemeralPool,
+    pub ephemerals: Arc<super::ephemeral::EphemeralPool>,
     /// The audit log (see [`crate::audit`]).
-    pub audit: AuditLog,
+    pub audit: Arc<AuditLog>,
     /// Named temporary files being made (see [`super::pending`]).
     pub pending: Arc<super::pending::Journal>,
+    /// Set once a reload has put another instance in this one's place:
+    /// running requests finish with it, its watcher stops.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -208,6 +243,7 @@ impl Instance {
     pub fn load(k: &Resolved) -> Result<Instance, InstanceError> {
         let timeout = k.timeout;
         let file = match &k.config {
+            Some(p) if k.config_optional && !p.exists() => ConfigFile::default(),
             Some(p) => ConfigFile::load(p)?,
             None => ConfigFile::default(),
         };
@@ -221,22 +257,24 @@ impl Instance {
         let limits = file.limits;
         let files = file.files;
         Ok(Instance {
-            audit,
+            audit: Arc::new(audit),
             pending,
             public: key.public(),
             key,
-            users: Mutex::new(users),
-            sessions: SessionTable::new(
-                limits.max_sessions,
-                limits.max_sessions_per_user,
-                Duration::from_secs(limits.max_session_lifetime),
-            )
-            .with_reserve_and_caps(
-                limits.sessions_admin_reserve(),
-                SessionCaps {
-                    pids_max: limits.session_pids_max,
-                    memory_max: limits.session_memory_max,
-                },
+            users: Arc::new(Mutex::new(users)),
+            sessions: Arc::new(
+                SessionTable::new(
+                    limits.max_sessions,
+                    limits.max_sessions_per_user,
+                    Duration::from_secs(limits.max_session_lifetime),
+                )
+                .with_reserve_and_caps(
+                    limits.sessions_admin_reserve(),
+                    SessionCaps {
+                        pids_max: limits.session_pids_max,
+                        memory_max: limits.session_memory_max,
+                    },
+                ),
             ),
             commands: Shares::new(
                 "commands",
@@ -259,9 +297,86 @@ impl Instance {
             firewall: file.firewall.map(Arc::new),
             timeout,
             home: home_dir(),
-            auth_seen: Mutex::new(AuthReplay::default()),
-            ephemerals: super::ephemeral::EphemeralPool::default(),
+            auth_seen: Arc::default(),
+            ephemerals: Arc::default(),
+            retired: Default::default(),
         })
+    }
+
+    /// The instance a reload puts in this one's place: the new file's
+    /// `[files]`, `[firewall]` and `[limits]`, and everything else — key,
+    /// users, sessions and their processes, command slots, audit log —
+    /// shared. Limits read per request (`max_request_bytes`,
+    /// `max_output_bytes`, `max_command_timeout`, `stdin_idle_timeout`)
+    /// apply to the next request; the others size tables that live on and
+    /// change at the next start ([`LIVE_LIMITS`]).
+    pub fn reloaded(&self, file: ConfigFile) -> Instance {
+        Instance {
+            key: self.key.clone(),
+            public: self.public.clone(),
+            users: self.users.clone(),
+            sessions: self.sessions.clone(),
+            limits: file.limits,
+            timeout: self.timeout,
+            home: self.home.clone(),
+            commands: self.commands.clone(),
+            procs: self.procs.clone(),
+            files: file.files,
+            firewall: file.firewall.map(Arc::new),
+            auth_seen: self.auth_seen.clone(),
+            ephemerals: self.ephemerals.clone(),
+            audit: self.audit.clone(),
+            pending: self.pending.clone(),
+            retired: Default::default(),
+        }
+    }
+
+    /// What a reload to `file` changes, as log text (empty: nothing), and
+    /// whether the firewall profiles change.
+    pub fn changes(&self, file: &ConfigFile) -> (Vec<String>, bool) {
+        let mut out = Vec::new();
+        let old = serde_json::to_value(&self.limits).unwrap_or_default();
+        let new = serde_json::to_value(&file.limits).unwrap_or_default();
+        if let (Some(old), Some(new)) = (old.as_object(), new.as_object()) {
+            for (k, v) in new {
+                let was = old.get(k).unwrap_or(&serde_json::Value::Null);
+                if was != v {
+                    let when = if LIVE_LIMITS.contains(&k.as_str()) {
+                        "from the next request"
+                    } else {
+                        "at the next start of remod"
+                    };
+                    out.push(format!("[limits] {k} {was} -> {v} ({when})"));
+                }
+            }
+        }
+        for name in self.files.keys() {
+            if !file.files.contains_key(name) {
+                out.push(format!("[files.{name}] removed"));
+            }
+        }
+        for (name, spec) in &file.files {
+            match self.files.get(name) {
+                None => out.push(format!("[files.{name}] added")),
+                Some(old) if format!("{old:?}") != format!("{spec:?}") => {
+                    out.push(format!("[files.{name}] changed"))
+                }
+                Some(_) => {}
+            }
+        }
+        let fw_old = self.firewall.as_deref().map(|f| format!("{f:?}"));
+        let fw_new = file.firewall.as_ref().map(|f| format!("{f:?}"));
+        let firewall = fw_old != fw_new;
+        if firewall {
+            out.push("[firewall] changed".into());
+        }
+        (out, firewall)
+    }
+
+    /// Marks this instance replaced by a reload.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Looks a user up in the database.
@@ -310,6 +425,9 @@ impl Instance {
             loop {
                 tick.tick().await;
                 let Some(inst) = weak.upgrade() else { break };
+                if inst.retired.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
                 // SQLite calls may wait on a lock: keep them off the async workers.
                 let r = tokio::task::spawn_blocking(move || inst.check_users(seen)).await;
                 if let Ok(v) = r {
@@ -399,6 +517,15 @@ pub fn home_dir() -> PathBuf {
         .map(|u| u.dir)
         .unwrap_or_else(|| PathBuf::from("/"))
 }
+
+/// The `[limits]` a reload applies at once (read per request); the others
+/// take effect at the next start.
+pub const LIVE_LIMITS: &[&str] = &[
+    "max_request_bytes",
+    "max_output_bytes",
+    "max_command_timeout",
+    "stdin_idle_timeout",
+];
 
 /// How often the revocation watcher looks at the user database.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
@@ -538,6 +665,71 @@ impl Registry {
     /// Ends expired sessions everywhere; returns how many.
     pub fn reap(&self) -> usize {
         self.all().iter().map(|i| i.sessions.reap()).sum()
+    }
+
+    /// Reads every loaded instance's config file again (SIGHUP): the trust
+    /// checks, then the file; a file that fails either is logged with its
+    /// reason (file, line and column for a syntax error) and the instance
+    /// keeps its configuration. Otherwise a new instance sharing the old
+    /// one's sessions and processes takes its place, and what changed is
+    /// logged. Returns how many instances changed.
+    pub fn reload(&self) -> usize {
+        let entries: Vec<(Resolved, Arc<Instance>)> = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if entries.is_empty() {
+            log::info!("reload: no instance loaded yet; each loads its files on first use");
+        }
+        let mut changed = 0;
+        for (resolved, old) in entries {
+            let Some(path) = resolved.config.as_ref() else {
+                log::info!(
+                    "reload: instance {} has no config file (REMO_CONFIG): nothing to read",
+                    resolved.key_file.display()
+                );
+                continue;
+            };
+            let file = match resolved.load_config() {
+                Ok(f) => f,
+                Err(e) => {
+                    log::error!("reload: {e}; keeping the previous configuration");
+                    continue;
+                }
+            };
+            let (what, firewall) = old.changes(&file);
+            if what.is_empty() {
+                log::info!("reload: {}: no change", path.display());
+                continue;
+            }
+            if firewall && file.firewall.is_some() {
+                if let Err(e) = crate::firewall::backend::install_guard_at_start(path) {
+                    log::error!("reload: {e}; keeping the previous configuration");
+                    continue;
+                }
+            }
+            let new = Arc::new(old.reloaded(file));
+            {
+                let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+                map.insert(resolved.clone(), new.clone());
+            }
+            {
+                let mut aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+                for v in aliases.values_mut() {
+                    if Arc::ptr_eq(v, &old) {
+                        *v = new.clone();
+                    }
+                }
+            }
+            old.retire();
+            new.spawn_watcher();
+            changed += 1;
+            log::info!("reload: {}: {}", path.display(), what.join("; "));
+        }
+        changed
     }
 
     /// Ends every session everywhere (shutdown).

@@ -75,6 +75,14 @@ pub enum ListenError {
     /// The systemd activation variables are inconsistent.
     #[error("socket activation: {0}")]
     Systemd(String),
+    /// The socket's directory is missing and could not be created.
+    #[error("cannot create {dir}, the directory of the socket: {source} (create it yourself: mkdir -m 0755 {dir})")]
+    SocketDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
     /// Another OS error while adopting a socket.
     #[error("socket setup: {0}")]
     Io(#[from] io::Error),
@@ -302,7 +310,48 @@ fn is_mapped_loopback(a: &SocketAddr) -> bool {
     }
 }
 
+/// Creates the missing directories above a socket path, each mode 0755
+/// (whatever the umask) and owned by remod's user: without systemd nothing
+/// else makes `/run/remo`, and the web server's user must be able to reach
+/// the socket inside. Existing directories are left as they are.
+fn make_socket_dir(path: &Path) -> Result<(), ListenError> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::symlink_metadata(d) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(d),
+            Err(source) => {
+                return Err(ListenError::SocketDir {
+                    dir: d.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        cur = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        let made = std::fs::create_dir(d)
+            .and_then(|()| std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)));
+        match made {
+            Ok(()) => log::info!("created {} (mode 0755) for the socket", d.display()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(ListenError::SocketDir {
+                    dir: d.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 fn bind_unix(path: &Path, opts: &UnixOptions) -> Result<Listener, ListenError> {
+    make_socket_dir(path)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
             if !meta.file_type().is_socket() {
@@ -484,6 +533,26 @@ mod tests {
             ),
             Err(ListenError::InUse(_)) | Err(ListenError::UnknownGroup(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn missing_socket_directories_are_made_0755() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("run/remo/remod.sock");
+        let _l = Listener::bind(&format!("unix:{}", p.display()), &UnixOptions::default()).unwrap();
+        for dir in [d.path().join("run"), d.path().join("run/remo")] {
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o755, "{}", dir.display());
+        }
+        // A file where a directory should be: a clear error naming it.
+        let f = d.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        let e = Listener::bind(
+            &format!("unix:{}/sub/s.sock", f.display()),
+            &UnixOptions::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("mkdir -m 0755"), "{e}");
     }
 
     #[tokio::test]

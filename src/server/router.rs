@@ -396,6 +396,9 @@ mod tests {
         );
         assert_eq!(request_op(&p("/other/cmd"), Some("/remo")), None);
         assert_eq!(request_op(&p("/remo/x/cmd"), Some("/remo")), None);
+        assert_eq!(request_op(&p("/info"), Some("/")).as_deref(), Some("info"));
+        assert_eq!(request_op(&p("/remo/info"), Some("/")), None);
+        assert_eq!(request_op(&p("/"), Some("/")), None);
         assert_eq!(request_op(&p("/remo/"), None), None);
         assert_eq!(request_op(&p("/remo/%ff"), None), None);
     }

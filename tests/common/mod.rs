@@ -530,8 +530,34 @@ pub fn start_remod_http(scratch: &Scratch) -> (Proc, String, DataDir) {
 /// directory, serving the rendered `nginx/remo.conf` on 127.0.0.1:PORT.
 /// Returns the process and the base URL (`http://127.0.0.1:PORT/remo`).
 pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, String) {
+    nginx_in(scratch, "nginx", sock, data, free_port(), None)
+}
+
+/// The same over HTTPS with a certificate and its key (PEM), on `port`, in
+/// the scratch sub-directory `name`. Returns the process and the base URL
+/// (`https://127.0.0.1:PORT/remo`).
+pub fn start_nginx_tls(
+    scratch: &Scratch,
+    name: &str,
+    sock: &Path,
+    data: &DataDir,
+    port: u16,
+    cert: &Path,
+    key: &Path,
+) -> (Proc, String) {
+    nginx_in(scratch, name, sock, data, port, Some((cert, key)))
+}
+
+fn nginx_in(
+    scratch: &Scratch,
+    name: &str,
+    sock: &Path,
+    data: &DataDir,
+    port: u16,
+    tls: Option<(&Path, &Path)>,
+) -> (Proc, String) {
     require("/etc/nginx/fastcgi_params", "nginx-light");
-    let dir = scratch.sub("nginx");
+    let dir = scratch.sub(name);
     fs::copy("/etc/nginx/fastcgi_params", dir.join("fastcgi_params")).unwrap();
     render_to(
         "nginx/remo.conf",
@@ -542,12 +568,23 @@ pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, Str
         ],
         &dir.join("remo.conf"),
     );
+    let (ssl, scheme) = match tls {
+        Some((cert, key)) => (
+            format!(
+                " ssl;\n    ssl_certificate {};\n    ssl_certificate_key {}",
+                cert.display(),
+                key.display()
+            ),
+            "https",
+        ),
+        None => (String::new(), "http"),
+    };
     let server = format!(
         "server_name localhost;\ninclude {}/remo.conf;\n",
         dir.display()
     );
-    let (p, port) = run_nginx(&dir, "", &server);
-    (p, format!("http://127.0.0.1:{port}{BASE}"))
+    let p = run_nginx_on(&dir, "", &server, port, &ssl);
+    (p, format!("{scheme}://127.0.0.1:{port}{BASE}"))
 }
 
 /// A real nginx in the foreground with its prefix, logs and temporary
@@ -556,11 +593,23 @@ pub fn start_nginx(scratch: &Scratch, sock: &Path, data: &DataDir) -> (Proc, Str
 /// Returns the process (stopped with its group on drop, its logs printed
 /// on failure) and the port, once it accepts connections.
 pub fn run_nginx(dir: &Path, http_extra: &str, server_body: &str) -> (Proc, u16) {
+    let port = free_port();
+    (run_nginx_on(dir, http_extra, server_body, port, ""), port)
+}
+
+/// [`run_nginx`] on `port`, with `listen_extra` after the listen address
+/// (` ssl;` and the certificate lines for HTTPS).
+fn run_nginx_on(
+    dir: &Path,
+    http_extra: &str,
+    server_body: &str,
+    port: u16,
+    listen_extra: &str,
+) -> Proc {
     require("/usr/sbin/nginx", "nginx-light");
     for t in ["body", "fastcgi", "proxy", "uwsgi", "scgi"] {
         fs::create_dir_all(dir.join("tmp").join(t)).unwrap();
     }
-    let port = free_port();
     let d = dir.display();
     let conf = format!(
         "user root;\n\
@@ -577,7 +626,7 @@ pub fn run_nginx(dir: &Path, http_extra: &str, server_body: &str) -> (Proc, u16)
          \x20 scgi_temp_path {d}/tmp/scgi;\n\
          {http_extra}\n\
          \x20 server {{\n\
-         \x20   listen 127.0.0.1:{port};\n\
+         \x20   listen 127.0.0.1:{port}{listen_extra};\n\
          {server_body}\n\
          \x20 }}\n\
          }}\n"
@@ -592,7 +641,7 @@ pub fn run_nginx(dir: &Path, http_extra: &str, server_body: &str) -> (Proc, u16)
     let mut p = Proc::spawn("nginx", cmd, &dir.join("stderr.log"));
     p.add_log(dir.join("error.log"));
     p.wait_port(port);
-    (p, port)
+    p
 }
 
 /// Which Apache front to run.
@@ -611,12 +660,28 @@ pub enum ApacheFront<'a> {
 /// scratch directory (explicit modules, its own pid, logs, runtime dir),
 /// including a rendered shipped file. Returns the process and the base URL.
 pub fn start_apache(scratch: &Scratch, front: ApacheFront, data: &DataDir) -> (Proc, String) {
+    start_apache_with(scratch, front, data, "", "")
+}
+
+/// The same, with extra directives: `server` at server level (before the
+/// virtual host), `vhost` inside it after the shipped snippet. Debian's
+/// mod_reqtimeout is loaded when either names `RequestReadTimeout`.
+pub fn start_apache_with(
+    scratch: &Scratch,
+    front: ApacheFront,
+    data: &DataDir,
+    server: &str,
+    vhost: &str,
+) -> (Proc, String) {
     require("/usr/sbin/apache2", "apache2");
     const MODS: &str = "/usr/lib/apache2/modules";
     let dir = scratch.sub("apache");
     let run = scratch.sub("apache/run");
     let docs = scratch.sub("apache/htdocs");
     let mut modules = vec!["mpm_event", "authz_core", "env", "setenvif", "alias"];
+    if format!("{server}{vhost}").contains("RequestReadTimeout") {
+        modules.push("reqtimeout");
+    }
     let snippet = dir.join("remo.conf");
     let key = data.key_file.display().to_string();
     let db = data.user_db.display().to_string();
@@ -681,9 +746,11 @@ pub fn start_apache(scratch: &Scratch, front: ApacheFront, data: &DataDir) -> (P
          DocumentRoot {docs}\n\
          Timeout 600\n\
          {extra}\
+         {server}\n\
          <VirtualHost 127.0.0.1:{port}>\n\
          \x20 ServerName localhost\n\
          \x20 Include {snippet}\n\
+         \x20 {vhost}\n\
          </VirtualHost>\n",
         r = run.display(),
         docs = docs.display(),

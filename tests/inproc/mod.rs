@@ -71,6 +71,7 @@ fn fixture_inner(timeout: Option<&str>, toml: Option<MakeToml<'_>>) -> Fixture {
             user_db: Some(root.join("users.db")),
             config,
             session_timeout: timeout.map(str::to_string),
+            config_optional: false,
         },
         base: Some("/remo".into()),
     });

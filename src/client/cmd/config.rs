@@ -217,6 +217,17 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
                     sanitize(&f.path)
                 ));
             }
+            if out.is_empty() {
+                // An empty list has two causes, and the server may not say
+                // which (it would tell a user what they may not see).
+                eprintln!(
+                    "remo: no configuration files for you on {}: either the server's remo.toml \
+                     names none ([files.NAME], docs/config-files.md; remod reads it at start \
+                     and on SIGHUP, `systemctl reload remod`), or your grants include no \
+                     config:NAME",
+                    ctx.target.server
+                );
+            }
             emit(false, out.as_bytes())?;
         }
         ConfigCmd::Get {
@@ -293,7 +304,7 @@ async fn run_in(ctx: &Ctx, active: &mut Active, cmd: ConfigCmd) -> Result<i32, C
             for e in &entries {
                 let (k, v) = e
                     .split_once('=')
-                    .ok_or_else(|| ClientError::Config(format!("entry {e:?} is not KEY=VALUE")))?;
+                    .ok_or_else(|| ClientError::Usage(format!("entry {e:?} is not KEY=VALUE")))?;
                 pairs.push((k.trim().to_string(), v.trim().to_string()));
             }
             let d = ConfigDesc::AddSection {

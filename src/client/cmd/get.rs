@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::{basename, digest_b64, emit, progress};
+use super::{basename, digest_b64, emit, on_terminal, progress, summary};
 use crate::client::cli::Ctx;
 use crate::client::conn::ResponseItem;
 use crate::client::error::ClientError;
@@ -43,7 +43,7 @@ impl Drop for TempFile {
 fn destination(a: &GetArgs) -> Result<Option<PathBuf>, ClientError> {
     let base = || {
         basename(&a.remote).ok_or_else(|| {
-            ClientError::Config(format!(
+            ClientError::Usage(format!(
                 "cannot name a local file after '{}'; give LOCAL",
                 a.remote
             ))
@@ -171,12 +171,21 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
     };
     let mut active = ctx.session().await?;
     let outcome = async {
+        // The size comes only with the final result: on a terminal, where a
+        // progress bar with a total and an ETA is worth a round trip, ask
+        // for it first with a zero-length `get` (a stat in remo/1 terms).
+        let total = if on_terminal() {
+            size_of(ctx, &mut active, &a.remote).await?
+        } else {
+            None
+        };
+        let started = std::time::Instant::now();
         let desc = GetDesc {
             path: a.remote.clone(),
             ..Default::default()
         };
         let mut resp = ctx.request(&mut active, &desc, None).await?;
-        let pb = progress(None, &a.remote);
+        let pb = progress(total, &a.remote);
         let sink = Sink::start(file)?;
         while let Some(item) = resp.next().await? {
             match item {
@@ -210,6 +219,10 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
                             crate::client::conn::sanitize(theirs)
                         )));
                     }
+                    let shown = match &dest {
+                        Some(d) => d.display().to_string(),
+                        None => "-".to_string(),
+                    };
                     if let (Some(mut t), Some(f), Some(d)) = (temp.take(), stored.file, &dest) {
                         f.sync_all()
                             .map_err(|e| ClientError::io(&t.path, "cannot sync", e))?;
@@ -222,6 +235,17 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
                                 let _ = df.sync_all();
                             }
                         }
+                    }
+                    if on_terminal() {
+                        eprintln!(
+                            "{}",
+                            summary(
+                                &format!("get {} → {shown}", a.remote),
+                                stored.received,
+                                started.elapsed(),
+                                &ours
+                            )
+                        );
                     }
                     return Ok(0);
                 }
@@ -238,6 +262,27 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
     drop(temp);
     ctx.done(active).await;
     outcome
+}
+
+/// The size of a remote file from a zero-length `get`, or `None` when the
+/// server does not say (the download then shows a spinner). An operation
+/// error is left for the download itself to report.
+async fn size_of(
+    ctx: &Ctx,
+    active: &mut crate::client::cli::Active,
+    remote: &str,
+) -> Result<Option<u64>, ClientError> {
+    let desc = GetDesc {
+        path: remote.to_string(),
+        length: Some(0),
+        ..Default::default()
+    };
+    let done = ctx.request(active, &desc, None).await?.collect().await?;
+    Ok(done
+        .result
+        .ok()
+        .and_then(|m| result_of::<GetDesc>(m).ok())
+        .map(|r| r.size))
 }
 
 /// Resolves with the number of the first SIGINT, SIGTERM or SIGHUP; never,

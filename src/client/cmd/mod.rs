@@ -35,35 +35,51 @@ pub fn emit(to_stderr: bool, data: &[u8]) -> Result<(), ClientError> {
     })
 }
 
-/// A byte progress bar on stderr when it is a terminal, hidden otherwise
-/// (scripts and logs get no control sequences). `total = None` is a spinner.
+/// Whether progress and summaries are shown: only on a terminal, so scripts
+/// and logs get no control sequences and no chatter.
+pub fn on_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// A byte progress bar on stderr when it is a terminal, hidden otherwise.
+/// `total = None` is a spinner. The label (a path of any length) takes the
+/// room the figures leave and is cut to it, so the line never wraps.
 pub fn progress(total: Option<u64>, label: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+    if !on_terminal() {
         return ProgressBar::hidden();
     }
-    match total {
-        Some(n) => {
-            let pb = ProgressBar::new(n);
-            if let Ok(style) = ProgressStyle::with_template(
-                "{msg} {bar:30.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ) {
-                pb.set_style(style.progress_chars("=> "));
-            }
-            pb.set_message(label.to_string());
-            pb
-        }
-        None => {
-            let pb = ProgressBar::new_spinner();
-            if let Ok(style) =
-                ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec} {elapsed}")
-            {
-                pb.set_style(style);
-            }
-            pb.set_message(label.to_string());
-            pb.enable_steady_tick(std::time::Duration::from_millis(200));
-            pb
-        }
+    let (pb, template) = match total {
+        Some(n) => (
+            ProgressBar::new(n),
+            "{wide_msg} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} \
+             [{bar:20.cyan/blue}] {eta:>3}",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{spinner} {wide_msg} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed:>4}",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style.progress_chars("=> "));
     }
+    // A path's last component says the most in the least room.
+    pb.set_message(basename(label).unwrap_or(label).to_string());
+    if total.is_none() {
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    }
+    pb
+}
+
+/// The one line printed when a transfer ends, on a terminal only: what,
+/// how much, how long, how fast, and the digest both sides agreed on.
+pub fn summary(what: &str, bytes: u64, elapsed: std::time::Duration, digest: &str) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rate = (bytes as f64 / secs) as u64;
+    format!(
+        "remo: {what}: {} in {secs:.1} s ({}/s), sha256 {digest}",
+        indicatif::BinaryBytes(bytes),
+        indicatif::BinaryBytes(rate)
+    )
 }
 
 /// The last component of a path (local or remote, `/`-separated), if any.
@@ -82,6 +98,20 @@ pub fn digest_b64(d: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_line() {
+        let l = summary(
+            "a → b",
+            3 << 20,
+            std::time::Duration::from_millis(1500),
+            "xyz=",
+        );
+        assert_eq!(
+            l,
+            "remo: a → b: 3.00 MiB in 1.5 s (2.00 MiB/s), sha256 xyz="
+        );
+    }
 
     #[test]
     fn basenames() {

@@ -36,9 +36,9 @@ pub struct CloseArgs {
 pub fn open_descriptor(a: &OpenArgs) -> Result<OpenDesc, ClientError> {
     let duration = match &a.duration {
         Some(s) => {
-            let secs = parse_duration(s).map_err(|e| ClientError::Config(format!("--for: {e}")))?;
+            let secs = parse_duration(s).map_err(|e| ClientError::Usage(format!("--for: {e}")))?;
             if secs == 0 {
-                return Err(ClientError::Config("--for: must be at least 1s".into()));
+                return Err(ClientError::Usage("--for: must be at least 1s".into()));
             }
             Some(secs)
         }

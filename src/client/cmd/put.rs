@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{basename, digest_b64, progress};
+use super::{basename, digest_b64, on_terminal, progress, summary};
 use crate::client::cli::Ctx;
 use crate::client::conn::{DataStream, ResponseItem};
 use crate::client::error::ClientError;
@@ -58,7 +58,7 @@ pub fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, PutDesc), ClientErr
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .filter(|n| basename(n).is_some())
-        .ok_or_else(|| ClientError::Config(format!("{}: not a file name", a.local.display())))?;
+        .ok_or_else(|| ClientError::Usage(format!("{}: not a file name", a.local.display())))?;
     let remote = match a.remote.as_deref() {
         None => local_name,
         Some(r) if r.ends_with('/') => format!("{r}{local_name}"),
@@ -70,7 +70,7 @@ pub fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, PutDesc), ClientErr
                 .ok()
                 .filter(|m| *m <= 0o7777)
                 .ok_or_else(|| {
-                    ClientError::Config(format!("--mode wants octal like 640, got '{m}'"))
+                    ClientError::Usage(format!("--mode wants octal like 640, got '{m}'"))
                 })?,
         ),
         None => None,
@@ -110,6 +110,7 @@ pub async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
         }
     }));
     let mut active = ctx.session().await?;
+    let started = std::time::Instant::now();
     let outcome = async {
         let mut resp = ctx.request(&mut active, &desc, Some(input)).await?;
         while let Some(item) = resp.next().await? {
@@ -123,6 +124,18 @@ pub async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
                         return Err(ClientError::Protocol(
                             "the server reports another SHA-256 than the one we sent".into(),
                         ));
+                    }
+                    pb.finish_and_clear();
+                    if on_terminal() {
+                        eprintln!(
+                            "{}",
+                            summary(
+                                &format!("put {} → {remote}", a.local.display()),
+                                meta.len(),
+                                started.elapsed(),
+                                &sha
+                            )
+                        );
                     }
                     return Ok(0);
                 }

@@ -117,7 +117,7 @@ pub fn descriptor(
         let (k, v) = kv
             .split_once('=')
             .filter(|(k, _)| !k.is_empty())
-            .ok_or_else(|| ClientError::Config(format!("--env wants K=V, got '{kv}'")))?;
+            .ok_or_else(|| ClientError::Usage(format!("--env wants K=V, got '{kv}'")))?;
         env.insert(k.to_string(), v.to_string());
     }
     Ok(IcmDesc {
