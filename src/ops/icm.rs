@@ -18,9 +18,9 @@ pub struct PtySize {
     pub cols: u16,
 }
 
+// `cmd`'s fields are repeated, not `#[serde(flatten)]`ed: serde cannot
+// refuse unknown fields through a flatten.
 /// The `icm` descriptor: a `cmd` descriptor plus a terminal and a wait.
-/// (`cmd`'s fields are repeated, not `#[serde(flatten)]`ed: serde cannot
-/// refuse unknown fields through a flatten.)
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IcmDesc {
