@@ -974,3 +974,69 @@ fn https_with_a_pinned_self_signed_certificate() {
         r.stderr
     );
 }
+
+/// Issue 24 §1: a fresh clone stands alone. Cloned where no `../shared`
+/// is beside it: every relative link of its README and docs resolves inside
+/// the clone, the protocol specification and the vectors the tests read are
+/// in it, and `../shared` is named only by the test that compares the
+/// copies when the originals exist.
+#[test]
+fn a_fresh_clone_stands_alone() {
+    let scratch = Scratch::new("clone-alone");
+    let clone = scratch.path().join("clone");
+    run_ok(
+        Command::new("git")
+            .args(["clone", "-q", "--no-hardlinks"])
+            .arg(ROOT)
+            .arg(&clone),
+    );
+    assert!(!clone.join("../shared").exists());
+    for f in ["docs/protocol.md", "tests/vectors/protocol-vectors.json"] {
+        assert!(clone.join(f).is_file(), "{f} missing from a fresh clone");
+    }
+    // Relative links in the user-facing markdown.
+    let mut pages = vec![clone.join("README.md")];
+    for e in fs::read_dir(clone.join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            pages.push(p);
+        }
+    }
+    let mut dead = Vec::new();
+    for page in &pages {
+        let text = fs::read_to_string(page).unwrap();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("](") {
+            rest = &rest[i + 2..];
+            let Some(end) = rest.find(')') else { break };
+            let target = &rest[..end];
+            let target = target.split('#').next().unwrap_or("");
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let resolved = page.parent().unwrap().join(target);
+            if !resolved.exists() {
+                dead.push(format!(
+                    "{} → {target}",
+                    page.strip_prefix(&clone).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(dead.is_empty(), "dead links in a fresh clone: {dead:?}");
+    // `../shared` only in the copy check.
+    let out = Command::new("git")
+        .args(["grep", "-l", "\\.\\./shared"])
+        .current_dir(&clone)
+        .args(["--", "src", "tests", "Cargo.toml", "build.rs", ".ci"])
+        .output()
+        .unwrap();
+    let files = String::from_utf8_lossy(&out.stdout).into_owned();
+    let files: Vec<&str> = files.lines().collect();
+    assert!(
+        files
+            .iter()
+            .all(|f| *f == "tests/protocol_vectors.rs" || *f == "tests/first_hour.rs"),
+        "only the copy check may name ../shared: {files:?}"
+    );
+}
