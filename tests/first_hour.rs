@@ -217,13 +217,7 @@ esac
 #[test]
 fn readme_quick_start_runs_as_written() {
     let scratch = Scratch::new("readme");
-    let clone = scratch.path().join("clone");
-    run_ok(
-        Command::new("git")
-            .args(["clone", "-q", "--no-hardlinks"])
-            .arg(ROOT)
-            .arg(&clone),
-    );
+    let clone = fresh_clone(&scratch);
     let readme = fs::read_to_string(clone.join("README.md")).unwrap();
     let here = fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
     assert!(
@@ -975,6 +969,18 @@ fn https_with_a_pinned_self_signed_certificate() {
     );
 }
 
+/// A `git clone` of the committed repository in `scratch/clone`.
+fn fresh_clone(scratch: &Scratch) -> std::path::PathBuf {
+    let clone = scratch.path().join("clone");
+    run_ok(
+        Command::new("git")
+            .args(["clone", "-q", "--no-hardlinks"])
+            .arg(ROOT)
+            .arg(&clone),
+    );
+    clone
+}
+
 /// Issue 24 §1: a fresh clone stands alone. Cloned where no `../shared`
 /// is beside it: every relative link of its README and docs resolves inside
 /// the clone, the protocol specification and the vectors the tests read are
@@ -983,13 +989,7 @@ fn https_with_a_pinned_self_signed_certificate() {
 #[test]
 fn a_fresh_clone_stands_alone() {
     let scratch = Scratch::new("clone-alone");
-    let clone = scratch.path().join("clone");
-    run_ok(
-        Command::new("git")
-            .args(["clone", "-q", "--no-hardlinks"])
-            .arg(ROOT)
-            .arg(&clone),
-    );
+    let clone = fresh_clone(&scratch);
     assert!(!clone.join("../shared").exists());
     for f in ["docs/protocol.md", "tests/vectors/protocol-vectors.json"] {
         assert!(clone.join(f).is_file(), "{f} missing from a fresh clone");
