@@ -1,21 +1,14 @@
-//! Command-line parsing, target resolution and the per-command session
-//! life cycle (pin, resume or log in, transparent re-login, logout).
+//! Command-line parsing, target resolution and dispatch to the commands;
+//! their context and session life cycle are in [`super::ctx`].
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use zeroize::Zeroizing;
 
-use super::cache::{self, SessionCache};
 use super::cmd;
-use super::config::{self, Config, EnvValues, Overrides, Target};
-use super::conn::{self, DataStream, ResponseStream, Session};
+use super::config::{self, Config, EnvValues, Overrides};
+pub use super::ctx::{Active, Ctx};
 use super::error::ClientError;
-use super::input::Replayable;
-use super::known::{self, PinOutcome};
-use crate::keyfile::{load_identity, PassphraseSource};
-use crate::ops::Descriptor;
-use crate::proto::identity::{IdentityKey, PublicKey};
 
 const AFTER_HELP: &str = "\
 HOST is a host alias from ~/.config/remo/config.toml ([hosts.NAME]) or a base
@@ -240,7 +233,7 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
         cacert: cli.cacert.clone(),
     };
     let target = config::resolve(&cfg, &ov, &EnvValues::from_env())?;
-    let ctx = Ctx::new(target, &cli)?;
+    let ctx = Ctx::new(target, cli.no_cache, cli.passphrase_file.clone())?;
     let result = dispatch(&ctx, cli.cmd).await;
     // A connection refused over a certificate that is not the pinned one
     // is said as loudly as a changed server key.
@@ -266,215 +259,6 @@ async fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<i32, ClientError> {
         Cmd::Close(a) => cmd::open::run_close(ctx, a).await,
         Cmd::Grants => cmd::open::run_grants(ctx).await,
         Cmd::Keygen(_) => Ok(0),
-    }
-}
-
-/// What a command needs to talk to its server.
-pub struct Ctx {
-    /// Server, user, key file.
-    pub target: Target,
-    /// The HTTP client (one connection pool for the command).
-    pub http: reqwest::Client,
-    /// The known-servers file.
-    pub known_path: PathBuf,
-    /// The session cache file, unless caching is off.
-    pub cache: Option<SessionCache>,
-    /// The certificate pin of a `pin_certificate` host.
-    pub pinning: Option<std::sync::Arc<super::tls::Pinning>>,
-    passphrase_file: Option<PathBuf>,
-}
-
-/// A session and whether it came from the cache (so it stays open after
-/// the command, and a 401 means "log in again" rather than a failure).
-pub struct Active {
-    /// The session.
-    pub session: Session,
-    /// True if it was resumed from or stored into the cache.
-    pub cached: bool,
-    resumed: bool,
-}
-
-impl Ctx {
-    fn new(target: Target, cli: &Cli) -> Result<Ctx, ClientError> {
-        let cache = if cli.no_cache {
-            None
-        } else {
-            cache::default_dir().map(|d| SessionCache::new(&d, &target.server, &target.user))
-        };
-        let (http, pinning) = conn::http_client_for(
-            &target.server,
-            &target.tls,
-            &super::tls::default_pins_path()?,
-        )?;
-        Ok(Ctx {
-            known_path: known::default_path()?,
-            http,
-            pinning,
-            cache,
-            passphrase_file: cli.passphrase_file.clone(),
-            target,
-        })
-    }
-
-    /// The server key: pinned, or fetched, shown and pinned on first use.
-    pub async fn pinned_key(&self) -> Result<PublicKey, ClientError> {
-        if let Some(pin) = known::lookup(&self.known_path, &self.target.server)? {
-            return Ok(pin.key);
-        }
-        let info = conn::info_with(&self.http, &self.target.server).await?;
-        let key = info.public_key()?;
-        self.pin(&key)?;
-        Ok(key)
-    }
-
-    /// Checks `key` against the pin, pinning it (with a note) if new.
-    pub fn pin(&self, key: &PublicKey) -> Result<(), ClientError> {
-        if known::check_or_pin(&self.known_path, &self.target.server, key)?
-            == PinOutcome::NewlyPinned
-        {
-            eprintln!(
-                "remo: pinned the key of new server {} ({}) in {}",
-                self.target.server,
-                key.fingerprint(),
-                self.known_path.display()
-            );
-        }
-        Ok(())
-    }
-
-    fn identity(&self) -> Result<IdentityKey, ClientError> {
-        let source = match &self.passphrase_file {
-            Some(p) => {
-                let text = Zeroizing::new(
-                    std::fs::read_to_string(p)
-                        .map_err(|e| ClientError::io(p, "cannot read passphrase file", e))?,
-                );
-                let line = text.lines().next().unwrap_or("");
-                PassphraseSource::Given(Zeroizing::new(line.to_string()))
-            }
-            // REMO_PASSPHRASE if set, else the terminal (an error without one).
-            None => PassphraseSource::Prompt,
-        };
-        load_identity(&self.target.key, &source).map_err(|e| ClientError::Key(e.to_string()))
-    }
-
-    /// A fresh login, stored in the cache when caching is on.
-    async fn login(&self, pinned: &PublicKey) -> Result<Active, ClientError> {
-        let identity = self.identity()?;
-        let mut session = match Session::login_with(
-            self.http.clone(),
-            &self.target.server,
-            &self.target.user,
-            &identity,
-            pinned,
-        )
-        .await
-        {
-            Ok(s) => s,
-            // A refused login or a signature that does not verify may both
-            // mean the server is not the one pinned (a new server does not
-            // know our key either): say so, as `info` would, before
-            // blaming the key or the server.
-            Err(e @ (ClientError::BadServerSignature { .. } | ClientError::AuthFailed { .. })) => {
-                return Err(self.changed_key(pinned).await?.unwrap_or(e));
-            }
-            Err(e) => return Err(e),
-        };
-        let mut cached = false;
-        if let Some(c) = &self.cache {
-            match c.store(session.params(), 1) {
-                Ok(()) => {
-                    session.set_numbers(c.numbers(&session.params().sid));
-                    cached = true;
-                }
-                Err(e) => eprintln!("remo: warning: not caching the session: {e}"),
-            }
-        }
-        Ok(Active {
-            session,
-            cached,
-            resumed: false,
-        })
-    }
-
-    /// [`ClientError::ServerKeyChanged`] if the server now presents another
-    /// key than `pinned` (asked again through `/info`), else `None`.
-    async fn changed_key(&self, pinned: &PublicKey) -> Result<Option<ClientError>, ClientError> {
-        let url = &self.target.server;
-        let Ok(info) = conn::info_with(&self.http, url).await else {
-            return Ok(None);
-        };
-        let Ok(key) = info.public_key() else {
-            return Ok(None);
-        };
-        if &key == pinned {
-            return Ok(None);
-        }
-        Ok(known::lookup(&self.known_path, url)?
-            .map(|pin| known::changed(&self.known_path, url, &pin, &key)))
-    }
-
-    /// The cached session if there is a live one, else a fresh login.
-    pub async fn session(&self) -> Result<Active, ClientError> {
-        let pinned = self.pinned_key().await?;
-        if let Some(c) = &self.cache {
-            if let Some(params) = c.load(&self.target.server, &self.target.user, &pinned)? {
-                let numbers = c.numbers(&params.sid);
-                return Ok(Active {
-                    session: Session::resume(self.http.clone(), params, numbers),
-                    cached: true,
-                    resumed: true,
-                });
-            }
-        }
-        self.login(&pinned).await
-    }
-
-    /// Sends a request; if a resumed session turns out to be dead (401), logs
-    /// in again once and re-sends the same request with the same input.
-    pub async fn request<D: Descriptor>(
-        &self,
-        active: &mut Active,
-        desc: &D,
-        input: Option<DataStream>,
-    ) -> Result<ResponseStream, ClientError> {
-        let replay = input.map(Replayable::new);
-        let first = active
-            .session
-            .request(desc, replay.as_ref().map(Replayable::attempt))
-            .await;
-        match first {
-            Err(ClientError::SessionExpired)
-                if active.resumed && replay.as_ref().map(Replayable::can_replay) != Some(false) =>
-            {
-                if let Some(c) = &self.cache {
-                    c.remove()?;
-                }
-                *active = self
-                    .login(&active.session.params().server_key.clone())
-                    .await?;
-                active
-                    .session
-                    .request(desc, replay.as_ref().map(Replayable::attempt))
-                    .await
-            }
-            Ok(resp) => {
-                if let Some(r) = &replay {
-                    r.commit();
-                }
-                Ok(resp)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Ends a command's use of a session: an uncached session is logged out.
-    pub async fn done(&self, active: Active) {
-        if !active.cached {
-            if let Err(e) = active.session.logout().await {
-                eprintln!("remo: warning: logout failed: {e}");
-            }
-        }
     }
 }
 

@@ -35,9 +35,9 @@ use serde_json::{Map, Value};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
-use super::cli::{Active, Ctx};
 use super::cmd::emit;
 use super::conn::{DataStream, ResponseItem, ResponseStream, Session};
+use super::ctx::{Active, Ctx};
 use super::error::ClientError;
 use crate::ops::icm::{EdtDesc, IcmDesc, IdtDesc, KillDesc, ProcResult, ResizeDesc};
 use crate::ops::result_of;

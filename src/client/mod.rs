@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod conn;
+pub mod ctx;
 pub mod error;
 pub mod input;
 pub mod interactive;

@@ -16,8 +16,8 @@ use clap::Subcommand;
 
 use super::emit;
 use crate::cfgedit::{diff, parse_path};
-use crate::client::cli::{Active, Ctx};
 use crate::client::conn::{sanitize, DataStream, ResponseItem};
+use crate::client::ctx::{Active, Ctx};
 use crate::client::error::ClientError;
 use crate::ops::config::{ConfigDesc, ConfigResult};
 use crate::ops::result_of;

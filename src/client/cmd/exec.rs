@@ -6,8 +6,8 @@
 use std::io::IsTerminal;
 
 use super::emit;
-use crate::client::cli::Ctx;
 use crate::client::conn::{DataStream, ResponseItem};
+use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 use crate::client::input::reader_stream;
 use crate::client::interactive::{self, Mode, OnSignal, Pump};

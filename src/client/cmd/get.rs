@@ -9,8 +9,8 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::{basename, digest_b64, emit, on_terminal, progress, summary};
-use crate::client::cli::Ctx;
 use crate::client::conn::ResponseItem;
+use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 use crate::client::known::open_options_private;
 use crate::ops::get::GetDesc;
@@ -269,7 +269,7 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
 /// error is left for the download itself to report.
 async fn size_of(
     ctx: &Ctx,
-    active: &mut crate::client::cli::Active,
+    active: &mut crate::client::ctx::Active,
     remote: &str,
 ) -> Result<Option<u64>, ClientError> {
     let desc = GetDesc {

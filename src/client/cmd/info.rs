@@ -1,7 +1,7 @@
 //! `remo info`: what the server is, and pinning its key.
 
-use crate::client::cli::Ctx;
 use crate::client::conn::{info_with, sanitize};
+use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 
 /// Prints the server's identity and pins (or checks) its key.

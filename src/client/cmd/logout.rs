@@ -1,7 +1,7 @@
 //! `remo logout`: end the cached session on the server and forget it.
 
-use crate::client::cli::Ctx;
 use crate::client::conn::Session;
+use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 use crate::client::known;
 

@@ -1,8 +1,8 @@
 //! `remo open`, `remo close`, `remo grants`: firewall access on the server
 //! for this machine's address (as the server sees it) or a guest's.
 
-use crate::client::cli::Ctx;
 use crate::client::conn::sanitize;
+use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 use crate::firewall::config::parse_duration;
 use crate::ops::open::{OpenDesc, OpenResult};

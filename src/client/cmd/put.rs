@@ -9,8 +9,8 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::{basename, digest_b64, on_terminal, progress, summary};
-use crate::client::cli::Ctx;
 use crate::client::conn::{DataStream, ResponseItem};
+use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 use crate::client::input::file_stream;
 use crate::ops::put::PutDesc;

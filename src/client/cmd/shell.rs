@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::ops::icm::{IcmDesc, PtySize};
 
 use super::exec::exit_status;
-use crate::client::cli::Ctx;
+use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 use crate::client::input::reader_stream;
 use crate::client::interactive::{self, Mode, OnSignal, Pump};

@@ -3,7 +3,7 @@
 //! an interactive process so no line waits for the command to end.
 
 use super::exec::exit_status;
-use crate::client::cli::Ctx;
+use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 use crate::client::interactive::{self, Mode, OnSignal, Pump};
 use crate::ops::icm::IcmDesc;
