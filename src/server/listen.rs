@@ -334,8 +334,17 @@ fn make_socket_dir(path: &Path) -> Result<(), ListenError> {
         cur = d.parent();
     }
     for d in missing.into_iter().rev() {
-        let made = std::fs::create_dir(d)
-            .and_then(|()| std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)));
+        // chmod through a descriptor opened without following a symlink: a
+        // directory renamed away and replaced by a link meanwhile cannot
+        // make remod (root) chmod what the link points to.
+        let made = std::fs::create_dir(d).and_then(|()| {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                .open(d)?
+                .set_permissions(std::fs::Permissions::from_mode(0o755))
+        });
         match made {
             Ok(()) => log::info!("created {} (mode 0755) for the socket", d.display()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
