@@ -277,6 +277,15 @@ fn names_in(dir: &std::path::Path) -> Vec<String> {
     v
 }
 
+/// Kills remod at once, as a crash would.
+fn sigkill(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
 /// Writes `old content` to `target/big.bin` and starts `remo put` of a
 /// BIG_FILE over it.
 fn start_big_put(
@@ -318,11 +327,7 @@ fn sigkill_during_a_put_leaves_no_debris() {
             .unwrap_or(false);
         named || unnamed
     });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(pid);
     let _ = put.wait();
     remod.stop();
     assert_eq!(names_in(&target), vec!["big.bin".to_string()]);
@@ -421,11 +426,7 @@ fn a_named_upload_left_by_a_crash_is_removed_at_the_next_start() {
             .any(|n| n.starts_with(".big.bin.remo-"))
     });
     let pid = remod.pid();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(pid);
     let _ = put.wait();
     remod.stop();
     // The crash left it (this file system has no unnamed files)…
@@ -479,11 +480,7 @@ fn a_config_candidate_left_by_a_crash_is_removed_at_the_next_start() {
     wait_for("the candidate's private directory", || {
         names_in(&etc).iter().any(|n| n.starts_with(".remo-"))
     });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(remod.pid() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(remod.pid());
     let _ = set.wait();
     remod.stop();
     let _ = std::process::Command::new("pkill")
