@@ -352,7 +352,13 @@ pub fn install_guard_at_start(path: &std::path::Path) -> Result<(), GuardError> 
     let Some(cfg) = file.firewall else {
         return Ok(());
     };
-    install(&cfg).map(|_| ()).map_err(|source| GuardError {
+    install_guard(&cfg, path)
+}
+
+/// Installs the guard of every profile of `cfg`, read from `path`
+/// (idempotent; live grants are kept).
+pub fn install_guard(cfg: &FirewallConfig, path: &std::path::Path) -> Result<(), GuardError> {
+    install(cfg).map(|_| ()).map_err(|source| GuardError {
         table: cfg.table.clone(),
         path: path.to_path_buf(),
         source,

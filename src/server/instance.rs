@@ -705,8 +705,10 @@ impl Registry {
                 log::info!("reload: {}: no change", path.display());
                 continue;
             }
-            if firewall && file.firewall.is_some() {
-                if let Err(e) = crate::firewall::backend::install_guard_at_start(path) {
+            // The guard of the file just read and checked, not a second
+            // read of the path.
+            if let (true, Some(fw)) = (firewall, &file.firewall) {
+                if let Err(e) = crate::firewall::backend::install_guard(fw, path) {
                     log::error!("reload: {e}; keeping the previous configuration");
                     continue;
                 }
