@@ -104,10 +104,10 @@ impl Config {
         Self::parse(&text).map_err(|e| ClientError::Config(format!("{}:{e}", path.display())))
     }
 
-    /// Parses configuration text; an error reads `LINE:COLUMN: what`.
-    pub fn parse(text: &str) -> Result<Config, String> {
+    /// Parses configuration text.
+    pub fn parse(text: &str) -> Result<Config, ParseError> {
         toml::from_str(text).map_err(|e| {
-            let (line, col) = e
+            let (line, column) = e
                 .span()
                 .map(|span| {
                     let before = text.get(..span.start).unwrap_or(text);
@@ -116,10 +116,34 @@ impl Config {
                     (line, col)
                 })
                 .unwrap_or((1, 1));
-            format!("{line}:{col}: {}", e.message().trim_end())
+            ParseError {
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
         })
     }
 }
+
+/// Why a configuration file was refused, and where (displayed as
+/// `LINE:COLUMN: what`, after the file name the caller adds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
 
 /// Whether a host argument is a URL rather than an alias.
 pub fn is_url(s: &str) -> bool {
@@ -351,6 +375,8 @@ key = "/keys/db"
         )
         .is_err());
         let e = Config::parse("[hosts.a]\nserver='x'\nbogus=1").unwrap_err();
-        assert!(e.starts_with("3:1: "), "{e}");
+        assert_eq!((e.line, e.column), (3, 1), "{e}");
+        assert!(e.to_string().starts_with("3:1: "), "{e}");
+        assert!(e.message.contains("bogus"), "{e}");
     }
 }
