@@ -516,7 +516,7 @@ fn audit(a: AuditArgs) -> Result<(), Failure> {
     };
     let since = match &a.since {
         Some(s) => Some(
-            parse_since(s, crate::server::instance::unix_now()).ok_or_else(|| {
+            parse_since(s, crate::server::core::instance::unix_now()).ok_or_else(|| {
                 Failure::usage(format!(
                     "--since {s:?}: want Unix seconds, RFC 3339 or an age like 2h"
                 ))

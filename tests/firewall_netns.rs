@@ -31,9 +31,9 @@ use inproc::*;
 use remo::proto::handshake::ClientSession;
 use remo::proto::identity::IdentityKey;
 use remo::proto::response::{ErrorCode, OpError};
-use remo::server::config::{Defaults, InstanceKey};
-use remo::server::request::{Body, Handler, Params, Request, ResponseBody};
-use remo::server::router::Router;
+use remo::server::core::config::{Defaults, InstanceKey};
+use remo::server::core::request::{Body, Handler, Params, Request, ResponseBody};
+use remo::server::core::router::Router;
 use remo::userdb::UserDb;
 use serde_json::{json, Map, Value};
 

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use remo::server::fcgi::{self, codec, FcgiLimits};
-use remo::server::listen::{Listener, UnixOptions};
-use remo::server::request::{Handler, Params, Request, Response, ResponseBody};
+use remo::server::core::request::{Handler, Params, Request, Response, ResponseBody};
+use remo::server::door::fcgi::{self, codec, FcgiLimits};
+use remo::server::door::listen::{Listener, UnixOptions};
 use tokio::sync::mpsc;
 
 mod common;
@@ -836,7 +836,7 @@ fn start_http() -> HttpServer {
     let port = l.local_addr().unwrap().port();
     let mut config = Params::new();
     config.push("REMO_TEST", "cfg");
-    rt.spawn(remo::server::http::serve(l, handler, config));
+    rt.spawn(remo::server::door::http::serve(l, handler, config));
     HttpServer {
         _rt: rt,
         state,

@@ -25,7 +25,7 @@ fn start(data: &Path) -> (common::HttpServer, String) {
 }
 
 fn now() -> i64 {
-    remo::server::instance::unix_now()
+    remo::server::core::instance::unix_now()
 }
 
 async fn login(

@@ -15,7 +15,7 @@ use remo::proto::handshake::{ClientHandshake, Ephemeral};
 use remo::proto::identity::IdentityKey;
 use remo::proto::record::RecordKey;
 use remo::proto::response::ErrorCode;
-use remo::server::request::{Body, Handler, Params, Request, ResponseBody};
+use remo::server::core::request::{Body, Handler, Params, Request, ResponseBody};
 use serde_json::{json, Value};
 
 #[tokio::test]

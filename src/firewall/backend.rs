@@ -346,7 +346,7 @@ pub fn uninstall(cfg: &FirewallConfig) -> Result<(), FwError> {
 /// `[firewall]` does nothing; one that does not load is left to the
 /// instance loader to report. An `Err` means remod must not start.
 pub fn install_guard_at_start(path: &std::path::Path) -> Result<(), GuardError> {
-    let Ok(file) = crate::server::config::ConfigFile::load(path) else {
+    let Ok(file) = crate::server::core::config::ConfigFile::load(path) else {
         return Ok(());
     };
     let Some(cfg) = file.firewall else {

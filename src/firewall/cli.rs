@@ -8,7 +8,7 @@ use clap::Subcommand;
 
 use super::backend::{self, Nft};
 use super::config::FirewallConfig;
-use crate::server::config::ConfigFile;
+use crate::server::core::config::ConfigFile;
 
 /// Arguments of `remod firewall`.
 #[derive(Debug, clap::Args)]

@@ -7,16 +7,18 @@ use std::time::Duration;
 
 use log::{error, info};
 
-use super::config::{Defaults, InstanceKey};
-use super::fcgi::{FcgiLimits, DEFAULT_REQUEST_TIMEOUT};
-use super::http::HttpLimits;
-use super::instance::DEFAULT_MAX_INSTANCES;
-use super::listen::{Listener, UnixOptions};
-use super::request::Params;
-use super::router::Router;
-use super::router::{RouterLimits, DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_UNAUTHENTICATED};
 use crate::keyfile;
 use crate::proto::identity::IdentityKey;
+use crate::server::core::config::{Defaults, InstanceKey};
+use crate::server::core::instance::DEFAULT_MAX_INSTANCES;
+use crate::server::core::request::Params;
+use crate::server::core::router::Router;
+use crate::server::core::router::{
+    RouterLimits, DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_UNAUTHENTICATED,
+};
+use crate::server::door::fcgi::{FcgiLimits, DEFAULT_REQUEST_TIMEOUT};
+use crate::server::door::http::HttpLimits;
+use crate::server::door::listen::{Listener, UnixOptions};
 use crate::userdb::UserDb;
 
 /// Arguments of `remod serve`.
@@ -242,12 +244,12 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         let max_conns = connection_cap(to_usize(a.max_connections));
         let request_timeout = Duration::from_secs(a.request_timeout);
         log_trust(&defaults, a.max_instances);
-        let containment = super::contain::init_daemon();
+        let containment = crate::server::enforce::contain::init_daemon();
         router.spawn_reaper();
         // Before listening: a SIGHUP once clients can connect must reload,
         // not end remod (the default action).
         spawn_reload_on_hangup(router.clone());
-        let handler: Arc<dyn super::request::Handler> = router.clone();
+        let handler: Arc<dyn crate::server::core::request::Handler> = router.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let stopped = async move {
             let _ = stop_rx.await;
@@ -300,7 +302,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
                 max_conns,
                 request_timeout,
             };
-            tokio::spawn(super::http::serve_with(
+            tokio::spawn(crate::server::door::http::serve_with(
                 l,
                 handler,
                 Params::new(),
@@ -342,7 +344,9 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
                 request_timeout,
                 ..FcgiLimits::default()
             };
-            tokio::spawn(super::fcgi::serve_until(listener, handler, limits, stopped))
+            tokio::spawn(crate::server::door::fcgi::serve_until(
+                listener, handler, limits, stopped,
+            ))
         };
         shutdown_signal().await;
         // Stop accepting; running requests may finish within the grace time.
@@ -448,12 +452,12 @@ fn log_trust(defaults: &Defaults, max: u64) {
         info!("trust: no default key or user database; every instance comes from FastCGI params");
         return;
     }
-    match super::instance::Resolved::check(d) {
+    match crate::server::core::instance::Resolved::check(d) {
         Ok((resolved, why)) => {
             for w in why {
                 info!("trust: default {w}");
             }
-            if let Ok(key) = super::instance::load_server_key(&resolved.key_file) {
+            if let Ok(key) = crate::server::core::instance::load_server_key(&resolved.key_file) {
                 info!(
                     "server key fingerprint (default key): {}",
                     key.public().fingerprint()
@@ -479,7 +483,7 @@ fn inherited_listener() -> Result<Listener, ServeError> {
 }
 
 /// SIGHUP (`systemctl reload remod`) reads the loaded instances' config
-/// files again; see [`super::instance::Registry::reload`].
+/// files again; see [`crate::server::core::instance::Registry::reload`].
 fn spawn_reload_on_hangup(router: Arc<Router>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {

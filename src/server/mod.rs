@@ -1,25 +1,22 @@
-//! The `remod` server: front doors, router, sessions, operations.
+//! The `remod` server, in the parts a reader looks for:
+//!
+//! * [`door`]: the front doors — FastCGI, the embedded HTTP/1.1 server and
+//!   the listening sockets — thin adapters that turn a connection into
+//!   [`Request`](self::core::request::Request)s;
+//! * [`core`](self::core): the request core — the one router, the settings and instances
+//!   a request selects, `/info` and `/auth`, sessions and the sealed stream;
+//! * [`ops`]: the sealed operations, one file each, and the interactive
+//!   process table behind `icm`;
+//! * [`enforce`]: what bounds a user — grants for commands and files, run-as
+//!   accounts, containment of processes, and which files remod may trust;
+//! * [`store`]: what remod keeps on disk — named configuration files and
+//!   the journal of temporary files.
+//!
+//! [`cli`] is `remod serve`, which puts them together.
 
-pub mod auth;
-pub mod authz;
-pub mod cfgfiles;
 pub mod cli;
-pub mod config;
-pub mod confine;
-pub mod contain;
-pub mod ephemeral;
-pub mod fcgi;
-pub mod gate;
-pub mod http;
-pub mod instance;
-pub mod listen;
+pub mod core;
+pub mod door;
+pub mod enforce;
 pub mod ops;
-pub mod pending;
-pub mod procs;
-pub mod reject;
-pub mod request;
-pub mod router;
-pub mod runas;
-pub mod session;
-pub mod stream;
-pub mod trust;
+pub mod store;

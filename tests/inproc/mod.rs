@@ -14,9 +14,9 @@ use remo::proto::handshake::{AuthResponse, ClientHandshake, ClientSession};
 use remo::proto::identity::IdentityKey;
 use remo::proto::record::{open_message, seal_message, RecordKey};
 use remo::proto::response::parse_result;
-use remo::server::config::{Defaults, InstanceKey};
-use remo::server::request::{Body, Handler, Params, Request, ResponseBody};
-use remo::server::router::Router;
+use remo::server::core::config::{Defaults, InstanceKey};
+use remo::server::core::request::{Body, Handler, Params, Request, ResponseBody};
+use remo::server::core::router::Router;
 use remo::userdb::UserDb;
 use serde_json::{Map, Value};
 
@@ -204,7 +204,7 @@ pub fn add_user(f: &Fixture, name: &str, grants: &[&str]) -> IdentityKey {
 }
 
 /// The instance behind the fixture's router (loaded on first request).
-pub fn instance(f: &Fixture) -> std::sync::Arc<remo::server::instance::Instance> {
+pub fn instance(f: &Fixture) -> std::sync::Arc<remo::server::core::instance::Instance> {
     f.router.registry().all().into_iter().next().unwrap()
 }
 

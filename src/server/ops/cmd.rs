@@ -2,7 +2,7 @@
 //! out as they are produced (PROTOCOL.md §6).
 //!
 //! The child runs in its own process group and its own container
-//! ([`crate::server::contain`]), without a shell unless `sh` is used, with
+//! ([`crate::server::enforce::contain`]), without a shell unless `sh` is used, with
 //! a clean environment. Its whole tree is killed when the client goes away,
 //! the session ends, the timeout passes, the output limit is exceeded or
 //! its input stays silent for `stdin_idle_timeout`; what it leaves running
@@ -22,10 +22,10 @@ use super::parse_descriptor;
 use super::OpCtx;
 use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
 use crate::proto::response::{ErrorCode, OpError};
-use crate::server::authz::{authorize_command, search_path, CHILD_PATH};
-use crate::server::contain::CmdBox;
-use crate::server::runas::account_for;
-use crate::server::stream::{ReadError, RequestReader, ResponseWriter};
+use crate::server::core::stream::{ReadError, RequestReader, ResponseWriter};
+use crate::server::enforce::authz::{authorize_command, search_path, CHILD_PATH};
+use crate::server::enforce::contain::CmdBox;
+use crate::server::enforce::runas::account_for;
 
 pub use crate::ops::cmd::{CmdDesc, CmdResult};
 use crate::ops::ExitFields;
@@ -238,7 +238,7 @@ pub fn spawn_error(prog: &str, e: &std::io::Error) -> OpError {
 /// Sends SIGKILL to the child's process group, if it has one.
 fn kill_group(pgid: Option<u32>) {
     if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
-        crate::server::procs::kill_group(pid);
+        crate::server::ops::procs::kill_group(pid);
     }
 }
 

@@ -14,9 +14,9 @@ use crate::cfgedit::{diff, Document, EditError, Format, SectionAddr};
 pub use crate::ops::config::{BackupInfo, ConfigDesc, ConfigResult, FileInfo};
 use crate::proto::record::CHANNEL_STDERR;
 use crate::proto::response::{ErrorCode, OpError};
-use crate::server::cfgfiles::store::{self, CommitError, Current};
-use crate::server::cfgfiles::{lock_for, FileSpec};
-use crate::server::stream::{RequestReader, ResponseWriter};
+use crate::server::core::stream::{RequestReader, ResponseWriter};
+use crate::server::store::cfgfiles::store::{self, CommitError, Current};
+use crate::server::store::cfgfiles::{lock_for, FileSpec};
 
 /// What `config` does to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 use super::{io_error, OpCtx};
 use crate::proto::b64;
 use crate::proto::response::{ErrorCode, OpError};
-use crate::server::confine::{locate, Access};
-use crate::server::runas::{account_for, fs_step};
-use crate::server::stream::{RequestReader, ResponseWriter, MAX_SEND_BATCH};
+use crate::server::core::stream::{RequestReader, ResponseWriter, MAX_SEND_BATCH};
+use crate::server::enforce::confine::{locate, Access};
+use crate::server::enforce::runas::{account_for, fs_step};
 
 pub use crate::ops::get::{GetDesc, GetResult};
 

@@ -1,5 +1,5 @@
 //! `icm`, `idt`, `edt`, `kill`, `resize`: interactive processes
-//! (PROTOCOL.md §6). The process table lives in [`crate::server::procs`];
+//! (PROTOCOL.md §6). The process table lives in [`crate::server::ops::procs`];
 //! these are the descriptors and the request/response glue.
 
 use std::os::fd::AsRawFd;
@@ -14,8 +14,8 @@ pub use crate::ops::icm::{
 };
 use crate::ops::ExitFields;
 use crate::proto::response::{ErrorCode, OpError};
-use crate::server::procs::{open_pty, parse_signal, Collected, Proc, Wiring};
-use crate::server::stream::{RequestReader, ResponseWriter};
+use crate::server::core::stream::{RequestReader, ResponseWriter};
+use crate::server::ops::procs::{open_pty, parse_signal, Collected, Proc, Wiring};
 
 /// Default `wait_ms`.
 pub const DEFAULT_WAIT_MS: u64 = 200;

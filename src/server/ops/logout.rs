@@ -3,7 +3,7 @@
 use super::OpCtx;
 pub use crate::ops::logout::{LogoutDesc, LogoutResult};
 use crate::proto::response::OpError;
-use crate::server::stream::RequestReader;
+use crate::server::core::stream::RequestReader;
 
 /// Ends the session. The response is still sealed with its keys, which the
 /// writer already holds.

@@ -7,6 +7,7 @@ pub mod get;
 pub mod icm;
 pub mod logout;
 pub mod open;
+pub mod procs;
 pub mod put;
 
 use std::sync::Arc;
@@ -15,11 +16,11 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::instance::Instance;
-use super::session::Session;
-use super::stream::{RequestReader, ResponseWriter};
 use crate::ops::{Op, OpName};
 use crate::proto::response::OpError;
+use crate::server::core::instance::Instance;
+use crate::server::core::session::Session;
+use crate::server::core::stream::{RequestReader, ResponseWriter};
 
 /// What every operation may use.
 pub struct OpCtx {
@@ -123,4 +124,4 @@ pub fn parse_descriptor<T: DeserializeOwned>(descriptor: &[u8]) -> Result<T, OpE
     serde_json::from_slice(descriptor).map_err(|e| OpError::bad_request(format!("descriptor: {e}")))
 }
 
-pub use crate::server::confine::io_error;
+pub use crate::server::enforce::confine::io_error;

@@ -17,7 +17,7 @@ use crate::firewall::addr::{check_grantable, client_ip, parse_ip, printable};
 use crate::firewall::backend::{self, Nft};
 use crate::firewall::{FirewallConfig, FwError, Profile};
 use crate::proto::response::{ErrorCode, OpError};
-use crate::server::stream::RequestReader;
+use crate::server::core::stream::RequestReader;
 use log::info;
 
 pub use crate::ops::open::{GrantInfo, OpenDesc, OpenResult};

@@ -17,10 +17,10 @@ use sha2::{Digest, Sha256};
 use super::{io_error, OpCtx};
 use crate::proto::b64;
 use crate::proto::response::{ErrorCode, OpError};
-use crate::server::confine::{fs_error, locate, Access, Located};
-use crate::server::pending::{Kind, Pending};
-use crate::server::runas::{account_for, fs_step};
-use crate::server::stream::{RequestReader, ResponseWriter};
+use crate::server::core::stream::{RequestReader, ResponseWriter};
+use crate::server::enforce::confine::{fs_error, locate, Access, Located};
+use crate::server::enforce::runas::{account_for, fs_step};
+use crate::server::store::pending::{Kind, Pending};
 
 pub use crate::ops::put::{PutDesc, PutResult};
 
@@ -97,7 +97,7 @@ struct Prepared {
     old: Option<nix::sys::stat::FileStat>,
     /// An unnamed (`O_TMPFILE`) file, which a crash cannot leave behind;
     /// None where the file system has none: then a named one is made
-    /// after its journal entry (see [`crate::server::pending`]).
+    /// after its journal entry (see [`crate::server::store::pending`]).
     file: Option<std::fs::File>,
 }
 

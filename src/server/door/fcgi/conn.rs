@@ -19,12 +19,12 @@ use tokio::task::{JoinError, JoinHandle};
 
 use super::codec::{self, CodecError, Message, ParamsAssembler, Record};
 use super::FcgiLimits;
-use crate::server::gate::{Busy, Pass};
-use crate::server::listen::{Peer, Stream};
-use crate::server::request::{
+use crate::server::core::gate::{Busy, Pass};
+use crate::server::core::request::{
     reason_phrase, Body, BodyBatch, BodyError, BodySender, Handler, Params, Request, Response,
     ResponseBody,
 };
+use crate::server::door::listen::{Peer, Stream};
 
 /// Frames waiting for the writer; small so a slow web server slows the producer.
 const WRITE_QUEUE: usize = 2;

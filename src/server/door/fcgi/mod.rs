@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::server::gate::Gate;
-use crate::server::listen::Listener;
-use crate::server::request::Handler;
+use crate::server::core::gate::Gate;
+use crate::server::core::request::Handler;
+use crate::server::door::listen::Listener;
 
 /// Resource bounds of the FastCGI front door, so a web server (or anything
 /// else that can reach the socket) cannot make the process grow unbounded.

@@ -223,7 +223,7 @@ impl Journal {
     /// and those entries. Blocking.
     pub fn sweep(&self) -> Swept {
         let mut out = Swept::default();
-        let names = match crate::server::cfgfiles::fsat::names(&self.dir) {
+        let names = match crate::server::store::cfgfiles::fsat::names(&self.dir) {
             Ok(n) => n,
             Err(e) => {
                 log::warn!("{}: cannot list: {}", self.path.display(), e.desc());
@@ -347,7 +347,7 @@ fn remove_named(e: &Entry) -> Removed {
 /// Removes a candidate's private directory: the regular files in it (the
 /// candidate, or the old file after an exchange) and the directory.
 fn remove_private_dir(parent: &OwnedFd, name: &OsStr, shown: &Path) -> Removed {
-    use crate::server::cfgfiles::fsat;
+    use crate::server::store::cfgfiles::fsat;
     let Ok(dir) = fsat::open_dir_at(parent, name) else {
         return Removed::Changed(shown.to_path_buf());
     };
@@ -371,7 +371,8 @@ mod tests {
     use super::*;
 
     fn dir_fd(p: &Path) -> OwnedFd {
-        crate::server::cfgfiles::fsat::open_dir_path(&p.canonicalize().unwrap(), None).unwrap()
+        crate::server::store::cfgfiles::fsat::open_dir_path(&p.canonicalize().unwrap(), None)
+            .unwrap()
     }
 
     #[test]

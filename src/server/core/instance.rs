@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::config::{parse_timeout, ConfigError, ConfigFile, InstanceKey, Limits};
-use super::contain::SessionCaps;
-use super::procs::{ProcLimits, ProcTable, ShareLimits, Shares};
-use super::session::SessionTable;
-use super::trust::{self, Untrusted};
 use crate::audit::AuditLog;
 use crate::perms::Grants;
 use crate::proto::handshake::REPLAY_MEMORY_SECS;
 use crate::proto::identity::{IdentityKey, PublicKey};
+use crate::server::core::config::{parse_timeout, ConfigError, ConfigFile, InstanceKey, Limits};
+use crate::server::core::session::SessionTable;
+use crate::server::enforce::contain::SessionCaps;
+use crate::server::enforce::trust::{self, Untrusted};
+use crate::server::ops::procs::{ProcLimits, ProcTable, ShareLimits, Shares};
 use crate::userdb::{DbError, User, UserDb};
 
 /// Why an instance could not be set up (→ 500 and a log line).
@@ -45,7 +45,7 @@ pub enum InstanceError {
         /// What is wrong.
         why: String,
     },
-    /// A named file failed the ownership checks (see [`super::trust`]).
+    /// A named file failed the ownership checks (see [`crate::server::enforce::trust`]).
     #[error("{setting}: {why}")]
     Untrusted {
         /// The setting that named it (`REMO_KEY_FILE`, …).
@@ -55,7 +55,7 @@ pub enum InstanceError {
     },
     /// The journal of temporary files could not be opened.
     #[error("temporary-file journal {0}")]
-    Journal(#[from] super::pending::JournalError),
+    Journal(#[from] crate::server::store::pending::JournalError),
     /// [`Registry`] holds its most instances already.
     #[error("refusing a new instance (key {key}, users {db}): {max} instances exist, the most allowed (--max-instances)")]
     TooMany {
@@ -69,7 +69,7 @@ pub enum InstanceError {
 }
 
 /// An instance's settings after the trust checks: resolved paths that
-/// passed [`super::trust`] and a parsed timeout. Instances are keyed on
+/// passed [`crate::server::enforce::trust`] and a parsed timeout. Instances are keyed on
 /// this, so aliases of the same files (`//etc/remo`, `..`, symlinks, a
 /// timeout written ` 30`) share one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -165,8 +165,10 @@ impl Resolved {
 /// Opens the journal of named temporary files beside the audit database
 /// (whose directory passed the trust checks) and removes what a crash of
 /// an earlier run left behind.
-fn open_journal(audit_db: &Path) -> Result<Arc<super::pending::Journal>, InstanceError> {
-    use super::pending::{Journal, DIR_NAME};
+fn open_journal(
+    audit_db: &Path,
+) -> Result<Arc<crate::server::store::pending::Journal>, InstanceError> {
+    use crate::server::store::pending::{Journal, DIR_NAME};
     let dir = audit_db.parent().unwrap_or(Path::new("/")).join(DIR_NAME);
     let journal = Journal::open(&dir)?;
     let swept = journal.sweep();
@@ -216,16 +218,16 @@ pub struct Instance {
     /// Interactive processes.
     pub procs: Arc<ProcTable>,
     /// Configuration files by name (`[files.NAME]`).
-    pub files: std::collections::BTreeMap<String, super::cfgfiles::FileSpec>,
+    pub files: std::collections::BTreeMap<String, crate::server::store::cfgfiles::FileSpec>,
     /// The `[firewall]` profiles, if configured.
     pub firewall: Option<Arc<crate::firewall::FirewallConfig>>,
     auth_seen: Arc<Mutex<AuthReplay>>,
     /// Ephemeral ECDH keys made ahead of logins.
-    pub ephemerals: Arc<super::ephemeral::EphemeralPool>,
+    pub ephemerals: Arc<crate::server::core::ephemeral::EphemeralPool>,
     /// The audit log (see [`crate::audit`]).
     pub audit: Arc<AuditLog>,
-    /// Named temporary files being made (see [`super::pending`]).
-    pub pending: Arc<super::pending::Journal>,
+    /// Named temporary files being made (see [`crate::server::store::pending`]).
+    pub pending: Arc<crate::server::store::pending::Journal>,
     /// Set once a reload has put another instance in this one's place:
     /// running requests finish with it, its watcher stops.
     retired: std::sync::atomic::AtomicBool,

@@ -3,7 +3,7 @@
 //! short text the peer sees — one place for both, instead of `(u16, &str)`
 //! pairs scattered over the router.
 
-use super::request::Response;
+use crate::server::core::request::Response;
 
 /// A refusal before any operation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,6 @@ use std::time::Duration;
 
 use log::{info, warn};
 
-use super::instance::{unix_now, Instance};
-use super::reject::Reject;
-use super::request::{Body, Response};
 use crate::audit::{now_ms, session_tag, AuditRecord};
 use crate::perms::Grants;
 use crate::proto::handshake::{
@@ -16,6 +13,9 @@ use crate::proto::handshake::{
     MAX_SKEW_SECS,
 };
 use crate::proto::identity::{IdentityKey, PublicKey};
+use crate::server::core::instance::{unix_now, Instance};
+use crate::server::core::reject::Reject;
+use crate::server::core::request::{Body, Response};
 
 /// `GET {base}/info`.
 pub fn info(inst: &Instance) -> Response {

@@ -5,12 +5,12 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::request::{Body, BodyError};
 use crate::proto::record::{
     sealed_line_len, LineSplitter, Opener, Record, RecordError, Sealer, CHANNEL_STDOUT,
     MAX_RESPONSE_DATA,
 };
 use crate::proto::response::{error_result, ok_result, OpError};
+use crate::server::core::request::{Body, BodyError};
 
 /// How many sealed messages (one or more records each) may queue towards
 /// the front door.

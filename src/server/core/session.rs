@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::contain::{SessionBox, SessionCaps};
 use crate::perms::Grants;
 use crate::proto::handshake::SessionKeys;
 use crate::proto::record::RecordKey;
 use crate::proto::replay::{ReplayError, ReplayWindow};
+use crate::server::enforce::contain::{SessionBox, SessionCaps};
 
 /// One authenticated session.
 pub struct Session {
@@ -165,7 +165,7 @@ impl SessionTable {
             created: now,
             timeout,
             cancel: CancellationToken::new(),
-            container: super::contain::global().session(self.caps),
+            container: crate::server::enforce::contain::global().session(self.caps),
             state: Mutex::new(SessionState {
                 last_used: now,
                 replay: ReplayWindow::new(),

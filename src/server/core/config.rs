@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::request::Params;
+use crate::server::core::request::Params;
 
 /// Default idle timeout of a session, in seconds.
 pub const DEFAULT_SESSION_TIMEOUT: u64 = 600;
@@ -73,9 +73,26 @@ fn param_path(params: &Params, name: &str) -> Option<PathBuf> {
         .map(|v| PathBuf::from(std::ffi::OsStr::from_bytes(v)))
 }
 
+/// What a request selects, read from its params in one place: the mount
+/// prefix it is served under and the instance that answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// `REMO_BASE`: the mount prefix, if configured.
+    pub base: Option<String>,
+    /// The instance: key, users, limits file, session timeout.
+    pub instance: InstanceKey,
+}
+
 impl Defaults {
-    /// The instance key for a request: its params, else these defaults.
-    pub fn instance_for(&self, params: &Params) -> InstanceKey {
+    /// Everything a request selects: its params, else these defaults.
+    pub fn select(&self, params: &Params) -> Selection {
+        Selection {
+            base: self.base_for(params),
+            instance: self.instance_for(params),
+        }
+    }
+
+    fn instance_for(&self, params: &Params) -> InstanceKey {
         let config = param_path(params, "REMO_CONFIG");
         InstanceKey {
             key_file: param_path(params, "REMO_KEY_FILE")
@@ -91,8 +108,7 @@ impl Defaults {
         }
     }
 
-    /// The mount prefix for a request, if configured.
-    pub fn base_for(&self, params: &Params) -> Option<String> {
+    fn base_for(&self, params: &Params) -> Option<String> {
         params
             .get_str("REMO_BASE")
             .filter(|v| !v.is_empty())
@@ -220,7 +236,7 @@ pub struct ConfigFile {
     /// `[limits]`.
     pub limits: Limits,
     /// `[files.NAME]`: the configuration files the `config` operation may edit.
-    pub files: std::collections::BTreeMap<String, super::cfgfiles::FileSpec>,
+    pub files: std::collections::BTreeMap<String, crate::server::store::cfgfiles::FileSpec>,
     /// `[firewall]`: profiles for the `open` operation (docs/firewall.md).
     pub firewall: Option<crate::firewall::FirewallConfig>,
 }
@@ -236,12 +252,14 @@ impl ConfigFile {
             path: path.to_path_buf(),
             why: toml_error(&text, &e),
         })?;
-        super::cfgfiles::check_specs(&mut file.files).map_err(|e| ConfigError::File {
-            path: path.to_path_buf(),
-            why: match table_line(&text, &e.to_string()) {
-                Some(line) => format!("line {line}, column 1: {e}"),
-                None => e.to_string(),
-            },
+        crate::server::store::cfgfiles::check_specs(&mut file.files).map_err(|e| {
+            ConfigError::File {
+                path: path.to_path_buf(),
+                why: match table_line(&text, &e.to_string()) {
+                    Some(line) => format!("line {line}, column 1: {e}"),
+                    None => e.to_string(),
+                },
+            }
         })?;
         Ok(file)
     }
@@ -334,10 +352,10 @@ mod tests {
         let mut p = Params::new();
         p.push("REMO_USER_DB", "/p/db");
         p.push("REMO_BASE", "");
-        let k = d.instance_for(&p);
-        assert_eq!(k.key_file.as_deref(), Some(Path::new("/d/key")));
-        assert_eq!(k.user_db.as_deref(), Some(Path::new("/p/db")));
-        assert_eq!(d.base_for(&p).as_deref(), Some("/remo"));
+        let s = d.select(&p);
+        assert_eq!(s.instance.key_file.as_deref(), Some(Path::new("/d/key")));
+        assert_eq!(s.instance.user_db.as_deref(), Some(Path::new("/p/db")));
+        assert_eq!(s.base.as_deref(), Some("/remo"));
     }
 
     #[test]

@@ -11,19 +11,21 @@ use log::{debug, info, warn};
 use percent_encoding::percent_decode;
 use tokio::sync::mpsc;
 
-use super::auth;
-use super::config::Defaults;
-use super::gate::Gate;
-use super::instance::{Instance, Registry};
-use super::ops::{self, OpCtx, Outcome};
-use super::reject::Reject;
-use super::request::{Handler, Params, Request, Response, ResponseBody};
-use super::stream::{ReadError, RequestReader, ResponseWriter, RESPONSE_CHANNEL_DEPTH};
 use crate::audit::{now_ms, session_tag, summarize, AuditRecord};
 use crate::ops::{Op, OpName};
 use crate::proto::b64;
 use crate::proto::record::{Opener, RecordError, Sealer, MAX_LINE, NONCE_LEN, TAG_LEN};
 use crate::proto::response::OpError;
+use crate::server::core::auth;
+use crate::server::core::config::Defaults;
+use crate::server::core::gate::Gate;
+use crate::server::core::instance::{Instance, Registry};
+use crate::server::core::reject::Reject;
+use crate::server::core::request::{Handler, Params, Request, Response, ResponseBody};
+use crate::server::core::stream::{
+    ReadError, RequestReader, ResponseWriter, RESPONSE_CHANNEL_DEPTH,
+};
+use crate::server::ops::{self, OpCtx, Outcome};
 
 /// The request router: one per process, shared by all connections.
 pub struct Router {
@@ -54,7 +56,7 @@ pub const DEFAULT_AUTH_TIMEOUT: u64 = 10;
 impl Default for RouterLimits {
     fn default() -> Self {
         RouterLimits {
-            max_instances: super::instance::DEFAULT_MAX_INSTANCES,
+            max_instances: crate::server::core::instance::DEFAULT_MAX_INSTANCES,
             max_unauthenticated: DEFAULT_MAX_UNAUTHENTICATED,
             auth_timeout: Duration::from_secs(DEFAULT_AUTH_TIMEOUT),
         }
@@ -102,8 +104,9 @@ impl Router {
         let params = &req.params;
         let method = params.get_str("REQUEST_METHOD").unwrap_or("").to_string();
         let remote = params.get_str("REMOTE_ADDR").unwrap_or("-").to_string();
-        let base = self.defaults.base_for(params);
-        let Some(op) = request_op(params, base.as_deref()) else {
+        // The instance and the mount prefix are settled here, once.
+        let selection = self.defaults.select(params);
+        let Some(op) = request_op(params, selection.base.as_deref()) else {
             return Reject::NotFound.response();
         };
         let is_get = method == "GET" || method == "HEAD";
@@ -119,7 +122,7 @@ impl Router {
             return Reject::MethodNotAllowed.response();
         }
         // The registry logs why (once per reason); the peer learns nothing.
-        let Ok(inst) = self.registry.get(&self.defaults.instance_for(params)) else {
+        let Ok(inst) = self.registry.get(&selection.instance) else {
             return Reject::Configuration.response();
         };
         match (sealed, op.as_str()) {

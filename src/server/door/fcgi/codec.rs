@@ -6,7 +6,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::server::request::Params;
+use crate::server::core::request::Params;
 
 /// The only protocol version in existence.
 pub const FCGI_VERSION_1: u8 = 1;

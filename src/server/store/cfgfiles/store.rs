@@ -30,8 +30,8 @@ use nix::sys::stat::Mode;
 use super::fsat::{self, FileId};
 use super::{version_of, FileSpec, LockKey};
 use crate::proto::response::{ErrorCode, OpError};
-use crate::server::confine::io_error;
-use crate::server::pending::{Journal, Kind, Pending};
+use crate::server::enforce::confine::io_error;
+use crate::server::store::pending::{Journal, Kind, Pending};
 
 /// Most bytes of a command's output kept for the client, per stream.
 const MAX_COMMAND_OUTPUT: usize = 64 << 10;
@@ -513,7 +513,7 @@ fn random_suffix() -> String {
 /// Writes `content` as a candidate beside the file, with `mode` and
 /// `owner`, fsynced: first to an unnamed file, which a crash cannot leave
 /// behind, then linked into a private directory (journaled, see
-/// [`crate::server::pending`]) for the validator and the rename. Where the
+/// [`crate::server::store::pending`]) for the validator and the rename. Where the
 /// file system has no `O_TMPFILE`, written in the private directory.
 fn write_candidate(
     loc: &Location,
@@ -696,7 +696,7 @@ pub async fn run_command(argv: &[String], file: &Path, name: &str, timeout: u64)
         Ok(Err(e)) => fail(format!("{prog}: {e}")),
         Err(_) => {
             if let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                crate::server::procs::kill_group(pgid);
+                crate::server::ops::procs::kill_group(pgid);
             }
             fail(format!("{prog}: timed out after {timeout} s"))
         }

@@ -3,7 +3,7 @@
 //!
 //! Each request is turned into the same CGI-style [`Params`] the FastCGI
 //! front door receives, so the router cannot tell them apart; bodies stream
-//! both ways through the bounded channels of [`crate::server::request`].
+//! both ways through the bounded channels of [`crate::server::core::request`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,8 +23,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::gate::{Busy, Gate, Pass};
-use super::request::{
+use crate::server::core::gate::{Busy, Gate, Pass};
+use crate::server::core::request::{
     Body, BodyError, BodySender, Handler, Params, Request, Response, ResponseBody,
 };
 
@@ -102,7 +102,7 @@ pub async fn serve_with(
                     stream, peer, handler, config, stop, pass, timeout,
                 ));
             }
-            Err(e) => super::fcgi::accept_backoff("http", &e).await,
+            Err(e) => crate::server::door::fcgi::accept_backoff("http", &e).await,
         }
         while tasks.try_join_next().is_some() {}
     }

@@ -23,9 +23,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::runas::Account;
 use crate::perms::{Grants, Perm};
 use crate::proto::response::{ErrorCode, OpError};
+use crate::server::enforce::runas::Account;
 
 /// The `PATH` every command gets (see `ops::cmd::base_env`).
 pub const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -199,7 +199,7 @@ fn cwd_error(cwd: &Path, e: &std::io::Error) -> OpError {
     if e.raw_os_error() == Some(libc::ENOTDIR) {
         OpError::bad_request(format!("cwd {} is not a directory", cwd.display()))
     } else {
-        super::confine::io_error(&format!("cwd {}", cwd.display()), e)
+        crate::server::enforce::confine::io_error(&format!("cwd {}", cwd.display()), e)
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Every child is reaped by its own waiter task (no zombies); ending a
 //! session, an idle timeout or server shutdown kill the process's whole
-//! container ([`super::contain`]), and so does the end of its main process
+//! container ([`crate::server::enforce::contain`]), and so does the end of its main process
 //! (its leftovers). Slots are taken with [`ProcTable::reserve`], which
 //! checks every cap and takes the slot in one step.
 
@@ -28,9 +28,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::contain::CmdBox;
 use crate::proto::b64;
 use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
+use crate::server::enforce::contain::CmdBox;
 
 /// Why a process could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,6 @@
+//! What remod keeps on disk besides the user and audit databases: the named
+//! configuration files the `config` operation edits, and the journal of
+//! temporary files a crash may leave behind.
+
+pub mod cfgfiles;
+pub mod pending;
