@@ -16,16 +16,16 @@ use crate::proto::identity::IdentityKey;
 use crate::userdb::{User, UserDb};
 
 /// Exit code for a failed command.
-pub const EXIT_FAILURE: i32 = 1;
+pub(crate) const EXIT_FAILURE: i32 = 1;
 /// Exit code for a command used wrongly.
-pub const EXIT_USAGE: i32 = 2;
+pub(crate) const EXIT_USAGE: i32 = 2;
 
 /// File names inside a data directory, shared with the server so both agree.
-pub const SERVER_KEY_FILE: &str = "server.key";
+pub(crate) const SERVER_KEY_FILE: &str = "server.key";
 /// The server's public key, for distributing to clients out of band.
-pub const SERVER_PUB_FILE: &str = "server.pub";
+pub(crate) const SERVER_PUB_FILE: &str = "server.pub";
 /// The user database.
-pub const USER_DB_FILE: &str = "users.db";
+pub(crate) const USER_DB_FILE: &str = "users.db";
 
 /// Arguments of `remod init`.
 #[derive(Debug, clap::Args)]
@@ -100,7 +100,7 @@ pub enum UserCmd {
 
 /// Arguments of `remo keygen`.
 #[derive(Debug, clap::Args)]
-pub struct KeygenArgs {
+pub(crate) struct KeygenArgs {
     /// Private key file to write; the public key goes to FILE.pub.
     /// Default: ~/.config/remo/id_p256.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -375,7 +375,7 @@ fn users_table(users: &[User]) -> String {
 /// The civil (proleptic Gregorian) date of a day count since 1970-01-01,
 /// as `(year, month, day)` — Howard Hinnant's `civil_from_days`, so no date
 /// crate is needed for log and backup timestamps.
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -388,7 +388,7 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a date crate.
-pub fn iso8601_utc(secs: i64) -> String {
+pub(crate) fn iso8601_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -436,7 +436,7 @@ pub fn run_audit(a: AuditArgs) -> i32 {
 
 /// Parses `--since`: Unix seconds, RFC 3339, or a relative age (`90s`,
 /// `30m`, `2h`, `7d`) before `now`.
-pub fn parse_since(s: &str, now: i64) -> Option<i64> {
+pub(crate) fn parse_since(s: &str, now: i64) -> Option<i64> {
     let s = s.trim();
     if let Ok(n) = s.parse::<i64>() {
         return Some(n);
@@ -575,18 +575,18 @@ fn audit_table(rows: &[crate::audit::AuditRecord]) -> String {
 // remo keygen
 
 /// Runs `remo keygen`; returns the exit code.
-pub fn run_keygen(a: KeygenArgs) -> i32 {
+pub(crate) fn run_keygen(a: KeygenArgs) -> i32 {
     finish("remo", keygen(a))
 }
 
 /// Where `remo keygen` writes by default: `$XDG_CONFIG_HOME/remo/id_p256`,
 /// i.e. `~/.config/remo/id_p256`. Also where the client looks for its key.
-pub fn default_identity_path() -> Option<PathBuf> {
+pub(crate) fn default_identity_path() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("remo").join("id_p256"))
 }
 
 /// `FILE.pub` beside `FILE`.
-pub fn pub_path_for(path: &Path) -> PathBuf {
+pub(crate) fn pub_path_for(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(".pub");
     PathBuf::from(s)

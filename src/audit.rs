@@ -25,9 +25,9 @@ use sha2::{Digest, Sha256};
 use crate::proto::b64;
 
 /// Environment variable naming the audit database.
-pub const AUDIT_DB_ENV: &str = "REMO_AUDIT_DB";
+pub(crate) const AUDIT_DB_ENV: &str = "REMO_AUDIT_DB";
 /// The audit database's default file name, beside the user database.
-pub const AUDIT_DB_FILE: &str = "audit.db";
+pub(crate) const AUDIT_DB_FILE: &str = "audit.db";
 
 /// Why the audit log could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +82,13 @@ pub struct AuditRecord {
 
 /// A short, stable tag for a session id: enough to group a session's rows,
 /// without writing the id (a bearer value) to the log.
-pub fn session_tag(sid: &str) -> String {
+pub(crate) fn session_tag(sid: &str) -> String {
     let d = Sha256::digest(sid.as_bytes());
     b64::encode(d.get(..6).unwrap_or(&[]))
 }
 
 /// Now, in Unix milliseconds.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -97,7 +97,7 @@ pub fn now_ms() -> i64 {
 
 /// Quotes a word for a POSIX shell when it needs it, so a summary reads as
 /// the command line it was.
-pub fn shell_quote(w: &str) -> String {
+pub(crate) fn shell_quote(w: &str) -> String {
     let plain = !w.is_empty()
         && w.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
@@ -109,12 +109,12 @@ pub fn shell_quote(w: &str) -> String {
 }
 
 /// Longest summary kept (a long shell script is cut).
-pub const MAX_SUMMARY: usize = 1000;
+pub(crate) const MAX_SUMMARY: usize = 1000;
 
 /// The descriptor summary for an operation: only the fields that say what
 /// was asked (`argv`/`sh`, `action`, `path`, `name`, `section`, `key`,
 /// `profile`, `id`, `signal`), never `env`, values, data or anything else.
-pub fn summarize(descriptor: &[u8]) -> String {
+pub(crate) fn summarize(descriptor: &[u8]) -> String {
     let Ok(Value::Object(d)) = serde_json::from_slice::<Value>(descriptor) else {
         return String::new();
     };
@@ -160,7 +160,6 @@ enum Msg {
 /// `record` only queues.
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
-    path: PathBuf,
 }
 
 fn open_conn(path: &Path) -> Result<Connection, AuditError> {
@@ -284,7 +283,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
 
 impl AuditLog {
     /// The audit file for a user database: `REMO_AUDIT_DB`, else `audit.db` beside it.
-    pub fn default_path(user_db: &Path) -> PathBuf {
+    pub(crate) fn default_path(user_db: &Path) -> PathBuf {
         match std::env::var_os(AUDIT_DB_ENV).filter(|v| !v.is_empty()) {
             Some(p) => PathBuf::from(p),
             None => user_db
@@ -295,7 +294,7 @@ impl AuditLog {
     }
 
     /// Opens (creating, mode 0600) the audit database and starts its writer.
-    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+    pub(crate) fn open(path: &Path) -> Result<AuditLog, AuditError> {
         let conn = open_conn(path)?;
         let (tx, rx) = mpsc::channel();
         let p = path.to_path_buf();
@@ -303,19 +302,11 @@ impl AuditLog {
             .name("remod-audit".into())
             .spawn(move || writer(conn, rx, p))
             .map_err(AuditError::Thread)?;
-        Ok(AuditLog {
-            tx,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The file rows go to.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(AuditLog { tx })
     }
 
     /// Queues a row; never blocks.
-    pub fn record(&self, r: AuditRecord) {
+    pub(crate) fn record(&self, r: AuditRecord) {
         if self.tx.send(Msg::Row(Box::new(r))).is_err() {
             log::error!("audit: writer is gone; a row was lost");
         }

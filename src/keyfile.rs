@@ -33,11 +33,11 @@ use crate::proto::identity::{IdentityKey, PublicKey};
 /// PBKDF2 iterations for keys we encrypt: well above OpenSSL's default of
 /// 2048 so that an offline guess costs real time, yet a debug build still
 /// loads a key in well under a second.
-pub const PBKDF2_ITERATIONS: u32 = 200_000;
+pub(crate) const PBKDF2_ITERATIONS: u32 = 200_000;
 
 /// Largest key file we read: real ones are well under 1 KiB, so anything
 /// bigger is not a key file and is refused before it is buffered.
-pub const MAX_KEY_FILE: u64 = 64 * 1024;
+pub(crate) const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// Largest PBKDF2 iteration count we agree to run, so a hostile file cannot
 /// make `remo` spin for hours.
@@ -47,7 +47,7 @@ const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 const MAX_SCRYPT_N: u64 = 1 << 20;
 
 /// Environment variable that supplies a passphrase to scripts.
-pub const PASSPHRASE_ENV: &str = "REMO_PASSPHRASE";
+pub(crate) const PASSPHRASE_ENV: &str = "REMO_PASSPHRASE";
 
 // Object identifiers we recognise, to name what a refused key is.
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -533,7 +533,7 @@ pub fn parse_public_key_pem(text: &str) -> Result<PublicKey, KeyFileError> {
 /// Encodes a private key as PKCS#8 PEM, encrypted with PBES2 (PBKDF2-HMAC-
 /// SHA256, [`PBKDF2_ITERATIONS`], AES-256-CBC, random salt and IV) if a
 /// passphrase is given. The result is zeroized on drop.
-pub fn private_key_to_pem(
+pub(crate) fn private_key_to_pem(
     key: &IdentityKey,
     passphrase: Option<&[u8]>,
 ) -> Result<Zeroizing<String>, KeyFileError> {
@@ -653,7 +653,7 @@ pub fn load_identity(
 /// file or symlink); with it, a temporary file in the same directory is
 /// written and renamed over the target, so readers see the old or the new
 /// file, never a half-written one. A failed write leaves nothing behind.
-pub fn write_file_atomic(
+pub(crate) fn write_file_atomic(
     path: &Path,
     data: &[u8],
     mode: u32,

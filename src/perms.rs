@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Why a grant string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PermError {
+pub(crate) enum PermError {
     /// Not one of the forms in the table.
     #[error("unknown permission {0:?} (see docs/permissions.md)")]
     Unknown(String),
@@ -32,7 +32,7 @@ pub enum PermError {
 
 /// One grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Perm {
+pub(crate) enum Perm {
     /// Everything.
     Admin,
     /// Any program.
@@ -81,7 +81,7 @@ fn name(full: &str, n: &str) -> Result<String, PermError> {
 
 impl Perm {
     /// Parses a grant string.
-    pub fn parse(s: &str) -> Result<Perm, PermError> {
+    pub(crate) fn parse(s: &str) -> Result<Perm, PermError> {
         Ok(match s {
             "admin" => Perm::Admin,
             "cmd" => Perm::Cmd,
@@ -122,7 +122,7 @@ pub struct Grants {
 impl Grants {
     /// Parses stored grant strings; unparsable ones are skipped (and
     /// returned, so the caller can log them) rather than widening access.
-    pub fn from_strings<S: AsRef<str>>(list: &[S]) -> (Grants, Vec<String>) {
+    pub(crate) fn from_strings<S: AsRef<str>>(list: &[S]) -> (Grants, Vec<String>) {
         let mut perms = Vec::new();
         let mut bad = Vec::new();
         for s in list {
@@ -135,30 +135,32 @@ impl Grants {
     }
 
     /// Grants everything (tests, the quick-start user).
-    pub fn admin() -> Grants {
+    #[cfg(test)]
+    pub(crate) fn admin() -> Grants {
         Grants {
             perms: vec![Perm::Admin],
         }
     }
 
     /// The grants themselves.
-    pub fn perms(&self) -> &[Perm] {
+    pub(crate) fn perms(&self) -> &[Perm] {
         &self.perms
     }
 
     /// True for `admin`.
-    pub fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         self.perms.contains(&Perm::Admin)
     }
 
     /// May the user run `sh` strings?
-    pub fn allow_sh(&self) -> bool {
+    pub(crate) fn allow_sh(&self) -> bool {
         self.is_admin() || self.perms.contains(&Perm::Sh)
     }
 
     /// May the user run the program resolved to `exe` with `args`
     /// (`argv[1..]`)? The caller resolves `argv[0]` through `PATH` first.
-    pub fn allow_program(&self, exe: &Path, args: &[String]) -> bool {
+    #[cfg(test)]
+    pub(crate) fn allow_program(&self, exe: &Path, args: &[String]) -> bool {
         self.is_admin()
             || self.perms.iter().any(|p| match p {
                 Perm::Cmd => true,
@@ -170,7 +172,7 @@ impl Grants {
     }
 
     /// The directories `get` may read below (empty: none, unless admin).
-    pub fn read_roots(&self) -> Vec<&Path> {
+    pub(crate) fn read_roots(&self) -> Vec<&Path> {
         self.perms
             .iter()
             .filter_map(|p| match p {
@@ -181,7 +183,7 @@ impl Grants {
     }
 
     /// The directories `put` may write below.
-    pub fn write_roots(&self) -> Vec<&Path> {
+    pub(crate) fn write_roots(&self) -> Vec<&Path> {
         self.perms
             .iter()
             .filter_map(|p| match p {
@@ -210,7 +212,7 @@ impl Grants {
     }
 
     /// The system account to act as, if one is configured.
-    pub fn run_as(&self) -> Option<&str> {
+    pub(crate) fn run_as(&self) -> Option<&str> {
         self.perms.iter().find_map(|p| match p {
             Perm::RunAs(a) => Some(a.as_str()),
             _ => None,

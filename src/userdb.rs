@@ -21,14 +21,14 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use crate::proto::identity::{valid_user_name, PublicKey};
 
 /// The schema version this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 1;
 
 /// How long a writer waits for another connection's lock before failing.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest permission string accepted (the permission syntax itself is
 /// decided elsewhere; this only keeps junk out).
-pub const MAX_PERMISSION_LEN: usize = 256;
+pub(crate) const MAX_PERMISSION_LEN: usize = 256;
 
 /// Why a user-database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,7 @@ fn shown(name: &str) -> String {
 
 /// A registered user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
+pub(crate) struct User {
     /// Login name.
     pub name: String,
     /// Identity key that signs the handshake.
@@ -291,7 +291,7 @@ impl UserDb {
     }
 
     /// Looks a user up by name; `None` if there is no such user.
-    pub fn get_user(&self, name: &str) -> Result<Option<User>, DbError> {
+    pub(crate) fn get_user(&self, name: &str) -> Result<Option<User>, DbError> {
         let row = self
             .conn
             .query_row(
@@ -317,7 +317,7 @@ impl UserDb {
     }
 
     /// All users, sorted by name.
-    pub fn list_users(&self) -> Result<Vec<User>, DbError> {
+    pub(crate) fn list_users(&self) -> Result<Vec<User>, DbError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, name, key, created, enabled FROM users ORDER BY name")?;
@@ -398,21 +398,23 @@ impl UserDb {
     }
 
     /// A user's permissions, sorted.
-    pub fn list_permissions(&self, name: &str) -> Result<Vec<String>, DbError> {
+    #[cfg(test)]
+    pub(crate) fn list_permissions(&self, name: &str) -> Result<Vec<String>, DbError> {
         let id = self.user_id(name)?;
         self.permissions_of(id)
     }
 
     /// `PRAGMA data_version`: changes whenever another connection commits,
     /// so a long-running daemon can notice `remod user …` edits cheaply.
-    pub fn data_version(&self) -> Result<i64, DbError> {
+    pub(crate) fn data_version(&self) -> Result<i64, DbError> {
         Ok(self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// The schema version of the open file (always [`SCHEMA_VERSION`] after open).
-    pub fn schema_version(&self) -> Result<i64, DbError> {
+    #[cfg(test)]
+    pub(crate) fn schema_version(&self) -> Result<i64, DbError> {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)

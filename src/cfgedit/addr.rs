@@ -18,7 +18,7 @@ use super::EditError;
 
 /// How a section among those of one name is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
+pub(crate) enum Selector {
     /// The only section of that name.
     None,
     /// By position among sections of that name, from 0.
@@ -34,7 +34,7 @@ pub enum Selector {
 
 /// Which section an operation works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SectionAddr {
+pub(crate) struct SectionAddr {
     /// Section name; empty for the global part.
     pub name: String,
     /// Which of the sections of that name.
@@ -43,7 +43,7 @@ pub struct SectionAddr {
 
 impl SectionAddr {
     /// The part of a file before any header.
-    pub fn global() -> Self {
+    pub(crate) fn global() -> Self {
         SectionAddr {
             name: String::new(),
             selector: Selector::None,
@@ -51,12 +51,12 @@ impl SectionAddr {
     }
 
     /// True for the part before any header.
-    pub fn is_global(&self) -> bool {
+    pub(crate) fn is_global(&self) -> bool {
         self.name.is_empty()
     }
 
     /// Parses `NAME`, `NAME[INDEX]` or `NAME[KEY=VALUE]` (empty: global).
-    pub fn parse(s: &str) -> Result<SectionAddr, EditError> {
+    pub(crate) fn parse(s: &str) -> Result<SectionAddr, EditError> {
         if s.contains(['\n', '\r', '\0']) {
             return Err(EditError::Invalid("a section address is one line".into()));
         }
@@ -125,7 +125,7 @@ impl fmt::Display for SectionAddr {
 /// Splits a command-line path `SECTION.KEY`, `SECTION`, `.KEY` into the
 /// section address text and the key, at the first dot outside brackets.
 /// Returns `(section, None)` when there is no dot.
-pub fn parse_path(s: &str) -> (String, Option<String>) {
+pub(crate) fn parse_path(s: &str) -> (String, Option<String>) {
     let mut depth = 0usize;
     for (i, c) in s.char_indices() {
         match c {

@@ -106,7 +106,7 @@ fn push_line(out: &mut Vec<u8>, mark: u8, line: &[u8]) {
 }
 
 /// The unified diff from `old` to `new`, labelled; empty if they are equal.
-pub fn unified(old: &[u8], new: &[u8], old_label: &str, new_label: &str) -> Vec<u8> {
+pub(crate) fn unified(old: &[u8], new: &[u8], old_label: &str, new_label: &str) -> Vec<u8> {
     if old == new {
         return Vec::new();
     }

@@ -13,10 +13,10 @@
 //! comments, no sections). Sections are addressed with [`SectionAddr`]
 //! (`NAME`, `NAME[INDEX]`, `NAME[KEY=VALUE]`).
 
-pub mod addr;
-pub mod diff;
+pub(crate) mod addr;
+pub(crate) mod diff;
 
-pub use addr::{parse_path, SectionAddr, Selector};
+pub(crate) use addr::{parse_path, SectionAddr, Selector};
 
 /// The line grammar of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -32,7 +32,7 @@ pub enum Format {
 
 impl Format {
     /// The name used in the configuration and on the wire.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Format::Ini => "ini",
             Format::Env => "env",
@@ -43,7 +43,7 @@ impl Format {
 
 /// Why an edit could not be made. Each maps to one wire error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EditError {
+pub(crate) enum EditError {
     /// The address matches nothing.
     #[error("{0}")]
     NotFound(String),
@@ -175,13 +175,13 @@ struct Span {
 
 /// A parsed file that remembers every byte.
 #[derive(Debug, Clone)]
-pub struct Document {
+pub(crate) struct Document {
     format: Format,
     lines: Vec<Line>,
 }
 
 /// Checks a key given by a client: it must be one `key` token on one line.
-pub fn check_key(key: &str) -> Result<(), EditError> {
+pub(crate) fn check_key(key: &str) -> Result<(), EditError> {
     let bad = key.is_empty()
         || key.contains(['=', '\n', '\r', '\0'])
         || key.starts_with([' ', '\t', '#', ';', '['])
@@ -195,7 +195,7 @@ pub fn check_key(key: &str) -> Result<(), EditError> {
 }
 
 /// Checks a value given by a client: one line, so it cannot add lines.
-pub fn check_value(value: &str) -> Result<(), EditError> {
+pub(crate) fn check_value(value: &str) -> Result<(), EditError> {
     if value.contains(['\n', '\r', '\0']) {
         return Err(EditError::Invalid(
             "a value must be one line (no CR, LF or NUL)".into(),
@@ -205,7 +205,7 @@ pub fn check_value(value: &str) -> Result<(), EditError> {
 }
 
 /// Checks a section name for a new header.
-pub fn check_section_name(name: &str) -> Result<(), EditError> {
+pub(crate) fn check_section_name(name: &str) -> Result<(), EditError> {
     if name.is_empty() || name.contains([']', '[', '\n', '\r', '\0']) || name.trim() != name {
         return Err(EditError::Invalid(format!(
             "invalid section name {name:?}: non-empty, one line, no brackets, no surrounding blanks"
@@ -216,7 +216,7 @@ pub fn check_section_name(name: &str) -> Result<(), EditError> {
 
 impl Document {
     /// Parses any bytes; never fails, never panics.
-    pub fn parse(bytes: &[u8], format: Format) -> Document {
+    pub(crate) fn parse(bytes: &[u8], format: Format) -> Document {
         let mut lines = Vec::new();
         let mut rest = bytes;
         while !rest.is_empty() {
@@ -232,17 +232,12 @@ impl Document {
     }
 
     /// The document's bytes: the original ones, except for edited lines.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.lines.iter().map(|l| l.raw.len()).sum());
         for l in &self.lines {
             out.extend_from_slice(&l.raw);
         }
         out
-    }
-
-    /// The grammar the document was parsed with.
-    pub fn format(&self) -> Format {
-        self.format
     }
 
     fn slice(l: &Line, r: (usize, usize)) -> &[u8] {
@@ -369,7 +364,7 @@ impl Document {
     /// header, less the comments directly above that header (they describe
     /// the next section). For the global section, the part before the
     /// first header.
-    pub fn section_bytes(&self, addr: &SectionAddr) -> Result<Vec<u8>, EditError> {
+    pub(crate) fn section_bytes(&self, addr: &SectionAddr) -> Result<Vec<u8>, EditError> {
         let span = self.find(addr)?;
         let end = if span.end < self.lines.len() {
             self.lead(span.end).max(span.header.map_or(0, |h| h + 1))
@@ -384,7 +379,7 @@ impl Document {
     }
 
     /// The values of `key` in a section, in file order (a key may repeat).
-    pub fn get(&self, addr: &SectionAddr, key: &str) -> Result<Vec<Vec<u8>>, EditError> {
+    pub(crate) fn get(&self, addr: &SectionAddr, key: &str) -> Result<Vec<Vec<u8>>, EditError> {
         let span = self.find(addr)?;
         let values: Vec<Vec<u8>> = self
             .entries(&span)
@@ -445,7 +440,12 @@ impl Document {
     /// Sets `key` in a section: the value bytes of an existing entry are
     /// replaced in place (spacing, comments around it kept); a new key goes
     /// after the section's last entry. Returns whether anything changed.
-    pub fn set(&mut self, addr: &SectionAddr, key: &str, value: &str) -> Result<bool, EditError> {
+    pub(crate) fn set(
+        &mut self,
+        addr: &SectionAddr,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, EditError> {
         check_key(key)?;
         check_value(value)?;
         let span = self.find(addr)?;
@@ -505,7 +505,7 @@ impl Document {
     }
 
     /// Removes every entry of `key` in a section; returns how many.
-    pub fn unset(&mut self, addr: &SectionAddr, key: &str) -> Result<usize, EditError> {
+    pub(crate) fn unset(&mut self, addr: &SectionAddr, key: &str) -> Result<usize, EditError> {
         let span = self.find(addr)?;
         let hits: Vec<usize> = self
             .entries(&span)
@@ -521,7 +521,7 @@ impl Document {
     }
 
     /// How many sections are called `name` (the index a new one gets).
-    pub fn count_sections(&self, name: &str) -> usize {
+    pub(crate) fn count_sections(&self, name: &str) -> usize {
         self.spans()
             .iter()
             .filter(|s| self.header_name(s) == Some(name.as_bytes()))
@@ -531,7 +531,7 @@ impl Document {
     /// Appends a section `[name]` with entries at the end of the file,
     /// separated from what precedes it by a blank line. Returns its index
     /// among the sections of that name.
-    pub fn add_section(
+    pub(crate) fn add_section(
         &mut self,
         name: &str,
         entries: &[(String, String)],
@@ -570,7 +570,7 @@ impl Document {
     /// Deletes a section with the comment lines directly above its header
     /// (they describe it). Deleting the last section also drops the blank
     /// lines before it, so add-then-delete gives the original file back.
-    pub fn delete_section(&mut self, addr: &SectionAddr) -> Result<(), EditError> {
+    pub(crate) fn delete_section(&mut self, addr: &SectionAddr) -> Result<(), EditError> {
         if addr.is_global() {
             return Err(EditError::Invalid(
                 "the global part of a file cannot be deleted".into(),

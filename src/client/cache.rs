@@ -28,7 +28,7 @@ use crate::proto::identity::PublicKey;
 const EXPIRY_SLACK: i64 = 5;
 
 /// `$XDG_RUNTIME_DIR/remo`, if the runtime directory exists.
-pub fn default_dir() -> Option<PathBuf> {
+pub(crate) fn default_dir() -> Option<PathBuf> {
     let d = PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?);
     (d.is_absolute() && d.is_dir()).then(|| d.join("remo"))
 }
@@ -63,7 +63,7 @@ impl Drop for CacheRecord {
 
 /// The cache file of one (server, user).
 #[derive(Debug, Clone)]
-pub struct SessionCache {
+pub(crate) struct SessionCache {
     path: PathBuf,
 }
 
@@ -107,7 +107,7 @@ fn key32(text: &str) -> Option<Zeroizing<[u8; 32]>> {
 
 impl SessionCache {
     /// The cache file for `base_url` and `user` under `dir`.
-    pub fn new(dir: &Path, base_url: &str, user: &str) -> Self {
+    pub(crate) fn new(dir: &Path, base_url: &str, user: &str) -> Self {
         let digest = Sha256::digest(format!("{}\n{user}", base_url.trim_end_matches('/')));
         let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         SessionCache {
@@ -116,14 +116,15 @@ impl SessionCache {
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The cached session, if there is one for this server and user that
     /// has not expired and was verified against `pinned`. Anything else
     /// (missing, corrupt, expired, other key) is `None`: just log in again.
-    pub fn load(
+    pub(crate) fn load(
         &self,
         base_url: &str,
         user: &str,
@@ -157,7 +158,7 @@ impl SessionCache {
     }
 
     /// Stores a session whose next unused request number is `next_r`.
-    pub fn store(&self, params: &SessionParams, next_r: u64) -> Result<(), ClientError> {
+    pub(crate) fn store(&self, params: &SessionParams, next_r: u64) -> Result<(), ClientError> {
         if let Some(dir) = self.path.parent() {
             create_private_dir(dir)?;
         }
@@ -179,7 +180,7 @@ impl SessionCache {
     }
 
     /// Deletes the file (after logout, or when the session is found dead).
-    pub fn remove(&self) -> Result<(), ClientError> {
+    pub(crate) fn remove(&self) -> Result<(), ClientError> {
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -188,7 +189,7 @@ impl SessionCache {
     }
 
     /// Request numbers allocated from this file, for the session `sid`.
-    pub fn numbers(&self, sid: &str) -> Arc<dyn RequestNumbers> {
+    pub(crate) fn numbers(&self, sid: &str) -> Arc<dyn RequestNumbers> {
         Arc::new(FileNumbers {
             path: self.path.clone(),
             sid: sid.to_string(),

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use super::cmd;
 use super::config::{self, Config, EnvValues, Overrides};
-pub use super::ctx::{Active, Ctx};
+pub(crate) use super::ctx::Ctx;
 use super::error::ClientError;
 
 const AFTER_HELP: &str = "\
@@ -36,7 +36,7 @@ See docs/client.md for configuration, key pinning and the session cache.";
     override_usage = "remo [OPTIONS] [HOST] <COMMAND> [ARGS]...",
     after_help = AFTER_HELP
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Server base URL (overrides HOST's alias, REMO_SERVER and default_host).
     #[arg(long, value_name = "URL", global = true)]
     pub server: Option<String>,
@@ -66,7 +66,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Cmd {
+pub(crate) enum Cmd {
     /// Show the server's name, version, protocol and key fingerprint (pins the key).
     Info,
     /// Run a command on the server; its exit code becomes ours (-i: interactive).
@@ -111,7 +111,7 @@ const VALUE_OPTIONS: &[&str] = &[
 
 /// Takes the HOST positional out of the arguments: the first positional
 /// before the command that is not a command name.
-pub fn split_host(args: Vec<String>) -> (Vec<String>, Option<String>) {
+pub(crate) fn split_host(args: Vec<String>) -> (Vec<String>, Option<String>) {
     let mut i = 1;
     while i < args.len() {
         let a = &args[i];
@@ -143,7 +143,7 @@ const EXEC_VALUE_OPTIONS: &[&str] = &["--sh", "--cwd", "--env", "--timeout"];
 /// not the global `-i FILE` (key): the global short option is kept before
 /// the command, where it has always worked. Rewrites the first `-i` among
 /// `exec`'s options, before `CMD`.
-pub fn rewrite_exec_i(mut args: Vec<String>) -> Vec<String> {
+pub(crate) fn rewrite_exec_i(mut args: Vec<String>) -> Vec<String> {
     let Some(pos) = args.iter().skip(1).position(|a| a == "exec") else {
         return args;
     };
@@ -184,7 +184,7 @@ pub fn rewrite_exec_i(mut args: Vec<String>) -> Vec<String> {
 }
 
 /// Parses the process arguments and runs; returns the exit code.
-pub fn main_with_args(args: Vec<String>) -> i32 {
+pub(crate) fn main_with_args(args: Vec<String>) -> i32 {
     let (args, host) = split_host(args);
     let args = rewrite_exec_i(args);
     let mut cli = match Cli::try_parse_from(args) {

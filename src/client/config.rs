@@ -13,16 +13,16 @@ use serde::Deserialize;
 use super::error::ClientError;
 
 /// Environment variable naming the server base URL.
-pub const ENV_SERVER: &str = "REMO_SERVER";
+pub(crate) const ENV_SERVER: &str = "REMO_SERVER";
 /// Environment variable naming the user.
-pub const ENV_USER: &str = "REMO_USER";
+pub(crate) const ENV_USER: &str = "REMO_USER";
 /// Environment variable naming the identity key file.
-pub const ENV_KEY: &str = "REMO_KEY";
+pub(crate) const ENV_KEY: &str = "REMO_KEY";
 
 /// One `[hosts.NAME]` entry: a short name for a server, like an ssh `Host`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct HostEntry {
+pub(crate) struct HostEntry {
     /// Base URL, e.g. `https://web1.example.org/remo`.
     pub server: String,
     /// User on that server.
@@ -40,7 +40,7 @@ pub struct HostEntry {
 /// The parsed configuration file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// Alias used when a command names no host.
     pub default_host: Option<String>,
     /// Default user.
@@ -53,7 +53,7 @@ pub struct Config {
 }
 
 /// The user's home directory (`$HOME` first, so tests can redirect it).
-pub fn home_dir() -> Option<PathBuf> {
+pub(crate) fn home_dir() -> Option<PathBuf> {
     match std::env::var_os("HOME") {
         Some(h) if !h.is_empty() => Some(PathBuf::from(h)),
         _ => dirs::home_dir(),
@@ -61,7 +61,7 @@ pub fn home_dir() -> Option<PathBuf> {
 }
 
 /// `$XDG_CONFIG_HOME/remo`, or `~/.config/remo`.
-pub fn config_dir() -> Result<PathBuf, ClientError> {
+pub(crate) fn config_dir() -> Result<PathBuf, ClientError> {
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME") {
         let p = PathBuf::from(x);
         if p.is_absolute() {
@@ -74,7 +74,7 @@ pub fn config_dir() -> Result<PathBuf, ClientError> {
 }
 
 /// Expands a leading `~/` to the home directory.
-pub fn expand_tilde(path: &str) -> PathBuf {
+pub(crate) fn expand_tilde(path: &str) -> PathBuf {
     if let Some(rest) = path.strip_prefix("~/") {
         if let Some(h) = home_dir() {
             return h.join(rest);
@@ -90,12 +90,12 @@ pub fn expand_tilde(path: &str) -> PathBuf {
 impl Config {
     /// Loads `config.toml` from the config directory; a missing file is an
     /// empty configuration.
-    pub fn load() -> Result<Config, ClientError> {
+    pub(crate) fn load() -> Result<Config, ClientError> {
         Self::load_from(&config_dir()?.join("config.toml"))
     }
 
     /// Loads a given file; a missing file is an empty configuration.
-    pub fn load_from(path: &Path) -> Result<Config, ClientError> {
+    pub(crate) fn load_from(path: &Path) -> Result<Config, ClientError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
@@ -105,7 +105,7 @@ impl Config {
     }
 
     /// Parses configuration text.
-    pub fn parse(text: &str) -> Result<Config, ParseError> {
+    pub(crate) fn parse(text: &str) -> Result<Config, ParseError> {
         toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
@@ -128,7 +128,7 @@ impl Config {
 /// Why a configuration file was refused, and where (displayed as
 /// `LINE:COLUMN: what`, after the file name the caller adds).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
+pub(crate) struct ParseError {
     /// 1-based line.
     pub line: usize,
     /// 1-based column, in characters.
@@ -146,13 +146,13 @@ impl std::fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Whether a host argument is a URL rather than an alias.
-pub fn is_url(s: &str) -> bool {
+pub(crate) fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
 /// What the command line gave, before resolution.
 #[derive(Debug, Clone, Default)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     /// The `HOST` positional: alias or URL.
     pub host: Option<String>,
     /// `--server URL`.
@@ -167,7 +167,7 @@ pub struct Overrides {
 
 /// The environment values that matter (passed in, so resolution is testable).
 #[derive(Debug, Clone, Default)]
-pub struct EnvValues {
+pub(crate) struct EnvValues {
     /// `REMO_SERVER`.
     pub server: Option<String>,
     /// `REMO_USER`.
@@ -180,7 +180,7 @@ pub struct EnvValues {
 
 impl EnvValues {
     /// Reads the process environment; empty values count as unset.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         EnvValues {
             server: get(ENV_SERVER),
@@ -193,7 +193,7 @@ impl EnvValues {
 
 /// Where a command connects, as whom, with which key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Base URL without a trailing `/`.
     pub server: String,
     /// User name.
@@ -205,7 +205,11 @@ pub struct Target {
 }
 
 /// Resolves the target of a command.
-pub fn resolve(cfg: &Config, ov: &Overrides, env: &EnvValues) -> Result<Target, ClientError> {
+pub(crate) fn resolve(
+    cfg: &Config,
+    ov: &Overrides,
+    env: &EnvValues,
+) -> Result<Target, ClientError> {
     let mut server: Option<String> = None;
     let mut alias: Option<(&str, &HostEntry)> = None;
     let lookup = |name: &str| -> Result<(&str, &HostEntry), ClientError> {

@@ -24,9 +24,9 @@ use crate::proto::record::{LineSplitter, Opener, RecordError, RecordKey, Sealer,
 use crate::proto::response::{classify, OpError, ResponseItem as WireItem};
 
 /// The content type of sealed messages.
-pub const CONTENT_TYPE: &str = "application/x-remo";
+pub(crate) const CONTENT_TYPE: &str = "application/x-remo";
 /// The header that names the session of a request.
-pub const SESSION_HEADER: &str = "Remo-Session";
+pub(crate) const SESSION_HEADER: &str = "Remo-Session";
 /// Longest server error text we read and show (a hostile server cannot flood us).
 const MAX_ERROR_BODY: usize = 4096;
 
@@ -69,7 +69,7 @@ impl ServerInfo {
 
 /// Makes text from a server safe to print: printable characters only and
 /// bounded length, so a hostile server cannot drive our terminal.
-pub fn sanitize(text: &str) -> String {
+pub(crate) fn sanitize(text: &str) -> String {
     let mut out: String = text
         .chars()
         .filter(|c| !c.is_control() || *c == ' ')
@@ -82,7 +82,7 @@ pub fn sanitize(text: &str) -> String {
 }
 
 /// The URL of an endpoint under a base URL (tolerates a trailing `/`).
-pub fn endpoint(base_url: &str, name: &str) -> String {
+pub(crate) fn endpoint(base_url: &str, name: &str) -> String {
     format!("{}/{}", base_url.trim_end_matches('/'), name)
 }
 
@@ -100,7 +100,7 @@ pub fn http_client() -> Result<reqwest::Client, ClientError> {
 /// `https://` server with the trust [`super::tls`] sets up (system store,
 /// the host's CA, a pinned certificate). Returns the pin state to ask
 /// after a failed connection.
-pub fn http_client_for(
+pub(crate) fn http_client_for(
     server: &str,
     tls: &super::tls::TlsOptions,
     pins_path: &std::path::Path,
@@ -126,7 +126,10 @@ pub async fn info(base_url: &str) -> Result<ServerInfo, ClientError> {
 }
 
 /// `GET {base}/info` with a given client.
-pub async fn info_with(http: &reqwest::Client, base_url: &str) -> Result<ServerInfo, ClientError> {
+pub(crate) async fn info_with(
+    http: &reqwest::Client,
+    base_url: &str,
+) -> Result<ServerInfo, ClientError> {
     let url = endpoint(base_url, "info");
     let resp = http
         .get(&url)
@@ -185,7 +188,7 @@ async fn status_error(mut resp: reqwest::Response) -> ClientError {
 /// The likely cause of a web server's own error status in front of remod,
 /// and the setting to look at (the shipped nginx/ and apache/ files set
 /// them all).
-pub fn front_server_hint(status: u16) -> &'static str {
+pub(crate) fn front_server_hint(status: u16) -> &'static str {
     match status {
         408 => {
             "it stopped waiting for the request body (a command's standard input was idle): \
@@ -386,13 +389,13 @@ impl Session {
     }
 
     /// The session's parameters (for caching).
-    pub fn params(&self) -> &SessionParams {
+    pub(crate) fn params(&self) -> &SessionParams {
         &self.params
     }
 
     /// Replaces the request-number source (once the session is cached, its
     /// file becomes the source so other processes can share it).
-    pub fn set_numbers(&mut self, numbers: Arc<dyn RequestNumbers>) {
+    pub(crate) fn set_numbers(&mut self, numbers: Arc<dyn RequestNumbers>) {
         self.numbers = numbers;
     }
 
@@ -403,7 +406,7 @@ impl Session {
     /// Without input the descriptor itself is the `last` record. The body is
     /// streamed, and this returns as soon as the response headers arrive, so
     /// output can be read while input is still being sent.
-    pub async fn request<D: Descriptor>(
+    pub(crate) async fn request<D: Descriptor>(
         &self,
         desc: &D,
         input: Option<DataStream>,
@@ -455,7 +458,7 @@ impl Session {
     }
 
     /// Runs a request without input and collects everything (small operations).
-    pub async fn call<D: Descriptor>(&self, desc: &D) -> Result<Collected, ClientError> {
+    pub(crate) async fn call<D: Descriptor>(&self, desc: &D) -> Result<Collected, ClientError> {
         self.request(desc, None).await?.collect().await
     }
 
@@ -481,7 +484,7 @@ impl Session {
 }
 
 /// The sealed request body as a stream of CRLF lines.
-pub fn request_body(
+pub(crate) fn request_body(
     key: RecordKey,
     r: u64,
     op: &str,
@@ -562,7 +565,7 @@ pub struct Collected {
 
 impl ResponseStream {
     /// Wraps a response body (any byte stream, so tests can feed one).
-    pub fn new(body: BodyStream, opener: Opener) -> Self {
+    pub(crate) fn new(body: BodyStream, opener: Opener) -> Self {
         ResponseStream {
             body,
             split: LineSplitter::new(),
@@ -609,7 +612,7 @@ impl ResponseStream {
     }
 
     /// Reads the whole response into memory.
-    pub async fn collect(mut self) -> Result<Collected, ClientError> {
+    pub(crate) async fn collect(mut self) -> Result<Collected, ClientError> {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         while let Some(item) = self.next().await? {

@@ -18,7 +18,7 @@ use crate::ops::Descriptor;
 use crate::proto::identity::{IdentityKey, PublicKey};
 
 /// What a command needs to talk to its server.
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// Server, user, key file.
     pub target: Target,
     /// The HTTP client (one connection pool for the command).
@@ -34,7 +34,7 @@ pub struct Ctx {
 
 /// A session and whether it came from the cache (so it stays open after
 /// the command, and a 401 means "log in again" rather than a failure).
-pub struct Active {
+pub(crate) struct Active {
     /// The session.
     pub session: Session,
     /// True if it was resumed from or stored into the cache.
@@ -44,7 +44,7 @@ pub struct Active {
 
 impl Ctx {
     /// The context for `target`; `no_cache` turns the session cache off.
-    pub fn new(
+    pub(crate) fn new(
         target: Target,
         no_cache: bool,
         passphrase_file: Option<PathBuf>,
@@ -70,7 +70,7 @@ impl Ctx {
     }
 
     /// The server key: pinned, or fetched, shown and pinned on first use.
-    pub async fn pinned_key(&self) -> Result<PublicKey, ClientError> {
+    pub(crate) async fn pinned_key(&self) -> Result<PublicKey, ClientError> {
         if let Some(pin) = known::lookup(&self.known_path, &self.target.server)? {
             return Ok(pin.key);
         }
@@ -81,7 +81,7 @@ impl Ctx {
     }
 
     /// Checks `key` against the pin, pinning it (with a note) if new.
-    pub fn pin(&self, key: &PublicKey) -> Result<(), ClientError> {
+    pub(crate) fn pin(&self, key: &PublicKey) -> Result<(), ClientError> {
         if known::check_or_pin(&self.known_path, &self.target.server, key)?
             == PinOutcome::NewlyPinned
         {
@@ -168,7 +168,7 @@ impl Ctx {
     }
 
     /// The cached session if there is a live one, else a fresh login.
-    pub async fn session(&self) -> Result<Active, ClientError> {
+    pub(crate) async fn session(&self) -> Result<Active, ClientError> {
         let pinned = self.pinned_key().await?;
         if let Some(c) = &self.cache {
             if let Some(params) = c.load(&self.target.server, &self.target.user, &pinned)? {
@@ -185,7 +185,7 @@ impl Ctx {
 
     /// Sends a request; if a resumed session turns out to be dead (401), logs
     /// in again once and re-sends the same request with the same input.
-    pub async fn request<D: Descriptor>(
+    pub(crate) async fn request<D: Descriptor>(
         &self,
         active: &mut Active,
         desc: &D,
@@ -222,7 +222,7 @@ impl Ctx {
     }
 
     /// Ends a command's use of a session: an uncached session is logged out.
-    pub async fn done(&self, active: Active) {
+    pub(crate) async fn done(&self, active: Active) {
         if !active.cached {
             if let Err(e) = active.session.logout().await {
                 eprintln!("remo: warning: logout failed: {e}");

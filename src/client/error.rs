@@ -134,7 +134,7 @@ impl ClientError {
     /// The process exit code for this error: like ssh, 255 for connection,
     /// protocol and trust problems (nothing ran, or we cannot tell), 1 for an
     /// operation that failed or a local problem, 2 for a bad argument.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             ClientError::Op(_) | ClientError::Io { .. } | ClientError::Local(_) => 1,
             ClientError::Usage(_) => 2,
@@ -145,7 +145,11 @@ impl ClientError {
     }
 
     /// Wraps an I/O error with the file it concerns.
-    pub fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        action: &'static str,
+        source: std::io::Error,
+    ) -> Self {
         ClientError::Io {
             path: path.into(),
             action,
@@ -155,7 +159,7 @@ impl ClientError {
 
     /// A transport error as one line: reqwest's message plus its causes,
     /// because the top-level text alone ("error sending request") hides why.
-    pub fn transport(url: &str, err: &reqwest::Error) -> Self {
+    pub(crate) fn transport(url: &str, err: &reqwest::Error) -> Self {
         let mut detail = String::new();
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(e) = cur {

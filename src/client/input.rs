@@ -16,12 +16,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::conn::DataStream;
 
 /// Read size for input streams: one full data record.
-pub const CHUNK: usize = 64 * 1024;
+pub(crate) const CHUNK: usize = 64 * 1024;
 /// Most input bytes kept for a replay; beyond this a retry is not possible.
-pub const REPLAY_LIMIT: usize = 16 * 1024 * 1024;
+pub(crate) const REPLAY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// A file read for upload: four full records per chunk.
-pub const FILE_CHUNK: usize = 4 * crate::proto::record::MAX_PLAINTEXT;
+pub(crate) const FILE_CHUNK: usize = 4 * crate::proto::record::MAX_PLAINTEXT;
 
 /// A regular file as a stream of [`FILE_CHUNK`]-sized chunks, read on one
 /// blocking thread for the whole transfer (not one runtime hand-off per
@@ -59,7 +59,7 @@ fn tokio_stream_from<T: Send + 'static>(
 
 /// Any async reader as a stream of chunks (each read is sent as it comes,
 /// so interactive input is not held back).
-pub fn reader_stream<R: AsyncRead + Send + Unpin + 'static>(reader: R) -> DataStream {
+pub(crate) fn reader_stream<R: AsyncRead + Send + Unpin + 'static>(reader: R) -> DataStream {
     Box::pin(futures_util::stream::unfold(
         Some(reader),
         |reader| async move {
@@ -89,7 +89,7 @@ struct Shared {
 /// An input that can be re-sent from its start while its first attempt's
 /// answer is not yet known.
 #[derive(Clone)]
-pub struct Replayable {
+pub(crate) struct Replayable {
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -101,7 +101,7 @@ impl std::fmt::Debug for Replayable {
 
 impl Replayable {
     /// Wraps an input; recording starts now.
-    pub fn new(input: DataStream) -> Self {
+    pub(crate) fn new(input: DataStream) -> Self {
         Replayable {
             shared: Arc::new(Mutex::new(Shared {
                 input: Some(input),
@@ -121,7 +121,7 @@ impl Replayable {
     /// A stream for one attempt: what earlier attempts consumed, then the
     /// rest of the input. Earlier attempts' streams stop (with an error, so
     /// their requests are aborted rather than ended cleanly).
-    pub fn attempt(&self) -> DataStream {
+    pub(crate) fn attempt(&self) -> DataStream {
         let mut s = self.lock();
         s.generation += 1;
         let mine = s.generation;
@@ -167,14 +167,14 @@ impl Replayable {
     }
 
     /// The first attempt was accepted: stop recording and free the copy.
-    pub fn commit(&self) {
+    pub(crate) fn commit(&self) {
         let mut s = self.lock();
         s.recording = false;
         s.recorded = Vec::new();
     }
 
     /// Whether another attempt can send the complete input.
-    pub fn can_replay(&self) -> bool {
+    pub(crate) fn can_replay(&self) -> bool {
         let s = self.lock();
         !s.overflow && s.generation <= 1
     }

@@ -12,18 +12,18 @@ use super::error::ClientError;
 use crate::proto::identity::PublicKey;
 
 /// The known-servers file in the config directory.
-pub fn default_path() -> Result<PathBuf, ClientError> {
+pub(crate) fn default_path() -> Result<PathBuf, ClientError> {
     Ok(super::config::config_dir()?.join("known_servers"))
 }
 
 /// The form of a base URL used as the key of the file.
-pub fn normalize(url: &str) -> &str {
+pub(crate) fn normalize(url: &str) -> &str {
     url.trim_end_matches('/')
 }
 
 /// A pinned entry found in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pin {
+pub(crate) struct Pin {
     /// The pinned key.
     pub key: PublicKey,
     /// 1-based line number (for "delete line N").
@@ -31,7 +31,7 @@ pub struct Pin {
 }
 
 /// Looks up the key pinned for `url`.
-pub fn lookup(path: &Path, url: &str) -> Result<Option<Pin>, ClientError> {
+pub(crate) fn lookup(path: &Path, url: &str) -> Result<Option<Pin>, ClientError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -64,7 +64,7 @@ pub fn lookup(path: &Path, url: &str) -> Result<Option<Pin>, ClientError> {
 
 /// What [`check_or_pin`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinOutcome {
+pub(crate) enum PinOutcome {
     /// The key matches the pinned one.
     Known,
     /// No key was pinned for this URL; this one is now.
@@ -73,7 +73,11 @@ pub enum PinOutcome {
 
 /// Checks `key` against the pin for `url`, pinning it if there is none. A
 /// different key is [`ClientError::ServerKeyChanged`].
-pub fn check_or_pin(path: &Path, url: &str, key: &PublicKey) -> Result<PinOutcome, ClientError> {
+pub(crate) fn check_or_pin(
+    path: &Path,
+    url: &str,
+    key: &PublicKey,
+) -> Result<PinOutcome, ClientError> {
     match lookup(path, url)? {
         Some(pin) if &pin.key == key => Ok(PinOutcome::Known),
         Some(pin) => Err(changed(path, url, &pin, key)),
@@ -85,7 +89,7 @@ pub fn check_or_pin(path: &Path, url: &str, key: &PublicKey) -> Result<PinOutcom
 }
 
 /// The loud error for a key that differs from the pin.
-pub fn changed(path: &Path, url: &str, pin: &Pin, presented: &PublicKey) -> ClientError {
+pub(crate) fn changed(path: &Path, url: &str, pin: &Pin, presented: &PublicKey) -> ClientError {
     ClientError::ServerKeyChanged {
         url: normalize(url).to_string(),
         pinned: pin.key.fingerprint(),
@@ -96,7 +100,7 @@ pub fn changed(path: &Path, url: &str, pin: &Pin, presented: &PublicKey) -> Clie
 }
 
 /// Appends a pin line, creating the file (0600) and its directory (0700).
-pub fn append(path: &Path, url: &str, key: &PublicKey) -> Result<(), ClientError> {
+pub(crate) fn append(path: &Path, url: &str, key: &PublicKey) -> Result<(), ClientError> {
     if let Some(dir) = path.parent() {
         create_private_dir(dir)?;
     }
@@ -116,7 +120,7 @@ pub fn append(path: &Path, url: &str, key: &PublicKey) -> Result<(), ClientError
 }
 
 /// Creates a directory (and parents) readable only by us.
-pub fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -126,7 +130,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
 }
 
 /// `OpenOptions` that create files 0600.
-pub fn open_options_private() -> std::fs::OpenOptions {
+pub(crate) fn open_options_private() -> std::fs::OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;
     let mut o = std::fs::OpenOptions::new();
     o.mode(0o600);

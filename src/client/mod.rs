@@ -5,17 +5,17 @@
 //! sessions between commands, `interactive` drives remote interactive
 //! processes, `cli` and `cmd` are the command line.
 
-pub mod cache;
-pub mod cli;
-pub mod cmd;
-pub mod config;
+pub(crate) mod cache;
+pub(crate) mod cli;
+pub(crate) mod cmd;
+pub(crate) mod config;
 pub mod conn;
-pub mod ctx;
-pub mod error;
+pub(crate) mod ctx;
+pub(crate) mod error;
 pub mod input;
-pub mod interactive;
-pub mod known;
-pub mod tls;
+pub(crate) mod interactive;
+pub(crate) mod known;
+pub(crate) mod tls;
 
 pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};
 pub use error::ClientError;

@@ -32,7 +32,7 @@ use super::known::{create_private_dir, open_options_private};
 
 /// What a command's host asks of TLS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
+pub(crate) struct TlsOptions {
     /// A PEM file of CA certificates trusted for this host, besides the
     /// system's (`--cacert`, or the host's `cacert`).
     pub cacert: Option<PathBuf>,
@@ -42,12 +42,12 @@ pub struct TlsOptions {
 }
 
 /// The certificate pins file in the config directory.
-pub fn default_pins_path() -> Result<PathBuf, ClientError> {
+pub(crate) fn default_pins_path() -> Result<PathBuf, ClientError> {
     Ok(super::config::config_dir()?.join("known_certificates"))
 }
 
 /// `https://host:port` of a base URL: what a certificate pin is for.
-pub fn origin(url: &str) -> Result<String, ClientError> {
+pub(crate) fn origin(url: &str) -> Result<String, ClientError> {
     let u = reqwest::Url::parse(url)
         .map_err(|e| ClientError::Config(format!("server URL {url:?}: {e}")))?;
     let host = u
@@ -60,7 +60,7 @@ pub fn origin(url: &str) -> Result<String, ClientError> {
 /// A certificate's SHA-256 fingerprint as `openssl x509 -fingerprint
 /// -sha256` prints it (upper-case hex pairs joined by `:`), so a user can
 /// compare it with what the server's administrator sees.
-pub fn fingerprint(cert: &[u8]) -> String {
+pub(crate) fn fingerprint(cert: &[u8]) -> String {
     let d = Sha256::digest(cert);
     let hex: Vec<String> = d.iter().map(|b| format!("{b:02X}")).collect();
     hex.join(":")
@@ -68,7 +68,7 @@ pub fn fingerprint(cert: &[u8]) -> String {
 
 /// A pinned certificate found in the pins file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertPin {
+pub(crate) struct CertPin {
     /// The fingerprint.
     pub fingerprint: String,
     /// 1-based line (for "delete line N").
@@ -76,7 +76,7 @@ pub struct CertPin {
 }
 
 /// Looks up the pin for `origin` (`https://host:port`).
-pub fn lookup(path: &Path, origin: &str) -> Result<Option<CertPin>, ClientError> {
+pub(crate) fn lookup(path: &Path, origin: &str) -> Result<Option<CertPin>, ClientError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -116,7 +116,7 @@ struct PinState {
 
 /// The pin of one origin, for one command.
 #[derive(Debug)]
-pub struct Pinning {
+pub(crate) struct Pinning {
     path: PathBuf,
     origin: String,
     state: Mutex<PinState>,
@@ -125,7 +125,7 @@ pub struct Pinning {
 impl Pinning {
     /// The error to report if a connection failed because the certificate
     /// is not the pinned one.
-    pub fn changed(&self) -> Option<ClientError> {
+    pub(crate) fn changed(&self) -> Option<ClientError> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let presented = st.mismatch.clone()?;
         let pin = st.pinned.clone()?;
@@ -296,7 +296,7 @@ fn roots(cacert: Option<&Path>) -> Result<RootCertStore, ClientError> {
 
 /// The TLS configuration for `server` (an `https://` base URL) and the
 /// pin state to ask after a failed connection.
-pub fn client_config(
+pub(crate) fn client_config(
     server: &str,
     opts: &TlsOptions,
     pins_path: &Path,

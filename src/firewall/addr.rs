@@ -11,7 +11,7 @@ use super::FwError;
 /// Parses one address strictly and canonicalises it: an IPv4-mapped IPv6
 /// address (`::ffff:192.0.2.1`, as dual-stack sockets report IPv4 peers)
 /// becomes the IPv4 address, so the same client always gets the same grant.
-pub fn parse_ip(s: &str) -> Result<IpAddr, FwError> {
+pub(crate) fn parse_ip(s: &str) -> Result<IpAddr, FwError> {
     IpAddr::from_str(s)
         .map(|ip| ip.to_canonical())
         .map_err(|_| FwError::BadAddress(printable(s)))
@@ -20,7 +20,7 @@ pub fn parse_ip(s: &str) -> Result<IpAddr, FwError> {
 /// Refuses addresses a grant cannot meaningfully be for: unspecified,
 /// loopback, multicast, broadcast. A loopback caller usually means remod
 /// sits behind a proxy that is not listed in `trusted_proxies`.
-pub fn check_grantable(ip: IpAddr) -> Result<IpAddr, FwError> {
+pub(crate) fn check_grantable(ip: IpAddr) -> Result<IpAddr, FwError> {
     let bad = match ip {
         IpAddr::V4(v4) => {
             v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_broadcast()
@@ -35,7 +35,7 @@ pub fn check_grantable(ip: IpAddr) -> Result<IpAddr, FwError> {
 }
 
 /// A short, control-character-free rendering of untrusted text for messages.
-pub fn printable(s: &str) -> String {
+pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .take(64)
         .map(|c| if c.is_control() { '?' } else { c })
@@ -51,7 +51,7 @@ pub struct Cidr {
 
 impl Cidr {
     /// True when `ip` (canonicalised) lies in the range; families never mix.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(a)) => {
                 mask32(u32::from(net), self.prefix) == mask32(u32::from(a), self.prefix)
@@ -114,7 +114,7 @@ impl fmt::Display for Cidr {
 /// client's, so reading only the first line would believe the client.
 /// Values that are not UTF-8 are kept (lossily) so they fail to parse
 /// instead of being skipped.
-pub fn join_forwarded_for<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<String> {
+pub(crate) fn join_forwarded_for<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<String> {
     let parts: Vec<String> = values
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
@@ -129,7 +129,7 @@ pub fn join_forwarded_for<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<
 /// the request carries `X-Forwarded-For`; then the right-most address in the
 /// header that is not itself a trusted proxy (each proxy appends the peer it
 /// saw, so everything left of the first untrusted hop may be forged).
-pub fn client_ip(
+pub(crate) fn client_ip(
     remote_addr: &str,
     forwarded_for: Option<&str>,
     trusted: &[Cidr],

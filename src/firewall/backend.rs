@@ -10,19 +10,19 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::config::{FirewallConfig, PortSpec, Profile};
-use super::nft::{self, Grant, Owned};
+use super::nft::{self, Owned};
 use super::FwError;
 
 /// The nft command of a configuration.
 #[derive(Debug, Clone)]
-pub struct Nft {
+pub(crate) struct Nft {
     argv: Vec<String>,
     table: String,
 }
 
 impl Nft {
     /// The command from `[firewall] nft` (default `["nft"]`).
-    pub fn new(cfg: &FirewallConfig) -> Nft {
+    pub(crate) fn new(cfg: &FirewallConfig) -> Nft {
         Nft {
             argv: cfg.nft.clone(),
             table: cfg.table.clone(),
@@ -47,7 +47,7 @@ impl Nft {
     }
 
     /// Applies a batch atomically (`nft -f -`): all of it or nothing.
-    pub fn apply(&self, batch: &str) -> Result<(), FwError> {
+    pub(crate) fn apply(&self, batch: &str) -> Result<(), FwError> {
         let mut child = self
             .command(&["-f", "-"])?
             .stdin(Stdio::piped())
@@ -69,7 +69,7 @@ impl Nft {
     }
 
     /// `nft -j list table inet TABLE`; `None` when the table does not exist.
-    pub fn list(&self) -> Result<Option<Value>, FwError> {
+    pub(crate) fn list(&self) -> Result<Option<Value>, FwError> {
         let out = self
             .command(&["-j", "list", "table", "inet", &self.table])?
             .stdin(Stdio::null())
@@ -87,7 +87,7 @@ impl Nft {
     }
 
     /// `nft list table inet TABLE` as text (for `remod firewall status`).
-    pub fn list_text(&self) -> Result<Option<String>, FwError> {
+    pub(crate) fn list_text(&self) -> Result<Option<String>, FwError> {
         let out = self
             .command(&["list", "table", "inet", &self.table])?
             .stdin(Stdio::null())
@@ -102,16 +102,8 @@ impl Nft {
         Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
     }
 
-    /// The active grants, read from the kernel (empty without the table).
-    pub fn grants(&self) -> Result<Vec<Grant>, FwError> {
-        Ok(match self.list()? {
-            Some(j) => nft::parse_grants(&j, &self.table),
-            None => Vec::new(),
-        })
-    }
-
     /// Every owner's grant: the two ledger sets only, not the whole table.
-    pub fn ledger(&self) -> Result<Vec<Owned>, FwError> {
+    pub(crate) fn ledger(&self) -> Result<Vec<Owned>, FwError> {
         let mut v = Vec::new();
         for v6 in [false, true] {
             let out = self
@@ -146,7 +138,7 @@ static CHANGES: Mutex<()> = Mutex::new(());
 /// Grants `ip` the profile for `secs` seconds as `who`'s own grant. The
 /// packet-path elements last as long as the longest owner's grant, so
 /// re-opening never shortens another user's grant (only one's own).
-pub fn open_grant(
+pub(crate) fn open_grant(
     cfg: &FirewallConfig,
     p: &Profile,
     ip: IpAddr,
@@ -273,7 +265,7 @@ fn cut_connections(cfg: &FirewallConfig, p: &Profile, ip: IpAddr) -> Result<(), 
 /// Ends `who`'s grant of the profile for `ip` (with `all`, an admin's
 /// close, everyone's). Other owners' grants stay: the packet-path
 /// elements then last as long as the longest of them.
-pub fn close_grant(
+pub(crate) fn close_grant(
     cfg: &FirewallConfig,
     p: &Profile,
     ip: IpAddr,
@@ -322,7 +314,7 @@ fn one_line(stderr: &[u8]) -> String {
 
 /// Installs (or repairs) the table and removes sets of profiles that are
 /// no longer configured; live grants of configured profiles are kept.
-pub fn install(cfg: &FirewallConfig) -> Result<Vec<String>, FwError> {
+pub(crate) fn install(cfg: &FirewallConfig) -> Result<Vec<String>, FwError> {
     let nft = Nft::new(cfg);
     let stale = match nft.list()? {
         Some(j) => nft::stale_sets(cfg, &j),
@@ -335,7 +327,7 @@ pub fn install(cfg: &FirewallConfig) -> Result<Vec<String>, FwError> {
 }
 
 /// Removes the table and every grant in it.
-pub fn uninstall(cfg: &FirewallConfig) -> Result<(), FwError> {
+pub(crate) fn uninstall(cfg: &FirewallConfig) -> Result<(), FwError> {
     Nft::new(cfg).apply(&nft::uninstall_batch(cfg))
 }
 
@@ -345,7 +337,7 @@ pub fn uninstall(cfg: &FirewallConfig) -> Result<(), FwError> {
 /// between a start or restart and the first `open`. A file without
 /// `[firewall]` does nothing; one that does not load is left to the
 /// instance loader to report. An `Err` means remod must not start.
-pub fn install_guard_at_start(path: &std::path::Path) -> Result<(), GuardError> {
+pub(crate) fn install_guard_at_start(path: &std::path::Path) -> Result<(), GuardError> {
     let Ok(file) = crate::server::core::config::ConfigFile::load(path) else {
         return Ok(());
     };
@@ -357,7 +349,10 @@ pub fn install_guard_at_start(path: &std::path::Path) -> Result<(), GuardError> 
 
 /// Installs the guard of every profile of `cfg`, read from `path`
 /// (idempotent; live grants are kept).
-pub fn install_guard(cfg: &FirewallConfig, path: &std::path::Path) -> Result<(), GuardError> {
+pub(crate) fn install_guard(
+    cfg: &FirewallConfig,
+    path: &std::path::Path,
+) -> Result<(), GuardError> {
     install(cfg).map(|_| ()).map_err(|source| GuardError {
         table: cfg.table.clone(),
         path: path.to_path_buf(),
@@ -368,7 +363,7 @@ pub fn install_guard(cfg: &FirewallConfig, path: &std::path::Path) -> Result<(),
 /// The guard could not be installed at start: remod must not serve.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot install the firewall guard (table inet {table}) from {}: {source}; refusing to serve with guarded ports open", path.display())]
-pub struct GuardError {
+pub(crate) struct GuardError {
     /// The nftables table.
     pub table: String,
     /// The configuration file.

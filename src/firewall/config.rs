@@ -14,15 +14,15 @@ use super::addr::{printable, Cidr};
 
 /// Longest grant any profile may allow (the kernel keeps set timeouts in
 /// milliseconds; 30 days keeps far away from any overflow).
-pub const MAX_GRANT_SECS: u64 = 30 * 24 * 3600;
+pub(crate) const MAX_GRANT_SECS: u64 = 30 * 24 * 3600;
 /// Default `default_duration` of a profile.
-pub const DEFAULT_DURATION_SECS: u64 = 3600;
+pub(crate) const DEFAULT_DURATION_SECS: u64 = 3600;
 /// Default `max_grants` (addresses per profile and family).
-pub const DEFAULT_MAX_GRANTS: u32 = 1024;
+pub(crate) const DEFAULT_MAX_GRANTS: u32 = 1024;
 /// Default `max_grants_per_user`.
-pub const DEFAULT_MAX_GRANTS_PER_USER: u32 = 16;
+pub(crate) const DEFAULT_MAX_GRANTS_PER_USER: u32 = 16;
 /// Largest `max_grants` (kernel set sizes are this times a profile's ports).
-pub const MAX_MAX_GRANTS: u32 = 65_536;
+pub(crate) const MAX_MAX_GRANTS: u32 = 65_536;
 
 /// `conntrack` where `nft` is: the last argument's `nft` replaced (so an
 /// `ip netns exec NS nft` prefix carries over), else plain `conntrack`.
@@ -39,7 +39,7 @@ fn default_conntrack(nft: &[String]) -> Vec<String> {
 }
 
 /// Default table name in family `inet`.
-pub const DEFAULT_TABLE: &str = "remo";
+pub(crate) const DEFAULT_TABLE: &str = "remo";
 
 /// A transport protocol nftables can match with `meta l4proto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,7 +52,7 @@ pub enum Proto {
 
 impl Proto {
     /// The nft keyword (also the JSON spelling in `nft -j` output).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
@@ -150,17 +150,17 @@ pub struct Profile {
 impl Profile {
     /// Does the profile have anything to open for this address family?
     /// Ports apply to both; a forward only to its target's family (no NAT64).
-    pub fn serves(&self, v6: bool) -> bool {
+    pub(crate) fn serves(&self, v6: bool) -> bool {
         !self.ports.is_empty() || self.forwards.iter().any(|f| f.to.is_ipv6() == v6)
     }
 
     /// The forwards usable from this address family.
-    pub fn forwards_for(&self, v6: bool) -> impl Iterator<Item = &Forward> {
+    pub(crate) fn forwards_for(&self, v6: bool) -> impl Iterator<Item = &Forward> {
         self.forwards.iter().filter(move |f| f.to.is_ipv6() == v6)
     }
 
     /// Is `ip` inside the profile's allowed source ranges?
-    pub fn allows_source(&self, ip: IpAddr) -> bool {
+    pub(crate) fn allows_source(&self, ip: IpAddr) -> bool {
         self.allow_from.is_empty() || self.allow_from.iter().any(|c| c.contains(ip))
     }
 }
@@ -193,7 +193,7 @@ pub struct FirewallConfig {
 impl FirewallConfig {
     /// The guarded ports this host's own connections (interface `lo`) may
     /// reach without a grant: all, minus those of `guard_loopback` profiles.
-    pub fn loopback_open(&self) -> Vec<PortSpec> {
+    pub(crate) fn loopback_open(&self) -> Vec<PortSpec> {
         let strict: Vec<PortSpec> = self
             .profiles
             .values()
@@ -208,7 +208,7 @@ impl FirewallConfig {
 
     /// Every (protocol, port) the guard rule drops for addresses without a grant:
     /// every profile's ports and every forward's public port.
-    pub fn guarded(&self) -> Vec<PortSpec> {
+    pub(crate) fn guarded(&self) -> Vec<PortSpec> {
         let mut v: Vec<PortSpec> = self.profiles.values().flat_map(public_ports).collect();
         v.sort();
         v.dedup();
@@ -300,11 +300,11 @@ impl DurationValue {
 /// A text that is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a duration (e.g. 90, 90s, 30m, 2h, 1h30m, 1d)")]
-pub struct BadDuration(String);
+pub(crate) struct BadDuration(String);
 
 /// Parses a duration: whole seconds (`90`) or units `s`, `m`, `h`, `d`,
 /// combinable (`1h30m`). Shared by the file and the client's `--for`.
-pub fn parse_duration(s: &str) -> Result<u64, BadDuration> {
+pub(crate) fn parse_duration(s: &str) -> Result<u64, BadDuration> {
     let bad = || BadDuration(printable(s));
     if s.is_empty() {
         return Err(bad());
@@ -340,7 +340,7 @@ pub fn parse_duration(s: &str) -> Result<u64, BadDuration> {
 }
 
 /// Names usable inside nft identifiers (`g_NAME_v4`) and in permissions.
-pub fn valid_profile_name(n: &str) -> bool {
+pub(crate) fn valid_profile_name(n: &str) -> bool {
     let b = n.as_bytes();
     !b.is_empty()
         && b.len() <= 32

@@ -6,19 +6,19 @@
 //! `nft` (batch text, listing parser) are pure; `backend` runs `nft`;
 //! `cli` is `remod firewall install|status|uninstall`.
 
-pub mod addr;
-pub mod backend;
+pub(crate) mod addr;
+pub(crate) mod backend;
 pub mod cli;
-pub mod config;
-pub mod nft;
+pub(crate) mod config;
+pub(crate) mod nft;
 
 use std::net::IpAddr;
 
-pub use config::{FirewallConfig, Profile};
+pub(crate) use config::{FirewallConfig, Profile};
 
 /// Why a firewall action failed.
 #[derive(Debug, thiserror::Error)]
-pub enum FwError {
+pub(crate) enum FwError {
     /// An address that does not parse.
     #[error("invalid IP address {0:?}")]
     BadAddress(String),

@@ -9,7 +9,6 @@
 //! `addr . inet_service` for its forwards. A grant is one element per port
 //! (or forward), all with the same timeout, so the kernel expires it.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -19,12 +18,12 @@ use super::config::{FirewallConfig, Profile};
 use super::FwError;
 
 /// The name of a profile's port set for a family.
-pub fn set_name(profile: &str, v6: bool) -> String {
+pub(crate) fn set_name(profile: &str, v6: bool) -> String {
     format!("g_{profile}_{}", fam(v6))
 }
 
 /// The name of a profile's forward map for a family.
-pub fn map_name(profile: &str, v6: bool) -> String {
+pub(crate) fn map_name(profile: &str, v6: bool) -> String {
     format!("f_{profile}_{}", fam(v6))
 }
 
@@ -55,7 +54,7 @@ fn saddr(v6: bool) -> &'static str {
 /// The table's structure: created if missing, sets and maps left as they
 /// are (so live grants survive), chains rewritten from the configuration in
 /// the same atomic batch. Idempotent, so every mutating batch starts with it.
-pub fn structure(cfg: &FirewallConfig) -> String {
+pub(crate) fn structure(cfg: &FirewallConfig) -> String {
     let t = &cfg.table;
     let mut b = String::new();
     let n = u64::from(cfg.max_grants);
@@ -242,7 +241,7 @@ fn join<T: std::fmt::Display>(v: impl Iterator<Item = T>) -> String {
 /// The name of a profile's translated-connection set for a family
 /// (client . proto . LAN address . LAN port), checked in the forward hook
 /// so a forwarded connection ends with its grant.
-pub fn dnat_set_name(profile: &str, v6: bool) -> String {
+pub(crate) fn dnat_set_name(profile: &str, v6: bool) -> String {
     format!("d_{profile}_{}", fam(v6))
 }
 
@@ -289,14 +288,14 @@ fn elements(p: &Profile, ip: IpAddr) -> Vec<(String, String, Option<String>)> {
 /// The name of the ownership ledger of a family: one element per
 /// (address, user, profile) with that user's own timeout, so the grant
 /// elements can last as long as the longest of their owners' grants.
-pub fn ledger_name(v6: bool) -> String {
+pub(crate) fn ledger_name(v6: bool) -> String {
     format!("u_{}", fam(v6))
 }
 
 /// A 32-bit tag of a name, for the ledger key (`mark` is the widest plain
 /// integer type nft concatenates). The element comment carries the full
 /// names, and remod refuses a key whose comment names someone else.
-pub fn tag(name: &str) -> u32 {
+pub(crate) fn tag(name: &str) -> u32 {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(name.as_bytes());
     u32::from_be_bytes([d[0], d[1], d[2], d[3]])
@@ -329,7 +328,7 @@ fn remove(b: &mut String, t: &str, set: &str, key: &str, data: &str) {
 /// seconds (their ledger entry) and sets the packet-path elements to
 /// `packet_secs` (at least `secs`: the longest of the owners' grants, so
 /// nobody shortens another user's grant). `who` is a validated user name.
-pub fn open_batch(
+pub(crate) fn open_batch(
     cfg: &FirewallConfig,
     p: &Profile,
     ip: IpAddr,
@@ -359,7 +358,7 @@ pub fn open_batch(
 /// A batch that removes the ledger entries of `owners` for the profile and
 /// `ip`; the packet-path elements then last `remaining` seconds (the other
 /// owners' longest grant) or, with `None`, are removed.
-pub fn close_batch(
+pub(crate) fn close_batch(
     cfg: &FirewallConfig,
     p: &Profile,
     ip: IpAddr,
@@ -388,13 +387,13 @@ pub fn close_batch(
 }
 
 /// A batch that removes the table (and with it every grant), even if absent.
-pub fn uninstall_batch(cfg: &FirewallConfig) -> String {
+pub(crate) fn uninstall_batch(cfg: &FirewallConfig) -> String {
     format!("add table inet {t}\ndelete table inet {t}\n", t = cfg.table)
 }
 
 /// Sets and maps in the table that no configured profile uses any more
 /// (a removed profile): `install` deletes them after rewriting the chains.
-pub fn stale_sets(cfg: &FirewallConfig, listing: &Value) -> Vec<(String, bool)> {
+pub(crate) fn stale_sets(cfg: &FirewallConfig, listing: &Value) -> Vec<(String, bool)> {
     let mut wanted = Vec::new();
     for p in cfg.profiles.values() {
         for v6 in [false, true] {
@@ -425,7 +424,7 @@ pub fn stale_sets(cfg: &FirewallConfig, listing: &Value) -> Vec<(String, bool)> 
 }
 
 /// The deletion of stale sets, to append to a structure batch.
-pub fn delete_sets(cfg: &FirewallConfig, stale: &[(String, bool)]) -> String {
+pub(crate) fn delete_sets(cfg: &FirewallConfig, stale: &[(String, bool)]) -> String {
     let mut b = String::new();
     for (name, is_map) in stale {
         let _ = writeln!(
@@ -436,19 +435,6 @@ pub fn delete_sets(cfg: &FirewallConfig, stale: &[(String, bool)]) -> String {
         );
     }
     b
-}
-
-/// One active grant, as read back from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    /// The profile (from the set name).
-    pub profile: String,
-    /// The granted address.
-    pub ip: IpAddr,
-    /// Whole seconds until the kernel removes it.
-    pub expires_in: u64,
-    /// The user who opened it last, from the element comment.
-    pub by: Option<String>,
 }
 
 const COMMENT_PREFIX: &str = "remo:";
@@ -470,7 +456,7 @@ fn ledger_comment(who: &str, profile: &str) -> String {
 
 /// One owner's grant, from the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owned {
+pub(crate) struct Owned {
     /// The profile.
     pub profile: String,
     /// The granted address.
@@ -484,7 +470,7 @@ pub struct Owned {
 /// Reads the ledger entries out of `nft -j list set inet TABLE u_v4|u_v6`
 /// output. An element whose key does not match its comment's names (which
 /// remod never writes) is skipped.
-pub fn parse_ledger(listing: &Value, table: &str) -> Vec<Owned> {
+pub(crate) fn parse_ledger(listing: &Value, table: &str) -> Vec<Owned> {
     let mut out = Vec::new();
     for item in items(listing) {
         let Some(set) = item.get("set") else {
@@ -563,87 +549,8 @@ fn items(listing: &Value) -> impl Iterator<Item = &Value> {
         .flatten()
 }
 
-/// Is the table present in a `nft -j list` output?
-pub fn has_table(listing: &Value, table: &str) -> bool {
-    items(listing).any(|i| {
-        i.get("table").is_some_and(|t| {
-            t.get("family").and_then(Value::as_str) == Some("inet")
-                && t.get("name").and_then(Value::as_str) == Some(table)
-        })
-    })
-}
-
-/// Reads the grants out of `nft -j list table inet TABLE`: every element of
-/// a `g_*`/`f_*` set or map with an `expires`, grouped by profile and address.
-pub fn parse_grants(listing: &Value, table: &str) -> Vec<Grant> {
-    let mut by_key: BTreeMap<(String, String), Grant> = BTreeMap::new();
-    for item in items(listing) {
-        let Some(set) = item.get("set").or_else(|| item.get("map")) else {
-            continue;
-        };
-        if set.get("table").and_then(Value::as_str) != Some(table)
-            || set.get("family").and_then(Value::as_str) != Some("inet")
-        {
-            continue;
-        }
-        let Some((profile, v6)) = set
-            .get("name")
-            .and_then(Value::as_str)
-            .and_then(parse_set_name)
-        else {
-            continue;
-        };
-        let elems = set.get("elem").and_then(Value::as_array);
-        for e in elems.into_iter().flatten() {
-            // A map element is [key, data]; a set element is the key itself.
-            let key = match e {
-                Value::Array(pair) => pair.first(),
-                other => Some(other),
-            };
-            let Some(inner) = key.and_then(|k| k.get("elem")) else {
-                continue;
-            };
-            let Some(expires) = inner.get("expires").and_then(Value::as_u64) else {
-                continue;
-            };
-            let Some(ip) = inner
-                .get("val")
-                .and_then(|v| v.get("concat"))
-                .and_then(Value::as_array)
-                .and_then(|c| c.first())
-                .and_then(Value::as_str)
-                .and_then(|s| super::addr::parse_ip(s).ok())
-            else {
-                continue;
-            };
-            if ip.is_ipv6() != v6 {
-                continue;
-            }
-            let by = inner
-                .get("comment")
-                .and_then(Value::as_str)
-                .and_then(|c| c.strip_prefix(COMMENT_PREFIX))
-                .filter(|c| !c.is_empty())
-                .map(str::to_string);
-            let g = by_key
-                .entry((profile.clone(), ip.to_string()))
-                .or_insert_with(|| Grant {
-                    profile: profile.clone(),
-                    ip,
-                    expires_in: expires,
-                    by: by.clone(),
-                });
-            if expires > g.expires_in {
-                g.expires_in = expires;
-                g.by = by;
-            }
-        }
-    }
-    by_key.into_values().collect()
-}
-
 /// Parses `nft -j` output.
-pub fn parse_listing(text: &str) -> Result<Value, FwError> {
+pub(crate) fn parse_listing(text: &str) -> Result<Value, FwError> {
     serde_json::from_str(text).map_err(|e| FwError::Listing(e.to_string()))
 }
 
@@ -746,47 +653,6 @@ add rule inet remo forward ip6 daddr . meta l4proto . th dport { fd00:2::2 . tcp
         let b = close_batch(&c, &c.profiles["lan"], ip, &["bob".into()], Some(40));
         assert!(b.contains("add element inet remo f_lan_v4 { 10.0.0.9 . tcp . 2222 timeout 40s comment \"remo:\" : 10.0.2.2 . 22 }\n"), "{b}");
         assert_eq!(comment_for("a\"b;c"), "remo:abc");
-    }
-
-    #[test]
-    fn grants_from_json() {
-        let j = serde_json::json!({"nftables": [
-            {"metainfo": {"version": "1.0.6"}},
-            {"table": {"family": "inet", "name": "remo", "handle": 1}},
-            {"set": {"family": "inet", "name": "g_ssh_v4", "table": "remo",
-                "type": ["ipv4_addr", "inet_proto", "inet_service"], "flags": ["timeout"],
-                "elem": [
-                    {"elem": {"val": {"concat": ["10.0.0.1", "tcp", 22]}, "timeout": 120, "expires": 100, "comment": "remo:alice"}},
-                    {"elem": {"val": {"concat": ["10.0.0.1", "udp", 51820]}, "timeout": 120, "expires": 101, "comment": "remo:alice"}},
-                    {"elem": {"val": {"concat": ["10.0.0.2", "tcp", 22]}, "timeout": 120, "expires": 5}}
-                ]}},
-            {"set": {"family": "inet", "name": "other", "table": "remo",
-                "elem": [{"elem": {"val": {"concat": ["10.0.0.3", "tcp", 22]}, "expires": 5}}]}},
-            {"map": {"family": "inet", "name": "f_lan_v4", "table": "remo", "map": "ipv4_addr . inet_service",
-                "elem": [[{"elem": {"val": {"concat": ["10.0.0.1", "tcp", 2222]}, "timeout": 60, "expires": 59, "comment": "remo:bob"}},
-                          {"concat": ["10.0.2.2", 22]}]]}}
-        ]});
-        assert!(has_table(&j, "remo") && !has_table(&j, "x"));
-        let g = parse_grants(&j, "remo");
-        assert_eq!(g.len(), 3);
-        assert_eq!(
-            g[0],
-            Grant {
-                profile: "lan".into(),
-                ip: "10.0.0.1".parse().unwrap(),
-                expires_in: 59,
-                by: Some("bob".into())
-            }
-        );
-        assert_eq!((g[1].profile.as_str(), g[1].expires_in), ("ssh", 101));
-        assert_eq!(
-            (g[2].ip.to_string(), g[2].by.clone()),
-            ("10.0.0.2".into(), None)
-        );
-        let stale = stale_sets(&cfg(), &j);
-        assert!(stale.is_empty(), "{stale:?}");
-        assert!(parse_set_name("g_a_b_v6") == Some(("a_b".into(), true)));
-        assert!(parse_set_name("g_v4").is_none());
     }
 
     #[test]

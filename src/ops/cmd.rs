@@ -10,7 +10,7 @@ use super::{Descriptor, ExitFields, OpName};
 /// The `cmd` descriptor: `argv` or `sh`, not both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CmdDesc {
+pub(crate) struct CmdDesc {
     /// Program and arguments, run without a shell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
@@ -30,7 +30,7 @@ pub struct CmdDesc {
 
 /// The `cmd` result.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct CmdResult {
+pub(crate) struct CmdResult {
     /// How it ended.
     #[serde(flatten)]
     pub ended: ExitFields,

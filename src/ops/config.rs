@@ -11,7 +11,7 @@ use super::{Descriptor, OpName};
 /// `if_version` makes a change fail with `conflict` if the file changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum ConfigDesc {
+pub(crate) enum ConfigDesc {
     /// The names the caller may use.
     List {},
     /// The whole file, a section, or a key's values (on stdout).
@@ -115,7 +115,7 @@ pub enum ConfigDesc {
 
 /// One configured file, as `list` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct FileInfo {
+pub(crate) struct FileInfo {
     /// Its configured name.
     pub name: String,
     /// `ini`, `wireguard`, `keyvalue`, … (docs/config-files.md).
@@ -132,7 +132,7 @@ pub struct FileInfo {
 
 /// One backup.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct BackupInfo {
+pub(crate) struct BackupInfo {
     /// Its id (a UTC timestamp).
     pub id: String,
     /// Its size in bytes.
@@ -144,7 +144,7 @@ pub struct BackupInfo {
 /// The `config` result; which fields an action fills is in
 /// docs/operations.md.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ConfigResult {
+pub(crate) struct ConfigResult {
     /// `list`: the files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<FileInfo>>,
@@ -192,7 +192,7 @@ impl Descriptor for ConfigDesc {
 mod present {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer, T: Serialize>(
+    pub(crate) fn serialize<S: Serializer, T: Serialize>(
         v: &Option<Option<T>>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -202,7 +202,7 @@ mod present {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
         d: D,
     ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)

@@ -8,7 +8,7 @@ use super::{Descriptor, OpName};
 /// The `get` descriptor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetDesc {
+pub(crate) struct GetDesc {
     /// The file.
     pub path: String,
     /// First byte to send.
@@ -21,7 +21,7 @@ pub struct GetDesc {
 
 /// The `get` result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct GetResult {
+pub(crate) struct GetResult {
     /// The file's size.
     pub size: u64,
     /// The bytes sent (what `sha256` covers).

@@ -11,7 +11,7 @@ use super::{Descriptor, ExitFields, OpName};
 /// A terminal size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PtySize {
+pub(crate) struct PtySize {
     /// Rows.
     pub rows: u16,
     /// Columns.
@@ -23,7 +23,7 @@ pub struct PtySize {
 /// The `icm` descriptor: a `cmd` descriptor plus a terminal and a wait.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IcmDesc {
+pub(crate) struct IcmDesc {
     /// Program and arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
@@ -49,7 +49,7 @@ pub struct IcmDesc {
 
 impl IcmDesc {
     /// A `cmd` descriptor's command as an interactive process.
-    pub fn from_cmd(c: super::cmd::CmdDesc) -> IcmDesc {
+    pub(crate) fn from_cmd(c: super::cmd::CmdDesc) -> IcmDesc {
         IcmDesc {
             argv: c.argv,
             sh: c.sh,
@@ -65,7 +65,7 @@ impl IcmDesc {
 /// The `idt` and `edt` descriptor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IdtDesc {
+pub(crate) struct IdtDesc {
     /// The process.
     pub id: String,
     /// How long to wait for output before answering, ms.
@@ -77,11 +77,11 @@ pub struct IdtDesc {
 /// the data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct EdtDesc(pub IdtDesc);
+pub(crate) struct EdtDesc(pub IdtDesc);
 
 /// What `icm`, `idt` and `edt` answer: the process and whether it runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ProcResult {
+pub(crate) struct ProcResult {
     /// The process.
     pub id: String,
     /// Still running.
@@ -94,7 +94,7 @@ pub struct ProcResult {
 /// The `kill` descriptor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct KillDesc {
+pub(crate) struct KillDesc {
     /// The process.
     pub id: String,
     /// `TERM`, `KILL`, `INT` or `HUP`.
@@ -103,7 +103,7 @@ pub struct KillDesc {
 
 /// The `kill` result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct KillResult {
+pub(crate) struct KillResult {
     /// The process.
     pub id: String,
     /// The signal reached a running process.
@@ -113,7 +113,7 @@ pub struct KillResult {
 /// The `resize` descriptor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ResizeDesc {
+pub(crate) struct ResizeDesc {
     /// The process.
     pub id: String,
     /// Rows.
@@ -124,7 +124,7 @@ pub struct ResizeDesc {
 
 /// The `resize` result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ResizeResult {
+pub(crate) struct ResizeResult {
     /// The process.
     pub id: String,
 }

@@ -8,11 +8,11 @@ use super::{Descriptor, OpName};
 /// The `logout` descriptor: empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LogoutDesc {}
+pub(crate) struct LogoutDesc {}
 
 /// The `logout` result: empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct LogoutResult {}
+pub(crate) struct LogoutResult {}
 
 impl Descriptor for LogoutDesc {
     const NAME: OpName = OpName::Logout;

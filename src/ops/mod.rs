@@ -9,13 +9,13 @@
 //! handler checks beyond the shape (a path without NUL, a known signal…)
 //! stays with the handler in `server::ops`.
 
-pub mod cmd;
-pub mod config;
-pub mod get;
-pub mod icm;
-pub mod logout;
-pub mod open;
-pub mod put;
+pub(crate) mod cmd;
+pub(crate) mod config;
+pub(crate) mod get;
+pub(crate) mod icm;
+pub(crate) mod logout;
+pub(crate) mod open;
+pub(crate) mod put;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -107,7 +107,7 @@ pub enum OpName {
 
 impl OpName {
     /// All operations, in the order docs/operations.md lists them.
-    pub const ALL: [OpName; 11] = [
+    pub(crate) const ALL: [OpName; 11] = [
         OpName::Cmd,
         OpName::Get,
         OpName::Put,
@@ -122,7 +122,7 @@ impl OpName {
     ];
 
     /// The name on the wire.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             OpName::Cmd => "cmd",
             OpName::Get => "get",
@@ -139,7 +139,7 @@ impl OpName {
     }
 
     /// The operation named `s`, if this version implements it.
-    pub fn parse(s: &str) -> Option<OpName> {
+    pub(crate) fn parse(s: &str) -> Option<OpName> {
         OpName::ALL.into_iter().find(|n| n.as_str() == s)
     }
 }
@@ -151,7 +151,7 @@ impl std::fmt::Display for OpName {
 }
 
 /// A descriptor type and what its operation answers.
-pub trait Descriptor: Serialize + DeserializeOwned {
+pub(crate) trait Descriptor: Serialize + DeserializeOwned {
     /// The operation.
     const NAME: OpName;
     /// The `ok` response's result fields.
@@ -159,7 +159,7 @@ pub trait Descriptor: Serialize + DeserializeOwned {
 }
 
 /// Reads an `ok` response's result object as operation `D`'s result.
-pub fn result_of<D: Descriptor>(
+pub(crate) fn result_of<D: Descriptor>(
     m: serde_json::Map<String, serde_json::Value>,
 ) -> Result<D::Result, serde_json::Error> {
     serde_json::from_value(serde_json::Value::Object(m))
@@ -168,11 +168,11 @@ pub fn result_of<D: Descriptor>(
 /// A descriptor that is not valid JSON of its operation's shape.
 #[derive(Debug, thiserror::Error)]
 #[error("descriptor: {0}")]
-pub struct DescriptorError(#[from] serde_json::Error);
+pub(crate) struct DescriptorError(#[from] serde_json::Error);
 
 /// A request's descriptor, decoded once.
 #[derive(Debug, Clone)]
-pub enum Op {
+pub(crate) enum Op {
     /// `cmd`.
     Cmd(cmd::CmdDesc),
     /// `get`.
@@ -199,7 +199,7 @@ pub enum Op {
 
 impl Op {
     /// Decodes the descriptor of operation `name`.
-    pub fn decode(name: OpName, d: &[u8]) -> Result<Op, DescriptorError> {
+    pub(crate) fn decode(name: OpName, d: &[u8]) -> Result<Op, DescriptorError> {
         fn de<T: DeserializeOwned>(d: &[u8]) -> Result<T, DescriptorError> {
             Ok(serde_json::from_slice(d)?)
         }
@@ -219,7 +219,8 @@ impl Op {
     }
 
     /// Its operation.
-    pub fn name(&self) -> OpName {
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> OpName {
         match self {
             Op::Cmd(_) => OpName::Cmd,
             Op::Get(_) => OpName::Get,
@@ -240,7 +241,7 @@ impl Op {
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
-pub struct ExitFields {
+pub(crate) struct ExitFields {
     /// Exit status, if it exited.
     pub exit: Option<i32>,
     /// The signal that ended it, if one did.
@@ -249,7 +250,7 @@ pub struct ExitFields {
 
 impl ExitFields {
     /// From a process's status (`None`: still running or unknown).
-    pub fn of(s: Option<std::process::ExitStatus>) -> ExitFields {
+    pub(crate) fn of(s: Option<std::process::ExitStatus>) -> ExitFields {
         use std::os::unix::process::ExitStatusExt;
         ExitFields {
             exit: s.and_then(|s| s.code()),

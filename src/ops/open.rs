@@ -8,7 +8,7 @@ use super::{Descriptor, OpName};
 /// The `open` descriptor, by `action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
-pub enum OpenDesc {
+pub(crate) enum OpenDesc {
     /// Grant (or refresh) access.
     Open {
         /// The profile.
@@ -35,7 +35,7 @@ pub enum OpenDesc {
 
 /// One active grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct GrantInfo {
+pub(crate) struct GrantInfo {
     /// The profile.
     pub profile: String,
     /// The address.
@@ -49,7 +49,7 @@ pub struct GrantInfo {
 /// The `open` result: `open` fills `profile`, `ip`, `expires_in`,
 /// `capped`; `close` `profile` and `ip`; `list` `grants`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct OpenResult {
+pub(crate) struct OpenResult {
     /// The profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,

@@ -8,7 +8,7 @@ use super::{Descriptor, OpName};
 /// The `put` descriptor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PutDesc {
+pub(crate) struct PutDesc {
     /// Target file.
     pub path: String,
     /// Permission bits for the new file.
@@ -27,7 +27,7 @@ pub struct PutDesc {
 
 /// The `put` result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct PutResult {
+pub(crate) struct PutResult {
     /// Bytes written.
     pub size: u64,
     /// Their SHA-256 (b64url).

@@ -42,7 +42,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, B64Error> {
 }
 
 /// As [`decode`], for text that has not been checked to be UTF-8.
-pub fn decode_bytes(text: &[u8]) -> Result<Vec<u8>, B64Error> {
+pub(crate) fn decode_bytes(text: &[u8]) -> Result<Vec<u8>, B64Error> {
     ENGINE.decode_to_vec(text).map_err(|_| B64Error::Invalid)
 }
 

@@ -15,11 +15,11 @@ use super::b64;
 use super::identity::{valid_user_name, IdentityKey, KeyError, PublicKey, SIG_LEN};
 
 /// Largest accepted clock difference between client and server, in seconds.
-pub const MAX_SKEW_SECS: i64 = 300;
+pub(crate) const MAX_SKEW_SECS: i64 = 300;
 /// How long an accepted `(user, Qc)` pair is remembered against replay.
-pub const REPLAY_MEMORY_SECS: i64 = 600;
+pub(crate) const REPLAY_MEMORY_SECS: i64 = 600;
 /// Largest `/auth` body we parse; a valid one is far smaller.
-pub const MAX_AUTH_BODY: usize = 4096;
+pub(crate) const MAX_AUTH_BODY: usize = 4096;
 
 /// Why a handshake message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -225,7 +225,7 @@ pub fn server_accept(
 
 /// The signed `/auth` answer alone (the M2 signature), so a server can
 /// compute it in parallel with [`server_keys`].
-pub fn server_answer(
+pub(crate) fn server_answer(
     auth: &ParsedAuth,
     server_key: &IdentityKey,
     qs: &[u8; 65],
@@ -243,7 +243,7 @@ pub fn server_answer(
 }
 
 /// The session keys alone (ECDH and HKDF), the other half of [`server_accept`].
-pub fn server_keys(
+pub(crate) fn server_keys(
     auth: &ParsedAuth,
     ephemeral: &Ephemeral,
     sid: &str,
@@ -317,7 +317,7 @@ impl ClientHandshake {
     }
 
     /// The signature check of [`ClientHandshake::finish`] alone.
-    pub fn verify_answer(
+    pub(crate) fn verify_answer(
         &self,
         resp: &AuthResponse,
         server_key: &PublicKey,
@@ -329,7 +329,7 @@ impl ClientHandshake {
     /// so a client can check on one core while it derives the keys
     /// ([`ClientHandshake::derive`]) on another; it must not use the keys
     /// unless the check succeeded.
-    pub fn answer_check(&self) -> AnswerCheck {
+    pub(crate) fn answer_check(&self) -> AnswerCheck {
         AnswerCheck {
             user: self.user.clone(),
             qc_b64: self.qc_b64.clone(),
@@ -338,7 +338,7 @@ impl ClientHandshake {
 
     /// The key derivation of [`ClientHandshake::finish`] alone (ECDH with
     /// the server's point, HKDF), without the signature check.
-    pub fn derive(self, resp: &AuthResponse) -> Result<ClientSession, HandshakeError> {
+    pub(crate) fn derive(self, resp: &AuthResponse) -> Result<ClientSession, HandshakeError> {
         let qs: [u8; 65] = b64::decode_array(&resp.key).map_err(KeyError::from)?;
         let z = self.ephemeral.shared_secret(&qs)?;
         let keys =
@@ -352,14 +352,14 @@ impl ClientHandshake {
 }
 
 /// The client's check of M2 (see [`ClientHandshake::answer_check`]).
-pub struct AnswerCheck {
+pub(crate) struct AnswerCheck {
     user: String,
     qc_b64: String,
 }
 
 impl AnswerCheck {
     /// Verifies the server's signature over M2 with the pinned key.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         resp: &AuthResponse,
         server_key: &PublicKey,

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use super::b64;
 
 /// Length of a SEC1 uncompressed P-256 point.
-pub const POINT_LEN: usize = 65;
+pub(crate) const POINT_LEN: usize = 65;
 /// Length of a P1363 signature.
-pub const SIG_LEN: usize = 64;
+pub(crate) const SIG_LEN: usize = 64;
 
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,7 +40,7 @@ pub struct PublicKey(VerifyingKey);
 impl PublicKey {
     /// Parses a SEC1 uncompressed point; compressed and identity points are refused
     /// because the wire format has exactly one encoding.
-    pub fn from_sec1(bytes: &[u8]) -> Result<Self, KeyError> {
+    pub(crate) fn from_sec1(bytes: &[u8]) -> Result<Self, KeyError> {
         if bytes.len() != POINT_LEN || bytes.first() != Some(&0x04) {
             return Err(KeyError::InvalidPoint);
         }
@@ -55,7 +55,7 @@ impl PublicKey {
     }
 
     /// The 65-byte uncompressed SEC1 encoding.
-    pub fn to_sec1(&self) -> [u8; POINT_LEN] {
+    pub(crate) fn to_sec1(&self) -> [u8; POINT_LEN] {
         let point = self.0.to_encoded_point(false);
         let mut out = [0u8; POINT_LEN];
         out.copy_from_slice(point.as_bytes());
@@ -68,7 +68,7 @@ impl PublicKey {
     }
 
     /// DER SubjectPublicKeyInfo, the form fingerprints and PEM files use.
-    pub fn to_spki_der(&self) -> Vec<u8> {
+    pub(crate) fn to_spki_der(&self) -> Vec<u8> {
         // Encoding a valid P-256 key as SPKI cannot fail; fall back to an empty
         // vector rather than panic if the library ever disagrees.
         self.0
@@ -89,11 +89,6 @@ impl PublicKey {
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), KeyError> {
         let sig = Signature::from_slice(sig).map_err(|_| KeyError::MalformedSignature)?;
         self.0.verify(msg, &sig).map_err(|_| KeyError::BadSignature)
-    }
-
-    /// The underlying `p256` key, for key-file code.
-    pub fn as_verifying_key(&self) -> &VerifyingKey {
-        &self.0
     }
 }
 
@@ -126,7 +121,7 @@ impl IdentityKey {
     }
 
     /// Signs `msg` and returns the 64-byte P1363 form.
-    pub fn sign(&self, msg: &[u8]) -> [u8; SIG_LEN] {
+    pub(crate) fn sign(&self, msg: &[u8]) -> [u8; SIG_LEN] {
         let sig: Signature = self.0.sign(msg);
         let mut out = [0u8; SIG_LEN];
         out.copy_from_slice(&sig.to_bytes());
@@ -134,7 +129,7 @@ impl IdentityKey {
     }
 
     /// The underlying `p256` key, for key-file code.
-    pub fn as_signing_key(&self) -> &SigningKey {
+    pub(crate) fn as_signing_key(&self) -> &SigningKey {
         &self.0
     }
 }
@@ -146,7 +141,7 @@ impl From<SigningKey> for IdentityKey {
 }
 
 /// Checks a user name against `^[A-Za-z0-9._-]{1,64}$`.
-pub fn valid_user_name(name: &str) -> bool {
+pub(crate) fn valid_user_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

@@ -5,5 +5,5 @@ pub mod b64;
 pub mod handshake;
 pub mod identity;
 pub mod record;
-pub mod replay;
+pub(crate) mod replay;
 pub mod response;

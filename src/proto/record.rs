@@ -16,13 +16,13 @@ use super::b64;
 /// Largest plaintext in one record.
 pub const MAX_PLAINTEXT: usize = 65_537;
 /// Nonce length: `u64be(R) ‖ u32be(i)`.
-pub const NONCE_LEN: usize = 12;
+pub(crate) const NONCE_LEN: usize = 12;
 /// GCM tag length.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Longest line (without CRLF) a receiver accepts: b64 of a full record.
-pub const MAX_LINE: usize = 87_420;
+pub(crate) const MAX_LINE: usize = 87_420;
 /// Largest data payload of a response record (one byte goes to the channel).
-pub const MAX_RESPONSE_DATA: usize = MAX_PLAINTEXT - 1;
+pub(crate) const MAX_RESPONSE_DATA: usize = MAX_PLAINTEXT - 1;
 /// Channel byte for data or standard output.
 pub const CHANNEL_STDOUT: u8 = 0x01;
 /// Channel byte for standard error.
@@ -70,7 +70,7 @@ pub enum RecordError {
 
 /// Length of the sealed line (with CRLF) of a record with `plaintext`
 /// bytes, so a caller sealing several records can size its buffer once.
-pub fn sealed_line_len(plaintext: usize) -> usize {
+pub(crate) fn sealed_line_len(plaintext: usize) -> usize {
     let raw = NONCE_LEN + plaintext + TAG_LEN;
     (raw * 4).div_ceil(3) + 2
 }
@@ -85,7 +85,7 @@ fn aad(op: &str, last: bool) -> Vec<u8> {
 }
 
 /// The 12-byte nonce `u64be(R) ‖ u32be(i)`.
-pub fn nonce(r: u64, i: u32) -> [u8; NONCE_LEN] {
+pub(crate) fn nonce(r: u64, i: u32) -> [u8; NONCE_LEN] {
     let mut n = [0u8; NONCE_LEN];
     n[..8].copy_from_slice(&r.to_be_bytes());
     n[8..].copy_from_slice(&i.to_be_bytes());
@@ -133,11 +133,6 @@ impl Sealer {
             finished: false,
             scratch: Vec::with_capacity(NONCE_LEN + 1024 + TAG_LEN),
         }
-    }
-
-    /// True once the `last` record has been sealed.
-    pub fn finished(&self) -> bool {
-        self.finished
     }
 
     /// Starts the record index at `next` (tests at the u32 boundary).
@@ -233,7 +228,7 @@ impl Record {
     }
 
     /// The plaintext as `Bytes`, without copying.
-    pub fn into_bytes(self) -> Bytes {
+    pub(crate) fn into_bytes(self) -> Bytes {
         let end = self.buf.len().saturating_sub(TAG_LEN);
         let b = Bytes::from(self.buf);
         if end >= NONCE_LEN {
@@ -246,7 +241,8 @@ impl Record {
 
 /// The request number carried by a line, read without decrypting, so a
 /// server can pick the session state before it authenticates the record.
-pub fn peek_request_number(line: &[u8]) -> Result<u64, RecordError> {
+#[cfg(test)]
+pub(crate) fn peek_request_number(line: &[u8]) -> Result<u64, RecordError> {
     if line.len() > MAX_LINE {
         return Err(RecordError::LineTooLong);
     }
@@ -287,12 +283,12 @@ impl Opener {
     }
 
     /// The request number, once known.
-    pub fn request_number(&self) -> Option<u64> {
+    pub(crate) fn request_number(&self) -> Option<u64> {
         self.r
     }
 
     /// True once the `last` record has been opened.
-    pub fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.done
     }
 
@@ -369,7 +365,7 @@ impl Opener {
     }
 
     /// Called at the end of the input: a message must have ended with `last`.
-    pub fn finish(&self) -> Result<(), RecordError> {
+    pub(crate) fn finish(&self) -> Result<(), RecordError> {
         if self.done {
             Ok(())
         } else if self.next == 0 {
@@ -396,24 +392,24 @@ fn find_crlf(hay: &[u8]) -> Option<usize> {
 /// Cuts a byte stream into CRLF-terminated lines, refusing an overlong line
 /// as soon as it is known to be overlong (before it is buffered whole).
 #[derive(Debug, Default)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     buf: BytesMut,
     scanned: usize,
 }
 
 impl LineSplitter {
     /// An empty splitter.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds bytes from the stream.
-    pub fn push(&mut self, data: &[u8]) {
+    pub(crate) fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
 
     /// The next complete line without its CRLF, `Ok(None)` if more input is needed.
-    pub fn next_line(&mut self) -> Result<Option<Bytes>, RecordError> {
+    pub(crate) fn next_line(&mut self) -> Result<Option<Bytes>, RecordError> {
         // Resume the scan where the last call stopped (minus one byte, in case
         // a CR ended the previous chunk).
         let from = self.scanned.saturating_sub(1);
@@ -439,17 +435,12 @@ impl LineSplitter {
     }
 
     /// Called at the end of the stream: leftover bytes mean a cut line.
-    pub fn finish(&self) -> Result<(), RecordError> {
+    pub(crate) fn finish(&self) -> Result<(), RecordError> {
         if self.buf.is_empty() {
             Ok(())
         } else {
             Err(RecordError::PartialLine)
         }
-    }
-
-    /// Bytes buffered but not yet returned as a line.
-    pub fn pending(&self) -> usize {
-        self.buf.len()
     }
 }
 

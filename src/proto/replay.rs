@@ -3,12 +3,12 @@
 //! highest `R` seen minus 1024. Requests may arrive out of order.
 
 /// Width of the window.
-pub const WINDOW: u64 = 1024;
+pub(crate) const WINDOW: u64 = 1024;
 const WORDS: usize = (WINDOW / 64) as usize;
 
 /// Why a request number was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ReplayError {
+pub(crate) enum ReplayError {
     /// Seen before.
     #[error("request number already used")]
     Duplicate,
@@ -22,7 +22,7 @@ pub enum ReplayError {
 
 /// A sliding bitmap of the last [`WINDOW`] request numbers.
 #[derive(Debug, Clone, Default)]
-pub struct ReplayWindow {
+pub(crate) struct ReplayWindow {
     highest: u64,
     /// Bit `k` (counting from bit 0 of word 0) marks `highest - k` as seen.
     bits: [u64; WORDS],
@@ -30,13 +30,8 @@ pub struct ReplayWindow {
 
 impl ReplayWindow {
     /// A window that has seen nothing.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
-    }
-
-    /// The highest request number accepted so far (0 if none).
-    pub fn highest(&self) -> u64 {
-        self.highest
     }
 
     fn bit(&self, k: u64) -> bool {
@@ -75,7 +70,7 @@ impl ReplayWindow {
     }
 
     /// Checks `r` and, if fresh, records it as seen.
-    pub fn check_and_mark(&mut self, r: u64) -> Result<(), ReplayError> {
+    pub(crate) fn check_and_mark(&mut self, r: u64) -> Result<(), ReplayError> {
         if r == 0 {
             return Err(ReplayError::Zero);
         }

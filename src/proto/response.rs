@@ -30,7 +30,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Forbidden => "forbidden",
@@ -45,7 +45,7 @@ impl ErrorCode {
     }
 
     /// Parses a wire code.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "bad_request" => ErrorCode::BadRequest,
             "forbidden" => ErrorCode::Forbidden,
@@ -79,7 +79,7 @@ pub struct OpError {
 
 impl OpError {
     /// Builds an error.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         OpError {
             code,
             message: message.into(),
@@ -87,13 +87,13 @@ impl OpError {
     }
 
     /// Shorthand for `bad_request`.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
     }
 }
 
 /// The JSON of a successful result: `{"ok": true, …fields}`.
-pub fn ok_result(fields: Map<String, Value>) -> Vec<u8> {
+pub(crate) fn ok_result(fields: Map<String, Value>) -> Vec<u8> {
     let mut m = Map::new();
     m.insert("ok".into(), Value::Bool(true));
     m.extend(fields);
@@ -101,7 +101,7 @@ pub fn ok_result(fields: Map<String, Value>) -> Vec<u8> {
 }
 
 /// The JSON of a failed result.
-pub fn error_result(err: &OpError) -> Vec<u8> {
+pub(crate) fn error_result(err: &OpError) -> Vec<u8> {
     serde_json::json!({
         "ok": false,
         "error": {"code": err.code.as_str(), "message": err.message}
@@ -123,7 +123,7 @@ pub enum ResponseError {
 
 /// One response record, classified.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ResponseItem<'a> {
+pub(crate) enum ResponseItem<'a> {
     /// Data or standard output.
     Stdout(&'a [u8]),
     /// Standard error.
@@ -133,7 +133,7 @@ pub enum ResponseItem<'a> {
 }
 
 /// Classifies an opened response record.
-pub fn classify(plaintext: &[u8], last: bool) -> Result<ResponseItem<'_>, ResponseError> {
+pub(crate) fn classify(plaintext: &[u8], last: bool) -> Result<ResponseItem<'_>, ResponseError> {
     if last {
         return parse_result(plaintext).map(ResponseItem::Done);
     }

@@ -109,7 +109,7 @@ pub struct ServeArgs {
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     /// Bad options.
     #[error("{0}")]
     Usage(String),
@@ -122,7 +122,7 @@ pub enum ServeError {
 }
 
 /// Creates a quick-start data directory on first run; returns whether it did.
-pub fn bootstrap_dir(dir: &Path, first_user: &str) -> Result<bool, ServeError> {
+pub(crate) fn bootstrap_dir(dir: &Path, first_user: &str) -> Result<bool, ServeError> {
     let key_path = dir.join("server.key");
     let db_path = dir.join("users.db");
     if key_path.exists() || db_path.exists() {

@@ -17,6 +17,6 @@
 pub mod cli;
 pub mod core;
 pub mod door;
-pub mod enforce;
-pub mod ops;
-pub mod store;
+pub(crate) mod enforce;
+pub(crate) mod ops;
+pub(crate) mod store;

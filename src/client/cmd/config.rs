@@ -25,7 +25,7 @@ use crate::proto::response::ErrorCode;
 
 /// Arguments of `remo config`.
 #[derive(Debug, clap::Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// What to do.
     #[command(subcommand)]
     pub cmd: ConfigCmd,
@@ -33,7 +33,7 @@ pub struct ConfigArgs {
 
 /// The `remo config` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum ConfigCmd {
+pub(crate) enum ConfigCmd {
     /// List the configuration files you may use.
     List,
     /// Print a file, a section (SECTION) or a key's value (SECTION.KEY, .KEY).
@@ -197,7 +197,7 @@ fn key_path(path: &str) -> (String, String) {
 }
 
 /// Runs a `remo config` subcommand.
-pub async fn run(ctx: &Ctx, a: ConfigArgs) -> Result<i32, ClientError> {
+pub(crate) async fn run(ctx: &Ctx, a: ConfigArgs) -> Result<i32, ClientError> {
     let mut active = ctx.session().await?;
     let outcome = run_in(ctx, &mut active, a.cmd).await;
     ctx.done(active).await;

@@ -17,7 +17,7 @@ use crate::ops::{result_of, ExitFields};
 
 /// Arguments of `remo exec`.
 #[derive(Debug, clap::Args)]
-pub struct ExecArgs {
+pub(crate) struct ExecArgs {
     /// Run STRING with the remote /bin/sh -c instead of an argument vector.
     #[arg(long, value_name = "STRING", conflicts_with = "command")]
     pub sh: Option<String>,
@@ -45,7 +45,7 @@ pub struct ExecArgs {
 }
 
 /// Builds the `cmd` descriptor.
-pub fn descriptor(a: &ExecArgs) -> Result<CmdDesc, ClientError> {
+pub(crate) fn descriptor(a: &ExecArgs) -> Result<CmdDesc, ClientError> {
     let mut d = CmdDesc::default();
     match &a.sh {
         Some(s) => d.sh = Some(s.clone()),
@@ -69,7 +69,7 @@ pub fn descriptor(a: &ExecArgs) -> Result<CmdDesc, ClientError> {
 
 /// What our exit code should be for how a remote process ended (and a
 /// note, if any).
-pub fn exit_status(ended: ExitFields, timed_out: bool) -> (i32, Option<String>) {
+pub(crate) fn exit_status(ended: ExitFields, timed_out: bool) -> (i32, Option<String>) {
     if timed_out {
         return (124, Some("remote command timed out".into()));
     }
@@ -90,7 +90,7 @@ pub fn exit_status(ended: ExitFields, timed_out: bool) -> (i32, Option<String>) 
 
 /// Runs the command; standard input is forwarded when it is not a terminal
 /// (always with `-i`).
-pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
+pub(crate) async fn run(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
     if a.interactive {
         return run_interactive(ctx, a).await;
     }

@@ -18,7 +18,7 @@ use crate::ops::result_of;
 
 /// Arguments of `remo get`.
 #[derive(Debug, clap::Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     /// Remote file (relative to the remote home).
     pub remote: String,
     /// Local destination (a file or a directory; `-` for stdout; default: REMOTE's base name).
@@ -159,7 +159,7 @@ impl Sink {
 }
 
 /// Downloads REMOTE to LOCAL.
-pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
+pub(crate) async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
     let dest = destination(&a)?;
     let (mut temp, file) = match &dest {
         Some(d) => {

@@ -5,7 +5,7 @@ use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 
 /// Prints the server's identity and pins (or checks) its key.
-pub async fn run(ctx: &Ctx) -> Result<i32, ClientError> {
+pub(crate) async fn run(ctx: &Ctx) -> Result<i32, ClientError> {
     let info = info_with(&ctx.http, &ctx.target.server).await?;
     let key = info.public_key()?;
     ctx.pin(&key)?;

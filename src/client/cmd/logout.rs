@@ -6,7 +6,7 @@ use crate::client::error::ClientError;
 use crate::client::known;
 
 /// Logs the cached session out (which ends its processes) and deletes the file.
-pub async fn run(ctx: &Ctx) -> Result<i32, ClientError> {
+pub(crate) async fn run(ctx: &Ctx) -> Result<i32, ClientError> {
     let who = format!("{} at {}", ctx.target.user, ctx.target.server);
     let Some(cache) = &ctx.cache else {
         eprintln!("remo: no session cache in use (no $XDG_RUNTIME_DIR, or --no-cache); nothing to log out");

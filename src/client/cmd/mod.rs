@@ -1,14 +1,14 @@
 //! One module per `remo` command, plus the helpers they share.
 
-pub mod config;
-pub mod exec;
-pub mod get;
-pub mod info;
-pub mod logout;
-pub mod open;
-pub mod put;
-pub mod shell;
-pub mod tail;
+pub(crate) mod config;
+pub(crate) mod exec;
+pub(crate) mod get;
+pub(crate) mod info;
+pub(crate) mod logout;
+pub(crate) mod open;
+pub(crate) mod put;
+pub(crate) mod shell;
+pub(crate) mod tail;
 
 use std::io::{IsTerminal, Write};
 
@@ -18,7 +18,7 @@ use super::error::ClientError;
 
 /// Writes a chunk to our stdout or stderr at once (output is shown as it
 /// arrives, not when a buffer fills).
-pub fn emit(to_stderr: bool, data: &[u8]) -> Result<(), ClientError> {
+pub(crate) fn emit(to_stderr: bool, data: &[u8]) -> Result<(), ClientError> {
     let res = if to_stderr {
         let mut e = std::io::stderr().lock();
         e.write_all(data).and_then(|_| e.flush())
@@ -37,14 +37,14 @@ pub fn emit(to_stderr: bool, data: &[u8]) -> Result<(), ClientError> {
 
 /// Whether progress and summaries are shown: only on a terminal, so scripts
 /// and logs get no control sequences and no chatter.
-pub fn on_terminal() -> bool {
+pub(crate) fn on_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
 /// A byte progress bar on stderr when it is a terminal, hidden otherwise.
 /// `total = None` is a spinner. The label (a path of any length) takes the
 /// room the figures leave and is cut to it, so the line never wraps.
-pub fn progress(total: Option<u64>, label: &str) -> ProgressBar {
+pub(crate) fn progress(total: Option<u64>, label: &str) -> ProgressBar {
     if !on_terminal() {
         return ProgressBar::hidden();
     }
@@ -72,7 +72,12 @@ pub fn progress(total: Option<u64>, label: &str) -> ProgressBar {
 
 /// The one line printed when a transfer ends, on a terminal only: what,
 /// how much, how long, how fast, and the digest both sides agreed on.
-pub fn summary(what: &str, bytes: u64, elapsed: std::time::Duration, digest: &str) -> String {
+pub(crate) fn summary(
+    what: &str,
+    bytes: u64,
+    elapsed: std::time::Duration,
+    digest: &str,
+) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rate = (bytes as f64 / secs) as u64;
     format!(
@@ -83,7 +88,7 @@ pub fn summary(what: &str, bytes: u64, elapsed: std::time::Duration, digest: &st
 }
 
 /// The last component of a path (local or remote, `/`-separated), if any.
-pub fn basename(path: &str) -> Option<&str> {
+pub(crate) fn basename(path: &str) -> Option<&str> {
     path.trim_end_matches('/')
         .rsplit('/')
         .next()
@@ -91,7 +96,7 @@ pub fn basename(path: &str) -> Option<&str> {
 }
 
 /// b64 of a SHA-256 digest, as results carry it.
-pub fn digest_b64(d: &[u8]) -> String {
+pub(crate) fn digest_b64(d: &[u8]) -> String {
     crate::proto::b64::encode(d)
 }
 

@@ -10,7 +10,7 @@ use crate::ops::result_of;
 
 /// Arguments of `remo open`.
 #[derive(Debug, clap::Args)]
-pub struct OpenArgs {
+pub(crate) struct OpenArgs {
     /// The firewall profile (as configured on the server).
     pub profile: String,
     /// How long: seconds or 90s, 30m, 2h, 1h30m (default: the profile's;
@@ -24,7 +24,7 @@ pub struct OpenArgs {
 
 /// Arguments of `remo close`.
 #[derive(Debug, clap::Args)]
-pub struct CloseArgs {
+pub(crate) struct CloseArgs {
     /// The firewall profile.
     pub profile: String,
     /// Close the grant of this address instead of ours.
@@ -33,7 +33,7 @@ pub struct CloseArgs {
 }
 
 /// The `open` descriptor for `remo open`.
-pub fn open_descriptor(a: &OpenArgs) -> Result<OpenDesc, ClientError> {
+pub(crate) fn open_descriptor(a: &OpenArgs) -> Result<OpenDesc, ClientError> {
     let duration = match &a.duration {
         Some(s) => {
             let secs = parse_duration(s).map_err(|e| ClientError::Usage(format!("--for: {e}")))?;
@@ -52,7 +52,7 @@ pub fn open_descriptor(a: &OpenArgs) -> Result<OpenDesc, ClientError> {
 }
 
 /// `3725` → `1h2m5s`.
-pub fn human(secs: u64) -> String {
+pub(crate) fn human(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     match (h, m) {
         (0, 0) => format!("{s}s"),
@@ -78,7 +78,7 @@ fn text(v: Option<&str>) -> String {
 }
 
 /// `remo open PROFILE [--for D] [--ip ADDR]`.
-pub async fn run_open(ctx: &Ctx, a: OpenArgs) -> Result<i32, ClientError> {
+pub(crate) async fn run_open(ctx: &Ctx, a: OpenArgs) -> Result<i32, ClientError> {
     let r = call(ctx, open_descriptor(&a)?).await?;
     println!(
         "opened {} for {} for {}{}",
@@ -95,7 +95,7 @@ pub async fn run_open(ctx: &Ctx, a: OpenArgs) -> Result<i32, ClientError> {
 }
 
 /// `remo close PROFILE [--ip ADDR]`.
-pub async fn run_close(ctx: &Ctx, a: CloseArgs) -> Result<i32, ClientError> {
+pub(crate) async fn run_close(ctx: &Ctx, a: CloseArgs) -> Result<i32, ClientError> {
     let d = OpenDesc::Close {
         profile: a.profile,
         ip: a.ip,
@@ -110,7 +110,7 @@ pub async fn run_close(ctx: &Ctx, a: CloseArgs) -> Result<i32, ClientError> {
 }
 
 /// `remo grants`: the active grants the user may see.
-pub async fn run_grants(ctx: &Ctx) -> Result<i32, ClientError> {
+pub(crate) async fn run_grants(ctx: &Ctx) -> Result<i32, ClientError> {
     let r = call(ctx, OpenDesc::List {}).await?;
     let list = r.grants.unwrap_or_default();
     if list.is_empty() {

@@ -18,7 +18,7 @@ use crate::ops::result_of;
 
 /// Arguments of `remo put`.
 #[derive(Debug, clap::Args)]
-pub struct PutArgs {
+pub(crate) struct PutArgs {
     /// Local file.
     pub local: PathBuf,
     /// Remote path (relative to the remote home; ending in `/` = a directory;
@@ -52,7 +52,7 @@ fn sha256_file(path: &Path) -> Result<String, ClientError> {
 }
 
 /// Builds the `put` descriptor.
-pub fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, PutDesc), ClientError> {
+pub(crate) fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, PutDesc), ClientError> {
     let local_name = a
         .local
         .file_name()
@@ -86,7 +86,7 @@ pub fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, PutDesc), ClientErr
 }
 
 /// Uploads LOCAL to REMOTE.
-pub async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
+pub(crate) async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
     let meta =
         std::fs::metadata(&a.local).map_err(|e| ClientError::io(&a.local, "cannot stat", e))?;
     if !meta.is_file() {

@@ -21,14 +21,14 @@ use crate::client::interactive::{self, Mode, OnSignal, Pump};
 /// from the password database (`getent passwd`), else `/bin/sh`, started as
 /// a login shell. The server gives processes a clean environment without
 /// `SHELL`, so it is looked up and exported here.
-pub const LOGIN_SHELL: &str = r#"s=$(getent passwd "$(id -un)" 2>/dev/null | cut -d: -f7); [ -x "$s" ] || s=/bin/sh; SHELL=$s; export SHELL; exec "$s" -l"#;
+pub(crate) const LOGIN_SHELL: &str = r#"s=$(getent passwd "$(id -un)" 2>/dev/null | cut -d: -f7); [ -x "$s" ] || s=/bin/sh; SHELL=$s; export SHELL; exec "$s" -l"#;
 
 /// Terminal size used when neither stdin nor stdout is a terminal.
 const DEFAULT_SIZE: (u16, u16) = (24, 80);
 
 /// Arguments of `remo shell`.
 #[derive(Debug, clap::Args)]
-pub struct ShellArgs {
+pub(crate) struct ShellArgs {
     /// Remote working directory (default: the remote home).
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<String>,
@@ -61,13 +61,13 @@ fn restore_saved() {
 /// case the panic happens elsewhere. Local signals are caught by the pump,
 /// which then returns normally, so they restore through `Drop` as well.
 #[derive(Debug)]
-pub struct RawMode {
+pub(crate) struct RawMode {
     _private: (),
 }
 
 impl RawMode {
     /// Enters raw mode if stdin is a terminal (`None` otherwise).
-    pub fn enter() -> Result<Option<RawMode>, ClientError> {
+    pub(crate) fn enter() -> Result<Option<RawMode>, ClientError> {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {
             return Ok(None);
@@ -99,7 +99,7 @@ impl Drop for RawMode {
 }
 
 /// Builds the `icm` descriptor.
-pub fn descriptor(
+pub(crate) fn descriptor(
     a: &ShellArgs,
     size: (u16, u16),
     term: Option<String>,
@@ -135,7 +135,7 @@ pub fn descriptor(
 
 /// Runs the session; the remote exit status becomes ours (128+N for a
 /// signal), and a local SIGTERM/SIGHUP/SIGINT hangs the remote side up.
-pub async fn run(ctx: &Ctx, a: ShellArgs) -> Result<i32, ClientError> {
+pub(crate) async fn run(ctx: &Ctx, a: ShellArgs) -> Result<i32, ClientError> {
     let size = interactive::terminal_size().unwrap_or(DEFAULT_SIZE);
     let desc = descriptor(&a, size, std::env::var("TERM").ok())?;
     let mut active = ctx.session().await?;

@@ -10,7 +10,7 @@ use crate::ops::icm::IcmDesc;
 
 /// Arguments of `remo tail`.
 #[derive(Debug, clap::Args)]
-pub struct TailArgs {
+pub(crate) struct TailArgs {
     /// Follow: keep printing lines as they are appended (across rotation,
     /// like `tail -F`) until Ctrl-C.
     #[arg(short = 'f', long)]
@@ -24,7 +24,7 @@ pub struct TailArgs {
 }
 
 /// The remote command: `tail -n N [-F] -- PATH`.
-pub fn argv(a: &TailArgs) -> Vec<String> {
+pub(crate) fn argv(a: &TailArgs) -> Vec<String> {
     let mut v = vec!["tail".to_string(), "-n".into(), a.lines.to_string()];
     if a.follow {
         v.push("-F".into());
@@ -37,7 +37,7 @@ pub fn argv(a: &TailArgs) -> Vec<String> {
 /// Runs it. Exit status: `tail`'s own without `-f` (or when it ends by
 /// itself); 128+N when a local signal N (Ctrl-C: 130) stopped it — the
 /// remote `tail` is then sent TERM, so it does not outlive us.
-pub async fn run(ctx: &Ctx, a: TailArgs) -> Result<i32, ClientError> {
+pub(crate) async fn run(ctx: &Ctx, a: TailArgs) -> Result<i32, ClientError> {
     let desc = IcmDesc {
         argv: Some(argv(&a)),
         wait_ms: Some(200),

@@ -50,23 +50,23 @@ use crate::ops::result_of;
 use crate::proto::response::ErrorCode;
 
 /// Shortest poll wait, used right after output or input.
-pub const MIN_WAIT_MS: u64 = 20;
+pub(crate) const MIN_WAIT_MS: u64 = 20;
 /// Longest poll wait when idle: well inside proxy read timeouts (60 s by
 /// default in nginx and Apache) and the server's own limit (60 s).
-pub const MAX_WAIT_MS: u64 = 5_000;
+pub(crate) const MAX_WAIT_MS: u64 = 5_000;
 /// In [`Mode::Ordered`], the longest poll while our input is still open.
-pub const INPUT_OPEN_MAX_WAIT_MS: u64 = 300;
+pub(crate) const INPUT_OPEN_MAX_WAIT_MS: u64 = 300;
 /// Most input bytes per request (one data record; less than a pipe buffer,
 /// so a write into a drained pipe never blocks).
-pub const MAX_SEND: usize = 64 * 1024;
+pub(crate) const MAX_SEND: usize = 64 * 1024;
 /// In [`Mode::Ordered`], how long a poll carrying input may block before an
 /// output-only poll drains the process.
-pub const DRAIN_AFTER: Duration = Duration::from_millis(500);
+pub(crate) const DRAIN_AFTER: Duration = Duration::from_millis(500);
 
 /// Adaptive poll wait: resets to the minimum on activity, doubles on every
 /// empty poll up to the maximum.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: u64,
     max: u64,
     next: u64,
@@ -74,7 +74,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// A backoff between `min` and `max` milliseconds, starting at `min`.
-    pub fn new(min: u64, max: u64) -> Self {
+    pub(crate) fn new(min: u64, max: u64) -> Self {
         let min = min.max(1);
         Backoff {
             min,
@@ -84,12 +84,12 @@ impl Backoff {
     }
 
     /// Something happened (output, input): poll soon again.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.min;
     }
 
     /// The wait for the next poll; the one after is twice as long.
-    pub fn next_wait(&mut self) -> u64 {
+    pub(crate) fn next_wait(&mut self) -> u64 {
         let w = self.next;
         self.next = self.next.saturating_mul(2).clamp(self.min, self.max);
         w
@@ -104,7 +104,7 @@ impl Default for Backoff {
 
 /// What one `icm`/`idt`/`edt` answer said (its output was already written).
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The process id on the server.
     pub id: String,
     /// False once the process has ended and all its output was delivered.
@@ -119,7 +119,7 @@ pub struct Reply {
 
 /// Writes a response's output to our stdout/stderr as it arrives and reads
 /// its result.
-pub async fn consume(resp: ResponseStream) -> Result<Reply, ClientError> {
+pub(crate) async fn consume(resp: ResponseStream) -> Result<Reply, ClientError> {
     consume_into(resp, false).await
 }
 
@@ -151,7 +151,7 @@ async fn consume_into(mut resp: ResponseStream, hold: bool) -> Result<Reply, Cli
 
 impl Reply {
     /// Writes output that was held back.
-    pub fn flush(&mut self) -> Result<(), ClientError> {
+    pub(crate) fn flush(&mut self) -> Result<(), ClientError> {
         for (to_stderr, b) in self.held.drain(..) {
             emit(to_stderr, &b)?;
         }
@@ -173,14 +173,18 @@ fn reply_of(result: Map<String, Value>, output: bool) -> Result<Reply, ClientErr
 
 /// Starts a process (`icm`), through [`Ctx::request`] so a dead cached
 /// session is replaced transparently.
-pub async fn start(ctx: &Ctx, active: &mut Active, desc: &IcmDesc) -> Result<Reply, ClientError> {
+pub(crate) async fn start(
+    ctx: &Ctx,
+    active: &mut Active,
+    desc: &IcmDesc,
+) -> Result<Reply, ClientError> {
     let resp = ctx.request(active, desc, None).await?;
     consume(resp).await
 }
 
 /// How input is sent (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// A long poll plus an immediate sender (terminals).
     Concurrent,
     /// Input rides on the polls, one at a time (pipes, binary data).
@@ -189,7 +193,7 @@ pub enum Mode {
 
 /// What a local SIGINT, SIGTERM or SIGHUP does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnSignal {
+pub(crate) enum OnSignal {
     /// Pass it on to the remote process (a second one sends KILL) and keep
     /// going until it ends; its status is ours.
     Forward,
@@ -200,7 +204,7 @@ pub enum OnSignal {
 
 /// How a pumped process ended.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The final result, if the process was seen to end.
     pub result: Option<ProcResult>,
     /// The local signal that stopped us, with [`OnSignal::Stop`].
@@ -208,7 +212,7 @@ pub struct Outcome {
 }
 
 /// What drives a running process.
-pub struct Pump<'a> {
+pub(crate) struct Pump<'a> {
     /// The session it runs in.
     pub session: &'a Session,
     /// Its id.
@@ -279,7 +283,7 @@ fn signal_stream(kind: SignalKind) -> Result<Signal, ClientError> {
 
 /// The local terminal size (rows, cols) of our stdout or stdin, if either
 /// is a terminal.
-pub fn terminal_size() -> Option<(u16, u16)> {
+pub(crate) fn terminal_size() -> Option<(u16, u16)> {
     for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
         let mut ws = libc::winsize {
             ws_row: 0,
@@ -304,7 +308,7 @@ fn is_not_found(e: &ClientError) -> bool {
 impl Pump<'_> {
     /// Sends a signal to the remote process; a process that is already gone
     /// is not an error.
-    pub async fn kill(&self, name: &str) -> Result<(), ClientError> {
+    pub(crate) async fn kill(&self, name: &str) -> Result<(), ClientError> {
         let r = self
             .session
             .call(&KillDesc {
@@ -337,7 +341,7 @@ impl Pump<'_> {
     /// Runs until the process ends (or a local signal stopped it). On an
     /// error the remote process is sent TERM (best effort), so it does not
     /// linger until the server's idle timeout.
-    pub async fn run(mut self) -> Result<Outcome, ClientError> {
+    pub(crate) async fn run(mut self) -> Result<Outcome, ClientError> {
         let r = self.run_inner().await;
         if r.is_err() {
             let _ = self.kill("TERM").await;

@@ -18,7 +18,7 @@ use crate::server::core::reject::Reject;
 use crate::server::core::request::{Body, Response};
 
 /// `GET {base}/info`.
-pub fn info(inst: &Instance) -> Response {
+pub(crate) fn info(inst: &Instance) -> Response {
     let body = serde_json::json!({
         "name": "remo",
         "version": env!("CARGO_PKG_VERSION"),
@@ -101,7 +101,7 @@ fn audit_auth(
 }
 
 /// `POST {base}/auth`.
-pub async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
+pub(crate) async fn auth(inst: &Instance, body: Body, remote: &str) -> Response {
     let raw = match read_small(body, MAX_AUTH_BODY).await {
         Ok(b) => b,
         Err(r) => return r.response(),

@@ -12,11 +12,11 @@ use serde::Deserialize;
 use crate::server::core::request::Params;
 
 /// Default idle timeout of a session, in seconds.
-pub const DEFAULT_SESSION_TIMEOUT: u64 = 600;
+pub(crate) const DEFAULT_SESSION_TIMEOUT: u64 = 600;
 
 /// Why the settings could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// A required setting is missing.
     #[error("{0} is not set (give it as a FastCGI param, an environment variable or a flag)")]
     Missing(&'static str),
@@ -76,7 +76,7 @@ fn param_path(params: &Params, name: &str) -> Option<PathBuf> {
 /// What a request selects, read from its params in one place: the mount
 /// prefix it is served under and the instance that answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selection {
+pub(crate) struct Selection {
     /// `REMO_BASE`: the mount prefix, if configured.
     pub base: Option<String>,
     /// The instance: key, users, limits file, session timeout.
@@ -85,7 +85,7 @@ pub struct Selection {
 
 impl Defaults {
     /// Everything a request selects: its params, else these defaults.
-    pub fn select(&self, params: &Params) -> Selection {
+    pub(crate) fn select(&self, params: &Params) -> Selection {
         Selection {
             base: self.base_for(params),
             instance: self.instance_for(params),
@@ -173,31 +173,31 @@ fn quarter(max: usize) -> usize {
 
 impl Limits {
     /// `max_commands_per_user`, defaulted.
-    pub fn commands_per_user(&self) -> usize {
+    pub(crate) fn commands_per_user(&self) -> usize {
         self.max_commands_per_user
             .unwrap_or_else(|| quarter(self.max_commands))
     }
 
     /// `max_processes_per_user`, defaulted.
-    pub fn processes_per_user(&self) -> usize {
+    pub(crate) fn processes_per_user(&self) -> usize {
         self.max_processes_per_user
             .unwrap_or_else(|| quarter(self.max_processes))
     }
 
     /// `admin_reserve_commands`, defaulted.
-    pub fn commands_admin_reserve(&self) -> usize {
+    pub(crate) fn commands_admin_reserve(&self) -> usize {
         self.admin_reserve_commands
             .unwrap_or(self.max_commands / 16)
     }
 
     /// `admin_reserve_processes`, defaulted.
-    pub fn processes_admin_reserve(&self) -> usize {
+    pub(crate) fn processes_admin_reserve(&self) -> usize {
         self.admin_reserve_processes
             .unwrap_or(self.max_processes / 16)
     }
 
     /// `admin_reserve_sessions`, defaulted.
-    pub fn sessions_admin_reserve(&self) -> usize {
+    pub(crate) fn sessions_admin_reserve(&self) -> usize {
         self.admin_reserve_sessions
             .unwrap_or(self.max_sessions / 16)
     }
@@ -232,7 +232,7 @@ impl Default for Limits {
 /// The `REMO_CONFIG` TOML file. Later features add tables here.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     /// `[limits]`.
     pub limits: Limits,
     /// `[files.NAME]`: the configuration files the `config` operation may edit.
@@ -243,7 +243,7 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// Reads and parses the file; unknown keys are errors so typos surface.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
             why: e.to_string(),
@@ -282,7 +282,7 @@ fn table_line(text: &str, why: &str) -> Option<usize> {
 /// could not read (a param can name any root-owned file), so the log gets
 /// the position and the kind of error only, with every quoted part
 /// replaced by `…`: the admin can look at the line.
-pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let what = redact_quoted(e.message());
     match e.span() {
         Some(span) => {
@@ -320,7 +320,7 @@ fn redact_quoted(msg: &str) -> String {
 }
 
 /// Parses `REMO_SESSION_TIMEOUT`.
-pub fn parse_timeout(v: Option<&str>) -> Result<u64, ConfigError> {
+pub(crate) fn parse_timeout(v: Option<&str>) -> Result<u64, ConfigError> {
     match v {
         None => Ok(DEFAULT_SESSION_TIMEOUT),
         Some(s) => match s.trim().parse::<u64>() {

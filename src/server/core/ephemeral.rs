@@ -20,7 +20,7 @@ pub struct EphemeralPool {
 
 impl EphemeralPool {
     /// A ready key, or a fresh one if none is ready; asks for a refill.
-    pub fn take(&self) -> Ephemeral {
+    pub(crate) fn take(&self) -> Ephemeral {
         let ready = self.ready.lock().ok().and_then(|mut v| v.pop());
         if let Some(tx) = self.wake.get_or_init(|| self.start()) {
             let _ = tx.try_send(());

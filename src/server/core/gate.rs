@@ -32,14 +32,14 @@ struct Inner {
 
 /// A bounded set of holders (connections of one front door, or
 /// unauthenticated requests).
-pub struct Gate {
+pub(crate) struct Gate {
     name: &'static str,
     max: usize,
     inner: Mutex<Inner>,
 }
 
 /// One holder's place; dropping it frees the place.
-pub struct Pass {
+pub(crate) struct Pass {
     gate: Arc<Gate>,
     id: u64,
     token: CancellationToken,
@@ -47,7 +47,7 @@ pub struct Pass {
 }
 
 /// Marks its holder busy (not evictable) while it lives.
-pub struct Busy(Arc<AtomicUsize>);
+pub(crate) struct Busy(Arc<AtomicUsize>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -57,7 +57,7 @@ impl Drop for Busy {
 
 impl Gate {
     /// A gate for at most `max` holders (at least one).
-    pub fn new(name: &'static str, max: usize) -> Arc<Gate> {
+    pub(crate) fn new(name: &'static str, max: usize) -> Arc<Gate> {
         Arc::new(Gate {
             name,
             max: max.max(1),
@@ -68,7 +68,7 @@ impl Gate {
     /// Admits a newcomer. When the gate is full, the oldest holder that is
     /// not busy is evicted (its [`Pass::evicted`] resolves) to make room;
     /// when every holder is busy, the newcomer is refused (None).
-    pub fn enter(self: &Arc<Self>) -> Option<Pass> {
+    pub(crate) fn enter(self: &Arc<Self>) -> Option<Pass> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.entries.len() >= self.max {
             let victim = inner
@@ -118,7 +118,8 @@ impl Gate {
     }
 
     /// How many holders there are now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -126,30 +127,26 @@ impl Gate {
             .len()
     }
 
-    /// True when there is no holder.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The most holders.
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.max
     }
 }
 
 impl Pass {
     /// Resolves when this holder was evicted to make room.
-    pub async fn evicted(&self) {
+    pub(crate) async fn evicted(&self) {
         self.token.cancelled().await
     }
 
     /// Whether this holder was evicted.
-    pub fn is_evicted(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_evicted(&self) -> bool {
         self.token.is_cancelled()
     }
 
     /// Marks the holder busy until the guard is dropped (nestable).
-    pub fn busy(&self) -> Busy {
+    pub(crate) fn busy(&self) -> Busy {
         self.busy.fetch_add(1, Ordering::AcqRel);
         Busy(self.busy.clone())
     }

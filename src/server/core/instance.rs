@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -22,7 +22,7 @@ use crate::userdb::{DbError, User, UserDb};
 
 /// Why an instance could not be set up (→ 500 and a log line).
 #[derive(Debug, thiserror::Error)]
-pub enum InstanceError {
+pub(crate) enum InstanceError {
     /// Settings problem.
     #[error("{0}")]
     Config(#[from] ConfigError),
@@ -73,7 +73,7 @@ pub enum InstanceError {
 /// this, so aliases of the same files (`//etc/remo`, `..`, symlinks, a
 /// timeout written ` 30`) share one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The server key.
     pub key_file: PathBuf,
     /// The user database.
@@ -90,7 +90,7 @@ pub struct Resolved {
 
 impl Resolved {
     /// Checks every file a key names; the first failure, with its setting.
-    pub fn check(k: &InstanceKey) -> Result<(Resolved, Vec<String>), InstanceError> {
+    pub(crate) fn check(k: &InstanceKey) -> Result<(Resolved, Vec<String>), InstanceError> {
         let key_named = k
             .key_file
             .as_deref()
@@ -145,7 +145,7 @@ impl Resolved {
 
     /// Reads the config file again, after the same trust checks as at
     /// load: a missing optional file is the empty configuration.
-    pub fn load_config(&self) -> Result<ConfigFile, InstanceError> {
+    pub(crate) fn load_config(&self) -> Result<ConfigFile, InstanceError> {
         let Some(path) = &self.config else {
             return Ok(ConfigFile::default());
         };
@@ -188,7 +188,7 @@ fn open_journal(
 }
 
 /// Loads an unencrypted server key (the daemon must start unattended).
-pub fn load_server_key(path: &Path) -> Result<IdentityKey, InstanceError> {
+pub(crate) fn load_server_key(path: &Path) -> Result<IdentityKey, InstanceError> {
     crate::keyfile::load_identity(path, &crate::keyfile::PassphraseSource::None).map_err(|e| {
         InstanceError::Key {
             path: path.to_path_buf(),
@@ -242,7 +242,7 @@ struct AuthReplay {
 impl Instance {
     /// Loads the key, opens the database and reads the config file, all
     /// from paths that passed the trust checks ([`Resolved::check`]).
-    pub fn load(k: &Resolved) -> Result<Instance, InstanceError> {
+    pub(crate) fn load(k: &Resolved) -> Result<Instance, InstanceError> {
         let timeout = k.timeout;
         let file = match &k.config {
             Some(p) if k.config_optional && !p.exists() => ConfigFile::default(),
@@ -312,7 +312,7 @@ impl Instance {
     /// `max_output_bytes`, `max_command_timeout`, `stdin_idle_timeout`)
     /// apply to the next request; the others size tables that live on and
     /// change at the next start ([`LIVE_LIMITS`]).
-    pub fn reloaded(&self, file: ConfigFile) -> Instance {
+    pub(crate) fn reloaded(&self, file: ConfigFile) -> Instance {
         Instance {
             key: self.key.clone(),
             public: self.public.clone(),
@@ -335,7 +335,7 @@ impl Instance {
 
     /// What a reload to `file` changes, as log text (empty: nothing), and
     /// whether the firewall profiles change.
-    pub fn changes(&self, file: &ConfigFile) -> (Vec<String>, bool) {
+    pub(crate) fn changes(&self, file: &ConfigFile) -> (Vec<String>, bool) {
         let mut out = Vec::new();
         let old = serde_json::to_value(&self.limits).unwrap_or_default();
         let new = serde_json::to_value(&file.limits).unwrap_or_default();
@@ -376,13 +376,13 @@ impl Instance {
     }
 
     /// Marks this instance replaced by a reload.
-    pub fn retire(&self) {
+    pub(crate) fn retire(&self) {
         self.retired
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Looks a user up in the database.
-    pub fn user(&self, name: &str) -> Result<Option<User>, DbError> {
+    pub(crate) fn user(&self, name: &str) -> Result<Option<User>, DbError> {
         self.users
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -391,7 +391,7 @@ impl Instance {
 
     /// Records an accepted `(user, Qc)` pair; false if it was accepted in
     /// the last 600 s (a replayed `/auth`).
-    pub fn remember_auth(&self, user: &str, qc: &[u8], now: i64) -> bool {
+    pub(crate) fn remember_auth(&self, user: &str, qc: &[u8], now: i64) -> bool {
         let mut h = Sha256::new();
         h.update(user.as_bytes());
         h.update([0u8]);
@@ -415,7 +415,7 @@ impl Instance {
 
     /// Starts the revocation watcher (see [`Instance::check_users`]) on the
     /// current tokio runtime, if there is one; it ends with the instance.
-    pub fn spawn_watcher(self: &Arc<Self>) {
+    pub(crate) fn spawn_watcher(self: &Arc<Self>) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -444,7 +444,7 @@ impl Instance {
     /// or disabled user's sessions are ended (which kills their commands
     /// and interactive processes); the others get their current grants.
     /// Returns the version seen now (`None` on a database error).
-    pub fn check_users(&self, seen: Option<i64>) -> Option<i64> {
+    pub(crate) fn check_users(&self, seen: Option<i64>) -> Option<i64> {
         let db = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let now = match db.data_version() {
             Ok(v) => v,
@@ -497,7 +497,7 @@ impl Instance {
     }
 
     /// Resolves a client path: absolute as given, relative to the home directory.
-    pub fn resolve(&self, path: &str) -> PathBuf {
+    pub(crate) fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
         if p.is_absolute() {
             p.to_path_buf()
@@ -509,7 +509,7 @@ impl Instance {
 
 /// The server process's home directory: `$HOME`, else the password
 /// database, else `/`.
-pub fn home_dir() -> PathBuf {
+pub(crate) fn home_dir() -> PathBuf {
     if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(h);
     }
@@ -522,7 +522,7 @@ pub fn home_dir() -> PathBuf {
 
 /// The `[limits]` a reload applies at once (read per request); the others
 /// take effect at the next start.
-pub const LIVE_LIMITS: &[&str] = &[
+pub(crate) const LIVE_LIMITS: &[&str] = &[
     "max_request_bytes",
     "max_output_bytes",
     "max_command_timeout",
@@ -530,10 +530,10 @@ pub const LIVE_LIMITS: &[&str] = &[
 ];
 
 /// How often the revocation watcher looks at the user database.
-pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Default of `--max-instances`.
-pub const DEFAULT_MAX_INSTANCES: usize = 16;
+pub(crate) const DEFAULT_MAX_INSTANCES: usize = 16;
 
 /// Most distinct refusals logged (each once); past it, one line says so.
 const MAX_LOGGED: usize = 1024;
@@ -561,7 +561,7 @@ impl Default for Registry {
 
 impl Registry {
     /// An empty registry that will hold at most `max` instances.
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Registry {
             aliases: Mutex::default(),
             map: Mutex::default(),
@@ -573,7 +573,7 @@ impl Registry {
     /// The instance for `k`, loading it on first use. A failure is logged
     /// once per distinct reason (a peer may repeat a bad request at will)
     /// and is not cached, so fixing a file takes effect on the next request.
-    pub fn get(&self, k: &InstanceKey) -> Result<Arc<Instance>, InstanceError> {
+    pub(crate) fn get(&self, k: &InstanceKey) -> Result<Arc<Instance>, InstanceError> {
         if let Some(i) = self
             .aliases
             .lock()
@@ -675,7 +675,7 @@ impl Registry {
     /// keeps its configuration. Otherwise a new instance sharing the old
     /// one's sessions and processes takes its place, and what changed is
     /// logged. Returns how many instances changed.
-    pub fn reload(&self) -> usize {
+    pub(crate) fn reload(&self) -> usize {
         let entries: Vec<(Resolved, Arc<Instance>)> = self
             .map
             .lock()
@@ -737,7 +737,7 @@ impl Registry {
     }
 
     /// Ends every session everywhere (shutdown).
-    pub fn end_all(&self) -> usize {
+    pub(crate) fn end_all(&self) -> usize {
         self.all().iter().map(|i| i.sessions.end_all()).sum()
     }
 }
@@ -748,9 +748,4 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// Monotonic "now", re-exported for ops that time things.
-pub fn mono_now() -> Instant {
-    Instant::now()
 }

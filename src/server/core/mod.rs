@@ -2,13 +2,13 @@
 //! operation that answers it — settings and instance selection, the
 //! router's pre-checks, `/info` and `/auth`, sessions and the sealed stream.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod config;
-pub mod ephemeral;
-pub mod gate;
+pub(crate) mod ephemeral;
+pub(crate) mod gate;
 pub mod instance;
-pub mod reject;
+pub(crate) mod reject;
 pub mod request;
 pub mod router;
-pub mod session;
-pub mod stream;
+pub(crate) mod session;
+pub(crate) mod stream;

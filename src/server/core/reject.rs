@@ -7,7 +7,7 @@ use crate::server::core::request::Response;
 
 /// A refusal before any operation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
+pub(crate) enum Reject {
     /// The path is not under the base.
     NotFound,
     /// No such operation.
@@ -58,7 +58,7 @@ pub enum Reject {
 
 impl Reject {
     /// Its HTTP status.
-    pub const fn status(self) -> u16 {
+    pub(crate) const fn status(self) -> u16 {
         match self {
             Reject::NotFound | Reject::UnknownOperation => 404,
             Reject::MethodNotAllowed => 405,
@@ -80,7 +80,7 @@ impl Reject {
     }
 
     /// What the peer is told.
-    pub const fn message(self) -> &'static str {
+    pub(crate) const fn message(self) -> &'static str {
         match self {
             Reject::NotFound => "not found",
             Reject::UnknownOperation => "unknown operation",
@@ -109,7 +109,7 @@ impl Reject {
     }
 
     /// The response that says so.
-    pub fn response(self) -> Response {
+    pub(crate) fn response(self) -> Response {
         Response::error(self.status(), self.message())
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 /// How many body chunks may wait between a front door and the router.
 /// Small on purpose: backpressure must reach the socket.
-pub const BODY_CHANNEL_DEPTH: usize = 4;
+pub(crate) const BODY_CHANNEL_DEPTH: usize = 4;
 
 /// CGI-style request parameters, kept as bytes (a header may carry any byte).
 ///
@@ -49,18 +49,14 @@ impl Params {
     }
 
     /// Every parameter in arrival order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.0.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
     }
 
     /// Number of parameters.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
-    }
-
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -86,14 +82,14 @@ pub struct Body {
 /// Chunks a front door passes on at once: the FastCGI reader sends every
 /// STDIN record it already holds in one message, so the handler wakes once
 /// per socket read rather than once per 32 KiB record.
-pub type BodyBatch = Vec<Bytes>;
+pub(crate) type BodyBatch = Vec<Bytes>;
 
 /// The producing side of a [`Body`], held by a front door.
-pub type BodySender = mpsc::Sender<Result<BodyBatch, BodyError>>;
+pub(crate) type BodySender = mpsc::Sender<Result<BodyBatch, BodyError>>;
 
 impl Body {
     /// A connected pair: the front door feeds the sender.
-    pub fn channel() -> (BodySender, Body) {
+    pub(crate) fn channel() -> (BodySender, Body) {
         let (tx, rx) = mpsc::channel(BODY_CHANNEL_DEPTH);
         (
             tx,
@@ -167,7 +163,7 @@ pub struct Response {
 
 impl Response {
     /// A complete JSON response.
-    pub fn json(status: u16, body: impl Into<Bytes>) -> Response {
+    pub(crate) fn json(status: u16, body: impl Into<Bytes>) -> Response {
         Response {
             status,
             content_type: "application/json",
@@ -184,7 +180,7 @@ impl Response {
 }
 
 /// The reason phrase front doors print with a status.
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",

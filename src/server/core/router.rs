@@ -38,7 +38,7 @@ pub struct Router {
 
 /// Daemon-wide bounds of the router (flags of `remod serve`).
 #[derive(Debug, Clone, Copy)]
-pub struct RouterLimits {
+pub(crate) struct RouterLimits {
     /// Most instances (`--max-instances`).
     pub max_instances: usize,
     /// Most `/auth` requests in progress at once; a new one evicts the
@@ -49,9 +49,9 @@ pub struct RouterLimits {
 }
 
 /// Default of `--max-unauthenticated`.
-pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 256;
+pub(crate) const DEFAULT_MAX_UNAUTHENTICATED: usize = 256;
 /// Default of `--auth-timeout`, seconds.
-pub const DEFAULT_AUTH_TIMEOUT: u64 = 10;
+pub(crate) const DEFAULT_AUTH_TIMEOUT: u64 = 10;
 
 impl Default for RouterLimits {
     fn default() -> Self {
@@ -70,7 +70,7 @@ impl Router {
     }
 
     /// The same, with explicit bounds.
-    pub fn with_limits(defaults: Defaults, limits: RouterLimits) -> Arc<Router> {
+    pub(crate) fn with_limits(defaults: Defaults, limits: RouterLimits) -> Arc<Router> {
         Arc::new(Router {
             registry: Registry::new(limits.max_instances),
             defaults,
@@ -85,7 +85,7 @@ impl Router {
     }
 
     /// Starts the periodic reaper of expired sessions.
-    pub fn spawn_reaper(self: &Arc<Self>) {
+    pub(crate) fn spawn_reaper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -168,7 +168,7 @@ impl Handler for Router {
 /// The operation named by the request path: the segment after the mount
 /// prefix (when one is configured), else the last segment. Routes on the raw
 /// `REQUEST_URI`, as the web servers' decoded paths differ (FASTCGI-NOTES).
-pub fn request_op(params: &Params, base: Option<&str>) -> Option<String> {
+pub(crate) fn request_op(params: &Params, base: Option<&str>) -> Option<String> {
     let uri = params.get("REQUEST_URI").map(|u| u.to_vec()).or_else(|| {
         let mut s = params.get("SCRIPT_NAME").unwrap_or(b"").to_vec();
         s.extend_from_slice(params.get("PATH_INFO").unwrap_or(b""));

@@ -59,7 +59,7 @@ impl Session {
 
     /// Checks `R` against the replay window and, if fresh, records it and
     /// refreshes the idle timer.
-    pub fn accept_request(&self, r: u64) -> Result<(), ReplayError> {
+    pub(crate) fn accept_request(&self, r: u64) -> Result<(), ReplayError> {
         let mut st = self.lock();
         st.replay.check_and_mark(r)?;
         st.last_used = Instant::now();
@@ -75,17 +75,17 @@ impl Session {
     }
 
     /// Replaces the grants (the database changed).
-    pub fn set_grants(&self, g: Grants) {
+    pub(crate) fn set_grants(&self, g: Grants) {
         *self.grants.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(g);
     }
 
     /// Refreshes the idle timer (a long operation counts as activity).
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.lock().last_used = Instant::now();
     }
 
     /// True when the idle timeout or the maximum lifetime has passed.
-    pub fn expired(&self, now: Instant, max_lifetime: Duration) -> bool {
+    pub(crate) fn expired(&self, now: Instant, max_lifetime: Duration) -> bool {
         let idle = now.saturating_duration_since(self.lock().last_used);
         idle > self.timeout || now.saturating_duration_since(self.created) > max_lifetime
     }
@@ -93,7 +93,7 @@ impl Session {
 
 /// Why a session could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     /// The global cap is reached.
     #[error("too many sessions on this server")]
     TooMany,
@@ -123,7 +123,7 @@ struct Tables {
 
 impl SessionTable {
     /// An empty table with the given caps.
-    pub fn new(max_sessions: usize, max_per_user: usize, max_lifetime: Duration) -> Self {
+    pub(crate) fn new(max_sessions: usize, max_per_user: usize, max_lifetime: Duration) -> Self {
         SessionTable {
             inner: Mutex::new(Tables::default()),
             max_sessions,
@@ -136,7 +136,7 @@ impl SessionTable {
 
     /// Keeps `admin_reserve` sessions for admins, and caps each session's
     /// processes with `caps` (through its cgroup, where available).
-    pub fn with_reserve_and_caps(mut self, admin_reserve: usize, caps: SessionCaps) -> Self {
+    pub(crate) fn with_reserve_and_caps(mut self, admin_reserve: usize, caps: SessionCaps) -> Self {
         self.admin_reserve = admin_reserve;
         self.caps = caps;
         self
@@ -147,7 +147,7 @@ impl SessionTable {
     }
 
     /// Creates a session after a successful handshake.
-    pub fn create(
+    pub(crate) fn create(
         &self,
         id: String,
         user: &str,
@@ -199,7 +199,7 @@ impl SessionTable {
     }
 
     /// A live session by id; an expired one is removed and ended here.
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
         let s = self.lock().by_id.get(id).cloned()?;
         if s.expired(Instant::now(), self.max_lifetime) {
             self.end(id);
@@ -209,7 +209,7 @@ impl SessionTable {
     }
 
     /// Ends a session: removes it and cancels everything it started.
-    pub fn end(&self, id: &str) -> Option<Arc<Session>> {
+    pub(crate) fn end(&self, id: &str) -> Option<Arc<Session>> {
         let mut t = self.lock();
         let s = t.by_id.remove(id)?;
         if let Some(n) = t.per_user.get_mut(&s.user) {
@@ -225,7 +225,7 @@ impl SessionTable {
     }
 
     /// Ends every session of `user` (revocation); returns how many.
-    pub fn end_user(&self, user: &str) -> usize {
+    pub(crate) fn end_user(&self, user: &str) -> usize {
         let ids: Vec<String> = self
             .lock()
             .by_id
@@ -237,13 +237,13 @@ impl SessionTable {
     }
 
     /// Ends every session (server shutdown).
-    pub fn end_all(&self) -> usize {
+    pub(crate) fn end_all(&self) -> usize {
         let ids: Vec<String> = self.lock().by_id.keys().cloned().collect();
         ids.iter().filter(|id| self.end(id).is_some()).count()
     }
 
     /// Ends expired sessions; returns how many. Called periodically.
-    pub fn reap(&self) -> usize {
+    pub(crate) fn reap(&self) -> usize {
         let now = Instant::now();
         let ids: Vec<String> = self
             .lock()
@@ -261,13 +261,9 @@ impl SessionTable {
     }
 
     /// Number of live sessions.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.lock().by_id.len()
-    }
-
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

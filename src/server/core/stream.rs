@@ -14,15 +14,15 @@ use crate::server::core::request::{Body, BodyError};
 
 /// How many sealed messages (one or more records each) may queue towards
 /// the front door.
-pub const RESPONSE_CHANNEL_DEPTH: usize = 8;
+pub(crate) const RESPONSE_CHANNEL_DEPTH: usize = 8;
 /// The most data a bulk sender passes to one [`ResponseWriter::send`]: four
 /// full records, about 350 KB of sealed text per message, so the queue
 /// above holds at most a few MiB.
-pub const MAX_SEND_BATCH: usize = 4 * MAX_RESPONSE_DATA;
+pub(crate) const MAX_SEND_BATCH: usize = 4 * MAX_RESPONSE_DATA;
 
 /// Why reading the request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// A record or line problem.
     #[error("{0}")]
     Record(#[from] RecordError),
@@ -36,7 +36,7 @@ pub enum ReadError {
 
 impl ReadError {
     /// The operation error a failed read becomes once the response has begun.
-    pub fn to_op_error(&self) -> OpError {
+    pub(crate) fn to_op_error(&self) -> OpError {
         match self {
             ReadError::TooLarge(_) => OpError::new(
                 crate::proto::response::ErrorCode::TooLarge,
@@ -49,7 +49,7 @@ impl ReadError {
 
 /// The request body as a sequence of lines and, once the session is known,
 /// of opened records.
-pub struct RequestReader {
+pub(crate) struct RequestReader {
     body: Body,
     split: LineSplitter,
     received: u64,
@@ -60,7 +60,7 @@ pub struct RequestReader {
 
 impl RequestReader {
     /// Wraps a body; `limit` caps the bytes read from it.
-    pub fn new(body: Body, limit: u64) -> Self {
+    pub(crate) fn new(body: Body, limit: u64) -> Self {
         RequestReader {
             body,
             split: LineSplitter::new(),
@@ -72,7 +72,7 @@ impl RequestReader {
     }
 
     /// The next line, or `None` at a clean end of the body.
-    pub async fn next_line(&mut self) -> Result<Option<Bytes>, ReadError> {
+    pub(crate) async fn next_line(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
             if let Some(line) = self.split.next_line()? {
                 return Ok(Some(line));
@@ -96,13 +96,13 @@ impl RequestReader {
     }
 
     /// Installs the opener that record 0 was opened with, for the data records.
-    pub fn set_opener(&mut self, opener: Opener) {
+    pub(crate) fn set_opener(&mut self, opener: Opener) {
         self.opener = Some(opener);
     }
 
     /// The next data record, or `None` once the `last` record has been
     /// opened and the body has ended cleanly after it.
-    pub async fn next_data(&mut self) -> Result<Option<Bytes>, ReadError> {
+    pub(crate) async fn next_data(&mut self) -> Result<Option<Bytes>, ReadError> {
         let done = self.opener.as_ref().is_none_or(|o| o.done());
         if done {
             // Anything after the last record is an error, not silently ignored.
@@ -122,7 +122,7 @@ impl RequestReader {
     /// Reads and discards the remaining data records, so an operation that
     /// takes no data (or has stopped using it) still acts only on a message
     /// that authenticated to its `last` record.
-    pub async fn drain(&mut self) -> Result<(), OpError> {
+    pub(crate) async fn drain(&mut self) -> Result<(), OpError> {
         while self
             .next_data()
             .await
@@ -133,12 +133,12 @@ impl RequestReader {
     }
 
     /// True once the `last` record has been opened.
-    pub fn input_complete(&self) -> bool {
+    pub(crate) fn input_complete(&self) -> bool {
         self.opener.as_ref().is_none_or(|o| o.done())
     }
 
     /// Bytes read from the body so far.
-    pub fn bytes_received(&self) -> u64 {
+    pub(crate) fn bytes_received(&self) -> u64 {
         self.received
     }
 }
@@ -146,10 +146,10 @@ impl RequestReader {
 /// The client went away (the front door dropped the response).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("client went away")]
-pub struct Gone;
+pub(crate) struct Gone;
 
 /// Seals response records and queues them towards the front door.
-pub struct ResponseWriter {
+pub(crate) struct ResponseWriter {
     tx: mpsc::Sender<Bytes>,
     sealer: Sealer,
     sent: u64,
@@ -157,7 +157,7 @@ pub struct ResponseWriter {
 
 impl ResponseWriter {
     /// A writer for one response.
-    pub fn new(tx: mpsc::Sender<Bytes>, sealer: Sealer) -> Self {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>, sealer: Sealer) -> Self {
         ResponseWriter {
             tx,
             sealer,
@@ -169,7 +169,7 @@ impl ResponseWriter {
     /// bytes. The records of one call travel as one message, so a bulk
     /// sender (get) wakes the front door once per batch, not per record;
     /// callers bound the batch (at most [`MAX_SEND_BATCH`] bytes by get).
-    pub async fn send(&mut self, channel: u8, data: &[u8]) -> Result<(), Gone> {
+    pub(crate) async fn send(&mut self, channel: u8, data: &[u8]) -> Result<(), Gone> {
         // Sized once for all the records, so the text is never moved.
         let cap = data
             .chunks(MAX_RESPONSE_DATA)
@@ -205,32 +205,22 @@ impl ResponseWriter {
     }
 
     /// Shorthand for standard output / file data.
-    pub async fn stdout(&mut self, data: &[u8]) -> Result<(), Gone> {
+    pub(crate) async fn stdout(&mut self, data: &[u8]) -> Result<(), Gone> {
         self.send(CHANNEL_STDOUT, data).await
     }
 
     /// Resolves when the client has gone away.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.tx.closed().await
     }
 
     /// Payload bytes sent so far (without channel bytes).
-    pub fn bytes_sent(&self) -> u64 {
+    pub(crate) fn bytes_sent(&self) -> u64 {
         self.sent
     }
 
-    /// Gives the sealer and channel to a blocking thread (bulk file reads).
-    pub fn into_parts(self) -> (mpsc::Sender<Bytes>, Sealer, u64) {
-        (self.tx, self.sealer, self.sent)
-    }
-
-    /// Rebuilds a writer from its parts.
-    pub fn from_parts(tx: mpsc::Sender<Bytes>, sealer: Sealer, sent: u64) -> Self {
-        ResponseWriter { tx, sealer, sent }
-    }
-
     /// Seals the final result record.
-    pub async fn finish(
+    pub(crate) async fn finish(
         mut self,
         result: &Result<Map<String, Value>, OpError>,
     ) -> Result<(), Gone> {

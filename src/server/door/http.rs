@@ -40,7 +40,7 @@ pub async fn serve(listener: TcpListener, handler: Arc<dyn Handler>, config: Par
 
 /// Resource bounds of the embedded front door.
 #[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
+pub(crate) struct HttpLimits {
     /// Connections at once. When full, a new connection evicts the oldest
     /// one that is not serving a request (idle keep-alive, or still sending
     /// its head); when every one is busy, the new one is closed.
@@ -61,7 +61,7 @@ impl Default for HttpLimits {
 /// Like [`serve`], until `shutdown` resolves: then stops accepting, asks
 /// every connection to close after its current request, and returns when
 /// all are gone.
-pub async fn serve_until(
+pub(crate) async fn serve_until(
     listener: TcpListener,
     handler: Arc<dyn Handler>,
     config: Params,
@@ -71,7 +71,7 @@ pub async fn serve_until(
 }
 
 /// Like [`serve_until`], with explicit limits.
-pub async fn serve_with(
+pub(crate) async fn serve_with(
     listener: TcpListener,
     handler: Arc<dyn Handler>,
     config: Params,
@@ -168,7 +168,7 @@ async fn serve_conn(
 }
 
 /// Builds the CGI-style params of an HTTP request.
-pub fn cgi_params<B>(req: &hyper::Request<B>, peer: SocketAddr, config: &Params) -> Params {
+pub(crate) fn cgi_params<B>(req: &hyper::Request<B>, peer: SocketAddr, config: &Params) -> Params {
     let mut p = Params::new();
     p.push("REQUEST_METHOD", req.method().as_str());
     let uri = req
@@ -336,7 +336,7 @@ fn to_hyper(resp: Response) -> hyper::Response<HttpBody> {
 /// A response body: all at once, or chunks as the producer sends them.
 /// Dropping it (hyper does when the client vanishes) drops the receiver,
 /// which the producer sees as `Sender::closed()`.
-pub struct HttpBody {
+pub(crate) struct HttpBody {
     data: BodyData,
     /// Keeps the connection marked busy until the body is gone.
     busy: Option<Busy>,

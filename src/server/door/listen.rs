@@ -117,7 +117,7 @@ pub enum Listener {
 
 /// An accepted connection of either family.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// A unix-domain connection.
     Unix(UnixStream),
     /// A TCP connection.
@@ -126,7 +126,7 @@ pub enum Stream {
 
 /// Who connected, for log lines.
 #[derive(Debug, Clone)]
-pub enum Peer {
+pub(crate) enum Peer {
     /// A unix-domain peer (usually unnamed).
     Unix,
     /// A TCP peer.
@@ -197,7 +197,7 @@ impl Listener {
     /// The activation variables are removed afterwards so that child
     /// processes do not believe they were activated too. Call this early,
     /// before other threads read the environment.
-    pub fn from_systemd() -> Result<Option<Listener>, ListenError> {
+    pub(crate) fn from_systemd() -> Result<Option<Listener>, ListenError> {
         let pid = std::env::var("LISTEN_PID").ok();
         let fds = std::env::var("LISTEN_FDS").ok();
         let (Some(pid), Some(fds)) = (pid, fds) else {
@@ -234,7 +234,7 @@ impl Listener {
     }
 
     /// Waits for the next connection.
-    pub async fn accept(&self) -> io::Result<(Stream, Peer)> {
+    pub(crate) async fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
             Listener::Unix(l) => {
                 let (s, _) = l.accept().await?;
@@ -250,7 +250,7 @@ impl Listener {
     }
 
     /// The bound address, for the start-up log line and tests.
-    pub fn local_description(&self) -> String {
+    pub(crate) fn local_description(&self) -> String {
         match self {
             Listener::Unix(l) => match l
                 .local_addr()
@@ -273,7 +273,7 @@ impl Listener {
     /// FastCGI params configure remod, so whoever can connect to a FastCGI
     /// listener configures it: on such an address, every host that can
     /// route to it.
-    pub fn reachable_from_network(&self) -> Option<SocketAddr> {
+    pub(crate) fn reachable_from_network(&self) -> Option<SocketAddr> {
         match self {
             Listener::Tcp(l) => l
                 .local_addr()
@@ -285,20 +285,12 @@ impl Listener {
 
     /// For a unix socket bound at a path: the path and the socket file's
     /// (device, inode), so shutdown removes that file and not a newer one.
-    pub fn unix_file(&self) -> Option<(PathBuf, (u64, u64))> {
+    pub(crate) fn unix_file(&self) -> Option<(PathBuf, (u64, u64))> {
         use std::os::unix::fs::MetadataExt;
         let Listener::Unix(l) = self else { return None };
         let path = l.local_addr().ok()?.as_pathname()?.to_path_buf();
         let md = std::fs::symlink_metadata(&path).ok()?;
         Some((path, (md.dev(), md.ino())))
-    }
-
-    /// The TCP listener inside, for the HTTP front door.
-    pub fn into_tcp(self) -> Option<TcpListener> {
-        match self {
-            Listener::Tcp(l) => Some(l),
-            Listener::Unix(_) => None,
-        }
     }
 }
 

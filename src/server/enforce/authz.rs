@@ -28,11 +28,11 @@ use crate::proto::response::{ErrorCode, OpError};
 use crate::server::enforce::runas::Account;
 
 /// The `PATH` every command gets (see `ops::cmd::base_env`).
-pub const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Variables a program-restricted user may still set (exact names, or a
 /// prefix when ending in `*`).
-pub const RESTRICTED_ENV_OK: &[&str] = &["TERM", "LANG", "LC_*", "TZ", "COLUMNS", "LINES"];
+pub(crate) const RESTRICTED_ENV_OK: &[&str] = &["TERM", "LANG", "LC_*", "TZ", "COLUMNS", "LINES"];
 
 fn executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -44,7 +44,7 @@ fn executable(p: &Path) -> bool {
 /// handing the spawn an absolute path lets it use `posix_spawn` (a vfork)
 /// instead of `fork`, which in a multi-threaded daemon copies the page
 /// tables and shoots down TLBs on every command.
-pub fn search_path(prog: &str, path: &str, cwd: &Path) -> Option<PathBuf> {
+pub(crate) fn search_path(prog: &str, path: &str, cwd: &Path) -> Option<PathBuf> {
     if prog.is_empty() || prog.contains('/') {
         return None;
     }
@@ -54,7 +54,7 @@ pub fn search_path(prog: &str, path: &str, cwd: &Path) -> Option<PathBuf> {
 }
 
 /// Resolves a program name as the child would, to a canonical absolute path.
-pub fn resolve_program(prog: &str, cwd: &Path) -> Option<PathBuf> {
+pub(crate) fn resolve_program(prog: &str, cwd: &Path) -> Option<PathBuf> {
     let found = if prog.contains('/') {
         let p = cwd.join(prog);
         executable(&p).then_some(p)
@@ -84,7 +84,7 @@ fn env_ok(name: &str) -> bool {
 /// list or working directory outside the grants, whatever the reason
 /// (missing, not a directory, unreadable, not granted): the reasons would
 /// otherwise tell what exists where the user may not look.
-pub const NOT_PERMITTED: &str =
+pub(crate) const NOT_PERMITTED: &str =
     "not permitted: the program, its arguments or the working directory are outside your grants";
 
 fn not_permitted() -> OpError {
@@ -93,7 +93,7 @@ fn not_permitted() -> OpError {
 
 /// A command that passed the checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// The file to execute: the resolved file that was checked, or `None`
     /// to run `argv[0]` as given (admins, `sh`).
     pub exe: Option<PathBuf>,
@@ -214,7 +214,7 @@ fn cwd_error(cwd: &Path, e: &std::io::Error) -> OpError {
 /// run-as account or, without one, as an unprivileged identity, and gets
 /// [`NOT_PERMITTED`] for every failure: what such a user learns about the
 /// file system is what any local account could.
-pub fn authorize_command<'a>(
+pub(crate) fn authorize_command<'a>(
     grants: &Grants,
     acct: Option<&Account>,
     argv: &[String],

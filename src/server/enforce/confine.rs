@@ -27,7 +27,7 @@ use crate::proto::response::{ErrorCode, OpError};
 
 /// Which grant a file operation needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// `get`: `files:read:DIR`.
     Read,
     /// `put`: `files:write:DIR`.
@@ -36,7 +36,7 @@ pub enum Access {
 
 /// A client path located below a root.
 #[derive(Debug, Clone)]
-pub struct Located {
+pub(crate) struct Located {
     /// The root directory (`/` for admins).
     pub root: PathBuf,
     /// The path below it (never absolute; may still hold `..`, which the
@@ -50,7 +50,7 @@ pub struct Located {
 
 /// Finds the root `path` (already made absolute) lies below, or answers
 /// `forbidden`. Admins get `/`, unconfined.
-pub fn locate(grants: &Grants, path: &Path, access: Access) -> Result<Located, OpError> {
+pub(crate) fn locate(grants: &Grants, path: &Path, access: Access) -> Result<Located, OpError> {
     let shown = path.display().to_string();
     if grants.is_admin() {
         return Ok(Located {
@@ -98,7 +98,7 @@ fn outside(shown: &str) -> OpError {
 
 /// Maps a file-system error to a result, with "escapes the root" errors as
 /// `forbidden`.
-pub fn fs_error(what: &str, e: Errno, confined: bool) -> OpError {
+pub(crate) fn fs_error(what: &str, e: Errno, confined: bool) -> OpError {
     match e {
         Errno::EXDEV if confined => outside(what),
         Errno::ELOOP if confined => OpError::new(
@@ -168,7 +168,7 @@ impl Located {
 
     /// Opens the file for reading (`get`). Non-blocking open so a FIFO
     /// cannot hang the operation; the caller checks it is a regular file.
-    pub fn open_read(&self) -> Result<std::fs::File, OpError> {
+    pub(crate) fn open_read(&self) -> Result<std::fs::File, OpError> {
         let root = self.open_root()?;
         let fd = self
             .open_below(
@@ -185,7 +185,7 @@ impl Located {
     /// directories one `mkdirat` at a time when asked; follows a target that
     /// is a symlink (as `cp` would), staying below the root. Returns the
     /// directory and the file name in it.
-    pub fn open_parent(&self, create_dirs: bool) -> Result<(OwnedFd, OsString), OpError> {
+    pub(crate) fn open_parent(&self, create_dirs: bool) -> Result<(OwnedFd, OsString), OpError> {
         let root = self.open_root()?;
         let (dir, name) = self.parent_of(root.as_raw_fd(), &self.rel, create_dirs)?;
         // A target that is a symlink: replace the file it points to.
@@ -264,13 +264,13 @@ impl Located {
 }
 
 /// True when `name` in `dir` is a symbolic link (not followed).
-pub fn is_symlink_at(dir: RawFd, name: &OsStr) -> bool {
+pub(crate) fn is_symlink_at(dir: RawFd, name: &OsStr) -> bool {
     nix::sys::stat::fstatat(Some(dir), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
         .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
 }
 
 /// Maps an I/O error on a client-named path to a result code.
-pub fn io_error(what: &str, e: &std::io::Error) -> OpError {
+pub(crate) fn io_error(what: &str, e: &std::io::Error) -> OpError {
     use crate::proto::response::ErrorCode;
     use std::io::ErrorKind;
     let code = match e.kind() {

@@ -31,11 +31,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The environment variable that tags a container's processes.
-pub const TAG_VAR: &str = "REMO_CONTAINER";
+pub(crate) const TAG_VAR: &str = "REMO_CONTAINER";
 
 /// Why a container could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum ContainError {
+pub(crate) enum ContainError {
     /// A cgroup directory or file could not be made or opened.
     #[error("cgroup {path}: {source}")]
     Cgroup {
@@ -48,7 +48,7 @@ pub enum ContainError {
 
 /// Per-session resource caps applied through the session's cgroup.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SessionCaps {
+pub(crate) struct SessionCaps {
     /// `pids.max` (0: none).
     pub pids_max: u64,
     /// `memory.max` in bytes (0: none).
@@ -61,7 +61,7 @@ enum Backend {
 }
 
 /// The daemon-wide containment state.
-pub struct Containment {
+pub(crate) struct Containment {
     backend: Backend,
     /// Prefix of every tag this daemon hands out.
     prefix: String,
@@ -83,7 +83,7 @@ fn random_hex(n: usize) -> String {
 
 /// Makes remod the child subreaper, picks the backend and starts the
 /// reaper thread. Called once by `remod serve` before any request.
-pub fn init_daemon() -> &'static Containment {
+pub(crate) fn init_daemon() -> &'static Containment {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument
     // and touches no memory of ours.
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -116,7 +116,7 @@ pub fn init_daemon() -> &'static Containment {
 /// The containment state. Without [`init_daemon`] (the library used in
 /// process, as by tests) it is the tag-tracking backend with no reaper
 /// thread and no cgroup directories.
-pub fn global() -> &'static Containment {
+pub(crate) fn global() -> &'static Containment {
     GLOBAL.get_or_init(|| Containment::new(Backend::Reaper))
 }
 
@@ -223,13 +223,8 @@ fn remove_stale(own: &Path) {
 }
 
 impl Containment {
-    /// True when cgroup v2 is used.
-    pub fn uses_cgroup(&self) -> bool {
-        matches!(self.backend, Backend::Cgroup { .. })
-    }
-
     /// A new, empty session container.
-    pub fn session(&'static self, caps: SessionCaps) -> Arc<SessionBox> {
+    pub(crate) fn session(&'static self, caps: SessionCaps) -> Arc<SessionBox> {
         let tag = format!("{}.{}", self.prefix, random_hex(8));
         let dir = match &self.backend {
             Backend::Cgroup { base } => Some(base.join(format!("s-{}", random_hex(8)))),
@@ -252,7 +247,7 @@ impl Containment {
     }
 
     /// Kills everything remod started, in every session (shutdown).
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         match &self.backend {
             Backend::Cgroup { base } => {
                 kill_cgroup(base);
@@ -332,7 +327,7 @@ impl SessionBox {
     }
 
     /// A container for one command of this session.
-    pub fn command(self: &Arc<Self>) -> Result<CmdBox, ContainError> {
+    pub(crate) fn command(self: &Arc<Self>) -> Result<CmdBox, ContainError> {
         let tag = format!("{}.{}", self.tag, random_hex(8));
         let (dir, procs) = match self.ensure_dir()? {
             Some(sdir) => {
@@ -364,7 +359,7 @@ impl SessionBox {
 
     /// Kills every process of the session (its end). A session that never
     /// ran anything costs nothing here.
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         if !*self.made.lock().unwrap_or_else(|p| p.into_inner()) {
             return;
         }
@@ -389,7 +384,7 @@ impl Drop for SessionBox {
 }
 
 /// The container of one command (batch or interactive).
-pub struct CmdBox {
+pub(crate) struct CmdBox {
     session: Arc<SessionBox>,
     tag: String,
     dir: Option<PathBuf>,
@@ -402,7 +397,7 @@ impl CmdBox {
     /// Puts the child into this container: the tag in its environment and,
     /// with cgroups, a move into the command's cgroup between fork and exec
     /// (before anything else runs in the child, while it is still root).
-    pub fn prepare(&self, cmd: &mut tokio::process::Command) {
+    pub(crate) fn prepare(&self, cmd: &mut tokio::process::Command) {
         cmd.env(TAG_VAR, &self.tag);
         let procs = self.procs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(f) = procs {
@@ -422,7 +417,7 @@ impl CmdBox {
     }
 
     /// Records the main process (its own waiter reaps it, not the reaper).
-    pub fn started(&self, pid: Option<u32>) {
+    pub(crate) fn started(&self, pid: Option<u32>) {
         *self.procs.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ran.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -438,7 +433,7 @@ impl CmdBox {
 
     /// The main process has been reaped: its pid may now be reused, so it
     /// is no longer a root of the tree (the tag still finds the rest).
-    pub fn reaped(&self) {
+    pub(crate) fn reaped(&self) {
         if let Some(pid) = self.main.lock().unwrap_or_else(|p| p.into_inner()).take() {
             self.session
                 .c
@@ -451,7 +446,7 @@ impl CmdBox {
 
     /// Kills every process of the command: what is left when its main
     /// process has ended, or all of it when the command is cut short.
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         match &self.dir {
             Some(dir) => kill_cgroup(dir),
             None => {
@@ -474,7 +469,7 @@ impl CmdBox {
 impl CmdBox {
     /// Ends the container (kills what is left) off the async threads when
     /// that means scanning /proc.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         if self.dir.is_some() {
             drop(self);
         } else {

@@ -2,8 +2,8 @@
 //! command grants, file roots, run-as accounts, the containment of every
 //! process a session starts, and the ownership checks on files settings name.
 
-pub mod authz;
-pub mod confine;
-pub mod contain;
-pub mod runas;
-pub mod trust;
+pub(crate) mod authz;
+pub(crate) mod confine;
+pub(crate) mod contain;
+pub(crate) mod runas;
+pub(crate) mod trust;

@@ -26,7 +26,7 @@ use crate::proto::response::{ErrorCode, OpError};
 
 /// A resolved system account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
+pub(crate) struct Account {
     /// Login name.
     pub name: String,
     /// User id.
@@ -41,7 +41,7 @@ pub struct Account {
 
 impl Account {
     /// Looks the account up in the password and group databases.
-    pub fn lookup(name: &str) -> Result<Account, OpError> {
+    pub(crate) fn lookup(name: &str) -> Result<Account, OpError> {
         let missing = || {
             OpError::new(
                 ErrorCode::Internal,
@@ -67,7 +67,7 @@ impl Account {
     /// An identity without any rights of its own (the overflow ids, no
     /// supplementary groups): what every local account may see, for
     /// look-ups made for a program-restricted user without a run-as account.
-    pub fn unprivileged() -> Account {
+    pub(crate) fn unprivileged() -> Account {
         Account {
             name: "nobody".into(),
             uid: 65_534,
@@ -79,7 +79,7 @@ impl Account {
 
     /// The account's home if it is a directory, else `/` (system accounts
     /// often have a home that does not exist).
-    pub fn default_cwd(&self) -> PathBuf {
+    pub(crate) fn default_cwd(&self) -> PathBuf {
         if self.home.is_dir() {
             self.home.clone()
         } else {
@@ -92,7 +92,7 @@ impl Account {
     ///
     /// Raw system calls on purpose: see the module documentation.
     /// Async-signal-safe, so it is also used in a forked child.
-    pub fn become_on_this_thread(&self) -> std::io::Result<()> {
+    pub(crate) fn become_on_this_thread(&self) -> std::io::Result<()> {
         let groups: &[u32] = &self.groups;
         // SAFETY: plain system calls with a valid pointer/length pair.
         unsafe {
@@ -112,7 +112,7 @@ impl Account {
     /// Installs the switch into a command's child (run after fork, before
     /// exec), followed by `chdir(cwd)` so the working directory is entered
     /// with the account's rights.
-    pub fn apply_to_command(
+    pub(crate) fn apply_to_command(
         self: &Arc<Self>,
         cmd: &mut tokio::process::Command,
         cwd: &Path,
@@ -137,7 +137,7 @@ impl Account {
 
 /// The account a user's grants name, looked up; `None` when there is no
 /// `run-as` grant.
-pub fn account_for(grants: &Grants) -> Result<Option<Arc<Account>>, OpError> {
+pub(crate) fn account_for(grants: &Grants) -> Result<Option<Arc<Account>>, OpError> {
     match grants.run_as() {
         None => Ok(None),
         Some(name) => Account::lookup(name).map(|a| Some(Arc::new(a))),
@@ -147,7 +147,7 @@ pub fn account_for(grants: &Grants) -> Result<Option<Arc<Account>>, OpError> {
 /// Runs a file-system step `f` with the account's credentials when there is
 /// one (on a fresh thread that switches and then ends), else on a blocking
 /// pool thread with the daemon's own.
-pub async fn fs_step<T, F>(acct: Option<Arc<Account>>, f: F) -> Result<T, OpError>
+pub(crate) async fn fs_step<T, F>(acct: Option<Arc<Account>>, f: F) -> Result<T, OpError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, OpError> + Send + 'static,

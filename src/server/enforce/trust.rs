@@ -25,7 +25,7 @@ const MAX_LINKS: usize = 40;
 /// Why a named file is not trusted. The messages name the offending path
 /// and say what to change; they go to the server log, never to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum Untrusted {
+pub(crate) enum Untrusted {
     /// Not an absolute path.
     #[error("{0:?}: not an absolute path")]
     Relative(PathBuf),
@@ -68,7 +68,7 @@ pub enum Untrusted {
 
 /// A file that passed [`check_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trusted {
+pub(crate) struct Trusted {
     /// The path with every symlink resolved: open this one.
     pub path: PathBuf,
     /// The file's owner.
@@ -79,7 +79,7 @@ pub struct Trusted {
 
 impl Trusted {
     /// One line for the start-up log: why this file is trusted.
-    pub fn describe(&self, named: &Path) -> String {
+    pub(crate) fn describe(&self, named: &Path) -> String {
         let via = if named == self.path {
             String::new()
         } else {
@@ -95,12 +95,12 @@ impl Trusted {
 }
 
 /// Which owners are trusted: root and the process's own effective uid.
-pub fn trusted_uids() -> [u32; 2] {
+pub(crate) fn trusted_uids() -> [u32; 2] {
     [0, nix::unistd::geteuid().as_raw()]
 }
 
 /// Checks an existing regular file (see the module doc).
-pub fn check_file(path: &Path) -> Result<Trusted, Untrusted> {
+pub(crate) fn check_file(path: &Path) -> Result<Trusted, Untrusted> {
     let (resolved, md) = walk(path, &trusted_uids())?;
     let Some(md) = md else {
         return Err(Untrusted::NotFile(path.to_path_buf()));
@@ -118,7 +118,7 @@ pub fn check_file(path: &Path) -> Result<Trusted, Untrusted> {
 
 /// Checks a file that remod may create (the audit database): its directory
 /// must pass the checks, and so must the file when it exists already.
-pub fn check_creatable(path: &Path) -> Result<PathBuf, Untrusted> {
+pub(crate) fn check_creatable(path: &Path) -> Result<PathBuf, Untrusted> {
     let uids = trusted_uids();
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Untrusted::Relative(path.to_path_buf()));

@@ -27,12 +27,12 @@ use crate::server::enforce::authz::{authorize_command, search_path, CHILD_PATH};
 use crate::server::enforce::contain::CmdBox;
 use crate::server::enforce::runas::account_for;
 
-pub use crate::ops::cmd::{CmdDesc, CmdResult};
+pub(crate) use crate::ops::cmd::{CmdDesc, CmdResult};
 use crate::ops::ExitFields;
 
 /// A checked `cmd` request.
 #[derive(Debug, Clone)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     /// Program and arguments (for `sh`: `/bin/sh -c STRING`).
     pub argv: Vec<String>,
     /// Working directory as given.
@@ -47,7 +47,7 @@ pub struct Cmd {
 
 impl CmdDesc {
     /// Checks the fields that every command-running operation shares.
-    pub fn check(self) -> Result<Cmd, OpError> {
+    pub(crate) fn check(self) -> Result<Cmd, OpError> {
         let sh = self.sh.is_some();
         let argv = match (self.argv, self.sh) {
             (Some(a), None) => {
@@ -92,7 +92,7 @@ impl CmdDesc {
 /// Parses and checks a descriptor (the router decodes once, through
 /// [`crate::ops::Op`]; this is for tests).
 #[cfg(test)]
-pub fn parse(d: &[u8]) -> Result<Cmd, OpError> {
+pub(crate) fn parse(d: &[u8]) -> Result<Cmd, OpError> {
     parse_descriptor::<CmdDesc>(d)?.check()
 }
 
@@ -111,7 +111,7 @@ fn own_user_name() -> Option<&'static String> {
 
 /// The environment every command starts from: nothing of the daemon's own
 /// (which may hold configuration), a sane `PATH`, and who is acting.
-pub fn base_env(ctx: &OpCtx) -> Vec<(String, String)> {
+pub(crate) fn base_env(ctx: &OpCtx) -> Vec<(String, String)> {
     let mut env = vec![
         (
             "PATH".to_string(),
@@ -136,7 +136,7 @@ pub fn base_env(ctx: &OpCtx) -> Vec<(String, String)> {
 }
 
 /// A container for one command of the session (issue 17 §3).
-pub fn container_for(ctx: &OpCtx) -> Result<CmdBox, OpError> {
+pub(crate) fn container_for(ctx: &OpCtx) -> Result<CmdBox, OpError> {
     ctx.session.container.command().map_err(|e| {
         log::error!("containment: {e}");
         OpError::new(ErrorCode::Internal, "cannot set up the command's container")
@@ -145,7 +145,7 @@ pub fn container_for(ctx: &OpCtx) -> Result<CmdBox, OpError> {
 
 /// Builds the command with its own process group and checked working
 /// directory, inside `container`.
-pub fn build_command(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Command, OpError> {
+pub(crate) fn build_command(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Command, OpError> {
     let mut cmd = build_command_base(ctx, c, container)?;
     cmd.process_group(0);
     Ok(cmd)
@@ -154,7 +154,11 @@ pub fn build_command(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Command
 /// As [`build_command`] but without the process group, for callers that
 /// start a new session instead (a PTY child calls `setsid`, which fails in
 /// a process-group leader).
-pub fn build_command_base(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Command, OpError> {
+pub(crate) fn build_command_base(
+    ctx: &OpCtx,
+    c: &Cmd,
+    container: &CmdBox,
+) -> Result<Command, OpError> {
     let grants = ctx.session.grants();
     let acct = account_for(&grants)?;
     let cwd = match (&c.cwd, &acct) {
@@ -223,7 +227,7 @@ pub fn build_command_base(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Co
 }
 
 /// Maps a spawn failure to a result.
-pub fn spawn_error(prog: &str, e: &std::io::Error) -> OpError {
+pub(crate) fn spawn_error(prog: &str, e: &std::io::Error) -> OpError {
     match e.kind() {
         std::io::ErrorKind::NotFound => {
             OpError::new(ErrorCode::NotFound, format!("{prog}: command not found"))
@@ -291,7 +295,7 @@ enum End {
 }
 
 /// Runs the command.
-pub async fn apply(
+pub(crate) async fn apply(
     ctx: &OpCtx,
     c: Cmd,
     input: &mut RequestReader,

@@ -11,7 +11,7 @@ use log::info;
 
 use super::OpCtx;
 use crate::cfgedit::{diff, Document, EditError, Format, SectionAddr};
-pub use crate::ops::config::{BackupInfo, ConfigDesc, ConfigResult, FileInfo};
+pub(crate) use crate::ops::config::{BackupInfo, ConfigDesc, ConfigResult, FileInfo};
 use crate::proto::record::CHANNEL_STDERR;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::core::stream::{RequestReader, ResponseWriter};
@@ -20,7 +20,7 @@ use crate::server::store::cfgfiles::{lock_for, FileSpec};
 
 /// What `config` does to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Whole file, a section, or a key's values.
     Read {
         /// Section, if not the whole file.
@@ -92,7 +92,7 @@ impl Action {
 
 /// A checked `config` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigReq {
+pub(crate) enum ConfigReq {
     /// The names the user may use.
     List,
     /// An action on one file.
@@ -118,7 +118,7 @@ fn parse_section(s: &str) -> Result<SectionAddr, OpError> {
 }
 
 /// Checks the descriptor (its shape per action is [`ConfigDesc`]'s).
-pub fn check(d: ConfigDesc) -> Result<ConfigReq, OpError> {
+pub(crate) fn check(d: ConfigDesc) -> Result<ConfigReq, OpError> {
     let file = |name, action, if_version| ConfigReq::File {
         name,
         action,
@@ -249,7 +249,7 @@ fn doc(spec: &FileSpec, cur: &Current, name: &str) -> Result<Document, OpError> 
 }
 
 /// Runs the request.
-pub async fn apply(
+pub(crate) async fn apply(
     ctx: &OpCtx,
     req: ConfigReq,
     input: &mut RequestReader,

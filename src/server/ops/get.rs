@@ -15,10 +15,10 @@ use crate::server::core::stream::{RequestReader, ResponseWriter, MAX_SEND_BATCH}
 use crate::server::enforce::confine::{locate, Access};
 use crate::server::enforce::runas::{account_for, fs_step};
 
-pub use crate::ops::get::{GetDesc, GetResult};
+pub(crate) use crate::ops::get::{GetDesc, GetResult};
 
 /// Checks the descriptor.
-pub fn check(g: GetDesc) -> Result<GetDesc, OpError> {
+pub(crate) fn check(g: GetDesc) -> Result<GetDesc, OpError> {
     if g.path.is_empty() || g.path.contains('\0') {
         return Err(OpError::bad_request(
             "path must be a non-empty string without NUL",
@@ -35,7 +35,7 @@ enum Chunk {
 
 /// Streams the file. Reading and hashing run on a blocking thread while
 /// this task seals, so the two use both cores.
-pub async fn apply(
+pub(crate) async fn apply(
     ctx: &OpCtx,
     g: GetDesc,
     input: &mut RequestReader,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::cmd::{build_command, build_command_base, container_for, spawn_error, CmdDesc};
 use super::OpCtx;
-pub use crate::ops::icm::{
+pub(crate) use crate::ops::icm::{
     IcmDesc, IdtDesc, KillDesc, KillResult, ProcResult, PtySize, ResizeDesc, ResizeResult,
 };
 use crate::ops::ExitFields;
@@ -18,12 +18,12 @@ use crate::server::core::stream::{RequestReader, ResponseWriter};
 use crate::server::ops::procs::{open_pty, parse_signal, Collected, Proc, Wiring};
 
 /// Default `wait_ms`.
-pub const DEFAULT_WAIT_MS: u64 = 200;
+pub(crate) const DEFAULT_WAIT_MS: u64 = 200;
 /// Largest `wait_ms`, so a poll stays well inside proxy timeouts.
-pub const MAX_WAIT_MS: u64 = 60_000;
+pub(crate) const MAX_WAIT_MS: u64 = 60_000;
 
 /// A checked `icm`.
-pub struct Icm {
+pub(crate) struct Icm {
     cmd: super::cmd::Cmd,
     pty: Option<PtySize>,
     wait: Duration,
@@ -34,7 +34,7 @@ fn wait(ms: Option<u64>) -> Duration {
 }
 
 /// Checks `icm`.
-pub fn check_icm(d: IcmDesc) -> Result<Icm, OpError> {
+pub(crate) fn check_icm(d: IcmDesc) -> Result<Icm, OpError> {
     if d.timeout.is_some() {
         return Err(OpError::bad_request(
             "timeout is not supported for interactive processes; use kill",
@@ -61,7 +61,7 @@ pub fn check_icm(d: IcmDesc) -> Result<Icm, OpError> {
 }
 
 /// Checks `kill`.
-pub fn check_kill(k: KillDesc) -> Result<KillDesc, OpError> {
+pub(crate) fn check_kill(k: KillDesc) -> Result<KillDesc, OpError> {
     if parse_signal(&k.signal).is_none() {
         return Err(OpError::bad_request(
             "signal must be one of TERM, KILL, INT, HUP",
@@ -71,7 +71,7 @@ pub fn check_kill(k: KillDesc) -> Result<KillDesc, OpError> {
 }
 
 /// Checks `resize`.
-pub fn check_resize(r: ResizeDesc) -> Result<ResizeDesc, OpError> {
+pub(crate) fn check_resize(r: ResizeDesc) -> Result<ResizeDesc, OpError> {
     if r.rows == 0 || r.cols == 0 {
         return Err(OpError::bad_request("rows and cols must be positive"));
     }
@@ -138,7 +138,7 @@ async fn answer(
 }
 
 /// Starts an interactive process.
-pub async fn apply_icm(
+pub(crate) async fn apply_icm(
     ctx: &OpCtx,
     d: Icm,
     input: &mut RequestReader,
@@ -227,7 +227,7 @@ pub async fn apply_icm(
 }
 
 /// `idt` (`close` false) and `edt` (`close` true).
-pub async fn apply_idt(
+pub(crate) async fn apply_idt(
     ctx: &OpCtx,
     d: IdtDesc,
     close: bool,
@@ -244,7 +244,7 @@ pub async fn apply_idt(
 }
 
 /// Sends a signal to the process group.
-pub async fn apply_kill(
+pub(crate) async fn apply_kill(
     ctx: &OpCtx,
     d: KillDesc,
     input: &mut RequestReader,
@@ -261,7 +261,7 @@ pub async fn apply_kill(
 }
 
 /// Changes the terminal size of a `pty` process.
-pub async fn apply_resize(
+pub(crate) async fn apply_resize(
     ctx: &OpCtx,
     d: ResizeDesc,
     input: &mut RequestReader,

@@ -1,13 +1,13 @@
 //! `logout`: ends the session and everything it started.
 
 use super::OpCtx;
-pub use crate::ops::logout::{LogoutDesc, LogoutResult};
+pub(crate) use crate::ops::logout::{LogoutDesc, LogoutResult};
 use crate::proto::response::OpError;
 use crate::server::core::stream::RequestReader;
 
 /// Ends the session. The response is still sealed with its keys, which the
 /// writer already holds.
-pub async fn apply(
+pub(crate) async fn apply(
     ctx: &OpCtx,
     _d: LogoutDesc,
     input: &mut RequestReader,

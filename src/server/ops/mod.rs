@@ -1,14 +1,14 @@
 //! The sealed operations of PROTOCOL.md §6, one file each: every file
 //! parses its descriptor and applies it.
 
-pub mod cmd;
-pub mod config;
-pub mod get;
-pub mod icm;
-pub mod logout;
-pub mod open;
-pub mod procs;
-pub mod put;
+pub(crate) mod cmd;
+pub(crate) mod config;
+pub(crate) mod get;
+pub(crate) mod icm;
+pub(crate) mod logout;
+pub(crate) mod open;
+pub(crate) mod procs;
+pub(crate) mod put;
 
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use crate::server::core::session::Session;
 use crate::server::core::stream::{RequestReader, ResponseWriter};
 
 /// What every operation may use.
-pub struct OpCtx {
+pub(crate) struct OpCtx {
     /// The instance.
     pub inst: Arc<Instance>,
     /// The caller's session.
@@ -38,7 +38,7 @@ pub struct OpCtx {
 
 /// A successful operation's result, typed until it goes on the wire.
 #[derive(Debug, Clone)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// `cmd`.
     Cmd(crate::ops::cmd::CmdResult),
     /// `get`.
@@ -61,7 +61,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The exit status of a process that ended, for the audit.
-    pub fn exit(&self) -> Option<i32> {
+    pub(crate) fn exit(&self) -> Option<i32> {
         match self {
             Outcome::Cmd(r) => r.ended.exit,
             Outcome::Proc(r) => r.ended.exit,
@@ -70,7 +70,7 @@ impl Outcome {
     }
 
     /// The result object of the `ok` response.
-    pub fn into_fields(self) -> Map<String, Value> {
+    pub(crate) fn into_fields(self) -> Map<String, Value> {
         let v = match self {
             Outcome::Cmd(r) => serde_json::to_value(r),
             Outcome::Get(r) => serde_json::to_value(r),
@@ -94,7 +94,7 @@ impl Outcome {
 }
 
 /// Runs an operation whose request passed the §5 checks.
-pub async fn run(
+pub(crate) async fn run(
     ctx: &OpCtx,
     op: Op,
     input: &mut RequestReader,
@@ -120,8 +120,8 @@ pub async fn run(
 /// Parses a descriptor, rejecting unknown fields (`deny_unknown_fields` on
 /// `T`); for tests (the router decodes once, through [`Op::decode`]).
 #[cfg(test)]
-pub fn parse_descriptor<T: DeserializeOwned>(descriptor: &[u8]) -> Result<T, OpError> {
+pub(crate) fn parse_descriptor<T: DeserializeOwned>(descriptor: &[u8]) -> Result<T, OpError> {
     serde_json::from_slice(descriptor).map_err(|e| OpError::bad_request(format!("descriptor: {e}")))
 }
 
-pub use crate::server::enforce::confine::io_error;
+pub(crate) use crate::server::enforce::confine::io_error;

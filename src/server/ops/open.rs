@@ -20,7 +20,7 @@ use crate::proto::response::{ErrorCode, OpError};
 use crate::server::core::stream::RequestReader;
 use log::info;
 
-pub use crate::ops::open::{GrantInfo, OpenDesc, OpenResult};
+pub(crate) use crate::ops::open::{GrantInfo, OpenDesc, OpenResult};
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ enum Action {
 }
 
 /// A checked `open` or `close`; `None` for `list`.
-pub struct Open {
+pub(crate) struct Open {
     action: Action,
     profile: String,
     ip: Option<String>,
@@ -38,7 +38,7 @@ pub struct Open {
 }
 
 /// Checks the descriptor.
-pub fn check(d: OpenDesc) -> Result<Option<Open>, OpError> {
+pub(crate) fn check(d: OpenDesc) -> Result<Option<Open>, OpError> {
     Ok(match d {
         OpenDesc::Open {
             duration: Some(0), ..
@@ -90,7 +90,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Applies the descriptor.
-pub async fn apply(
+pub(crate) async fn apply(
     ctx: &OpCtx,
     d: Option<Open>,
     input: &mut RequestReader,

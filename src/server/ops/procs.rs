@@ -34,7 +34,7 @@ use crate::server::enforce::contain::CmdBox;
 
 /// Why a process could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProcError {
+pub(crate) enum ProcError {
     /// The per-session cap is reached.
     #[error("too many interactive processes in this session")]
     TooManyInSession,
@@ -45,7 +45,7 @@ pub enum ProcError {
 
 /// Why a slot of a [`Shares`] pool was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ShareError {
+pub(crate) enum ShareError {
     /// Every slot is taken.
     #[error("too many {0} running on this server")]
     Full(&'static str),
@@ -59,7 +59,7 @@ pub enum ShareError {
 
 /// The caps of a [`Shares`] pool.
 #[derive(Debug, Clone, Copy)]
-pub struct ShareLimits {
+pub(crate) struct ShareLimits {
     /// Slots in all.
     pub total: usize,
     /// Slots one user may hold.
@@ -84,14 +84,14 @@ struct SharesState {
 }
 
 /// A taken slot; given back on drop.
-pub struct Slot {
+pub(crate) struct Slot {
     pool: Arc<Shares>,
     user: String,
 }
 
 impl Shares {
     /// A pool of `what` (for messages) with the given caps.
-    pub fn new(what: &'static str, limits: ShareLimits) -> Arc<Self> {
+    pub(crate) fn new(what: &'static str, limits: ShareLimits) -> Arc<Self> {
         Arc::new(Shares {
             what,
             limits,
@@ -104,7 +104,7 @@ impl Shares {
     }
 
     /// Takes a slot for `user` if the caps allow.
-    pub fn acquire(self: &Arc<Self>, user: &str, admin: bool) -> Result<Slot, ShareError> {
+    pub(crate) fn acquire(self: &Arc<Self>, user: &str, admin: bool) -> Result<Slot, ShareError> {
         let mut st = self.lock();
         if st.total >= self.limits.total {
             return Err(ShareError::Full(self.what));
@@ -126,7 +126,8 @@ impl Shares {
     }
 
     /// Slots taken now.
-    pub fn in_use(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> usize {
         self.lock().total
     }
 }
@@ -146,7 +147,7 @@ impl Drop for Slot {
 
 /// Caps and timers for interactive processes.
 #[derive(Debug, Clone, Copy)]
-pub struct ProcLimits {
+pub(crate) struct ProcLimits {
     /// Live processes per instance.
     pub max_total: usize,
     /// Live processes per user.
@@ -162,7 +163,7 @@ pub struct ProcLimits {
 }
 
 /// Where a process's standard input goes.
-pub enum Input {
+pub(crate) enum Input {
     /// A pipe.
     Pipe(ChildStdin),
     /// The master side of its terminal.
@@ -203,7 +204,7 @@ struct State {
 }
 
 /// One interactive process.
-pub struct Proc {
+pub(crate) struct Proc {
     /// Its id on the wire.
     pub id: String,
     /// The session that owns it; other sessions get `not_found`.
@@ -236,18 +237,18 @@ impl Proc {
     }
 
     /// True for a process started on a terminal.
-    pub fn is_pty(&self) -> bool {
+    pub(crate) fn is_pty(&self) -> bool {
         self.pty.is_some()
     }
 
     /// Marks the process as used now (for the idle timeout).
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.lock().last_active = Some(Instant::now());
     }
 
     /// Writes to its standard input. Errors mean the process no longer
     /// reads (closed stdin or exited); the data is then discarded.
-    pub async fn write_input(&self, data: &[u8]) -> bool {
+    pub(crate) async fn write_input(&self, data: &[u8]) -> bool {
         let mut input = self.input.lock().await;
         match input.as_mut() {
             Some(i) => {
@@ -263,7 +264,7 @@ impl Proc {
     }
 
     /// Closes standard input; on a terminal, sends the EOF character instead.
-    pub async fn close_input(&self) {
+    pub(crate) async fn close_input(&self) {
         let mut input = self.input.lock().await;
         match input.as_mut() {
             Some(i @ Input::Pty(_)) => {
@@ -275,7 +276,7 @@ impl Proc {
     }
 
     /// Sends a signal to the whole process group.
-    pub fn signal(&self, sig: nix::sys::signal::Signal) -> bool {
+    pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) -> bool {
         if self.lock().exit.is_some() {
             return false;
         }
@@ -283,7 +284,7 @@ impl Proc {
     }
 
     /// Sets the terminal size; the kernel sends SIGWINCH to the foreground group.
-    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+    pub(crate) fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
         let Some(fd) = &self.pty else {
             return Err(std::io::Error::other("not a terminal"));
         };
@@ -292,7 +293,7 @@ impl Proc {
 
     /// Waits up to `wait` for output (returning as soon as there is some, or
     /// the process has finished), then takes everything buffered.
-    pub async fn collect(
+    pub(crate) async fn collect(
         &self,
         wait: Duration,
         gone: impl std::future::Future<Output = ()>,
@@ -360,7 +361,7 @@ impl Proc {
 }
 
 /// The signal names `kill` accepts.
-pub fn parse_signal(name: &str) -> Option<nix::sys::signal::Signal> {
+pub(crate) fn parse_signal(name: &str) -> Option<nix::sys::signal::Signal> {
     use nix::sys::signal::Signal;
     Some(match name {
         "TERM" => Signal::SIGTERM,
@@ -389,7 +390,7 @@ fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) -> std::io::Result<()> {
 }
 
 /// A pseudo-terminal pair for a new process.
-pub struct PtyPair {
+pub(crate) struct PtyPair {
     /// Our side.
     pub master: OwnedFd,
     /// The child's side (its stdin/stdout/stderr and controlling terminal).
@@ -397,7 +398,7 @@ pub struct PtyPair {
 }
 
 /// Opens a pseudo-terminal with the given size.
-pub fn open_pty(rows: u16, cols: u16) -> std::io::Result<PtyPair> {
+pub(crate) fn open_pty(rows: u16, cols: u16) -> std::io::Result<PtyPair> {
     let ws = nix::pty::Winsize {
         ws_row: rows,
         ws_col: cols,
@@ -430,13 +431,13 @@ pub struct ProcTable {
 }
 
 /// The slots one interactive process holds (see [`ProcTable::reserve`]).
-pub struct Reservation {
+pub(crate) struct Reservation {
     _user: Slot,
     _session: Slot,
 }
 
 /// How a started child is wired.
-pub enum Wiring {
+pub(crate) enum Wiring {
     /// Pipes for stdin (optional), stdout and stderr.
     Pipes,
     /// A terminal (the master side).
@@ -445,7 +446,7 @@ pub enum Wiring {
 
 impl ProcTable {
     /// An empty table.
-    pub fn new(limits: ProcLimits) -> Arc<Self> {
+    pub(crate) fn new(limits: ProcLimits) -> Arc<Self> {
         Arc::new(ProcTable {
             map: Mutex::new(HashMap::new()),
             limits,
@@ -476,7 +477,7 @@ impl ProcTable {
     /// the same step (so concurrent `icm`s cannot exceed them). Given back
     /// when the process is forgotten, or when the reservation is dropped
     /// unused.
-    pub fn reserve(
+    pub(crate) fn reserve(
         &self,
         session: &str,
         user: &str,
@@ -497,7 +498,7 @@ impl ProcTable {
     ///
     /// `container` holds the child's whole process tree: it is killed when
     /// the child has exited (its leftovers), the session ends or it idles out.
-    pub fn register(
+    pub(crate) fn register(
         self: &Arc<Self>,
         session: &str,
         session_end: CancellationToken,
@@ -565,7 +566,7 @@ impl ProcTable {
     }
 
     /// The process `id` if it belongs to `session`.
-    pub fn get(&self, session: &str, id: &str) -> Option<Arc<Proc>> {
+    pub(crate) fn get(&self, session: &str, id: &str) -> Option<Arc<Proc>> {
         self.lock()
             .get(id)
             .filter(|p| p.session == session)
@@ -573,7 +574,7 @@ impl ProcTable {
     }
 
     /// Forgets a process whose end has been reported.
-    pub fn remove(&self, id: &str) {
+    pub(crate) fn remove(&self, id: &str) {
         if let Some(p) = self.lock().remove(id) {
             p.forgotten.cancel();
             p.slots.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -581,7 +582,7 @@ impl ProcTable {
     }
 
     /// Number of processes in the table.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
@@ -630,7 +631,7 @@ async fn read_pty(proc: Arc<Proc>, fd: Arc<AsyncFd<OwnedFd>>) {
 
 /// Sends SIGKILL to the process group `pgid` (a child's own group; never
 /// 0 or 1, which would be remod's own group or init's).
-pub fn kill_group(pgid: i32) {
+pub(crate) fn kill_group(pgid: i32) {
     debug_assert!(pgid > 1, "kill_group({pgid})");
     if pgid > 1 {
         let _ = nix::sys::signal::killpg(

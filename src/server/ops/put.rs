@@ -22,11 +22,11 @@ use crate::server::enforce::confine::{fs_error, locate, Access, Located};
 use crate::server::enforce::runas::{account_for, fs_step};
 use crate::server::store::pending::{Kind, Pending};
 
-pub use crate::ops::put::{PutDesc, PutResult};
+pub(crate) use crate::ops::put::{PutDesc, PutResult};
 
 /// A checked `put`.
 #[derive(Debug)]
-pub struct PutReq {
+pub(crate) struct PutReq {
     path: String,
     mode: Option<u32>,
     overwrite: bool,
@@ -35,7 +35,7 @@ pub struct PutReq {
 }
 
 /// Checks the descriptor.
-pub fn check(p: PutDesc) -> Result<PutReq, OpError> {
+pub(crate) fn check(p: PutDesc) -> Result<PutReq, OpError> {
     if p.path.is_empty() || p.path.contains('\0') {
         return Err(OpError::bad_request(
             "path must be a non-empty string without NUL",
@@ -191,7 +191,7 @@ struct Written {
 }
 
 /// Receives the file.
-pub async fn apply(
+pub(crate) async fn apply(
     ctx: &OpCtx,
     p: PutReq,
     input: &mut RequestReader,

@@ -2,5 +2,5 @@
 //! configuration files the `config` operation edits, and the journal of
 //! temporary files a crash may leave behind.
 
-pub mod cfgfiles;
-pub mod pending;
+pub(crate) mod cfgfiles;
+pub(crate) mod pending;

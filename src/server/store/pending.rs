@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::proto::b64;
 
 /// The journal's directory name, beside the audit database.
-pub const DIR_NAME: &str = "remo-pending";
+pub(crate) const DIR_NAME: &str = "remo-pending";
 /// An entry is a few hundred bytes; anything longer is not ours.
 const MAX_ENTRY: u64 = 16 << 10;
 /// At most this many entries are looked at per sweep (a directory filled
@@ -47,7 +47,7 @@ const MAX_SWEEP: usize = 100_000;
 /// What a journaled name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A temporary file.
     File,
     /// A private directory (a config candidate's) and what is in it.
@@ -56,7 +56,7 @@ pub enum Kind {
 
 /// Why the journal cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum JournalError {
+pub(crate) enum JournalError {
     /// Creating or opening its directory failed.
     #[error("{}: {}", .0.display(), .1.desc())]
     Open(PathBuf, Errno),
@@ -82,7 +82,7 @@ struct Entry {
 
 /// What a sweep did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Swept {
+pub(crate) struct Swept {
     /// Leftover names removed.
     pub removed: Vec<PathBuf>,
     /// Entries left alone: their writer still runs.
@@ -102,7 +102,7 @@ pub struct Journal {
 /// A journaled name; dropping it removes the entry (drop it after the name
 /// is gone or has been renamed into place).
 #[derive(Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     journal: Arc<Journal>,
     entry: OsString,
 }
@@ -141,7 +141,7 @@ impl Journal {
     /// Opens (creating, 0700) the journal directory `path`. Its parent must
     /// already have passed the trust checks; the directory itself must be
     /// remod's own and private.
-    pub fn open(path: &Path) -> Result<Arc<Journal>, JournalError> {
+    pub(crate) fn open(path: &Path) -> Result<Arc<Journal>, JournalError> {
         let err = |e| JournalError::Open(path.to_path_buf(), e);
         match nix::unistd::mkdir(path, Mode::from_bits_truncate(0o700)) {
             Ok(()) | Err(Errno::EEXIST) => {}
@@ -176,7 +176,7 @@ impl Journal {
 
     /// Records that `name` in `dir` is about to be made, owned by `uid`.
     /// Blocking (a small file in the data directory).
-    pub fn record(
+    pub(crate) fn record(
         self: &Arc<Self>,
         dir: &OwnedFd,
         name: &OsStr,
@@ -221,7 +221,7 @@ impl Journal {
 
     /// Removes what the entries of processes no longer running still name,
     /// and those entries. Blocking.
-    pub fn sweep(&self) -> Swept {
+    pub(crate) fn sweep(&self) -> Swept {
         let mut out = Swept::default();
         let names = match crate::server::store::cfgfiles::fsat::names(&self.dir) {
             Ok(n) => n,

@@ -9,16 +9,16 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::server::core::request::Params;
 
 /// The only protocol version in existence.
-pub const FCGI_VERSION_1: u8 = 1;
+pub(crate) const FCGI_VERSION_1: u8 = 1;
 /// Size of every record header.
-pub const HEADER_LEN: usize = 8;
+pub(crate) const HEADER_LEN: usize = 8;
 /// Largest content a single record can carry (16-bit length field).
-pub const MAX_CONTENT_LEN: usize = 65535;
+pub(crate) const MAX_CONTENT_LEN: usize = 65535;
 
 /// Record type: start of a request (web server → app).
-pub const FCGI_BEGIN_REQUEST: u8 = 1;
+pub(crate) const FCGI_BEGIN_REQUEST: u8 = 1;
 /// Record type: the web server gives up on a request.
-pub const FCGI_ABORT_REQUEST: u8 = 2;
+pub(crate) const FCGI_ABORT_REQUEST: u8 = 2;
 /// Record type: end of a request (app → web server).
 pub const FCGI_END_REQUEST: u8 = 3;
 /// Record type: name-value parameter stream.
@@ -27,10 +27,9 @@ pub const FCGI_PARAMS: u8 = 4;
 pub const FCGI_STDIN: u8 = 5;
 /// Record type: response stream.
 pub const FCGI_STDOUT: u8 = 6;
-/// Record type: error stream (logged by the web server).
-pub const FCGI_STDERR: u8 = 7;
 /// Record type: filter-role data stream (unused by responders).
-pub const FCGI_DATA: u8 = 8;
+#[cfg(test)]
+pub(crate) const FCGI_DATA: u8 = 8;
 /// Record type: management query of application variables.
 pub const FCGI_GET_VALUES: u8 = 9;
 /// Record type: answer to [`FCGI_GET_VALUES`].
@@ -41,19 +40,17 @@ pub const FCGI_UNKNOWN_TYPE: u8 = 11;
 /// Role: the only role this server plays.
 pub const FCGI_RESPONDER: u16 = 1;
 /// BEGIN_REQUEST flag: keep the connection open after the request.
-pub const FCGI_KEEP_CONN: u8 = 1;
+pub(crate) const FCGI_KEEP_CONN: u8 = 1;
 
 /// END_REQUEST protocol status: normal end.
 pub const FCGI_REQUEST_COMPLETE: u8 = 0;
 /// END_REQUEST protocol status: a second concurrent request was refused.
 pub const FCGI_CANT_MPX_CONN: u8 = 1;
-/// END_REQUEST protocol status: out of resources.
-pub const FCGI_OVERLOADED: u8 = 2;
 /// END_REQUEST protocol status: the role is not one this app plays.
 pub const FCGI_UNKNOWN_ROLE: u8 = 3;
 
 /// Default cap on the reassembled PARAMS stream of one request.
-pub const DEFAULT_MAX_PARAMS_BYTES: usize = 1 << 20;
+pub(crate) const DEFAULT_MAX_PARAMS_BYTES: usize = 1 << 20;
 
 /// Why a byte stream is not valid FastCGI; each closes only its connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,7 +87,7 @@ pub enum CodecError {
 
 /// A decoded record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Record type.
     pub rtype: u8,
     /// Request id (0 for management records).
@@ -103,7 +100,7 @@ pub struct Header {
 
 impl Header {
     /// Parses the first [`HEADER_LEN`] bytes; `None` if fewer are available.
-    pub fn parse(buf: &[u8]) -> Result<Option<Header>, CodecError> {
+    pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, CodecError> {
         let Some(h) = buf.get(..HEADER_LEN) else {
             return Ok(None);
         };
@@ -125,7 +122,7 @@ impl Header {
     }
 
     /// Bytes of the whole record, header included.
-    pub fn record_len(&self) -> usize {
+    pub(crate) fn record_len(&self) -> usize {
         HEADER_LEN + usize::from(self.content_len) + usize::from(self.padding_len)
     }
 }
@@ -168,7 +165,7 @@ pub fn decode_record(buf: &mut BytesMut) -> Result<Option<Record>, CodecError> {
 /// untouched (an end-of-body marker or any other record goes the normal way
 /// through [`decode_record`]). Lets the reader pass every body record it
 /// already holds to the handler at once.
-pub fn take_stdin(buf: &mut BytesMut, id: u16) -> Result<Option<Bytes>, CodecError> {
+pub(crate) fn take_stdin(buf: &mut BytesMut, id: u16) -> Result<Option<Bytes>, CodecError> {
     match Header::parse(buf)? {
         Some(h)
             if h.rtype == FCGI_STDIN
@@ -184,7 +181,7 @@ pub fn take_stdin(buf: &mut BytesMut, id: u16) -> Result<Option<Bytes>, CodecErr
 
 /// A record as the responder understands it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
+pub(crate) enum Message {
     /// Start of a request.
     BeginRequest {
         /// Request id.
@@ -229,7 +226,7 @@ pub enum Message {
 
 impl Message {
     /// Interprets a raw record.
-    pub fn from_record(rec: Record) -> Result<Message, CodecError> {
+    pub(crate) fn from_record(rec: Record) -> Result<Message, CodecError> {
         let id = rec.request_id;
         let app_record = |rtype: u8| {
             if id == 0 {
@@ -317,7 +314,7 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
 }
 
 /// One name-value pair as raw bytes (FastCGI never promises UTF-8).
-pub type Pair = (Vec<u8>, Vec<u8>);
+pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
 /// Decodes a complete name-value stream into pairs of raw bytes.
 pub fn decode_pairs(mut data: &[u8]) -> Result<Vec<Pair>, CodecError> {
@@ -335,14 +332,14 @@ pub fn decode_pairs(mut data: &[u8]) -> Result<Vec<Pair>, CodecError> {
 /// Reassembles a PARAMS stream split over several records, with a size cap,
 /// because pairs may straddle record boundaries.
 #[derive(Debug)]
-pub struct ParamsAssembler {
+pub(crate) struct ParamsAssembler {
     buf: Vec<u8>,
     limit: usize,
 }
 
 impl ParamsAssembler {
     /// A new assembler refusing streams longer than `limit` bytes.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         ParamsAssembler {
             buf: Vec::new(),
             limit,
@@ -350,7 +347,7 @@ impl ParamsAssembler {
     }
 
     /// Appends one non-empty PARAMS record.
-    pub fn push(&mut self, data: &[u8]) -> Result<(), CodecError> {
+    pub(crate) fn push(&mut self, data: &[u8]) -> Result<(), CodecError> {
         if self.buf.len().saturating_add(data.len()) > self.limit {
             return Err(CodecError::ParamsTooLarge { limit: self.limit });
         }
@@ -359,7 +356,7 @@ impl ParamsAssembler {
     }
 
     /// Decodes the whole stream once the empty PARAMS record has arrived.
-    pub fn finish(self) -> Result<Params, CodecError> {
+    pub(crate) fn finish(self) -> Result<Params, CodecError> {
         let mut params = Params::new();
         for (n, v) in decode_pairs(&self.buf)? {
             params.push(n, v);
@@ -434,12 +431,17 @@ pub fn encode_stream_end(out: &mut BytesMut, rtype: u8, id: u16) {
 }
 
 /// Appends STDOUT records carrying `data`.
-pub fn encode_stdout(out: &mut BytesMut, id: u16, data: &[u8]) {
+pub(crate) fn encode_stdout(out: &mut BytesMut, id: u16, data: &[u8]) {
     encode_stream(out, FCGI_STDOUT, id, data);
 }
 
 /// Appends an END_REQUEST record.
-pub fn encode_end_request(out: &mut BytesMut, id: u16, app_status: u32, protocol_status: u8) {
+pub(crate) fn encode_end_request(
+    out: &mut BytesMut,
+    id: u16,
+    app_status: u32,
+    protocol_status: u8,
+) {
     let mut c = [0u8; 8];
     c[..4].copy_from_slice(&app_status.to_be_bytes());
     c[4] = protocol_status;
@@ -447,14 +449,14 @@ pub fn encode_end_request(out: &mut BytesMut, id: u16, app_status: u32, protocol
 }
 
 /// Appends an UNKNOWN_TYPE record answering a record of type `rtype`.
-pub fn encode_unknown_type(out: &mut BytesMut, rtype: u8) {
+pub(crate) fn encode_unknown_type(out: &mut BytesMut, rtype: u8) {
     let mut c = [0u8; 8];
     c[0] = rtype;
     put_record(out, FCGI_UNKNOWN_TYPE, 0, &c);
 }
 
 /// Appends a GET_VALUES_RESULT answering the queried names this app knows.
-pub fn encode_get_values_result(out: &mut BytesMut, names: &[Vec<u8>], max_conns: u32) {
+pub(crate) fn encode_get_values_result(out: &mut BytesMut, names: &[Vec<u8>], max_conns: u32) {
     let max = max_conns.to_string();
     let mut pairs: Vec<(&[u8], &[u8])> = Vec::new();
     for n in names {

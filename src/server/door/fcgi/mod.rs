@@ -49,7 +49,7 @@ impl Default for FcgiLimits {
 }
 
 /// Default of `--request-timeout`, seconds.
-pub const DEFAULT_REQUEST_TIMEOUT: u64 = 10;
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: u64 = 10;
 
 /// Serves FastCGI on `listener` forever: one task per connection, one
 /// request at a time per connection. Never returns an error: accept errors
@@ -61,7 +61,7 @@ pub async fn serve(listener: Listener, handler: Arc<dyn Handler>, limits: FcgiLi
 /// Like [`serve`], until `shutdown` resolves: then stops accepting, lets
 /// running requests finish (idle keep-alive connections are closed) and
 /// returns once every connection is gone.
-pub async fn serve_until(
+pub(crate) async fn serve_until(
     listener: Listener,
     handler: Arc<dyn Handler>,
     limits: FcgiLimits,

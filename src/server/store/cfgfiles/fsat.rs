@@ -19,26 +19,22 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode};
 
 /// A file's identity: (device, inode).
-pub type FileId = (u64, u64);
+pub(crate) type FileId = (u64, u64);
 
 /// The identity of a `stat` result.
-pub fn id_of(st: &FileStat) -> FileId {
+pub(crate) fn id_of(st: &FileStat) -> FileId {
     (st.st_dev, st.st_ino)
 }
 
 /// True when `st` is a regular file.
-pub fn is_regular(st: &FileStat) -> bool {
+pub(crate) fn is_regular(st: &FileStat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
 /// True when `st` is a directory.
-pub fn is_dir(st: &FileStat) -> bool {
+#[cfg(test)]
+pub(crate) fn is_dir(st: &FileStat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
-}
-
-/// True when `st` is a symbolic link.
-pub fn is_symlink(st: &FileStat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFLNK
 }
 
 fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
@@ -48,7 +44,12 @@ fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
 }
 
 /// `openat(dir, name, flags | O_NOFOLLOW | O_CLOEXEC)`.
-pub fn open_at(dir: &OwnedFd, name: &OsStr, flags: OFlag, mode: Mode) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_at(
+    dir: &OwnedFd,
+    name: &OsStr,
+    flags: OFlag,
+    mode: Mode,
+) -> Result<OwnedFd, Errno> {
     nix::fcntl::openat(
         Some(dir.as_raw_fd()),
         name,
@@ -59,7 +60,7 @@ pub fn open_at(dir: &OwnedFd, name: &OsStr, flags: OFlag, mode: Mode) -> Result<
 }
 
 /// Opens the directory `name` in `dir` without following a symlink.
-pub fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
     open_at(
         dir,
         name,
@@ -69,19 +70,19 @@ pub fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
 }
 
 /// `fstat` of a descriptor.
-pub fn stat(fd: &OwnedFd) -> Result<FileStat, Errno> {
+pub(crate) fn stat(fd: &OwnedFd) -> Result<FileStat, Errno> {
     nix::sys::stat::fstat(fd.as_raw_fd())
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
-pub fn stat_at(dir: &OwnedFd, name: &OsStr) -> Result<FileStat, Errno> {
+pub(crate) fn stat_at(dir: &OwnedFd, name: &OsStr) -> Result<FileStat, Errno> {
     nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
 }
 
 /// Opens an absolute directory path one component at a time with
 /// `O_NOFOLLOW`, so no component may be a symlink. With `create`, missing
 /// components are made with `mode` by `mkdirat` on their parent.
-pub fn open_dir_path(path: &Path, create: Option<u32>) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_dir_path(path: &Path, create: Option<u32>) -> Result<OwnedFd, Errno> {
     if !path.is_absolute() {
         return Err(Errno::EINVAL);
     }
@@ -119,7 +120,7 @@ pub fn open_dir_path(path: &Path, create: Option<u32>) -> Result<OwnedFd, Errno>
 /// the file taken out is checked after the swap and swapped back if it was
 /// not the expected one, so there is no window between check and rename.
 /// `Err(EBUSY)` means "not the expected file"; nothing changed.
-pub fn replace_if(
+pub(crate) fn replace_if(
     from_dir: &OwnedFd,
     from: &OsStr,
     to_dir: &OwnedFd,
@@ -165,7 +166,7 @@ pub fn replace_if(
 /// The names in a directory (not `.` and `..`), read through its
 /// descriptor (`/proc/self/fd/N` is that directory, whatever its path now
 /// leads to).
-pub fn names(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
+pub(crate) fn names(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
     let rd = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))
         .map_err(|e| e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
     let mut out = Vec::new();
@@ -178,7 +179,7 @@ pub fn names(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
 
 /// Why a configured path was not (fully) resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     /// A symlink owned by an account other than root (or remod's user):
     /// that account could re-point it, so it is not followed.
     #[error("{link} is a symlink owned by uid {uid}, not root: not followed")]
@@ -196,7 +197,7 @@ pub enum ResolveError {
 /// Resolves the symlinks in an absolute path once (at load time), as
 /// `realpath` would, but follows only links owned by root or remod's own
 /// user. Components that do not exist are kept as they are.
-pub fn resolve_links(path: &Path) -> Result<PathBuf, ResolveError> {
+pub(crate) fn resolve_links(path: &Path) -> Result<PathBuf, ResolveError> {
     use std::collections::VecDeque;
     use std::os::unix::fs::MetadataExt;
     let euid = nix::unistd::geteuid().as_raw();

@@ -3,8 +3,8 @@
 //! server configuration alone decides which files are editable, how they
 //! are validated and which service is reloaded after a change.
 
-pub mod fsat;
-pub mod store;
+pub(crate) mod fsat;
+pub(crate) mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -18,11 +18,11 @@ use sha2::{Digest, Sha256};
 use crate::cfgedit::Format;
 
 /// Default number of backups kept per file.
-pub const DEFAULT_BACKUPS: usize = 10;
+pub(crate) const DEFAULT_BACKUPS: usize = 10;
 /// Default time limit of a validation or reload command, in seconds.
-pub const DEFAULT_COMMAND_TIMEOUT: u64 = 30;
+pub(crate) const DEFAULT_COMMAND_TIMEOUT: u64 = 30;
 /// Default largest file handled (files are edited in memory).
-pub const DEFAULT_MAX_SIZE: u64 = 8 << 20;
+pub(crate) const DEFAULT_MAX_SIZE: u64 = 8 << 20;
 
 fn yes() -> bool {
     true
@@ -80,7 +80,7 @@ impl FileSpec {
     /// The file remod opens: the path resolved at load time. It is opened
     /// with no symlink followed at any component, so a link swapped in
     /// later (by whoever can write the directory) is refused, not followed.
-    pub fn file_path(&self) -> &Path {
+    pub(crate) fn file_path(&self) -> &Path {
         if self.resolved.as_os_str().is_empty() {
             &self.path
         } else {
@@ -89,7 +89,7 @@ impl FileSpec {
     }
 
     /// Where the backup directory is created (see [`FileSpec::backup_base`]).
-    pub fn backup_base(&self) -> PathBuf {
+    pub(crate) fn backup_base(&self) -> PathBuf {
         if !self.backup_base.as_os_str().is_empty() {
             return self.backup_base.clone();
         }
@@ -126,7 +126,7 @@ fn resolve_logged(name: &str, what: &str, path: &Path) -> PathBuf {
 
 /// A name usable in `[files.NAME]`, a permission `config:NAME` and a
 /// backup directory name.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name != "*"
@@ -138,7 +138,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// A mistake in a `[files.NAME]` table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpecError {
+pub(crate) enum SpecError {
     /// The name is not usable.
     #[error("files.{0}: names are 1-64 characters of A-Z a-z 0-9 . _ - (not starting with '.')")]
     BadName(String),
@@ -162,7 +162,7 @@ pub enum SpecError {
 /// Checks the `[files]` table at load time, so a mistake is reported when
 /// the server starts rather than when someone first edits the file, and
 /// resolves each path's symlinks once (`resolved`, `backup_base`).
-pub fn check_specs(files: &mut BTreeMap<String, FileSpec>) -> Result<(), SpecError> {
+pub(crate) fn check_specs(files: &mut BTreeMap<String, FileSpec>) -> Result<(), SpecError> {
     for (name, s) in files.iter_mut() {
         let n = || name.clone();
         if !valid_name(name) {
@@ -202,7 +202,7 @@ pub fn check_specs(files: &mut BTreeMap<String, FileSpec>) -> Result<(), SpecErr
 }
 
 /// The version of some content: a digest, so "unchanged" means "same bytes".
-pub fn version_of(content: Option<&[u8]>) -> String {
+pub(crate) fn version_of(content: Option<&[u8]>) -> String {
     match content {
         Some(c) => format!("sha256:{}", crate::proto::b64::encode(&Sha256::digest(c))),
         None => "absent".to_string(),
@@ -214,7 +214,7 @@ pub fn version_of(content: Option<&[u8]>) -> String {
 /// change replaces; not the configured path, of which there may be several
 /// (a symlink, two instances' configurations) for one file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LockKey {
+pub(crate) struct LockKey {
     /// The directory's (device, inode).
     pub dir: fsat::FileId,
     /// The file's name in it.
@@ -226,7 +226,7 @@ static LOCKS: LazyLock<Mutex<LockMap>> = LazyLock::new(|| Mutex::new(HashMap::ne
 
 /// The lock that serialises modifications of one file, for the whole
 /// process.
-pub fn lock_for(key: &LockKey) -> Arc<tokio::sync::Mutex<()>> {
+pub(crate) fn lock_for(key: &LockKey) -> Arc<tokio::sync::Mutex<()>> {
     let mut map = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
     map.entry(key.clone()).or_default().clone()
 }

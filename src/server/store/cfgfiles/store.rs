@@ -39,7 +39,7 @@ const MAX_COMMAND_OUTPUT: usize = 64 << 10;
 /// A configured file's place: its directory, opened with no symlink
 /// followed, and its name there. Cheap to clone (the descriptor is shared).
 #[derive(Debug, Clone)]
-pub struct Location {
+pub(crate) struct Location {
     /// The file's path (resolved at load time), for messages and commands.
     pub path: PathBuf,
     dir: Arc<OwnedFd>,
@@ -49,7 +49,7 @@ pub struct Location {
 
 impl Location {
     /// The key of the lock that serialises changes to this file.
-    pub fn lock_key(&self) -> LockKey {
+    pub(crate) fn lock_key(&self) -> LockKey {
         LockKey {
             dir: self.dir_id,
             name: self.name.clone(),
@@ -59,7 +59,7 @@ impl Location {
 
 /// The file as it is now.
 #[derive(Debug, Clone)]
-pub struct Current {
+pub(crate) struct Current {
     /// Where it is.
     pub loc: Location,
     /// Its content; `None` if it does not exist.
@@ -114,7 +114,7 @@ fn locate_now(path: PathBuf) -> Result<Location, OpError> {
 }
 
 /// Opens the file's directory (no symlink followed at any component).
-pub async fn locate(spec: &FileSpec) -> Result<Location, OpError> {
+pub(crate) async fn locate(spec: &FileSpec) -> Result<Location, OpError> {
     let path = spec.file_path().to_path_buf();
     blocking(move || locate_now(path)).await
 }
@@ -202,13 +202,13 @@ fn only_ours(st: &nix::sys::stat::FileStat) -> bool {
 }
 
 /// Reads the file (bounded by `max_size`) in its located directory.
-pub async fn read_current(spec: &FileSpec, loc: Location) -> Result<Current, OpError> {
+pub(crate) async fn read_current(spec: &FileSpec, loc: Location) -> Result<Current, OpError> {
     let max = spec.max_size;
     blocking(move || read_current_now(loc, max)).await
 }
 
 /// `<backup_dir or the file's directory>/.NAME.remo-backup`.
-pub fn backup_dir(spec: &FileSpec, name: &str) -> PathBuf {
+pub(crate) fn backup_dir(spec: &FileSpec, name: &str) -> PathBuf {
     spec.backup_base().join(backup_dir_name(name))
 }
 
@@ -218,7 +218,7 @@ fn backup_dir_name(name: &str) -> String {
 
 /// A backup id is a UTC timestamp like `20250102T030405.123456Z`
 /// (optionally `-N`); anything else (a path, `..`) is refused.
-pub fn valid_backup_id(id: &str) -> bool {
+pub(crate) fn valid_backup_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id.as_bytes().first().is_some_and(u8::is_ascii_digit)
@@ -229,7 +229,7 @@ pub fn valid_backup_id(id: &str) -> bool {
 
 /// One stored backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupInfo {
+pub(crate) struct BackupInfo {
     /// Its id (file name).
     pub id: String,
     /// Size in bytes.
@@ -329,7 +329,7 @@ fn list_backups_now(dir: &OwnedFd, what: &str) -> Result<Vec<BackupInfo>, OpErro
 }
 
 /// The backups of a file, newest first.
-pub async fn list_backups(
+pub(crate) async fn list_backups(
     spec: &FileSpec,
     loc: &Location,
     name: &str,
@@ -346,7 +346,7 @@ pub async fn list_backups(
 }
 
 /// The content of one backup.
-pub async fn read_backup(
+pub(crate) async fn read_backup(
     spec: &FileSpec,
     loc: &Location,
     name: &str,
@@ -627,7 +627,7 @@ fn candidate_error(what: &str, e: Errno) -> OpError {
 
 /// What a validation or reload command did.
 #[derive(Debug, Clone)]
-pub struct CommandRun {
+pub(crate) struct CommandRun {
     /// It exited with status 0 within its time limit.
     pub ok: bool,
     /// How it ended, for messages (`exit 1`, `timed out after 30 s`, …).
@@ -639,7 +639,12 @@ pub struct CommandRun {
 /// Runs a configured command without a shell, `{file}` replaced by
 /// `file`, with a clean environment, in its own process group, killed at
 /// the time limit.
-pub async fn run_command(argv: &[String], file: &Path, name: &str, timeout: u64) -> CommandRun {
+pub(crate) async fn run_command(
+    argv: &[String],
+    file: &Path,
+    name: &str,
+    timeout: u64,
+) -> CommandRun {
     let fail = |status: String| CommandRun {
         ok: false,
         status,
@@ -705,7 +710,7 @@ pub async fn run_command(argv: &[String], file: &Path, name: &str, timeout: u64)
 
 /// A change that was made.
 #[derive(Debug, Clone)]
-pub struct Committed {
+pub(crate) struct Committed {
     /// False when the new content equals the old (nothing was done).
     pub changed: bool,
     /// The backup taken of the old content.
@@ -718,7 +723,7 @@ pub struct Committed {
 
 /// Why a change was not made (or was undone).
 #[derive(Debug)]
-pub enum CommitError {
+pub(crate) enum CommitError {
     /// The validator refused the candidate; nothing changed.
     Invalid(CommandRun),
     /// The reload failed; the old content was put back (`restored`), and
@@ -738,7 +743,7 @@ pub enum CommitError {
 /// Replaces the file's content with `new` following the order in the
 /// module comment. The caller holds the file's lock and has checked the
 /// version.
-pub async fn commit(
+pub(crate) async fn commit(
     spec: &FileSpec,
     name: &str,
     cur: &Current,
