@@ -3,9 +3,8 @@
 //! get/set/diff/backups/restore, and `edit` with `EDITOR` set to a script.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Output, Stdio};

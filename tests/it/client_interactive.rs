@@ -5,7 +5,6 @@
 //! Ctrl-C, and a PTY shell driven through tmux.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-mod common;
+use crate::common;
 
 use common::{assert_code, free_port, text, HttpServer as Server};
 

@@ -1,7 +1,7 @@
 //! End to end: the `remo` client → remod's embedded HTTP front door,
 //! quick-start style (`remod serve --http ADDR --dir DIR`, first run).
 
-mod common;
+use crate::common;
 
 use common::*;
 

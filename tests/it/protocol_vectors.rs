@@ -3,7 +3,6 @@
 //! signatures and keys, sealed records, and the must-reject cases.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use remo::keyfile::{self, KeyFileError};
 use remo::proto::b64;

@@ -8,9 +8,8 @@
 //! www-data could configure), or by speaking FastCGI on the socket itself.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,9 +2,8 @@
 //! real terminals: icm/idt/edt/kill/resize, lifecycle, bad input.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod inproc;
+use crate::inproc;
 
 use std::time::{Duration, Instant};
 

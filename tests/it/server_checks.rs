@@ -3,9 +3,8 @@
 //! auth failures of §3, and the core operations' edge cases.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod inproc;
+use crate::inproc;
 
 use std::path::Path;
 

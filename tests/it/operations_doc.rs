@@ -3,7 +3,6 @@
 //! `cargo run --bin remod -- schema --markdown > docs/operations.md`.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 

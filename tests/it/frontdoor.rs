@@ -3,7 +3,6 @@
 //! the embedded HTTP/1.1 server, driven by curl and raw sockets.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -20,7 +19,7 @@ use remo::server::door::fcgi::{self, codec, FcgiLimits};
 use remo::server::door::listen::{Listener, UnixOptions};
 use tokio::sync::mpsc;
 
-mod common;
+use crate::common;
 
 use common::{free_port, Proc};
 
@@ -998,7 +997,7 @@ fn fd0_child() -> ! {
 fn spawn_fd0_child(stdin: Stdio) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
-            "fcgi_on_fd0_like_mod_fcgid",
+            "frontdoor::fcgi_on_fd0_like_mod_fcgid",
             "--exact",
             "--nocapture",
             "--test-threads=1",

@@ -1,7 +1,7 @@
 //! End to end: the `remo` client → real nginx (rendered `nginx/remo.conf`)
 //! → `remod serve --fcgi unix:…`.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -3,7 +3,6 @@
 //! independent implementation on the other side of every key file.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

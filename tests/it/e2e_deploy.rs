@@ -2,7 +2,7 @@
 //! socket activation behind nginx, and the complete HTTPS examples for
 //! nginx and Apache pass the servers' own configuration checks.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

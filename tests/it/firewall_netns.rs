@@ -13,9 +13,8 @@
 //! tools fail the test, naming the package.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod inproc;
+use crate::inproc;
 
 use std::fs::File;
 use std::io::{Read, Write};

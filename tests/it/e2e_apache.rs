@@ -3,7 +3,7 @@
 //! (`apache/remo-proxy-fcgi.conf`), and mod_fcgid spawning remod with a
 //! listening socket on fd 0 (`apache/remo-fcgid.conf`, `apache/remod.fcgi`).
 
-mod common;
+use crate::common;
 
 use common::*;
 

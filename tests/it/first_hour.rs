@@ -4,9 +4,8 @@
 //! the real binaries.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;
@@ -1036,7 +1035,7 @@ fn a_fresh_clone_stands_alone() {
     assert!(
         files
             .iter()
-            .all(|f| *f == "tests/protocol_vectors.rs" || *f == "tests/first_hour.rs"),
+            .all(|f| *f == "tests/it/protocol_vectors.rs" || *f == "tests/it/first_hour.rs"),
         "only the copy check may name ../shared: {files:?}"
     );
 }

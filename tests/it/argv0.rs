@@ -8,9 +8,8 @@
 //! installs them.
 
 // Test harness: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod inproc;
+use crate::inproc;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

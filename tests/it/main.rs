@@ -1,0 +1,35 @@
+//! Every integration test, in one test binary (one link, one harness):
+//! each module is one concern, run against the real `remod` and `remo`
+//! binaries (and real nginx, Apache, SQLite, nftables) where it can.
+//!
+//! Run one module with `cargo nextest run --test it MODULE::`.
+
+// Tests may unwrap: a panic is a failed test (see clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod inproc;
+
+mod argv0;
+mod authz;
+mod client_config;
+mod client_http;
+mod client_interactive;
+mod config_files;
+mod config_links;
+mod contain_procs;
+mod containment;
+mod e2e_apache;
+mod e2e_deploy;
+mod e2e_http;
+mod e2e_nginx;
+mod firewall_netns;
+mod first_hour;
+mod frontdoor;
+mod interactive;
+mod keys_cli;
+mod operations_doc;
+mod protocol_vectors;
+mod revoke_http;
+mod server_checks;
+mod trust;
