@@ -1333,6 +1333,105 @@ async fn serve_installs_the_guard_at_start() {
     assert!(err.contains("firewall") && err.contains("nft"), "{err}");
 }
 
+/// Waits until remod's log says `what` `n` times (a reload is asynchronous
+/// to the signal); returns the log.
+fn wait_for_log(remod: &Remod, what: &str, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&remod.log).unwrap_or_default();
+        if text.matches(what).count() >= n {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what:?} not logged:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sighup(remod: &Remod) {
+    // `ip netns exec` execs remod: the child is remod itself.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(remod.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+}
+
+/// A SIGHUP reload that adds `[firewall]`, or a profile, installs the
+/// guard before the new configuration serves anyone: the new profile's port
+/// is closed to everyone until it is opened, and opening it works. When the
+/// guard cannot be installed (nft fails), the reload is refused and the
+/// previous configuration stays — its profiles, and nothing of the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_adds_firewall_profiles_guards_them_first() {
+    let lab = Lab::new();
+    let tmp = tempfile::tempdir().unwrap();
+    // No [firewall] at all at start.
+    let remod = start_remod(&lab, tmp.path(), "[limits]\nmax_sessions = 100\n").unwrap();
+    let mut admin = Http::login(&lab.server, &remod);
+    assert_eq!(
+        tcp_probe(&lab.client, "10.200.1.1:22"),
+        Probe::Reply("port 22\n".into()),
+        "no firewall configured: port 22 is open"
+    );
+    let cfg = tmp.path().join("remod.toml");
+    std::fs::write(&cfg, lab.config()).unwrap();
+    sighup(&remod);
+    wait_for_log(&remod, "[firewall] changed", 1);
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.1.1:22"),
+        "the profile added by the reload is guarded",
+    );
+    let ssh = json!({"action": "open", "profile": "ssh", "duration": 30});
+    admin
+        .open(&["X-Forwarded-For: 10.200.1.2"], ssh)
+        .expect("the reloaded configuration serves open");
+    assert_reply(
+        tcp_probe_reaches(&lab.client, "10.200.1.1:22"),
+        "after open under the reloaded configuration",
+    );
+
+    // A changed [firewall] (one more profile) is guarded at the reload too.
+    let more = format!(
+        "{}\n[firewall.profiles.extra]\nports = [\"2024/tcp\"]\n",
+        lab.config()
+    );
+    std::fs::write(&cfg, &more).unwrap();
+    sighup(&remod);
+    wait_for_log(&remod, "[firewall] changed", 2);
+    assert_dropped(
+        tcp_probe(&lab.client, "10.200.1.1:2024"),
+        "the profile added by the second reload is guarded",
+    );
+
+    // nft failing: the reload is refused, nothing of it takes effect.
+    let broken = format!(
+        "{}\n[firewall.profiles.late]\nports = [\"2023/tcp\"]\n",
+        more
+    )
+    .replace(
+        "nft = [\"ip\", \"netns\", \"exec\"",
+        "nft = [\"/nonexistent/nft\", \"netns\", \"exec\"",
+    );
+    assert!(broken.contains("/nonexistent/nft"));
+    std::fs::write(&cfg, &broken).unwrap();
+    sighup(&remod);
+    let log = wait_for_log(&remod, "keeping the previous configuration", 1);
+    assert!(log.contains("cannot install the firewall guard"), "{log}");
+    let late = json!({"action": "open", "profile": "late", "duration": 30});
+    let e = admin
+        .open(&["X-Forwarded-For: 10.200.1.2"], late)
+        .expect_err("a profile of the refused configuration");
+    assert_eq!(e.code, ErrorCode::NotFound, "{e}");
+    let extra = json!({"action": "open", "profile": "extra", "duration": 30});
+    admin
+        .open(&["X-Forwarded-For: 10.200.1.2"], extra)
+        .expect("the previous configuration still serves");
+    assert_reply(
+        tcp_probe_reaches(&lab.client, "10.200.1.1:2024"),
+        "opened under the previous configuration",
+    );
+}
+
 const ECHO_PROFILES: &str = r#"
 [firewall.profiles.echo]
 ports = ["2025/tcp"]
