@@ -533,6 +533,12 @@ fn audit(a: AuditArgs) -> Result<(), Failure> {
             limit: a.limit,
         },
     )?;
+    if rows.is_empty() && !path.exists() {
+        eprintln!(
+            "remod: no audit rows: {} does not exist yet (remod creates it when it first serves)",
+            path.display()
+        );
+    }
     let out = if a.json {
         let mut s = serde_json::to_string(&rows).map_err(|e| e.to_string())?;
         s.push('\n');

@@ -51,6 +51,13 @@ pub enum AuditError {
     /// The writer thread could not be started.
     #[error("cannot start the audit writer: {0}")]
     Thread(std::io::Error),
+    /// Reading: the directory that should hold the file does not exist (a
+    /// wrong path, rather than a server that has not audited anything yet).
+    #[error("{}: no such directory for the audit database", path.display())]
+    NoDirectory {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 /// One audited event.
@@ -342,9 +349,17 @@ pub fn query(path: &Path, f: &AuditFilter) -> Result<Vec<AuditRecord>, AuditErro
         source,
     };
     if !path.exists() {
-        return Err(AuditError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        // remod creates the file when it first audits something: a data
+        // directory it has not served from yet has no rows, not an error.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        return Err(AuditError::NoDirectory {
+            path: dir.to_path_buf(),
         });
     }
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

@@ -31,6 +31,7 @@ fn command(bin: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
     let mut c = Command::new(bin);
     c.env_remove("REMO_PASSPHRASE")
         .env_remove("REMO_USER_DB")
+        .env_remove("REMO_AUDIT_DB")
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
         .stdin(Stdio::null());
@@ -593,4 +594,32 @@ fn bad_inputs_fail_cleanly_and_change_nothing() {
     assert!(!h.join("nope.db").exists());
     let out = remod(h, &["user", "list", "--db", &p("alice.pub")]);
     one_line_error(&out, "remod", 1, "alice.pub");
+}
+
+/// `remod audit` on a data directory remod has not served from: an empty
+/// result (and a note why), not an error, and nothing created. A directory
+/// that does not exist is still an error. The old code failed with
+/// "cannot create audit database: entity not found".
+#[test]
+fn audit_before_the_first_request_is_empty() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    ok(&remod(t.path(), &["init", path_str(&data)]));
+    let db = data.join("users.db");
+    let out = remod(t.path(), &["audit", "--user-db", path_str(&db), "--json"]);
+    assert_eq!(ok(&out), "[]\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist yet"), "{err}");
+    let table = ok(&remod(t.path(), &["audit", "--user-db", path_str(&db)]));
+    assert!(
+        table.starts_with("TIME ") && table.lines().count() == 1,
+        "{table}"
+    );
+    assert!(
+        !data.join("audit.db").exists(),
+        "audit must not create the file"
+    );
+    let nowhere = t.path().join("nowhere/audit.db");
+    let out = remod(t.path(), &["audit", "--db", path_str(&nowhere)]);
+    one_line_error(&out, "remod", 1, "no such directory");
 }
