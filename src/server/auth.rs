@@ -11,20 +11,25 @@ use super::reject::Reject;
 use super::request::{Body, Response};
 use crate::audit::{now_ms, session_tag, AuditRecord};
 use crate::perms::Grants;
+use crate::proto::framing::Framing;
 use crate::proto::handshake::{
     new_session_id, server_answer, server_keys, HandshakeError, ParsedAuth, MAX_AUTH_BODY,
     MAX_SKEW_SECS,
 };
 use crate::proto::identity::{IdentityKey, PublicKey};
 
-/// `GET {base}/info`.
+/// `GET {base}/info`. `framings` tells clients they may send the binary
+/// framing (§4.1); `certificates` is left out (absent means false) while
+/// remod trusts no certificate authority (§7 is not implemented).
 pub fn info(inst: &Instance) -> Response {
+    let framings: Vec<&str> = Framing::ALL.iter().map(|f| f.name()).collect();
     let body = serde_json::json!({
         "name": "remo",
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": "remo/1",
         "key": inst.public.to_b64(),
         "fingerprint": inst.public.fingerprint(),
+        "framings": framings,
     });
     Response::json(200, body.to_string())
 }
