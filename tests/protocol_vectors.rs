@@ -8,10 +8,10 @@
 
 use remo::keyfile::{self, KeyFileError};
 use remo::proto::b64;
+use remo::proto::framing::{open_message_framed, seal_message_framed, BinarySplitter, Framing};
 use remo::proto::handshake::{
     derive_session_keys, m1, m2, server_accept, ClientHandshake, Ephemeral, ParsedAuth,
 };
-use remo::proto::framing::{open_message_framed, seal_message_framed, BinarySplitter, Framing};
 use remo::proto::identity::{IdentityKey, PublicKey};
 use remo::proto::record::{open_message, seal_message, RecordError, RecordKey};
 use serde_json::Value;

@@ -18,8 +18,8 @@ use zeroize::Zeroizing;
 use super::error::ClientError;
 use crate::ops::logout::LogoutDesc;
 use crate::ops::{Descriptor, OpName};
-use crate::proto::handshake::{AuthResponse, ClientHandshake, HandshakeError};
 use crate::proto::framing::{Framing, RecordSplitter, TEXT_CONTENT_TYPE};
+use crate::proto::handshake::{AuthResponse, ClientHandshake, HandshakeError};
 use crate::proto::identity::{IdentityKey, PublicKey};
 use crate::proto::record::{Opener, RecordError, RecordKey, Sealer, MAX_PLAINTEXT};
 use crate::proto::response::{classify, OpError, ResponseItem as WireItem};
@@ -597,29 +597,30 @@ pub fn request_body(
         .seal_bytes(&[&desc], input.is_none(), framing)
         .map_err(|e| ClientError::Local(format!("descriptor: {e}")))?;
     let head = futures_util::stream::once(async move { Ok(first) });
-    let tail = futures_util::stream::unfold((sealer, input), move |(mut sealer, input)| async move {
-        let mut input = input?;
-        match input.next().await {
-            Some(Ok(chunk)) => {
-                let size = chunk
-                    .chunks(MAX_PLAINTEXT)
-                    .map(|p| framing.sealed_len(p.len()))
-                    .sum();
-                let mut out = Vec::with_capacity(size);
-                for piece in chunk.chunks(MAX_PLAINTEXT) {
-                    if let Err(e) = sealer.seal_framed(&[piece], false, framing, &mut out) {
-                        return Some((Err(seal_io_error(e)), (sealer, None)));
+    let tail =
+        futures_util::stream::unfold((sealer, input), move |(mut sealer, input)| async move {
+            let mut input = input?;
+            match input.next().await {
+                Some(Ok(chunk)) => {
+                    let size = chunk
+                        .chunks(MAX_PLAINTEXT)
+                        .map(|p| framing.sealed_len(p.len()))
+                        .sum();
+                    let mut out = Vec::with_capacity(size);
+                    for piece in chunk.chunks(MAX_PLAINTEXT) {
+                        if let Err(e) = sealer.seal_framed(&[piece], false, framing, &mut out) {
+                            return Some((Err(seal_io_error(e)), (sealer, None)));
+                        }
                     }
+                    Some((Ok(Bytes::from(out)), (sealer, Some(input))))
                 }
-                Some((Ok(Bytes::from(out)), (sealer, Some(input))))
+                Some(Err(e)) => Some((Err(e), (sealer, None))),
+                None => match sealer.seal_bytes(&[], true, framing) {
+                    Ok(rec) => Some((Ok(rec), (sealer, None))),
+                    Err(e) => Some((Err(seal_io_error(e)), (sealer, None))),
+                },
             }
-            Some(Err(e)) => Some((Err(e), (sealer, None))),
-            None => match sealer.seal_bytes(&[], true, framing) {
-                Ok(rec) => Some((Ok(rec), (sealer, None))),
-                Err(e) => Some((Err(seal_io_error(e)), (sealer, None))),
-            },
-        }
-    });
+        });
     Ok(head.chain(tail))
 }
 
@@ -766,8 +767,7 @@ mod tests {
     async fn request_data_is_split_and_ends_with_last() {
         for framing in Framing::ALL {
             let big = Bytes::from(vec![5u8; MAX_PLAINTEXT * 2 + 10]);
-            let chunks: Vec<std::io::Result<Bytes>> =
-                vec![Ok(Bytes::from_static(b"hi")), Ok(big)];
+            let chunks: Vec<std::io::Result<Bytes>> = vec![Ok(Bytes::from_static(b"hi")), Ok(big)];
             let input: DataStream = Box::pin(futures_util::stream::iter(chunks));
             let body = body_of(Some(input), framing).await;
             let recs = open_message_framed(&key(), Some(7), "put", &body, framing).unwrap();
@@ -835,7 +835,10 @@ mod tests {
         // A response in the other framing than the request's is refused.
         let text = sealed(3, "cmd", &[br#"{"ok":true}"#], Framing::Text);
         let bin = sealed(3, "cmd", &[br#"{"ok":true}"#], Framing::Binary);
-        assert!(response(text, 100, Framing::Binary).collect().await.is_err());
+        assert!(response(text, 100, Framing::Binary)
+            .collect()
+            .await
+            .is_err());
         assert!(response(bin, 100, Framing::Text).collect().await.is_err());
         assert!(open_message(&key(), Some(3), "cmd", b"").is_err());
     }

@@ -290,7 +290,10 @@ mod tests {
         for (ct, f) in [
             (&b"application/x-remo"[..], Some(Framing::Text)),
             (b"application/x-remo-bin", Some(Framing::Binary)),
-            (b"Application/X-Remo-Bin; charset=binary", Some(Framing::Binary)),
+            (
+                b"Application/X-Remo-Bin; charset=binary",
+                Some(Framing::Binary),
+            ),
             (b" application/x-remo ;q=1", Some(Framing::Text)),
             (b"application/x-remo-binary", None),
             (b"application/x-remo-bi", None),
@@ -300,7 +303,10 @@ mod tests {
             assert_eq!(Framing::from_content_type(ct), f, "{ct:?}");
         }
         for f in Framing::ALL {
-            assert_eq!(Framing::from_content_type(f.content_type().as_bytes()), Some(f));
+            assert_eq!(
+                Framing::from_content_type(f.content_type().as_bytes()),
+                Some(f)
+            );
             assert_eq!(Framing::from_name(f.name()), Some(f));
         }
         assert_eq!(Framing::from_name("Binary"), None);
@@ -323,7 +329,10 @@ mod tests {
             reframed.extend_from_slice(&raw);
         }
         assert_eq!(reframed, bin);
-        let sizes: usize = pts.iter().map(|p| Framing::Binary.sealed_len(p.len())).sum();
+        let sizes: usize = pts
+            .iter()
+            .map(|p| Framing::Binary.sealed_len(p.len()))
+            .sum();
         assert_eq!(bin.len(), sizes);
         let opened = open_message_framed(&key(2), Some(7), "put", &bin, Framing::Binary).unwrap();
         assert_eq!(opened, pts);
@@ -391,7 +400,10 @@ mod tests {
         let k = key(6);
         let body = seal_message_framed(&k, 2, "put", &[b"a", b"b", b"c"], Framing::Binary).unwrap();
         let open = |b: &[u8]| open_message_framed(&k, None, "put", b, Framing::Binary);
-        assert_eq!(open(&body[..body.len() - 1]), Err(RecordError::PartialRecord));
+        assert_eq!(
+            open(&body[..body.len() - 1]),
+            Err(RecordError::PartialRecord)
+        );
         assert_eq!(open(&body[..2]), Err(RecordError::PartialRecord));
         let second_end = 2 * Framing::Binary.sealed_len(1);
         assert_eq!(open(&body[..second_end]), Err(RecordError::Truncated));

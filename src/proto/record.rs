@@ -203,8 +203,8 @@ impl Sealer {
             Framing::Binary => {
                 let len = self.check(parts, last)?;
                 // `check` bounds the plaintext, so L fits in a u32.
-                let raw = u32::try_from(NONCE_LEN + len + TAG_LEN)
-                    .map_err(|_| RecordError::TooLarge)?;
+                let raw =
+                    u32::try_from(NONCE_LEN + len + TAG_LEN).map_err(|_| RecordError::TooLarge)?;
                 let start = out.len();
                 out.reserve(LENGTH_PREFIX + raw as usize);
                 out.extend_from_slice(&raw.to_be_bytes());

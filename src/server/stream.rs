@@ -188,9 +188,9 @@ impl ResponseWriter {
         let mut lines = Vec::with_capacity(cap);
         let mut sealed = Ok(());
         for piece in data.chunks(MAX_RESPONSE_DATA) {
-            sealed =
-                self.sealer
-                    .seal_framed(&[&[channel], piece], false, self.framing, &mut lines);
+            sealed = self
+                .sealer
+                .seal_framed(&[&[channel], piece], false, self.framing, &mut lines);
             if sealed.is_err() {
                 break;
             }
@@ -205,10 +205,7 @@ impl ResponseWriter {
             return Err(Gone);
         }
         if !lines.is_empty() {
-            self.tx
-                .send(Bytes::from(lines))
-                .await
-                .map_err(|_| Gone)?;
+            self.tx.send(Bytes::from(lines)).await.map_err(|_| Gone)?;
             self.sent += data.len() as u64;
         }
         Ok(())
