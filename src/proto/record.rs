@@ -177,16 +177,13 @@ impl Sealer {
         last: bool,
         out: &mut String,
     ) -> Result<(), RecordError> {
-        self.seal_text(parts, last, |raw, len| {
-            out.reserve(sealed_line_len(len));
-            b64::encode_into(raw, out);
-            out.push_str("\r\n");
-        })
+        self.seal_line(parts, last, out)
     }
 
     /// Seals one record whose plaintext is the concatenation of `parts` and
     /// appends it to `out` in `framing`: a text line with CRLF, or
-    /// `u32be(L) ‖ N ‖ C`. Both framings carry the same `N ‖ C`.
+    /// `u32be(L) ‖ N ‖ C`. Both framings carry the same `N ‖ C`, sealed by
+    /// the one [`seal_raw`].
     pub fn seal_framed(
         &mut self,
         parts: &[&[u8]],
@@ -195,11 +192,7 @@ impl Sealer {
         out: &mut Vec<u8>,
     ) -> Result<(), RecordError> {
         match framing {
-            Framing::Text => self.seal_text(parts, last, |raw, len| {
-                out.reserve(sealed_line_len(len));
-                b64::encode_into_vec(raw, out);
-                out.extend_from_slice(b"\r\n");
-            }),
+            Framing::Text => self.seal_line(parts, last, out),
             Framing::Binary => {
                 let len = self.check(parts, last)?;
                 // `check` bounds the plaintext, so L fits in a u32.
@@ -209,31 +202,17 @@ impl Sealer {
                 out.reserve(LENGTH_PREFIX + raw as usize);
                 out.extend_from_slice(&raw.to_be_bytes());
                 // Sealed straight into `out`, after its length: no copy.
-                let sealed = self.seal_raw(parts, last, out, start + LENGTH_PREFIX);
+                let n = nonce(self.r, self.next);
+                let aad = if last { &self.aad_last } else { &self.aad_more };
+                let sealed = seal_raw(&self.key, n, aad, parts, len, out, start + LENGTH_PREFIX);
                 if sealed.is_err() {
                     out.truncate(start);
+                    return sealed;
                 }
-                sealed
+                self.advance(last);
+                Ok(())
             }
         }
-    }
-
-    /// Seals `N ‖ C` into the scratch buffer and hands it, with the
-    /// plaintext length, to `emit` (which encodes it as a line).
-    fn seal_text(
-        &mut self,
-        parts: &[&[u8]],
-        last: bool,
-        emit: impl FnOnce(&[u8], usize),
-    ) -> Result<(), RecordError> {
-        let len = self.check(parts, last)?;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let sealed = self.seal_raw(parts, last, &mut scratch, 0);
-        if sealed.is_ok() {
-            emit(&scratch, len);
-        }
-        self.scratch = scratch;
-        sealed
     }
 
     /// As [`Sealer::seal`] in `framing`.
@@ -247,6 +226,23 @@ impl Sealer {
         let mut out = Vec::with_capacity(framing.sealed_len(len.min(MAX_PLAINTEXT)));
         self.seal_framed(parts, last, framing, &mut out)?;
         Ok(Bytes::from(out))
+    }
+
+    /// The text framing: `N ‖ C` sealed into the scratch buffer, then
+    /// appended to `out` as a base64 line with CRLF.
+    fn seal_line<O: LineOut>(
+        &mut self,
+        parts: &[&[u8]],
+        last: bool,
+        out: &mut O,
+    ) -> Result<(), RecordError> {
+        let len = self.check(parts, last)?;
+        let n = nonce(self.r, self.next);
+        let aad = if last { &self.aad_last } else { &self.aad_more };
+        seal_raw(&self.key, n, aad, parts, len, &mut self.scratch, 0)?;
+        out.push_line(&self.scratch, sealed_line_len(len));
+        self.advance(last);
+        Ok(())
     }
 
     /// What every record must satisfy before it is sealed; the plaintext length.
@@ -266,54 +262,78 @@ impl Sealer {
         Ok(len)
     }
 
-    /// Seals the next record as `N ‖ C` into `buf` from offset `start`
-    /// (what was before it is kept), and advances the index. Callers have
-    /// run [`Sealer::check`].
-    fn seal_raw(
-        &mut self,
-        parts: &[&[u8]],
-        last: bool,
-        buf: &mut Vec<u8>,
-        start: usize,
-    ) -> Result<(), RecordError> {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let n = nonce(self.r, self.next);
-        let aad = if last { &self.aad_last } else { &self.aad_more };
-        let tag = match parts {
-            // One part (file and output data): encrypt straight from it into
-            // the buffer. Resizing a reused buffer to the same size writes
-            // nothing, so the plaintext is read once, not copied first.
-            [one] => {
-                buf.resize(start + NONCE_LEN + len, 0);
-                let (head, body) = buf
-                    .get_mut(start..)
-                    .ok_or(RecordError::TooLarge)?
-                    .split_at_mut(NONCE_LEN);
-                head.copy_from_slice(&n);
-                let io = InOutBuf::new(one, body).map_err(|_| RecordError::TooLarge)?;
-                self.key.0.encrypt_inout_detached(&Nonce::from(n), aad, io)
-            }
-            _ => {
-                buf.truncate(start);
-                buf.extend_from_slice(&n);
-                for p in parts {
-                    buf.extend_from_slice(p);
-                }
-                let body = buf
-                    .get_mut(start + NONCE_LEN..)
-                    .ok_or(RecordError::TooLarge)?;
-                self.key
-                    .0
-                    .encrypt_inout_detached(&Nonce::from(n), aad, body.into())
-            }
-        }
-        .map_err(|_| RecordError::TooLarge)?;
-        buf.extend_from_slice(&tag);
+    /// Moves to the next index once a record is sealed.
+    fn advance(&mut self, last: bool) {
         // `last` at u32::MAX finishes the message, so the index is never reused.
         self.next = self.next.saturating_add(1);
         self.finished = last;
-        Ok(())
     }
+}
+
+/// Where a text line goes: a `String` or a byte buffer.
+trait LineOut {
+    /// Appends `b64(raw) "\r\n"`, whose length is `line_len`.
+    fn push_line(&mut self, raw: &[u8], line_len: usize);
+}
+
+impl LineOut for String {
+    fn push_line(&mut self, raw: &[u8], line_len: usize) {
+        self.reserve(line_len);
+        b64::encode_into(raw, self);
+        self.push_str("\r\n");
+    }
+}
+
+impl LineOut for Vec<u8> {
+    fn push_line(&mut self, raw: &[u8], line_len: usize) {
+        self.reserve(line_len);
+        b64::encode_into_vec(raw, self);
+        self.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Seals `N ‖ C` (nonce `n`, plaintext the `len` bytes of `parts`) into
+/// `buf` from offset `start`, keeping what is before it: the one sealing
+/// of both framings.
+fn seal_raw(
+    key: &RecordKey,
+    n: [u8; NONCE_LEN],
+    aad: &[u8],
+    parts: &[&[u8]],
+    len: usize,
+    buf: &mut Vec<u8>,
+    start: usize,
+) -> Result<(), RecordError> {
+    let tag = match parts {
+        // One part (file and output data): encrypt straight from it into
+        // the buffer. Resizing a reused buffer to the same size writes
+        // nothing, so the plaintext is read once, not copied first.
+        [one] => {
+            buf.resize(start + NONCE_LEN + len, 0);
+            let (head, body) = buf
+                .get_mut(start..)
+                .ok_or(RecordError::TooLarge)?
+                .split_at_mut(NONCE_LEN);
+            head.copy_from_slice(&n);
+            let io = InOutBuf::new(one, body).map_err(|_| RecordError::TooLarge)?;
+            key.0.encrypt_inout_detached(&Nonce::from(n), aad, io)
+        }
+        _ => {
+            buf.truncate(start);
+            buf.extend_from_slice(&n);
+            for p in parts {
+                buf.extend_from_slice(p);
+            }
+            let body = buf
+                .get_mut(start + NONCE_LEN..)
+                .ok_or(RecordError::TooLarge)?;
+            key.0
+                .encrypt_inout_detached(&Nonce::from(n), aad, body.into())
+        }
+    }
+    .map_err(|_| RecordError::TooLarge)?;
+    buf.extend_from_slice(&tag);
+    Ok(())
 }
 
 /// One opened record.
