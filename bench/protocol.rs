@@ -5,11 +5,12 @@
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use remo::proto::framing::{BinarySplitter, Framing};
 use remo::proto::handshake::{
     new_session_id, server_accept, ClientHandshake, Ephemeral, ParsedAuth,
 };
 use remo::proto::identity::IdentityKey;
-use remo::proto::record::{Opener, RecordKey, Sealer, MAX_PLAINTEXT};
+use remo::proto::record::{LineSplitter, Opener, RecordKey, Sealer, MAX_PLAINTEXT};
 
 fn handshake(c: &mut Criterion) {
     let user = IdentityKey::generate();
@@ -123,5 +124,48 @@ fn records(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handshake, records);
+/// The two framings of §4 and §4.1 on the same 64 KiB record: sealing into
+/// a reused buffer, and a receiver's whole path (buffering the bytes as a
+/// front door hands them over, cutting the record, opening it).
+fn framings(c: &mut Criterion) {
+    let key = [7u8; 32];
+    let data = vec![0x5au8; MAX_PLAINTEXT];
+    let mut g = c.benchmark_group("64 KiB records by framing");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    for framing in Framing::ALL {
+        g.bench_function(format!("seal_framed, one part ({framing})"), |b| {
+            let mut s = Sealer::new(RecordKey::new(&key), 1, "put");
+            let mut out = Vec::with_capacity(framing.sealed_len(data.len()));
+            b.iter(|| {
+                out.clear();
+                s.seal_framed(&[&data], false, framing, &mut out).is_ok()
+            })
+        });
+        let mut s = Sealer::new(RecordKey::new(&key), 1, "put");
+        let wire = s.seal_bytes(&[&data], false, framing).unwrap_or_default();
+        g.bench_function(format!("split + open ({framing})"), |b| {
+            b.iter_batched(
+                || Opener::new(RecordKey::new(&key), Some(1), "put"),
+                |mut o| match framing {
+                    Framing::Text => {
+                        let mut split = LineSplitter::new();
+                        split.push(&wire);
+                        let line = split.next_line().ok().flatten()?;
+                        o.open(&line).ok().map(|r| r.index)
+                    }
+                    Framing::Binary => {
+                        let mut split = BinarySplitter::new();
+                        split.push(&wire);
+                        let raw = split.next_record().ok().flatten()?;
+                        o.open_binary(raw).ok().map(|r| r.index)
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, handshake, records, framings);
 criterion_main!(benches);

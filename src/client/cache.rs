@@ -22,6 +22,7 @@ use super::conn::{RequestNumbers, SessionParams};
 use super::error::ClientError;
 use super::known::{create_private_dir, open_options_private};
 use crate::proto::b64;
+use crate::proto::framing::Framing;
 use crate::proto::identity::PublicKey;
 
 /// Seconds of slack: a session about to expire is not worth resuming.
@@ -51,6 +52,10 @@ struct CacheRecord {
     next_r: u64,
     timeout: u64,
     expires: i64,
+    /// The framing the server offered (`text`, `binary`); a file written
+    /// before framings existed has none, which reads as text.
+    #[serde(default)]
+    framing: Option<String>,
 }
 
 impl Drop for CacheRecord {
@@ -154,6 +159,11 @@ impl SessionCache {
             s2c,
             timeout: rec.timeout,
             server_key: pinned.clone(),
+            framing: rec
+                .framing
+                .as_deref()
+                .and_then(Framing::from_name)
+                .unwrap_or_default(),
         }))
     }
 
@@ -175,6 +185,7 @@ impl SessionCache {
             next_r,
             timeout: params.timeout,
             expires: now().saturating_add(params.timeout as i64),
+            framing: Some(params.framing.name().to_string()),
         };
         write_record(&mut f, &rec, &self.path)
     }
@@ -246,6 +257,7 @@ mod tests {
             s2c: Zeroizing::new([2; 32]),
             timeout: 600,
             server_key: key.clone(),
+            framing: Framing::Binary,
         }
     }
 
@@ -264,6 +276,7 @@ mod tests {
         assert_eq!(dmode & 0o777, 0o700);
         let p = c.load("http://h/remo", "u", &k).unwrap().unwrap();
         assert_eq!((p.sid.as_str(), *p.c2s, *p.s2c), ("SID", [1; 32], [2; 32]));
+        assert_eq!(p.framing, Framing::Binary, "the offered framing is cached");
         let other = IdentityKey::generate().public();
         assert!(c.load("http://h/remo", "u", &other).unwrap().is_none());
         let n = c.numbers("SID");

@@ -18,13 +18,15 @@ use zeroize::Zeroizing;
 use super::error::ClientError;
 use crate::ops::logout::LogoutDesc;
 use crate::ops::{Descriptor, OpName};
+use crate::proto::framing::{Framing, RecordSplitter};
 use crate::proto::handshake::{AuthResponse, ClientHandshake, HandshakeError};
 use crate::proto::identity::{IdentityKey, PublicKey};
-use crate::proto::record::{LineSplitter, Opener, RecordError, RecordKey, Sealer, MAX_PLAINTEXT};
+use crate::proto::record::{Opener, RecordError, RecordKey, Sealer, MAX_PLAINTEXT};
 use crate::proto::response::{classify, OpError, ResponseItem as WireItem};
 
-/// The content type of sealed messages.
-pub(crate) const CONTENT_TYPE: &str = "application/x-remo";
+/// The environment variable that chooses the framing: `auto` (the
+/// default: binary where `/info` offers it), `text` or `binary`.
+pub(crate) const ENV_FRAMING: &str = "REMO_FRAMING";
 /// The header that names the session of a request.
 pub(crate) const SESSION_HEADER: &str = "Remo-Session";
 /// Longest server error text we read and show (a hostile server cannot flood us).
@@ -50,9 +52,27 @@ pub struct ServerInfo {
     pub key: String,
     /// The key's fingerprint as the server states it.
     pub fingerprint: String,
+    /// The framings the server accepts (§2); a server that omits them
+    /// speaks text only. Names we do not know are kept and ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub framings: Vec<String>,
 }
 
 impl ServerInfo {
+    /// The framing to send this server: binary when it offers it (less
+    /// work on both sides, a quarter fewer bytes), else text.
+    pub fn best_framing(&self) -> Framing {
+        let binary = self
+            .framings
+            .iter()
+            .any(|f| Framing::from_name(f) == Some(Framing::Binary));
+        if binary {
+            Framing::Binary
+        } else {
+            Framing::Text
+        }
+    }
+
     /// The server key, checked to be a valid point whose fingerprint is the
     /// one announced (so what a user compares is what we pin).
     pub fn public_key(&self) -> Result<PublicKey, ClientError> {
@@ -216,6 +236,52 @@ pub(crate) fn front_server_hint(status: u16) -> &'static str {
     }
 }
 
+/// Which framing a client sends: what the server offers, or one forced
+/// ([`ENV_FRAMING`]; `text` for a front server or proxy that mangles
+/// binary bodies, either for tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FramingChoice {
+    /// Binary where `/info` lists it, text elsewhere.
+    #[default]
+    Auto,
+    /// This framing whatever `/info` says.
+    Force(Framing),
+}
+
+impl FramingChoice {
+    /// Parses `auto`, `text` or `binary`.
+    pub fn parse(value: &str) -> Result<FramingChoice, ClientError> {
+        match value {
+            "auto" => Ok(FramingChoice::Auto),
+            other => Framing::from_name(other)
+                .map(FramingChoice::Force)
+                .ok_or_else(|| {
+                    ClientError::Config(format!(
+                        "{ENV_FRAMING} must be auto, text or binary, not '{}'",
+                        sanitize(other)
+                    ))
+                }),
+        }
+    }
+
+    /// From [`ENV_FRAMING`]; unset or empty is `auto`.
+    pub fn from_env() -> Result<FramingChoice, ClientError> {
+        match std::env::var(ENV_FRAMING) {
+            Ok(v) if !v.is_empty() => Self::parse(&v),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(FramingChoice::Auto),
+            Err(std::env::VarError::NotUnicode(_)) => Self::parse("?"),
+        }
+    }
+
+    /// The framing to use when the server offers `offered`.
+    pub fn pick(self, offered: Framing) -> Framing {
+        match self {
+            FramingChoice::Auto => offered,
+            FramingChoice::Force(f) => f,
+        }
+    }
+}
+
 /// Where a session's request numbers come from. A process-local counter
 /// for a session used by one process; a locked file for a session cached
 /// and shared by many `remo` processes (see `client::cache`).
@@ -259,6 +325,9 @@ pub struct SessionParams {
     pub timeout: u64,
     /// The pinned server key the session was verified against.
     pub server_key: PublicKey,
+    /// The framing the server offered when the session began (`/info`),
+    /// kept with a cached session so a resumed one needs no `/info`.
+    pub framing: Framing,
 }
 
 impl std::fmt::Debug for SessionParams {
@@ -267,6 +336,7 @@ impl std::fmt::Debug for SessionParams {
             .field("base_url", &self.base_url)
             .field("user", &self.user)
             .field("timeout", &self.timeout)
+            .field("framing", &self.framing)
             .finish_non_exhaustive()
     }
 }
@@ -278,6 +348,8 @@ pub struct Session {
     c2s: RecordKey,
     s2c: RecordKey,
     numbers: Arc<dyn RequestNumbers>,
+    /// The framing of this process's requests: the offered one, or forced.
+    framing: Framing,
 }
 
 impl std::fmt::Debug for Session {
@@ -368,6 +440,9 @@ impl Session {
             s2c: cs.keys.s2c,
             timeout: cs.timeout,
             server_key: pinned_server_key.clone(),
+            // Until the caller knows better (`set_framing`): every server
+            // speaks text.
+            framing: Framing::Text,
         };
         Ok(Self::resume(http, params, Arc::new(CounterNumbers::new(1))))
     }
@@ -383,9 +458,28 @@ impl Session {
             http,
             c2s: RecordKey::new(&params.c2s),
             s2c: RecordKey::new(&params.s2c),
+            framing: params.framing,
             params,
             numbers,
         }
+    }
+
+    /// Records `framing` as the one the server offers (cached with the
+    /// session) and uses it.
+    pub fn set_framing(&mut self, framing: Framing) {
+        self.params.framing = framing;
+        self.framing = framing;
+    }
+
+    /// Uses `framing` for this process's requests only (a forced choice),
+    /// leaving what is cached as it is.
+    pub fn force_framing(&mut self, framing: Framing) {
+        self.framing = framing;
+    }
+
+    /// The framing requests are sent in.
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// The session's parameters (for caching).
@@ -426,13 +520,14 @@ impl Session {
     ) -> Result<ResponseStream, ClientError> {
         let op = name.as_str();
         let r = self.numbers.allocate()?;
-        let body = request_body(self.c2s.clone(), r, op, descriptor, input)?;
+        let framing = self.framing;
+        let body = request_body(self.c2s.clone(), r, op, descriptor, input, framing)?;
         let url = endpoint(&self.params.base_url, op);
         let resp = self
             .http
             .post(&url)
             .header(SESSION_HEADER, &self.params.sid)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_TYPE, framing.content_type())
             .body(reqwest::Body::wrap_stream(body))
             .send()
             .await
@@ -440,20 +535,23 @@ impl Session {
         if resp.status().as_u16() != 200 {
             return Err(status_error(resp).await);
         }
+        // The answer comes in the request's framing (§4.1), nothing else.
         let ct = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !ct.starts_with(CONTENT_TYPE) {
+            .map(|v| v.as_bytes())
+            .unwrap_or(b"");
+        if Framing::from_content_type(ct) != Some(framing) {
             return Err(ClientError::Protocol(format!(
-                "response is {}, not {CONTENT_TYPE}",
-                sanitize(ct)
+                "response is {}, not {}",
+                sanitize(&String::from_utf8_lossy(ct)),
+                framing.content_type()
             )));
         }
         Ok(ResponseStream::new(
             Box::pin(resp.bytes_stream()),
             Opener::new(self.s2c.clone(), Some(r), op),
+            framing,
         ))
     }
 
@@ -483,40 +581,46 @@ impl Session {
     }
 }
 
-/// The sealed request body as a stream of CRLF lines.
+/// The sealed request body, in `framing`, as a stream of records.
 pub(crate) fn request_body(
     key: RecordKey,
     r: u64,
     op: &str,
     descriptor: &Value,
     input: Option<DataStream>,
+    framing: Framing,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, ClientError> {
     let mut sealer = Sealer::new(key, r, op);
     let desc = serde_json::to_vec(descriptor)
         .map_err(|e| ClientError::Local(format!("cannot encode descriptor: {e}")))?;
     let first = sealer
-        .seal(&[&desc], input.is_none())
+        .seal_bytes(&[&desc], input.is_none(), framing)
         .map_err(|e| ClientError::Local(format!("descriptor: {e}")))?;
     let head = futures_util::stream::once(async move { Ok(first) });
-    let tail = futures_util::stream::unfold((sealer, input), |(mut sealer, input)| async move {
-        let mut input = input?;
-        match input.next().await {
-            Some(Ok(chunk)) => {
-                let mut out = String::new();
-                for piece in chunk.chunks(MAX_PLAINTEXT) {
-                    if let Err(e) = sealer.seal_into(&[piece], false, &mut out) {
-                        return Some((Err(seal_io_error(e)), (sealer, None)));
+    let tail =
+        futures_util::stream::unfold((sealer, input), move |(mut sealer, input)| async move {
+            let mut input = input?;
+            match input.next().await {
+                Some(Ok(chunk)) => {
+                    let size = chunk
+                        .chunks(MAX_PLAINTEXT)
+                        .map(|p| framing.sealed_len(p.len()))
+                        .sum();
+                    let mut out = Vec::with_capacity(size);
+                    for piece in chunk.chunks(MAX_PLAINTEXT) {
+                        if let Err(e) = sealer.seal_framed(&[piece], false, framing, &mut out) {
+                            return Some((Err(seal_io_error(e)), (sealer, None)));
+                        }
                     }
+                    Some((Ok(Bytes::from(out)), (sealer, Some(input))))
                 }
-                Some((Ok(Bytes::from(out.into_bytes())), (sealer, Some(input))))
+                Some(Err(e)) => Some((Err(e), (sealer, None))),
+                None => match sealer.seal_bytes(&[], true, framing) {
+                    Ok(rec) => Some((Ok(rec), (sealer, None))),
+                    Err(e) => Some((Err(seal_io_error(e)), (sealer, None))),
+                },
             }
-            Some(Err(e)) => Some((Err(e), (sealer, None))),
-            None => match sealer.seal(&[], true) {
-                Ok(line) => Some((Ok(line), (sealer, None))),
-                Err(e) => Some((Err(seal_io_error(e)), (sealer, None))),
-            },
-        }
-    });
+        });
     Ok(head.chain(tail))
 }
 
@@ -535,11 +639,12 @@ pub enum ResponseItem {
     Done(Result<Map<String, Value>, OpError>),
 }
 
-/// A response being read as it arrives: split into lines, opened record by
-/// record under the request's `R` and operation, and classified.
+/// A response being read as it arrives: split into records (in the
+/// request's framing), opened one by one under the request's `R` and
+/// operation, and classified.
 pub struct ResponseStream {
     body: BodyStream,
-    split: LineSplitter,
+    split: RecordSplitter,
     opener: Opener,
     done: bool,
 }
@@ -564,11 +669,12 @@ pub struct Collected {
 }
 
 impl ResponseStream {
-    /// Wraps a response body (any byte stream, so tests can feed one).
-    pub(crate) fn new(body: BodyStream, opener: Opener) -> Self {
+    /// Wraps a response body in `framing` (any byte stream, so tests can
+    /// feed one).
+    pub(crate) fn new(body: BodyStream, opener: Opener, framing: Framing) -> Self {
         ResponseStream {
             body,
-            split: LineSplitter::new(),
+            split: RecordSplitter::new(framing),
             opener,
             done: false,
         }
@@ -581,14 +687,13 @@ impl ResponseStream {
             if self.done {
                 return Ok(None);
             }
-            let line = self
+            let sealed = self
                 .split
-                .next_line()
+                .next_record()
                 .map_err(|e| ClientError::Protocol(format!("response: {e}")))?;
-            if let Some(line) = line {
-                let rec = self
-                    .opener
-                    .open(&line)
+            if let Some(sealed) = sealed {
+                let rec = sealed
+                    .open(&mut self.opener)
                     .map_err(|e| ClientError::Protocol(format!("response: {e}")))?;
                 let last = rec.last;
                 let bytes = rec.into_bytes();
@@ -635,42 +740,51 @@ impl ResponseStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::record::{open_message, seal_message};
+    use crate::proto::framing::{open_message_framed, seal_message_framed};
+    use crate::proto::record::open_message;
 
     fn key() -> RecordKey {
         RecordKey::new(&[9u8; 32])
     }
 
-    async fn body_of(input: Option<DataStream>) -> Vec<u8> {
-        let s = request_body(key(), 7, "put", &serde_json::json!({"path": "x"}), input).unwrap();
+    async fn body_of(input: Option<DataStream>, framing: Framing) -> Vec<u8> {
+        let desc = serde_json::json!({"path": "x"});
+        let s = request_body(key(), 7, "put", &desc, input, framing).unwrap();
         let parts: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
         parts.concat()
     }
 
     #[tokio::test]
     async fn request_without_input_is_one_last_record() {
-        let body = body_of(None).await;
-        let recs = open_message(&key(), Some(7), "put", &body).unwrap();
-        assert_eq!(recs, vec![br#"{"path":"x"}"#.to_vec()]);
+        for framing in Framing::ALL {
+            let body = body_of(None, framing).await;
+            let recs = open_message_framed(&key(), Some(7), "put", &body, framing).unwrap();
+            assert_eq!(recs, vec![br#"{"path":"x"}"#.to_vec()], "{framing}");
+        }
     }
 
     #[tokio::test]
     async fn request_data_is_split_and_ends_with_last() {
-        let big = Bytes::from(vec![5u8; MAX_PLAINTEXT * 2 + 10]);
-        let chunks: Vec<std::io::Result<Bytes>> = vec![Ok(Bytes::from_static(b"hi")), Ok(big)];
-        let input: DataStream = Box::pin(futures_util::stream::iter(chunks));
-        let body = body_of(Some(input)).await;
-        let recs = open_message(&key(), Some(7), "put", &body).unwrap();
-        assert_eq!(recs.len(), 6);
-        assert_eq!(recs[1], b"hi");
-        assert_eq!(recs[2].len(), MAX_PLAINTEXT);
-        assert_eq!(recs[4].len(), 10);
-        assert!(recs[5].is_empty());
-        let data: usize = recs[1..].iter().map(Vec::len).sum();
-        assert_eq!(data, 2 + MAX_PLAINTEXT * 2 + 10);
+        for framing in Framing::ALL {
+            let big = Bytes::from(vec![5u8; MAX_PLAINTEXT * 2 + 10]);
+            let chunks: Vec<std::io::Result<Bytes>> = vec![Ok(Bytes::from_static(b"hi")), Ok(big)];
+            let input: DataStream = Box::pin(futures_util::stream::iter(chunks));
+            let body = body_of(Some(input), framing).await;
+            let recs = open_message_framed(&key(), Some(7), "put", &body, framing).unwrap();
+            assert_eq!(recs.len(), 6);
+            assert_eq!(recs[1], b"hi");
+            assert_eq!(recs[2].len(), MAX_PLAINTEXT);
+            assert_eq!(recs[4].len(), 10);
+            assert!(recs[5].is_empty());
+            let data: usize = recs[1..].iter().map(Vec::len).sum();
+            assert_eq!(data, 2 + MAX_PLAINTEXT * 2 + 10);
+            // Exactly the records, nothing between them.
+            let size: usize = recs.iter().map(|r| framing.sealed_len(r.len())).sum();
+            assert_eq!(body.len(), size, "{framing}");
+        }
     }
 
-    fn response(body: Vec<u8>, chunk: usize) -> ResponseStream {
+    fn response(body: Vec<u8>, chunk: usize, framing: Framing) -> ResponseStream {
         let chunks: Vec<reqwest::Result<Bytes>> = body
             .chunks(chunk)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -678,43 +792,77 @@ mod tests {
         ResponseStream::new(
             Box::pin(futures_util::stream::iter(chunks)),
             Opener::new(key(), Some(3), "cmd"),
+            framing,
         )
+    }
+
+    fn sealed(r: u64, op: &str, recs: &[&[u8]], framing: Framing) -> Vec<u8> {
+        seal_message_framed(&key(), r, op, recs, framing).unwrap()
     }
 
     #[tokio::test]
     async fn response_is_classified_across_chunk_boundaries() {
-        let body = seal_message(
-            &key(),
-            3,
-            "cmd",
-            &[b"\x01out", b"\x02err", br#"{"ok":true,"exit":0}"#],
-        )
-        .unwrap();
-        let c = response(body, 5).collect().await.unwrap();
-        assert_eq!(c.stdout, b"out");
-        assert_eq!(c.stderr, b"err");
-        assert_eq!(c.result.unwrap().get("exit"), Some(&Value::from(0)));
+        for framing in Framing::ALL {
+            let recs: [&[u8]; 3] = [b"\x01out", b"\x02err", br#"{"ok":true,"exit":0}"#];
+            let body = sealed(3, "cmd", &recs, framing);
+            let c = response(body, 5, framing).collect().await.unwrap();
+            assert_eq!(c.stdout, b"out");
+            assert_eq!(c.stderr, b"err");
+            assert_eq!(c.result.unwrap().get("exit"), Some(&Value::from(0)));
+        }
     }
 
     #[tokio::test]
     async fn truncated_or_misdirected_responses_fail() {
-        let body = seal_message(&key(), 3, "cmd", &[b"\x01out", br#"{"ok":true}"#]).unwrap();
-        let cut = body[..body.iter().position(|&b| b == b'\n').unwrap() + 1].to_vec();
-        assert!(matches!(
-            response(cut, 7).collect().await,
-            Err(ClientError::Truncated)
-        ));
-        let other_r = seal_message(&key(), 4, "cmd", &[br#"{"ok":true}"#]).unwrap();
-        assert!(matches!(
-            response(other_r, 100).collect().await,
-            Err(ClientError::Protocol(_))
-        ));
-        let other_op = seal_message(&key(), 3, "get", &[br#"{"ok":true}"#]).unwrap();
-        assert!(matches!(
-            response(other_op, 100).collect().await,
-            Err(ClientError::Protocol(_))
-        ));
+        for framing in Framing::ALL {
+            let body = sealed(3, "cmd", &[b"\x01out", br#"{"ok":true}"#], framing);
+            let cut = body[..framing.sealed_len(4)].to_vec();
+            assert!(matches!(
+                response(cut, 7, framing).collect().await,
+                Err(ClientError::Truncated)
+            ));
+            let other_r = sealed(4, "cmd", &[br#"{"ok":true}"#], framing);
+            assert!(matches!(
+                response(other_r, 100, framing).collect().await,
+                Err(ClientError::Protocol(_))
+            ));
+            let other_op = sealed(3, "get", &[br#"{"ok":true}"#], framing);
+            assert!(matches!(
+                response(other_op, 100, framing).collect().await,
+                Err(ClientError::Protocol(_))
+            ));
+        }
+        // A response in the other framing than the request's is refused.
+        let text = sealed(3, "cmd", &[br#"{"ok":true}"#], Framing::Text);
+        let bin = sealed(3, "cmd", &[br#"{"ok":true}"#], Framing::Binary);
+        assert!(response(text, 100, Framing::Binary)
+            .collect()
+            .await
+            .is_err());
+        assert!(response(bin, 100, Framing::Text).collect().await.is_err());
         assert!(open_message(&key(), Some(3), "cmd", b"").is_err());
+    }
+
+    #[test]
+    fn framing_choice_and_offer() {
+        assert_eq!(FramingChoice::parse("auto").unwrap(), FramingChoice::Auto);
+        assert_eq!(
+            FramingChoice::parse("text").unwrap().pick(Framing::Binary),
+            Framing::Text
+        );
+        assert_eq!(
+            FramingChoice::parse("binary").unwrap().pick(Framing::Text),
+            Framing::Binary
+        );
+        assert_eq!(FramingChoice::Auto.pick(Framing::Binary), Framing::Binary);
+        assert!(FramingChoice::parse("bin").is_err());
+        let info = |json: &str| -> ServerInfo { serde_json::from_str(json).unwrap() };
+        let base = r#""name":"remo","version":"0","protocol":"remo/1","key":"k","fingerprint":"f""#;
+        assert_eq!(info(&format!("{{{base}}}")).best_framing(), Framing::Text);
+        let both = format!(r#"{{{base},"framings":["text","binary"],"certificates":true}}"#);
+        assert_eq!(info(&both).best_framing(), Framing::Binary);
+        let odd = format!(r#"{{{base},"framings":["text","carrier-pigeon"]}}"#);
+        assert_eq!(info(&odd).best_framing(), Framing::Text);
     }
 
     #[test]

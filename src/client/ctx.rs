@@ -9,12 +9,13 @@ use zeroize::Zeroizing;
 
 use super::cache::{self, SessionCache};
 use super::config::Target;
-use super::conn::{self, DataStream, ResponseStream, Session};
+use super::conn::{self, DataStream, FramingChoice, ResponseStream, ServerInfo, Session};
 use super::error::ClientError;
 use super::input::Replayable;
 use super::known::{self, PinOutcome};
 use crate::keyfile::{load_identity, PassphraseSource};
 use crate::ops::Descriptor;
+use crate::proto::framing::Framing;
 use crate::proto::identity::{IdentityKey, PublicKey};
 
 /// What a command needs to talk to its server.
@@ -29,7 +30,11 @@ pub(crate) struct Ctx {
     pub cache: Option<SessionCache>,
     /// The certificate pin of a `pin_certificate` host.
     pub pinning: Option<std::sync::Arc<super::tls::Pinning>>,
+    /// The framing to send (`REMO_FRAMING`).
+    pub framing: FramingChoice,
     passphrase_file: Option<PathBuf>,
+    /// `/info` as fetched by this command, if it was.
+    info: std::sync::Mutex<Option<ServerInfo>>,
 }
 
 /// A session and whether it came from the cache (so it stays open after
@@ -64,9 +69,39 @@ impl Ctx {
             http,
             pinning,
             cache,
+            framing: FramingChoice::from_env()?,
             passphrase_file,
+            info: std::sync::Mutex::new(None),
             target,
         })
+    }
+
+    /// `GET /info`, remembered for the rest of the command.
+    pub async fn info(&self) -> Result<ServerInfo, ClientError> {
+        if let Some(i) = self.info.lock().ok().and_then(|g| g.clone()) {
+            return Ok(i);
+        }
+        let info = conn::info_with(&self.http, &self.target.server).await?;
+        if let Ok(mut g) = self.info.lock() {
+            *g = Some(info.clone());
+        }
+        Ok(info)
+    }
+
+    /// The framing the server offers: binary if `/info` lists it; text if
+    /// it does not, or if `/info` cannot be had (every server speaks text).
+    async fn offered_framing(&self) -> Framing {
+        self.info()
+            .await
+            .map(|i| i.best_framing())
+            .unwrap_or_default()
+    }
+
+    /// Applies a forced `REMO_FRAMING` to a session (not to its cache).
+    pub fn apply_framing(&self, session: &mut Session) {
+        if let FramingChoice::Force(f) = self.framing {
+            session.force_framing(f);
+        }
     }
 
     /// The server key: pinned, or fetched, shown and pinned on first use.
@@ -74,7 +109,7 @@ impl Ctx {
         if let Some(pin) = known::lookup(&self.known_path, &self.target.server)? {
             return Ok(pin.key);
         }
-        let info = conn::info_with(&self.http, &self.target.server).await?;
+        let info = self.info().await?;
         let key = info.public_key()?;
         self.pin(&key)?;
         Ok(key)
@@ -111,18 +146,22 @@ impl Ctx {
         load_identity(&self.target.key, &source).map_err(|e| ClientError::Key(e.to_string()))
     }
 
-    /// A fresh login, stored in the cache when caching is on.
+    /// A fresh login, stored in the cache when caching is on. `/info` is
+    /// asked at the same time (unless this command has it already), for
+    /// the framings the server offers.
     async fn login(&self, pinned: &PublicKey) -> Result<Active, ClientError> {
         let identity = self.identity()?;
-        let mut session = match Session::login_with(
-            self.http.clone(),
-            &self.target.server,
-            &self.target.user,
-            &identity,
-            pinned,
-        )
-        .await
-        {
+        let (login, offered) = tokio::join!(
+            Session::login_with(
+                self.http.clone(),
+                &self.target.server,
+                &self.target.user,
+                &identity,
+                pinned,
+            ),
+            self.offered_framing()
+        );
+        let mut session = match login {
             Ok(s) => s,
             // A refused login or a signature that does not verify may both
             // mean the server is not the one pinned (a new server does not
@@ -133,6 +172,7 @@ impl Ctx {
             }
             Err(e) => return Err(e),
         };
+        session.set_framing(offered);
         let mut cached = false;
         if let Some(c) = &self.cache {
             match c.store(session.params(), 1) {
@@ -143,6 +183,7 @@ impl Ctx {
                 Err(e) => eprintln!("remo: warning: not caching the session: {e}"),
             }
         }
+        self.apply_framing(&mut session);
         Ok(Active {
             session,
             cached,
@@ -173,8 +214,10 @@ impl Ctx {
         if let Some(c) = &self.cache {
             if let Some(params) = c.load(&self.target.server, &self.target.user, &pinned)? {
                 let numbers = c.numbers(&params.sid);
+                let mut session = Session::resume(self.http.clone(), params, numbers);
+                self.apply_framing(&mut session);
                 return Ok(Active {
-                    session: Session::resume(self.http.clone(), params, numbers),
+                    session,
                     cached: true,
                     resumed: true,
                 });

@@ -36,6 +36,11 @@ pub fn encode_into(data: &[u8], out: &mut String) {
     ENGINE.encode_append(data, out)
 }
 
+/// As [`encode_into`], appending to a byte buffer (a framed message).
+pub fn encode_into_vec(data: &[u8], out: &mut Vec<u8>) {
+    ENGINE.encode_append(data, out)
+}
+
 /// Decodes unpadded base64url, refusing anything but the canonical spelling.
 pub fn decode(text: &str) -> Result<Vec<u8>, B64Error> {
     decode_bytes(text.as_bytes())

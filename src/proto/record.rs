@@ -1,10 +1,12 @@
 //! Sealed records and messages (PROTOCOL.md §4).
 //!
-//! A message is a sequence of `b64(N ‖ C) "\r\n"` lines. [`LineSplitter`]
-//! cuts a byte stream into lines with the length limit applied before any
-//! decoding; [`Opener`] checks and decrypts them one at a time as they
-//! arrive; [`Sealer`] produces them one at a time. Nothing here allocates in
-//! proportion to a message, only to a record.
+//! A message is a sequence of `b64(N ‖ C) "\r\n"` lines (the text framing)
+//! or of `u32be(L) ‖ N ‖ C` records (the binary framing of §4.1, see
+//! [`super::framing`]). [`LineSplitter`] cuts a byte stream into lines with
+//! the length limit applied before any decoding; [`Opener`] checks and
+//! decrypts records one at a time as they arrive; [`Sealer`] produces them
+//! one at a time, in either framing from the same `N ‖ C`. Nothing here
+//! allocates in proportion to a message, only to a record.
 
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::AeadInOut;
@@ -12,6 +14,7 @@ use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 use bytes::{Bytes, BytesMut};
 
 use super::b64;
+use super::framing::{Framing, LENGTH_PREFIX, MAX_RECORD_LEN, MIN_RECORD_LEN};
 
 /// Largest plaintext in one record.
 pub const MAX_PLAINTEXT: usize = 65_537;
@@ -61,6 +64,17 @@ pub enum RecordError {
     /// The message holds no record at all.
     #[error("empty message")]
     Empty,
+    /// A binary record whose length `L` is below the 28 bytes of a nonce
+    /// and a tag (→ 400), refused as soon as its 4 length bytes are in.
+    #[error("binary record length {0} below {MIN_RECORD_LEN}")]
+    LengthTooSmall(u32),
+    /// A binary record whose length `L` is above 65,565, a plaintext over
+    /// [`MAX_PLAINTEXT`] (→ 413), refused before the record is read.
+    #[error("binary record length {0} above {MAX_RECORD_LEN}")]
+    LengthTooLarge(u32),
+    /// A binary body that ends inside a record (its length or its bytes).
+    #[error("body ends inside a binary record")]
+    PartialRecord,
     /// The record index would pass `u32::MAX`: the `(R, i)` nonce would
     /// repeat under the same key. The last index is kept for a `last`
     /// record, so a sender can still end the message.
@@ -158,6 +172,76 @@ impl Sealer {
         last: bool,
         out: &mut String,
     ) -> Result<(), RecordError> {
+        self.seal_line(parts, last, out)
+    }
+
+    /// Seals one record whose plaintext is the concatenation of `parts` and
+    /// appends it to `out` in `framing`: a text line with CRLF, or
+    /// `u32be(L) ‖ N ‖ C`. Both framings carry the same `N ‖ C`, sealed by
+    /// the one [`seal_raw`].
+    pub fn seal_framed(
+        &mut self,
+        parts: &[&[u8]],
+        last: bool,
+        framing: Framing,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RecordError> {
+        match framing {
+            Framing::Text => self.seal_line(parts, last, out),
+            Framing::Binary => {
+                let len = self.check(parts, last)?;
+                // `check` bounds the plaintext, so L fits in a u32.
+                let raw =
+                    u32::try_from(NONCE_LEN + len + TAG_LEN).map_err(|_| RecordError::TooLarge)?;
+                let start = out.len();
+                out.reserve(LENGTH_PREFIX + raw as usize);
+                out.extend_from_slice(&raw.to_be_bytes());
+                // Sealed straight into `out`, after its length: no copy.
+                let n = nonce(self.r, self.next);
+                let aad = if last { &self.aad_last } else { &self.aad_more };
+                let sealed = seal_raw(&self.key, n, aad, parts, len, out, start + LENGTH_PREFIX);
+                if sealed.is_err() {
+                    out.truncate(start);
+                    return sealed;
+                }
+                self.advance(last);
+                Ok(())
+            }
+        }
+    }
+
+    /// As [`Sealer::seal`] in `framing`.
+    pub fn seal_bytes(
+        &mut self,
+        parts: &[&[u8]],
+        last: bool,
+        framing: Framing,
+    ) -> Result<Bytes, RecordError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut out = Vec::with_capacity(framing.sealed_len(len.min(MAX_PLAINTEXT)));
+        self.seal_framed(parts, last, framing, &mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// The text framing: `N ‖ C` sealed into the scratch buffer, then
+    /// appended to `out` as a base64 line with CRLF.
+    fn seal_line<O: LineOut>(
+        &mut self,
+        parts: &[&[u8]],
+        last: bool,
+        out: &mut O,
+    ) -> Result<(), RecordError> {
+        let len = self.check(parts, last)?;
+        let n = nonce(self.r, self.next);
+        let aad = if last { &self.aad_last } else { &self.aad_more };
+        seal_raw(&self.key, n, aad, parts, len, &mut self.scratch, 0)?;
+        out.push_line(&self.scratch, sealed_line_len(len));
+        self.advance(last);
+        Ok(())
+    }
+
+    /// What every record must satisfy before it is sealed; the plaintext length.
+    fn check(&self, parts: &[&[u8]], last: bool) -> Result<usize, RecordError> {
         if self.finished {
             return Err(RecordError::AfterLast);
         }
@@ -170,49 +254,88 @@ impl Sealer {
         if len > MAX_PLAINTEXT {
             return Err(RecordError::TooLarge);
         }
-        let n = nonce(self.r, self.next);
-        let aad = if last { &self.aad_last } else { &self.aad_more };
-        let buf = &mut self.scratch;
-        let tag = match parts {
-            // One part (file and output data): encrypt straight from it into
-            // the scratch buffer. Resizing a reused buffer to the same size
-            // writes nothing, so the plaintext is read once, not copied first.
-            [one] => {
-                buf.resize(NONCE_LEN + len, 0);
-                let (head, body) = buf.split_at_mut(NONCE_LEN);
-                head.copy_from_slice(&n);
-                let io = InOutBuf::new(one, body).map_err(|_| RecordError::TooLarge)?;
-                self.key.0.encrypt_inout_detached(&Nonce::from(n), aad, io)
-            }
-            _ => {
-                buf.clear();
-                buf.extend_from_slice(&n);
-                for p in parts {
-                    buf.extend_from_slice(p);
-                }
-                self.key.0.encrypt_inout_detached(
-                    &Nonce::from(n),
-                    aad,
-                    (&mut buf[NONCE_LEN..]).into(),
-                )
-            }
-        }
-        .map_err(|_| RecordError::TooLarge)?;
-        buf.extend_from_slice(&tag);
-        out.reserve(sealed_line_len(len));
-        b64::encode_into(buf, out);
-        out.push_str("\r\n");
+        Ok(len)
+    }
+
+    /// Moves to the next index once a record is sealed.
+    fn advance(&mut self, last: bool) {
         // `last` at u32::MAX finishes the message, so the index is never reused.
         self.next = self.next.saturating_add(1);
         self.finished = last;
-        Ok(())
     }
+}
+
+/// Where a text line goes: a `String` or a byte buffer.
+trait LineOut {
+    /// Appends `b64(raw) "\r\n"`, whose length is `line_len`.
+    fn push_line(&mut self, raw: &[u8], line_len: usize);
+}
+
+impl LineOut for String {
+    fn push_line(&mut self, raw: &[u8], line_len: usize) {
+        self.reserve(line_len);
+        b64::encode_into(raw, self);
+        self.push_str("\r\n");
+    }
+}
+
+impl LineOut for Vec<u8> {
+    fn push_line(&mut self, raw: &[u8], line_len: usize) {
+        self.reserve(line_len);
+        b64::encode_into_vec(raw, self);
+        self.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Seals `N ‖ C` (nonce `n`, plaintext the `len` bytes of `parts`) into
+/// `buf` from offset `start`, keeping what is before it: the one sealing
+/// of both framings.
+fn seal_raw(
+    key: &RecordKey,
+    n: [u8; NONCE_LEN],
+    aad: &[u8],
+    parts: &[&[u8]],
+    len: usize,
+    buf: &mut Vec<u8>,
+    start: usize,
+) -> Result<(), RecordError> {
+    let tag = match parts {
+        // One part (file and output data): encrypt straight from it into
+        // the buffer. Resizing a reused buffer to the same size writes
+        // nothing, so the plaintext is read once, not copied first.
+        [one] => {
+            buf.resize(start + NONCE_LEN + len, 0);
+            let (head, body) = buf
+                .get_mut(start..)
+                .ok_or(RecordError::TooLarge)?
+                .split_at_mut(NONCE_LEN);
+            head.copy_from_slice(&n);
+            let io = InOutBuf::new(one, body).map_err(|_| RecordError::TooLarge)?;
+            key.0.encrypt_inout_detached(&Nonce::from(n), aad, io)
+        }
+        _ => {
+            buf.truncate(start);
+            buf.extend_from_slice(&n);
+            for p in parts {
+                buf.extend_from_slice(p);
+            }
+            let body = buf
+                .get_mut(start + NONCE_LEN..)
+                .ok_or(RecordError::TooLarge)?;
+            key.0
+                .encrypt_inout_detached(&Nonce::from(n), aad, body.into())
+        }
+    }
+    .map_err(|_| RecordError::TooLarge)?;
+    buf.extend_from_slice(&tag);
+    Ok(())
 }
 
 /// One opened record.
 #[derive(Debug, Clone)]
 pub struct Record {
-    buf: Vec<u8>,
+    /// `N ‖ plaintext ‖ tag`, decrypted in place.
+    buf: Bytes,
     /// Index within the message.
     pub index: u32,
     /// Whether this is the message's last record.
@@ -230,9 +353,8 @@ impl Record {
     /// The plaintext as `Bytes`, without copying.
     pub(crate) fn into_bytes(self) -> Bytes {
         let end = self.buf.len().saturating_sub(TAG_LEN);
-        let b = Bytes::from(self.buf);
         if end >= NONCE_LEN {
-            b.slice(NONCE_LEN..end)
+            self.buf.slice(NONCE_LEN..end)
         } else {
             Bytes::new()
         }
@@ -309,6 +431,31 @@ impl Opener {
         }
         let mut buf = Vec::with_capacity(line.len() / 4 * 3 + 3);
         b64::decode_into(line, &mut buf).map_err(|_| RecordError::Malformed)?;
+        let (index, last) = self.open_in_place(&mut buf)?;
+        Ok(Record {
+            buf: Bytes::from(buf),
+            index,
+            last,
+        })
+    }
+
+    /// Opens the next binary record, `N ‖ C` without its length prefix
+    /// (as [`super::framing::BinarySplitter`] cuts it), decrypting in place.
+    pub fn open_binary(&mut self, mut raw: BytesMut) -> Result<Record, RecordError> {
+        if self.done {
+            return Err(RecordError::AfterLast);
+        }
+        let (index, last) = self.open_in_place(&mut raw)?;
+        Ok(Record {
+            buf: raw.freeze(),
+            index,
+            last,
+        })
+    }
+
+    /// Checks and decrypts `N ‖ C` in place (the plaintext replaces the
+    /// ciphertext); the record's index and whether it is the last one.
+    fn open_in_place(&mut self, buf: &mut [u8]) -> Result<(u32, bool), RecordError> {
         if buf.len() < NONCE_LEN + TAG_LEN {
             return Err(RecordError::Malformed);
         }
@@ -357,11 +504,7 @@ impl Opener {
         self.r = Some(r);
         self.next = self.next.saturating_add(1);
         self.done = last;
-        Ok(Record {
-            buf,
-            index: i,
-            last,
-        })
+        Ok((i, last))
     }
 
     /// Called at the end of the input: a message must have ended with `last`.
@@ -392,24 +535,29 @@ fn find_crlf(hay: &[u8]) -> Option<usize> {
 /// Cuts a byte stream into CRLF-terminated lines, refusing an overlong line
 /// as soon as it is known to be overlong (before it is buffered whole).
 #[derive(Debug, Default)]
-pub(crate) struct LineSplitter {
+pub struct LineSplitter {
     buf: BytesMut,
     scanned: usize,
 }
 
 impl LineSplitter {
     /// An empty splitter.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds bytes from the stream.
-    pub(crate) fn push(&mut self, data: &[u8]) {
+    pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
 
+    /// Bytes buffered but not yet returned as a line.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next complete line without its CRLF, `Ok(None)` if more input is needed.
-    pub(crate) fn next_line(&mut self) -> Result<Option<Bytes>, RecordError> {
+    pub fn next_line(&mut self) -> Result<Option<Bytes>, RecordError> {
         // Resume the scan where the last call stopped (minus one byte, in case
         // a CR ended the previous chunk).
         let from = self.scanned.saturating_sub(1);
@@ -513,6 +661,25 @@ mod tests {
             let b = many.seal(&[head, tail], false).unwrap();
             assert_eq!(a, b, "plaintext {n}");
         }
+        // The same in the binary framing, sealed straight into a buffer
+        // that already holds records.
+        let (mut one, mut many) = (Sealer::new(key(5), 9, "put"), Sealer::new(key(5), 9, "put"));
+        let (mut a, mut b) = (vec![1u8, 2], vec![1u8, 2]);
+        for n in [65_536usize, 10, 0, MAX_PLAINTEXT, 3] {
+            let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            let (head, tail) = data.split_at(n / 2);
+            one.seal_framed(&[&data], false, Framing::Binary, &mut a)
+                .unwrap();
+            many.seal_framed(&[head, tail], false, Framing::Binary, &mut b)
+                .unwrap();
+            assert_eq!(a, b, "plaintext {n}");
+        }
+        let mut c = vec![1u8, 2];
+        assert_eq!(
+            one.seal_framed(&[&[0u8; MAX_PLAINTEXT + 1]], true, Framing::Binary, &mut c),
+            Err(RecordError::TooLarge)
+        );
+        assert_eq!(c, [1, 2], "a refused record leaves the buffer as it was");
         let mut o = Opener::new(key(5), Some(9), "put");
         let line = Sealer::new(key(5), 9, "put").seal(&[b"abc"], true).unwrap();
         let rec = o.open(&line[..line.len() - 2]).unwrap();

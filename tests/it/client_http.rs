@@ -291,6 +291,7 @@ fn cached_session_is_reused_logged_out_and_renewed() {
         s2c: b("s2c"),
         timeout: 600,
         server_key: server_key(&s),
+        framing: remo::proto::framing::Framing::Text,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let err = rt.block_on(async {

@@ -12,6 +12,7 @@ mod inproc;
 
 mod argv0;
 mod authz;
+mod binary_framing;
 mod client_config;
 mod client_http;
 mod client_interactive;

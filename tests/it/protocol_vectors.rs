@@ -1,16 +1,18 @@
 //! Checks the implementation against `shared/protocol-vectors.json`, the
 //! vectors computed with OpenSSL: key files, fingerprints, handshake
-//! signatures and keys, sealed records, and the must-reject cases.
+//! signatures and keys, sealed records in both framings, and the
+//! must-reject cases.
 
 // Test harness: a failed unwrap is a failed test.
 
 use remo::keyfile::{self, KeyFileError};
 use remo::proto::b64;
+use remo::proto::framing::{open_message_framed, seal_message_framed, BinarySplitter, Framing};
 use remo::proto::handshake::{
     derive_session_keys, m1, m2, server_accept, ClientHandshake, Ephemeral, ParsedAuth,
 };
 use remo::proto::identity::{IdentityKey, PublicKey};
-use remo::proto::record::{open_message, seal_message, RecordKey};
+use remo::proto::record::{open_message, seal_message, RecordError, RecordKey};
 use serde_json::Value;
 
 /// The repository's own copy, so a clone stands alone.
@@ -222,6 +224,103 @@ fn must_reject_cases_are_rejected() {
                 "{name} was accepted"
             );
             assert!(open_message(key, None, op, body).is_err(), "{name}");
+        }
+    }
+}
+
+/// §4.1: every `binary_framing` entry sealed from its plaintexts under the
+/// session keys of the `handshake` section, byte for byte, and opened back;
+/// its records carry the same `N ‖ C` as the text body of the same name in
+/// `records`.
+#[test]
+fn binary_framing_reproduces_byte_for_byte() {
+    let v = vectors();
+    let h = &v["handshake"];
+    let c2s = RecordKey::new(&hex32(s(h, &["K_c2s_hex"])));
+    let s2c = RecordKey::new(&hex32(s(h, &["K_s2c_hex"])));
+    let section = v["binary_framing"].as_object().unwrap();
+    let mut checked = 0;
+    for (name, rec) in section {
+        if name == "about" || name == "must_reject" {
+            continue;
+        }
+        let (key, other) = if name.contains("response") {
+            (&s2c, &c2s)
+        } else {
+            (&c2s, &s2c)
+        };
+        let op = s(rec, &["op"]);
+        let r = rec["R"].as_u64().unwrap();
+        let pts = plaintexts(rec);
+        let refs: Vec<&[u8]> = pts.iter().map(Vec::as_slice).collect();
+        let want = hex::decode(s(rec, &["body_hex"])).unwrap();
+        let body = seal_message_framed(key, r, op, &refs, Framing::Binary).unwrap();
+        assert_eq!(hex::encode(&body), s(rec, &["body_hex"]), "{name}");
+        let opened = open_message_framed(key, Some(r), op, &want, Framing::Binary).unwrap();
+        assert_eq!(opened, pts, "{name}");
+        assert!(open_message_framed(other, Some(r), op, &want, Framing::Binary).is_err());
+        assert!(open_message_framed(key, Some(r + 1), op, &want, Framing::Binary).is_err());
+        assert!(open_message_framed(key, Some(r), "xyz", &want, Framing::Binary).is_err());
+        // The same records as the text vector of that name: re-framed
+        // line by line, the text body is the binary one.
+        if let Some(text) = v["records"][name.as_str()]["body"].as_str() {
+            let mut reframed = Vec::new();
+            for line in text.split_terminator("\r\n") {
+                let raw = b64::decode(line).unwrap();
+                reframed.extend_from_slice(&u32::try_from(raw.len()).unwrap().to_be_bytes());
+                reframed.extend_from_slice(&raw);
+            }
+            assert_eq!(reframed, want, "{name}: not the records of records.{name}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, section.len() - 2, "entries left unchecked");
+    assert!(checked > 0);
+}
+
+/// Why each `binary_framing.must_reject` case must fail. A case missing
+/// here fails the test: a new vector needs its reason.
+fn binary_reject_reason(name: &str) -> RecordError {
+    match name {
+        "length_27" => RecordError::LengthTooSmall(27),
+        "length_65566" => RecordError::LengthTooLarge(65_566),
+        "truncated_inside_record" => RecordError::PartialRecord,
+        "missing_last_record" => RecordError::Truncated,
+        other => panic!("binary_framing.must_reject.{other}: no expected reason in this test"),
+    }
+}
+
+#[test]
+fn binary_must_reject_cases_fail_for_their_reason() {
+    let v = vectors();
+    let h = &v["handshake"];
+    let c2s = RecordKey::new(&hex32(s(h, &["K_c2s_hex"])));
+    let cases = v["binary_framing"]["must_reject"].as_object().unwrap();
+    assert!(!cases.is_empty());
+    for (name, case) in cases {
+        let want = binary_reject_reason(name);
+        let body = hex::decode(s(case, &["body_hex"])).unwrap();
+        // The cases without an op or R fail on their length alone,
+        // whatever the message would have been.
+        let op = case["op"].as_str().unwrap_or("put");
+        let r = case["R"].as_u64();
+        for r in [r, None] {
+            assert_eq!(
+                open_message_framed(&c2s, r, op, &body, Framing::Binary),
+                Err(want.clone()),
+                "{name} ({})",
+                s(case, &["why"])
+            );
+        }
+        // A length out of range is refused from its 4 bytes, before any
+        // byte of its record has arrived.
+        if matches!(
+            want,
+            RecordError::LengthTooSmall(_) | RecordError::LengthTooLarge(_)
+        ) {
+            let mut split = BinarySplitter::new();
+            split.push(&body[..4]);
+            assert_eq!(split.next_record(), Err(want), "{name}");
         }
     }
 }

@@ -26,6 +26,10 @@ async fn info_is_public() {
     assert_eq!(v["protocol"], "remo/1");
     assert_eq!(v["key"], f.server.public().to_b64());
     assert_eq!(v["fingerprint"], f.server.public().fingerprint());
+    // §2, §4.1: both framings are offered; no CA is trusted, so no
+    // `certificates` (absent means false).
+    assert_eq!(v["framings"], json!(["text", "binary"]));
+    assert!(v.get("certificates").is_none());
     assert_eq!(call(&f, "POST", "info", None, vec![]).await.0, 405);
 }
 

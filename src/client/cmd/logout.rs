@@ -22,7 +22,8 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<i32, ClientError> {
         eprintln!("remo: no cached session for {who}");
         return Ok(0);
     };
-    let session = Session::resume(ctx.http.clone(), params.clone(), cache.numbers(&params.sid));
+    let mut session = Session::resume(ctx.http.clone(), params.clone(), cache.numbers(&params.sid));
+    ctx.apply_framing(&mut session);
     let res = session.logout().await;
     cache.remove()?;
     match res {

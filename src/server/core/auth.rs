@@ -8,6 +8,7 @@ use log::{info, warn};
 
 use crate::audit::{now_ms, session_tag, AuditRecord};
 use crate::perms::Grants;
+use crate::proto::framing::Framing;
 use crate::proto::handshake::{
     new_session_id, server_answer, server_keys, HandshakeError, ParsedAuth, MAX_AUTH_BODY,
     MAX_SKEW_SECS,
@@ -17,14 +18,18 @@ use crate::server::core::instance::{unix_now, Instance};
 use crate::server::core::reject::Reject;
 use crate::server::core::request::{Body, Response};
 
-/// `GET {base}/info`.
+/// `GET {base}/info`. `framings` tells clients they may send the binary
+/// framing (§4.1); `certificates` is left out (absent means false) while
+/// remod trusts no certificate authority (§7 is not implemented).
 pub(crate) fn info(inst: &Instance) -> Response {
+    let framings: Vec<&str> = Framing::ALL.iter().map(|f| f.name()).collect();
     let body = serde_json::json!({
         "name": "remo",
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": "remo/1",
         "key": inst.public.to_b64(),
         "fingerprint": inst.public.fingerprint(),
+        "framings": framings,
     });
     Response::json(200, body.to_string())
 }

@@ -42,6 +42,8 @@ pub(crate) enum Reject {
     BodyTooLarge,
     /// The body does not end with CRLF.
     NoFinalCrlf,
+    /// A binary body that ends inside a record.
+    PartialRecord,
     /// The peer stopped sending the body.
     BodyAborted,
     /// Anything else wrong in the body's framing.
@@ -73,6 +75,7 @@ impl Reject {
             | Reject::EmptyBody
             | Reject::MalformedRecord
             | Reject::NoFinalCrlf
+            | Reject::PartialRecord
             | Reject::BodyAborted
             | Reject::MalformedBody
             | Reject::NotRecordZero => 400,
@@ -99,6 +102,7 @@ impl Reject {
             Reject::MalformedRecord => "malformed record",
             Reject::BodyTooLarge => "request body too large",
             Reject::NoFinalCrlf => "body does not end with CRLF",
+            Reject::PartialRecord => "body ends inside a record",
             Reject::BodyAborted => "request body aborted",
             Reject::MalformedBody => "malformed request body",
             Reject::NotRecordZero => "first record is not record 0",

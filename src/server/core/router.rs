@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::audit::{now_ms, session_tag, summarize, AuditRecord};
 use crate::ops::{Op, OpName};
 use crate::proto::b64;
+use crate::proto::framing::{Framed, Framing};
 use crate::proto::record::{Opener, RecordError, Sealer, MAX_LINE, NONCE_LEN, TAG_LEN};
 use crate::proto::response::OpError;
 use crate::server::core::auth;
@@ -193,9 +194,22 @@ pub(crate) fn request_op(params: &Params, base: Option<&str>) -> Option<String> 
         .filter(|s| !s.is_empty())
 }
 
-/// The syntax checks on a request's first line (→ 400/413), before the
-/// session is looked up.
-fn check_first_line(line: &[u8]) -> Result<(), Reject> {
+/// The framing a request's body is in: binary only when its content type
+/// says `application/x-remo-bin` (§4.1); anything else, no content type
+/// included, is the text framing every client could always send.
+pub fn request_framing(params: &Params) -> Framing {
+    params
+        .get("CONTENT_TYPE")
+        .and_then(Framing::from_content_type)
+        .unwrap_or(Framing::Text)
+}
+
+/// The syntax checks on a request's first record (→ 400/413) before it is
+/// opened. A binary record's length was checked as it was cut.
+fn check_first_record(rec: &Framed) -> Result<(), Reject> {
+    let Framed::Line(line) = rec else {
+        return Ok(());
+    };
     if line.len() > MAX_LINE {
         return Err(Reject::RecordTooLarge);
     }
@@ -209,8 +223,11 @@ fn read_reject(e: &ReadError) -> Reject {
     match e {
         ReadError::Record(RecordError::LineTooLong) => Reject::RecordTooLarge,
         ReadError::Record(RecordError::TooLarge) => Reject::RecordTooLarge,
+        ReadError::Record(RecordError::LengthTooLarge(_)) => Reject::RecordTooLarge,
+        ReadError::Record(RecordError::LengthTooSmall(_)) => Reject::MalformedRecord,
         ReadError::TooLarge(_) => Reject::BodyTooLarge,
         ReadError::Record(RecordError::PartialLine) => Reject::NoFinalCrlf,
+        ReadError::Record(RecordError::PartialRecord) => Reject::PartialRecord,
         ReadError::Body(_) => Reject::BodyAborted,
         _ => Reject::MalformedBody,
     }
@@ -266,17 +283,18 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
         pre.audit("-", "401 unknown or expired session");
         return Reject::UnknownSession.response();
     };
-    let mut reader = RequestReader::new(req.body, inst.limits.max_request_bytes);
-    let line = match reader.next_line().await {
-        Ok(Some(l)) => l,
+    let framing = request_framing(&req.params);
+    let mut reader = RequestReader::new(req.body, inst.limits.max_request_bytes, framing);
+    let first = match reader.next_record().await {
+        Ok(Some(r)) => r,
         Ok(None) => return Reject::EmptyBody.response(),
         Err(e) => return read_reject(&e).response(),
     };
-    if let Err(r) = check_first_line(&line) {
+    if let Err(r) = check_first_record(&first) {
         return r.response();
     }
     let mut opener = Opener::new(session.c2s.clone(), None, op.as_str());
-    let rec0 = match opener.open(&line) {
+    let rec0 = match first.open(&mut opener) {
         Ok(r) => r,
         Err(RecordError::TooLarge) => return Reject::RecordTooLarge.response(),
         Err(RecordError::OutOfOrder) => return Reject::NotRecordZero.response(),
@@ -304,7 +322,8 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
     let descriptor: Bytes = rec0.into_bytes();
     let time_ms = pre.time_ms;
     let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_DEPTH);
-    let mut writer = ResponseWriter::new(tx, Sealer::new(session.s2c.clone(), r, op.as_str()));
+    let sealer = Sealer::new(session.s2c.clone(), r, op.as_str());
+    let mut writer = ResponseWriter::new(tx, sealer, framing);
     // Every X-Forwarded-For line, in order: a proxy may append its own line
     // after the client's (HAProxy's `option forwardfor`).
     let forwarded_for = crate::firewall::addr::join_forwarded_for(
@@ -351,7 +370,7 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
         // result finds the row queued in order.
         let gone = writer.finish(&result).await.is_err();
         info!(
-            "{} {} {} {}{} in={} out={} {}ms",
+            "{} {} {} {}{} in={} out={} {}ms framing={}",
             ctx.remote,
             ctx.session.user,
             ctx.op,
@@ -359,12 +378,15 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
             if gone { " (client gone)" } else { "" },
             input.bytes_received(),
             sent,
-            started.elapsed().as_millis()
+            started.elapsed().as_millis(),
+            framing
         );
     });
+    // §4.1: a binary request gets a binary response (§5's table names
+    // only the text content type, written before §4.1).
     Response {
         status: 200,
-        content_type: "application/x-remo",
+        content_type: framing.content_type(),
         headers: vec![("Cache-Control", "no-store".to_string())],
         body: ResponseBody::Stream(rx),
     }

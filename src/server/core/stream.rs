@@ -1,13 +1,14 @@
 //! Reading a sealed request message from a streamed body and writing a
-//! sealed response message into the response channel, record by record.
+//! sealed response message into the response channel, record by record,
+//! in the framing the request chose (PROTOCOL.md §4, §4.1).
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use crate::proto::framing::{Framed, Framing, RecordSplitter};
 use crate::proto::record::{
-    sealed_line_len, LineSplitter, Opener, Record, RecordError, Sealer, CHANNEL_STDOUT,
-    MAX_RESPONSE_DATA,
+    Opener, Record, RecordError, Sealer, CHANNEL_STDOUT, MAX_RESPONSE_DATA,
 };
 use crate::proto::response::{error_result, ok_result, OpError};
 use crate::server::core::request::{Body, BodyError};
@@ -16,8 +17,8 @@ use crate::server::core::request::{Body, BodyError};
 /// the front door.
 pub(crate) const RESPONSE_CHANNEL_DEPTH: usize = 8;
 /// The most data a bulk sender passes to one [`ResponseWriter::send`]: four
-/// full records, about 350 KB of sealed text per message, so the queue
-/// above holds at most a few MiB.
+/// full records, about 350 KB of sealed text (260 KB binary) per message,
+/// so the queue above holds at most a few MiB.
 pub(crate) const MAX_SEND_BATCH: usize = 4 * MAX_RESPONSE_DATA;
 
 /// Why reading the request failed.
@@ -47,11 +48,11 @@ impl ReadError {
     }
 }
 
-/// The request body as a sequence of lines and, once the session is known,
-/// of opened records.
+/// The request body as a sequence of sealed records (lines or binary
+/// records) and, once the session is known, of opened records.
 pub(crate) struct RequestReader {
     body: Body,
-    split: LineSplitter,
+    split: RecordSplitter,
     received: u64,
     limit: u64,
     eof: bool,
@@ -59,11 +60,11 @@ pub(crate) struct RequestReader {
 }
 
 impl RequestReader {
-    /// Wraps a body; `limit` caps the bytes read from it.
-    pub(crate) fn new(body: Body, limit: u64) -> Self {
+    /// Wraps a body in `framing`; `limit` caps the bytes read from it.
+    pub(crate) fn new(body: Body, limit: u64, framing: Framing) -> Self {
         RequestReader {
             body,
-            split: LineSplitter::new(),
+            split: RecordSplitter::new(framing),
             received: 0,
             limit,
             eof: false,
@@ -71,11 +72,13 @@ impl RequestReader {
         }
     }
 
-    /// The next line, or `None` at a clean end of the body.
-    pub(crate) async fn next_line(&mut self) -> Result<Option<Bytes>, ReadError> {
+    /// The next sealed record, or `None` at a clean end of the body. A
+    /// binary length out of range is refused as soon as its 4 bytes are
+    /// in, without waiting for more of the body.
+    pub(crate) async fn next_record(&mut self) -> Result<Option<Framed>, ReadError> {
         loop {
-            if let Some(line) = self.split.next_line()? {
-                return Ok(Some(line));
+            if let Some(rec) = self.split.next_record()? {
+                return Ok(Some(rec));
             }
             if self.eof {
                 self.split.finish()?;
@@ -106,16 +109,16 @@ impl RequestReader {
         let done = self.opener.as_ref().is_none_or(|o| o.done());
         if done {
             // Anything after the last record is an error, not silently ignored.
-            return match self.next_line().await? {
+            return match self.next_record().await? {
                 None => Ok(None),
                 Some(_) => Err(RecordError::AfterLast.into()),
             };
         }
-        let Some(line) = self.next_line().await? else {
+        let Some(sealed) = self.next_record().await? else {
             return Err(RecordError::Truncated.into());
         };
         let opener = self.opener.as_mut().ok_or(RecordError::Truncated)?;
-        let rec: Record = opener.open(&line)?;
+        let rec: Record = sealed.open(opener)?;
         Ok(Some(rec.into_bytes()))
     }
 
@@ -152,15 +155,17 @@ pub(crate) struct Gone;
 pub(crate) struct ResponseWriter {
     tx: mpsc::Sender<Bytes>,
     sealer: Sealer,
+    framing: Framing,
     sent: u64,
 }
 
 impl ResponseWriter {
-    /// A writer for one response.
-    pub(crate) fn new(tx: mpsc::Sender<Bytes>, sealer: Sealer) -> Self {
+    /// A writer for one response, in the request's `framing`.
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>, sealer: Sealer, framing: Framing) -> Self {
         ResponseWriter {
             tx,
             sealer,
+            framing,
             sent: 0,
         }
     }
@@ -170,17 +175,17 @@ impl ResponseWriter {
     /// sender (get) wakes the front door once per batch, not per record;
     /// callers bound the batch (at most [`MAX_SEND_BATCH`] bytes by get).
     pub(crate) async fn send(&mut self, channel: u8, data: &[u8]) -> Result<(), Gone> {
-        // Sized once for all the records, so the text is never moved.
+        // Sized once for all the records, so the bytes are never moved.
         let cap = data
             .chunks(MAX_RESPONSE_DATA)
-            .map(|p| sealed_line_len(1 + p.len()))
+            .map(|p| self.framing.sealed_len(1 + p.len()))
             .sum();
-        let mut lines = String::with_capacity(cap);
+        let mut lines = Vec::with_capacity(cap);
         let mut sealed = Ok(());
         for piece in data.chunks(MAX_RESPONSE_DATA) {
             sealed = self
                 .sealer
-                .seal_into(&[&[channel], piece], false, &mut lines);
+                .seal_framed(&[&[channel], piece], false, self.framing, &mut lines);
             if sealed.is_err() {
                 break;
             }
@@ -190,15 +195,12 @@ impl ResponseWriter {
         // them without a gap.
         if sealed.is_err() {
             if !lines.is_empty() {
-                let _ = self.tx.send(Bytes::from(lines.into_bytes())).await;
+                let _ = self.tx.send(Bytes::from(lines)).await;
             }
             return Err(Gone);
         }
         if !lines.is_empty() {
-            self.tx
-                .send(Bytes::from(lines.into_bytes()))
-                .await
-                .map_err(|_| Gone)?;
+            self.tx.send(Bytes::from(lines)).await.map_err(|_| Gone)?;
             self.sent += data.len() as u64;
         }
         Ok(())
@@ -228,8 +230,11 @@ impl ResponseWriter {
             Ok(fields) => ok_result(fields.clone()),
             Err(e) => error_result(e),
         };
-        let line = self.sealer.seal(&[&json], true).map_err(|_| Gone)?;
-        self.tx.send(line).await.map_err(|_| Gone)
+        let rec = self
+            .sealer
+            .seal_bytes(&[&json], true, self.framing)
+            .map_err(|_| Gone)?;
+        self.tx.send(rec).await.map_err(|_| Gone)
     }
 }
 
@@ -241,34 +246,69 @@ mod tests {
 
     /// Near the end of the record index, data that needs more records than
     /// are left is cut off, and the message still ends, without a gap, with
-    /// an error result in the last index.
+    /// an error result in the last index — in either framing.
     #[tokio::test]
     async fn response_ends_with_an_error_when_the_index_runs_out() {
-        let key = RecordKey::new(&[9u8; 32]);
-        let (tx, mut rx) = mpsc::channel(16);
-        let start = u32::MAX - 2;
-        let mut w = ResponseWriter::new(tx, Sealer::new(key.clone(), 3, "get").starting_at(start));
-        // Three records' worth: two fit (u32::MAX - 2, u32::MAX - 1), the
-        // third would take the index kept for the result.
-        let data = vec![7u8; 3 * MAX_RESPONSE_DATA];
-        assert_eq!(w.send(CHANNEL_STDOUT, &data).await, Err(Gone));
-        let err = OpError::new(ErrorCode::TooLarge, "too many records");
-        w.finish(&Err(err)).await.unwrap();
-        let mut split = LineSplitter::new();
-        while let Ok(b) = rx.try_recv() {
-            split.push(&b);
+        for framing in Framing::ALL {
+            let key = RecordKey::new(&[9u8; 32]);
+            let (tx, mut rx) = mpsc::channel(16);
+            let start = u32::MAX - 2;
+            let sealer = Sealer::new(key.clone(), 3, "get").starting_at(start);
+            let mut w = ResponseWriter::new(tx, sealer, framing);
+            // Three records' worth: two fit (u32::MAX - 2, u32::MAX - 1), the
+            // third would take the index kept for the result.
+            let data = vec![7u8; 3 * MAX_RESPONSE_DATA];
+            assert_eq!(w.send(CHANNEL_STDOUT, &data).await, Err(Gone));
+            let err = OpError::new(ErrorCode::TooLarge, "too many records");
+            w.finish(&Err(err)).await.unwrap();
+            let mut split = RecordSplitter::new(framing);
+            while let Ok(b) = rx.try_recv() {
+                split.push(&b);
+            }
+            let mut o = Opener::new(key, Some(3), "get").starting_at(start);
+            let mut recs = Vec::new();
+            while let Some(rec) = split.next_record().unwrap() {
+                recs.push(rec.open(&mut o).unwrap());
+            }
+            assert!(o.finish().is_ok() && split.finish().is_ok(), "{framing}");
+            let idx: Vec<u32> = recs.iter().map(|r| r.index).collect();
+            assert_eq!(idx, [u32::MAX - 2, u32::MAX - 1, u32::MAX], "{framing}");
+            let last = recs.last().unwrap();
+            assert!(last.last);
+            let res = parse_result(last.plaintext()).unwrap();
+            assert_eq!(res.unwrap_err().code, ErrorCode::TooLarge);
         }
-        let mut o = Opener::new(key, Some(3), "get").starting_at(start);
-        let mut recs = Vec::new();
-        while let Some(line) = split.next_line().unwrap() {
-            recs.push(o.open(&line).unwrap());
+    }
+
+    /// A binary length out of range is an error as soon as its 4 bytes
+    /// are in: the reader does not wait for the rest of a body that is
+    /// still open (polled once, it is ready).
+    #[tokio::test]
+    async fn a_bad_length_is_refused_while_the_body_is_still_open() {
+        use futures_util::FutureExt;
+        for (l, err) in [
+            (65_566u32, RecordError::LengthTooLarge(65_566)),
+            (27, RecordError::LengthTooSmall(27)),
+        ] {
+            let (tx, body) = Body::channel();
+            let mut reader = RequestReader::new(body, 1 << 30, Framing::Binary);
+            tx.send(Ok(vec![Bytes::copy_from_slice(&l.to_be_bytes())]))
+                .await
+                .unwrap();
+            let got = reader.next_record().now_or_never();
+            assert_eq!(
+                got.map(|r| r.map(|_| ())),
+                Some(Err(ReadError::Record(err))),
+                "L={l}"
+            );
+            drop(tx);
         }
-        assert!(o.finish().is_ok());
-        let idx: Vec<u32> = recs.iter().map(|r| r.index).collect();
-        assert_eq!(idx, [u32::MAX - 2, u32::MAX - 1, u32::MAX]);
-        let last = recs.last().unwrap();
-        assert!(last.last);
-        let res = parse_result(last.plaintext()).unwrap();
-        assert_eq!(res.unwrap_err().code, ErrorCode::TooLarge);
+        // An in-range length waits for its record.
+        let (tx, body) = Body::channel();
+        let mut reader = RequestReader::new(body, 1 << 30, Framing::Binary);
+        tx.send(Ok(vec![Bytes::from_static(&[0, 0, 0, 28])]))
+            .await
+            .unwrap();
+        assert!(reader.next_record().now_or_never().is_none());
     }
 }

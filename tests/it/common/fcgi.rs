@@ -23,6 +23,28 @@ pub fn send(
     stdin: Option<&[u8]>,
     wait: Duration,
 ) -> Option<(u16, Vec<u8>)> {
+    send_stdin(sock, params, stdin, true, wait)
+}
+
+/// The first `stdin` bytes of a body that then stays open (no closing
+/// empty STDIN record): what remod answers before the body ends; None if
+/// no answer came within `wait`.
+pub fn send_unfinished(
+    sock: &Path,
+    params: &[(&str, &str)],
+    stdin: &[u8],
+    wait: Duration,
+) -> Option<(u16, Vec<u8>)> {
+    send_stdin(sock, params, Some(stdin), false, wait)
+}
+
+fn send_stdin(
+    sock: &Path,
+    params: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+    close_stdin: bool,
+    wait: Duration,
+) -> Option<(u16, Vec<u8>)> {
     fn record(out: &mut Vec<u8>, kind: u8, content: &[u8]) {
         for chunk in content
             .chunks(65535)
@@ -57,7 +79,9 @@ pub fn send(
         if !stdin.is_empty() {
             record(&mut req, 5, stdin);
         }
-        record(&mut req, 5, &[]);
+        if close_stdin {
+            record(&mut req, 5, &[]);
+        }
     }
     let mut s = UnixStream::connect(sock).expect("connect to remod's socket");
     s.set_read_timeout(Some(wait)).unwrap();

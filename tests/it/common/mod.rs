@@ -838,6 +838,13 @@ impl Client {
         }
     }
 
+    /// Sets an environment variable of every later command (e.g.
+    /// `REMO_FRAMING`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), PathBuf::from(value)));
+    }
+
     /// `remo --server URL --user NAME --key FILE ARGS…`, ready to spawn.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(REMO);
@@ -1254,6 +1261,27 @@ impl RawSession {
             s2c: remo::proto::record::RecordKey::new(&sess.keys.s2c),
             r: 0,
         }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The request key `K_c2s`.
+    pub fn c2s(&self) -> &remo::proto::record::RecordKey {
+        &self.c2s
+    }
+
+    /// The response key `K_s2c`.
+    pub fn s2c(&self) -> &remo::proto::record::RecordKey {
+        &self.s2c
+    }
+
+    /// A request number not used yet in this session.
+    pub fn next_r(&mut self) -> u64 {
+        self.r += 1;
+        self.r
     }
 
     /// One request with a descriptor and no data: the HTTP status and, for
