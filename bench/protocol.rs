@@ -5,12 +5,12 @@
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use remo::proto::framing::{BinarySplitter, Framing};
+use remo::proto::framing::{Framing, RecordSplitter};
 use remo::proto::handshake::{
     new_session_id, server_accept, ClientHandshake, Ephemeral, ParsedAuth,
 };
 use remo::proto::identity::IdentityKey;
-use remo::proto::record::{LineSplitter, Opener, RecordKey, Sealer, MAX_PLAINTEXT};
+use remo::proto::record::{Opener, RecordKey, Sealer, MAX_PLAINTEXT};
 
 fn handshake(c: &mut Criterion) {
     let user = IdentityKey::generate();
@@ -146,19 +146,11 @@ fn framings(c: &mut Criterion) {
         g.bench_function(format!("split + open ({framing})"), |b| {
             b.iter_batched(
                 || Opener::new(RecordKey::new(&key), Some(1), "put"),
-                |mut o| match framing {
-                    Framing::Text => {
-                        let mut split = LineSplitter::new();
-                        split.push(&wire);
-                        let line = split.next_line().ok().flatten()?;
-                        o.open(&line).ok().map(|r| r.index)
-                    }
-                    Framing::Binary => {
-                        let mut split = BinarySplitter::new();
-                        split.push(&wire);
-                        let raw = split.next_record().ok().flatten()?;
-                        o.open_binary(raw).ok().map(|r| r.index)
-                    }
+                |mut o| {
+                    let mut split = RecordSplitter::new(framing);
+                    split.push(&wire);
+                    let rec = split.next_record().ok().flatten()?;
+                    rec.open(&mut o).ok().map(|r| r.index)
                 },
                 BatchSize::SmallInput,
             )

@@ -61,7 +61,7 @@ pub struct ServerInfo {
 impl ServerInfo {
     /// The framing to send this server: binary when it offers it (less
     /// work on both sides, a quarter fewer bytes), else text.
-    pub fn best_framing(&self) -> Framing {
+    pub(crate) fn best_framing(&self) -> Framing {
         let binary = self
             .framings
             .iter()
@@ -240,7 +240,7 @@ pub(crate) fn front_server_hint(status: u16) -> &'static str {
 /// ([`ENV_FRAMING`]; `text` for a front server or proxy that mangles
 /// binary bodies, either for tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FramingChoice {
+pub(crate) enum FramingChoice {
     /// Binary where `/info` lists it, text elsewhere.
     #[default]
     Auto,
@@ -250,7 +250,7 @@ pub enum FramingChoice {
 
 impl FramingChoice {
     /// Parses `auto`, `text` or `binary`.
-    pub fn parse(value: &str) -> Result<FramingChoice, ClientError> {
+    pub(crate) fn parse(value: &str) -> Result<FramingChoice, ClientError> {
         match value {
             "auto" => Ok(FramingChoice::Auto),
             other => Framing::from_name(other)
@@ -265,19 +265,11 @@ impl FramingChoice {
     }
 
     /// From [`ENV_FRAMING`]; unset or empty is `auto`.
-    pub fn from_env() -> Result<FramingChoice, ClientError> {
+    pub(crate) fn from_env() -> Result<FramingChoice, ClientError> {
         match std::env::var(ENV_FRAMING) {
             Ok(v) if !v.is_empty() => Self::parse(&v),
             Ok(_) | Err(std::env::VarError::NotPresent) => Ok(FramingChoice::Auto),
             Err(std::env::VarError::NotUnicode(_)) => Self::parse("?"),
-        }
-    }
-
-    /// The framing to use when the server offers `offered`.
-    pub fn pick(self, offered: Framing) -> Framing {
-        match self {
-            FramingChoice::Auto => offered,
-            FramingChoice::Force(f) => f,
         }
     }
 }
@@ -465,7 +457,9 @@ impl Session {
     }
 
     /// Records `framing` as the one the server offers (cached with the
-    /// session) and uses it.
+    /// session) and uses it. A session from [`Session::login_with`] sends
+    /// text until told; library users (the bench driver) call this with
+    /// [`ServerInfo`]'s offer.
     pub fn set_framing(&mut self, framing: Framing) {
         self.params.framing = framing;
         self.framing = framing;
@@ -473,13 +467,8 @@ impl Session {
 
     /// Uses `framing` for this process's requests only (a forced choice),
     /// leaving what is cached as it is.
-    pub fn force_framing(&mut self, framing: Framing) {
+    pub(crate) fn force_framing(&mut self, framing: Framing) {
         self.framing = framing;
-    }
-
-    /// The framing requests are sent in.
-    pub fn framing(&self) -> Framing {
-        self.framing
     }
 
     /// The session's parameters (for caching).
@@ -847,15 +836,15 @@ mod tests {
     fn framing_choice_and_offer() {
         assert_eq!(FramingChoice::parse("auto").unwrap(), FramingChoice::Auto);
         assert_eq!(
-            FramingChoice::parse("text").unwrap().pick(Framing::Binary),
-            Framing::Text
+            FramingChoice::parse("text").unwrap(),
+            FramingChoice::Force(Framing::Text)
         );
         assert_eq!(
-            FramingChoice::parse("binary").unwrap().pick(Framing::Text),
-            Framing::Binary
+            FramingChoice::parse("binary").unwrap(),
+            FramingChoice::Force(Framing::Binary)
         );
-        assert_eq!(FramingChoice::Auto.pick(Framing::Binary), Framing::Binary);
         assert!(FramingChoice::parse("bin").is_err());
+        assert!(FramingChoice::parse("").is_err());
         let info = |json: &str| -> ServerInfo { serde_json::from_str(json).unwrap() };
         let base = r#""name":"remo","version":"0","protocol":"remo/1","key":"k","fingerprint":"f""#;
         assert_eq!(info(&format!("{{{base}}}")).best_framing(), Framing::Text);

@@ -31,7 +31,7 @@ pub(crate) struct Ctx {
     /// The certificate pin of a `pin_certificate` host.
     pub pinning: Option<std::sync::Arc<super::tls::Pinning>>,
     /// The framing to send (`REMO_FRAMING`).
-    pub framing: FramingChoice,
+    framing: FramingChoice,
     passphrase_file: Option<PathBuf>,
     /// `/info` as fetched by this command, if it was.
     info: std::sync::Mutex<Option<ServerInfo>>,
@@ -77,7 +77,7 @@ impl Ctx {
     }
 
     /// `GET /info`, remembered for the rest of the command.
-    pub async fn info(&self) -> Result<ServerInfo, ClientError> {
+    pub(crate) async fn info(&self) -> Result<ServerInfo, ClientError> {
         if let Some(i) = self.info.lock().ok().and_then(|g| g.clone()) {
             return Ok(i);
         }
@@ -98,7 +98,7 @@ impl Ctx {
     }
 
     /// Applies a forced `REMO_FRAMING` to a session (not to its cache).
-    pub fn apply_framing(&self, session: &mut Session) {
+    pub(crate) fn apply_framing(&self, session: &mut Session) {
         if let FramingChoice::Force(f) = self.framing {
             session.force_framing(f);
         }

@@ -20,11 +20,11 @@ pub const TEXT_CONTENT_TYPE: &str = "application/x-remo";
 /// Content type of a message in the binary framing.
 pub const BINARY_CONTENT_TYPE: &str = "application/x-remo-bin";
 /// Bytes of a binary record's length prefix `u32be(L)`.
-pub const LENGTH_PREFIX: usize = 4;
+pub(crate) const LENGTH_PREFIX: usize = 4;
 /// Smallest `L`: a nonce and a tag (an empty plaintext).
-pub const MIN_RECORD_LEN: usize = NONCE_LEN + TAG_LEN;
+pub(crate) const MIN_RECORD_LEN: usize = NONCE_LEN + TAG_LEN;
 /// Largest `L`: a nonce, [`MAX_PLAINTEXT`] bytes and a tag (65,565).
-pub const MAX_RECORD_LEN: usize = NONCE_LEN + MAX_PLAINTEXT + TAG_LEN;
+pub(crate) const MAX_RECORD_LEN: usize = NONCE_LEN + MAX_PLAINTEXT + TAG_LEN;
 
 /// How the records of one message are laid out on the wire. A request's
 /// content type chooses it, and its response uses the same one.
@@ -42,7 +42,7 @@ impl Framing {
     pub const ALL: [Framing; 2] = [Framing::Text, Framing::Binary];
 
     /// Its name in `/info`'s `framings`.
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Framing::Text => "text",
             Framing::Binary => "binary",
@@ -50,7 +50,7 @@ impl Framing {
     }
 
     /// The framing named `name` in `/info`, if it is one we know.
-    pub fn from_name(name: &str) -> Option<Framing> {
+    pub(crate) fn from_name(name: &str) -> Option<Framing> {
         Framing::ALL.into_iter().find(|f| f.name() == name)
     }
 
@@ -66,7 +66,7 @@ impl Framing {
     /// any `;` parameter, compared ASCII case-insensitively) must be one
     /// of the two exactly — `application/x-remo-bin` does not start a
     /// text message just because it begins with `application/x-remo`.
-    pub fn from_content_type(value: &[u8]) -> Option<Framing> {
+    pub(crate) fn from_content_type(value: &[u8]) -> Option<Framing> {
         let media = value.split(|&b| b == b';').next().unwrap_or(&[]);
         let media = media.trim_ascii();
         Framing::ALL
@@ -141,17 +141,12 @@ impl BinarySplitter {
     }
 
     /// Called at the end of the stream: leftover bytes are a cut record.
-    pub fn finish(&self) -> Result<(), RecordError> {
+    pub(crate) fn finish(&self) -> Result<(), RecordError> {
         if self.buf.is_empty() {
             Ok(())
         } else {
             Err(RecordError::PartialRecord)
         }
-    }
-
-    /// Bytes buffered but not yet returned as a record.
-    pub fn pending(&self) -> usize {
-        self.buf.len()
     }
 }
 
@@ -176,7 +171,10 @@ impl Framed {
 
 /// Cuts a body in either framing into records.
 #[derive(Debug)]
-pub enum RecordSplitter {
+pub struct RecordSplitter(Splitter);
+
+#[derive(Debug)]
+enum Splitter {
     /// CRLF lines.
     Text(LineSplitter),
     /// Length-prefixed records.
@@ -186,49 +184,33 @@ pub enum RecordSplitter {
 impl RecordSplitter {
     /// An empty splitter for `framing`.
     pub fn new(framing: Framing) -> Self {
-        match framing {
-            Framing::Text => RecordSplitter::Text(LineSplitter::new()),
-            Framing::Binary => RecordSplitter::Binary(BinarySplitter::new()),
-        }
-    }
-
-    /// Its framing.
-    pub fn framing(&self) -> Framing {
-        match self {
-            RecordSplitter::Text(_) => Framing::Text,
-            RecordSplitter::Binary(_) => Framing::Binary,
-        }
+        RecordSplitter(match framing {
+            Framing::Text => Splitter::Text(LineSplitter::new()),
+            Framing::Binary => Splitter::Binary(BinarySplitter::new()),
+        })
     }
 
     /// Adds bytes from the stream.
     pub fn push(&mut self, data: &[u8]) {
-        match self {
-            RecordSplitter::Text(s) => s.push(data),
-            RecordSplitter::Binary(s) => s.push(data),
+        match &mut self.0 {
+            Splitter::Text(s) => s.push(data),
+            Splitter::Binary(s) => s.push(data),
         }
     }
 
     /// The next complete record, `Ok(None)` if more input is needed.
     pub fn next_record(&mut self) -> Result<Option<Framed>, RecordError> {
-        Ok(match self {
-            RecordSplitter::Text(s) => s.next_line()?.map(Framed::Line),
-            RecordSplitter::Binary(s) => s.next_record()?.map(Framed::Binary),
+        Ok(match &mut self.0 {
+            Splitter::Text(s) => s.next_line()?.map(Framed::Line),
+            Splitter::Binary(s) => s.next_record()?.map(Framed::Binary),
         })
     }
 
     /// Called at the end of the stream: leftover bytes are a cut record.
-    pub fn finish(&self) -> Result<(), RecordError> {
-        match self {
-            RecordSplitter::Text(s) => s.finish(),
-            RecordSplitter::Binary(s) => s.finish(),
-        }
-    }
-
-    /// Bytes buffered but not yet returned as a record.
-    pub fn pending(&self) -> usize {
-        match self {
-            RecordSplitter::Text(s) => s.pending(),
-            RecordSplitter::Binary(s) => s.pending(),
+    pub(crate) fn finish(&self) -> Result<(), RecordError> {
+        match &self.0 {
+            Splitter::Text(s) => s.finish(),
+            Splitter::Binary(s) => s.finish(),
         }
     }
 }

@@ -441,7 +441,7 @@ impl Opener {
 
     /// Opens the next binary record, `N ‖ C` without its length prefix
     /// (as [`super::framing::BinarySplitter`] cuts it), decrypting in place.
-    pub fn open_binary(&mut self, mut raw: BytesMut) -> Result<Record, RecordError> {
+    pub(crate) fn open_binary(&mut self, mut raw: BytesMut) -> Result<Record, RecordError> {
         if self.done {
             return Err(RecordError::AfterLast);
         }
@@ -535,29 +535,24 @@ fn find_crlf(hay: &[u8]) -> Option<usize> {
 /// Cuts a byte stream into CRLF-terminated lines, refusing an overlong line
 /// as soon as it is known to be overlong (before it is buffered whole).
 #[derive(Debug, Default)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     buf: BytesMut,
     scanned: usize,
 }
 
 impl LineSplitter {
     /// An empty splitter.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds bytes from the stream.
-    pub fn push(&mut self, data: &[u8]) {
+    pub(crate) fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
 
-    /// Bytes buffered but not yet returned as a line.
-    pub(crate) fn pending(&self) -> usize {
-        self.buf.len()
-    }
-
     /// The next complete line without its CRLF, `Ok(None)` if more input is needed.
-    pub fn next_line(&mut self) -> Result<Option<Bytes>, RecordError> {
+    pub(crate) fn next_line(&mut self) -> Result<Option<Bytes>, RecordError> {
         // Resume the scan where the last call stopped (minus one byte, in case
         // a CR ended the previous chunk).
         let from = self.scanned.saturating_sub(1);

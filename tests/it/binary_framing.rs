@@ -5,8 +5,6 @@
 //! every front door, each refused with its §5 status and nothing sealed —
 //! including a length refused from its 4 bytes while the body stays open.
 
-// Test harness: a failed unwrap is a failed test.
-
 use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -455,8 +453,9 @@ fn unfinished_refused(answer: Option<(u16, Vec<u8>)>, want: (u16, &str)) -> Resu
 
 /// Through nginx (curl and a raw connection) and straight to remod's
 /// FastCGI socket. On the old code the binary content type meant nothing:
-/// every case was read as text (400 for lack of CRLF), the good binary
-/// request was refused, and the bodies left open were never answered.
+/// every binary body was read as text (400 "body does not end with CRLF",
+/// the good ones too), a text body sent as binary was served (200), and
+/// the bodies left open were never answered.
 #[test]
 fn malformed_binary_bodies_through_nginx_and_fastcgi() {
     let scratch = Scratch::new("bin-attack-nginx");

@@ -197,7 +197,7 @@ pub(crate) fn request_op(params: &Params, base: Option<&str>) -> Option<String> 
 /// The framing a request's body is in: binary only when its content type
 /// says `application/x-remo-bin` (§4.1); anything else, no content type
 /// included, is the text framing every client could always send.
-pub fn request_framing(params: &Params) -> Framing {
+pub(crate) fn request_framing(params: &Params) -> Framing {
     params
         .get("CONTENT_TYPE")
         .and_then(Framing::from_content_type)
