@@ -594,16 +594,7 @@ pub fn seal_message(
     op: &str,
     plaintexts: &[&[u8]],
 ) -> Result<Vec<u8>, RecordError> {
-    let mut sealer = Sealer::new(key.clone(), r, op);
-    let mut out = String::new();
-    let n = plaintexts.len();
-    if n == 0 {
-        return Err(RecordError::Empty);
-    }
-    for (k, p) in plaintexts.iter().enumerate() {
-        sealer.seal_into(&[p], k + 1 == n, &mut out)?;
-    }
-    Ok(out.into_bytes())
+    super::framing::seal_message_framed(key, r, op, plaintexts, super::framing::Framing::Text)
 }
 
 /// Opens a whole message held in memory (tests and small messages).
@@ -613,16 +604,7 @@ pub fn open_message(
     op: &str,
     body: &[u8],
 ) -> Result<Vec<Vec<u8>>, RecordError> {
-    let mut split = LineSplitter::new();
-    split.push(body);
-    let mut opener = Opener::new(key.clone(), r, op);
-    let mut out = Vec::new();
-    while let Some(line) = split.next_line()? {
-        out.push(opener.open(&line)?.plaintext().to_vec());
-    }
-    split.finish()?;
-    opener.finish()?;
-    Ok(out)
+    super::framing::open_message_framed(key, r, op, body, super::framing::Framing::Text)
 }
 
 #[cfg(test)]

@@ -229,28 +229,22 @@ pub(crate) struct Pump<'a> {
 
 type Fut<'a> = Pin<Box<dyn Future<Output = Result<Reply, ClientError>> + 'a>>;
 
-/// `idt` (or, `close` set, `edt`) with `data`.
-fn exchange<'a>(
-    session: &'a Session,
-    close: bool,
-    id: &str,
-    wait_ms: u64,
-    data: Option<Bytes>,
-    hold: bool,
-) -> Fut<'a> {
+/// Starts one `idt` (or, `close` set, `edt`) the state asked for.
+fn exchange<'a>(session: &'a Session, id: &str, x: Exchange) -> Fut<'a> {
     let desc = IdtDesc {
         id: id.to_string(),
-        wait_ms: Some(wait_ms),
+        wait_ms: Some(x.wait_ms),
     };
     Box::pin(async move {
-        let input: Option<DataStream> =
-            data.map(|b| Box::pin(futures_util::stream::once(async move { Ok(b) })) as DataStream);
-        let resp = if close {
+        let input: Option<DataStream> = x
+            .data
+            .map(|b| Box::pin(futures_util::stream::once(async move { Ok(b) })) as DataStream);
+        let resp = if x.close {
             session.request(&EdtDesc(desc), input).await?
         } else {
             session.request(&desc, input).await?
         };
-        consume_into(resp, hold).await
+        consume_into(resp, x.hold).await
     })
 }
 
@@ -372,10 +366,10 @@ impl Pump<'_> {
                 return verdict;
             }
             if let Some(x) = st.next_poll(Instant::now()) {
-                poll = Some(send(session, &id, x));
+                poll = Some(exchange(session, &id, x));
             }
             if let Some(x) = st.next_side() {
-                side = Some(send(session, &id, x));
+                side = Some(exchange(session, &id, x));
             }
             let drain_at = st.drain_at();
             let stop_at = st.stop_deadline();
@@ -409,7 +403,7 @@ impl Pump<'_> {
                     None
                 }
                 _ = sleep_opt(drain_at) => {
-                    side = Some(send(session, &id, st.on_drain_due(Instant::now())));
+                    side = Some(exchange(session, &id, st.on_drain_due(Instant::now())));
                     None
                 }
                 _ = recv_opt(&mut sigint) => Some(libc::SIGINT),
@@ -433,11 +427,6 @@ impl Pump<'_> {
             }
         }
     }
-}
-
-/// Starts one `idt`/`edt` the state asked for.
-fn send<'a>(session: &'a Session, id: &str, x: Exchange) -> Fut<'a> {
-    exchange(session, x.close, id, x.wait_ms, x.data, x.hold)
 }
 
 /// An answer as the state sees it: `not_found` means the process is gone;
