@@ -1333,20 +1333,6 @@ async fn serve_installs_the_guard_at_start() {
     assert!(err.contains("firewall") && err.contains("nft"), "{err}");
 }
 
-/// Waits until remod's log says `what` `n` times (a reload is asynchronous
-/// to the signal); returns the log.
-fn wait_for_log(remod: &Remod, what: &str, n: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(&remod.log).unwrap_or_default();
-        if text.matches(what).count() >= n {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "{what:?} not logged:\n{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn sighup(remod: &Remod) {
     // `ip netns exec` execs remod: the child is remod itself.
     nix::sys::signal::kill(
@@ -1376,7 +1362,7 @@ async fn a_reload_that_adds_firewall_profiles_guards_them_first() {
     let cfg = tmp.path().join("remod.toml");
     std::fs::write(&cfg, lab.config()).unwrap();
     sighup(&remod);
-    wait_for_log(&remod, "[firewall] changed", 1);
+    crate::common::wait_log(&remod.log, "[firewall] changed", 1);
     assert_dropped(
         tcp_probe(&lab.client, "10.200.1.1:22"),
         "the profile added by the reload is guarded",
@@ -1397,7 +1383,7 @@ async fn a_reload_that_adds_firewall_profiles_guards_them_first() {
     );
     std::fs::write(&cfg, &more).unwrap();
     sighup(&remod);
-    wait_for_log(&remod, "[firewall] changed", 2);
+    crate::common::wait_log(&remod.log, "[firewall] changed", 2);
     assert_dropped(
         tcp_probe(&lab.client, "10.200.1.1:2024"),
         "the profile added by the second reload is guarded",
@@ -1415,7 +1401,7 @@ async fn a_reload_that_adds_firewall_profiles_guards_them_first() {
     assert!(broken.contains("/nonexistent/nft"));
     std::fs::write(&cfg, &broken).unwrap();
     sighup(&remod);
-    let log = wait_for_log(&remod, "keeping the previous configuration", 1);
+    let log = crate::common::wait_log(&remod.log, "keeping the previous configuration", 1);
     assert!(log.contains("cannot install the firewall guard"), "{log}");
     let late = json!({"action": "open", "profile": "late", "duration": 30});
     let e = admin

@@ -570,23 +570,6 @@ fn apache_reqtimeout_lets_idle_stdin_through() {
     );
 }
 
-/// Waits until `log` contains `what` (at most 20 s); returns the log.
-fn wait_log(log: &Path, what: &str) -> String {
-    let t0 = std::time::Instant::now();
-    loop {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        if text.contains(what) {
-            return text;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "{} never said {what:?}:\n{text}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Item 5: remo.toml added or changed under a running `remod serve --dir`
 /// takes effect on SIGHUP, with the changes logged (which limits apply at
 /// once and which at the next start), running commands and sessions going
@@ -635,7 +618,7 @@ fn sighup_reloads_remo_toml() {
         .unwrap()
     };
     hup();
-    let text = wait_log(&log, "reload done");
+    let text = wait_log(&log, "reload done", 1);
     for said in [
         "[limits] max_output_bytes 1073741824 -> 1000 (from the next request)",
         "[limits] max_sessions 16384 -> 100 (at the next start of remod)",
@@ -657,7 +640,7 @@ fn sighup_reloads_remo_toml() {
     // A broken file: refused with its position, the old one stays.
     fs::write(&toml, "[limits]\nmax_output_bytes = \"lots\"\n").unwrap();
     hup();
-    let text = wait_log(&log, "keeping the previous configuration");
+    let text = wait_log(&log, "keeping the previous configuration", 1);
     let want = format!("config file {}: line 2, column 20", toml.display());
     assert!(text.contains(&want), "{want:?} not logged:\n{text}");
     let r = c.ok(&["config", "list"], None);

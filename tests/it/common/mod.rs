@@ -1332,3 +1332,22 @@ pub fn server_fingerprint(data: &DataDir) -> String {
     let pk = remo::keyfile::parse_public_key_pem(&pem).expect("parse server.pub");
     pk.fingerprint()
 }
+
+/// Waits until the log file at `log` says `what` at least `times` times (at
+/// most 20 s: a reload or a shutdown is asynchronous to its signal);
+/// returns the log.
+pub fn wait_log(log: &Path, what: &str, times: usize) -> String {
+    let t0 = std::time::Instant::now();
+    loop {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        if text.matches(what).count() >= times {
+            return text;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{} never said {what:?} {times} time(s):\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
