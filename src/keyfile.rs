@@ -41,10 +41,31 @@ pub(crate) const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// Largest PBKDF2 iteration count we agree to run, so a hostile file cannot
 /// make `remo` spin for hours.
+#[cfg(not(feature = "fuzzing"))]
 const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
-/// Largest scrypt cost parameter N we agree to run (2^20, 1 GiB with r = 8),
-/// so a hostile file cannot make `remo` allocate without bound.
+/// Largest scrypt cost parameter N we agree to run (2^20).
+#[cfg(not(feature = "fuzzing"))]
 const MAX_SCRYPT_N: u64 = 1 << 20;
+/// Largest scrypt N·r: its memory is 128·N·r bytes, so 2^23 is 1 GiB (N =
+/// 2^20 with r = 8), so a hostile file cannot make `remo` allocate more.
+#[cfg(not(feature = "fuzzing"))]
+const MAX_SCRYPT_NR: u64 = 1 << 23;
+/// Largest scrypt p: the time is N·r·p, and p would otherwise allow 65,535
+/// passes over a 1 GiB block (a key file that makes `remo` spin for a day;
+/// found while writing the key-file fuzz target).
+#[cfg(not(feature = "fuzzing"))]
+const MAX_SCRYPT_P: u64 = 16;
+
+// The fuzzer's budget is milliseconds per input: the same checks, with
+// limits small enough that an encrypted file it makes decrypts at once.
+#[cfg(feature = "fuzzing")]
+const MAX_PBKDF2_ITERATIONS: u32 = 4;
+#[cfg(feature = "fuzzing")]
+const MAX_SCRYPT_N: u64 = 16;
+#[cfg(feature = "fuzzing")]
+const MAX_SCRYPT_NR: u64 = 128;
+#[cfg(feature = "fuzzing")]
+const MAX_SCRYPT_P: u64 = 2;
 
 /// Environment variable that supplies a passphrase to scripts.
 pub(crate) const PASSPHRASE_ENV: &str = "REMO_PASSPHRASE";
@@ -371,10 +392,15 @@ fn check_kdf(params: &pkcs5::pbes2::Parameters<'_>) -> Result<(), KeyFileError> 
                 p.iteration_count
             )))
         }
-        pkcs5::pbes2::Kdf::Scrypt(p) if p.cost_parameter > MAX_SCRYPT_N || p.block_size > 32 => {
-            Err(KeyFileError::Unsupported(
-                "scrypt parameters above the limit (N ≤ 2^20, r ≤ 32)".into(),
-            ))
+        pkcs5::pbes2::Kdf::Scrypt(p)
+            if p.cost_parameter > MAX_SCRYPT_N
+                || p.cost_parameter.saturating_mul(u64::from(p.block_size)) > MAX_SCRYPT_NR
+                || u64::from(p.parallelization) > MAX_SCRYPT_P =>
+        {
+            Err(KeyFileError::Unsupported(format!(
+                "scrypt parameters N = {}, r = {}, p = {} above the limit (N ≤ {MAX_SCRYPT_N}, N·r ≤ {MAX_SCRYPT_NR}, p ≤ {MAX_SCRYPT_P})",
+                p.cost_parameter, p.block_size, p.parallelization
+            )))
         }
         _ => Ok(()),
     }
@@ -766,6 +792,43 @@ mod tests {
             parse_private_key_pem(&pem, None),
             Err(KeyFileError::PassphraseNeeded)
         ));
+    }
+
+    /// A scrypt key file whose p (time) or N·r (memory) is hostile is
+    /// refused before the KDF runs; p was unbounded (65,535 passes).
+    #[test]
+    #[cfg(not(feature = "fuzzing"))]
+    fn scrypt_parameters_beyond_the_limits_are_refused_before_the_kdf() {
+        use pkcs5::scrypt::Params;
+        let k = IdentityKey::generate();
+        let der = k.as_signing_key().to_pkcs8_der().unwrap();
+        let info = PrivateKeyInfo::try_from(der.as_bytes()).unwrap();
+        let file = |log_n: u8, r: u32, p: u32| {
+            let params = pkcs5::pbes2::Parameters::scrypt_aes256cbc(
+                Params::new(log_n, r, p, 32).unwrap(),
+                &[1u8; 16],
+                &[2u8; 16],
+            )
+            .unwrap();
+            let enc = info.encrypt_with_params(params, b"pw").unwrap();
+            pkcs8::der::pem::encode_string("ENCRYPTED PRIVATE KEY", LineEnding::LF, enc.as_bytes())
+                .unwrap()
+        };
+        // Within the limits: decrypts.
+        let ok = parse_private_key_pem(&file(4, 1, 16), Some(b"pw")).unwrap();
+        assert_eq!(ok.public(), k.public());
+        // p = 17 (cheap here, but p is a multiplier: 65,535 is a day).
+        let e = parse_private_key_pem(&file(4, 1, 17), Some(b"pw")).unwrap_err();
+        assert!(
+            matches!(&e, KeyFileError::Unsupported(m) if m.contains("p = 17")),
+            "{e}"
+        );
+        // N = 2^20 with r = 16: 2 GiB. Refused before any allocation.
+        let e = parse_private_key_pem(&file(20, 16, 1), Some(b"pw")).unwrap_err();
+        assert!(
+            matches!(&e, KeyFileError::Unsupported(m) if m.contains("r = 16")),
+            "{e}"
+        );
     }
 
     #[test]
