@@ -194,12 +194,19 @@ pub(crate) fn check_key(key: &str) -> Result<(), EditError> {
     Ok(())
 }
 
-/// Checks a value given by a client: one line, so it cannot add lines.
+/// Checks a value given by a client: one line, so it cannot add lines, and
+/// no blanks at either end, which the file's readers (and `get`) trim: a
+/// value set must read back as itself (found by the cfgedit fuzz target).
 pub(crate) fn check_value(value: &str) -> Result<(), EditError> {
     if value.contains(['\n', '\r', '\0']) {
         return Err(EditError::Invalid(
             "a value must be one line (no CR, LF or NUL)".into(),
         ));
+    }
+    if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
+        return Err(EditError::Invalid(format!(
+            "invalid value {value:?}: blanks at either end are not kept by the file format (quote the value if the program reading the file supports quotes)"
+        )));
     }
     Ok(())
 }
@@ -642,6 +649,33 @@ AllowedIPs=10.0.0.3/32
             .section_bytes(&a("Interface"))
             .unwrap()
             .starts_with(b"[Interface]\n"));
+    }
+
+    /// Found by the cfgedit fuzz target: `set A " x "` wrote the blanks,
+    /// and the value read back was `x`. Now refused, the file untouched;
+    /// inner blanks are kept and read back.
+    #[test]
+    fn a_value_set_reads_back_as_itself_or_is_refused() {
+        for format in [Format::Ini, Format::Env] {
+            let mut d = Document::parse(b"A=1\n", format);
+            for bad in [" x", "x ", "\tx", " x "] {
+                assert!(
+                    matches!(
+                        d.set(&SectionAddr::global(), "A", bad),
+                        Err(EditError::Invalid(_))
+                    ),
+                    "{bad:?}"
+                );
+                assert_eq!(d.to_bytes(), b"A=1\n");
+            }
+            d.set(&SectionAddr::global(), "A", "x  y").unwrap();
+            let again = Document::parse(&d.to_bytes(), format);
+            assert_eq!(
+                again.get(&SectionAddr::global(), "A").unwrap(),
+                vec![b"x  y".to_vec()]
+            );
+            assert!(d.add_section("S", &[("k".into(), " v".into())]).is_err());
+        }
     }
 
     #[test]
