@@ -8,6 +8,8 @@ pub mod audit;
 pub mod cfgedit;
 pub mod client;
 pub mod firewall;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod keyfile;
 pub mod ops;
 pub mod perms;

@@ -37,6 +37,11 @@ pub(crate) fn lookup(path: &Path, url: &str) -> Result<Option<Pin>, ClientError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ClientError::io(path, "cannot read", e)),
     };
+    lookup_text(&text, path, url)
+}
+
+/// [`lookup`] in the text of the file at `path` (named in errors).
+pub(crate) fn lookup_text(text: &str, path: &Path, url: &str) -> Result<Option<Pin>, ClientError> {
     let url = normalize(url);
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -492,6 +492,65 @@ fn on_message(state: State, msg: Message, max_params_bytes: usize) -> (State, Ve
     }
 }
 
+/// Drives [`step`] from fuzzer bytes (`crate::fuzz`): each control byte
+/// either reads the next record off the rest of the input or delivers one
+/// of the other events a connection sees, as the reader loop would (a
+/// response only while a handler runs). Checks what no web server, and
+/// nothing else that reaches the socket, may make the connection do.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fuzz_steps(data: &[u8]) {
+    use bytes::Buf;
+    let mut buf = BytesMut::from(data);
+    let mut state = State::AwaitingBegin;
+    let mut started: Option<u16> = None;
+    for _ in 0..256 {
+        let Some(&ctl) = buf.first() else { break };
+        buf.advance(1);
+        let input = match ctl % 8 {
+            0..=4 => match codec::decode_record(&mut buf) {
+                Ok(Some(rec)) => Input::Record(rec),
+                Ok(None) => Input::Eof,
+                Err(e) => Input::ReadFailed(e.into()),
+            },
+            5 if state.handler_running() => Input::Responded,
+            5 => Input::WriterGone,
+            6 => Input::BodyRefused,
+            _ => Input::Stop,
+        };
+        let last = matches!(input, Input::Eof | Input::ReadFailed(_));
+        let before = format!("{state:?}");
+        let was_closed = matches!(state, State::Closed(_));
+        let was_reading = matches!(state, State::ReadingParams { .. });
+        let body_open = state.body_open();
+        let current = match &state {
+            State::ReadingParams { req, .. } | State::Running { req, .. } => Some(req.id),
+            _ => None,
+        };
+        let (next, actions) = step(state, input, 4096);
+        assert!(!was_closed || actions.is_empty(), "closed, yet {actions:?}");
+        for a in &actions {
+            match a {
+                Action::Start { id, .. } => {
+                    assert!(was_reading && current == Some(*id), "{a:?} in {before}");
+                    started = Some(*id);
+                }
+                Action::Feed { id, .. } => assert!(
+                    body_open && current == Some(*id) && started == Some(*id),
+                    "{a:?} in {before}"
+                ),
+                Action::EndBody | Action::AbortBody => {
+                    assert!(body_open, "{a:?} in {before}")
+                }
+                _ => {}
+            }
+        }
+        state = next;
+        if last {
+            break;
+        }
+    }
+}
+
 /// The reader loop: waits for whatever comes next, lets [`step`] decide,
 /// and carries out its actions. `Ok(true)`: close after lingering;
 /// `Ok(false)`: close now.

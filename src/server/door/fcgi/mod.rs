@@ -7,6 +7,9 @@
 pub mod codec;
 mod conn;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use conn::fuzz_steps;
+
 use std::sync::Arc;
 use std::time::Duration;
 
