@@ -36,6 +36,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("framing_binary", framing_binary),
     ("sealed", sealed),
     ("auth_body", auth_body),
+    ("certificate", certificate),
     ("descriptors", descriptors),
     ("cfgedit", cfgedit),
     ("cfgedit_addr", cfgedit_addr),
@@ -252,6 +253,54 @@ pub fn auth_body(data: &[u8]) {
             auth.verify(&key, auth.time).is_err(),
             "a forged /auth body verified"
         );
+    }
+}
+
+/// The §7 certificate parser and host patterns. Input: a server name, NUL,
+/// the certificate. What parses is canonical (prints back to the same
+/// bytes); the linear pattern matcher agrees with a plain recursive one on
+/// short inputs.
+pub fn certificate(data: &[u8]) {
+    use crate::proto::cert::{host_matches, Certificate};
+    let (host, cert) = match memchr::memchr(0, data) {
+        Some(i) => (
+            data.get(..i).unwrap_or(&[]),
+            data.get(i + 1..).unwrap_or(&[]),
+        ),
+        None => (&[][..], data),
+    };
+    let host = String::from_utf8_lossy(host);
+    if let Ok(c) = Certificate::parse(cert) {
+        assert_eq!(
+            c.to_text().as_bytes(),
+            cert,
+            "a non-canonical certificate parsed"
+        );
+        assert!(c.check().is_ok());
+        let _ = c.check_validity(c.not_before);
+        for p in &c.hosts {
+            let fast = host_matches(p, &host);
+            if p.len() <= 12 && host.len() <= 12 {
+                assert_eq!(
+                    fast,
+                    glob(p.as_bytes(), host.as_bytes()),
+                    "{p:?} vs {host:?}"
+                );
+            }
+        }
+        let _ = c.matches_host(&host);
+    }
+}
+
+/// The obvious recursive `*` matcher (exponential: short inputs only).
+fn glob(p: &[u8], h: &[u8]) -> bool {
+    match p.split_first() {
+        None => h.is_empty(),
+        Some((b'*', rest)) => (0..=h.len()).any(|i| glob(rest, h.get(i..).unwrap_or(&[]))),
+        Some((c, rest)) => match h.split_first() {
+            Some((d, hr)) => c.eq_ignore_ascii_case(d) && glob(rest, hr),
+            None => false,
+        },
     }
 }
 
@@ -730,6 +779,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         text("/handshake/M1_sig_b64_verify_with_user_key"),
     );
     s.push(("auth_body", auth.into_bytes()));
+    for host in ["web1.example.org", "db10", "WEB.example.org"] {
+        let mut c = host.as_bytes().to_vec();
+        c.push(0);
+        c.extend_from_slice(text("/certificate/cert_text").as_bytes());
+        s.push(("certificate", c));
+    }
 
     let ini = b"# wg0\n[Interface]\nPrivateKey = abc\nListenPort = 51820\n\n[Peer]\nPublicKey = x\nAllowedIPs = 10.0.0.2/32\n\n[Peer]\nPublicKey = y\nAllowedIPs = 10.0.0.3/32\n";
     let mut edit = with(0, ini);
