@@ -434,6 +434,29 @@ impl Document {
         Line { raw, kind }
     }
 
+    /// The line of an entry about to be written, if it reads back as
+    /// exactly `key` = `value`: a key such as `export X` in an env file
+    /// would read back as `X` (found by the cfgedit fuzz target), so the
+    /// edit is refused instead of writing a line `get` cannot find.
+    fn entry_line(&self, raw: Vec<u8>, key: &str, value: &str) -> Result<Line, EditError> {
+        let line = self.make_line(raw);
+        let reads_back = match line.kind {
+            Kind::Entry { key: k, value: v } => {
+                line.raw.get(k.0..k.1) == Some(key.as_bytes())
+                    && line.raw.get(v.0..v.1) == Some(value.as_bytes())
+            }
+            _ => false,
+        };
+        if reads_back {
+            Ok(line)
+        } else {
+            Err(EditError::Invalid(format!(
+                "key {key:?} with this value would not read back as written in a {} file",
+                self.format.as_str()
+            )))
+        }
+    }
+
     /// Makes sure line `i` ends with a line break (before inserting after it).
     fn terminate(&mut self, i: usize) {
         let le = self.line_ending();
@@ -485,7 +508,7 @@ impl Document {
                 }
                 raw.extend_from_slice(value.as_bytes());
                 raw.extend_from_slice(l.raw.get(ve..).unwrap_or(&[]));
-                let line = self.make_line(raw);
+                let line = self.entry_line(raw, key, value)?;
                 if let Some(slot) = self.lines.get_mut(i) {
                     *slot = line;
                 }
@@ -497,10 +520,10 @@ impl Document {
                     (Some(i), _) | (None, Some(i)) => i + 1,
                     (None, None) => span.end,
                 };
+                let line = self.entry_line(self.new_entry(key, value), key, value)?;
                 if at > 0 {
                     self.terminate(at - 1);
                 }
-                let line = self.make_line(self.new_entry(key, value));
                 self.lines.insert(at.min(self.lines.len()), line);
                 Ok(true)
             }
@@ -550,9 +573,11 @@ impl Document {
             )));
         }
         check_section_name(name)?;
+        let mut lines = Vec::with_capacity(entries.len());
         for (k, v) in entries {
             check_key(k)?;
             check_value(v)?;
+            lines.push(self.entry_line(self.new_entry(k, v), k, v)?);
         }
         let index = self.count_sections(name);
         let le = self.line_ending();
@@ -567,10 +592,7 @@ impl Document {
         header.extend_from_slice(le);
         let header = self.make_line(header);
         self.lines.push(header);
-        for (k, v) in entries {
-            let line = self.make_line(self.new_entry(k, v));
-            self.lines.push(line);
-        }
+        self.lines.extend(lines);
         Ok(index)
     }
 
@@ -676,6 +698,27 @@ AllowedIPs=10.0.0.3/32
             );
             assert!(d.add_section("S", &[("k".into(), " v".into())]).is_err());
         }
+    }
+
+    /// Found by the cfgedit fuzz target: in an env file, `set "export X"`
+    /// wrote `export X=…`, which reads back as key `X`; `get "export X"`
+    /// then found nothing and a second `set` added a second line. Now
+    /// refused, the file untouched, and `X` itself is set as before.
+    #[test]
+    fn a_key_that_would_read_back_as_another_is_refused() {
+        let mut d = Document::parse(b"# env\nexport A=1\n", Format::Env);
+        for key in ["export B", "export  B", "export\tB"] {
+            let e = d.set(&SectionAddr::global(), key, "2");
+            assert!(matches!(e, Err(EditError::Invalid(_))), "{key:?}: {e:?}");
+            assert_eq!(d.to_bytes(), b"# env\nexport A=1\n");
+        }
+        assert!(d.set(&SectionAddr::global(), "A", "3").unwrap());
+        assert!(d.set(&SectionAddr::global(), "B", "2").unwrap());
+        assert_eq!(d.to_bytes(), b"# env\nexport A=3\nB=2\n");
+        // An INI key may start with "export": no such rule there.
+        let mut ini = Document::parse(b"[S]\n", Format::Ini);
+        assert!(ini.set(&a("S"), "export B", "2").unwrap());
+        assert_eq!(ini.get(&a("S"), "export B").unwrap(), vec![b"2".to_vec()]);
     }
 
     #[test]
