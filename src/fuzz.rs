@@ -25,9 +25,12 @@ use crate::proto::record::{Opener, RecordKey, MAX_PLAINTEXT};
 use crate::proto::response::classify;
 use crate::server::door::fcgi::codec;
 
+/// A target: takes the fuzzer's bytes, panics only on a broken property.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the file name under `fuzz/fuzz_targets/`) and
 /// its function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("fcgi_records", fcgi_records),
     ("fcgi_params", fcgi_params),
     ("fcgi_conn", fcgi_conn),
@@ -396,37 +399,15 @@ pub fn cfgedit(data: &[u8]) {
         let Ok(addr) = SectionAddr::parse(addr_text) else {
             continue;
         };
-        match verb {
-            "g" => {
-                let _ = doc.get(&addr, key);
-            }
-            "b" => {
-                let _ = doc.section_bytes(&addr);
-            }
+        let edited = match verb {
+            "g" => doc.get(&addr, key).map(|_| false),
+            "b" => doc.section_bytes(&addr).map(|_| false),
             "c" => {
                 let _ = doc.count_sections(addr_text);
+                Ok(false)
             }
-            "s" => {
-                if doc.set(&addr, key, value).is_ok() {
-                    let selector_key = match &addr.selector {
-                        crate::cfgedit::addr::Selector::Match { key: k, .. } => k.as_str() == key,
-                        _ => false,
-                    };
-                    let again = reparsed(&doc, format);
-                    if !selector_key {
-                        let got = again.get(&addr, key);
-                        assert!(
-                            matches!(&got, Ok(v) if v.len() == 1 && v.first().map(Vec::as_slice) == Some(value.as_bytes())),
-                            "set {key:?} = {value:?} in {addr_text:?}, read back {got:?}"
-                        );
-                    }
-                }
-            }
-            "u" => {
-                if doc.unset(&addr, key).is_ok() {
-                    reparsed(&doc, format);
-                }
-            }
+            "s" => doc.set(&addr, key, value).map(|_| true),
+            "u" => doc.unset(&addr, key).map(|_| true),
             "a" => {
                 let entries: Vec<(String, String)> = f
                     .collect::<Vec<_>>()
@@ -436,16 +417,25 @@ pub fn cfgedit(data: &[u8]) {
                         _ => None,
                     })
                     .collect();
-                if doc.add_section(addr_text, &entries).is_ok() {
-                    reparsed(&doc, format);
-                }
+                doc.add_section(addr_text, &entries).map(|_| true)
             }
-            "d" => {
-                if doc.delete_section(&addr).is_ok() {
-                    reparsed(&doc, format);
-                }
-            }
-            _ => {}
+            "d" => doc.delete_section(&addr).map(|_| true),
+            _ => Ok(false),
+        };
+        if edited != Ok(true) {
+            continue;
+        }
+        let again = reparsed(&doc, format);
+        let selector_key = match &addr.selector {
+            crate::cfgedit::addr::Selector::Match { key: k, .. } => k.as_str() == key,
+            _ => false,
+        };
+        if verb == "s" && !selector_key {
+            let got = again.get(&addr, key);
+            assert!(
+                matches!(&got, Ok(v) if v.len() == 1 && v.first().map(Vec::as_slice) == Some(value.as_bytes())),
+                "set {key:?} = {value:?} in {addr_text:?}, read back {got:?}"
+            );
         }
     }
 }
