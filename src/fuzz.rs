@@ -50,6 +50,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("server_config", server_config),
     ("client_files", client_files),
     ("http_params", http_params),
+    ("http_door", http_door),
 ];
 
 /// The record key of the protocol vectors (`handshake.K_c2s_hex`), so the
@@ -676,6 +677,12 @@ pub fn http_params(data: &[u8]) {
     assert_eq!(got, expected, "headers and HTTP_ params differ");
 }
 
+/// The whole embedded HTTP door, in-process: raw bytes through hyper and
+/// remod's door to a handler that reads the body; what comes back is HTTP.
+pub fn http_door(data: &[u8]) {
+    crate::server::door::http::fuzz_conn(data);
+}
+
 /// Seed inputs per target, built from the protocol vectors and from the
 /// shapes the tests use; `fuzz/run` writes them into each target's corpus.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
@@ -836,6 +843,14 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         text("/server/public_sec1_b64")
     );
     s.push(("client_files", with(1, known.as_bytes())));
+    s.push((
+        "http_door",
+        b"POST /remo/cmd HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-remo\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+    ));
+    s.push((
+        "http_door",
+        b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /info HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
+    ));
     s.push((
         "http_params",
         b"POST\n/remo/cmd?x=1\nContent-Type: application/x-remo-bin\nContent-Length: 48\nX-Forwarded-For: 198.51.100.7\nX_Forwarded_For: 10.0.0.1".to_vec(),

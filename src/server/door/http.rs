@@ -110,16 +110,19 @@ pub(crate) async fn serve_with(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Serves one keep-alive connection.
-async fn serve_conn(
-    stream: tokio::net::TcpStream,
+/// Serves one keep-alive connection (any byte stream: a TCP socket, or an
+/// in-memory pipe when the fuzzer drives the door).
+async fn serve_conn<S>(
+    stream: S,
     peer: SocketAddr,
     handler: Arc<dyn Handler>,
     config: Arc<Params>,
     mut stop: watch::Receiver<bool>,
     pass: Pass,
     request_timeout: Duration,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let pass = Arc::new(pass);
     let holder = pass.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {
@@ -165,6 +168,80 @@ async fn serve_conn(
             }
         }
     }
+}
+
+/// Drives the whole embedded HTTP door in-process for the fuzzer
+/// (`crate::fuzz`): the bytes go through hyper and this door over an
+/// in-memory pipe to a handler that reads the whole body and answers with
+/// its length, and what comes back must be HTTP responses. The pipe's
+/// write side is closed after the input, so a cut request ends the
+/// connection at once instead of waiting for the header timeout.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fuzz_conn(data: &[u8]) {
+    use std::sync::OnceLock;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Reader;
+    impl Handler for Reader {
+        fn handle(
+            &self,
+            mut req: crate::server::core::request::Request,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send + '_>> {
+            Box::pin(async move {
+                let mut n = 0usize;
+                while let Some(Ok(c)) = req.body.chunk().await {
+                    n += c.len();
+                }
+                Response::json(200, format!("{{\"read\":{n}}}"))
+            })
+        }
+    }
+
+    static RT: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    let Some(rt) = RT
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()
+        })
+        .as_ref()
+    else {
+        return;
+    };
+    let gate = crate::server::core::gate::Gate::new("fuzz", 1);
+    let Some(pass) = gate.enter() else {
+        return;
+    };
+    let out = rt.block_on(async move {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (_stop_tx, stop) = watch::channel(false);
+        let peer = SocketAddr::from(([192, 0, 2, 9], 4711));
+        let conn = tokio::spawn(serve_conn(
+            server,
+            peer,
+            Arc::new(Reader),
+            Arc::new(Params::new()),
+            stop,
+            pass,
+            Duration::from_secs(1),
+        ));
+        let (mut rd, mut wr) = tokio::io::split(&mut client);
+        let write = async {
+            let _ = wr.write_all(data).await;
+            let _ = wr.shutdown().await;
+        };
+        let mut out = Vec::new();
+        let read = rd.read_to_end(&mut out);
+        let _ = tokio::join!(write, read);
+        let _ = conn.await;
+        out
+    });
+    assert!(
+        out.is_empty() || out.starts_with(b"HTTP/1.1 ") || out.starts_with(b"HTTP/1.0 "),
+        "not an HTTP response: {:?}",
+        String::from_utf8_lossy(out.get(..out.len().min(64)).unwrap_or(&[]))
+    );
 }
 
 /// Builds the CGI-style params of an HTTP request.
