@@ -194,19 +194,13 @@ pub(crate) fn check_key(key: &str) -> Result<(), EditError> {
     Ok(())
 }
 
-/// Checks a value given by a client: one line, so it cannot add lines, and
-/// no blanks at either end, which the file's readers (and `get`) trim: a
-/// value set must read back as itself (found by the cfgedit fuzz target).
+/// Checks a value given by a client: one line, so it cannot add lines.
+/// (That it reads back as itself is [`Document::entry_line`]'s check.)
 pub(crate) fn check_value(value: &str) -> Result<(), EditError> {
     if value.contains(['\n', '\r', '\0']) {
         return Err(EditError::Invalid(
             "a value must be one line (no CR, LF or NUL)".into(),
         ));
-    }
-    if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
-        return Err(EditError::Invalid(format!(
-            "invalid value {value:?}: blanks at either end are not kept by the file format (quote the value if the program reading the file supports quotes)"
-        )));
     }
     Ok(())
 }
@@ -435,25 +429,31 @@ impl Document {
     }
 
     /// The line of an entry about to be written, if it reads back as
-    /// exactly `key` = `value`: a key such as `export X` in an env file
-    /// would read back as `X` (found by the cfgedit fuzz target), so the
-    /// edit is refused instead of writing a line `get` cannot find.
+    /// exactly `key` = `value` (both found by the cfgedit fuzz target): a
+    /// key `export X` in an env file reads back as `X`, and blanks at
+    /// either end of a value are trimmed; such an edit is refused instead
+    /// of writing a line that `get` reads differently.
     fn entry_line(&self, raw: Vec<u8>, key: &str, value: &str) -> Result<Line, EditError> {
         let line = self.make_line(raw);
-        let reads_back = match line.kind {
-            Kind::Entry { key: k, value: v } => {
-                line.raw.get(k.0..k.1) == Some(key.as_bytes())
-                    && line.raw.get(v.0..v.1) == Some(value.as_bytes())
-            }
-            _ => false,
+        let read = match line.kind {
+            Kind::Entry { key: k, value: v } => line.raw.get(k.0..k.1).zip(line.raw.get(v.0..v.1)),
+            _ => None,
         };
-        if reads_back {
-            Ok(line)
-        } else {
-            Err(EditError::Invalid(format!(
-                "key {key:?} with this value would not read back as written in a {} file",
+        match read {
+            Some((k, v)) if k == key.as_bytes() && v == value.as_bytes() => Ok(line),
+            // Values can be secrets (a WireGuard PrivateKey): never echoed.
+            Some((k, _)) if k != key.as_bytes() => Err(EditError::Invalid(format!(
+                "key {key:?} would read back as {:?} in a {} file",
+                String::from_utf8_lossy(k),
                 self.format.as_str()
-            )))
+            ))),
+            Some(_) => Err(EditError::Invalid(
+                "the value would read back without the blanks at its ends (quote it if the program reading the file supports quotes)".into(),
+            )),
+            None => Err(EditError::Invalid(format!(
+                "key {key:?} would not read back as an entry in a {} file",
+                self.format.as_str()
+            ))),
         }
     }
 

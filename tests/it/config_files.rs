@@ -541,6 +541,21 @@ async fn env_files_and_odd_bytes_round_trip() {
         .await;
     t.ok(json!({"action": "set", "name": "app", "key": "NEW", "value": "x"}))
         .await;
+    // Entries that would read back as something else are refused, the file
+    // untouched: `export B=…` reads back as key B, and blanks at either end
+    // of a value are trimmed (both found by the cfgedit fuzz target).
+    let before = std::fs::read(t.etc.join("app.env")).unwrap();
+    for desc in [
+        json!({"action": "set", "name": "app", "key": "export B", "value": "1"}),
+        json!({"action": "set", "name": "app", "key": "NEW", "value": " y"}),
+    ] {
+        let (c, msg, _) = t.err(desc).await;
+        assert_eq!(c, ErrorCode::BadRequest, "{msg}");
+        assert!(msg.contains("would read back"), "{msg}");
+        assert!(!msg.contains(" y"), "the value is echoed: {msg}");
+    }
+    assert_eq!(std::fs::read(t.etc.join("app.env")).unwrap(), before);
+    t.assert_clean();
     let res = t
         .ok(json!({"action": "unset", "name": "app", "key": "DB_PORT"}))
         .await;
