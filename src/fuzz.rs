@@ -265,7 +265,7 @@ pub fn auth_body(data: &[u8]) {
 /// bytes); the linear pattern matcher agrees with a plain recursive one on
 /// short inputs.
 pub fn certificate(data: &[u8]) {
-    use crate::proto::cert::{host_matches, Certificate};
+    use crate::proto::cert::{host_matches, reference_match, Certificate};
     let (host, cert) = match memchr::memchr(0, data) {
         Some(i) => (
             data.get(..i).unwrap_or(&[]),
@@ -287,24 +287,12 @@ pub fn certificate(data: &[u8]) {
             if p.len() <= 12 && host.len() <= 12 {
                 assert_eq!(
                     fast,
-                    glob(p.as_bytes(), host.as_bytes()),
+                    reference_match(p.as_bytes(), host.as_bytes()),
                     "{p:?} vs {host:?}"
                 );
             }
         }
         let _ = c.matches_host(&host);
-    }
-}
-
-/// The obvious recursive `*` matcher (exponential: short inputs only).
-fn glob(p: &[u8], h: &[u8]) -> bool {
-    match p.split_first() {
-        None => h.is_empty(),
-        Some((b'*', rest)) => (0..=h.len()).any(|i| glob(rest, h.get(i..).unwrap_or(&[]))),
-        Some((c, rest)) => match h.split_first() {
-            Some((d, hr)) => c.eq_ignore_ascii_case(d) && glob(rest, hr),
-            None => false,
-        },
     }
 }
 
@@ -472,18 +460,21 @@ pub fn cfgedit_addr(data: &[u8]) {
     }
 }
 
-/// A small firewall configuration for the listing parser's callers.
-fn fixed_firewall() -> Option<FirewallConfig> {
+/// The `[firewall]` table of a remod.toml text, if it is a valid one.
+fn firewall_of(text: &str) -> Option<FirewallConfig> {
     #[derive(serde::Deserialize)]
     struct F {
         firewall: FirewallConfig,
     }
-    toml::from_str::<F>(
+    toml::from_str::<F>(text).ok().map(|f| f.firewall)
+}
+
+/// A small firewall configuration for the listing parser's callers.
+fn fixed_firewall() -> Option<FirewallConfig> {
+    firewall_of(
         "[firewall.profiles.ssh]\nports = [\"22/tcp\"]\n\
          [firewall.profiles.lan]\nforward = [{ port = \"2222/tcp\", to = \"10.0.2.2:22\" }]\n",
     )
-    .ok()
-    .map(|f| f.firewall)
 }
 
 /// `nft -j` output as the ledger and the reload read it.
@@ -549,17 +540,9 @@ pub fn fw_addr(data: &[u8]) {
 /// The `[firewall]` table of remod.toml and the nft batches made from it:
 /// every line of a batch is one nft command, whatever the names in the file.
 pub fn fw_config(data: &[u8]) {
-    #[derive(serde::Deserialize)]
-    struct F {
-        firewall: FirewallConfig,
-    }
-    let Ok(text) = std::str::from_utf8(data) else {
+    let Some(cfg) = std::str::from_utf8(data).ok().and_then(firewall_of) else {
         return;
     };
-    let Ok(f) = toml::from_str::<F>(text) else {
-        return;
-    };
-    let cfg = f.firewall;
     let ip: IpAddr = [192, 0, 2, 1].into();
     let mut batches = vec![
         crate::firewall::nft::structure(&cfg),

@@ -518,7 +518,6 @@ pub(crate) fn fuzz_steps(data: &[u8]) {
             _ => Input::Stop,
         };
         let last = matches!(input, Input::Eof | Input::ReadFailed(_));
-        let before = format!("{state:?}");
         let was_closed = matches!(state, State::Closed(_));
         let was_reading = matches!(state, State::ReadingParams { .. });
         let body_open = state.body_open();
@@ -531,15 +530,15 @@ pub(crate) fn fuzz_steps(data: &[u8]) {
         for a in &actions {
             match a {
                 Action::Start { id, .. } => {
-                    assert!(was_reading && current == Some(*id), "{a:?} in {before}");
+                    assert!(was_reading && current == Some(*id), "{a:?} for {current:?}");
                     started = Some(*id);
                 }
                 Action::Feed { id, .. } => assert!(
                     body_open && current == Some(*id) && started == Some(*id),
-                    "{a:?} in {before}"
+                    "{a:?} for {current:?}, body open: {body_open}"
                 ),
                 Action::EndBody | Action::AbortBody => {
-                    assert!(body_open, "{a:?} in {before}")
+                    assert!(body_open, "{a:?} with the body closed")
                 }
                 _ => {}
             }
