@@ -114,13 +114,13 @@ pub(crate) struct KeygenArgs {
 }
 
 /// A failure with the exit code it maps to.
-struct Failure {
+pub(crate) struct Failure {
     code: i32,
     message: String,
 }
 
 impl Failure {
-    fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Failure {
             code: EXIT_USAGE,
             message: message.into(),
@@ -138,7 +138,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 /// Prints the one-line error and returns the exit code.
-fn finish(prog: &str, r: Result<(), Failure>) -> i32 {
+pub(crate) fn finish(prog: &str, r: Result<(), Failure>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(f) => {
@@ -571,6 +571,12 @@ fn audit_table(rows: &[crate::audit::AuditRecord]) -> String {
             r.duration_ms,
             r.summary
         );
+        // A certificate session's rows name its CA and serial (§7).
+        let line = if r.cert.is_empty() {
+            line
+        } else {
+            format!("{} [cert {}]", line.trim_end(), r.cert)
+        };
         out.push_str(line.replace(['\n', '\r'], " ").trim_end());
         out.push('\n');
     }
@@ -630,6 +636,38 @@ fn new_passphrase() -> Result<Zeroizing<String>, Failure> {
     Ok(first)
 }
 
+/// Makes a key pair and writes it to `path` and `path.pub`, the private
+/// key encrypted unless `no_passphrase` (`remo keygen`, `remo ca init`).
+pub(crate) fn write_new_key(
+    path: &Path,
+    no_passphrase: bool,
+    force: bool,
+) -> Result<(IdentityKey, PathBuf), Failure> {
+    let pub_path = pub_path_for(path);
+    if !force {
+        for p in [path, pub_path.as_path()] {
+            if p.exists() {
+                return Err(
+                    format!("{}: file exists (use --force to replace it)", p.display()).into(),
+                );
+            }
+        }
+    }
+    let passphrase = if no_passphrase {
+        None
+    } else {
+        Some(new_passphrase()?)
+    };
+    let key = IdentityKey::generate();
+    keyfile::write_private_key(path, &key, passphrase.as_ref().map(|p| p.as_bytes()), force)?;
+    if let Err(e) = keyfile::write_public_key(&pub_path, &key.public(), force) {
+        // Do not leave a private key without its public half.
+        let _ = std::fs::remove_file(path);
+        return Err(e.into());
+    }
+    Ok((key, pub_path))
+}
+
 fn keygen(a: KeygenArgs) -> Result<(), Failure> {
     let path = match a.output {
         Some(p) => p,
@@ -646,33 +684,7 @@ fn keygen(a: KeygenArgs) -> Result<(), Failure> {
             p
         }
     };
-    let pub_path = pub_path_for(&path);
-    if !a.force {
-        for p in [&path, &pub_path] {
-            if p.exists() {
-                return Err(
-                    format!("{}: file exists (use --force to replace it)", p.display()).into(),
-                );
-            }
-        }
-    }
-    let passphrase = if a.no_passphrase {
-        None
-    } else {
-        Some(new_passphrase()?)
-    };
-    let key = IdentityKey::generate();
-    keyfile::write_private_key(
-        &path,
-        &key,
-        passphrase.as_ref().map(|p| p.as_bytes()),
-        a.force,
-    )?;
-    if let Err(e) = keyfile::write_public_key(&pub_path, &key.public(), a.force) {
-        // Do not leave a private key without its public half.
-        let _ = std::fs::remove_file(&path);
-        return Err(e.into());
-    }
+    let (key, pub_path) = write_new_key(&path, a.no_passphrase, a.force)?;
     println!("wrote private key {}", path.display());
     println!("wrote public key  {}", pub_path.display());
     println!("fingerprint: {}", key.public().fingerprint());

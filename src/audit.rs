@@ -85,6 +85,9 @@ pub struct AuditRecord {
     pub bytes_out: u64,
     /// How long it took.
     pub duration_ms: u64,
+    /// The certificate behind the session or login, `CA-FINGERPRINT#SERIAL`
+    /// (§7); empty for a registered user's key.
+    pub cert: String,
 }
 
 /// A short, stable tag for a session id: enough to group a session's rows,
@@ -209,7 +212,21 @@ fn open_conn(path: &Path) -> Result<Connection, AuditError> {
          CREATE INDEX IF NOT EXISTS audit_time ON audit(time_ms);",
     )
     .map_err(sq)?;
+    // Databases from before certificates lack the column.
+    if !has_cert_column(&conn).map_err(sq)? {
+        conn.execute_batch("ALTER TABLE audit ADD COLUMN cert TEXT NOT NULL DEFAULT ''")
+            .map_err(sq)?;
+    }
     Ok(conn)
+}
+
+fn has_cert_column(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('audit') WHERE name = 'cert'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -221,8 +238,8 @@ fn write_batch(conn: &mut Connection, rows: &[AuditRecord]) -> rusqlite::Result<
     {
         let mut st = tx.prepare_cached(
             "INSERT INTO audit (time_ms, user, remote, session, op, summary, outcome, exit,
-                                bytes_in, bytes_out, duration_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                bytes_in, bytes_out, duration_ms, cert)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for r in rows {
             st.execute(params![
@@ -237,6 +254,7 @@ fn write_batch(conn: &mut Connection, rows: &[AuditRecord]) -> rusqlite::Result<
                 to_i64(r.bytes_in),
                 to_i64(r.bytes_out),
                 to_i64(r.duration_ms),
+                r.cert,
             ])?;
         }
     }
@@ -366,17 +384,24 @@ pub fn query(path: &Path, f: &AuditFilter) -> Result<Vec<AuditRecord>, AuditErro
         .map_err(sq)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sq)?;
     let limit = f.limit.map(to_i64).unwrap_or(-1);
+    // A database no remod with certificates has written to yet (read-only
+    // here, so not migrated) has no `cert` column.
+    let cert = if has_cert_column(&conn).map_err(sq)? {
+        "cert"
+    } else {
+        "''"
+    };
     let mut st = conn
-        .prepare(
+        .prepare(&format!(
             "SELECT time_ms, user, remote, session, op, summary, outcome, exit,
-                    bytes_in, bytes_out, duration_ms FROM (
+                    bytes_in, bytes_out, duration_ms, {cert} FROM (
                SELECT * FROM audit
                 WHERE (?1 IS NULL OR user = ?1)
                   AND (?2 IS NULL OR time_ms >= ?2 * 1000)
                   AND (?3 IS NULL OR op = ?3)
                 ORDER BY id DESC LIMIT ?4)
-             ORDER BY id",
-        )
+             ORDER BY id"
+        ))
         .map_err(sq)?;
     let rows = st
         .query_map(params![f.user, f.since, f.op, limit], |r| {
@@ -392,6 +417,7 @@ pub fn query(path: &Path, f: &AuditFilter) -> Result<Vec<AuditRecord>, AuditErro
                 bytes_in: r.get::<_, i64>(8)?.max(0) as u64,
                 bytes_out: r.get::<_, i64>(9)?.max(0) as u64,
                 duration_ms: r.get::<_, i64>(10)?.max(0) as u64,
+                cert: r.get(11)?,
             })
         })
         .map_err(sq)?
@@ -438,6 +464,11 @@ mod tests {
                 bytes_in: 0,
                 bytes_out: 0,
                 duration_ms: 1,
+                cert: if i == 1 {
+                    "SHA256:x#3".into()
+                } else {
+                    String::new()
+                },
             });
         }
         log.flush();
@@ -454,6 +485,8 @@ mod tests {
         .unwrap();
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].summary, "n2");
+        assert_eq!(all[1].cert, "SHA256:x#3");
+        assert_eq!(all[0].cert, "");
         let last = query(
             &p,
             &AuditFilter {
@@ -466,5 +499,37 @@ mod tests {
             last.iter().map(|r| r.summary.as_str()).collect::<Vec<_>>(),
             ["n1", "n2"]
         );
+    }
+
+    #[test]
+    fn databases_from_before_certificates_are_read_and_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.db");
+        let old = Connection::open(&p).unwrap();
+        old.execute_batch(
+            "CREATE TABLE audit (id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL,
+               user TEXT NOT NULL, remote TEXT NOT NULL, session TEXT NOT NULL,
+               op TEXT NOT NULL, summary TEXT NOT NULL, outcome TEXT NOT NULL,
+               exit INTEGER, bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL,
+               duration_ms INTEGER NOT NULL);
+             INSERT INTO audit VALUES (1, 5, 'old', '-', '-', 'cmd', '', 'ok', 0, 0, 0, 1);",
+        )
+        .unwrap();
+        drop(old);
+        // Read-only, as `remod audit` reads it: the old row, no certificate.
+        let rows = query(&p, &AuditFilter::default()).unwrap();
+        assert_eq!(
+            (rows.len(), rows[0].user.as_str(), rows[0].cert.as_str()),
+            (1, "old", "")
+        );
+        // remod opening it adds the column and writes certificate rows.
+        let log = AuditLog::open(&p).unwrap();
+        let mut r = rows[0].clone();
+        r.cert = "SHA256:c#1".into();
+        log.record(r);
+        log.flush();
+        let rows = query(&p, &AuditFilter::default()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].cert, "SHA256:c#1");
     }
 }

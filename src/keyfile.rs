@@ -522,17 +522,7 @@ fn parse_private_block(
 pub fn parse_public_key_pem(text: &str) -> Result<PublicKey, KeyFileError> {
     let blocks = pem_blocks(text)?;
     let Some(block) = blocks.iter().find(|b| b.label == "PUBLIC KEY") else {
-        let private = blocks.iter().any(|b| {
-            matches!(
-                b.label.as_str(),
-                "PRIVATE KEY"
-                    | "ENCRYPTED PRIVATE KEY"
-                    | "EC PRIVATE KEY"
-                    | "RSA PRIVATE KEY"
-                    | "OPENSSH PRIVATE KEY"
-            )
-        });
-        if private {
+        if blocks.iter().any(|b| is_private_label(&b.label)) {
             return Err(KeyFileError::IsPrivateKey);
         }
         let labels: Vec<String> = blocks.iter().map(|b| show_label(&b.label)).collect();
@@ -541,7 +531,48 @@ pub fn parse_public_key_pem(text: &str) -> Result<PublicKey, KeyFileError> {
             labels.join(", ")
         )));
     };
-    let spki = pkcs8::SubjectPublicKeyInfoRef::try_from(block.der.as_slice())
+    public_key_from_spki(&block.der)
+}
+
+/// Whether a PEM label is a private key's.
+fn is_private_label(label: &str) -> bool {
+    matches!(
+        label,
+        "PRIVATE KEY"
+            | "ENCRYPTED PRIVATE KEY"
+            | "EC PRIVATE KEY"
+            | "RSA PRIVATE KEY"
+            | "OPENSSH PRIVATE KEY"
+    )
+}
+
+/// Every `PUBLIC KEY` block of a PEM file, in order (a file of trusted
+/// certificate authorities holds one or more). Any block that is not a
+/// P-256 key refuses the whole file; other labels are refused too, so a
+/// private key pasted in by mistake is said, not skipped.
+pub fn parse_public_keys_pem(text: &str) -> Result<Vec<PublicKey>, KeyFileError> {
+    let blocks = pem_blocks(text)?;
+    if let Some(b) = blocks.iter().find(|b| b.label != "PUBLIC KEY") {
+        return Err(if is_private_label(&b.label) {
+            KeyFileError::IsPrivateKey
+        } else {
+            KeyFileError::Malformed(format!(
+                "a {} block among the public keys",
+                show_label(&b.label)
+            ))
+        });
+    }
+    if blocks.is_empty() {
+        return Err(KeyFileError::Malformed("no PUBLIC KEY block".into()));
+    }
+    blocks
+        .iter()
+        .map(|b| public_key_from_spki(&b.der))
+        .collect()
+}
+
+fn public_key_from_spki(der: &[u8]) -> Result<PublicKey, KeyFileError> {
+    let spki = pkcs8::SubjectPublicKeyInfoRef::try_from(der)
         .map_err(|_| KeyFileError::Malformed("invalid PUBLIC KEY structure".into()))?;
     check_algorithm(&spki.algorithm)?;
     let point = spki

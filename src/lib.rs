@@ -5,6 +5,8 @@
 
 pub mod admin;
 pub mod audit;
+mod catool;
+pub mod certfile;
 pub mod cfgedit;
 pub mod client;
 pub mod firewall;

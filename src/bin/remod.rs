@@ -19,7 +19,7 @@ enum Cmd {
     /// Query the audit log.
     Audit(remo::admin::AuditArgs),
     /// Run the server (FastCGI or embedded HTTP).
-    Serve(remo::server::cli::ServeArgs),
+    Serve(Box<remo::server::cli::ServeArgs>),
     /// Install, show or remove remod's nftables table (docs/firewall.md).
     Firewall(remo::firewall::cli::FirewallArgs),
     /// Print the JSON Schema of every operation's descriptor and result
@@ -40,7 +40,7 @@ fn main() {
         Cmd::Init(a) => remo::admin::run_init(a),
         Cmd::User(a) => remo::admin::run_user(a),
         Cmd::Audit(a) => remo::admin::run_audit(a),
-        Cmd::Serve(a) => remo::server::cli::run_serve(a),
+        Cmd::Serve(a) => remo::server::cli::run_serve(*a),
         Cmd::Firewall(a) => remo::firewall::cli::run(a),
         Cmd::Schema(a) => {
             if a.markdown {

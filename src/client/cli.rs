@@ -91,12 +91,21 @@ pub(crate) enum Cmd {
     Grants,
     /// Make a login key pair.
     Keygen(crate::admin::KeygenArgs),
+    /// A certificate authority for user certificates: init, sign, revoke,
+    /// show (`remo ca --help`).
+    #[command(disable_help_flag = true)]
+    Ca {
+        /// `init`, `sign`, `revoke` or `show` and their options, parsed
+        /// apart: their `--user` and `--key` are not the global ones.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 /// Names that are commands, never hosts.
 const COMMANDS: &[&str] = &[
     "info", "exec", "shell", "tail", "get", "put", "config", "logout", "open", "close", "grants",
-    "keygen", "help",
+    "keygen", "ca", "help",
 ];
 /// Global options that take a separate value.
 const VALUE_OPTIONS: &[&str] = &[
@@ -195,10 +204,11 @@ pub(crate) fn main_with_args(args: Vec<String>) -> i32 {
         }
     };
     cli.host = host;
-    if let Cmd::Keygen(_) = cli.cmd {
-        if let Cmd::Keygen(a) = std::mem::replace(&mut cli.cmd, Cmd::Info) {
-            return crate::admin::run_keygen(a);
-        }
+    // Local commands: no server, no runtime.
+    match std::mem::replace(&mut cli.cmd, Cmd::Info) {
+        Cmd::Keygen(a) => return crate::admin::run_keygen(a),
+        Cmd::Ca { args } => return crate::catool::run(args),
+        other => cli.cmd = other,
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -258,7 +268,7 @@ async fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<i32, ClientError> {
         Cmd::Open(a) => cmd::open::run_open(ctx, a).await,
         Cmd::Close(a) => cmd::open::run_close(ctx, a).await,
         Cmd::Grants => cmd::open::run_grants(ctx).await,
-        Cmd::Keygen(_) => Ok(0),
+        Cmd::Keygen(_) | Cmd::Ca { .. } => Ok(0),
     }
 }
 

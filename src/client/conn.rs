@@ -56,6 +56,9 @@ pub struct ServerInfo {
     /// speaks text only. Names we do not know are kept and ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub framings: Vec<String>,
+    /// Whether the server trusts a certificate authority (§2, §7).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub certificates: bool,
 }
 
 impl ServerInfo {
@@ -373,13 +376,30 @@ impl Session {
         identity: &IdentityKey,
         pinned_server_key: &PublicKey,
     ) -> Result<Session, ClientError> {
+        Self::login_as(http, base_url, user, identity, None, pinned_server_key).await
+    }
+
+    /// As [`Session::login_with`], presenting a §7 certificate for the
+    /// identity key when one is given.
+    pub async fn login_as(
+        http: reqwest::Client,
+        base_url: &str,
+        user: &str,
+        identity: &IdentityKey,
+        cert: Option<&crate::certfile::CertFile>,
+        pinned_server_key: &PublicKey,
+    ) -> Result<Session, ClientError> {
         let base_url = base_url.trim_end_matches('/').to_string();
         let url = endpoint(&base_url, "auth");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let (hs, req) = ClientHandshake::start(user, identity, now);
+        let (hs, mut req) = ClientHandshake::start(user, identity, now);
+        if let Some(c) = cert {
+            req.cert = Some(crate::proto::b64::encode(c.text.as_bytes()));
+            req.cert_sig = Some(crate::proto::b64::encode(&c.sig));
+        }
         let resp = http
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -37,6 +37,19 @@ pub(crate) struct Ctx {
     info: std::sync::Mutex<Option<ServerInfo>>,
 }
 
+/// The certificate beside the key, as the client sees it.
+enum LocalCert {
+    /// No `KEY-cert` file.
+    None,
+    /// A certificate for this key, valid now by this machine's clock.
+    Usable {
+        path: PathBuf,
+        file: Box<crate::certfile::CertFile>,
+    },
+    /// A file that cannot be used, and why (said to the user).
+    Unusable { path: PathBuf, why: String },
+}
+
 /// A session and whether it came from the cache (so it stays open after
 /// the command, and a 401 means "log in again" rather than a failure).
 pub(crate) struct Active {
@@ -146,28 +159,131 @@ impl Ctx {
         load_identity(&self.target.key, &source).map_err(|e| ClientError::Key(e.to_string()))
     }
 
+    /// The certificate beside the key file (`KEY-cert`), if there is one,
+    /// checked as far as the client can: it parses, it is for this key, and
+    /// the clock is inside its validity.
+    fn certificate(&self, identity: &IdentityKey) -> LocalCert {
+        let path = crate::certfile::CertFile::path_for_key(&self.target.key);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LocalCert::None,
+            Err(e) => {
+                return LocalCert::Unusable {
+                    why: format!("cannot read it: {e}"),
+                    path,
+                }
+            }
+        };
+        let file = match crate::certfile::CertFile::parse(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                return LocalCert::Unusable {
+                    why: format!("not a certificate file: {e}"),
+                    path,
+                }
+            }
+        };
+        let c = &file.cert;
+        let why = if c.key != identity.public() {
+            Some(format!("it is for another key ({})", c.key.fingerprint()))
+        } else {
+            let now = crate::server::core::instance::unix_now();
+            match c.check_validity(now) {
+                Ok(()) => None,
+                Err(crate::proto::cert::CertError::NotYetValid { .. }) => Some(format!(
+                    "not valid before {} (this machine's clock says {})",
+                    crate::admin::iso8601_utc(c.not_before),
+                    crate::admin::iso8601_utc(now)
+                )),
+                Err(_) => Some(format!(
+                    "expired at {} (renew it with remo ca sign)",
+                    crate::admin::iso8601_utc(c.not_after)
+                )),
+            }
+        };
+        match why {
+            Some(why) => LocalCert::Unusable { path, why },
+            None => LocalCert::Usable {
+                path,
+                file: Box::new(file),
+            },
+        }
+    }
+
     /// A fresh login, stored in the cache when caching is on. `/info` is
     /// asked at the same time (unless this command has it already), for
-    /// the framings the server offers.
+    /// the framings the server offers; with a certificate beside the key,
+    /// first, to see whether the server takes certificates.
     async fn login(&self, pinned: &PublicKey) -> Result<Active, ClientError> {
         let identity = self.identity()?;
-        let (login, offered) = tokio::join!(
+        let local = self.certificate(&identity);
+        let key_login = || {
             Session::login_with(
                 self.http.clone(),
                 &self.target.server,
                 &self.target.user,
                 &identity,
                 pinned,
-            ),
-            self.offered_framing()
-        );
+            )
+        };
+        let (login, offered) = match &local {
+            LocalCert::None => tokio::join!(key_login(), self.offered_framing()),
+            LocalCert::Unusable { path, why } => {
+                eprintln!(
+                    "remo: certificate {}: {why}; logging in with the key alone",
+                    path.display()
+                );
+                let (login, offered) = tokio::join!(key_login(), self.offered_framing());
+                (login.map_err(|e| self.cert_error(e, path, why)), offered)
+            }
+            LocalCert::Usable { path, file } => {
+                let offered = self.offered_framing().await;
+                let takes = self.info().await.is_ok_and(|i| i.certificates);
+                let login = if takes {
+                    let with_cert = Session::login_as(
+                        self.http.clone(),
+                        &self.target.server,
+                        &self.target.user,
+                        &identity,
+                        Some(file),
+                        pinned,
+                    )
+                    .await;
+                    match with_cert {
+                        // As ssh does: a refused certificate, then the key.
+                        Err(ClientError::AuthFailed { .. }) => key_login().await.map_err(|e| {
+                            self.cert_error(
+                                e,
+                                path,
+                                &format!(
+                                    "refused by the server (serial {}, hosts {}, user {}: is it for this server's name, this user, and not revoked?)",
+                                    file.cert.serial,
+                                    file.cert.hosts.join(" "),
+                                    file.cert.user
+                                ),
+                            )
+                        }),
+                        other => other,
+                    }
+                } else {
+                    key_login().await.map_err(|e| {
+                        self.cert_error(e, path, "this server trusts no certificate authority")
+                    })
+                };
+                (login, offered)
+            }
+        };
         let mut session = match login {
             Ok(s) => s,
             // A refused login or a signature that does not verify may both
             // mean the server is not the one pinned (a new server does not
             // know our key either): say so, as `info` would, before
             // blaming the key or the server.
-            Err(e @ (ClientError::BadServerSignature { .. } | ClientError::AuthFailed { .. })) => {
+            Err(
+                e @ (ClientError::BadServerSignature { .. }
+                | ClientError::AuthFailed { .. }
+                | ClientError::CertNotAccepted { .. }),
+            ) => {
                 return Err(self.changed_key(pinned).await?.unwrap_or(e));
             }
             Err(e) => return Err(e),
@@ -189,6 +305,19 @@ impl Ctx {
             cached,
             resumed: false,
         })
+    }
+
+    /// A refused key login said together with why the certificate beside
+    /// the key was not used or not accepted.
+    fn cert_error(&self, e: ClientError, path: &std::path::Path, why: &str) -> ClientError {
+        match e {
+            ClientError::AuthFailed { user } => ClientError::CertNotAccepted {
+                user,
+                path: path.to_path_buf(),
+                why: why.to_string(),
+            },
+            other => other,
+        }
     }
 
     /// [`ClientError::ServerKeyChanged`] if the server now presents another

@@ -44,6 +44,17 @@ pub enum ClientError {
         /// The user we tried.
         user: String,
     },
+    /// 401 on `/auth` with a certificate beside the key, and 401 again
+    /// with the key alone.
+    #[error("authentication failed for user {user}: certificate {}: {why}; and the key alone is not registered for {user} on the server", path.display())]
+    CertNotAccepted {
+        /// The user we tried.
+        user: String,
+        /// The certificate file.
+        path: PathBuf,
+        /// Why it was not used or not accepted.
+        why: String,
+    },
     /// 409: the request number was already used.
     #[error("request refused as a replay (request number reused); log in again")]
     Replay,

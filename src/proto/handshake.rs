@@ -12,14 +12,17 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::b64;
+use super::cert::{Certificate, MAX_CERT_LEN};
 use super::identity::{valid_user_name, IdentityKey, KeyError, PublicKey, SIG_LEN};
 
 /// Largest accepted clock difference between client and server, in seconds.
 pub(crate) const MAX_SKEW_SECS: i64 = 300;
 /// How long an accepted `(user, Qc)` pair is remembered against replay.
 pub(crate) const REPLAY_MEMORY_SECS: i64 = 600;
-/// Largest `/auth` body we parse; a valid one is far smaller.
-pub(crate) const MAX_AUTH_BODY: usize = 4096;
+/// Largest `/auth` body we parse: room for a certificate of
+/// [`MAX_CERT_LEN`] bytes in b64 (10,924 characters) and the rest; a valid
+/// body is smaller.
+pub(crate) const MAX_AUTH_BODY: usize = 16384;
 
 /// Why a handshake message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +53,12 @@ pub struct AuthRequest {
     pub time: i64,
     /// b64 of the user's P1363 signature over M1.
     pub sig: String,
+    /// b64 of a §7 certificate, for a login without a registered key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// b64 of the CA's signature over the certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_sig: Option<String>,
 }
 
 /// The `/auth` success body.
@@ -169,6 +178,8 @@ pub struct ParsedAuth {
     pub time: i64,
     /// The signature over M1.
     pub sig: [u8; SIG_LEN],
+    /// The certificate (§7), parsed, with the CA's signature over it.
+    pub cert: Option<(Certificate, [u8; SIG_LEN])>,
 }
 
 impl ParsedAuth {
@@ -188,12 +199,22 @@ impl ParsedAuth {
             .map_err(|_| HandshakeError::Malformed("key: invalid point".into()))?;
         let sig: [u8; SIG_LEN] = b64::decode_array(&req.sig)
             .map_err(|e| HandshakeError::Malformed(format!("sig: {e}")))?;
+        let cert = match (&req.cert, &req.cert_sig) {
+            (None, None) => None,
+            (Some(c), Some(cs)) => Some(parse_cert(c, cs)?),
+            _ => {
+                return Err(HandshakeError::Malformed(
+                    "cert and cert_sig come together".into(),
+                ))
+            }
+        };
         Ok(ParsedAuth {
             user: req.user,
             qc_b64: req.key,
             qc,
             time: req.time,
             sig,
+            cert,
         })
     }
 
@@ -208,6 +229,21 @@ impl ParsedAuth {
             .verify(msg.as_bytes(), &self.sig)
             .map_err(|_| HandshakeError::Failed)
     }
+}
+
+/// A §7 certificate and its CA signature from an `/auth` body; any error
+/// is a 400 (a certificate that does not parse, a signature that is not 64
+/// bytes). Whether it is trusted is the server's question (401).
+fn parse_cert(cert: &str, cert_sig: &str) -> Result<(Certificate, [u8; SIG_LEN]), HandshakeError> {
+    let bytes = b64::decode(cert).map_err(|e| HandshakeError::Malformed(format!("cert: {e}")))?;
+    if bytes.len() > MAX_CERT_LEN {
+        return Err(HandshakeError::Malformed("cert: too long".into()));
+    }
+    let parsed =
+        Certificate::parse(&bytes).map_err(|e| HandshakeError::Malformed(format!("cert: {e}")))?;
+    let sig: [u8; SIG_LEN] = b64::decode_array(cert_sig)
+        .map_err(|e| HandshakeError::Malformed(format!("cert_sig: {e}")))?;
+    Ok((parsed, sig))
 }
 
 /// The server's half once the checks have passed: answer and session keys.
@@ -295,6 +331,8 @@ impl ClientHandshake {
             key: qc_b64.clone(),
             time: now,
             sig: b64::encode(&sig),
+            cert: None,
+            cert_sig: None,
         };
         (
             ClientHandshake {

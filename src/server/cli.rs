@@ -55,6 +55,19 @@ pub struct ServeArgs {
     /// Limits and features file, TOML (default for requests without REMO_CONFIG).
     #[arg(long, env = "REMO_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Trusted certificate authorities: a PEM file of one or more CA
+    /// public keys (default for requests without REMO_CA_KEYS; also
+    /// `[certificates] ca_keys`). See docs/fleet.md.
+    #[arg(long, env = "REMO_CA_KEYS", value_name = "FILE")]
+    pub ca_keys: Option<PathBuf>,
+    /// The certificate revocation list, re-read when it changes (default
+    /// for requests without REMO_REVOKED; may be missing: nothing revoked).
+    #[arg(long, env = "REMO_REVOKED", value_name = "FILE")]
+    pub revoked: Option<PathBuf>,
+    /// This server's name for certificates' `hosts` patterns (default for
+    /// requests without REMO_SERVER_NAME; default: the host name).
+    #[arg(long, env = "REMO_SERVER_NAME", value_name = "NAME")]
+    pub server_name: Option<String>,
     /// Session idle timeout in seconds.
     #[arg(long, env = "REMO_SESSION_TIMEOUT", value_name = "SECS")]
     pub session_timeout: Option<String>,
@@ -192,6 +205,11 @@ fn defaults_from(a: &ServeArgs) -> Defaults {
             config_optional: a.config.is_none() && dir_config.is_some(),
             config: a.config.as_ref().map(abs).or(dir_config),
             session_timeout: a.session_timeout.clone(),
+            certs: crate::server::core::config::CertSettings {
+                ca_keys: a.ca_keys.as_ref().map(abs),
+                revoked: a.revoked.as_ref().map(abs),
+                server_name: a.server_name.clone(),
+            },
         },
         // The embedded door is the whole server: it answers exactly under
         // its prefix, so one server has one URL (a second URL would pin a

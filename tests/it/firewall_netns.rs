@@ -389,6 +389,7 @@ fn new_router(f: &Fixture) -> Arc<Router> {
             config: Some(f.root.join("remo.toml")),
             session_timeout: None,
             config_optional: false,
+            ..Default::default()
         },
         base: Some("/remo".into()),
     })

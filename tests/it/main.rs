@@ -13,6 +13,7 @@ mod inproc;
 mod argv0;
 mod authz;
 mod binary_framing;
+mod certificates;
 mod client_config;
 mod client_http;
 mod client_interactive;

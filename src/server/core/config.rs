@@ -54,6 +54,9 @@ pub struct InstanceKey {
     /// `remod serve --dir DIR`'s `DIR/remo.toml`, so that a file added
     /// later takes effect at the next reload (SIGHUP).
     pub config_optional: bool,
+    /// `REMO_CA_KEYS`, `REMO_REVOKED`, `REMO_SERVER_NAME`: certificate
+    /// logins (§7); where unset, the config file's `[certificates]`.
+    pub certs: CertSettings,
 }
 
 /// Daemon-wide defaults, used where a request carries no param.
@@ -105,6 +108,15 @@ impl Defaults {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
                 .or_else(|| self.instance.session_timeout.clone()),
+            certs: CertSettings {
+                ca_keys: param_path(params, "REMO_CA_KEYS"),
+                revoked: param_path(params, "REMO_REVOKED"),
+                server_name: params
+                    .get_str("REMO_SERVER_NAME")
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string),
+            }
+            .or(&self.instance.certs),
         }
     }
 
@@ -114,6 +126,32 @@ impl Defaults {
             .filter(|v| !v.is_empty())
             .map(str::to_string)
             .or_else(|| self.base.clone())
+    }
+}
+
+/// The settings, as named (params, environment, flags or `[certificates]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSettings {
+    /// File of trusted CA public keys (PEM, one or more `PUBLIC KEY` blocks).
+    pub ca_keys: Option<PathBuf>,
+    /// The revocation list (see [`crate::certfile`]); may be missing (empty).
+    pub revoked: Option<PathBuf>,
+    /// The server's name for `hosts` patterns (default: the host name).
+    pub server_name: Option<String>,
+}
+
+impl CertSettings {
+    /// `self` where set, else `other` (params over the config file).
+    pub(crate) fn or(&self, other: &CertSettings) -> CertSettings {
+        CertSettings {
+            ca_keys: self.ca_keys.clone().or_else(|| other.ca_keys.clone()),
+            revoked: self.revoked.clone().or_else(|| other.revoked.clone()),
+            server_name: self
+                .server_name
+                .clone()
+                .or_else(|| other.server_name.clone()),
+        }
     }
 }
 
@@ -239,6 +277,9 @@ pub(crate) struct ConfigFile {
     pub files: std::collections::BTreeMap<String, crate::server::store::cfgfiles::FileSpec>,
     /// `[firewall]`: profiles for the `open` operation (docs/firewall.md).
     pub firewall: Option<crate::firewall::FirewallConfig>,
+    /// `[certificates]`: CA keys, revocation list and server name for
+    /// certificate logins (docs/fleet.md), where no param or flag sets them.
+    pub certificates: CertSettings,
 }
 
 impl ConfigFile {
@@ -346,6 +387,7 @@ mod tests {
                 config: None,
                 session_timeout: None,
                 config_optional: false,
+                certs: Default::default(),
             },
             base: Some("/remo".into()),
         };

@@ -13,11 +13,14 @@ use crate::audit::AuditLog;
 use crate::perms::Grants;
 use crate::proto::handshake::REPLAY_MEMORY_SECS;
 use crate::proto::identity::{IdentityKey, PublicKey};
-use crate::server::core::config::{parse_timeout, ConfigError, ConfigFile, InstanceKey, Limits};
+use crate::server::core::config::{
+    parse_timeout, CertSettings, ConfigError, ConfigFile, InstanceKey, Limits,
+};
 use crate::server::core::session::SessionTable;
 use crate::server::enforce::contain::SessionCaps;
 use crate::server::enforce::trust::{self, Untrusted};
 use crate::server::ops::procs::{ProcLimits, ProcTable, ShareLimits, Shares};
+use crate::server::store::certtrust::{CertTrust, CertTrustError};
 use crate::userdb::{DbError, User, UserDb};
 
 /// Why an instance could not be set up (→ 500 and a log line).
@@ -53,6 +56,9 @@ pub(crate) enum InstanceError {
         /// Why it is not trusted.
         why: Untrusted,
     },
+    /// The certificate settings are unusable.
+    #[error("{0}")]
+    Certs(#[from] CertTrustError),
     /// The journal of temporary files could not be opened.
     #[error("temporary-file journal {0}")]
     Journal(#[from] crate::server::store::pending::JournalError),
@@ -86,6 +92,9 @@ pub(crate) struct Resolved {
     pub config_optional: bool,
     /// The session idle timeout, seconds.
     pub timeout: u64,
+    /// Certificate settings from params, environment or flags (the config
+    /// file's `[certificates]` fills the rest at load).
+    pub certs: CertSettings,
 }
 
 impl Resolved {
@@ -138,6 +147,7 @@ impl Resolved {
                 config,
                 config_optional: k.config_optional,
                 timeout,
+                certs: k.certs.clone(),
             },
             why,
         ))
@@ -228,6 +238,10 @@ pub struct Instance {
     pub audit: Arc<AuditLog>,
     /// Named temporary files being made (see [`crate::server::store::pending`]).
     pub pending: Arc<crate::server::store::pending::Journal>,
+    /// Trusted CAs, the revocation list and the server name (§7).
+    pub(crate) certs: Arc<CertTrust>,
+    /// The certificate settings `certs` was made from.
+    cert_settings: CertSettings,
     /// Set once a reload has put another instance in this one's place:
     /// running requests finish with it, its watcher stops.
     retired: std::sync::atomic::AtomicBool,
@@ -249,6 +263,8 @@ impl Instance {
             Some(p) => ConfigFile::load(p)?,
             None => ConfigFile::default(),
         };
+        let cert_settings = k.certs.or(&file.certificates);
+        let certs = Arc::new(CertTrust::open(&cert_settings)?);
         let key = load_server_key(&k.key_file)?;
         let users = UserDb::open(&k.user_db).map_err(|e| InstanceError::Db {
             path: k.user_db.clone(),
@@ -297,6 +313,8 @@ impl Instance {
             limits,
             files,
             firewall: file.firewall.map(Arc::new),
+            certs,
+            cert_settings,
             timeout,
             home: home_dir(),
             auth_seen: Arc::default(),
@@ -312,7 +330,11 @@ impl Instance {
     /// `max_output_bytes`, `max_command_timeout`, `stdin_idle_timeout`)
     /// apply to the next request; the others size tables that live on and
     /// change at the next start ([`LIVE_LIMITS`]).
-    pub(crate) fn reloaded(&self, file: ConfigFile) -> Instance {
+    pub(crate) fn reloaded(
+        &self,
+        file: ConfigFile,
+        certs: (CertSettings, Arc<CertTrust>),
+    ) -> Instance {
         Instance {
             key: self.key.clone(),
             public: self.public.clone(),
@@ -325,6 +347,8 @@ impl Instance {
             procs: self.procs.clone(),
             files: file.files,
             firewall: file.firewall.map(Arc::new),
+            certs: certs.1,
+            cert_settings: certs.0,
             auth_seen: self.auth_seen.clone(),
             ephemerals: self.ephemerals.clone(),
             audit: self.audit.clone(),
@@ -373,6 +397,22 @@ impl Instance {
             out.push("[firewall] changed".into());
         }
         (out, firewall)
+    }
+
+    /// The certificate trust a reload to `file` uses: this one's if the
+    /// effective settings are the same, else a new one read from the files
+    /// (an error keeps the previous configuration).
+    pub(crate) fn certs_for(
+        &self,
+        resolved: &Resolved,
+        file: &ConfigFile,
+    ) -> Result<(CertSettings, Arc<CertTrust>, bool), CertTrustError> {
+        let settings = resolved.certs.or(&file.certificates);
+        if settings == self.cert_settings {
+            return Ok((settings, self.certs.clone(), false));
+        }
+        let t = Arc::new(CertTrust::open(&settings)?);
+        Ok((settings, t, true))
     }
 
     /// Marks this instance replaced by a reload.
@@ -431,7 +471,11 @@ impl Instance {
                     break;
                 }
                 // SQLite calls may wait on a lock: keep them off the async workers.
-                let r = tokio::task::spawn_blocking(move || inst.check_users(seen)).await;
+                let r = tokio::task::spawn_blocking(move || {
+                    inst.check_certs();
+                    inst.check_users(seen)
+                })
+                .await;
                 if let Ok(v) = r {
                     seen = v.or(seen);
                 }
@@ -458,6 +502,8 @@ impl Instance {
         }
         let sessions = self.sessions.all();
         let mut names: Vec<&str> = sessions.iter().map(|s| s.user.as_str()).collect();
+        // A certificate session keeps its certificate's grants; a user of
+        // the same name on this server only counts if disabled (§7).
         names.sort_unstable();
         names.dedup();
         let mut looked_up = Vec::new();
@@ -472,28 +518,74 @@ impl Instance {
         }
         drop(db);
         for (name, user) in looked_up {
+            let of_user = |s: &&Arc<crate::server::core::session::Session>| s.user == name;
             match user {
                 Some(u) if u.enabled => {
                     let (grants, _bad) = Grants::from_strings(&u.permissions);
-                    for s in sessions.iter().filter(|s| s.user == name) {
+                    for s in sessions.iter().filter(of_user).filter(|s| s.cert.is_none()) {
                         if *s.grants() != grants {
                             s.set_grants(grants.clone());
                             log::info!("{name}: permissions changed; session updated");
                         }
                     }
                 }
-                other => {
-                    let why = if other.is_some() {
-                        "disabled"
-                    } else {
-                        "removed"
-                    };
+                Some(_) => {
                     let n = self.sessions.end_user(&name);
-                    log::warn!("{name} {why}: ended {n} live session(s) and their processes");
+                    log::warn!("{name} disabled: ended {n} live session(s) and their processes");
+                }
+                None => {
+                    // Removed (or never registered): its key sessions end,
+                    // its certificate sessions do not depend on the database.
+                    let mut n = 0;
+                    for s in sessions.iter().filter(of_user).filter(|s| s.cert.is_none()) {
+                        n += usize::from(self.sessions.end(&s.id).is_some());
+                    }
+                    if n > 0 {
+                        log::warn!("{name} removed: ended {n} live session(s) and their processes");
+                    }
                 }
             }
         }
         Some(now)
+    }
+
+    /// Certificate revocation: reads the CA file and revocation list again
+    /// if they changed, then ends every certificate session that is no
+    /// longer allowed (revoked serial or key, CA no longer trusted, a file
+    /// now unusable, expired), with its processes.
+    pub(crate) fn check_certs(&self) {
+        let changed = self.certs.refresh();
+        let now = unix_now();
+        for s in self.sessions.all() {
+            let Some(c) = &s.cert else { continue };
+            if !changed && now <= c.not_after {
+                continue;
+            }
+            if let Err(why) = self.certs.still_allows(c, now) {
+                if self.sessions.end(&s.id).is_some() {
+                    log::warn!(
+                        "{} ({}): {}; ended the session and its processes",
+                        s.user,
+                        c.label(),
+                        why.as_str()
+                    );
+                    self.audit.record(crate::audit::AuditRecord {
+                        time_ms: crate::audit::now_ms(),
+                        user: s.user.clone(),
+                        remote: "-".into(),
+                        session: crate::audit::session_tag(&s.id),
+                        op: "end".into(),
+                        summary: String::new(),
+                        outcome: why.as_str().to_string(),
+                        exit: None,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                        duration_ms: 0,
+                        cert: c.label(),
+                    });
+                }
+            }
+        }
     }
 
     /// Resolves a client path: absolute as given, relative to the home directory.
@@ -702,7 +794,19 @@ impl Registry {
                     continue;
                 }
             };
-            let (what, firewall) = old.changes(&file);
+            let (mut what, firewall) = old.changes(&file);
+            let certs = match old.certs_for(&resolved, &file) {
+                Ok((settings, trust, changed)) => {
+                    if changed {
+                        what.push(format!("[certificates] changed: {}", trust.describe()));
+                    }
+                    (settings, trust)
+                }
+                Err(e) => {
+                    log::error!("reload: {e}; keeping the previous configuration");
+                    continue;
+                }
+            };
             if what.is_empty() {
                 log::info!("reload: {}: no change", path.display());
                 continue;
@@ -715,7 +819,7 @@ impl Registry {
                     continue;
                 }
             }
-            let new = Arc::new(old.reloaded(file));
+            let new = Arc::new(old.reloaded(file, certs));
             {
                 let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
                 map.insert(resolved.clone(), new.clone());

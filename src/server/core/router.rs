@@ -27,6 +27,7 @@ use crate::server::core::stream::{
     ReadError, RequestReader, ResponseWriter, RESPONSE_CHANNEL_DEPTH,
 };
 use crate::server::ops::{self, OpCtx, Outcome};
+use crate::server::store::certtrust::CertInfo;
 
 /// The request router: one per process, shared by all connections.
 pub struct Router {
@@ -244,7 +245,7 @@ struct Precheck<'a> {
 }
 
 impl Precheck<'_> {
-    fn audit(&self, user: &str, outcome: &str) {
+    fn audit(&self, user: &str, cert: Option<&CertInfo>, outcome: &str) {
         self.inst.audit.record(AuditRecord {
             time_ms: self.time_ms,
             user: user.to_string(),
@@ -257,6 +258,7 @@ impl Precheck<'_> {
             bytes_in: 0,
             bytes_out: 0,
             duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            cert: cert.map(CertInfo::label).unwrap_or_default(),
         });
     }
 }
@@ -280,7 +282,7 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
     // never ends cannot hold the connection).
     let Some(session) = inst.sessions.get(&sid) else {
         info!("{remote} - {op} 401 unknown or expired session");
-        pre.audit("-", "401 unknown or expired session");
+        pre.audit("-", None, "401 unknown or expired session");
         return Reject::UnknownSession.response();
     };
     let framing = request_framing(&req.params);
@@ -303,7 +305,11 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
                 "{remote} {} {op} 401 record does not authenticate",
                 session.user
             );
-            pre.audit(&session.user, "401 record does not authenticate");
+            pre.audit(
+                &session.user,
+                session.cert.as_ref(),
+                "401 record does not authenticate",
+            );
             return Reject::NotAuthentic.response();
         }
     };
@@ -315,7 +321,11 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
     };
     if let Err(e) = session.accept_request(r) {
         warn!("{remote} {} {op} 409 {e} (R={r})", session.user);
-        pre.audit(&session.user, "409 request number already used or too old");
+        pre.audit(
+            &session.user,
+            session.cert.as_ref(),
+            "409 request number already used or too old",
+        );
         return Reject::Replayed.response();
     }
     reader.set_opener(opener);
@@ -365,6 +375,12 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
             bytes_in: input.bytes_received(),
             bytes_out: sent,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            cert: ctx
+                .session
+                .cert
+                .as_ref()
+                .map(|c| c.label())
+                .unwrap_or_default(),
         });
         // Audited before the result goes out, so a client that saw the
         // result finds the row queued in order.

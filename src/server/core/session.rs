@@ -13,6 +13,7 @@ use crate::proto::handshake::SessionKeys;
 use crate::proto::record::RecordKey;
 use crate::proto::replay::{ReplayError, ReplayWindow};
 use crate::server::enforce::contain::{SessionBox, SessionCaps};
+use crate::server::store::certtrust::CertInfo;
 
 /// One authenticated session.
 pub struct Session {
@@ -34,6 +35,9 @@ pub struct Session {
     /// The container of every process the session starts (killed when
     /// the session ends).
     pub container: Arc<SessionBox>,
+    /// The certificate that authorised the session, if one did (§7): its
+    /// grants are the certificate's, and it ends at its `not_after`.
+    pub(crate) cert: Option<CertInfo>,
     state: Mutex<SessionState>,
     grants: Mutex<Arc<Grants>>,
 }
@@ -84,10 +88,16 @@ impl Session {
         self.lock().last_used = Instant::now();
     }
 
-    /// True when the idle timeout or the maximum lifetime has passed.
+    /// True when the idle timeout or the maximum lifetime has passed, or
+    /// the certificate that authorised the session has expired.
     pub(crate) fn expired(&self, now: Instant, max_lifetime: Duration) -> bool {
         let idle = now.saturating_duration_since(self.lock().last_used);
-        idle > self.timeout || now.saturating_duration_since(self.created) > max_lifetime
+        idle > self.timeout
+            || now.saturating_duration_since(self.created) > max_lifetime
+            || self
+                .cert
+                .as_ref()
+                .is_some_and(|c| crate::server::core::instance::unix_now() > c.not_after)
     }
 }
 
@@ -154,6 +164,7 @@ impl SessionTable {
         keys: &SessionKeys,
         timeout: Duration,
         grants: Grants,
+        cert: Option<CertInfo>,
     ) -> Result<Arc<Session>, SessionError> {
         let now = Instant::now();
         let admin = grants.is_admin();
@@ -166,6 +177,7 @@ impl SessionTable {
             timeout,
             cancel: CancellationToken::new(),
             container: crate::server::enforce::contain::global().session(self.caps),
+            cert,
             state: Mutex::new(SessionState {
                 last_used: now,
                 replay: ReplayWindow::new(),
@@ -280,27 +292,27 @@ mod tests {
     fn caps_and_end() {
         let t = SessionTable::new(3, 2, Duration::from_secs(60));
         let to = Duration::from_secs(60);
-        t.create("a".into(), "u", &keys(), to, Grants::admin())
+        t.create("a".into(), "u", &keys(), to, Grants::admin(), None)
             .unwrap();
         let b = t
-            .create("b".into(), "u", &keys(), to, Grants::admin())
+            .create("b".into(), "u", &keys(), to, Grants::admin(), None)
             .unwrap();
         assert_eq!(
-            t.create("c".into(), "u", &keys(), to, Grants::admin())
+            t.create("c".into(), "u", &keys(), to, Grants::admin(), None)
                 .unwrap_err(),
             SessionError::TooManyForUser
         );
-        t.create("d".into(), "v", &keys(), to, Grants::admin())
+        t.create("d".into(), "v", &keys(), to, Grants::admin(), None)
             .unwrap();
         assert_eq!(
-            t.create("e".into(), "w", &keys(), to, Grants::admin())
+            t.create("e".into(), "w", &keys(), to, Grants::admin(), None)
                 .unwrap_err(),
             SessionError::TooMany
         );
         assert!(t.end("b").is_some());
         assert!(b.cancel.is_cancelled());
         assert!(t.get("b").is_none());
-        t.create("c".into(), "u", &keys(), to, Grants::admin())
+        t.create("c".into(), "u", &keys(), to, Grants::admin(), None)
             .unwrap();
         assert_eq!(t.end_user("u"), 2);
         assert_eq!(t.len(), 1);
@@ -312,16 +324,19 @@ mod tests {
             .with_reserve_and_caps(1, SessionCaps::default());
         let to = Duration::from_secs(60);
         let user = || Grants::from_strings(&["cmd:/usr/bin/cat"]).0;
-        t.create("a".into(), "u", &keys(), to, user()).unwrap();
-        t.create("b".into(), "v", &keys(), to, user()).unwrap();
-        assert_eq!(
-            t.create("c".into(), "w", &keys(), to, user()).unwrap_err(),
-            SessionError::Reserved
-        );
-        t.create("c".into(), "adm", &keys(), to, Grants::admin())
+        t.create("a".into(), "u", &keys(), to, user(), None)
+            .unwrap();
+        t.create("b".into(), "v", &keys(), to, user(), None)
             .unwrap();
         assert_eq!(
-            t.create("d".into(), "adm", &keys(), to, Grants::admin())
+            t.create("c".into(), "w", &keys(), to, user(), None)
+                .unwrap_err(),
+            SessionError::Reserved
+        );
+        t.create("c".into(), "adm", &keys(), to, Grants::admin(), None)
+            .unwrap();
+        assert_eq!(
+            t.create("d".into(), "adm", &keys(), to, Grants::admin(), None)
                 .unwrap_err(),
             SessionError::TooMany
         );
@@ -337,6 +352,7 @@ mod tests {
                 &keys(),
                 Duration::from_millis(1),
                 Grants::admin(),
+                None,
             )
             .unwrap();
         std::thread::sleep(Duration::from_millis(5));

@@ -1,6 +1,8 @@
 //! What remod keeps on disk besides the user and audit databases: the named
-//! configuration files the `config` operation edits, and the journal of
+//! configuration files the `config` operation edits, the certificate trust
+//! (CA keys, revocation list), and the journal of
 //! temporary files a crash may leave behind.
 
+pub(crate) mod certtrust;
 pub(crate) mod cfgfiles;
 pub(crate) mod pending;

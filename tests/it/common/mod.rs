@@ -441,6 +441,9 @@ pub fn remod_command() -> Command {
         "REMO_CONFIG",
         "REMO_BASE",
         "REMO_SESSION_TIMEOUT",
+        "REMO_CA_KEYS",
+        "REMO_REVOKED",
+        "REMO_SERVER_NAME",
     ] {
         cmd.env_remove(v);
     }

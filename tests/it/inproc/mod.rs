@@ -72,6 +72,7 @@ fn fixture_inner(timeout: Option<&str>, toml: Option<MakeToml<'_>>) -> Fixture {
             config,
             session_timeout: timeout.map(str::to_string),
             config_optional: false,
+            ..Default::default()
         },
         base: Some("/remo".into()),
     });

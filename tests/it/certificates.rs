@@ -1,0 +1,556 @@
+//! User certificates (PROTOCOL.md §7) against the real binaries: `remo ca`
+//! makes the CA and the certificates, remod trusts the CA through
+//! `--ca-keys` and reads `--revoked`, and `remo` sends the certificate that
+//! sits beside its key. Users are not registered on the servers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use remo::proto::b64;
+use remo::proto::cert::Certificate;
+use remo::proto::handshake::{AuthRequest, ClientHandshake};
+use remo::proto::identity::IdentityKey;
+
+/// `remo ARGS` for local commands (`ca`, `keygen`) with HOME in `scratch`.
+fn remo_local(scratch: &Scratch, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_remo"))
+        .envs(client_env(scratch))
+        .env_remove("REMO_PASSPHRASE")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "remo {args:?}: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// A CA, its revocation list, and user keys, made with `remo ca` and
+/// `remo keygen` as an admin would.
+struct Ca {
+    dir: PathBuf,
+    key: PathBuf,
+    public: PathBuf,
+    revoked: PathBuf,
+}
+
+impl Ca {
+    fn new(scratch: &Scratch) -> Ca {
+        let dir = scratch.sub("ca");
+        let key = dir.join("ca");
+        remo_local(
+            scratch,
+            &["ca", "init", "--no-passphrase", "-o", key.to_str().unwrap()],
+        );
+        Ca {
+            public: dir.join("ca.pub"),
+            revoked: dir.join("revoked"),
+            key,
+            dir,
+        }
+    }
+
+    /// `remo keygen` for `name`; returns the private key's path.
+    fn user_key(&self, scratch: &Scratch, name: &str) -> PathBuf {
+        let k = self.dir.join(name);
+        remo_local(
+            scratch,
+            &["keygen", "--no-passphrase", "-o", k.to_str().unwrap()],
+        );
+        k
+    }
+
+    /// `remo ca sign` for `user`'s key: the certificate lands in KEY-cert.
+    fn sign(&self, scratch: &Scratch, user: &str, key: &Path, extra: &[&str]) -> PathBuf {
+        let public = format!("{}.pub", key.display());
+        let mut args = vec![
+            "ca",
+            "sign",
+            "--ca",
+            self.key.to_str().unwrap(),
+            "--user",
+            user,
+            "--key",
+            &public,
+        ];
+        args.extend_from_slice(extra);
+        remo_local(scratch, &args);
+        let cert = PathBuf::from(format!("{}-cert", key.display()));
+        assert!(cert.exists(), "no {}", cert.display());
+        cert
+    }
+
+    /// The CA private key as a library key (for certificates the tool
+    /// refuses to make: expired, for another user).
+    fn identity(&self) -> IdentityKey {
+        remo::keyfile::load_identity(&self.key, &remo::keyfile::PassphraseSource::None).unwrap()
+    }
+}
+
+/// `remod serve --http` with its own data directory, trusting `ca`, named
+/// `name` for `hosts` patterns.
+fn start_server(scratch: &Scratch, ca: &Ca, name: &str) -> (Proc, String, DataDir, PathBuf) {
+    let port = free_port();
+    let dir = scratch.path().join(format!("data-{name}"));
+    let log = scratch.path().join(format!("remod-{name}.log"));
+    let mut cmd = remod_http_command(&dir, port);
+    cmd.arg("--ca-keys")
+        .arg(&ca.public)
+        .arg("--revoked")
+        .arg(&ca.revoked)
+        .arg("--server-name")
+        .arg(name)
+        .env("RUST_LOG", "info");
+    let mut p = Proc::spawn(name, cmd, &log);
+    p.wait_port(port);
+    (
+        p,
+        format!("http://127.0.0.1:{port}"),
+        quick_data_dir(&dir),
+        log,
+    )
+}
+
+fn client_for(scratch: &Scratch, url: &str, data: &DataDir, user: &str, key: &Path) -> Client {
+    let mut c = Client::new(scratch, url, data);
+    c.user = user.to_string();
+    c.key = key.to_path_buf();
+    c
+}
+
+fn audit_rows(data: &DataDir) -> Vec<serde_json::Value> {
+    let out = run_ok(
+        remod_command()
+            .args(["audit", "--json", "--user-db"])
+            .arg(&data.user_db),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The `/usr/bin/sleep` processes whose arguments are exactly `arg`.
+fn sleepers(arg: &str) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let words: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if words.len() >= 2 && words[0].ends_with(b"sleep") && words[1] == arg.as_bytes() {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn certificate_logins_grants_hosts_and_revocation() {
+    let scratch = Scratch::new("certs");
+    let ca = Ca::new(&scratch);
+    let carol = ca.user_key(&scratch, "carol");
+    let cert = ca.sign(
+        &scratch,
+        "carol",
+        &carol,
+        &[
+            "--valid",
+            "1h",
+            "--hosts",
+            "web* app",
+            "--grant",
+            "cmd:/usr/bin/id",
+            "--grant",
+            "cmd:/usr/bin/sleep",
+            "--serial",
+            "42",
+        ],
+    );
+    let shown = remo_local(
+        &scratch,
+        &[
+            "ca",
+            "show",
+            cert.to_str().unwrap(),
+            "--ca",
+            ca.public.to_str().unwrap(),
+        ],
+    );
+    let shown = text(&shown.stdout);
+    assert!(shown.contains("serial  42"), "{shown}");
+    assert!(shown.contains("signature verifies"), "{shown}");
+    assert!(shown.contains("grant   cmd:/usr/bin/id"), "{shown}");
+
+    let (mut web, web_url, web_data, web_log) = start_server(&scratch, &ca, "web1");
+    let (_db, db_url, db_data, db_log) = start_server(&scratch, &ca, "db1");
+    let (code, body) = curl("GET", &format!("{web_url}/info"), &[], None);
+    assert_eq!(code, 200);
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(info["certificates"], true, "{info}");
+
+    // carol is registered nowhere: her certificate logs her in on web1,
+    // with exactly its grants.
+    let c = client_for(&scratch, &web_url, &web_data, "carol", &carol);
+    let r = c.ok(&["exec", "/usr/bin/id", "-u"], None);
+    assert_eq!(r.out().trim(), "0");
+    let denied = c.run(&["exec", "/usr/bin/cat", "/etc/hostname"], None);
+    assert_ne!(denied.code, Some(0));
+    assert!(denied.stderr.contains("forbidden"), "{}", denied.stderr);
+    wait_log(&web_log, "carol auth ok (SHA256:", 1);
+
+    // db1 is not web*: refused, and the client says why it may be.
+    let d = client_for(&scratch, &db_url, &db_data, "carol", &carol);
+    let r = d.run(&["exec", "/usr/bin/id"], None);
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("certificate") && r.stderr.contains("refused by the server"),
+        "{}",
+        r.stderr
+    );
+    wait_log(
+        &db_log,
+        "carol auth 401 certificate: not for this server",
+        1,
+    );
+
+    // The audit names the CA and the serial of the login and of each
+    // operation.
+    let ca_fp = remo::keyfile::read_public_key(&ca.public)
+        .unwrap()
+        .fingerprint();
+    let label = format!("{ca_fp}#42");
+    let rows = audit_rows(&web_data);
+    let ok_auth = rows
+        .iter()
+        .find(|r| r["user"] == "carol" && r["op"] == "auth" && r["outcome"] == "ok")
+        .unwrap_or_else(|| panic!("no auth row: {rows:?}"));
+    assert_eq!(ok_auth["cert"], label.as_str());
+    let cmd = rows
+        .iter()
+        .find(|r| r["user"] == "carol" && r["op"] == "cmd" && r["outcome"] == "ok")
+        .unwrap_or_else(|| panic!("no cmd row: {rows:?}"));
+    assert_eq!(cmd["cert"], label.as_str());
+
+    // Revocation ends a live session, and its command, within 2 s of the
+    // list changing.
+    let mut bg = c.command(&["exec", "/usr/bin/sleep", "71.25"]);
+    bg.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = bg.spawn().unwrap();
+    let t0 = Instant::now();
+    while sleepers("71.25") == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "sleep never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    remo_local(
+        &scratch,
+        &[
+            "ca",
+            "revoke",
+            "--list",
+            ca.revoked.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let revoked_at = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "the session outlived its revocation"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let ended = revoked_at.elapsed();
+    assert!(!status.success());
+    assert!(
+        ended < Duration::from_secs(2),
+        "the session ended {ended:?} after the revocation"
+    );
+    assert_eq!(sleepers("71.25"), 0, "the command outlived its session");
+    wait_log(&web_log, "carol (SHA256:", 1);
+    wait_log(
+        &web_log,
+        "certificate: serial revoked; ended the session",
+        1,
+    );
+    // A new login with it is refused.
+    let r = c.run(&["exec", "/usr/bin/id"], None);
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    wait_log(&web_log, "carol auth 401 certificate: serial revoked", 1);
+    web.assert_running();
+}
+
+#[test]
+fn certificates_against_registered_users_and_expiry() {
+    let scratch = Scratch::new("certs-users");
+    let ca = Ca::new(&scratch);
+    let dave = ca.user_key(&scratch, "dave");
+    ca.sign(
+        &scratch,
+        "dave",
+        &dave,
+        &[
+            "--valid",
+            "1h",
+            "--hosts",
+            "*",
+            "--grant",
+            "cmd:/usr/bin/id",
+        ],
+    );
+    let (_web, url, data, log) = start_server(&scratch, &ca, "web1");
+    // dave is also registered here, enabled, with another grant: the
+    // certificate session has the certificate's grants, not his.
+    run_ok(
+        remod_command()
+            .args(["user", "--db"])
+            .arg(&data.user_db)
+            .args(["add", "dave", "--allow", "cmd:/usr/bin/true", "--key"])
+            .arg(format!("{}.pub", dave.display())),
+    );
+    let c = client_for(&scratch, &url, &data, "dave", &dave);
+    c.ok(&["exec", "/usr/bin/id"], None);
+    let r = c.run(&["exec", "/usr/bin/true"], None);
+    assert!(r.stderr.contains("forbidden"), "{}", r.stderr);
+    c.ok(&["logout"], None);
+    // Disabled on this server: the certificate does not get him in, and
+    // the fallback to his key neither.
+    run_ok(
+        remod_command()
+            .args(["user", "--db"])
+            .arg(&data.user_db)
+            .args(["disable", "dave"]),
+    );
+    let r = c.run(&["exec", "/usr/bin/id"], None);
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    wait_log(&log, "dave auth 401 user disabled (SHA256:", 1);
+
+    // An expired certificate: the client says so and tries the key alone.
+    let erin = ca.user_key(&scratch, "erin");
+    ca.sign(
+        &scratch,
+        "erin",
+        &erin,
+        &[
+            "--valid",
+            "1s",
+            "--hosts",
+            "*",
+            "--grant",
+            "cmd:/usr/bin/id",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let e = client_for(&scratch, &url, &data, "erin", &erin);
+    let r = e.run(&["exec", "/usr/bin/id"], None);
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    assert!(r.stderr.contains("expired at"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("logging in with the key alone"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// An `/auth` body for `user`, signed by `key`, carrying `cert`.
+fn body(user: &str, key: &IdentityKey, cert: Option<(&Certificate, &IdentityKey)>) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (_hs, mut req): (_, AuthRequest) = ClientHandshake::start(user, key, now);
+    if let Some((c, ca)) = cert {
+        req.cert = Some(b64::encode(c.to_text().as_bytes()));
+        req.cert_sig = Some(b64::encode(&c.sign(ca).unwrap()));
+    }
+    serde_json::to_vec(&req).unwrap()
+}
+
+#[test]
+fn every_refusal_is_one_401_with_a_precise_log() {
+    let scratch = Scratch::new("certs-raw");
+    let ca = Ca::new(&scratch);
+    let (_web, url, _data, log) = start_server(&scratch, &ca, "web1");
+    let auth = format!("{url}/auth");
+    let post = |b: &[u8]| {
+        curl(
+            "POST",
+            &auth,
+            &["Content-Type: application/json".to_string()],
+            Some(b),
+        )
+    };
+    let ca_key = ca.identity();
+    let user = IdentityKey::generate();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let cert = |user_name: &str, ca: &IdentityKey, nb: i64, na: i64, hosts: &str| Certificate {
+        ca: ca.public().fingerprint(),
+        serial: 7,
+        user: user_name.into(),
+        key: user.public(),
+        not_before: nb,
+        not_after: na,
+        hosts: vec![hosts.into()],
+        grants: vec!["cmd:/usr/bin/id".into()],
+    };
+    let good = cert("frank", &ca_key, now - 10, now + 3600, "web1");
+    let (code, _) = post(&body("frank", &user, Some((&good, &ca_key))));
+    assert_eq!(code, 200);
+
+    let other_ca = IdentityKey::generate();
+    let failed = br#"{"error":"authentication failed"}"#;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            body(
+                "frank",
+                &user,
+                Some((
+                    &cert("frank", &ca_key, now - 7200, now - 3600, "*"),
+                    &ca_key,
+                )),
+            ),
+            "frank auth 401 certificate: expired",
+        ),
+        (
+            body(
+                "frank",
+                &user,
+                Some((
+                    &cert("frank", &ca_key, now + 3600, now + 7200, "*"),
+                    &ca_key,
+                )),
+            ),
+            "frank auth 401 certificate: not yet valid",
+        ),
+        (
+            body("gina", &user, Some((&good, &ca_key))),
+            "gina auth 401 certificate: for another user",
+        ),
+        (
+            body(
+                "frank",
+                &user,
+                Some((&cert("frank", &other_ca, now, now + 60, "*"), &other_ca)),
+            ),
+            "frank auth 401 certificate: untrusted CA",
+        ),
+        (
+            body("frank", &IdentityKey::generate(), Some((&good, &ca_key))),
+            "frank auth 401 bad signature",
+        ),
+    ];
+    for (b, said) in cases {
+        let (code, answer) = post(&b);
+        assert_eq!((code, answer.as_slice()), (401, &failed[..]), "{said}");
+        wait_log(&log, said, 1);
+    }
+    // A CA signature that does not verify.
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&body("frank", &user, Some((&good, &ca_key)))).unwrap();
+    let mut sig = good.sign(&ca_key).unwrap();
+    sig[10] ^= 0x40;
+    forged["cert_sig"] = b64::encode(&sig).into();
+    let (code, _) = post(&serde_json::to_vec(&forged).unwrap());
+    assert_eq!(code, 401);
+    wait_log(
+        &log,
+        "frank auth 401 certificate: CA signature does not verify",
+        1,
+    );
+    // The same accepted body twice: a replay.
+    let once = body("frank", &user, Some((&good, &ca_key)));
+    assert_eq!(post(&once).0, 200);
+    assert_eq!(post(&once).0, 401);
+    wait_log(&log, "frank auth 401 replayed auth", 1);
+
+    // Malformed certificates are 400.
+    let base: serde_json::Value = serde_json::from_slice(&body("frank", &user, None)).unwrap();
+    let with = |cert: Option<&str>, sig: Option<&str>| {
+        let mut v = base.clone();
+        if let Some(c) = cert {
+            v["cert"] = c.into();
+        }
+        if let Some(s) = sig {
+            v["cert_sig"] = s.into();
+        }
+        serde_json::to_vec(&v).unwrap()
+    };
+    let good_b64 = b64::encode(good.to_text().as_bytes());
+    let sig_b64 = b64::encode(&good.sign(&ca_key).unwrap());
+    let bad_text = b64::encode(good.to_text().replace("serial 7", "serial 07").as_bytes());
+    for (b, why) in [
+        (with(Some(&good_b64), None), "cert without cert_sig"),
+        (with(None, Some(&sig_b64)), "cert_sig without cert"),
+        (with(Some("!!"), Some(&sig_b64)), "cert not b64"),
+        (with(Some(&bad_text), Some(&sig_b64)), "leading zero"),
+        (with(Some(&good_b64), Some("AAAA")), "short cert_sig"),
+    ] {
+        assert_eq!(post(&b).0, 400, "{why}");
+    }
+}
+
+/// The CA file and the revocation list come from params too, so a process
+/// that can reach the FastCGI socket names them: a file the web user owns
+/// is refused like a planted server key (it would let that user mint
+/// logins, or un-revoke one).
+#[test]
+fn ca_files_from_params_pass_the_ownership_checks() {
+    let scratch = Scratch::new("certs-trust");
+    let data = init_data_dir(&scratch, "admin");
+    let (mut remod, sock) = start_remod_fcgi(&scratch, &data);
+    let ca = Ca::new(&scratch);
+    let info = |extra: &[(&str, &str)]| {
+        let key = data.key_file.display().to_string();
+        let db = data.user_db.display().to_string();
+        let mut p = vec![
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", "/remo/info"),
+            ("SCRIPT_NAME", "/remo/info"),
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("REMO_BASE", "/remo"),
+            ("REMO_KEY_FILE", key.as_str()),
+            ("REMO_USER_DB", db.as_str()),
+        ];
+        p.extend_from_slice(extra);
+        let (status, body) = crate::common::fcgi::request(&sock, &p, b"");
+        (status, text(&body))
+    };
+    let (status, body) = info(&[]);
+    assert_eq!(status, 200);
+    assert!(!body.contains("certificates"), "{body}");
+    let ca_pub = ca.public.display().to_string();
+    let (status, body) = info(&[("REMO_CA_KEYS", &ca_pub), ("REMO_SERVER_NAME", "web1")]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""certificates":true"#), "{body}");
+
+    // The web user's own CA file and revocation list.
+    let evil = scratch.sub("evil");
+    let evil_ca = evil.join("ca.pub");
+    std::fs::copy(&ca.public, &evil_ca).unwrap();
+    let evil_list = evil.join("revoked");
+    std::fs::write(&evil_list, "").unwrap();
+    chown_tree(&evil, "www-data");
+    let evil_ca = evil_ca.display().to_string();
+    let (status, _) = info(&[("REMO_CA_KEYS", &evil_ca)]);
+    assert_eq!(status, 500);
+    let evil_list = evil_list.display().to_string();
+    let (status, _) = info(&[("REMO_CA_KEYS", &ca_pub), ("REMO_REVOKED", &evil_list)]);
+    assert_eq!(status, 500);
+    let log = std::fs::read_to_string(scratch.path().join("remod.log")).unwrap();
+    assert!(
+        log.contains("REMO_CA_KEYS") && log.contains("owned by uid 33"),
+        "{log}"
+    );
+    assert!(log.contains("REMO_REVOKED"), "{log}");
+    remod.assert_running();
+}
