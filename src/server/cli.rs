@@ -210,6 +210,7 @@ fn defaults_from(a: &ServeArgs) -> Defaults {
                 revoked: a.revoked.as_ref().map(abs),
                 server_name: a.server_name.clone(),
             },
+            refused_param: None,
         },
         // The embedded door is the whole server: it answers exactly under
         // its prefix, so one server has one URL (a second URL would pin a

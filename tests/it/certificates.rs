@@ -499,12 +499,14 @@ fn every_refusal_is_one_401_with_a_precise_log() {
     }
 }
 
-/// The CA file and the revocation list come from params too, so a process
-/// that can reach the FastCGI socket names them: a file the web user owns
-/// is refused like a planted server key (it would let that user mint
-/// logins, or un-revoke one).
+/// Certificate settings never come from FastCGI params: any process that
+/// can reach the socket chooses those. The attack: a user whose public key
+/// sits in a root-owned file (as registered keys do) names it as a CA and
+/// signs herself any grants. They come from flags, the environment or the
+/// config file, whose `[certificates]` files pass the ownership checks
+/// (a CA file or revocation list the web user owns is refused).
 #[test]
-fn ca_files_from_params_pass_the_ownership_checks() {
+fn certificate_settings_are_not_params_and_their_files_are_checked() {
     let scratch = Scratch::new("certs-trust");
     let data = init_data_dir(&scratch, "admin");
     let (mut remod, sock) = start_remod_fcgi(&scratch, &data);
@@ -528,24 +530,53 @@ fn ca_files_from_params_pass_the_ownership_checks() {
     let (status, body) = info(&[]);
     assert_eq!(status, 200);
     assert!(!body.contains("certificates"), "{body}");
-    let ca_pub = ca.public.display().to_string();
-    let (status, body) = info(&[("REMO_CA_KEYS", &ca_pub), ("REMO_SERVER_NAME", "web1")]);
+    // The admin's own public key, root-owned, named as a CA by a param.
+    let user_pub = format!("{}.pub", data.client_key.display());
+    for (name, value) in [
+        ("REMO_CA_KEYS", user_pub.as_str()),
+        ("REMO_REVOKED", "/nonexistent/revoked"),
+        ("REMO_SERVER_NAME", "web1"),
+    ] {
+        let (status, body) = info(&[(name, value)]);
+        assert_eq!(status, 500, "{name} from a param was used: {body}");
+        wait_log(
+            &scratch.path().join("remod.log"),
+            &format!("{name} is invalid: is not taken from FastCGI params"),
+            1,
+        );
+    }
+
+    // The config file's [certificates], as a vhost would have it.
+    let conf_dir = scratch.sub("conf");
+    let write_conf = |name: &str, ca_keys: &Path, revoked: &Path| {
+        let p = conf_dir.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[certificates]\nca_keys = {:?}\nrevoked = {:?}\nserver_name = \"web1\"\n",
+                ca_keys.display().to_string(),
+                revoked.display().to_string()
+            ),
+        )
+        .unwrap();
+        p.display().to_string()
+    };
+    let good = write_conf("good.toml", &ca.public, &ca.revoked);
+    let (status, body) = info(&[("REMO_CONFIG", &good)]);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""certificates":true"#), "{body}");
 
-    // The web user's own CA file and revocation list.
+    // The web user's own CA file and revocation list, named by a config.
     let evil = scratch.sub("evil");
     let evil_ca = evil.join("ca.pub");
     std::fs::copy(&ca.public, &evil_ca).unwrap();
     let evil_list = evil.join("revoked");
     std::fs::write(&evil_list, "").unwrap();
     chown_tree(&evil, "www-data");
-    let evil_ca = evil_ca.display().to_string();
-    let (status, _) = info(&[("REMO_CA_KEYS", &evil_ca)]);
-    assert_eq!(status, 500);
-    let evil_list = evil_list.display().to_string();
-    let (status, _) = info(&[("REMO_CA_KEYS", &ca_pub), ("REMO_REVOKED", &evil_list)]);
-    assert_eq!(status, 500);
+    let bad_ca = write_conf("bad-ca.toml", &evil_ca, &ca.revoked);
+    assert_eq!(info(&[("REMO_CONFIG", &bad_ca)]).0, 500);
+    let bad_list = write_conf("bad-list.toml", &ca.public, &evil_list);
+    assert_eq!(info(&[("REMO_CONFIG", &bad_list)]).0, 500);
     let log = std::fs::read_to_string(scratch.path().join("remod.log")).unwrap();
     assert!(
         log.contains("REMO_CA_KEYS") && log.contains("owned by uid 33"),

@@ -54,10 +54,24 @@ pub struct InstanceKey {
     /// `remod serve --dir DIR`'s `DIR/remo.toml`, so that a file added
     /// later takes effect at the next reload (SIGHUP).
     pub config_optional: bool,
-    /// `REMO_CA_KEYS`, `REMO_REVOKED`, `REMO_SERVER_NAME`: certificate
-    /// logins (§7); where unset, the config file's `[certificates]`.
+    /// `--ca-keys`, `--revoked`, `--server-name` (or `REMO_CA_KEYS`, …
+    /// in remod's environment): certificate logins (§7); where unset, the
+    /// config file's `[certificates]`. Never from FastCGI params.
     pub certs: CertSettings,
+    /// A certificate setting a request tried to give as a FastCGI param:
+    /// refused (see [`CERT_PARAMS`]).
+    pub refused_param: Option<&'static str>,
 }
+
+/// The certificate settings, which a FastCGI param may not give. Any
+/// process that can reach the socket chooses params, and these would let
+/// it choose whom remod believes: a root-owned public key whose private
+/// half a user holds (a registered user's `.pub`) named as a CA lets that
+/// user sign herself any grants; another revocation list (or a missing
+/// one) un-revokes; another server name makes a `web*` certificate valid
+/// here. They come from remod's flags, its environment, or the
+/// `[certificates]` table of its config file.
+pub(crate) const CERT_PARAMS: [&str; 3] = ["REMO_CA_KEYS", "REMO_REVOKED", "REMO_SERVER_NAME"];
 
 /// Daemon-wide defaults, used where a request carries no param.
 #[derive(Debug, Clone, Default)]
@@ -108,15 +122,10 @@ impl Defaults {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
                 .or_else(|| self.instance.session_timeout.clone()),
-            certs: CertSettings {
-                ca_keys: param_path(params, "REMO_CA_KEYS"),
-                revoked: param_path(params, "REMO_REVOKED"),
-                server_name: params
-                    .get_str("REMO_SERVER_NAME")
-                    .filter(|v| !v.is_empty())
-                    .map(str::to_string),
-            }
-            .or(&self.instance.certs),
+            certs: self.instance.certs.clone(),
+            refused_param: CERT_PARAMS
+                .into_iter()
+                .find(|name| params.get(name).is_some_and(|v| !v.is_empty())),
         }
     }
 
@@ -388,6 +397,7 @@ mod tests {
                 session_timeout: None,
                 config_optional: false,
                 certs: Default::default(),
+                refused_param: None,
             },
             base: Some("/remo".into()),
         };
@@ -395,9 +405,15 @@ mod tests {
         p.push("REMO_USER_DB", "/p/db");
         p.push("REMO_BASE", "");
         let s = d.select(&p);
+        assert_eq!(s.instance.refused_param, None);
         assert_eq!(s.instance.key_file.as_deref(), Some(Path::new("/d/key")));
         assert_eq!(s.instance.user_db.as_deref(), Some(Path::new("/p/db")));
         assert_eq!(s.base.as_deref(), Some("/remo"));
+        for name in CERT_PARAMS {
+            let mut p = Params::new();
+            p.push(name, "/etc/remo/x");
+            assert_eq!(d.select(&p).instance.refused_param, Some(name));
+        }
     }
 
     #[test]

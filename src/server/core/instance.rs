@@ -109,6 +109,13 @@ impl Resolved {
             .as_deref()
             .ok_or(ConfigError::Missing("REMO_USER_DB"))?;
         let timeout = parse_timeout(k.session_timeout.as_deref())?;
+        if let Some(name) = k.refused_param {
+            return Err(ConfigError::Invalid {
+                name,
+                why: "is not taken from FastCGI params (any process that can reach the socket could name a public key as a CA, another revocation list or another server name); set it with remod's flags or environment, or in the config file's [certificates]".into(),
+            }
+            .into());
+        }
         let untrusted = |setting| move |why| InstanceError::Untrusted { setting, why };
         let mut why = Vec::new();
         let key = trust::check_file(key_named).map_err(untrusted("REMO_KEY_FILE"))?;

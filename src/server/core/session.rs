@@ -360,4 +360,35 @@ mod tests {
         assert!(s.cancel.is_cancelled());
         assert!(s.accept_request(1).is_ok());
     }
+
+    #[test]
+    fn a_certificate_session_ends_at_not_after() {
+        let t = SessionTable::new(10, 10, Duration::from_secs(3600));
+        let to = Duration::from_secs(3600);
+        let now = crate::server::core::instance::unix_now();
+        let cert = |not_after| {
+            Some(CertInfo {
+                ca: "SHA256:x".into(),
+                serial: 1,
+                key: "SHA256:k".into(),
+                not_after,
+            })
+        };
+        let live = t
+            .create(
+                "a".into(),
+                "u",
+                &keys(),
+                to,
+                Grants::admin(),
+                cert(now + 60),
+            )
+            .unwrap();
+        let dead = t
+            .create("b".into(), "u", &keys(), to, Grants::admin(), cert(now - 1))
+            .unwrap();
+        assert!(t.get("a").is_some());
+        assert!(t.get("b").is_none());
+        assert!(dead.cancel.is_cancelled() && !live.cancel.is_cancelled());
+    }
 }
