@@ -8,11 +8,13 @@
 //! value or an error, never a panic, and sizes are bounded (ranges, host
 //! count, nesting).
 //!
-//! Name lookup, the same for a spec item and a `[groups]` member: a group
-//! (config `[groups]` first, then the inventory's, then the built-in `all`),
-//! then a host (`[hosts]` alias first, then inventory host). `@name` looks
-//! for a group only. Config wins over the inventory so that one machine or
-//! group of a shared inventory can be given local settings.
+//! Name lookup, the same for a spec item and a `[groups]` member: config.toml
+//! first (`[groups]`, then `[hosts]` aliases), then the inventory (groups,
+//! then hosts); `all` and `ungrouped` are always the built-in groups.
+//! `@name` looks for a group only. Config wins over the inventory so that
+//! one machine or group of a shared inventory can be given local settings
+//! (an alias with `pin_certificate`, say), and adding a group to the shared
+//! inventory never changes what a config group means.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -1569,8 +1571,9 @@ struct Resolver<'a> {
 
 /// Resolves `SPEC` (the text after `@`) into targets.
 ///
-/// `SPEC` is a comma-separated list of items: a group, a `[hosts]` alias, an
-/// inventory host, a URL, or `@group` (groups only); `!item` excludes the
+/// `SPEC` is a comma-separated list of items: a config group, a `[hosts]`
+/// alias, an inventory group, an inventory host (looked up in that order),
+/// a URL, or `@group` (groups only); `!item` excludes the
 /// hosts of that item from the whole result (a spec of exclusions only
 /// starts from `all`). `all` is every inventory host when an inventory is
 /// given, else every `[hosts]` alias; `ungrouped` needs an inventory. The
@@ -1666,16 +1669,19 @@ impl Resolver<'_> {
             return Ok(());
         }
         if let Some(group) = item.strip_prefix('@') {
-            return match self.group(group, stack, out)? {
+            return match self.config_group(group, stack, out)? || self.inventory_group(group, out) {
                 true => Ok(()),
                 false => Err(self.unknown(group, context)),
             };
         }
-        if self.group(item, stack, out)? {
+        if self.config_group(item, stack, out)? {
             return Ok(());
         }
-        if self.cfg.hosts.contains_key(item) {
+        if !matches!(item, "all" | "ungrouped") && self.cfg.hosts.contains_key(item) {
             out.push(Pick::Alias(item.to_string()));
+            return Ok(());
+        }
+        if self.inventory_group(item, out) {
             return Ok(());
         }
         if let Some(&h) = self.inv.and_then(|inv| inv.host_ix.get(item)) {
@@ -1685,45 +1691,55 @@ impl Resolver<'_> {
         Err(self.unknown(item, context))
     }
 
-    /// Appends a group's hosts; `false` if there is no such group.
-    fn group(
+    /// Appends the hosts of a config.toml group; `false` if there is none.
+    fn config_group(
         &self,
         name: &str,
         stack: &mut Vec<String>,
         out: &mut Vec<Pick>,
     ) -> Result<bool, FleetError> {
-        if let Some(members) = self.cfg.groups.get(name) {
-            if stack.iter().any(|s| s == name) {
-                let mut path = stack.clone();
-                path.push(name.to_string());
-                return Err(FleetError::Groups(format!(
-                    "group cycle: {}",
-                    path.join(" -> ")
-                )));
-            }
-            if stack.len() >= MAX_DEPTH {
-                return Err(FleetError::Groups(format!(
-                    "groups nested more than {MAX_DEPTH} deep"
-                )));
-            }
-            stack.push(name.to_string());
-            let context = format!(" (in [groups].{name})");
-            for m in members {
-                self.item(m.trim(), &context, stack, out)?;
-            }
-            stack.pop();
-            return Ok(true);
+        let Some(members) = self.cfg.groups.get(name) else {
+            return Ok(false);
+        };
+        if stack.iter().any(|s| s == name) {
+            let mut path = stack.clone();
+            path.push(name.to_string());
+            return Err(FleetError::Groups(format!(
+                "group cycle: {}",
+                path.join(" -> ")
+            )));
         }
-        if let Some(inv) = self.inv {
-            if let Some(&g) = inv.group_ix.get(name) {
-                out.extend(inv.group_hosts(g).into_iter().map(Pick::Inv));
-                return Ok(true);
-            }
-        } else if name == "all" {
-            out.extend(self.cfg.hosts.keys().map(|a| Pick::Alias(a.clone())));
-            return Ok(true);
+        if stack.len() >= MAX_DEPTH {
+            return Err(FleetError::Groups(format!(
+                "groups nested more than {MAX_DEPTH} deep"
+            )));
         }
-        Ok(false)
+        stack.push(name.to_string());
+        let context = format!(" (in [groups].{name})");
+        for m in members {
+            self.item(m.trim(), &context, stack, out)?;
+        }
+        stack.pop();
+        Ok(true)
+    }
+
+    /// Appends the hosts of an inventory group, or of `all` without an
+    /// inventory (every alias); `false` if there is no such group.
+    fn inventory_group(&self, name: &str, out: &mut Vec<Pick>) -> bool {
+        match self.inv {
+            Some(inv) => match inv.group_ix.get(name) {
+                Some(&g) => {
+                    out.extend(inv.group_hosts(g).into_iter().map(Pick::Inv));
+                    true
+                }
+                None => false,
+            },
+            None if name == "all" => {
+                out.extend(self.cfg.hosts.keys().map(|a| Pick::Alias(a.clone())));
+                true
+            }
+            None => false,
+        }
     }
 
     /// The error for a name nothing knows.
@@ -1836,4 +1852,902 @@ fn fleet_url(template: &str, host: &str, name: &str) -> Result<String, FleetErro
         )));
     }
     Ok(out.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ansible's INI documentation example (ini inventory plugin, example 1
+    /// and 2), with remo variables added.
+    const INI_DOC: &str = r#"
+# example cfg file
+[web]
+host1
+host2 ansible_port=222 # defined inline, interpreted as an integer
+
+[web:vars]
+http_port=8080 # all members of 'web' will inherit these
+myvar=23 # defined in a :vars section, interpreted as a string
+
+[web:children] # child groups will automatically add their hosts to parent group
+apache
+nginx
+
+[apache]
+tomcat1
+tomcat2 myvar=34 # host specific vars override group vars
+tomcat3 mysecret="'03#pa33w0rd'" # proper quoting to prevent value changes
+
+[nginx]
+jenkins1
+
+[nginx:vars]
+has_java = True # vars in child groups override same in parent
+
+[all:vars]
+has_java = False # 'all' is 'top' parent
+"#;
+
+    /// The YAML documentation example of the yaml inventory plugin.
+    const YAML_DOC: &str = r#"
+all: # keys must be unique, i.e. only one 'hosts' per group
+    hosts:
+        test1:
+        test2:
+            host_var: value
+    vars:
+        group_all_var: value
+    children:   # key order does not matter, indentation does
+        other_group:
+            children:
+                group_x:
+                    hosts:
+                        test5   # Note that one machine will work without a colon
+                group_y:
+                    hosts:
+                        test6:  # So always use a colon
+            vars:
+                g2_var2: value3
+            hosts:
+                test4:
+                    ansible_host: 127.0.0.1
+        last_group:
+            hosts:
+                test1 # same host as above, additional group membership
+            vars:
+                group_last_var: value
+"#;
+
+    fn ini(text: &str) -> Inventory {
+        Inventory::parse(text, "inv", Format::Ini).unwrap()
+    }
+
+    fn yaml(text: &str) -> Inventory {
+        Inventory::parse(text, "inv", Format::Yaml).unwrap()
+    }
+
+    /// Host names of a group, as resolution lists them.
+    fn members(inv: &Inventory, group: &str) -> Vec<String> {
+        let g = inv.group_ix[group];
+        inv.group_hosts(g)
+            .into_iter()
+            .map(|h| inv.hosts[h].name.clone())
+            .collect()
+    }
+
+    fn names(hosts: &[FleetHost]) -> Vec<&str> {
+        hosts.iter().map(|h| h.name.as_str()).collect()
+    }
+
+    fn server(h: &FleetHost) -> &str {
+        match &h.via {
+            Via::Url { server, .. } => server,
+            Via::Alias(a) => panic!("alias {a}"),
+        }
+    }
+
+    fn parse_err(text: &str, format: Format) -> (usize, String) {
+        match Inventory::parse(text, "inv", format) {
+            Err(FleetError::Parse {
+                file,
+                line,
+                message,
+            }) => {
+                assert_eq!(file, "inv");
+                (line, message)
+            }
+            other => panic!("expected a parse error for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ini_documentation_example_groups_and_children() {
+        let inv = ini(INI_DOC);
+        // Children add their hosts to the parent, breadth first.
+        assert_eq!(
+            members(&inv, "web"),
+            ["host1", "host2", "tomcat1", "tomcat2", "tomcat3", "jenkins1"]
+        );
+        assert_eq!(members(&inv, "apache"), ["tomcat1", "tomcat2", "tomcat3"]);
+        assert_eq!(members(&inv, "all").len(), 6);
+        assert!(members(&inv, "ungrouped").is_empty());
+        // `web` is a child of `all`; apache/nginx are not (they have a parent).
+        let all = &inv.groups[ALL];
+        let kids: Vec<&str> = all
+            .children
+            .iter()
+            .map(|&c| inv.groups[c].name.as_str())
+            .collect();
+        assert_eq!(kids, ["ungrouped", "web"]);
+        assert_eq!(inv.groups[inv.group_ix["nginx"]].depth, 2);
+    }
+
+    #[test]
+    fn ini_ungrouped_hosts_and_multi_group_membership() {
+        // Ansible's example 2.
+        let inv = ini(r#"
+host1 # this is 'ungrouped'
+
+# both hosts have same IP but diff ports, also 'ungrouped'
+host2 ansible_host=127.0.0.1 ansible_port=44
+host3 ansible_host=127.0.0.1 ansible_port=45
+
+[g1]
+host4
+
+[g2]
+host4 # same host as above, but member of 2 groups, will inherit vars from both
+      # inventory hostnames are unique
+"#);
+        assert_eq!(members(&inv, "ungrouped"), ["host1", "host2", "host3"]);
+        assert_eq!(members(&inv, "g1"), ["host4"]);
+        assert_eq!(members(&inv, "g2"), ["host4"]);
+        assert_eq!(inv.hosts.len(), 4);
+        assert_eq!(inv.hosts[1].vars.ansible_host.as_deref(), Some("127.0.0.1"));
+        // A host listed before any section and later in a group is not
+        // ungrouped any more (Ansible's reconcile).
+        let inv = ini("a\nb\n[g]\na\n");
+        assert_eq!(members(&inv, "ungrouped"), ["b"]);
+    }
+
+    #[test]
+    fn ini_ranges_numeric_padded_alphabetic_and_step() {
+        let inv = ini("[web]\nwww[01:03].example.com\n[db]\ndb-[a:c]-node.example.com\n[odd]\nh[1:9:4]\n[two]\nr[1:2]c[a:b]\n[open]\nx[:2]\n");
+        assert_eq!(
+            members(&inv, "web"),
+            [
+                "www01.example.com",
+                "www02.example.com",
+                "www03.example.com"
+            ]
+        );
+        assert_eq!(
+            members(&inv, "db"),
+            [
+                "db-a-node.example.com",
+                "db-b-node.example.com",
+                "db-c-node.example.com"
+            ]
+        );
+        assert_eq!(members(&inv, "odd"), ["h1", "h5", "h9"]);
+        assert_eq!(members(&inv, "two"), ["r1ca", "r1cb", "r2ca", "r2cb"]);
+        assert_eq!(members(&inv, "open"), ["x0", "x1", "x2"]);
+        // Without a leading zero there is no padding; letters run a–z, A–Z.
+        assert_eq!(expand_pattern("h[8:10]").unwrap(), ["h8", "h9", "h10"]);
+        assert_eq!(expand_pattern("h[y:B]").unwrap(), ["hy", "hz", "hA", "hB"]);
+        // A port is Ansible's (ssh) and is dropped.
+        assert_eq!(expand_pattern("h[1:2]:2222").unwrap(), ["h1", "h2"]);
+    }
+
+    #[test]
+    fn ranges_are_bounded_and_malformed_ranges_refused() {
+        assert_eq!(expand_pattern("h[1:10000]").unwrap().len(), 10_000);
+        for bad in [
+            "h[1:10001]",
+            "h[0:99][0:99][0:9]",
+            "h[0:999999999]",
+            "h[01:100]",
+            "h[3:1]",
+            "h[c:a]",
+            "h[1:]",
+            "h[1:3:0]",
+            "h[1:3:-1]",
+            "h[1:3:]",
+            "h[a:3]",
+            "h[aa:b]",
+            "h[1]",
+            "h[1:2:3:4]",
+            "h[1:2",
+            "h[[1:2]]",
+            "h[+1:3]",
+            "h:",
+            "h:99999",
+            "h:x",
+            "::1",
+            "h/x",
+            "",
+        ] {
+            assert!(expand_pattern(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn ini_vars_precedence_host_over_child_over_parent_over_all() {
+        let inv = ini(r#"
+[all:vars]
+remo_user=everyone
+remo_key=/k/all
+
+[web]
+w1
+w2 remo_user=hostuser
+
+[web:vars]
+remo_user=webuser
+ansible_host=shared.example
+
+[web:children]
+edge
+
+[edge]
+e1
+
+[edge:vars]
+remo_user='edgeuser' # a comment after a quoted value
+"#);
+        let v = |n: &str| inv.hosts[inv.host_ix[n]].vars.clone();
+        assert_eq!(v("w1").remo_user.as_deref(), Some("webuser"));
+        assert_eq!(v("w2").remo_user.as_deref(), Some("hostuser"));
+        assert_eq!(v("e1").remo_user.as_deref(), Some("edgeuser"));
+        assert_eq!(v("e1").remo_key.as_deref(), Some("/k/all"));
+        assert_eq!(v("e1").ansible_host.as_deref(), Some("shared.example"));
+    }
+
+    #[test]
+    fn group_priority_orders_groups_of_equal_depth() {
+        let text = |pa: i32, pb: i32| {
+            format!("[a]\nh\n[b]\nh\n[a:vars]\nremo_user=ua\nansible_group_priority={pa}\n[b:vars]\nremo_user=ub\nansible_group_priority={pb}\n")
+        };
+        // Equal priority: by name, so b (later) wins.
+        let inv = ini(&text(1, 1));
+        assert_eq!(inv.hosts[0].vars.remo_user.as_deref(), Some("ub"));
+        let inv = ini(&text(5, 1));
+        assert_eq!(inv.hosts[0].vars.remo_user.as_deref(), Some("ua"));
+    }
+
+    #[test]
+    fn ini_host_line_quoting_like_shlex() {
+        assert_eq!(
+            shlex_split(r#"h a=1 b="x y" c='p q' d=e\ f g="\"q\"" # rest"#).unwrap(),
+            ["h", "a=1", "b=x y", "c=p q", "d=e f", "g=\"q\""]
+        );
+        assert_eq!(shlex_split("h#c").unwrap(), ["h"]);
+        assert_eq!(shlex_split(r#"a"b c"d"#).unwrap(), ["ab cd"]);
+        assert_eq!(shlex_split(r#""a\x""#).unwrap(), [r"a\x"]);
+        assert!(shlex_split("h a='x").is_err());
+        assert!(shlex_split("h a=\\").is_err());
+        // A Python string literal inside shell quotes, as Ansible documents.
+        let inv = ini("h remo_user=\"'03#pa33w0rd'\" remo_key='/k/a b'\n");
+        assert_eq!(inv.hosts[0].vars.remo_user.as_deref(), Some("03#pa33w0rd"));
+        assert_eq!(inv.hosts[0].vars.remo_key.as_deref(), Some("/k/a b"));
+    }
+
+    #[test]
+    fn values_that_are_not_strings_are_refused_for_remo_vars() {
+        for bad in [
+            "h remo_user=007",
+            "h remo_user=1.50",
+            "h remo_user=0x10",
+            "h remo_user=True",
+            "h remo_user=None",
+            "h remo_user=[1]",
+            "h remo_user=\"r'x'\"",
+            "h remo_user=\"'a\\\\b'\"",
+            "h remo_user=\"'a'b\"",
+            "h remo_server=ftp://x",
+            "h remo_server='https://{{ x }}/r'",
+            "h ansible_host=a/b",
+            "h ansible_host=a@b",
+            "[g]\nh\n[g:vars]\nremo_user=alice # comment",
+            "[g]\nh\n[g:vars]\nansible_group_priority=high",
+        ] {
+            let (line, msg) = parse_err(bad, Format::Ini);
+            assert!(line >= 1, "{bad}: {msg}");
+        }
+        // Other variables are not ours to judge.
+        let inv = ini("h ansible_port=[1,2] foo=True x='y'\n");
+        assert_eq!(inv.hosts[0].vars, Vars::default());
+        // A canonical integer reads back as itself; an IPv4/IPv6 address is a string.
+        let inv = ini("h remo_user=42 ansible_host=10.0.0.1\ni ansible_host=2001:db8::1\n");
+        assert_eq!(inv.hosts[0].vars.remo_user.as_deref(), Some("42"));
+        assert_eq!(
+            inv.hosts[1].vars.ansible_host.as_deref(),
+            Some("2001:db8::1")
+        );
+    }
+
+    #[test]
+    fn ini_sections_and_declarations_are_checked() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("[web:vars]\nx=1\n", 1, "never declared"),
+            ("[web:children]\napache\n", 2, "never declared"),
+            ("[web:bogus]\n", 1, "unknown type"),
+            ("[web ]\n", 1, "invalid section"),
+            ("[we b]\n", 1, "invalid section"),
+            ("[w+b]\n", 1, "group name"),
+            ("[g]\nh\n[g:vars]\njust-a-word\n", 4, "key=value"),
+            ("[g]\nh x\n", 2, "key=value"),
+            ("[g]\n---\n", 2, "YAML"),
+            ("[g]\n[g:children]\ng\n", 3, "own child"),
+            ("[a:children]\nb\n[b:children]\na\n", 4, "cycle: "),
+            ("[a:children]\nall\n", 2, "'all' cannot"),
+            ("[g:children]\nx y\n", 2, "group name"),
+        ];
+        for (text, line, want) in cases {
+            let (l, msg) = parse_err(text, Format::Ini);
+            assert!(msg.contains(want), "{text:?}: {msg}");
+            assert_eq!(l, *line, "{text:?}: {msg}");
+        }
+        // Children may be declared after they are referenced.
+        let inv = ini("[web:children]\napache\n[apache]\nt1\n[web:vars]\nremo_user=u\n");
+        assert_eq!(members(&inv, "web"), ["t1"]);
+        assert_eq!(inv.hosts[0].vars.remo_user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn cycles_name_the_loop() {
+        let (_, msg) = parse_err(
+            "[a:children]\nb\n[b:children]\nc\n[c:children]\na\n[x]\nh\n",
+            Format::Ini,
+        );
+        assert!(
+            msg.contains("a -> b -> c -> a")
+                || msg.contains("b -> c -> a -> b")
+                || msg.contains("c -> a -> b -> c"),
+            "{msg}"
+        );
+        let (_, msg) = parse_err("all:\n  children:\n    a:\n      children:\n        b:\n          children:\n            a:\n", Format::Yaml);
+        assert!(msg.contains("cycle"), "{msg}");
+    }
+
+    #[test]
+    fn yaml_documentation_example() {
+        let inv = yaml(YAML_DOC);
+        assert_eq!(members(&inv, "other_group"), ["test4", "test5", "test6"]);
+        assert_eq!(members(&inv, "last_group"), ["test1"]);
+        assert_eq!(members(&inv, "group_x"), ["test5"]);
+        // test2 is only in `all`, so it is ungrouped; test1 is also in last_group.
+        assert_eq!(members(&inv, "ungrouped"), ["test2"]);
+        let t4 = &inv.hosts[inv.host_ix["test4"]];
+        assert_eq!(t4.vars.ansible_host.as_deref(), Some("127.0.0.1"));
+        let all = members(&inv, "all");
+        assert_eq!(all.len(), 5);
+        assert_eq!(&all[..2], ["test1", "test2"]);
+    }
+
+    #[test]
+    fn yaml_ranges_vars_and_precedence() {
+        let inv = yaml(
+            r#"---
+all:
+  vars:
+    remo_user: root
+  children:
+    webservers:
+      hosts:
+        www[01:03].example.com:
+        web-[a:b]:
+          remo_user: "007"
+      vars:
+        remo_key: ~/.config/remo/web
+    db:
+      hosts:
+        db1:
+          remo_server: https://db1.example:8443/remo/
+          remo_user: 'dba'
+"#,
+        );
+        assert_eq!(
+            members(&inv, "webservers"),
+            [
+                "www01.example.com",
+                "www02.example.com",
+                "www03.example.com",
+                "web-a",
+                "web-b"
+            ]
+        );
+        let v = |n: &str| inv.hosts[inv.host_ix[n]].vars.clone();
+        assert_eq!(v("www02.example.com").remo_user.as_deref(), Some("root"));
+        assert_eq!(v("web-b").remo_user.as_deref(), Some("007"));
+        assert_eq!(v("web-a").remo_key.as_deref(), Some("~/.config/remo/web"));
+        assert_eq!(
+            v("db1").remo_server.as_deref(),
+            Some("https://db1.example:8443/remo")
+        );
+        assert_eq!(v("db1").remo_user.as_deref(), Some("dba"));
+    }
+
+    #[test]
+    fn yaml_refusals_name_the_line() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("", 1, "empty"),
+            ("- a\n- b\n", 1, "mapping of groups"),
+            ("plugin: aws_ec2\n", 1, "plugin"),
+            ("all:\n  hostz:\n    a:\n", 2, "unexpected key 'hostz'"),
+            ("all:\n  hosts:\n    - a\n", 3, "not a list"),
+            ("all:\n  hosts:\n    a: 5\n", 3, "must be a mapping"),
+            ("all:\n  hosts:\n    a:\n    a:\n", 4, "duplicate"),
+            (
+                "all:\n  hosts:\n    a:\n      remo_user: yes\n",
+                4,
+                "not read as a string",
+            ),
+            (
+                "all:\n  hosts:\n    a:\n      remo_user: [x]\n",
+                4,
+                "a list",
+            ),
+            ("all:\n  hosts:\n    a:\n      remo_user:\n", 4, "null"),
+            (
+                "all:\n  hosts:\n    a:\n      remo_user: !vault |\n        xyz\n",
+                4,
+                "tagged",
+            ),
+            ("x: &a\n  hosts:\n    h:\ny: *a\n", 4, "aliases"),
+            ("all:\n  hosts: {a: }\n---\nb:\n", 3, "more than one"),
+            ("all:\n  hosts:\n    web[1:3:0]:\n", 3, "step"),
+            ("all:\n  hosts:\n    a: {\n", 4, "did not find"),
+            ("all:\n  children:\n    'a b':\n", 3, "group name"),
+            ("all:\n  vars: remo_user\n", 2, "null"),
+        ];
+        for (text, line, want) in cases {
+            let (l, msg) = parse_err(text, Format::Yaml);
+            assert!(msg.contains(want), "{text:?}: {msg}");
+            assert_eq!(l, *line, "{text:?}: {msg}");
+        }
+        // A `!!str` tag makes a string of anything; a host key may stand alone.
+        let inv = yaml("all:\n  hosts: solo\n  children:\n    g:\n      hosts:\n        h:\n          remo_user: !!str 007\n");
+        assert_eq!(
+            inv.hosts[inv.host_ix["h"]].vars.remo_user.as_deref(),
+            Some("007")
+        );
+        assert_eq!(members(&inv, "ungrouped"), ["solo"]);
+    }
+
+    #[test]
+    fn yaml_nesting_is_bounded() {
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        let (_, msg) = parse_err(&format!("all:\n  vars:\n    x: {deep}\n"), Format::Yaml);
+        assert!(msg.contains("deep"), "{msg}");
+        let mut text = String::from("all:\n");
+        for i in 0..70 {
+            let pad = "  ".repeat(2 * i + 1);
+            text.push_str(&format!("{pad}children:\n{pad}  g{i}:\n"));
+        }
+        let (_, msg) = parse_err(&text, Format::Yaml);
+        assert!(msg.contains("deep"), "{msg}");
+    }
+
+    #[test]
+    fn format_detection() {
+        let p = |s: &str| Some(Path::new(s).to_path_buf());
+        let d =
+            |path: Option<std::path::PathBuf>, text: &str| Format::detect(path.as_deref(), text);
+        assert_eq!(d(p("hosts.yml"), "[web]\n"), Format::Yaml);
+        assert_eq!(d(p("hosts.YAML"), ""), Format::Yaml);
+        assert_eq!(d(p("hosts.ini"), "all:\n"), Format::Ini);
+        assert_eq!(d(p("hosts"), "# c\n\n---\nall:\n"), Format::Yaml);
+        assert_eq!(d(p("hosts"), "all:\n  hosts:\n"), Format::Yaml);
+        assert_eq!(d(p("hosts"), "webservers: # c\n"), Format::Yaml);
+        assert_eq!(d(p("hosts"), "web1:22\n"), Format::Ini);
+        assert_eq!(d(p("hosts"), "[web]\nall:\n"), Format::Ini);
+        assert_eq!(d(None, "mail.example.com\n"), Format::Ini);
+    }
+
+    #[test]
+    fn load_reads_files_and_names_them_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let yml = dir.path().join("inv.yml");
+        std::fs::write(&yml, "all:\n  hosts:\n    a:\n").unwrap();
+        assert_eq!(Inventory::load(&yml).unwrap().hosts.len(), 1);
+        let bad = dir.path().join("hosts");
+        std::fs::write(&bad, "[g]\nh\n[g:nope]\n").unwrap();
+        let e = Inventory::load(&bad).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}:3: section [g:nope] has unknown type 'nope' (hosts, children or vars)",
+                bad.display()
+            )
+        );
+        assert!(matches!(
+            Inventory::load(&dir.path().join("missing")),
+            Err(FleetError::Read { .. })
+        ));
+        // --inventory beats config.toml's inventory; neither means none.
+        let cfg = Config {
+            inventory: Some(bad.display().to_string()),
+            ..Config::default()
+        };
+        assert!(Inventory::load_configured(Some(&yml), &cfg)
+            .unwrap()
+            .is_some());
+        assert!(Inventory::load_configured(None, &cfg).is_err());
+        assert!(Inventory::load_configured(None, &Config::default())
+            .unwrap()
+            .is_none());
+    }
+
+    /// Truncations and byte-level garbling of valid inventories: every
+    /// result is a value or an error, and errors carry a line in the text.
+    #[test]
+    fn garbled_inputs_never_panic() {
+        let mut seeds: Vec<(String, Format)> = vec![
+            (INI_DOC.to_string(), Format::Ini),
+            (YAML_DOC.to_string(), Format::Yaml),
+            ("[a:children]\nb\n[b]\nh[01:03] remo_user='x' remo_server=\"https://h/r\"\n[b:vars]\nansible_host=h\n".into(), Format::Ini),
+            ("all:\n  children:\n    g:\n      hosts:\n        w[a:c]:\n          remo_user: \"u\"\n      vars: {remo_key: k}\n".into(), Format::Yaml),
+        ];
+        let extra: Vec<(String, Format)> = seeds
+            .iter()
+            .map(|(t, f)| {
+                (
+                    t.clone(),
+                    if *f == Format::Ini {
+                        Format::Yaml
+                    } else {
+                        Format::Ini
+                    },
+                )
+            })
+            .collect();
+        seeds.extend(extra);
+        let specials = [
+            '[', ']', ':', '=', '"', '\'', '\\', '#', '\n', '{', '*', '&', '!', '-', ' ',
+        ];
+        let mut runs = 0;
+        for (text, format) in &seeds {
+            let chars: Vec<char> = text.chars().collect();
+            let lines = text.lines().count().max(1) + 1;
+            let mut check = |t: String| {
+                runs += 1;
+                if let Err(FleetError::Parse { line, .. }) = Inventory::parse(&t, "g", *format) {
+                    assert!(line <= lines + 1, "line {line} past the end in {t:?}");
+                }
+            };
+            for cut in 0..=chars.len() {
+                check(chars[..cut].iter().collect());
+            }
+            for (i, special) in (0..chars.len()).step_by(3).zip(specials.iter().cycle()) {
+                let mut c = chars.clone();
+                c[i] = *special;
+                check(c.iter().collect());
+                let mut c = chars.clone();
+                c.remove(i);
+                check(c.iter().collect());
+            }
+        }
+        assert!(runs > 1000, "{runs}");
+    }
+
+    /// The config for the resolution tests.
+    fn cfg() -> Config {
+        Config::parse(
+            r#"
+user = "top"
+fleet_url = "https://{host}:8443/remo/"
+
+[hosts.web1]
+server = "https://web1.example/remo"
+[hosts.db1]
+server = "https://db1.example/remo"
+user = "dba"
+[hosts.w2]
+server = "https://w2.other/remo"
+
+[groups]
+web = ["web1", "w2"]
+db = ["db1"]
+both = ["@web", "db", "web1", "https://extra.example/remo/"]
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn spec_order_dedup_and_aliases() {
+        let cfg = cfg();
+        let got = resolve_spec("both", &cfg, None).unwrap();
+        assert_eq!(names(&got), ["web1", "w2", "db1", "extra.example/remo"]);
+        assert_eq!(got[0].via, Via::Alias("web1".into()));
+        assert_eq!(server(&got[3]), "https://extra.example/remo");
+        let got = resolve_spec("db1,web, web1 ,db", &cfg, None).unwrap();
+        assert_eq!(names(&got), ["db1", "web1", "w2"]);
+        // `all` without an inventory: every alias (sorted, as config keeps them).
+        assert_eq!(
+            names(&resolve_spec("all", &cfg, None).unwrap()),
+            ["db1", "w2", "web1"]
+        );
+    }
+
+    #[test]
+    fn spec_exclusions() {
+        let cfg = cfg();
+        assert_eq!(
+            names(&resolve_spec("both,!web", &cfg, None).unwrap()),
+            ["db1", "extra.example/remo"]
+        );
+        assert_eq!(
+            names(&resolve_spec("!w2,both", &cfg, None).unwrap()),
+            ["web1", "db1", "extra.example/remo"]
+        );
+        // Only exclusions: from `all`.
+        assert_eq!(
+            names(&resolve_spec("!db", &cfg, None).unwrap()),
+            ["w2", "web1"]
+        );
+        assert!(matches!(
+            resolve_spec("web,!web", &cfg, None),
+            Err(FleetError::Empty(_))
+        ));
+        assert!(matches!(
+            resolve_spec("web,!nope", &cfg, None),
+            Err(FleetError::Unknown { .. })
+        ));
+    }
+
+    #[test]
+    fn spec_errors_unknown_empty_items_cycles_reserved() {
+        let cfg = cfg();
+        match resolve_spec("web,nosuch", &cfg, None) {
+            Err(e @ FleetError::Unknown { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains("'nosuch'") && m.contains("both, db, web"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // `@name` is a group only; `db1` is an alias, not a group.
+        assert!(matches!(
+            resolve_spec("@db1", &cfg, None),
+            Err(FleetError::Unknown { .. })
+        ));
+        for bad in ["", "web,", ",web", "web,,db", "!"] {
+            assert!(resolve_spec(bad, &cfg, None).is_err(), "{bad:?}");
+        }
+        let mut c = cfg.clone();
+        c.groups.insert("a".into(), vec!["b".into()]);
+        c.groups
+            .insert("b".into(), vec!["web1".into(), "@a".into()]);
+        match resolve_spec("a", &c, None) {
+            Err(FleetError::Groups(m)) => assert!(m.contains("a -> b -> a"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A group that names itself.
+        let mut c = cfg.clone();
+        c.groups.insert("me".into(), vec!["me".into()]);
+        assert!(matches!(
+            resolve_spec("me", &c, None),
+            Err(FleetError::Groups(_))
+        ));
+        // Unknown member: the message says where it was used.
+        let mut c = cfg.clone();
+        c.groups.insert("bad".into(), vec!["ghost".into()]);
+        let m = resolve_spec("bad", &c, None).unwrap_err().to_string();
+        assert!(m.contains("'ghost' (in [groups].bad)"), "{m}");
+        // Reserved and malformed group names in config.
+        for name in ["all", "ungrouped", "a b"] {
+            let mut c = cfg.clone();
+            c.groups.insert(name.into(), vec!["web1".into()]);
+            assert!(
+                matches!(resolve_spec("web1", &c, None), Err(FleetError::Groups(_))),
+                "{name}"
+            );
+        }
+        // `ungrouped` needs an inventory.
+        assert!(matches!(
+            resolve_spec("ungrouped", &cfg, None),
+            Err(FleetError::Unknown { .. })
+        ));
+    }
+
+    #[test]
+    fn config_groups_nesting_is_bounded() {
+        let mut c = Config::default();
+        c.hosts.insert(
+            "h".into(),
+            HostEntry {
+                server: "https://h/r".into(),
+                ..HostEntry::default()
+            },
+        );
+        for i in 0..100 {
+            c.groups
+                .insert(format!("g{i}"), vec![format!("g{}", i + 1)]);
+        }
+        c.groups.insert("g100".into(), vec!["h".into()]);
+        match resolve_spec("g0", &c, None) {
+            Err(FleetError::Groups(m)) => assert!(m.contains("deep"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(names(&resolve_spec("g90", &c, None).unwrap()), ["h"]);
+    }
+
+    #[test]
+    fn inventory_hosts_urls_from_remo_server_ansible_host_and_template() {
+        let inv = ini(r#"
+plain
+[front]
+i1 ansible_host=10.0.0.5
+i2 remo_server=https://w2.example/custom/ remo_user=deploy remo_key=~/k
+i3 ansible_host=2001:db8::7
+[front:vars]
+remo_user=webops
+"#);
+        let cfg = cfg();
+        let got = resolve_spec("front,plain", &cfg, Some(&inv)).unwrap();
+        assert_eq!(names(&got), ["i1", "i2", "i3", "plain"]);
+        assert_eq!(
+            got[0].via,
+            Via::Url {
+                server: "https://10.0.0.5:8443/remo".into(),
+                user: Some("webops".into()),
+                key: None
+            }
+        );
+        assert_eq!(
+            got[1].via,
+            Via::Url {
+                server: "https://w2.example/custom".into(),
+                user: Some("deploy".into()),
+                key: Some("~/k".into())
+            }
+        );
+        assert_eq!(server(&got[2]), "https://[2001:db8::7]:8443/remo");
+        assert_eq!(server(&got[3]), "https://plain:8443/remo");
+        // The default template, and {name}.
+        let mut c = cfg.clone();
+        c.fleet_url = None;
+        assert_eq!(
+            server(&resolve_spec("i1", &c, Some(&inv)).unwrap()[0]),
+            "https://10.0.0.5/remo"
+        );
+        c.fleet_url = Some("http://gw.example/{name}/remo?via={host}".into());
+        assert_eq!(
+            server(&resolve_spec("i1", &c, Some(&inv)).unwrap()[0]),
+            "http://gw.example/i1/remo?via=10.0.0.5"
+        );
+        for bad in [
+            "https://{hostname}/r",
+            "https://{host/r",
+            "https://host}/r",
+            "{host}/remo",
+            "https://{host} x",
+        ] {
+            c.fleet_url = Some(bad.into());
+            assert!(
+                matches!(
+                    resolve_spec("i1", &c, Some(&inv)),
+                    Err(FleetError::Template(_))
+                ),
+                "{bad}"
+            );
+        }
+        // remo_server needs no template.
+        assert_eq!(
+            server(&resolve_spec("i2", &c, Some(&inv)).unwrap()[0]),
+            "https://w2.example/custom"
+        );
+    }
+
+    #[test]
+    fn lookup_order_config_over_inventory_groups_over_hosts() {
+        let inv = ini("[web]\nweb1\nw9\n[db]\ndb1\n[web1]\nx\n");
+        let cfg = cfg();
+        // Config [groups].web wins over the inventory's web.
+        assert_eq!(
+            names(&resolve_spec("web", &cfg, Some(&inv)).unwrap()),
+            ["web1", "w2"]
+        );
+        // `db1` is an alias and an inventory host: the alias wins.
+        assert_eq!(
+            resolve_spec("db1", &cfg, Some(&inv)).unwrap()[0].via,
+            Via::Alias("db1".into())
+        );
+        // `web1` is an inventory group and an alias: the alias wins (in
+        // config [groups] too); `@` asks for the group.
+        assert_eq!(
+            resolve_spec("web1", &cfg, Some(&inv)).unwrap()[0].via,
+            Via::Alias("web1".into())
+        );
+        assert_eq!(
+            names(&resolve_spec("@web1", &cfg, Some(&inv)).unwrap()),
+            ["x"]
+        );
+        assert_eq!(
+            names(&resolve_spec("@db", &cfg, Some(&inv)).unwrap()),
+            ["db1"]
+        );
+        // An inventory host through two groups appears once; `all` is the inventory's.
+        assert_eq!(
+            names(&resolve_spec("all", &cfg, Some(&inv)).unwrap()),
+            ["web1", "w9", "db1", "x"]
+        );
+        assert_eq!(
+            names(&resolve_spec("!@web1", &cfg, Some(&inv)).unwrap()),
+            ["web1", "w9", "db1"]
+        );
+        // Known groups in the message include the inventory's.
+        let m = resolve_spec("zzz", &cfg, Some(&inv))
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("ungrouped") && m.contains("both"), "{m}");
+    }
+
+    #[test]
+    fn duplicate_labels_are_refused() {
+        let mut c = cfg();
+        c.groups
+            .insert("clash".into(), vec!["https://web1".into(), "@x".into()]);
+        c.groups.insert("x".into(), vec!["https://web1/".into()]);
+        // Same URL twice (trailing slash ignored): one target.
+        assert_eq!(names(&resolve_spec("clash", &c, None).unwrap()), ["web1"]);
+        // A URL labelled like an alias.
+        assert!(matches!(
+            resolve_spec("web1,https://web1", &c, None),
+            Err(FleetError::Spec { .. })
+        ));
+    }
+
+    #[test]
+    fn target_precedence_for_inventory_hosts() {
+        let cfg = Config {
+            user: Some("top".into()),
+            key: Some("/k/top".into()),
+            ..cfg()
+        };
+        let h = FleetHost {
+            name: "w".into(),
+            via: Via::Url {
+                server: "https://w/remo".into(),
+                user: Some("invuser".into()),
+                key: None,
+            },
+        };
+        let env = EnvValues {
+            login: Some("me".into()),
+            ..Default::default()
+        };
+        let ov = Overrides {
+            host: Some("ignored".into()),
+            server: Some("https://ignored".into()),
+            ..Default::default()
+        };
+        let t = h.target(&cfg, &ov, &env).unwrap();
+        assert_eq!(
+            (t.server.as_str(), t.user.as_str(), t.key.to_str().unwrap()),
+            ("https://w/remo", "invuser", "/k/top")
+        );
+        let env2 = EnvValues {
+            user: Some("envuser".into()),
+            ..env.clone()
+        };
+        assert_eq!(h.target(&cfg, &ov, &env2).unwrap().user, "envuser");
+        let ov2 = Overrides {
+            user: Some("flag".into()),
+            ..ov.clone()
+        };
+        assert_eq!(h.target(&cfg, &ov2, &env2).unwrap().user, "flag");
+        // An alias resolves as `remo ALIAS` does.
+        let a = FleetHost {
+            name: "db1".into(),
+            via: Via::Alias("db1".into()),
+        };
+        let t = a.target(&cfg, &ov, &env).unwrap();
+        assert_eq!(
+            (t.server.as_str(), t.user.as_str()),
+            ("https://db1.example/remo", "dba")
+        );
+    }
 }
