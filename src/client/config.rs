@@ -383,6 +383,21 @@ key = "/keys/db"
     }
 
     #[test]
+    fn groups_inventory_and_fleet_url_parse() {
+        let cfg = Config::parse(
+            "inventory = \"/ops/hosts.yml\"\nfleet_url = \"https://{host}/remo\"\n[groups]\nweb = [\"web1\", \"@db\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.groups["web"], ["web1", "@db"]);
+        assert_eq!(cfg.inventory_path(), Some(PathBuf::from("/ops/hosts.yml")));
+        assert_eq!(cfg.fleet_url.as_deref(), Some("https://{host}/remo"));
+        assert!(Config::default().inventory_path().is_none());
+        // Members are a list, not a string.
+        let e = Config::parse("[groups]\nweb = \"web1\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
     fn unknown_alias_and_missing_server_are_errors() {
         let ov = Overrides {
             host: Some("nope".into()),
