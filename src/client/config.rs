@@ -50,6 +50,18 @@ pub(crate) struct Config {
     /// Host aliases.
     #[serde(default)]
     pub hosts: BTreeMap<String, HostEntry>,
+    /// Host groups for `remo @GROUP …`: each member is a `[hosts]` alias, an
+    /// inventory host, another group (plain or as `@name`) or a URL
+    /// (client::fleet::inventory resolves them).
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Default Ansible inventory file for `@SPEC` targets (`--inventory`
+    /// overrides it); `~/` is expanded, see [`Config::inventory_path`].
+    pub inventory: Option<String>,
+    /// URL template for inventory hosts without `remo_server`:
+    /// `{host}` = `ansible_host` or else the inventory name, `{name}` = the
+    /// inventory name. Default `https://{host}/remo`.
+    pub fleet_url: Option<String>,
 }
 
 /// The user's home directory (`$HOME` first, so tests can redirect it).
@@ -88,6 +100,11 @@ pub(crate) fn expand_tilde(path: &str) -> PathBuf {
 }
 
 impl Config {
+    /// The `inventory` setting with `~/` expanded.
+    pub(crate) fn inventory_path(&self) -> Option<PathBuf> {
+        self.inventory.as_deref().map(expand_tilde)
+    }
+
     /// Loads `config.toml` from the config directory; a missing file is an
     /// empty configuration.
     pub(crate) fn load() -> Result<Config, ClientError> {
@@ -363,6 +380,21 @@ key = "/keys/db"
             (t.server.as_str(), t.user.as_str()),
             ("http://env/r", "top")
         );
+    }
+
+    #[test]
+    fn groups_inventory_and_fleet_url_parse() {
+        let cfg = Config::parse(
+            "inventory = \"/ops/hosts.yml\"\nfleet_url = \"https://{host}/remo\"\n[groups]\nweb = [\"web1\", \"@db\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.groups["web"], ["web1", "@db"]);
+        assert_eq!(cfg.inventory_path(), Some(PathBuf::from("/ops/hosts.yml")));
+        assert_eq!(cfg.fleet_url.as_deref(), Some("https://{host}/remo"));
+        assert!(Config::default().inventory_path().is_none());
+        // Members are a list, not a string.
+        let e = Config::parse("[groups]\nweb = \"web1\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]
