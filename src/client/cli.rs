@@ -56,6 +56,22 @@ pub(crate) struct Cli {
     /// Do not reuse or keep a session: log in and out around this command.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// With @HOSTS: how many hosts run at once.
+    #[arg(short = 'P', long = "parallel", value_name = "N", global = true, default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub parallel: u64,
+    /// With @HOSTS: show each host's output together when it ends, not
+    /// line by line with the host's name.
+    #[arg(long, global = true, conflicts_with = "json")]
+    pub group_output: bool,
+    /// With @HOSTS: one JSON object per host (host, server, exit, status,
+    /// error, stdout, stderr, duration_ms) instead of text and a summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// With @HOSTS: an Ansible inventory (INI or YAML) whose groups and
+    /// hosts @HOSTS may name (default: `inventory` in config.toml).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub inventory: Option<PathBuf>,
     /// The host (filled from the first positional argument; see HOST below).
     #[arg(skip)]
     pub host: Option<String>,
@@ -116,6 +132,9 @@ const VALUE_OPTIONS: &[&str] = &[
     "--key",
     "-i",
     "--passphrase-file",
+    "-P",
+    "--parallel",
+    "--inventory",
 ];
 
 /// Takes the HOST positional out of the arguments: the first positional
@@ -196,6 +215,8 @@ pub(crate) fn rewrite_exec_i(mut args: Vec<String>) -> Vec<String> {
 pub(crate) fn main_with_args(args: Vec<String>) -> i32 {
     let (args, host) = split_host(args);
     let args = rewrite_exec_i(args);
+    // A fleet command gives every host's child this command line.
+    let child_args: Vec<String> = args.iter().skip(1).cloned().collect();
     let mut cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -221,7 +242,13 @@ pub(crate) fn main_with_args(args: Vec<String>) -> i32 {
             return 255;
         }
     };
-    let code = rt.block_on(run(cli));
+    let code = match cli.host.as_deref().and_then(|h| h.strip_prefix('@')) {
+        Some(spec) => {
+            let a = fleet_args(&cli, spec, child_args);
+            rt.block_on(super::fleet::run_fleet(a))
+        }
+        None => rt.block_on(run(cli)),
+    };
     // Standard input may be blocked in a read on a runtime thread; do not wait for it.
     rt.shutdown_background();
     match code {
@@ -230,6 +257,40 @@ pub(crate) fn main_with_args(args: Vec<String>) -> i32 {
             eprintln!("remo: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// What a fleet command needs from the command line.
+fn fleet_args(cli: &Cli, spec: &str, command: Vec<String>) -> super::fleet::FleetArgs {
+    use super::fleet::run::Show;
+    let refused = match &cli.cmd {
+        Cmd::Shell(_) => Some("shell"),
+        Cmd::Exec(e) if e.interactive => Some("exec -i"),
+        Cmd::Get(_) => Some("get (every host would write the same local file)"),
+        _ if cli.server.is_some() => Some("--server"),
+        _ => None,
+    };
+    super::fleet::FleetArgs {
+        spec: spec.to_string(),
+        inventory: cli.inventory.clone(),
+        overrides: Overrides {
+            host: None,
+            server: None,
+            user: cli.user.clone(),
+            key: cli.key.clone(),
+            cacert: cli.cacert.clone(),
+        },
+        parallel: usize::try_from(cli.parallel).unwrap_or(32),
+        show: if cli.json {
+            Show::Json
+        } else if cli.group_output {
+            Show::Grouped
+        } else {
+            Show::Lines
+        },
+        command,
+        passphrase_file: cli.passphrase_file.is_some(),
+        refused,
     }
 }
 

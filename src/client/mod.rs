@@ -13,8 +13,6 @@ pub(crate) mod config;
 pub mod conn;
 pub(crate) mod ctx;
 pub(crate) mod error;
-// Not yet called by the command line (`remo @SPEC …` is wired next).
-#[allow(dead_code)]
 pub(crate) mod fleet;
 pub mod input;
 pub(crate) mod interactive;

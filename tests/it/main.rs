@@ -27,6 +27,7 @@ mod e2e_http;
 mod e2e_nginx;
 mod firewall_netns;
 mod first_hour;
+mod fleet;
 mod frontdoor;
 mod interactive;
 mod keys_cli;
