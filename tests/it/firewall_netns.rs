@@ -1590,3 +1590,112 @@ async fn grants_are_bounded() {
         "no grant for the client",
     );
 }
+
+/// Issue 22: `remo @fw open` on two servers at once, each a real
+/// `remod serve` (in this namespace, its nft table in its lab's "server"
+/// namespace), both trusting one CA, the user registered on neither. The
+/// guest's probe from each lab's "client" is dropped before, answered
+/// during the grant, and dropped again after `remo @fw close`.
+#[test]
+fn fleet_open_and_close_on_two_servers() {
+    use crate::common::{chmod, free_port, Proc, Scratch};
+    let labs = [Lab::new(), Lab::new()];
+    let scratch = Scratch::new("fleet-fw");
+    let home = scratch.sub("home");
+    for d in [".config/remo", "run", ".cache"] {
+        std::fs::create_dir_all(home.join(d)).unwrap();
+    }
+    chmod(&home.join("run"), 0o700);
+    let remo = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_remo"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "remo {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ca = scratch.path().join("ca");
+    remo(&["ca", "init", "--no-passphrase", "-o", ca.to_str().unwrap()]);
+    remo(&["keygen", "--no-passphrase"]);
+    let key_pub = home.join(".config/remo/id_p256.pub");
+    remo(&[
+        "ca",
+        "sign",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--user",
+        "carol",
+        "--key",
+        key_pub.to_str().unwrap(),
+        "--valid",
+        "10m",
+        "--hosts",
+        "fw*",
+        "--grant",
+        "open:guest",
+    ]);
+    let mut procs = Vec::new();
+    let mut config = String::from("user = \"carol\"\n[groups]\nfw = [\"fw1\", \"fw2\"]\n");
+    for (i, lab) in labs.iter().enumerate() {
+        let name = format!("fw{}", i + 1);
+        let dir = scratch.path().join(&name);
+        let cfg = scratch.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, lab.config()).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(REMOD);
+        cmd.args(["serve", "--http"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--ca-keys")
+            .arg(format!("{}.pub", ca.display()))
+            .arg("--server-name")
+            .arg(&name)
+            .env_remove("REMO_CONFIG")
+            .env_remove("REMO_KEY_FILE")
+            .env_remove("REMO_USER_DB")
+            .env("RUST_LOG", "info");
+        let mut p = Proc::spawn(&name, cmd, &scratch.path().join(format!("{name}.log")));
+        p.wait_port(port);
+        procs.push(p);
+        config.push_str(&format!(
+            "[hosts.{name}]\nserver = \"http://127.0.0.1:{port}\"\n"
+        ));
+    }
+    std::fs::write(home.join(".config/remo/config.toml"), config).unwrap();
+    let guest_port = "10.200.1.1:2022";
+    for lab in &labs {
+        assert_dropped(tcp_probe(&lab.client, guest_port), "before the grant");
+    }
+    remo(&["@fw", "open", "guest", "--for", "1m", "--ip", CLIENT4]);
+    for lab in &labs {
+        assert_reply(tcp_probe(&lab.client, guest_port), "during the grant");
+    }
+    let listed = remo(&["@fw", "grants"]);
+    for name in ["fw1", "fw2"] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("guest")),
+            "{name}: {listed}"
+        );
+    }
+    remo(&["@fw", "close", "guest", "--ip", CLIENT4]);
+    for lab in &labs {
+        assert_dropped(tcp_probe(&lab.client, guest_port), "after close");
+    }
+    drop(procs);
+}
