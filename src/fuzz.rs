@@ -40,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sealed", sealed),
     ("auth_body", auth_body),
     ("certificate", certificate),
+    ("cert_files", cert_files),
     ("descriptors", descriptors),
     ("cfgedit", cfgedit),
     ("cfgedit_addr", cfgedit_addr),
@@ -49,6 +50,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fw_config", fw_config),
     ("server_config", server_config),
     ("client_files", client_files),
+    ("inventory", inventory),
     ("http_params", http_params),
     ("http_door", http_door),
 ];
@@ -594,6 +596,66 @@ pub fn client_files(data: &[u8]) {
     }
 }
 
+/// The certificate file and the revocation list (control byte bit 0
+/// picks). A certificate file that parses prints back to its bytes; a
+/// revocation list that parses prints to a list that parses to itself.
+pub fn cert_files(data: &[u8]) {
+    use crate::certfile::{CertFile, Revocations};
+    let (ctl, rest) = split_ctl(data);
+    if ctl & 1 == 0 {
+        if let Ok(f) = CertFile::parse(rest) {
+            assert_eq!(
+                f.to_text().as_bytes(),
+                rest,
+                "a non-canonical certificate file parsed"
+            );
+        }
+    } else if let Ok(r) = Revocations::parse(rest) {
+        let text = r.to_text();
+        let again = Revocations::parse(text.as_bytes());
+        assert!(again.is_ok(), "a printed revocation list does not parse");
+        if let Ok(a) = again {
+            assert_eq!(a.to_text(), text);
+            assert_eq!(a.len(), r.len());
+        }
+    }
+}
+
+/// Ansible inventories, INI or YAML (control byte bit 0), and then the
+/// spec `all` and a group name over what parsed: errors, never a panic,
+/// and every host that `all` gives has an http(s) URL or an alias.
+pub fn inventory(data: &[u8]) {
+    use crate::client::fleet::inventory::{resolve_spec, Format, Inventory, Via};
+    let (ctl, rest) = split_ctl(data);
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let format = if ctl & 1 == 0 {
+        Format::Ini
+    } else {
+        Format::Yaml
+    };
+    let Ok(inv) = Inventory::parse(text, "fuzz", format) else {
+        return;
+    };
+    let cfg = crate::client::config::Config::default();
+    if let Ok(hosts) = resolve_spec("all", &cfg, Some(&inv)) {
+        for h in hosts {
+            if let Via::Url { server, .. } = &h.via {
+                assert!(
+                    server.starts_with("http://") || server.starts_with("https://"),
+                    "{server}"
+                );
+            }
+        }
+    }
+    let first = inv.group_names().next().map(str::to_string);
+    if let Some(g) = first {
+        let _ = resolve_spec(&g, &cfg, Some(&inv));
+        let _ = resolve_spec(&format!("{g},!{g}"), &cfg, Some(&inv));
+    }
+}
+
 /// The embedded HTTP door's mapping of a request to CGI params (hyper
 /// parses the bytes; this is what remod makes of them): no header can
 /// become anything but an `HTTP_*` param, none with an `_` in its name
@@ -826,6 +888,44 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         text("/server/public_sec1_b64")
     );
     s.push(("client_files", with(1, known.as_bytes())));
+    // Certificate file and revocation list, built from the vectors' CA.
+    let cert_text = text("/certificate/cert_text");
+    s.push((
+        "cert_files",
+        with(
+            0,
+            format!(
+                "{cert_text}sig {}\n",
+                text("/certificate/cert_sig_b64_verify_with_ca_key")
+            )
+            .as_bytes(),
+        ),
+    ));
+    s.push((
+        "cert_files",
+        with(
+            1,
+            format!(
+                "# list\nserial SHA256:{0} 42\nkey SHA256:{0}\n",
+                "A".repeat(43)
+            )
+            .as_bytes(),
+        ),
+    ));
+    s.push((
+        "inventory",
+        with(
+            0,
+            b"top\n[web]\nweb[01:03] remo_user=alice\n[db]\ndb1 ansible_host=10.0.0.5\n[all_servers:children]\nweb\ndb\n[web:vars]\nremo_server=\"https://w/remo\"\n",
+        ),
+    ));
+    s.push((
+        "inventory",
+        with(
+            1,
+            b"all:\n  hosts:\n    lb1:\n  children:\n    web:\n      hosts:\n        web[a:c]:\n          remo_user: bob\n      vars:\n        ansible_host: 10.0.0.9\n",
+        ),
+    ));
     s.push((
         "http_door",
         b"POST /remo/cmd HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-remo\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
