@@ -166,6 +166,10 @@ pub(crate) struct CertTrust {
     ca_file: Option<PathBuf>,
     revoked_file: Option<PathBuf>,
     state: RwLock<State>,
+    /// Set by the first [`CertTrust::refresh`]: until then every session
+    /// is checked against this trust (a reload that drops a CA ends its
+    /// sessions at the new instance's first look).
+    looked: std::sync::atomic::AtomicBool,
 }
 
 /// The host name, for the default server name.
@@ -328,6 +332,7 @@ impl CertTrust {
             ca_file: s.ca_keys.clone(),
             revoked_file: s.revoked.clone(),
             state: RwLock::new(State { cas, revoked }),
+            looked: Default::default(),
         })
     }
 
@@ -426,7 +431,7 @@ impl CertTrust {
     /// Reads the files again if they changed; true if anything did. Every
     /// change is logged (never the files' contents).
     pub(crate) fn refresh(&self) -> bool {
-        let mut changed = false;
+        let mut changed = !self.looked.swap(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(p) = &self.ca_file {
             let new = {
                 let st = self.read();
@@ -560,6 +565,7 @@ mod tests {
             Err(CertRefusal::CaSignature)
         );
         // Revocation by serial, then by key, read when the file changes.
+        assert!(t.refresh(), "the first look checks every session");
         assert!(!t.refresh());
         write(
             &revoked,
