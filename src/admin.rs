@@ -668,21 +668,26 @@ pub(crate) fn write_new_key(
     Ok((key, pub_path))
 }
 
+/// `FILE` in the client's configuration directory (made, mode 0700, if
+/// missing): where `remo keygen` and `remo ca init` write by default.
+pub(crate) fn default_key_file(name: &str) -> Result<PathBuf, Failure> {
+    let p = default_identity_path()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .ok_or_else(|| Failure::usage("cannot find the config directory; give -o FILE"))?;
+    if let Some(dir) = p.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: cannot create directory: {e}", dir.display()))?;
+    }
+    Ok(p)
+}
+
 fn keygen(a: KeygenArgs) -> Result<(), Failure> {
     let path = match a.output {
         Some(p) => p,
-        None => {
-            let p = default_identity_path()
-                .ok_or_else(|| Failure::usage("cannot find the config directory; give -o FILE"))?;
-            if let Some(dir) = p.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| format!("{}: cannot create directory: {e}", dir.display()))?;
-            }
-            p
-        }
+        None => default_key_file("id_p256")?,
     };
     let (key, pub_path) = write_new_key(&path, a.no_passphrase, a.force)?;
     println!("wrote private key {}", path.display());

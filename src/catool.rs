@@ -135,20 +135,7 @@ pub(crate) fn run(args: Vec<String>) -> i32 {
 fn init(output: Option<PathBuf>, no_passphrase: bool, force: bool) -> Result<(), Failure> {
     let path = match output {
         Some(p) => p,
-        None => {
-            let p = crate::admin::default_identity_path()
-                .and_then(|p| p.parent().map(|d| d.join("ca_p256")))
-                .ok_or_else(|| Failure::usage("cannot find the config directory; give -o FILE"))?;
-            if let Some(dir) = p.parent() {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| format!("{}: cannot create directory: {e}", dir.display()))?;
-            }
-            p
-        }
+        None => crate::admin::default_key_file("ca_p256")?,
     };
     let (key, pub_path) = write_new_key(&path, no_passphrase, force)?;
     println!("wrote CA private key {}", path.display());

@@ -133,19 +133,6 @@ fn audit_rows(data: &DataDir) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The `/usr/bin/sleep` processes whose arguments are exactly `arg`.
-fn sleepers(arg: &str) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let words: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if words.len() >= 2 && words[0].ends_with(b"sleep") && words[1] == arg.as_bytes() {
-            n += 1;
-        }
-    }
-    n
-}
-
 #[test]
 fn certificate_logins_grants_hosts_and_revocation() {
     let scratch = Scratch::new("certs");
@@ -514,15 +501,10 @@ fn certificate_settings_are_not_params_and_their_files_are_checked() {
     let info = |extra: &[(&str, &str)]| {
         let key = data.key_file.display().to_string();
         let db = data.user_db.display().to_string();
-        let mut p = vec![
-            ("REQUEST_METHOD", "GET"),
-            ("REQUEST_URI", "/remo/info"),
-            ("SCRIPT_NAME", "/remo/info"),
-            ("REMOTE_ADDR", "127.0.0.1"),
-            ("REMO_BASE", "/remo"),
+        let mut p = info_params(&[
             ("REMO_KEY_FILE", key.as_str()),
             ("REMO_USER_DB", db.as_str()),
-        ];
+        ]);
         p.extend_from_slice(extra);
         let (status, body) = crate::common::fcgi::request(&sock, &p, b"");
         (status, text(&body))

@@ -1607,16 +1607,7 @@ fn fleet_open_and_close_on_two_servers() {
     }
     chmod(&home.join("run"), 0o700);
     let remo = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_remo"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_RUNTIME_DIR", home.join("run"))
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
+        let out = crate::common::remo_at(&home, args).output().unwrap();
         assert!(
             out.status.success(),
             "remo {args:?}: {}{}",

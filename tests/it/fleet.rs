@@ -8,22 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const REMO: &str = env!("CARGO_BIN_EXE_remo");
-
-/// `remo ARGS` with HOME (and so config.toml, known_servers, the session
-/// cache) inside `home`.
 fn remo(home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(REMO);
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LANG", "C.UTF-8")
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .args(args)
-        .stdin(Stdio::null());
-    c
+    remo_at(home, args)
 }
 
 fn output(mut c: Command) -> Output {
@@ -360,17 +346,4 @@ fn a_certificate_for_web_is_refused_by_db() {
         "{}",
         text(&o.stderr)
     );
-}
-
-/// The `sleep` processes whose first argument is `arg`.
-fn sleepers(arg: &str) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let words: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if words.len() >= 2 && words[0].ends_with(b"sleep") && words[1] == arg.as_bytes() {
-            n += 1;
-        }
-    }
-    n
 }

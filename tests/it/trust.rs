@@ -17,19 +17,6 @@ use common::fcgi::request as fcgi;
 use common::*;
 use std::path::Path;
 
-/// The params of a GET of `/remo/info` with the given REMO_* settings.
-fn info_params<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut p = vec![
-        ("REQUEST_METHOD", "GET"),
-        ("REQUEST_URI", "/remo/info"),
-        ("SCRIPT_NAME", "/remo/info"),
-        ("REMOTE_ADDR", "127.0.0.1"),
-        ("REMO_BASE", "/remo"),
-    ];
-    p.extend_from_slice(extra);
-    p
-}
-
 fn log_of(scratch: &Scratch) -> String {
     std::fs::read_to_string(scratch.path().join("remod.log")).unwrap_or_default()
 }

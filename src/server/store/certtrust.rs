@@ -151,6 +151,23 @@ struct Loaded<T> {
     value: Result<Arc<T>, String>,
 }
 
+/// What [`reload`] compares a file with: the stamp of the last reading, or
+/// why it was unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Last {
+    stamp: Option<Stamp>,
+    error: Option<String>,
+}
+
+impl<T> Loaded<T> {
+    fn last(&self) -> Last {
+        Last {
+            stamp: self.stamp,
+            error: self.value.as_ref().err().cloned(),
+        }
+    }
+}
+
 type CaKeys = HashMap<String, PublicKey>;
 
 #[derive(Debug)]
@@ -233,7 +250,7 @@ fn reload<T>(
     may_be_missing: bool,
     max: u64,
     parse: fn(&[u8]) -> Result<T, String>,
-    old: Option<&Loaded<T>>,
+    old: Option<&Last>,
 ) -> Option<Loaded<T>>
 where
     T: Default,
@@ -242,9 +259,9 @@ where
         Ok(f) => f,
         Err(why) => {
             // Unchanged if it was already unusable for the same reason.
-            if let Some(Loaded {
+            if let Some(Last {
                 stamp: None,
-                value: Err(was),
+                error: Some(was),
             }) = old
             {
                 if *was == why {
@@ -431,51 +448,62 @@ impl CertTrust {
     /// Reads the files again if they changed; true if anything did. Every
     /// change is logged (never the files' contents).
     pub(crate) fn refresh(&self) -> bool {
-        let mut changed = !self.looked.swap(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(p) = &self.ca_file {
-            let new = {
-                let st = self.read();
-                reload(p, false, MAX_CA_FILE_LEN, parse_cas, Some(&st.cas))
-            };
-            if let Some(new) = new {
-                match &new.value {
-                    Ok(c) => log::info!("CA keys {}: {} key(s) trusted", p.display(), c.len()),
-                    Err(e) => log::error!(
-                        "CA keys {}: {e}; certificate logins refused and certificate sessions ended until it is fixed",
-                        p.display()
-                    ),
-                }
-                self.state.write().unwrap_or_else(|p| p.into_inner()).cas = new;
-                changed = true;
-            }
+        let first = !self.looked.swap(true, std::sync::atomic::Ordering::Relaxed);
+        let cas = self.ca_file.as_deref().is_some_and(|p| {
+            self.refresh_one(
+                p,
+                "CA keys",
+                false,
+                MAX_CA_FILE_LEN,
+                parse_cas,
+                |s| &mut s.cas,
+                |c| format!("{} key(s) trusted", c.len()),
+            )
+        });
+        let revoked = self.revoked_file.as_deref().is_some_and(|p| {
+            self.refresh_one(
+                p,
+                "revocation list",
+                true,
+                MAX_REVOCATION_LEN,
+                parse_revoked,
+                |s| &mut s.revoked,
+                |r| format!("{} entries", r.len()),
+            )
+        });
+        first || cas || revoked
+    }
+
+    /// One watched file of [`CertTrust::refresh`]: read again if it
+    /// changed, swapped in, logged.
+    #[allow(clippy::too_many_arguments)]
+    fn refresh_one<T: Default>(
+        &self,
+        path: &Path,
+        what: &str,
+        may_be_missing: bool,
+        max: u64,
+        parse: fn(&[u8]) -> Result<T, String>,
+        slot: fn(&mut State) -> &mut Loaded<T>,
+        describe: fn(&T) -> String,
+    ) -> bool {
+        // What the last reading was, taken under the lock; the file is
+        // read without it, so logins are not held up by the I/O.
+        let last = {
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            slot(&mut st).last()
+        };
+        let new = reload(path, may_be_missing, max, parse, Some(&last));
+        let Some(new) = new else { return false };
+        match &new.value {
+            Ok(v) => log::info!("{what} {}: {}", path.display(), describe(v)),
+            Err(e) => log::error!(
+                "{what} {}: {e}; certificate logins refused and certificate sessions ended until it is fixed",
+                path.display()
+            ),
         }
-        if let Some(p) = &self.revoked_file {
-            let new = {
-                let st = self.read();
-                reload(
-                    p,
-                    true,
-                    MAX_REVOCATION_LEN,
-                    parse_revoked,
-                    Some(&st.revoked),
-                )
-            };
-            if let Some(new) = new {
-                match &new.value {
-                    Ok(r) => log::info!("revocation list {}: {} entries", p.display(), r.len()),
-                    Err(e) => log::error!(
-                        "revocation list {}: {e}; certificate logins refused and certificate sessions ended until it is fixed",
-                        p.display()
-                    ),
-                }
-                self.state
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .revoked = new;
-                changed = true;
-            }
-        }
-        changed
+        *slot(&mut self.state.write().unwrap_or_else(|p| p.into_inner())) = new;
+        true
     }
 }
 

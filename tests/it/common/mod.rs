@@ -1354,3 +1354,46 @@ pub fn wait_log(log: &Path, what: &str, times: usize) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The `sleep` processes whose first argument is `arg` (tests start one
+/// with an argument nobody else uses, then watch it end).
+pub fn sleepers(arg: &str) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let words: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if words.len() >= 2 && words[0].ends_with(b"sleep") && words[1] == arg.as_bytes() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// `remo ARGS` with nothing of the caller's environment but PATH, and HOME
+/// (so config.toml, known_servers and the session cache) inside `home`.
+pub fn remo_at(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(REMO);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LANG", "C.UTF-8")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .args(args)
+        .stdin(Stdio::null());
+    c
+}
+
+/// The FastCGI params of a GET of `/remo/info` with the given extra ones.
+pub fn info_params<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut p = vec![
+        ("REQUEST_METHOD", "GET"),
+        ("REQUEST_URI", "/remo/info"),
+        ("SCRIPT_NAME", "/remo/info"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+        ("REMO_BASE", "/remo"),
+    ];
+    p.extend_from_slice(extra);
+    p
+}
