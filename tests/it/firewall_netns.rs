@@ -1617,25 +1617,12 @@ fn fleet_open_and_close_on_two_servers() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let ca = scratch.path().join("ca");
-    remo(&["ca", "init", "--no-passphrase", "-o", ca.to_str().unwrap()]);
-    remo(&["keygen", "--no-passphrase"]);
-    let key_pub = home.join(".config/remo/id_p256.pub");
-    remo(&[
-        "ca",
-        "sign",
-        "--ca",
-        ca.to_str().unwrap(),
-        "--user",
+    crate::common::ca_user_cert(
+        &home,
+        &ca,
         "carol",
-        "--key",
-        key_pub.to_str().unwrap(),
-        "--valid",
-        "10m",
-        "--hosts",
-        "fw*",
-        "--grant",
-        "open:guest",
-    ]);
+        &["--valid", "10m", "--hosts", "fw*", "--grant", "open:guest"],
+    );
     let mut procs = Vec::new();
     let mut config = String::from("user = \"carol\"\n[groups]\nfw = [\"fw1\", \"fw2\"]\n");
     for (i, lab) in labs.iter().enumerate() {

@@ -53,23 +53,12 @@ fn fleet(scratch: &Scratch, hosts: &str) -> Fleet {
     let ca_dir = scratch.sub("ca");
     let ca = ca_dir.join("ca");
     let key = home.join(".config/remo/id_p256");
-    ok(remo(
-        &home,
-        &["ca", "init", "--no-passphrase", "-o", ca.to_str().unwrap()],
-    ));
-    ok(remo(&home, &["keygen", "--no-passphrase"]));
     let grants = format!("files:write:{}", root.display());
-    ok(remo(
+    ca_user_cert(
         &home,
+        &ca,
+        "carol",
         &[
-            "ca",
-            "sign",
-            "--ca",
-            ca.to_str().unwrap(),
-            "--user",
-            "carol",
-            "--key",
-            &format!("{}.pub", key.display()),
             "--valid",
             "1h",
             "--hosts",
@@ -81,7 +70,7 @@ fn fleet(scratch: &Scratch, hosts: &str) -> Fleet {
             "--grant",
             &grants,
         ],
-    ));
+    );
     let revoked = ca_dir.join("revoked");
     let names: Vec<String> = (1..=16)
         .map(|i| format!("web{i}"))

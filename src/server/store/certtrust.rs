@@ -390,11 +390,7 @@ impl CertTrust {
         now: i64,
     ) -> Result<(), CertRefusal> {
         let st = self.read();
-        let cas = st
-            .cas
-            .value
-            .as_ref()
-            .map_err(|_| CertRefusal::CaFileUnusable)?;
+        let cas = Self::cas(&st)?;
         if cas.is_empty() {
             return Err(CertRefusal::NoCa);
         }
@@ -410,6 +406,14 @@ impl CertTrust {
             return Err(CertRefusal::WrongHost);
         }
         Self::not_revoked(&st, &cert.ca, cert.serial, &cert.key.fingerprint())
+    }
+
+    /// The trusted CAs, or the refusal while the CA file is unusable.
+    fn cas(st: &State) -> Result<&CaKeys, CertRefusal> {
+        st.cas
+            .value
+            .as_deref()
+            .map_err(|_| CertRefusal::CaFileUnusable)
     }
 
     fn not_revoked(st: &State, ca: &str, serial: u64, key: &str) -> Result<(), CertRefusal> {
@@ -434,12 +438,7 @@ impl CertTrust {
             return Err(CertRefusal::Expired);
         }
         let st = self.read();
-        let cas = st
-            .cas
-            .value
-            .as_ref()
-            .map_err(|_| CertRefusal::CaFileUnusable)?;
-        if !cas.contains_key(&c.ca) {
+        if !Self::cas(&st)?.contains_key(&c.ca) {
             return Err(CertRefusal::UntrustedCa);
         }
         Self::not_revoked(&st, &c.ca, c.serial, &c.key)

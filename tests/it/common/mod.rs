@@ -1397,3 +1397,34 @@ pub fn info_params<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> 
     p.extend_from_slice(extra);
     p
 }
+
+/// In `home`: a CA at `ca` (`remo ca init`), the user's key
+/// (`remo keygen`, the default path) and a certificate for it (`remo ca
+/// sign` with `sign_args` after the CA, user and key): what an admin runs
+/// to give one user access to a fleet.
+pub fn ca_user_cert(home: &Path, ca: &Path, user: &str, sign_args: &[&str]) {
+    let run = |args: &[&str]| {
+        let out = remo_at(home, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "remo {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["ca", "init", "--no-passphrase", "-o", ca.to_str().unwrap()]);
+    run(&["keygen", "--no-passphrase"]);
+    let key_pub = home.join(".config/remo/id_p256.pub");
+    let mut args = vec![
+        "ca",
+        "sign",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--user",
+        user,
+        "--key",
+        key_pub.to_str().unwrap(),
+    ];
+    args.extend_from_slice(sign_args);
+    run(&args);
+}
