@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::common;
+use crate::common::Tmux;
 
 use common::{assert_code, free_port, text, HttpServer as Server};
 
@@ -282,56 +283,6 @@ fn check_tail_f(mut cmd: Command, log: &Path, unique: &str, through: &str) {
     while remote_tail_running(unique) {
         assert!(Instant::now() < deadline, "remote tail still running");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// tmux on a private socket, killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new() -> Self {
-        let ok = Command::new("tmux")
-            .arg("-V")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "tmux is needed for this test: install the Debian package `tmux` (apt-get install tmux)"
-        );
-        Tmux {
-            socket: format!("remo-test-{}-{}", std::process::id(), free_port()),
-        }
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn pane(&self) -> String {
-        text(&self.run(&["capture-pane", "-p", "-t", "remo"]).stdout)
-    }
-    #[track_caller]
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let p = self.pane();
-            if pred(&p) {
-                return p;
-            }
-            assert!(Instant::now() < deadline, "waiting for {what}; pane:\n{p}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
     }
 }
 

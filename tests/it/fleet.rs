@@ -340,3 +340,116 @@ fn a_certificate_for_web_is_refused_by_db() {
         text(&o.stderr)
     );
 }
+
+/// On a terminal: the new servers are listed and remo asks once before it
+/// pins them (no: nothing runs); an encrypted key's passphrase is asked
+/// once for all the hosts; an expired certificate is said to be expired.
+#[test]
+fn on_a_terminal_remo_asks_once() {
+    let scratch = Scratch::new("fleet-tty");
+    let f = fleet(&scratch, "db*");
+    // A passphrase-protected key with its own certificate.
+    let enc = f.home.join("enc");
+    let mut kg = remo(&f.home, &["keygen", "-o", enc.to_str().unwrap()]);
+    kg.env("REMO_PASSPHRASE", "correct horse");
+    ok(kg);
+    let enc_pub = format!("{}.pub", enc.display());
+    let sign = |valid: &str| {
+        ok(remo(
+            &f.home,
+            &[
+                "ca",
+                "sign",
+                "--ca",
+                f.ca.to_str().unwrap(),
+                "--user",
+                "carol",
+                "--key",
+                &enc_pub,
+                "--valid",
+                valid,
+                "--hosts",
+                "db*",
+                "--grant",
+                "cmd:/usr/bin/id",
+            ],
+        ))
+    };
+    sign("1h");
+    let script = f.root.join("fleet.sh");
+    let status = f.root.join("status");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexport HOME='{home}' XDG_CONFIG_HOME='{home}/.config' XDG_RUNTIME_DIR='{home}/run'\n\
+             unset REMO_PASSPHRASE REMO_SERVER REMO_USER REMO_KEY\n\
+             '{remo}' -i '{key}' @db exec /usr/bin/id -u; echo EXIT=$? >> '{status}'\n\
+             '{remo}' -i '{key}' @db exec /usr/bin/id -u; echo EXIT=$? >> '{status}'\n\
+             sleep 60\n",
+            home = f.home.display(),
+            remo = env!("CARGO_BIN_EXE_remo"),
+            key = enc.display(),
+            status = status.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tmux = Tmux::new();
+    let o = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "remo",
+        "-x",
+        "150",
+        "-y",
+        "40",
+        script.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "tmux: {}", text(&o.stderr));
+    let p = tmux.wait_for("the question", |p| {
+        p.contains("Pin these server keys? [y/N]")
+    });
+    assert!(p.contains("4 new server(s):"), "{p}");
+    for n in ["db1", "db2", "db3", "db4"] {
+        assert!(p.contains(&format!("  {n}  http://127.0.0.1:")), "{n}: {p}");
+    }
+    tmux.run(&["send-keys", "-t", "remo", "n", "Enter"]);
+    tmux.wait_for("the refusal", |p| p.contains("nothing pinned; nothing run"));
+    // The second run asks again; yes, then the passphrase once.
+    tmux.wait_for("the question again", |p| {
+        p.matches("Pin these server keys? [y/N]").count() == 2
+    });
+    tmux.run(&["send-keys", "-t", "remo", "y", "Enter"]);
+    tmux.wait_for("the passphrase", |p| p.contains("(used for every host):"));
+    tmux.run(&["send-keys", "-t", "remo", "correct horse", "Enter"]);
+    let p = tmux.wait_for("the summary", |p| p.contains("4 host(s): 4 ok"));
+    assert_eq!(p.matches("(used for every host):").count(), 1, "{p}");
+    for n in ["db1", "db2", "db3", "db4"] {
+        assert!(p.contains(&format!("{n}: 0")), "{n}: {p}");
+    }
+    let s = std::fs::read_to_string(&status).unwrap();
+    assert_eq!(s, "EXIT=1\nEXIT=0\n");
+
+    // An expired certificate: every child says so, then fails with the key alone.
+    sign("1s");
+    std::thread::sleep(Duration::from_millis(2100));
+    let mut c = remo(
+        &f.home,
+        &[
+            "-i",
+            enc.to_str().unwrap(),
+            "--no-cache",
+            "@db",
+            "exec",
+            "/usr/bin/id",
+        ],
+    );
+    c.env("REMO_PASSPHRASE", "correct horse");
+    let o = output(c);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert_eq!(err.matches("expired at").count(), 8, "{err}");
+    assert!(err.contains("4 host(s): 0 ok, 4 failed"), "{err}");
+}

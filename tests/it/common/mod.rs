@@ -1428,3 +1428,57 @@ pub fn ca_user_cert(home: &Path, ca: &Path, user: &str, sign_args: &[&str]) {
     args.extend_from_slice(sign_args);
     run(&args);
 }
+
+/// tmux on a private socket, killed on drop.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// A tmux server of its own (fails naming the package without tmux).
+    pub fn new() -> Self {
+        let ok = Command::new("tmux")
+            .arg("-V")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "tmux is needed for this test: install the Debian package `tmux` (apt-get install tmux)"
+        );
+        Tmux {
+            socket: format!("remo-test-{}-{}", std::process::id(), free_port()),
+        }
+    }
+    /// `tmux ARGS` on this server.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+    /// The text of the pane of session `remo`.
+    pub fn pane(&self) -> String {
+        text(&self.run(&["capture-pane", "-p", "-t", "remo"]).stdout)
+    }
+    #[track_caller]
+    /// Waits (20 s at most) until the pane satisfies `pred`.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let p = self.pane();
+            if pred(&p) {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "waiting for {what}; pane:\n{p}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
