@@ -339,6 +339,39 @@ fn a_certificate_for_web_is_refused_by_db() {
         "{}",
         text(&o.stderr)
     );
+    // And as YAML, with a child group and an exclusion.
+    let yml = f.root.join("hosts.yml");
+    let mut y = String::from(
+        "all:\n  children:\n    fleet:\n      children:\n        front:\n          hosts:\n",
+    );
+    for (i, url) in f.urls[..4].iter().enumerate() {
+        y.push_str(&format!(
+            "            front{i}:\n              remo_server: \"{url}\"\n"
+        ));
+    }
+    std::fs::write(&yml, &y).unwrap();
+    let o = ok(remo(
+        &f.home,
+        &[
+            "@fleet,!front3",
+            "--inventory",
+            yml.to_str().unwrap(),
+            "--json",
+            "exec",
+            "/usr/bin/id",
+            "-u",
+        ],
+    ));
+    let mut hosts: Vec<String> = text(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["stdout"], "0\n", "{v}");
+            v["host"].as_str().unwrap().to_string()
+        })
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["front0", "front1", "front2"]);
 }
 
 /// On a terminal: the new servers are listed and remo asks once before it
