@@ -22,6 +22,10 @@ enum Cmd {
     Serve(Box<remo::server::cli::ServeArgs>),
     /// Install, show or remove remod's nftables table (docs/firewall.md).
     Firewall(remo::firewall::cli::FirewallArgs),
+    /// What a running remod has live: sessions, processes, firewall grants, instances.
+    Status(remo::server::control::StatusArgs),
+    /// End live sessions of a running remod (`remod session end ID|--user NAME`).
+    Session(remo::server::control::SessionArgs),
     /// Print the JSON Schema of every operation's descriptor and result
     /// (for other clients; docs/operations.md is made from it).
     Schema(SchemaArgs),
@@ -42,6 +46,8 @@ fn main() {
         Cmd::Audit(a) => remo::admin::run_audit(a),
         Cmd::Serve(a) => remo::server::cli::run_serve(*a),
         Cmd::Firewall(a) => remo::firewall::cli::run(a),
+        Cmd::Status(a) => remo::server::control::run_status(a),
+        Cmd::Session(a) => remo::server::control::run_session(a),
         Cmd::Schema(a) => {
             if a.markdown {
                 print!("{}", remo::ops::markdown());

@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// requests without REMO_SERVER_NAME; default: the host name).
     #[arg(long, env = "REMO_SERVER_NAME", value_name = "NAME")]
     pub server_name: Option<String>,
+    /// The control socket `remod status` and `remod session end` use
+    /// (mode 0600; root or remod's user only). Default: DIR/control.sock
+    /// with --dir, else /run/remod/control.sock. `none`: no control socket.
+    #[arg(long, env = "REMO_CONTROL", value_name = "PATH")]
+    pub control: Option<PathBuf>,
     /// Session idle timeout in seconds.
     #[arg(long, env = "REMO_SESSION_TIMEOUT", value_name = "SECS")]
     pub session_timeout: Option<String>,
@@ -265,6 +270,28 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         log_trust(&defaults, a.max_instances);
         let containment = crate::server::enforce::contain::init_daemon();
         router.spawn_reaper();
+        let control = match &a.control {
+            Some(p) if p.as_os_str() == "none" => None,
+            Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            None => Some(crate::server::control::default_path(
+                a.dir
+                    .as_ref()
+                    .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+                    .as_deref(),
+            )),
+        };
+        if let Some(path) = &control {
+            match crate::server::control::bind(path) {
+                Ok(l) => {
+                    info!(
+                        "control socket {} (remod status, remod session end)",
+                        path.display()
+                    );
+                    crate::server::control::spawn(l, router.clone());
+                }
+                Err(e) => log::warn!("{e}; remod status will not reach this remod"),
+            }
+        }
         // Before listening: a SIGHUP once clients can connect must reload,
         // not end remod (the default action).
         spawn_reload_on_hangup(router.clone());

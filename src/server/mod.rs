@@ -15,6 +15,7 @@
 //! [`cli`] is `remod serve`, which puts them together.
 
 pub mod cli;
+pub mod control;
 pub mod core;
 pub mod door;
 pub(crate) mod enforce;

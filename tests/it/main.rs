@@ -35,4 +35,5 @@ mod operations_doc;
 mod protocol_vectors;
 mod revoke_http;
 mod server_checks;
+mod status;
 mod trust;

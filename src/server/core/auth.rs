@@ -284,6 +284,7 @@ pub(crate) async fn auth(inst: &Instance, body: Body, remote: &str) -> Response 
             return Response::error(503, &e.to_string());
         }
     };
+    session.set_remote(remote);
     match still_allowed(inst, &parsed.user, cert_info.as_ref()) {
         Ok(Some(g)) => session.set_grants(g),
         Ok(None) => {}

@@ -753,6 +753,19 @@ impl Registry {
         logged.insert(msg);
     }
 
+    /// Every loaded instance with its settings (`remod status`).
+    pub(crate) fn entries(&self) -> Vec<(Resolved, Arc<Instance>)> {
+        let mut v: Vec<_> = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.key_file.cmp(&b.0.key_file));
+        v
+    }
+
     /// Every loaded instance (reaping, shutdown).
     pub fn all(&self) -> Vec<Arc<Instance>> {
         self.map

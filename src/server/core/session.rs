@@ -38,6 +38,10 @@ pub struct Session {
     /// The certificate that authorised the session, if one did (§7): its
     /// grants are the certificate's, and it ends at its `not_after`.
     pub(crate) cert: Option<CertInfo>,
+    /// When it was created, Unix seconds (for `remod status`).
+    pub(crate) created_unix: i64,
+    /// The address it logged in from (for `remod status`).
+    remote: std::sync::OnceLock<String>,
     state: Mutex<SessionState>,
     grants: Mutex<Arc<Grants>>,
 }
@@ -81,6 +85,21 @@ impl Session {
     /// Replaces the grants (the database changed).
     pub(crate) fn set_grants(&self, g: Grants) {
         *self.grants.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(g);
+    }
+
+    /// Records the address the session logged in from.
+    pub(crate) fn set_remote(&self, remote: &str) {
+        let _ = self.remote.set(remote.to_string());
+    }
+
+    /// The address it logged in from, `-` if not recorded.
+    pub(crate) fn remote(&self) -> &str {
+        self.remote.get().map_or("-", String::as_str)
+    }
+
+    /// How long since its last request.
+    pub(crate) fn idle(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.lock().last_used)
     }
 
     /// Refreshes the idle timer (a long operation counts as activity).
@@ -178,6 +197,8 @@ impl SessionTable {
             cancel: CancellationToken::new(),
             container: crate::server::enforce::contain::global().session(self.caps),
             cert,
+            created_unix: crate::server::core::instance::unix_now(),
+            remote: std::sync::OnceLock::new(),
             state: Mutex::new(SessionState {
                 last_used: now,
                 replay: ReplayWindow::new(),

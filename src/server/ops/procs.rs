@@ -581,6 +581,15 @@ impl ProcTable {
         }
     }
 
+    /// Every process: its id, its session's id and whether it has a
+    /// terminal (for `remod status`).
+    pub(crate) fn list(&self) -> Vec<(String, String, bool)> {
+        self.lock()
+            .values()
+            .map(|p| (p.id.clone(), p.session.clone(), p.is_pty()))
+            .collect()
+    }
+
     /// Number of processes in the table.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()

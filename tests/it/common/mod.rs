@@ -444,6 +444,7 @@ pub fn remod_command() -> Command {
         "REMO_CA_KEYS",
         "REMO_REVOKED",
         "REMO_SERVER_NAME",
+        "REMO_CONTROL",
     ] {
         cmd.env_remove(v);
     }
