@@ -26,8 +26,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ControlRequest {
-    /// Everything live.
-    Status,
+    /// Everything live (a struct variant, so unknown fields are refused).
+    Status {},
     /// End one session (by tag) or every session of a user.
     End {
         /// A session tag from the status.
@@ -228,7 +228,7 @@ async fn serve_one(stream: UnixStream, registry: &Registry) -> std::io::Result<(
 
 async fn answer(req: ControlRequest, registry: &Registry) -> ControlAnswer {
     match req {
-        ControlRequest::Status => ControlAnswer::Status {
+        ControlRequest::Status {} => ControlAnswer::Status {
             instances: status(registry).await,
         },
         ControlRequest::End { session, user } => {
@@ -486,7 +486,7 @@ pub fn status_text(instances: &[InstanceStatus], now: i64) -> String {
 
 /// Runs `remod status`; returns the exit code.
 pub fn run_status(a: StatusArgs) -> i32 {
-    match ask(&a.target.path(), &ControlRequest::Status) {
+    match ask(&a.target.path(), &ControlRequest::Status {}) {
         Ok(ControlAnswer::Status { instances }) => {
             if a.json {
                 println!("{}", serde_json::to_string(&instances).unwrap_or_default());
@@ -556,7 +556,7 @@ mod tests {
     #[test]
     fn requests_and_answers_round_trip() {
         for (text, req) in [
-            (r#"{"op":"status"}"#, ControlRequest::Status),
+            (r#"{"op":"status"}"#, ControlRequest::Status {}),
             (
                 r#"{"op":"end","user":"bob"}"#,
                 ControlRequest::End {

@@ -84,7 +84,7 @@ async fn malformed_auth_is_400() {
         assert_eq!(call(&f, "POST", "auth", None, body).await.0, 400);
     }
     assert_eq!(
-        call(&f, "POST", "auth", None, vec![b' '; 5000]).await.0,
+        call(&f, "POST", "auth", None, vec![b' '; 16385]).await.0,
         413
     );
     assert_eq!(call(&f, "GET", "auth", None, vec![]).await.0, 405);
