@@ -170,6 +170,8 @@ enum Msg {
 /// `record` only queues.
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
+    /// Rows queued and not yet written (the metrics' queue depth).
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn open_conn(path: &Path) -> Result<Connection, AuditError> {
@@ -270,7 +272,12 @@ const BATCH: usize = 512;
 /// second however busy the server is.
 const LINGER: Duration = Duration::from_millis(5);
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
+fn writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Msg>,
+    path: PathBuf,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     while let Ok(first) = rx.recv() {
         // Group commit: let the rows of requests running alongside this one
         // arrive before opening a transaction. Senders do not wake a writer
@@ -292,7 +299,9 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>, path: PathBuf) {
             }
         }
         if !rows.is_empty() {
-            if let Err(e) = write_batch(&mut conn, &rows) {
+            let written = write_batch(&mut conn, &rows);
+            queued.fetch_sub(rows.len(), std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = written {
                 log::error!(
                     "audit: cannot write {} row(s) to {}: {e}",
                     rows.len(),
@@ -323,18 +332,29 @@ impl AuditLog {
         let conn = open_conn(path)?;
         let (tx, rx) = mpsc::channel();
         let p = path.to_path_buf();
+        let queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let q = queued.clone();
         std::thread::Builder::new()
             .name("remod-audit".into())
-            .spawn(move || writer(conn, rx, p))
+            .spawn(move || writer(conn, rx, p, q))
             .map_err(AuditError::Thread)?;
-        Ok(AuditLog { tx })
+        Ok(AuditLog { tx, queued })
     }
 
     /// Queues a row; never blocks.
     pub(crate) fn record(&self, r: AuditRecord) {
+        self.queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.tx.send(Msg::Row(Box::new(r))).is_err() {
+            self.queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             log::error!("audit: writer is gone; a row was lost");
         }
+    }
+
+    /// Rows queued and not yet written.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until every row queued so far is written (tests, shutdown).

@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// with --dir, else /run/remod/control.sock. `none`: no control socket.
     #[arg(long, env = "REMO_CONTROL", value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics at /metrics on ADDR: a loopback IP:PORT or
+    /// unix:PATH (default: none). Never on the front door.
+    #[arg(long, env = "REMO_METRICS", value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Session idle timeout in seconds.
     #[arg(long, env = "REMO_SESSION_TIMEOUT", value_name = "SECS")]
     pub session_timeout: Option<String>,
@@ -291,6 +295,14 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
                 }
                 Err(e) => log::warn!("{e}; remod status will not reach this remod"),
             }
+        }
+        if let Some(m) = &a.metrics {
+            let addr = crate::server::metrics::parse_addr(m).map_err(ServeError::Usage)?;
+            let l = crate::server::metrics::listen(&addr)
+                .await
+                .map_err(ServeError::Listen)?;
+            info!("metrics at {m} (GET /metrics)");
+            tokio::spawn(crate::server::metrics::serve(l, router.clone()));
         }
         // Before listening: a SIGHUP once clients can connect must reload,
         // not end remod (the default action).

@@ -19,5 +19,6 @@ pub mod control;
 pub mod core;
 pub mod door;
 pub(crate) mod enforce;
+pub(crate) mod metrics;
 pub(crate) mod ops;
 pub(crate) mod store;

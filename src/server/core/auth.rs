@@ -243,6 +243,7 @@ pub(crate) async fn auth(inst: &Instance, body: Body, remote: &str) -> Response 
             &format!("auth-failed: {reason}"),
             started,
         );
+        crate::server::metrics::global().login("failed", reason);
         return failed();
     }
     let sid = new_session_id();
@@ -292,6 +293,7 @@ pub(crate) async fn auth(inst: &Instance, body: Body, remote: &str) -> Response 
             inst.sessions.end(&session.id);
             let reason = f.as_str();
             warn!("{remote} {} auth 401 {reason} during login", parsed.user);
+            crate::server::metrics::global().login("failed", reason);
             audit_auth(
                 inst,
                 who,
@@ -308,6 +310,14 @@ pub(crate) async fn auth(inst: &Instance, body: Body, remote: &str) -> Response 
         None => info!("{remote} {} auth ok", parsed.user),
     }
     audit_auth(inst, who, remote, &session_tag(&sid_copy), "ok", started);
+    crate::server::metrics::global().login(
+        "ok",
+        if cert_info.is_some() {
+            "certificate"
+        } else {
+            "key"
+        },
+    );
     match serde_json::to_string(&resp) {
         Ok(b) => Response::json(200, b),
         Err(_) => Reject::Internal.response(),

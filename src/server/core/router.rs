@@ -382,6 +382,12 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
                 .map(|c| c.label())
                 .unwrap_or_default(),
         });
+        crate::server::metrics::global().request(
+            ctx.op.as_str(),
+            &outcome,
+            started.elapsed(),
+            (input.bytes_received(), sent),
+        );
         // Audited before the result goes out, so a client that saw the
         // result finds the row queued in order.
         let gone = writer.finish(&result).await.is_err();

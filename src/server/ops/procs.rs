@@ -125,8 +125,7 @@ impl Shares {
         })
     }
 
-    /// Slots taken now.
-    #[cfg(test)]
+    /// Slots taken now (tests, metrics).
     pub(crate) fn in_use(&self) -> usize {
         self.lock().total
     }
