@@ -272,12 +272,93 @@ const BATCH: usize = 512;
 /// second however busy the server is.
 const LINGER: Duration = Duration::from_millis(5);
 
+/// Where audit rows also go (`remod serve --audit-syslog`), if anywhere.
+static SYSLOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sends every audit row, from now on, to the syslog socket at `path` too.
+pub(crate) fn send_to_syslog(path: PathBuf) {
+    let _ = SYSLOG.set(path);
+}
+
+/// A value for a `key=value` syslog line: bare if plain, else quoted with
+/// `"` and `\` escaped and control characters as `\xNN`, so a command
+/// line cannot forge another field or another line.
+fn syslog_value(v: &str) -> String {
+    let plain = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' && c != '=');
+    if plain {
+        return v.to_string();
+    }
+    let mut o = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if c.is_control() => o.push_str(&format!("\\x{:02x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// One row as a syslog datagram (the local `/dev/log` form: `<PRI>TAG:
+/// MSG`), facility authpriv, `info` for `ok` and `notice` otherwise.
+pub(crate) fn syslog_line(r: &AuditRecord) -> String {
+    let severity = if r.outcome == "ok" { 6 } else { 5 };
+    let mut msg = format!(
+        "<{}>remod[{}]: audit",
+        10 * 8 + severity,
+        std::process::id()
+    );
+    for (k, v) in [
+        ("user", r.user.as_str()),
+        ("remote", r.remote.as_str()),
+        ("session", r.session.as_str()),
+        ("op", r.op.as_str()),
+        ("outcome", r.outcome.as_str()),
+    ] {
+        msg.push_str(&format!(" {k}={}", syslog_value(v)));
+    }
+    if let Some(e) = r.exit {
+        msg.push_str(&format!(" exit={e}"));
+    }
+    msg.push_str(&format!(
+        " in={} out={} ms={}",
+        r.bytes_in, r.bytes_out, r.duration_ms
+    ));
+    if !r.cert.is_empty() {
+        msg.push_str(&format!(" cert={}", syslog_value(&r.cert)));
+    }
+    msg.push_str(&format!(" summary={}", syslog_value(&r.summary)));
+    msg
+}
+
+fn to_syslog(sock: &mut Option<std::os::unix::net::UnixDatagram>, rows: &[AuditRecord]) {
+    let Some(path) = SYSLOG.get() else { return };
+    if sock.is_none() {
+        *sock = std::os::unix::net::UnixDatagram::unbound().ok();
+    }
+    let Some(s) = sock.as_ref() else { return };
+    for r in rows {
+        if let Err(e) = s.send_to(syslog_line(r).as_bytes(), path) {
+            log::warn!(
+                "audit: cannot send a row to syslog at {}: {e}",
+                path.display()
+            );
+            return;
+        }
+    }
+}
+
 fn writer(
     mut conn: Connection,
     rx: mpsc::Receiver<Msg>,
     path: PathBuf,
     queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    let mut syslog = None;
     while let Ok(first) = rx.recv() {
         // Group commit: let the rows of requests running alongside this one
         // arrive before opening a transaction. Senders do not wake a writer
@@ -300,6 +381,7 @@ fn writer(
         }
         if !rows.is_empty() {
             let written = write_batch(&mut conn, &rows);
+            to_syslog(&mut syslog, &rows);
             queued.fetch_sub(rows.len(), std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = written {
                 log::error!(
@@ -551,5 +633,37 @@ mod tests {
         let rows = query(&p, &AuditFilter::default()).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].cert, "SHA256:c#1");
+    }
+
+    #[test]
+    fn syslog_lines_cannot_forge_fields() {
+        let r = AuditRecord {
+            time_ms: 0,
+            user: "alice".into(),
+            remote: "192.0.2.1".into(),
+            session: "abc".into(),
+            op: "cmd".into(),
+            summary: "echo 'x' op=auth\nfake".into(),
+            outcome: "ok".into(),
+            exit: Some(0),
+            bytes_in: 1,
+            bytes_out: 2,
+            duration_ms: 3,
+            cert: String::new(),
+        };
+        let l = syslog_line(&r);
+        assert!(l.starts_with("<86>remod["), "{l}");
+        assert!(l.ends_with(r#" summary="echo 'x' op=auth\x0afake""#), "{l}");
+        assert!(!l.contains('\n'));
+        assert!(l.contains(" user=alice remote=192.0.2.1 session=abc op=cmd outcome=ok exit=0 in=1 out=2 ms=3 "), "{l}");
+        let failed = AuditRecord {
+            outcome: "auth-failed: bad signature".into(),
+            cert: "SHA256:x#4".into(),
+            ..r
+        };
+        let l = syslog_line(&failed);
+        assert!(l.starts_with("<85>"), "{l}");
+        assert!(l.contains(r#"outcome="auth-failed: bad signature""#), "{l}");
+        assert!(l.contains(" cert=SHA256:x#4 "), "{l}");
     }
 }

@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// with --dir, else /run/remod/control.sock. `none`: no control socket.
     #[arg(long, env = "REMO_CONTROL", value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Also send every audit row to syslog (the local datagram socket
+    /// PATH, default /dev/log; facility authpriv), for the site's log
+    /// pipeline. The audit database is still written.
+    #[arg(long, env = "REMO_AUDIT_SYSLOG", value_name = "PATH", num_args = 0..=1,
+          default_missing_value = "/dev/log")]
+    pub audit_syslog: Option<PathBuf>,
     /// Serve Prometheus metrics at /metrics on ADDR: a loopback IP:PORT or
     /// unix:PATH (default: none). Never on the front door.
     #[arg(long, env = "REMO_METRICS", value_name = "ADDR")]
@@ -191,10 +197,29 @@ pub(crate) fn bootstrap_dir(dir: &Path, first_user: &str) -> Result<bool, ServeE
 
 fn init_logging() {
     let env = env_logger::Env::default().default_filter_or("info");
-    let _ = env_logger::Builder::from_env(env)
-        .format_timestamp_millis()
-        .format_target(false)
-        .try_init();
+    let mut b = env_logger::Builder::from_env(env);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        // Under systemd, stderr goes to the journal, which stamps each
+        // line itself: no second timestamp, and the level as the
+        // `<N>` prefix journald reads as the priority (sd-daemon(3)).
+        b.format(|buf, r| {
+            use std::io::Write;
+            writeln!(buf, "<{}>{}", journal_priority(r.level()), r.args())
+        });
+    } else {
+        b.format_timestamp_millis().format_target(false);
+    }
+    let _ = b.try_init();
+}
+
+/// The syslog priority of a log level (sd-daemon(3)).
+fn journal_priority(l: log::Level) -> u8 {
+    match l {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
+    }
 }
 
 fn defaults_from(a: &ServeArgs) -> Defaults {
@@ -244,6 +269,10 @@ pub fn run_serve(a: ServeArgs) -> i32 {
 }
 
 fn serve(a: ServeArgs) -> Result<(), ServeError> {
+    if let Some(p) = &a.audit_syslog {
+        crate::audit::send_to_syslog(p.clone());
+        info!("audit rows also go to syslog at {}", p.display());
+    }
     if let Some(dir) = &a.dir {
         bootstrap_dir(dir, &a.first_user)?;
     }

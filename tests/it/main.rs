@@ -31,6 +31,7 @@ mod fleet;
 mod frontdoor;
 mod interactive;
 mod keys_cli;
+mod logging;
 mod metrics;
 mod operations_doc;
 mod protocol_vectors;
