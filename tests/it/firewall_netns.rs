@@ -1624,6 +1624,7 @@ fn fleet_open_and_close_on_two_servers() {
         &["--valid", "10m", "--hosts", "fw*", "--grant", "open:guest"],
     );
     let mut procs = Vec::new();
+    let metrics_port = free_port();
     let mut config = String::from("user = \"carol\"\n[groups]\nfw = [\"fw1\", \"fw2\"]\n");
     for (i, lab) in labs.iter().enumerate() {
         let name = format!("fw{}", i + 1);
@@ -1646,6 +1647,10 @@ fn fleet_open_and_close_on_two_servers() {
             .env_remove("REMO_KEY_FILE")
             .env_remove("REMO_USER_DB")
             .env("RUST_LOG", "info");
+        if i == 0 {
+            cmd.arg("--metrics")
+                .arg(format!("127.0.0.1:{metrics_port}"));
+        }
         let mut p = Proc::spawn(&name, cmd, &scratch.path().join(format!("{name}.log")));
         p.wait_port(port);
         procs.push(p);
@@ -1671,6 +1676,29 @@ fn fleet_open_and_close_on_two_servers() {
             "{name}: {listed}"
         );
     }
+    // remod status and the metrics see the grant (issue 25).
+    let status = Command::new(REMOD)
+        .args(["status", "--json", "--dir"])
+        .arg(scratch.path().join("fw1"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let grant = &v[0]["grants"][0];
+    assert_eq!(
+        (&grant["profile"], &grant["ip"], &grant["user"]),
+        (&json!("guest"), &json!(CLIENT4), &json!("carol")),
+        "{v}"
+    );
+    let (code, body) = crate::common::curl(
+        "GET",
+        &format!("http://127.0.0.1:{metrics_port}/metrics"),
+        &[],
+        None,
+    );
+    assert_eq!(code, 200);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("remo_firewall_grants 1\n"), "{body}");
+    assert!(body.contains("remo_certificate_sessions 1\n"), "{body}");
     remo(&["@fw", "close", "guest", "--ip", CLIENT4]);
     for lab in &labs {
         assert_dropped(tcp_probe(&lab.client, guest_port), "after close");
