@@ -27,6 +27,38 @@ pub(crate) const FILE_CHUNK: usize = 4 * crate::proto::record::MAX_PLAINTEXT;
 /// blocking thread for the whole transfer (not one runtime hand-off per
 /// 64 KiB read), two chunks ahead of the sender.
 pub fn file_stream(file: std::fs::File) -> DataStream {
+    file_stream_with(file, |_| {})
+}
+
+/// As [`file_stream`], and the SHA-256 of every byte sent, computed on the
+/// reading thread as the file is read (one pass over the file, not a
+/// hashing pass before the upload). The digest comes once the whole file
+/// was read; a read error or a dropped stream gives none.
+pub(crate) fn file_stream_hashed(
+    file: std::fs::File,
+) -> (DataStream, tokio::sync::oneshot::Receiver<[u8; 32]>) {
+    use sha2::{Digest, Sha256};
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let mut hasher = Some(Sha256::new());
+    let mut done_tx = Some(done_tx);
+    let stream = file_stream_with(file, move |chunk| match (chunk, hasher.as_mut()) {
+        (Some(b), Some(h)) => h.update(b),
+        (None, _) => {
+            if let (Some(h), Some(tx)) = (hasher.take(), done_tx.take()) {
+                let _ = tx.send(h.finalize().into());
+            }
+        }
+        _ => {}
+    });
+    (stream, done_rx)
+}
+
+/// The reading loop of [`file_stream`]; `seen` gets every chunk read, then
+/// `None` at the end of the file.
+fn file_stream_with(
+    file: std::fs::File,
+    mut seen: impl FnMut(Option<&[u8]>) + Send + 'static,
+) -> DataStream {
     use std::io::Read;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
@@ -40,8 +72,10 @@ pub fn file_stream(file: std::fs::File) -> DataStream {
                 return;
             }
             if buf.is_empty() {
+                seen(None);
                 return;
             }
+            seen(Some(&buf));
             if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                 return;
             }
@@ -227,5 +261,33 @@ mod tests {
         let s = reader_stream(std::io::Cursor::new(data.clone()));
         let all: Vec<Bytes> = s.map(|c| c.unwrap()).collect().await;
         assert_eq!(all.concat(), data);
+    }
+
+    /// One pass: the stream gives the file's bytes and the digest is theirs,
+    /// from a FIFO that can be read only once.
+    #[tokio::test]
+    async fn a_file_is_hashed_as_it_is_read_once() {
+        use futures_util::StreamExt;
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let data: Vec<u8> = (0..3 * FILE_CHUNK + 123)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let (path, expect) = (fifo.clone(), data.clone());
+        let writer = std::thread::spawn(move || std::fs::write(path, expect).unwrap());
+        let file = tokio::task::spawn_blocking(move || std::fs::File::open(fifo).unwrap())
+            .await
+            .unwrap();
+        let (mut stream, digest) = file_stream_hashed(file);
+        let mut got = Vec::new();
+        while let Some(c) = stream.next().await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        writer.join().unwrap();
+        assert_eq!(got, data);
+        let d: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(digest.await.unwrap(), d);
     }
 }

@@ -211,6 +211,16 @@ fn get_put_big_file_and_failed_get_leaves_nothing() {
     assert_code(&o, 0);
     assert_eq!(sha256_file(&dl.join("big.bin")), sha256_file(&src));
 
+    // --verify-first: the digest goes first, the server checks it.
+    let again = format!("{}/up/big2.bin", s.data.display());
+    let o = c.run(
+        &s,
+        &["put", "--verify-first", src.to_str().unwrap(), &again],
+    );
+    assert_code(&o, 0);
+    assert_eq!(sha256_file(Path::new(&again)), sha256_file(&src));
+    let _ = std::fs::remove_file(&again);
+
     // --no-overwrite on a small file (the server answers before reading much).
     let small = work.join("small.txt");
     std::fs::write(&small, b"small\n").unwrap();

@@ -1,6 +1,11 @@
-//! `remo put`: upload a file. Its SHA-256 is computed first and sent in the
-//! descriptor, so the server replaces the target only with exactly the
-//! bytes we meant (a file changing under us fails instead of landing torn).
+//! `remo put`: upload a file, in one pass: the file is hashed as it is read
+//! and sent, and the server's digest of what it stored must be ours. The
+//! sealed records and the `last` record already make a cut or altered
+//! upload fail before anything is replaced; what one pass cannot see is a
+//! local file changing while it is read (what was read is what lands).
+//! `--verify-first` hashes the file before sending and puts the digest in
+//! the descriptor: the server then replaces the target only with exactly
+//! those bytes, and a file that changed under us fails instead.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,7 +17,7 @@ use super::{basename, digest_b64, on_terminal, progress, summary};
 use crate::client::conn::{DataStream, ResponseItem};
 use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
-use crate::client::input::file_stream;
+use crate::client::input::file_stream_hashed;
 use crate::ops::put::PutDesc;
 use crate::ops::result_of;
 
@@ -33,6 +38,11 @@ pub(crate) struct PutArgs {
     /// Create missing remote parent directories.
     #[arg(long)]
     pub mkdir: bool,
+    /// Hash the file before sending it and have the server check that
+    /// digest before it replaces anything (a second pass over the file; a
+    /// file that changes during the upload then fails instead of landing).
+    #[arg(long)]
+    pub verify_first: bool,
 }
 
 fn sha256_file(path: &Path) -> Result<String, ClientError> {
@@ -52,7 +62,7 @@ fn sha256_file(path: &Path) -> Result<String, ClientError> {
 }
 
 /// Builds the `put` descriptor.
-pub(crate) fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, PutDesc), ClientError> {
+pub(crate) fn descriptor(a: &PutArgs, sha: Option<&str>) -> Result<(String, PutDesc), ClientError> {
     let local_name = a
         .local
         .file_name()
@@ -77,7 +87,7 @@ pub(crate) fn descriptor(a: &PutArgs, sha: &str) -> Result<(String, PutDesc), Cl
     };
     let d = PutDesc {
         path: remote.clone(),
-        sha256: Some(sha.to_string()),
+        sha256: sha.map(str::to_string),
         overwrite: Some(!a.no_overwrite),
         create_dirs: Some(a.mkdir),
         mode,
@@ -95,16 +105,23 @@ pub(crate) async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
             a.local.display()
         )));
     }
-    let path = a.local.clone();
-    let sha = tokio::task::spawn_blocking(move || sha256_file(&path))
-        .await
-        .map_err(|e| ClientError::Local(format!("hashing failed: {e}")))??;
-    let (remote, desc) = descriptor(&a, &sha)?;
+    let first = if a.verify_first {
+        let path = a.local.clone();
+        Some(
+            tokio::task::spawn_blocking(move || sha256_file(&path))
+                .await
+                .map_err(|e| ClientError::Local(format!("hashing failed: {e}")))??,
+        )
+    } else {
+        None
+    };
+    let (remote, desc) = descriptor(&a, first.as_deref())?;
     let file =
         std::fs::File::open(&a.local).map_err(|e| ClientError::io(&a.local, "cannot open", e))?;
     let pb = progress(Some(meta.len()), &remote);
     let pb2 = pb.clone();
-    let input: DataStream = Box::pin(file_stream(file).inspect(move |c| {
+    let (stream, digest) = file_stream_hashed(file);
+    let input: DataStream = Box::pin(stream.inspect(move |c| {
         if let Ok(b) = c {
             pb2.inc(b.len() as u64);
         }
@@ -120,7 +137,13 @@ pub(crate) async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
                 ResponseItem::Done(Ok(m)) => {
                     let r = result_of::<PutDesc>(m)
                         .map_err(|e| ClientError::Protocol(format!("put result: {e}")))?;
-                    if r.sha256 != sha {
+                    // What we read and sent, hashed as it went (the digest
+                    // is there: the server saw the end of the body).
+                    let sent = digest.await.map(|d| digest_b64(&d)).map_err(|_| {
+                        ClientError::Local("the file was not read to its end".into())
+                    })?;
+                    let sha = first.unwrap_or(sent.clone());
+                    if r.sha256 != sha || r.sha256 != sent {
                         return Err(ClientError::Protocol(
                             "the server reports another SHA-256 than the one we sent".into(),
                         ));
@@ -147,4 +170,26 @@ pub(crate) async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
     pb.finish_and_clear();
     ctx.done(active).await;
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_goes_first_only_with_verify_first() {
+        let a = PutArgs {
+            local: "/tmp/a.tar".into(),
+            remote: Some("/srv/".into()),
+            mode: None,
+            no_overwrite: false,
+            mkdir: false,
+            verify_first: false,
+        };
+        let (remote, d) = descriptor(&a, None).unwrap();
+        assert_eq!(remote, "/srv/a.tar");
+        assert_eq!(d.sha256, None);
+        let (_, d) = descriptor(&a, Some("abc")).unwrap();
+        assert_eq!(d.sha256.as_deref(), Some("abc"));
+    }
 }
