@@ -16,5 +16,6 @@ pub mod keyfile;
 pub mod ops;
 pub mod perms;
 pub mod proto;
+pub mod remod_cli;
 pub mod server;
 pub mod userdb;

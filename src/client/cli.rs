@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use super::cmd;
 use super::config::{self, Config, EnvValues, Overrides};
@@ -116,6 +116,29 @@ pub(crate) enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+}
+
+/// The man page's description: HOST is not a clap argument (`split_host`
+/// takes it out before parsing), so it is explained here.
+const LONG_ABOUT: &str = "\
+remo runs commands, opens terminals and moves files on a remo server, like
+ssh, over its sealed remo/1 channel (HTTP or HTTPS, usually through nginx or
+Apache in front of remod).
+
+The first positional argument before the command that is not a command name
+is HOST: a host alias from ~/.config/remo/config.toml ([hosts.NAME]), a base
+URL (http://... or https://...), or @SPEC for many hosts at once (groups,
+Ansible inventories; see --parallel, --json, --inventory). It is taken out
+before the options are parsed, so it may stand before or after them, and may
+be left out when --server, REMO_SERVER or default_host names the server.";
+
+/// remo's clap definition, for the man page and shell completions
+/// (`examples/gen-assets.rs`); parsing uses [`Cli`] after [`split_host`].
+pub(crate) fn remo_command() -> clap::Command {
+    // `about` without the "remo — " prefix: the page's NAME line adds it.
+    Cli::command()
+        .about("run commands and move files on a remo server, like ssh")
+        .long_about(LONG_ABOUT)
 }
 
 /// Names that are commands, never hosts.

@@ -22,6 +22,12 @@ pub(crate) mod tls;
 pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};
 pub use error::ClientError;
 
+/// remo's clap definition (HOST is taken out before parsing, see the
+/// man page's description), for the man page and shell completions.
+pub fn remo_command() -> clap::Command {
+    cli::remo_command()
+}
+
 /// Entry point of the `remo` binary; returns the exit code.
 pub fn remo_main() -> i32 {
     cli::main_with_args(std::env::args().collect())
