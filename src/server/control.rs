@@ -484,6 +484,16 @@ pub fn status_text(instances: &[InstanceStatus], now: i64) -> String {
     out
 }
 
+/// Says why an answer is not the one asked for; exit code 1.
+fn refused(a: Result<ControlAnswer, String>) -> i32 {
+    match a {
+        Ok(ControlAnswer::Error { error }) => eprintln!("remod: {error}"),
+        Ok(_) => eprintln!("remod: unexpected answer from remod"),
+        Err(e) => eprintln!("remod: {e}"),
+    }
+    1
+}
+
 /// Runs `remod status`; returns the exit code.
 pub fn run_status(a: StatusArgs) -> i32 {
     match ask(&a.target.path(), &ControlRequest::Status {}) {
@@ -498,18 +508,7 @@ pub fn run_status(a: StatusArgs) -> i32 {
             }
             0
         }
-        Ok(ControlAnswer::Error { error }) => {
-            eprintln!("remod: {error}");
-            1
-        }
-        Ok(_) => {
-            eprintln!("remod: unexpected answer from remod");
-            1
-        }
-        Err(e) => {
-            eprintln!("remod: {e}");
-            1
-        }
+        other => refused(other),
     }
 }
 
@@ -534,18 +533,7 @@ pub fn run_session(a: SessionArgs) -> i32 {
             }
             0
         }
-        Ok(ControlAnswer::Error { error }) => {
-            eprintln!("remod: {error}");
-            1
-        }
-        Ok(_) => {
-            eprintln!("remod: unexpected answer from remod");
-            1
-        }
-        Err(e) => {
-            eprintln!("remod: {e}");
-            1
-        }
+        other => refused(other),
     }
 }
 

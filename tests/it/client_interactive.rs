@@ -314,18 +314,7 @@ fn shell_in_tmux_has_a_terminal_and_passes_the_exit_code() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let o = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "remo",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        script.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "tmux: {}", text(&o.stderr));
+    tmux.start(&script, 100, 30);
 
     tmux.run(&["send-keys", "-t", "remo", "tty; stty size", "Enter"]);
     tmux.wait_for("tty and size", |p| {

@@ -429,18 +429,7 @@ fn on_a_terminal_remo_asks_once() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let tmux = Tmux::new();
-    let o = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "remo",
-        "-x",
-        "150",
-        "-y",
-        "40",
-        script.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "tmux: {}", text(&o.stderr));
+    tmux.start(&script, 150, 40);
     let p = tmux.wait_for("the question", |p| {
         p.contains("Pin these server keys? [y/N]")
     });

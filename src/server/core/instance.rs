@@ -788,13 +788,7 @@ impl Registry {
     /// one's sessions and processes takes its place, and what changed is
     /// logged. Returns how many instances changed.
     pub(crate) fn reload(&self) -> usize {
-        let entries: Vec<(Resolved, Arc<Instance>)> = self
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let entries = self.entries();
         if entries.is_empty() {
             log::info!("reload: no instance loaded yet; each loads its files on first use");
         }

@@ -1451,6 +1451,22 @@ impl Tmux {
             socket: format!("remo-test-{}-{}", std::process::id(), free_port()),
         }
     }
+    /// A detached session `remo`, `width` × `height`, running `script`.
+    pub fn start(&self, script: &Path, width: u16, height: u16) {
+        let o = self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "remo",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            script.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "tmux: {}", text(&o.stderr));
+    }
+
     /// `tmux ARGS` on this server.
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new("tmux")
