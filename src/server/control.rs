@@ -95,6 +95,8 @@ pub struct InstanceStatus {
     pub session_timeout: u64,
     /// Certificate trust, in a line.
     pub certificates: String,
+    /// The `[limits]` in force (defaults filled in).
+    pub limits: serde_json::Value,
     /// Live sessions.
     pub sessions: Vec<SessionStatus>,
     /// Interactive processes.
@@ -316,6 +318,7 @@ async fn status(registry: &Registry) -> Vec<InstanceStatus> {
             config: resolved.config.as_ref().map(|c| c.display().to_string()),
             session_timeout: resolved.timeout,
             certificates: inst.certs.describe(),
+            limits: serde_json::to_value(&inst.limits).unwrap_or_default(),
             sessions: s,
             processes,
             grants,
@@ -439,6 +442,14 @@ pub fn status_text(instances: &[InstanceStatus], now: i64) -> String {
             i.config.as_deref().unwrap_or("none"),
             i.session_timeout,
             i.certificates
+        ));
+        let limit = |k: &str| i.limits.get(k).map(|v| v.to_string()).unwrap_or_default();
+        out.push_str(&format!(
+            "  limits: {} sessions ({} per user), {} commands, {} interactive processes (all: remod status --json)\n",
+            limit("max_sessions"),
+            limit("max_sessions_per_user"),
+            limit("max_commands"),
+            limit("max_processes")
         ));
         out.push_str(&format!("  sessions: {}\n", i.sessions.len()));
         if !i.sessions.is_empty() {

@@ -44,6 +44,11 @@ fn status_lists_sessions_and_processes_and_ends_them() {
     assert_eq!(inst["sessions"][0]["user"], "admin", "{v}");
     assert_eq!(inst["sessions"][0]["remote"], "127.0.0.1", "{v}");
     assert_eq!(inst["sessions"][0]["cert"], serde_json::Value::Null, "{v}");
+    assert_eq!(inst["limits"]["max_sessions"], 16384, "{v}");
+    assert!(
+        out.contains("limits: 16384 sessions (256 per user)"),
+        "{out}"
+    );
     assert_eq!(inst["processes"][0]["user"], "admin", "{v}");
     let id = inst["sessions"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(inst["processes"][0]["session"], id.as_str(), "{v}");
