@@ -273,22 +273,17 @@ fn fingerprint_of(given: &str) -> Result<String, Failure> {
     Ok(key.fingerprint())
 }
 
-/// Reads a file of at most `max` bytes.
+/// Reads a file of at most `max` bytes; `None` if it does not exist.
 fn read_capped(p: &Path, max: u64) -> Result<Option<Vec<u8>>, Failure> {
-    use std::io::Read;
     let f = match std::fs::File::open(p) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: cannot read: {e}", p.display()).into()),
     };
-    let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
-    if buf.len() as u64 > max {
-        return Err(format!("{}: larger than {max} bytes", p.display()).into());
-    }
-    Ok(Some(buf))
+    crate::certfile::read_at_most(f, max)
+        .map_err(|e| format!("{}: cannot read: {e}", p.display()))?
+        .map(Some)
+        .ok_or_else(|| format!("{}: larger than {max} bytes", p.display()).into())
 }
 
 fn read_cert(p: &Path) -> Result<CertFile, Failure> {

@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::proto::b64;
-use crate::proto::cert::{CertError, Certificate, MAX_CERT_LEN};
+use crate::proto::cert::{parse_serial, valid_fingerprint, CertError, Certificate, MAX_CERT_LEN};
 use crate::proto::identity::SIG_LEN;
 
 /// Largest certificate file: the certificate and its signature line.
@@ -139,18 +139,14 @@ pub struct Revocations {
     lines: Vec<String>,
 }
 
-/// Whether `s` is `SHA256:` ‖ b64 of 32 bytes.
-fn is_fingerprint(s: &str) -> bool {
-    s.strip_prefix("SHA256:")
-        .is_some_and(|d| b64::decode_array::<32>(d).is_ok())
-}
-
-/// A serial as §7 allows it: decimal, no leading zero, 1 ≤ S < 2^63.
-fn parse_serial(s: &str) -> Option<u64> {
-    if s.is_empty() || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<u64>().ok().filter(|n| (1..1 << 63).contains(n))
+/// Reads at most `max` bytes from `r`; `None` if there are more (the
+/// files around certificates are bounded so that a huge or endless file is
+/// refused rather than read).
+pub(crate) fn read_at_most(r: impl std::io::Read, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    r.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    Ok((buf.len() as u64 <= max).then_some(buf))
 }
 
 impl Revocations {
@@ -172,14 +168,14 @@ impl Revocations {
             let mut words = t.split_ascii_whitespace();
             match (words.next(), words.next(), words.next(), words.next()) {
                 (Some("serial"), Some(ca), Some(n), None) => {
-                    if !is_fingerprint(ca) {
+                    if !valid_fingerprint(ca) {
                         return Err(bad("the CA is not a SHA256: fingerprint"));
                     }
-                    let n = parse_serial(n).ok_or(bad("not a serial (1 to 2^63-1)"))?;
+                    let n = parse_serial(n).map_err(|_| bad("not a serial (1 to 2^63-1)"))?;
                     r.serials.insert((ca.to_string(), n));
                 }
                 (Some("key"), Some(fp), None, None) => {
-                    if !is_fingerprint(fp) {
+                    if !valid_fingerprint(fp) {
                         return Err(bad("not a SHA256: key fingerprint"));
                     }
                     r.keys.insert(fp.to_string());

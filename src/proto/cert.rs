@@ -186,8 +186,9 @@ fn strip_keyword<'a>(line: &'a str, keyword: &str) -> Option<&'a str> {
     line.strip_prefix(keyword)?.strip_prefix(' ')
 }
 
-/// A §1 fingerprint: the prefix and the canonical b64 of exactly 32 bytes.
-fn valid_fingerprint(text: &str) -> bool {
+/// A §1 fingerprint: the prefix and the canonical b64 of exactly 32 bytes
+/// (also what a revocation list names CAs and keys by).
+pub(crate) fn valid_fingerprint(text: &str) -> bool {
     text.strip_prefix(FP_PREFIX)
         .is_some_and(|d| b64::decode_array::<32>(d).is_ok())
 }
@@ -203,6 +204,15 @@ fn decimal(text: &str, field: &'static str) -> Result<Option<u64>, CertError> {
     Ok(text.bytes().try_fold(0u64, |acc, b| {
         acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
     }))
+}
+
+/// A §7 serial: decimal without a leading zero, `1 ≤ S < 2^63` (also the
+/// serials of a revocation list).
+pub(crate) fn parse_serial(text: &str) -> Result<u64, CertError> {
+    match decimal(text, "serial")? {
+        Some(s) if (1..SERIAL_LIMIT).contains(&s) => Ok(s),
+        _ => Err(CertError::SerialOutOfRange),
+    }
 }
 
 fn time(text: &str, field: &'static str) -> Result<i64, CertError> {
@@ -249,10 +259,7 @@ impl Certificate {
             return Err(CertError::BadFingerprint);
         }
 
-        let serial = match decimal(lines.field("serial")?, "serial")? {
-            Some(s) if (1..SERIAL_LIMIT).contains(&s) => s,
-            _ => return Err(CertError::SerialOutOfRange),
-        };
+        let serial = parse_serial(lines.field("serial")?)?;
 
         let user = lines.field("user")?;
         if !valid_user_name(user) {

@@ -562,6 +562,12 @@ impl Instance {
     /// now unusable, expired), with its processes.
     pub(crate) fn check_certs(&self) {
         let changed = self.certs.refresh();
+        // No CA trusted and nothing changed: no certificate session can be
+        // live (dropping the last CA was a change, which ended them), so
+        // the sessions need not be walked every tick.
+        if !changed && !self.certs.enabled() {
+            return;
+        }
         let now = unix_now();
         for s in self.sessions.all() {
             let Some(c) = &s.cert else { continue };

@@ -11,7 +11,6 @@
 //! the file is fixed (registered users are not affected).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -223,14 +222,9 @@ fn open_trusted(path: &Path, may_be_missing: bool) -> Result<Option<std::fs::Fil
 
 /// Reads at most `max` bytes; more is an error.
 fn read_capped(f: &mut std::fs::File, max: u64) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
-    if buf.len() as u64 > max {
-        return Err(format!("larger than {max} bytes"));
-    }
-    Ok(buf)
+    crate::certfile::read_at_most(f, max)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("larger than {max} bytes"))
 }
 
 fn parse_cas(bytes: &[u8]) -> Result<CaKeys, String> {
