@@ -39,7 +39,9 @@
  *   - `request(op: string, descriptor: object, {body?, onData?, signal?,
  *     stream?} = {}): Promise<object>` — one operation; resolves to the
  *     final JSON result (`{ok: true, …}`), or throws `OpError` with the
- *     result's `error.code`/`error.message` (and `result`).
+ *     result's `error.code`/`error.message` (and `result`). Requests may
+ *     overlap: each takes the next request number when it is called (the
+ *     server accepts them out of order within a window of 1,024).
  *     - `body` — `undefined` (descriptor only), a `Uint8Array` (sealed into
  *       records of at most 65,537 bytes; the whole request is sealed into
  *       one buffer, so keep it bounded — upload big files in parts), or an

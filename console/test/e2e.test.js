@@ -17,7 +17,7 @@ import { OpError, SessionError } from '../src/errors.js';
 import { fromUtf8, concatBytes } from '../src/b64.js';
 import { importPrivateKeyPem, importPublicKeyPem } from '../src/keys.js';
 import { getInfo, login } from '../src/session.js';
-import { binary, run, scratch } from './helpers.js';
+import { binary, run, scratch } from '../test-support/helpers.js';
 
 const START_TIMEOUT_MS = 30_000;
 

@@ -1,5 +1,6 @@
-// Shared by the tests (node only): the real binaries, temporary
-// directories, child processes. Not loaded by the browser.
+// Shared by the tests in test/ (node only, kept outside test/ so that
+// `node --test test/` does not run it as a test): the real binaries,
+// temporary directories, child processes. Not loaded by the browser.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
