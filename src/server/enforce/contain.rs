@@ -516,7 +516,11 @@ impl CmdBox {
     /// that means scanning /proc.
     pub(crate) async fn finish(self) {
         let scan = self.dir.is_none()
-            && (self.main.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+            && (self
+                .main
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
                 || self.may_have_left_some());
         if !scan {
             drop(self);
