@@ -353,6 +353,14 @@ fn the_limit_cuts_the_listing_to_the_first_names() {
         log.contains("[limits] list_max_entries 100000 -> 4 (from the next request)"),
         "{log}"
     );
+    // `remod status --json` shows the limit in force.
+    let o = remod_command()
+        .args(["status", "--json", "--dir"])
+        .arg(&data.dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["limits"]["list_max_entries"], 4, "{v}");
     let r = c.run(&["ls", &dir], None);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert_eq!(r.out(), "f0\nf1\nf2\nf3\n");
