@@ -384,6 +384,10 @@ impl Drop for SessionBox {
     }
 }
 
+/// Held (shared) while a command's main process is spawned and recorded,
+/// and (exclusive) while remod's children are checked for leftovers.
+static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// The container of one command (batch or interactive).
 pub(crate) struct CmdBox {
     session: Arc<SessionBox>,
@@ -419,8 +423,21 @@ impl CmdBox {
         }
     }
 
+    /// Spawns the command's main process and records it, in one step as
+    /// far as [`CmdBox::may_have_left_some`] can tell: a child that exists
+    /// but is not yet recorded would look like something a command left.
+    pub(crate) fn spawn(
+        &self,
+        cmd: &mut tokio::process::Command,
+    ) -> std::io::Result<tokio::process::Child> {
+        let _spawning = SPAWNING.read().unwrap_or_else(|p| p.into_inner());
+        let child = cmd.spawn()?;
+        self.started(child.id());
+        Ok(child)
+    }
+
     /// Records the main process (its own waiter reaps it, not the reaper).
-    pub(crate) fn started(&self, pid: Option<u32>) {
+    fn started(&self, pid: Option<u32>) {
         *self.procs.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ran.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -475,8 +492,10 @@ impl CmdBox {
     /// can be reaped; everything the command left is therefore below a
     /// child of remod that no task waits for. With no such child, the /proc
     /// scan (every process's stat and environment, about a millisecond)
-    /// would find nothing; it is skipped. A child spawned a moment ago,
-    /// before its waiter registered it, only costs a scan.
+    /// would find nothing; it is skipped. Commands' main processes are
+    /// spawned and recorded under [`SPAWNING`], so none is caught half-way;
+    /// any other child of remod (a validation command, `nft`) only costs a
+    /// scan.
     ///
     /// A process some other daemon started on the command's behalf (an `at`
     /// job, a `systemd-run` unit) is not below remod and is not ended: the
@@ -498,6 +517,8 @@ impl CmdBox {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let me = std::process::id() as i32;
+        // No main process is between its spawn and its record meanwhile.
+        let _no_spawns = SPAWNING.write().unwrap_or_else(|p| p.into_inner());
         let stray = match children_within_a_page(me) {
             Some(kids) => kids
                 .into_iter()

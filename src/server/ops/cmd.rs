@@ -317,10 +317,11 @@ pub(crate) async fn apply(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let prog = c.argv.first().map(String::as_str).unwrap_or("");
-    let mut child: Child = cmd.spawn().map_err(|e| spawn_error(prog, &e))?;
+    let mut child: Child = container
+        .spawn(&mut cmd)
+        .map_err(|e| spawn_error(prog, &e))?;
     drop(cmd);
     let pgid = child.id();
-    container.started(pgid);
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill_group(pgid);
         return Err(OpError::new(ErrorCode::Internal, "child pipes missing"));

@@ -163,7 +163,9 @@ pub(crate) async fn apply_icm(
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             (
-                cmd.spawn().map_err(|e| spawn_error(&prog, &e))?,
+                container
+                    .spawn(&mut cmd)
+                    .map_err(|e| spawn_error(&prog, &e))?,
                 Wiring::Pipes,
             )
         }
@@ -195,7 +197,9 @@ pub(crate) async fn apply_icm(
                     Ok(())
                 });
             }
-            let child = cmd.spawn().map_err(|e| spawn_error(&prog, &e))?;
+            let child = container
+                .spawn(&mut cmd)
+                .map_err(|e| spawn_error(&prog, &e))?;
             // Close our copies of the slave, or the master never sees EOF.
             drop(cmd);
             let master = pty.master;
@@ -204,7 +208,6 @@ pub(crate) async fn apply_icm(
             (child, Wiring::Pty(master))
         }
     };
-    container.started(child.id());
     let proc = ctx
         .inst
         .procs
