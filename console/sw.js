@@ -1,0 +1,1 @@
+// The remo console's service worker (docs/console.md).
