@@ -354,6 +354,7 @@ impl SessionBox {
             procs: Mutex::new(procs),
             main: Mutex::new(None),
             ran: false.into(),
+            clean: false.into(),
         })
     }
 
@@ -391,6 +392,8 @@ pub(crate) struct CmdBox {
     procs: Mutex<Option<Arc<File>>>,
     main: Mutex<Option<i32>>,
     ran: std::sync::atomic::AtomicBool,
+    /// Checked after the main process was reaped: nothing is left.
+    clean: std::sync::atomic::AtomicBool,
 }
 
 impl CmdBox {
@@ -457,12 +460,54 @@ impl CmdBox {
                     .iter()
                     .copied()
                     .collect();
-                // Nothing was started (refused, failed to spawn): no scan.
-                if !main.is_empty() || self.ran.load(std::sync::atomic::Ordering::Relaxed) {
+                // Nothing was started (refused, failed to spawn), or the
+                // main process was reaped and nothing can be left: no scan.
+                if !main.is_empty() || self.may_have_left_some() {
                     kill_tagged(&self.tag, &main);
                 }
             }
         }
+    }
+
+    /// After the main process was reaped: whether anything of this command
+    /// may still run. remod is the child subreaper, so when the main process
+    /// exits its children are re-parented to remod before the main process
+    /// can be reaped; everything the command left is therefore below a
+    /// child of remod that no task waits for. With no such child, the /proc
+    /// scan (every process's stat and environment, about a millisecond)
+    /// would find nothing; it is skipped. A child spawned a moment ago,
+    /// before its waiter registered it, only costs a scan.
+    ///
+    /// A process some other daemon started on the command's behalf (an `at`
+    /// job, a `systemd-run` unit) is not below remod and is not ended: the
+    /// same as with the cgroup backend, where it runs in that daemon's
+    /// cgroup.
+    fn may_have_left_some(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if !self.ran.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.clean.load(Ordering::Relaxed) {
+            return false;
+        }
+        let waited = self
+            .session
+            .c
+            .waited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let me = std::process::id() as i32;
+        let stray = match children_within_a_page(me) {
+            Some(kids) => kids
+                .into_iter()
+                .any(|p| !waited.contains(&p) && stat_of(p).is_some_and(|i| !i.zombie)),
+            None => true,
+        };
+        if !stray {
+            self.clean.store(true, Ordering::Relaxed);
+        }
+        stray
     }
 }
 
@@ -470,7 +515,10 @@ impl CmdBox {
     /// Ends the container (kills what is left) off the async threads when
     /// that means scanning /proc.
     pub(crate) async fn finish(self) {
-        if self.dir.is_some() {
+        let scan = self.dir.is_none()
+            && (self.main.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+                || self.may_have_left_some());
+        if !scan {
             drop(self);
         } else {
             let _ = tokio::task::spawn_blocking(move || drop(self)).await;
@@ -575,6 +623,24 @@ fn children_of(pid: i32) -> Vec<i32> {
         }
     }
     out
+}
+
+/// [`children_of`], but `None` when a thread's list is near a page long:
+/// the kernel hands a longer list out in parts, and a child that exits
+/// between two parts can make it skip another one.
+fn children_within_a_page(pid: i32) -> Option<Vec<i32>> {
+    let mut out = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for t in tasks.flatten() {
+        let Ok(s) = std::fs::read_to_string(t.path().join("children")) else {
+            continue;
+        };
+        if s.len() > 3_500 {
+            return None;
+        }
+        out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    Some(out)
 }
 
 /// True if `tag` is `prefix` or below it (`prefix.…`).
