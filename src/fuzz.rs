@@ -341,6 +341,9 @@ fn check_descriptor(op: Op) {
         Op::Get(g) => {
             let _ = s::get::check(g);
         }
+        Op::List(l) => {
+            let _ = s::list::check(l);
+        }
         Op::Put(p) => {
             let _ = s::put::check(p);
         }
@@ -788,7 +791,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     s.push(("framing_binary", with(0b1111, &bin_put)));
 
     // Plaintexts of each operation, sealed by the target.
-    let descs: [(OpName, &[u8]); 6] = [
+    let descs: [(OpName, &[u8]); 7] = [
         (OpName::Cmd, br#"{"argv":["echo","hi"],"timeout":5}"#),
         (OpName::Put, b"{\"path\":\"notes.txt\"}\xfehello \xfeworld\n\xfe"),
         (OpName::Get, br#"{"path":"/etc/hostname"}"#),
@@ -798,6 +801,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             br#"{"file":"wg","action":"set","section":"Peer[PublicKey=x]","key":"AllowedIPs","value":"10.0.0.2/32"}"#,
         ),
         (OpName::Open, br#"{"profile":"ssh","for":"30m"}"#),
+        (OpName::List, br#"{"path":"/var/log"}"#),
     ];
     for (name, d) in descs {
         let i = OpName::ALL.iter().position(|n| *n == name).unwrap_or(0);

@@ -8,7 +8,7 @@
 //! | `cmd:PATH` | only the program at `PATH` (matched on the resolved executable), any arguments |
 //! | `cmd:PATH ARG…` | only that program with exactly these arguments (space-separated) |
 //! | `sh` | `sh` strings (`/bin/sh -c`), which can run anything |
-//! | `files:read:DIR` | `get` below `DIR` |
+//! | `files:read:DIR` | `get` and `list` below `DIR` |
 //! | `files:write:DIR` | `put` below `DIR` |
 //! | `config:NAME` | the configuration file `NAME` (`*`: every configured file) |
 //! | `open:PROFILE` | the firewall profile `PROFILE` (`*`: every profile) |
@@ -46,7 +46,7 @@ pub(crate) enum Perm {
     },
     /// Shell strings.
     Sh,
-    /// `get` below a directory.
+    /// `get` and `list` below a directory.
     FilesRead(PathBuf),
     /// `put` below a directory.
     FilesWrite(PathBuf),
@@ -171,7 +171,7 @@ impl Grants {
             })
     }
 
-    /// The directories `get` may read below (empty: none, unless admin).
+    /// The directories `get` and `list` may read below (empty: none, unless admin).
     pub(crate) fn read_roots(&self) -> Vec<&Path> {
         self.perms
             .iter()

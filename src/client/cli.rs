@@ -21,6 +21,7 @@ default_host names the server. Examples:
   remo web1 shell
   remo web1 tail -f -n 50 /var/log/syslog
   remo web1 get /var/log/syslog
+  remo web1 ls -la /var/log
   remo web1 put ./site.tar.gz /srv/site.tar.gz
   remo web1 config set wg0 'Peer[PublicKey=abc=].AllowedIPs' 10.0.0.3/32
   remo web1 open ssh --for 30m
@@ -66,6 +67,7 @@ pub(crate) struct Cli {
     pub group_output: bool,
     /// With @HOSTS: one JSON object per host (host, server, exit, status,
     /// error, stdout, stderr, duration_ms) instead of text and a summary.
+    /// With `ls`: the entries as the server's JSON lines.
     #[arg(long, global = true)]
     pub json: bool,
     /// With @HOSTS: an Ansible inventory (INI or YAML) whose groups and
@@ -93,6 +95,8 @@ pub(crate) enum Cmd {
     Tail(cmd::tail::TailArgs),
     /// Download a file (REMOTE relative to the remote home).
     Get(cmd::get::GetArgs),
+    /// List a remote directory (-l long, -a hidden entries too, --json).
+    Ls(cmd::ls::LsArgs),
     /// Upload a file.
     Put(cmd::put::PutArgs),
     /// Read and edit the server's named configuration files.
@@ -143,8 +147,8 @@ pub(crate) fn remo_command() -> clap::Command {
 
 /// Names that are commands, never hosts.
 const COMMANDS: &[&str] = &[
-    "info", "exec", "shell", "tail", "get", "put", "config", "logout", "open", "close", "grants",
-    "keygen", "ca", "help",
+    "info", "exec", "shell", "tail", "get", "ls", "put", "config", "logout", "open", "close",
+    "grants", "keygen", "ca", "help",
 ];
 /// Global options that take a separate value.
 const VALUE_OPTIONS: &[&str] = &[
@@ -234,10 +238,63 @@ pub(crate) fn rewrite_exec_i(mut args: Vec<String>) -> Vec<String> {
     args
 }
 
+/// The index of `name` when it is the command: everything before it is
+/// options (HOST was taken out already).
+fn command_at(args: &[String], name: &str) -> Option<usize> {
+    let pos = args.iter().skip(1).position(|a| a == name)? + 1;
+    let mut i = 1;
+    while i < pos {
+        let a = args.get(i)?;
+        if !a.starts_with('-') {
+            return None;
+        }
+        i += if VALUE_OPTIONS.contains(&a.as_str()) {
+            2
+        } else {
+            1
+        };
+    }
+    (i == pos).then_some(pos)
+}
+
+/// After `ls`, `-l` means `--long` (as in `ls -l`), not the global `-l
+/// USER`, which keeps working before the command; `-la`, `-al` and `-a`
+/// are spelled out too. Up to `--`; the values of global options are
+/// skipped.
+pub(crate) fn rewrite_ls_flags(args: Vec<String>) -> Vec<String> {
+    let Some(pos) = command_at(&args, "ls") else {
+        return args;
+    };
+    let mut out: Vec<String> = args.iter().take(pos + 1).cloned().collect();
+    let mut rest = args.into_iter().skip(pos + 1);
+    while let Some(a) = rest.next() {
+        if a == "--" {
+            out.push(a);
+            out.extend(rest);
+            break;
+        }
+        let short = a.strip_prefix('-').filter(|s| {
+            !s.is_empty() && !s.starts_with('-') && s.chars().all(|c| c == 'l' || c == 'a')
+        });
+        if let Some(flags) = short {
+            for c in flags.chars() {
+                out.push(if c == 'l' { "--long" } else { "--all" }.to_string());
+            }
+            continue;
+        }
+        let takes_value = a != "-l" && VALUE_OPTIONS.contains(&a.as_str());
+        out.push(a);
+        if takes_value {
+            out.extend(rest.next());
+        }
+    }
+    out
+}
+
 /// Parses the process arguments and runs; returns the exit code.
 pub(crate) fn main_with_args(args: Vec<String>) -> i32 {
     let (args, host) = split_host(args);
-    let args = rewrite_exec_i(args);
+    let args = rewrite_ls_flags(rewrite_exec_i(args));
     // A fleet command gives every host's child this command line.
     let child_args: Vec<String> = args.iter().skip(1).cloned().collect();
     let mut cli = match Cli::try_parse_from(args) {
@@ -328,7 +385,7 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
     };
     let target = config::resolve(&cfg, &ov, &EnvValues::from_env())?;
     let ctx = Ctx::new(target, cli.no_cache, cli.passphrase_file.clone())?;
-    let result = dispatch(&ctx, cli.cmd).await;
+    let result = dispatch(&ctx, cli.cmd, cli.json).await;
     // A connection refused over a certificate that is not the pinned one
     // is said as loudly as a changed server key.
     if let Err(ClientError::Connect { .. }) = &result {
@@ -339,13 +396,14 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
     result
 }
 
-async fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<i32, ClientError> {
+async fn dispatch(ctx: &Ctx, cmd: Cmd, json: bool) -> Result<i32, ClientError> {
     match cmd {
         Cmd::Info => cmd::info::run(ctx).await,
         Cmd::Exec(a) => cmd::exec::run(ctx, a).await,
         Cmd::Shell(a) => cmd::shell::run(ctx, a).await,
         Cmd::Tail(a) => cmd::tail::run(ctx, a).await,
         Cmd::Get(a) => cmd::get::run(ctx, a).await,
+        Cmd::Ls(a) => cmd::ls::run(ctx, a, json).await,
         Cmd::Put(a) => cmd::put::run(ctx, a).await,
         Cmd::Config(a) => cmd::config::run(ctx, a).await,
         Cmd::Logout => cmd::logout::run(ctx).await,
@@ -409,6 +467,32 @@ mod tests {
         let cli = Cli::try_parse_from(rewrite_exec_i(v(&["remo", "exec", "-i", "cat"]))).unwrap();
         match cli.cmd {
             Cmd::Exec(e) => assert!(e.interactive && e.command == v(&["cat"])),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn ls_dash_l_is_long_after_ls() {
+        let r = rewrite_ls_flags(v(&["remo", "-l", "bob", "ls", "-la", "/srv", "-a"]));
+        assert_eq!(
+            r,
+            v(&["remo", "-l", "bob", "ls", "--long", "--all", "/srv", "--all"])
+        );
+        let r = rewrite_ls_flags(v(&["remo", "ls", "--key", "-l", "-l", "--", "-l"]));
+        assert_eq!(r, v(&["remo", "ls", "--key", "-l", "--long", "--", "-l"]));
+        // `ls` as a value or an argument is not the command.
+        let r = rewrite_ls_flags(v(&["remo", "exec", "ls", "-l"]));
+        assert_eq!(r, v(&["remo", "exec", "ls", "-l"]));
+        let r = rewrite_ls_flags(v(&["remo", "--user", "ls", "info", "-l"]));
+        assert_eq!(r, v(&["remo", "--user", "ls", "info", "-l"]));
+        let cli = Cli::try_parse_from(rewrite_ls_flags(v(&["remo", "ls", "-al", "x"]))).unwrap();
+        match cli.cmd {
+            Cmd::Ls(a) => assert!(a.long && a.all && a.path == "x"),
+            _ => panic!(),
+        }
+        let cli = Cli::try_parse_from(v(&["remo", "ls", "--json"])).unwrap();
+        match cli.cmd {
+            Cmd::Ls(a) => assert!(cli.json && !a.long && a.path == "."),
             _ => panic!(),
         }
     }

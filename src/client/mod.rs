@@ -4,7 +4,8 @@
 //! `known` and `tls` decide where to connect and whom to trust, `fleet`
 //! turns `@SPEC` into many targets (groups, Ansible inventories), `cache` keeps
 //! sessions between commands, `interactive` drives remote interactive
-//! processes, `cli` and `cmd` are the command line.
+//! processes, `list` reads directory listings, `cli` and `cmd` are the
+//! command line.
 
 pub(crate) mod cache;
 pub(crate) mod cli;
@@ -17,6 +18,7 @@ pub(crate) mod fleet;
 pub mod input;
 pub(crate) mod interactive;
 pub(crate) mod known;
+pub(crate) mod list;
 pub(crate) mod tls;
 
 pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};

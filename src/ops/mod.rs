@@ -13,6 +13,7 @@ pub(crate) mod cmd;
 pub(crate) mod config;
 pub(crate) mod get;
 pub(crate) mod icm;
+pub(crate) mod list;
 pub(crate) mod logout;
 pub(crate) mod open;
 pub(crate) mod put;
@@ -21,7 +22,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The JSON Schema of every operation's descriptor and result, as
-/// `remod schema` prints it: `{"cmd": {"descriptor": …, "result": …}, …}`.
+/// `remod schema` prints it: `{"cmd": {"descriptor": …, "result": …}, …}`;
+/// `list` also has `data`, the shape of each line of its data records.
 pub fn schema() -> serde_json::Value {
     fn pair<D: Descriptor + schemars::JsonSchema>() -> serde_json::Value
     where
@@ -46,6 +48,11 @@ pub fn schema() -> serde_json::Value {
             OpName::Resize => pair::<icm::ResizeDesc>(),
             OpName::Config => pair::<config::ConfigDesc>(),
             OpName::Open => pair::<open::OpenDesc>(),
+            OpName::List => {
+                let mut v = pair::<list::ListDesc>();
+                v["data"] = serde_json::json!(schemars::schema_for!(list::ListEntry));
+                v
+            }
         };
         m.insert(n.as_str().to_string(), v);
     }
@@ -62,17 +69,25 @@ pub fn markdown() -> String {
          tests/it/operations_doc.rs fails when this file and the types differ. -->\n\n\
          Every sealed operation of remo/1 ([protocol.md](protocol.md) §6) with the\n\
          JSON Schema of its descriptor (record 0 of the request; unknown fields are\n\
-         refused) and of its result (the `ok` response's `result` object). What\n\
-         the fields mean in detail: [protocol-notes.md](protocol-notes.md),\n\
+         refused) and of its result (the `ok` response's `result` object); for\n\
+         `list` also of each line of its data records. What the fields mean in\n\
+         detail: [protocol-notes.md](protocol-notes.md),\n\
          [config-files.md](config-files.md), [firewall.md](firewall.md).\n",
     );
     for n in OpName::ALL {
         let name = n.as_str();
         out.push_str(&format!("\n## `{name}`\n"));
-        for part in ["descriptor", "result"] {
-            let v = schema.get(name).and_then(|o| o.get(part));
-            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
-            out.push_str(&format!("\n{part}:\n\n```json\n{text}\n```\n"));
+        for part in ["descriptor", "result", "data"] {
+            let Some(v) = schema.get(name).and_then(|o| o.get(part)) else {
+                continue;
+            };
+            let text = serde_json::to_string_pretty(v).unwrap_or_default();
+            let head = match part {
+                // The data records of `list`: what each line holds.
+                "data" => "data (each line of the data records, NDJSON)",
+                p => p,
+            };
+            out.push_str(&format!("\n{head}:\n\n```json\n{text}\n```\n"));
         }
     }
     out
@@ -103,11 +118,13 @@ pub enum OpName {
     Config,
     /// Time-limited firewall access.
     Open,
+    /// List a directory.
+    List,
 }
 
 impl OpName {
     /// All operations, in the order docs/operations.md lists them.
-    pub(crate) const ALL: [OpName; 11] = [
+    pub(crate) const ALL: [OpName; 12] = [
         OpName::Cmd,
         OpName::Get,
         OpName::Put,
@@ -119,6 +136,7 @@ impl OpName {
         OpName::Resize,
         OpName::Config,
         OpName::Open,
+        OpName::List,
     ];
 
     /// The name on the wire.
@@ -135,6 +153,7 @@ impl OpName {
             OpName::Resize => "resize",
             OpName::Config => "config",
             OpName::Open => "open",
+            OpName::List => "list",
         }
     }
 
@@ -195,6 +214,8 @@ pub(crate) enum Op {
     Config(config::ConfigDesc),
     /// `open`.
     Open(open::OpenDesc),
+    /// `list`.
+    List(list::ListDesc),
 }
 
 impl Op {
@@ -215,6 +236,7 @@ impl Op {
             OpName::Resize => Op::Resize(de(d)?),
             OpName::Config => Op::Config(de(d)?),
             OpName::Open => Op::Open(de(d)?),
+            OpName::List => Op::List(de(d)?),
         })
     }
 
@@ -233,6 +255,7 @@ impl Op {
             Op::Resize(_) => OpName::Resize,
             Op::Config(_) => OpName::Config,
             Op::Open(_) => OpName::Open,
+            Op::List(_) => OpName::List,
         }
     }
 }
@@ -286,6 +309,7 @@ mod tests {
             (OpName::Resize, r#"{"id":"a","rows":1,"cols":2}"#),
             (OpName::Config, r#"{"action":"read","name":"a"}"#),
             (OpName::Open, r#"{"action":"list"}"#),
+            (OpName::List, r#"{"path":"/x"}"#),
         ] {
             let op = Op::decode(n, ok.as_bytes()).unwrap_or_else(|e| panic!("{n}: {e}"));
             assert_eq!(op.name(), n);

@@ -32,6 +32,7 @@ mod fleet;
 mod frontdoor;
 mod interactive;
 mod keys_cli;
+mod list;
 mod logging;
 mod metrics;
 mod operations_doc;

@@ -39,14 +39,22 @@ fn the_schema_names_every_operation_with_its_fields() {
     let names: Vec<&str> = ops.keys().map(String::as_str).collect();
     for n in [
         "cmd", "get", "put", "logout", "icm", "idt", "edt", "kill", "resize", "config", "open",
+        "list",
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
-    assert_eq!(names.len(), 11);
+    assert_eq!(names.len(), 12);
     // The descriptors refuse unknown fields; the schema says so.
     let put = &v["put"]["descriptor"];
     assert_eq!(put["additionalProperties"], serde_json::Value::Bool(false));
     assert_eq!(put["required"], serde_json::json!(["path"]));
     assert!(v["cmd"]["result"]["properties"]["timed_out"].is_object());
     assert!(v["get"]["result"]["properties"]["sha256"].is_object());
+    // `list` also describes its data lines.
+    assert_eq!(
+        v["list"]["descriptor"]["required"],
+        serde_json::json!(["path"])
+    );
+    assert!(v["list"]["result"]["properties"]["truncated"].is_object());
+    assert!(v["list"]["data"]["properties"]["target"].is_object());
 }

@@ -5,6 +5,7 @@ pub(crate) mod exec;
 pub(crate) mod get;
 pub(crate) mod info;
 pub(crate) mod logout;
+pub(crate) mod ls;
 pub(crate) mod open;
 pub(crate) mod put;
 pub(crate) mod shell;

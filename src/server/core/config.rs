@@ -211,6 +211,9 @@ pub struct Limits {
     pub session_pids_max: u64,
     /// `memory.max` of each session's cgroup in bytes (0: none).
     pub session_memory_max: u64,
+    /// Most entries one `list` sends (the first ones by name); it also
+    /// bounds the names remod holds to sort them.
+    pub list_max_entries: usize,
 }
 
 /// The share of a global limit one user gets by default.
@@ -272,6 +275,7 @@ impl Default for Limits {
             stdin_idle_timeout: 600,
             session_pids_max: 0,
             session_memory_max: 0,
+            list_max_entries: 100_000,
         }
     }
 }

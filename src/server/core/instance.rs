@@ -334,7 +334,8 @@ impl Instance {
     /// `[files]`, `[firewall]` and `[limits]`, and everything else — key,
     /// users, sessions and their processes, command slots, audit log —
     /// shared. Limits read per request (`max_request_bytes`,
-    /// `max_output_bytes`, `max_command_timeout`, `stdin_idle_timeout`)
+    /// `max_output_bytes`, `max_command_timeout`, `stdin_idle_timeout`,
+    /// `list_max_entries`)
     /// apply to the next request; the others size tables that live on and
     /// change at the next start ([`LIVE_LIMITS`]).
     pub(crate) fn reloaded(
@@ -632,6 +633,7 @@ pub(crate) const LIVE_LIMITS: &[&str] = &[
     "max_output_bytes",
     "max_command_timeout",
     "stdin_idle_timeout",
+    "list_max_entries",
 ];
 
 /// How often the revocation watcher looks at the user database.

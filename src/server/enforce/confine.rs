@@ -1,4 +1,4 @@
-//! Confining `get`/`put` to the directory roots a user was granted
+//! Confining `get`/`list`/`put` to the directory roots a user was granted
 //! (`files:read:DIR`, `files:write:DIR`).
 //!
 //! The client's path (relative paths are relative to the home directory)
@@ -28,7 +28,7 @@ use crate::proto::response::{ErrorCode, OpError};
 /// Which grant a file operation needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
-    /// `get`: `files:read:DIR`.
+    /// `get`, `list`: `files:read:DIR`.
     Read,
     /// `put`: `files:write:DIR`.
     Write,
@@ -179,6 +179,24 @@ impl Located {
             )
             .map_err(|e| self.err(e))?;
         Ok(std::fs::File::from(fd))
+    }
+
+    /// Opens the directory for `list`, resolved exactly as `get` resolves
+    /// a file (a symbolic link to a directory is followed, within the
+    /// root). `O_DIRECTORY`, so nothing else is ever opened — no device,
+    /// no FIFO — and anything else is `bad_request`.
+    pub(crate) fn open_dir(&self) -> Result<OwnedFd, OpError> {
+        let root = self.open_root()?;
+        self.open_below(
+            root.as_raw_fd(),
+            &self.rel,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::ENOTDIR => OpError::bad_request(format!("{} is not a directory", self.shown)),
+            e => self.err(e),
+        })
     }
 
     /// Opens the parent directory of the target for `put`, creating missing

@@ -5,6 +5,7 @@ pub(crate) mod cmd;
 pub(crate) mod config;
 pub(crate) mod get;
 pub(crate) mod icm;
+pub(crate) mod list;
 pub(crate) mod logout;
 pub(crate) mod open;
 pub(crate) mod procs;
@@ -57,6 +58,8 @@ pub(crate) enum Outcome {
     Config(crate::ops::config::ConfigResult),
     /// `open`.
     Open(crate::ops::open::OpenResult),
+    /// `list`.
+    List(crate::ops::list::ListResult),
 }
 
 impl Outcome {
@@ -81,6 +84,7 @@ impl Outcome {
             Outcome::Resize(r) => serde_json::to_value(r),
             Outcome::Config(r) => serde_json::to_value(r),
             Outcome::Open(r) => serde_json::to_value(r),
+            Outcome::List(r) => serde_json::to_value(r),
         };
         match v {
             Ok(Value::Object(m)) => m,
@@ -114,6 +118,7 @@ pub(crate) async fn run(
         }
         Op::Config(d) => Outcome::Config(config::apply(ctx, config::check(d)?, input, out).await?),
         Op::Open(d) => Outcome::Open(open::apply(ctx, open::check(d)?, input).await?),
+        Op::List(d) => Outcome::List(list::apply(ctx, list::check(d)?, input, out).await?),
     })
 }
 
