@@ -189,7 +189,9 @@ async function main() {
     seconds: (Date.now() - t0) / 1000,
     heap: await stopHeap(),
   };
-  await page.waitForFunction(() => /up\.bin/.test(document.querySelector('#files-list')?.textContent ?? ''));
+  if (result.upload.state === 'done') {
+    await page.waitForFunction(() => /up\.bin/.test(document.querySelector('#files-list')?.textContent ?? ''));
+  }
   await shot(page, 'files');
 
   step('download');

@@ -171,10 +171,11 @@ pub fn check_console(addr: &str, base: &str) {
             fs::read(Path::new(ROOT).join("console/src").join(f)).unwrap()
         };
         assert!(got.body == want, "{f}: served bytes differ from the file");
-        let ct = if f.ends_with(".css") {
-            "text/css; charset=utf-8"
-        } else {
-            "text/javascript; charset=utf-8"
+        let ct = match f.rsplit('.').next() {
+            Some("css") => "text/css; charset=utf-8",
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("svg") => "image/svg+xml",
+            other => panic!("{f}: a kind of file this test does not know ({other:?})"),
         };
         assert_eq!(got.header("Content-Type"), Some(ct), "{f}");
         assert_eq!(

@@ -20,6 +20,7 @@ mod client_interactive;
 mod config_files;
 mod config_links;
 mod contain_procs;
+mod console_browser;
 mod console_serve;
 mod containment;
 mod e2e_apache;
