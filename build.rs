@@ -62,7 +62,8 @@ fn missing(why: &str) -> String {
     format!(
         "/// Why this remod has no console.\n\
          pub(crate) const MISSING: Option<&str> = Some({why:?});\n\
-         /// The hash the asset paths carry.\n\
+         /// The hash the asset paths carry (tests).\n\
+         #[allow(dead_code)]\n\
          pub(crate) const HASH: &str = \"\";\n\
          /// The embedded files.\n\
          pub(crate) static ASSETS: &[Asset] = &[];\n"
@@ -208,7 +209,7 @@ fn generate(assets: &[Asset], out: &Path) -> Result<String, String> {
     );
     let _ = writeln!(
         code,
-        "/// The hash the asset paths carry.\npub(crate) const HASH: &str = {hash:?};"
+        "/// The hash the asset paths carry (tests).\n#[allow(dead_code)]\npub(crate) const HASH: &str = {hash:?};"
     );
     code.push_str("/// The embedded files.\npub(crate) static ASSETS: &[Asset] = &[\n");
     for (a, body) in assets.iter().zip(bodies) {

@@ -16,7 +16,9 @@
 
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash, createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
 
 const url = process.env.CONSOLE_URL;
@@ -121,6 +123,33 @@ async function main() {
     return { extractable: k.extractable, exported, type: k.type, usages: k.usages };
   });
   await shot(page, 'keys');
+  step('import key files');
+  // PBES2 (openssl's PBKDF2 + AES-256-CBC): imported; scrypt: refused with
+  // the command that converts it.
+  const plain = execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+  const pbes2 = join(work, 'pbes2.pem');
+  const scrypt = join(work, 'scrypt.pem');
+  execFileSync('openssl', ['pkcs8', '-topk8', '-v2', 'aes-256-cbc', '-v2prf', 'hmacWithSHA256', '-passout', 'pass:secret pw', '-out', pbes2], { input: plain });
+  execFileSync('openssl', ['pkcs8', '-topk8', '-scrypt', '-passout', 'pass:secret pw', '-out', scrypt], { input: plain });
+  const spki = createPublicKey(plain).export({ type: 'spki', format: 'der' });
+  result.importWant = `SHA256:${createHash('sha256').update(spki).digest('base64url')}`;
+  await page.setInputFiles('#import-file', pbes2);
+  await page.waitForSelector('#import-pass', { state: 'visible' });
+  await page.fill('#import-name', 'openssl');
+  await page.fill('#import-pass', 'secret pw');
+  await page.click('#import-key');
+  await page.waitForFunction(() => /Imported|Cannot|failed/.test(document.querySelector('#keys-status')?.textContent ?? ''));
+  result.imported = { status: await page.textContent('#keys-status'), fingerprint: await page.textContent('#key-fingerprint') };
+  await page.setInputFiles('#import-file', scrypt);
+  await page.waitForSelector('#import-pass', { state: 'visible' });
+  await page.fill('#import-pass', 'secret pw');
+  await page.click('#import-key');
+  await page.waitForFunction(() => /Cannot|failed/.test(document.querySelector('#keys-status')?.textContent ?? ''));
+  result.scrypt = await page.textContent('#keys-status');
+  result.keyCount = await page.locator('#key-list tbody tr').count();
+  // Back to the created key for the screenshot.
+  await page.click('#key-list button[aria-label="Show public key of alice"]');
+
   const pubFile = join(work, 'alice.pub');
   writeFileSync(pubFile, pem);
   await need(`useradd alice ${pubFile}`);
@@ -213,6 +242,19 @@ async function main() {
   result.download.text = await page.textContent('#transfers li:first-child');
   result.download.seconds = (Date.now() - t1) / 1000;
   result.download.heap = await stopHeap();
+
+  step('re-login after the server restarted');
+  await need('restart');
+  await page.goto(`${url}#run`);
+  await page.selectOption('#run-mode', 'argv');
+  await page.fill('#run-line', "printf '%s\\n' 'after restart'");
+  await page.click('#run');
+  await page.waitForFunction(() => /exit code|failed|signal/i.test(document.querySelector('#run-result')?.textContent ?? ''));
+  result.relogin = {
+    out: await page.textContent('#run-output'),
+    result: await page.textContent('#run-result'),
+    session: await page.textContent('#session-left'),
+  };
 
   step('narrow screen');
   const narrow = await context.newPage();

@@ -47,10 +47,6 @@ pub(crate) static EMBEDDED: Console = Console {
     missing: embedded::MISSING,
 };
 
-/// The hash in this build's asset paths (`a/<hash>/…`); empty without a
-/// console.
-pub(crate) const HASH: &str = embedded::HASH;
-
 /// The Content-Security-Policy of every console response: only this
 /// origin's files, no inline script or style, no eval, no framing, no
 /// forms, no `<base>`.
@@ -77,9 +73,9 @@ fn place<'a>(path: &'a [u8], base: Option<&str>) -> Option<Place<'a>> {
             path.strip_prefix(b)?.strip_prefix(b"/console")?
         }
         None => {
-            let at = path.windows(9).position(|w| {
-                w.starts_with(b"/console") && matches!(w.get(8), Some(b'/'))
-            });
+            let at = path
+                .windows(9)
+                .position(|w| w.starts_with(b"/console") && matches!(w.get(8), Some(b'/')));
             match at {
                 Some(i) => path.get(i + 8..)?,
                 None => path.strip_suffix(b"/console").map(|_| &b""[..])?,
@@ -230,7 +226,10 @@ mod tests {
     fn serves_only_the_table() {
         let b = Some("/remo");
         assert_eq!(status(&C, "GET", "/remo/console/", b), Some(200));
-        assert_eq!(status(&C, "HEAD", "/remo/console/a/0123/app.js", b), Some(200));
+        assert_eq!(
+            status(&C, "HEAD", "/remo/console/a/0123/app.js", b),
+            Some(200)
+        );
         assert_eq!(status(&C, "GET", "/remo/console", b), Some(301));
         for bad in [
             "/remo/console/a/0124/app.js",
@@ -257,8 +256,17 @@ mod tests {
             ("PUT", "/c/console/"),
         ] {
             let r = C.route(m, p.as_bytes(), Some("/c")).unwrap();
-            let h = |n: &str| r.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
-            assert_eq!(h("Content-Security-Policy").as_deref(), Some(CSP), "{m} {p}");
+            let h = |n: &str| {
+                r.headers
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(
+                h("Content-Security-Policy").as_deref(),
+                Some(CSP),
+                "{m} {p}"
+            );
             assert_eq!(h("X-Content-Type-Options").as_deref(), Some("nosniff"));
             assert_eq!(h("Referrer-Policy").as_deref(), Some("no-referrer"));
         }
@@ -286,11 +294,12 @@ mod tests {
         assert_eq!(EMBEDDED.missing, None);
         let index = EMBEDDED.assets.iter().find(|a| a.path.is_empty()).unwrap();
         let page = std::str::from_utf8(index.body).unwrap();
-        assert!(page.contains(&format!("a/{HASH}/")), "{page}");
+        let hash = embedded::HASH;
+        assert!(page.contains(&format!("a/{hash}/")), "{page}");
         assert!(!page.contains("@ASSETS@"));
         for a in EMBEDDED.assets {
             assert!(
-                a.immutable == a.path.starts_with(&format!("a/{HASH}/")),
+                a.immutable == a.path.starts_with(&format!("a/{hash}/")),
                 "{}",
                 a.path
             );

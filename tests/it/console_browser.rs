@@ -80,14 +80,15 @@ fn fixture(name: &str) -> Fixture {
 }
 
 /// Runs the scenario against `console_url`; `user_db` is where `remod user
-/// add` registers the browser's key; `rekey` gives the server a new key
-/// (restarting it). Returns the script's result.
+/// add` registers the browser's key; `server("restart")` restarts the
+/// server (its sessions are gone), `server("rekey")` gives it a new key and
+/// restarts it. Returns the script's result.
 fn run_scenario(
     f: &Fixture,
     console_url: &str,
     user_db: &Path,
     shots: Option<&Path>,
-    mut rekey: impl FnMut(),
+    mut server: impl FnMut(&str),
 ) -> Value {
     let console = require_browser();
     let work = f.scratch.sub("browser");
@@ -122,8 +123,8 @@ fn run_scenario(
                     .args(["add", name, "--allow", "admin", "--key", file]),
             );
             writeln!(stdin, "OK").unwrap();
-        } else if line == "NEED rekey" {
-            rekey();
+        } else if let Some(what @ ("rekey" | "restart")) = line.strip_prefix("NEED ") {
+            server(what);
             writeln!(stdin, "OK").unwrap();
         } else if let Some(json) = line.strip_prefix("RESULT ") {
             result = Some(serde_json::from_str::<Value>(json).unwrap());
@@ -148,18 +149,44 @@ fn run_scenario(
     result
 }
 
+/// A new server key at `key_file` (`remo keygen`).
+fn rekey(f: &Fixture, key_file: &Path) {
+    fs::remove_file(key_file).unwrap();
+    run_ok(
+        Command::new(REMO)
+            .envs(client_env(&f.scratch))
+            .args(["keygen", "--no-passphrase", "-o"])
+            .arg(key_file),
+    );
+}
+
 /// Everything the scenario saw that must hold, whichever the front door.
 fn check_result(r: &Value, f: &Fixture, old_fp: &str, new_fp: &str) {
-    let s = |p: &str| r.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |p: &str| {
+        r.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let b = |p: &str| r.pointer(p).and_then(Value::as_bool);
     let n = |p: &str| r.pointer(p).and_then(Value::as_u64).unwrap();
 
     // The policy is sent, and enforced: no inline script, no eval.
     assert_eq!(s("/csp"), CSP);
     assert_eq!(b("/inlineBlocked"), Some(true));
-    assert_eq!(n("/cspMessagesBefore"), 0, "CSP violations: {}", r["console"]);
+    assert_eq!(
+        n("/cspMessagesBefore"),
+        0,
+        "CSP violations: {}",
+        r["console"]
+    );
     // Nothing leaves the origin.
-    assert_eq!(r["foreign"], Value::Array(vec![]), "requests: {}", r["requests"]);
+    assert_eq!(
+        r["foreign"],
+        Value::Array(vec![]),
+        "requests: {}",
+        r["requests"]
+    );
     assert!(r["requests"].as_array().unwrap().len() > 10);
     for m in r["console"].as_array().unwrap() {
         let m = m.as_str().unwrap();
@@ -175,6 +202,21 @@ fn check_result(r: &Value, f: &Fixture, old_fp: &str, new_fp: &str) {
     assert_eq!(s("/extractable/type"), "private");
     assert!(s("/pem").starts_with("-----BEGIN PUBLIC KEY-----\n"));
     assert_eq!(s("/registerCmd"), "remod user add alice --key alice.pub");
+
+    // Key files: PBES2 imported (the fingerprint openssl's key has),
+    // scrypt refused with the command that converts it.
+    assert!(
+        s("/imported/status").starts_with("Imported openssl"),
+        "{}",
+        s("/imported/status")
+    );
+    assert_eq!(s("/imported/fingerprint"), s("/importWant"));
+    assert!(
+        s("/scrypt").contains("openssl pkcs8 -topk8 -v2 aes-256-cbc"),
+        "{}",
+        s("/scrypt")
+    );
+    assert_eq!(n("/keyCount"), 2);
 
     // Keyboard-only sign-in.
     assert_eq!(b("/keyboardReachedUser"), Some(true));
@@ -215,7 +257,24 @@ fn check_result(r: &Value, f: &Fixture, old_fp: &str, new_fp: &str) {
     assert_eq!(sha256_file(Path::new(&s("/download/path"))), f.big_sha);
     assert!(s("/download/text").contains(&f.big_sha));
     let used = n("/download/heap/maxUsed");
-    assert!(used > 0 && used < HEAP_LIMIT, "download: JS heap {used} bytes");
+    assert!(
+        used > 0 && used < HEAP_LIMIT,
+        "download: JS heap {used} bytes"
+    );
+
+    // The server restarted (its sessions gone): the next command signs in
+    // again by itself.
+    assert_eq!(s("/relogin/out"), "after restart\n");
+    assert!(
+        s("/relogin/result").starts_with("exit code 0"),
+        "{}",
+        s("/relogin/result")
+    );
+    assert!(
+        s("/relogin/session").contains("renewed 1"),
+        "{}",
+        s("/relogin/session")
+    );
 
     // 360 px wide: no page wider than the screen.
     for p in ["keys", "signin", "run", "files"] {
@@ -234,9 +293,16 @@ fn check_result(r: &Value, f: &Fixture, old_fp: &str, new_fp: &str) {
     // Last: the upload in parts (the resumable put).
     assert_eq!(s("/upload/state"), "done", "{}", s("/upload/text"));
     assert_eq!(sha256_file(&f.remote.join("up.bin")), f.big_sha);
-    assert!(s("/upload/text").contains(&f.big_sha), "{}", s("/upload/text"));
+    assert!(
+        s("/upload/text").contains(&f.big_sha),
+        "{}",
+        s("/upload/text")
+    );
     let used = n("/upload/heap/maxUsed");
-    assert!(used > 0 && used < HEAP_LIMIT, "upload: JS heap {used} bytes");
+    assert!(
+        used > 0 && used < HEAP_LIMIT,
+        "upload: JS heap {used} bytes"
+    );
 }
 
 #[test]
@@ -253,18 +319,14 @@ fn console_in_chromium_through_nginx() {
         &format!("{url}/console/"),
         &data.user_db,
         shots.as_deref(),
-        || {
-            // A new key at the same path, and remod restarted.
+        |what| {
             if let Some(mut p) = remod.take() {
                 p.stop();
             }
-            fs::remove_file(&data.key_file).unwrap();
-            run_ok(
-                Command::new(REMO)
-                    .envs(client_env(&f.scratch))
-                    .args(["keygen", "--no-passphrase", "-o"])
-                    .arg(&data.key_file),
-            );
+            if what == "rekey" {
+                // A new key at the same path.
+                rekey(&f, &data.key_file);
+            }
             let (p, _) = start_remod_fcgi(&f.scratch, &data);
             remod = Some(p);
         },
@@ -291,19 +353,23 @@ fn console_in_chromium_over_embedded_http() {
     let url = format!("http://127.0.0.1:{port}");
     let data = quick_data_dir(&dir);
     let old_fp = info_fingerprint(&url);
-    let r = run_scenario(&f, &format!("{url}/console/"), &data.user_db, None, || {
-        if let Some(mut p) = remod.take() {
-            p.stop();
-        }
-        fs::remove_file(&data.key_file).unwrap();
-        run_ok(
-            Command::new(REMO)
-                .envs(client_env(&f.scratch))
-                .args(["keygen", "--no-passphrase", "-o"])
-                .arg(&data.key_file),
-        );
-        remod = Some(start("remod2.log"));
-    });
+    let mut starts = 1;
+    let r = run_scenario(
+        &f,
+        &format!("{url}/console/"),
+        &data.user_db,
+        None,
+        |what| {
+            if let Some(mut p) = remod.take() {
+                p.stop();
+            }
+            if what == "rekey" {
+                rekey(&f, &data.key_file);
+            }
+            starts += 1;
+            remod = Some(start(&format!("remod{starts}.log")));
+        },
+    );
     let new_fp = info_fingerprint(&url);
     fs::write(f.scratch.path().join("result.json"), r.to_string()).unwrap();
     check_result(&r, &f, &old_fp, &new_fp);

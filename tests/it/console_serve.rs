@@ -87,7 +87,11 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     loop {
         let nl = b.windows(2).position(|w| w == b"\r\n").unwrap();
         let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..nl]).split(';').next().unwrap().trim(),
+            String::from_utf8_lossy(&b[..nl])
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
             16,
         )
         .unwrap();
@@ -104,7 +108,11 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 fn assert_console_headers(a: &Answer, what: &str) {
     assert_eq!(a.header("Content-Security-Policy"), Some(CSP), "{what}");
     assert_eq!(a.header("Referrer-Policy"), Some("no-referrer"), "{what}");
-    assert_eq!(a.header("X-Content-Type-Options"), Some("nosniff"), "{what}");
+    assert_eq!(
+        a.header("X-Content-Type-Options"),
+        Some("nosniff"),
+        "{what}"
+    );
     assert_eq!(
         a.header("Cross-Origin-Opener-Policy"),
         Some("same-origin"),
@@ -153,7 +161,10 @@ pub fn check_console(addr: &str, base: &str) {
     assert_eq!(index.header("Cache-Control"), Some("no-cache"));
     let page = String::from_utf8(index.body.clone()).unwrap();
     assert!(!page.contains("@ASSETS@"), "{page}");
-    assert!(!page.contains("<script>") && !page.contains("style="), "inline code: {page}");
+    assert!(
+        !page.contains("<script>") && !page.contains("style="),
+        "inline code: {page}"
+    );
     let hash = asset_hash(&page);
     let a = format!("{c}/a/{hash}");
 

@@ -195,7 +195,7 @@ export function keysPage(app) {
         'table',
         { class: 'keys' },
         h('caption', 'Keys in this browser'),
-        h('thead', h('tr', h('th', 'Name'), h('th', 'Fingerprint'), h('th', 'Kind'), h('th', h('span', { class: 'sr' }, 'Actions')))),
+        h('thead', h('tr', h('th', 'Name'), h('th', 'Fingerprint'), h('th', { class: 'wide' }, 'Kind'), h('th', h('span', { class: 'sr' }, 'Actions')))),
         h(
           'tbody',
           keys.map((k) =>
@@ -203,7 +203,7 @@ export function keysPage(app) {
               'tr',
               h('td', k.name),
               h('td', h('code', k.fingerprint)),
-              h('td', k.source === 'created' ? 'created here' : 'imported'),
+              h('td', { class: 'wide' }, k.source === 'created' ? 'created here' : 'imported'),
               h(
                 'td',
                 h('button', { type: 'button', onclick: () => show(k), 'aria-label': `Show public key of ${k.name}` }, 'Public key'),

@@ -89,6 +89,8 @@ export function signinPage(app) {
   /** The blocking warning: nothing goes on until the user decides. */
   function showWarning(e, user, rec) {
     app.blocked = true;
+    // The form cannot be used (nor focused) while the warning stands.
+    body.inert = true;
     const trust = h(
       'button',
       {
@@ -98,6 +100,7 @@ export function signinPage(app) {
         onclick: async () => {
           await conn.trustNewKey(e.offered);
           app.blocked = false;
+          body.inert = false;
           replace(warning);
           status.textContent = 'The new server key is pinned. Sign in again.';
           render();
@@ -112,6 +115,7 @@ export function signinPage(app) {
         id: 'keep-old-key',
         onclick: () => {
           app.blocked = false;
+          body.inert = false;
           replace(warning);
           status.textContent = 'Kept the old key; not signed in.';
         },

@@ -111,9 +111,10 @@ impl Router {
         let selection = self.defaults.select(params);
         // The browser console's static files (no session, no instance).
         let path = request_path(params);
-        if let Some(r) = path.as_deref().and_then(|p| {
-            console::EMBEDDED.route(&method, p, selection.base.as_deref())
-        }) {
+        if let Some(r) = path
+            .as_deref()
+            .and_then(|p| console::EMBEDDED.route(&method, p, selection.base.as_deref()))
+        {
             return r;
         }
         let Some(op) = request_op(params, selection.base.as_deref()) else {
