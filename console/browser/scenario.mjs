@@ -221,7 +221,6 @@ async function main() {
   if (result.upload.state === 'done') {
     await page.waitForFunction(() => /up\.bin/.test(document.querySelector('#files-list')?.textContent ?? ''));
   }
-  await shot(page, 'files');
 
   step('download');
   stopHeap = heapSampler(cdp);
@@ -242,6 +241,7 @@ async function main() {
   result.download.text = await page.textContent('#transfers li:first-child');
   result.download.seconds = (Date.now() - t1) / 1000;
   result.download.heap = await stopHeap();
+  await shot(page, 'files');
 
   step('re-login after the server restarted');
   await need('restart');

@@ -33,7 +33,11 @@ export function filesPage(app) {
   const transfers = h('ul', { id: 'transfers', class: 'transfers', 'aria-label': 'Transfers' });
   const fileIn = h('input', { id: 'upload-file', type: 'file' });
 
+  // Only the latest listing asked for is shown (the first one starts by
+  // itself and may answer after one the user asked for).
+  let generation = 0;
   async function list(dir) {
+    const mine = ++generation;
     if (!conn.signedIn) {
       status.textContent = 'Sign in first.';
       return;
@@ -54,6 +58,7 @@ export function filesPage(app) {
           }
         },
       });
+      if (mine !== generation) return;
       app.cwd = dir;
       pathIn.value = dir;
       app.store.setPref('cwd', dir);
@@ -61,6 +66,7 @@ export function filesPage(app) {
       render(dir, entries);
       status.textContent = `${dir}: ${r.count} entries${r.truncated ? ' (truncated: the directory holds more than the server lists)' : ''}.`;
     } catch (e) {
+      if (mine !== generation) return;
       status.textContent = `Cannot list ${dir}: ${e.message}`;
     }
   }
