@@ -91,6 +91,7 @@ pub(crate) fn descriptor(a: &PutArgs, sha: Option<&str>) -> Result<(String, PutD
         overwrite: Some(!a.no_overwrite),
         create_dirs: Some(a.mkdir),
         mode,
+        upload: None,
     };
     Ok((remote, d))
 }

@@ -211,6 +211,12 @@ pub struct Limits {
     pub session_pids_max: u64,
     /// `memory.max` of each session's cgroup in bytes (0: none).
     pub session_memory_max: u64,
+    /// Most staged (resumable) uploads in this instance.
+    pub max_uploads: usize,
+    /// Most staged uploads of one user.
+    pub max_uploads_per_user: usize,
+    /// A staged upload no request touched for this many seconds is discarded.
+    pub upload_idle_timeout: u64,
 }
 
 /// The share of a global limit one user gets by default.
@@ -272,6 +278,9 @@ impl Default for Limits {
             stdin_idle_timeout: 600,
             session_pids_max: 0,
             session_memory_max: 0,
+            max_uploads: 64,
+            max_uploads_per_user: 8,
+            upload_idle_timeout: 3600,
         }
     }
 }
