@@ -17,6 +17,7 @@ pub(crate) mod fleet;
 pub mod input;
 pub(crate) mod interactive;
 pub(crate) mod known;
+pub(crate) mod resume;
 pub(crate) mod tls;
 
 pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};
