@@ -38,6 +38,7 @@ mod logging;
 mod metrics;
 mod operations_doc;
 mod protocol_vectors;
+mod put_resume;
 mod revoke_http;
 mod server_checks;
 mod status;
