@@ -251,6 +251,14 @@ fn check_result(r: &Value, f: &Fixture, old_fp: &str, new_fp: &str) {
     assert!(r["subListing"].to_string().contains("inner.txt"));
 
     // 200 MB down and up, byte-identical, checked, the heap bounded.
+    eprintln!(
+        "console: download {}, upload {}",
+        r["download"]["heap"], r["upload"]["heap"]
+    );
+    eprintln!(
+        "console: download {} s, upload {} s",
+        r["download"]["seconds"], r["upload"]["seconds"]
+    );
     assert!(s("/download/failure").is_empty(), "{}", r["download"]);
     assert_eq!(s("/download/suggested"), "down.bin");
     assert_eq!(s("/download/state"), "done", "{}", s("/download/text"));
