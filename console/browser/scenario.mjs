@@ -5,7 +5,8 @@
 // Environment: CONSOLE_URL (…/console/), WORK (a scratch directory),
 // BIG_FILE (a local file `up.bin`, uploaded), REMOTE_DIR (a directory on
 // the server, listed and uploaded to, holding `sub/` and `down.bin`,
-// which is downloaded to WORK/downloaded.bin), SHOTS (optional: write
+// which is downloaded to WORK/downloaded.bin), CANCEL_FILE (a large local
+// file whose upload is cancelled), SHOTS (optional: write
 // the documentation's screenshots there), CHROMIUM (default
 // /usr/bin/chromium).
 //
@@ -242,6 +243,24 @@ async function main() {
   result.download.seconds = (Date.now() - t1) / 1000;
   result.download.heap = await stopHeap();
   await shot(page, 'files');
+
+  step('cancel');
+  // A download cancelled in the page: the browser's download fails too.
+  const [dl2] = await Promise.all([
+    page.waitForEvent('download', { timeout: 120_000 }),
+    page.click('#files-list button[aria-label="Download down.bin"]'),
+  ]);
+  await page.waitForFunction(() => Number(document.querySelector('#transfers li:first-child progress')?.value) > 0);
+  await page.click('#transfers li:first-child button');
+  await page.waitForSelector('#transfers li:first-child[data-state]');
+  result.cancelDownload = { row: await page.textContent('#transfers li:first-child'), failure: await dl2.failure() };
+  // An upload cancelled after its first part: nothing is written.
+  await page.setInputFiles('#upload-file', process.env.CANCEL_FILE);
+  await page.click('#upload');
+  await page.waitForFunction(() => Number(document.querySelector('#transfers li:first-child progress')?.value) > 0, null, { timeout: 120_000 });
+  await page.click('#transfers li:first-child button');
+  await page.waitForSelector('#transfers li:first-child[data-state]');
+  result.cancelUpload = { row: await page.textContent('#transfers li:first-child') };
 
   step('re-login after the server restarted');
   await need('restart');

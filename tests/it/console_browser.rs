@@ -71,6 +71,7 @@ fn fixture(name: &str) -> Fixture {
     let big = scratch.sub("local").join("up.bin");
     let big_sha = random_file(&big, BIG_FILE);
     fs::copy(&big, remote.join("down.bin")).unwrap();
+    fs::hard_link(&big, big.with_file_name("cancel.bin")).unwrap();
     Fixture {
         scratch,
         remote,
@@ -100,6 +101,7 @@ fn run_scenario(
         .env("WORK", &work)
         .env("BIG_FILE", &f.big)
         .env("REMOTE_DIR", &f.remote)
+        .env("CANCEL_FILE", f.big.with_file_name("cancel.bin"))
         .env("CHROMIUM", "/usr/bin/chromium")
         .env("HOME", &work)
         .stdin(Stdio::piped())
@@ -269,6 +271,18 @@ fn check_result(r: &Value, f: &Fixture, old_fp: &str, new_fp: &str) {
         used > 0 && used < HEAP_LIMIT,
         "download: JS heap {used} bytes"
     );
+
+    // Cancelled transfers: the browser's download fails, the upload
+    // leaves nothing behind.
+    assert!(s("/cancelDownload/row").contains("cancelled"), "{}", r["cancelDownload"]);
+    assert!(!s("/cancelDownload/failure").is_empty(), "{}", r["cancelDownload"]);
+    assert!(s("/cancelUpload/row").contains("cancelled"), "{}", r["cancelUpload"]);
+    assert!(!f.remote.join("cancel.bin").exists());
+    let names: Vec<_> = fs::read_dir(&f.remote)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4, "left in the directory: {names:?}");
 
     // The server restarted (its sessions gone): the next command signs in
     // again by itself.
