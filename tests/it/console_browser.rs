@@ -31,6 +31,9 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 /// The page's JS heap (V8's used size) must stay below this while moving
 /// 200 MB each way.
 const HEAP_LIMIT: u64 = 100 << 20;
+/// The same with the ArrayBuffers' memory (parts and records not yet
+/// collected): well below the file, so it was never held whole.
+const ALL_LIMIT: u64 = 160 << 20;
 
 /// The browser, node and the console's npm packages, or a failure that
 /// says how to get them (tests/run installs them).
@@ -271,6 +274,8 @@ fn check_result(r: &Value, f: &Fixture, old_fp: &str, new_fp: &str) {
         used > 0 && used < HEAP_LIMIT,
         "download: JS heap {used} bytes"
     );
+    let all = n("/download/heap/max");
+    assert!(all < ALL_LIMIT, "download: JS heap and buffers {all} bytes");
 
     // Cancelled transfers: the browser's download fails, the upload
     // leaves nothing behind.
@@ -325,6 +330,8 @@ fn check_result(r: &Value, f: &Fixture, old_fp: &str, new_fp: &str) {
         used > 0 && used < HEAP_LIMIT,
         "upload: JS heap {used} bytes"
     );
+    let all = n("/upload/heap/max");
+    assert!(all < ALL_LIMIT, "upload: JS heap and buffers {all} bytes");
 }
 
 #[test]
