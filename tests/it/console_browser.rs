@@ -279,9 +279,21 @@ fn check_result(r: &Value, f: &Fixture, old_fp: &str, new_fp: &str) {
 
     // Cancelled transfers: the browser's download fails, the upload
     // leaves nothing behind.
-    assert!(s("/cancelDownload/row").contains("cancelled"), "{}", r["cancelDownload"]);
-    assert!(!s("/cancelDownload/failure").is_empty(), "{}", r["cancelDownload"]);
-    assert!(s("/cancelUpload/row").contains("cancelled"), "{}", r["cancelUpload"]);
+    assert!(
+        s("/cancelDownload/row").contains("cancelled"),
+        "{}",
+        r["cancelDownload"]
+    );
+    assert!(
+        !s("/cancelDownload/failure").is_empty(),
+        "{}",
+        r["cancelDownload"]
+    );
+    assert!(
+        s("/cancelUpload/row").contains("cancelled"),
+        "{}",
+        r["cancelUpload"]
+    );
     assert!(!f.remote.join("cancel.bin").exists());
     let names: Vec<_> = fs::read_dir(&f.remote)
         .unwrap()
