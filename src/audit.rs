@@ -123,7 +123,8 @@ pub(crate) const MAX_SUMMARY: usize = 1000;
 
 /// The descriptor summary for an operation: only the fields that say what
 /// was asked (`argv`/`sh`, `action`, `path`, `name`, `section`, `key`,
-/// `profile`, `id`, `signal`), never `env`, values, data or anything else.
+/// `profile`, `id`, `signal`, and a resumable upload's id, offset and
+/// commit or abort), never `env`, values, data or anything else.
 pub(crate) fn summarize(descriptor: &[u8]) -> String {
     let Ok(Value::Object(d)) = serde_json::from_slice::<Value>(descriptor) else {
         return String::new();
@@ -147,6 +148,21 @@ pub(crate) fn summarize(descriptor: &[u8]) -> String {
             Some(Value::String(s)) => parts.push(s.clone()),
             Some(v @ Value::Number(_)) => parts.push(v.to_string()),
             _ => {}
+        }
+    }
+    // A resumable upload's step (`put`): which upload, where, and what.
+    if let Some(Value::Object(u)) = d.get("upload") {
+        parts.push(match u.get("id") {
+            Some(Value::String(id)) => format!("upload={id}"),
+            _ => "upload=new".into(),
+        });
+        if let Some(v @ Value::Number(_)) = u.get("offset") {
+            parts.push(format!("offset={v}"));
+        }
+        for flag in ["commit", "abort"] {
+            if u.get(flag) == Some(&Value::Bool(true)) {
+                parts.push(flag.into());
+            }
         }
     }
     let mut s = parts.join(" ");
@@ -541,6 +557,13 @@ mod tests {
         assert_eq!(summarize(br#"{"sh":"ls -l"}"#), "sh -c 'ls -l'");
         assert_eq!(summarize(br#"{"path":"/etc/x","mode":420}"#), "/etc/x");
         assert_eq!(summarize(br#"{"id":"p1","signal":"TERM"}"#), "p1 TERM");
+        assert_eq!(
+            summarize(
+                br#"{"path":"/a","upload":{"id":"U","offset":65536,"commit":true},"sha256":"x"}"#
+            ),
+            "/a upload=U offset=65536 commit"
+        );
+        assert_eq!(summarize(br#"{"path":"/a","upload":{}}"#), "/a upload=new");
         assert_eq!(summarize(b"not json"), "");
         assert_eq!(
             summarize(br#"{"action":"set","name":"app","section":"db","key":"password","value":"hunter2"}"#),

@@ -85,6 +85,20 @@ pub(crate) fn config_dir() -> Result<PathBuf, ClientError> {
         .ok_or_else(|| ClientError::Config("cannot find the home directory (set HOME)".into()))
 }
 
+/// `$XDG_CACHE_HOME/remo`, or `~/.cache/remo`: what may be lost without
+/// harm (the state of interrupted uploads).
+pub(crate) fn cache_dir() -> Result<PathBuf, ClientError> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        let p = PathBuf::from(x);
+        if p.is_absolute() {
+            return Ok(p.join("remo"));
+        }
+    }
+    home_dir()
+        .map(|h| h.join(".cache").join("remo"))
+        .ok_or_else(|| ClientError::Config("cannot find the home directory (set HOME)".into()))
+}
+
 /// Expands a leading `~/` to the home directory.
 pub(crate) fn expand_tilde(path: &str) -> PathBuf {
     if let Some(rest) = path.strip_prefix("~/") {

@@ -393,6 +393,20 @@ impl Ctx {
         }
     }
 
+    /// Logs in again after the session ended under a long command (a
+    /// resumable upload: its requests are the user's, not the session's).
+    pub(crate) async fn relogin(&self, active: &mut Active) -> Result<(), ClientError> {
+        if active.cached {
+            if let Some(c) = &self.cache {
+                c.remove()?;
+            }
+        }
+        *active = self
+            .login(&active.session.params().server_key.clone())
+            .await?;
+        Ok(())
+    }
+
     /// Ends a command's use of a session: an uncached session is logged out.
     pub(crate) async fn done(&self, active: Active) {
         if !active.cached {

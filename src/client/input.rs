@@ -27,7 +27,19 @@ pub(crate) const FILE_CHUNK: usize = 4 * crate::proto::record::MAX_PLAINTEXT;
 /// blocking thread for the whole transfer (not one runtime hand-off per
 /// 64 KiB read), two chunks ahead of the sender.
 pub fn file_stream(file: std::fs::File) -> DataStream {
-    file_stream_with(file, |_| {})
+    file_stream_with(file, u64::MAX, |_| {})
+}
+
+/// The next `len` bytes of a file (from its current position) as a
+/// stream, as [`file_stream`] reads them; `seen` gets every chunk as it is
+/// read, then `None` at the end of the part (a part of a resumable upload,
+/// hashed on the way).
+pub(crate) fn file_part_stream(
+    file: std::fs::File,
+    len: u64,
+    seen: impl FnMut(Option<&[u8]>) + Send + 'static,
+) -> DataStream {
+    file_stream_with(file, len, seen)
 }
 
 /// As [`file_stream`], and the SHA-256 of every byte sent, computed on the
@@ -41,28 +53,31 @@ pub(crate) fn file_stream_hashed(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let mut hasher = Some(Sha256::new());
     let mut done_tx = Some(done_tx);
-    let stream = file_stream_with(file, move |chunk| match (chunk, hasher.as_mut()) {
-        (Some(b), Some(h)) => h.update(b),
-        (None, _) => {
-            if let (Some(h), Some(tx)) = (hasher.take(), done_tx.take()) {
-                let _ = tx.send(h.finalize().into());
+    let stream = file_stream_with(file, u64::MAX, move |chunk| {
+        match (chunk, hasher.as_mut()) {
+            (Some(b), Some(h)) => h.update(b),
+            (None, _) => {
+                if let (Some(h), Some(tx)) = (hasher.take(), done_tx.take()) {
+                    let _ = tx.send(h.finalize().into());
+                }
             }
+            _ => {}
         }
-        _ => {}
     });
     (stream, done_rx)
 }
 
-/// The reading loop of [`file_stream`]; `seen` gets every chunk read, then
-/// `None` at the end of the file.
+/// The reading loop of [`file_stream`]: at most `limit` bytes; `seen`
+/// gets every chunk read, then `None` at the end of the file (or limit).
 fn file_stream_with(
     file: std::fs::File,
+    limit: u64,
     mut seen: impl FnMut(Option<&[u8]>) + Send + 'static,
 ) -> DataStream {
     use std::io::Read;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
-        let mut file = file;
+        let mut file = file.take(limit);
         loop {
             // Whole chunks (short reads retried), read into spare capacity
             // as get does on the server: nothing is zero-filled first.

@@ -19,6 +19,7 @@ pub mod input;
 pub(crate) mod interactive;
 pub(crate) mod known;
 pub(crate) mod list;
+pub(crate) mod resume;
 pub(crate) mod tls;
 
 pub use conn::{info, ResponseItem, ResponseStream, ServerInfo, Session};

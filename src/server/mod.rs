@@ -12,9 +12,13 @@
 //! * [`store`]: what remod keeps on disk — named configuration files and
 //!   the journal of temporary files.
 //!
+//! [`console`] serves the browser console's static files at
+//! `{base}/console/`.
+//!
 //! [`cli`] is `remod serve`, which puts them together.
 
 pub mod cli;
+pub(crate) mod console;
 pub mod control;
 pub mod core;
 pub mod door;

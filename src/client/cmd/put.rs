@@ -18,6 +18,7 @@ use crate::client::conn::{DataStream, ResponseItem};
 use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 use crate::client::input::file_stream_hashed;
+use crate::client::resume;
 use crate::ops::put::PutDesc;
 use crate::ops::result_of;
 
@@ -43,6 +44,30 @@ pub(crate) struct PutArgs {
     /// file that changes during the upload then fails instead of landing).
     #[arg(long)]
     pub verify_first: bool,
+    /// Send the file in parts that the server stages and commits at the
+    /// end; run the same command again after an interruption to go on
+    /// where the server is (see the docs: resumable uploads).
+    #[arg(long)]
+    pub resume: bool,
+    /// With --resume: bytes per request (a number, or with K, M or G for
+    /// KiB, MiB, GiB; default 64M).
+    #[arg(long, value_name = "SIZE", requires = "resume", value_parser = parse_size)]
+    pub part_size: Option<u64>,
+}
+
+/// A size: bytes, or with a K, M or G suffix (binary units), at least 1.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (t.get(..i), 1u64 << 10),
+        Some((i, 'M' | 'm')) => (t.get(..i), 1 << 20),
+        Some((i, 'G' | 'g')) => (t.get(..i), 1 << 30),
+        _ => (Some(t), 1),
+    };
+    num.and_then(|n| n.parse::<u64>().ok())
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("want a size like 1048576, 512K or 64M, got '{s}'"))
 }
 
 fn sha256_file(path: &Path) -> Result<String, ClientError> {
@@ -91,6 +116,7 @@ pub(crate) fn descriptor(a: &PutArgs, sha: Option<&str>) -> Result<(String, PutD
         overwrite: Some(!a.no_overwrite),
         create_dirs: Some(a.mkdir),
         mode,
+        upload: None,
     };
     Ok((remote, d))
 }
@@ -115,6 +141,9 @@ pub(crate) async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
     } else {
         None
     };
+    if a.resume {
+        return run_resumable(ctx, &a, meta.len(), first).await;
+    }
     let (remote, desc) = descriptor(&a, first.as_deref())?;
     let file =
         std::fs::File::open(&a.local).map_err(|e| ClientError::io(&a.local, "cannot open", e))?;
@@ -172,6 +201,43 @@ pub(crate) async fn run(ctx: &Ctx, a: PutArgs) -> Result<i32, ClientError> {
     outcome
 }
 
+/// `put --resume`: the file in parts (see [`crate::client::resume`]).
+async fn run_resumable(
+    ctx: &Ctx,
+    a: &PutArgs,
+    size: u64,
+    first: Option<String>,
+) -> Result<i32, ClientError> {
+    let (remote, desc) = descriptor(a, None)?;
+    let pb = progress(Some(size), &remote);
+    let pb2 = pb.clone();
+    let job = resume::Job {
+        local: &a.local,
+        desc,
+        part: a.part_size.unwrap_or(resume::DEFAULT_PART),
+        expect: first,
+        progress: std::sync::Arc::new(move |n| pb2.inc(n)),
+    };
+    let mut active = ctx.session().await?;
+    let started = std::time::Instant::now();
+    let outcome = resume::upload(ctx, &mut active, job).await;
+    pb.finish_and_clear();
+    ctx.done(active).await;
+    let r = outcome?;
+    if on_terminal() {
+        eprintln!(
+            "{}",
+            summary(
+                &format!("put {} → {remote}", a.local.display()),
+                r.size,
+                started.elapsed(),
+                &r.sha256
+            )
+        );
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,11 +251,24 @@ mod tests {
             no_overwrite: false,
             mkdir: false,
             verify_first: false,
+            resume: false,
+            part_size: None,
         };
         let (remote, d) = descriptor(&a, None).unwrap();
         assert_eq!(remote, "/srv/a.tar");
         assert_eq!(d.sha256, None);
         let (_, d) = descriptor(&a, Some("abc")).unwrap();
         assert_eq!(d.sha256.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn part_sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        for bad in ["", "0", "M", "-1", "1T", "99999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 }

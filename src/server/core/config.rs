@@ -214,6 +214,12 @@ pub struct Limits {
     /// Most entries one `list` sends (the first ones by name); it also
     /// bounds the names remod holds to sort them.
     pub list_max_entries: usize,
+    /// Most staged (resumable) uploads in this instance.
+    pub max_uploads: usize,
+    /// Most staged uploads of one user.
+    pub max_uploads_per_user: usize,
+    /// A staged upload no request touched for this many seconds is discarded.
+    pub upload_idle_timeout: u64,
 }
 
 /// The share of a global limit one user gets by default.
@@ -276,6 +282,9 @@ impl Default for Limits {
             session_pids_max: 0,
             session_memory_max: 0,
             list_max_entries: 100_000,
+            max_uploads: 64,
+            max_uploads_per_user: 8,
+            upload_idle_timeout: 3600,
         }
     }
 }

@@ -20,7 +20,9 @@ use crate::server::core::session::SessionTable;
 use crate::server::enforce::contain::SessionCaps;
 use crate::server::enforce::trust::{self, Untrusted};
 use crate::server::ops::procs::{ProcLimits, ProcTable, ShareLimits, Shares};
+use crate::server::ops::upload::Staged;
 use crate::server::store::certtrust::{CertTrust, CertTrustError};
+use crate::server::store::uploads::Uploads;
 use crate::userdb::{DbError, User, UserDb};
 
 /// Why an instance could not be set up (→ 500 and a log line).
@@ -245,6 +247,9 @@ pub struct Instance {
     pub audit: Arc<AuditLog>,
     /// Named temporary files being made (see [`crate::server::store::pending`]).
     pub pending: Arc<crate::server::store::pending::Journal>,
+    /// Staged resumable uploads (shared with the instance a reload puts in
+    /// this one's place, like the sessions).
+    pub(crate) uploads: Arc<Uploads<Staged>>,
     /// Trusted CAs, the revocation list and the server name (§7).
     pub(crate) certs: Arc<CertTrust>,
     /// The certificate settings `certs` was made from.
@@ -284,6 +289,7 @@ impl Instance {
         Ok(Instance {
             audit: Arc::new(audit),
             pending,
+            uploads: Arc::default(),
             public: key.public(),
             key,
             users: Arc::new(Mutex::new(users)),
@@ -335,9 +341,9 @@ impl Instance {
     /// users, sessions and their processes, command slots, audit log —
     /// shared. Limits read per request (`max_request_bytes`,
     /// `max_output_bytes`, `max_command_timeout`, `stdin_idle_timeout`,
-    /// `list_max_entries`)
-    /// apply to the next request; the others size tables that live on and
-    /// change at the next start ([`LIVE_LIMITS`]).
+    /// `list_max_entries`, the staged uploads' bounds) apply to the next
+    /// request; the others size tables that live on and change at the next
+    /// start ([`LIVE_LIMITS`]).
     pub(crate) fn reloaded(
         &self,
         file: ConfigFile,
@@ -361,6 +367,7 @@ impl Instance {
             ephemerals: self.ephemerals.clone(),
             audit: self.audit.clone(),
             pending: self.pending.clone(),
+            uploads: self.uploads.clone(),
             retired: Default::default(),
         }
     }
@@ -509,7 +516,10 @@ impl Instance {
             return Some(now);
         }
         let sessions = self.sessions.all();
+        let staging = self.uploads.users();
         let mut names: Vec<&str> = sessions.iter().map(|s| s.user.as_str()).collect();
+        // A user with an upload staged and no session is looked at too.
+        names.extend(staging.iter().map(String::as_str));
         // A certificate session keeps its certificate's grants; a user of
         // the same name on this server only counts if disabled (§7).
         names.sort_unstable();
@@ -539,7 +549,10 @@ impl Instance {
                 }
                 Some(_) => {
                     let n = self.sessions.end_user(&name);
-                    log::warn!("{name} disabled: ended {n} live session(s) and their processes");
+                    let u = self.uploads.drop_where(|o, _| o.user == name);
+                    log::warn!(
+                        "{name} disabled: ended {n} live session(s) and their processes, discarded {u} staged upload(s)"
+                    );
                 }
                 None => {
                     // Removed (or never registered): its key sessions end,
@@ -548,8 +561,11 @@ impl Instance {
                     for s in sessions.iter().filter(of_user).filter(|s| s.cert.is_none()) {
                         n += usize::from(self.sessions.end(&s.id).is_some());
                     }
-                    if n > 0 {
-                        log::warn!("{name} removed: ended {n} live session(s) and their processes");
+                    let u = self
+                        .uploads
+                        .drop_where(|o, _| o.user == name && o.cert.is_none());
+                    if n > 0 || u > 0 {
+                        log::warn!("{name} removed: ended {n} live session(s) and their processes, discarded {u} staged upload(s)");
                     }
                 }
             }
@@ -570,6 +586,15 @@ impl Instance {
             return;
         }
         let now = unix_now();
+        // A certificate's uploads go with it (its sessions may have ended
+        // already; the upload is looked at with the certificate it was
+        // last used with).
+        let u = self
+            .uploads
+            .drop_where(|_, c| c.is_some_and(|c| self.certs.still_allows(c, now).is_err()));
+        if u > 0 {
+            log::warn!("discarded {u} staged upload(s) of certificates no longer allowed");
+        }
         for s in self.sessions.all() {
             let Some(c) = &s.cert else { continue };
             if !changed && now <= c.not_after {
@@ -634,6 +659,9 @@ pub(crate) const LIVE_LIMITS: &[&str] = &[
     "max_command_timeout",
     "stdin_idle_timeout",
     "list_max_entries",
+    "max_uploads",
+    "max_uploads_per_user",
+    "upload_idle_timeout",
 ];
 
 /// How often the revocation watcher looks at the user database.
@@ -784,9 +812,17 @@ impl Registry {
             .collect()
     }
 
-    /// Ends expired sessions everywhere; returns how many.
+    /// Ends expired sessions everywhere; returns how many. Discards idle
+    /// staged uploads too (logged by the store).
     pub fn reap(&self) -> usize {
-        self.all().iter().map(|i| i.sessions.reap()).sum()
+        self.all()
+            .iter()
+            .map(|i| {
+                let idle = Duration::from_secs(i.limits.upload_idle_timeout);
+                i.uploads.reap(idle);
+                i.sessions.reap()
+            })
+            .sum()
     }
 
     /// Reads every loaded instance's config file again (SIGHUP): the trust

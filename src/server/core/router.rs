@@ -17,6 +17,7 @@ use crate::proto::b64;
 use crate::proto::framing::{Framed, Framing};
 use crate::proto::record::{Opener, RecordError, Sealer, MAX_LINE, NONCE_LEN, TAG_LEN};
 use crate::proto::response::OpError;
+use crate::server::console;
 use crate::server::core::auth;
 use crate::server::core::config::Defaults;
 use crate::server::core::gate::Gate;
@@ -108,6 +109,14 @@ impl Router {
         let remote = params.get_str("REMOTE_ADDR").unwrap_or("-").to_string();
         // The instance and the mount prefix are settled here, once.
         let selection = self.defaults.select(params);
+        // The browser console's static files (no session, no instance).
+        let path = request_path(params);
+        if let Some(r) = path
+            .as_deref()
+            .and_then(|p| console::EMBEDDED.route(&method, p, selection.base.as_deref()))
+        {
+            return r;
+        }
         let Some(op) = request_op(params, selection.base.as_deref()) else {
             return Reject::NotFound.response();
         };
@@ -171,12 +180,8 @@ impl Handler for Router {
 /// prefix (when one is configured), else the last segment. Routes on the raw
 /// `REQUEST_URI`, as the web servers' decoded paths differ (FASTCGI-NOTES).
 pub(crate) fn request_op(params: &Params, base: Option<&str>) -> Option<String> {
-    let uri = params.get("REQUEST_URI").map(|u| u.to_vec()).or_else(|| {
-        let mut s = params.get("SCRIPT_NAME").unwrap_or(b"").to_vec();
-        s.extend_from_slice(params.get("PATH_INFO").unwrap_or(b""));
-        Some(s)
-    })?;
-    let path = uri.split(|&b| b == b'?').next().unwrap_or(&[]);
+    let path = request_path(params)?;
+    let path = path.as_slice();
     let rest: &[u8] = match base {
         Some(b) => {
             let b = b.trim_end_matches('/').as_bytes();
@@ -193,6 +198,20 @@ pub(crate) fn request_op(params: &Params, base: Option<&str>) -> Option<String> 
         .ok()
         .map(|s| s.into_owned())
         .filter(|s| !s.is_empty())
+}
+
+/// The raw request path, without the query: `REQUEST_URI`, else
+/// `SCRIPT_NAME` + `PATH_INFO`.
+fn request_path(params: &Params) -> Option<Vec<u8>> {
+    let uri = params.get("REQUEST_URI").map(|u| u.to_vec()).or_else(|| {
+        let mut s = params.get("SCRIPT_NAME").unwrap_or(b"").to_vec();
+        s.extend_from_slice(params.get("PATH_INFO").unwrap_or(b""));
+        Some(s)
+    })?;
+    let end = uri.iter().position(|&b| b == b'?').unwrap_or(uri.len());
+    let mut uri = uri;
+    uri.truncate(end);
+    Some(uri)
 }
 
 /// The framing a request's body is in: binary only when its content type

@@ -10,6 +10,7 @@ pub(crate) mod logout;
 pub(crate) mod open;
 pub(crate) mod procs;
 pub(crate) mod put;
+pub(crate) mod upload;
 
 use std::sync::Arc;
 

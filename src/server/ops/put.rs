@@ -1,16 +1,20 @@
 //! `put`: receive a file of any size and replace the target atomically, only
 //! after the `last` record has authenticated and any expected digest
 //! matched. A failed or truncated upload leaves the old file (or no file).
+//!
+//! The steps — [`stage`] (resolve the target, make the staging file),
+//! [`receive`] (data records into it, hashed on the way) and [`commit`]
+//! (mode, owner, fsync, link or rename into place) — are shared with the
+//! resumable upload ([`super::upload`]), which runs them across requests.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{FileStat, Mode};
 
 use sha2::{Digest, Sha256};
 
@@ -19,19 +23,92 @@ use crate::proto::b64;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::core::stream::{RequestReader, ResponseWriter};
 use crate::server::enforce::confine::{fs_error, locate, Access, Located};
-use crate::server::enforce::runas::{account_for, fs_step};
+use crate::server::enforce::runas::{account_for, fs_step, Account};
 use crate::server::store::pending::{Kind, Pending};
 
-pub(crate) use crate::ops::put::{PutDesc, PutResult};
+pub(crate) use crate::ops::put::{PutDesc, PutResult, UploadStep};
 
 /// A checked `put`.
 #[derive(Debug)]
 pub(crate) struct PutReq {
-    path: String,
-    mode: Option<u32>,
-    overwrite: bool,
-    create_dirs: bool,
-    sha256: Option<[u8; 32]>,
+    pub(crate) path: String,
+    pub(crate) mode: Option<u32>,
+    pub(crate) overwrite: bool,
+    pub(crate) create_dirs: bool,
+    pub(crate) sha256: Option<[u8; 32]>,
+    /// `overwrite` and `create_dirs` as the client sent them (absent or
+    /// not): a later part of an upload may repeat them, not change them.
+    pub(crate) given: (Option<bool>, Option<bool>),
+    /// A resumable upload's step, if this is one.
+    pub(crate) upload: Option<UploadReq>,
+}
+
+/// A checked resumable-upload step (see [`super::upload`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UploadReq {
+    /// Start one; the data is its first part.
+    Start {
+        /// Commit after the data.
+        commit: bool,
+    },
+    /// Continue one: a part (with `offset`), the status (no offset, no
+    /// data), or the commit.
+    Step {
+        /// The upload.
+        id: String,
+        /// Where the data goes; `None`: the request brings no data.
+        offset: Option<u64>,
+        /// Commit after the data.
+        commit: bool,
+    },
+    /// Discard one.
+    Abort {
+        /// The upload.
+        id: String,
+    },
+}
+
+/// An upload id as the server makes them: b64url of 16 bytes.
+fn check_id(id: &str) -> Result<String, OpError> {
+    b64::decode_array::<16>(id)
+        .map(|_| id.to_string())
+        .map_err(|_| OpError::bad_request("upload.id is not an upload id"))
+}
+
+/// Checks an upload step's shape: what goes together.
+fn check_step(u: UploadStep, sha256: bool) -> Result<UploadReq, OpError> {
+    let commit = u.commit.unwrap_or(false);
+    if u.abort.unwrap_or(false) {
+        if commit || u.offset.is_some() || sha256 {
+            return Err(OpError::bad_request(
+                "upload.abort takes only the upload's id",
+            ));
+        }
+        let id =
+            u.id.ok_or_else(|| OpError::bad_request("upload.abort needs upload.id"))?;
+        return Ok(UploadReq::Abort { id: check_id(&id)? });
+    }
+    if commit && !sha256 {
+        return Err(OpError::bad_request(
+            "upload.commit needs sha256: the SHA-256 of the whole content",
+        ));
+    }
+    if !commit && sha256 {
+        return Err(OpError::bad_request(
+            "with upload, sha256 (of the whole content) goes with commit",
+        ));
+    }
+    match u.id {
+        None if u.offset.is_some_and(|o| o != 0) => Err(OpError::bad_request(
+            "a new upload starts at offset 0 (give upload.id to continue one)",
+        )),
+        None => Ok(UploadReq::Start { commit }),
+        Some(id) => Ok(UploadReq::Step {
+            id: check_id(&id)?,
+            offset: u.offset,
+            commit,
+        }),
+    }
 }
 
 /// Checks the descriptor.
@@ -44,6 +121,10 @@ pub(crate) fn check(p: PutDesc) -> Result<PutReq, OpError> {
     if p.mode.is_some_and(|m| m > 0o7777) {
         return Err(OpError::bad_request("mode must be at most 0o7777"));
     }
+    let upload = match p.upload {
+        Some(u) => Some(check_step(u, p.sha256.is_some())?),
+        None => None,
+    };
     let sha256 = match p.sha256 {
         Some(s) => Some(
             b64::decode_array::<32>(&s)
@@ -57,14 +138,18 @@ pub(crate) fn check(p: PutDesc) -> Result<PutReq, OpError> {
         overwrite: p.overwrite.unwrap_or(true),
         create_dirs: p.create_dirs.unwrap_or(false),
         sha256,
+        given: (p.overwrite, p.create_dirs),
+        upload,
     })
 }
 
-/// Removes the temporary file unless the upload was committed, then its
-/// journal entry.
-struct TempGuard {
+/// Removes the named temporary file unless the upload was committed, then
+/// its journal entry.
+pub(crate) struct TempGuard {
     dir: Arc<OwnedFd>,
-    name: Option<OsString>,
+    /// The named temporary file (none for an unnamed one, or once it has
+    /// been renamed into place).
+    pub(crate) name: Option<OsString>,
     _pending: Option<Pending>,
 }
 
@@ -90,41 +175,60 @@ fn temp_name(name: &OsStr) -> OsString {
     n
 }
 
+/// Where a target resolves: its directory, the name in it, and what is
+/// there now (not followed).
+pub(crate) struct Target {
+    pub(crate) dir: OwnedFd,
+    pub(crate) name: OsString,
+    pub(crate) old: Option<FileStat>,
+}
+
+/// Opens the target's directory below the user's root (a target that is
+/// a symlink is followed, staying below the root) and looks at the name.
+/// Runs as the run-as account (inside [`fs_step`]).
+pub(crate) fn resolve(loc: &Located, create_dirs: bool) -> Result<Target, OpError> {
+    let (dir, name) = loc.open_parent(create_dirs)?;
+    let old = match nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        name.as_os_str(),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
+        Ok(st) => Some(st),
+        Err(Errno::ENOENT) => None,
+        Err(e) => return Err(fs_error(&loc.shown, e, loc.confined)),
+    };
+    Ok(Target { dir, name, old })
+}
+
+/// What may be replaced: not a directory, and nothing unless `overwrite`.
+pub(crate) fn check_old(t: &Target, overwrite: bool, what: &str) -> Result<(), OpError> {
+    match &t.old {
+        Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+            Err(OpError::bad_request(format!("{what} is a directory")))
+        }
+        Some(_) if !overwrite => Err(OpError::new(ErrorCode::Exists, format!("{what} exists"))),
+        _ => Ok(()),
+    }
+}
+
 /// What the first file-system step leaves ready for receiving.
 struct Prepared {
-    dir: Arc<OwnedFd>,
-    name: OsString,
-    old: Option<nix::sys::stat::FileStat>,
+    target: Target,
     /// An unnamed (`O_TMPFILE`) file, which a crash cannot leave behind;
     /// None where the file system has none: then a named one is made
     /// after its journal entry (see [`crate::server::store::pending`]).
     file: Option<std::fs::File>,
 }
 
-/// Opens the target's directory (below the user's root), checks the
-/// target, and creates an unnamed temporary file in the same directory.
-fn prepare(loc: &Located, p: &PutReq) -> Result<Prepared, OpError> {
-    let what = loc.shown.as_str();
-    let (dir, name) = loc.open_parent(p.create_dirs)?;
-    let old = match nix::sys::stat::fstatat(
-        Some(dir.as_raw_fd()),
-        name.as_os_str(),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    ) {
-        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
-            return Err(OpError::bad_request(format!("{what} is a directory")))
-        }
-        Ok(_) if !p.overwrite => {
-            return Err(OpError::new(ErrorCode::Exists, format!("{what} exists")))
-        }
-        Ok(st) => Some(st),
-        Err(Errno::ENOENT) => None,
-        Err(e) => return Err(fs_error(what, e, loc.confined)),
-    };
+/// Resolves and checks the target, and creates an unnamed temporary file
+/// in its directory.
+fn prepare(loc: &Located, overwrite: bool, create_dirs: bool) -> Result<Prepared, OpError> {
+    let target = resolve(loc, create_dirs)?;
+    check_old(&target, overwrite, &loc.shown)?;
     // An unnamed file in the target's directory: linked into place on
     // commit, gone with its last descriptor if remod dies first.
     let unnamed = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
+        Some(target.dir.as_raw_fd()),
         ".",
         OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o600),
@@ -134,14 +238,9 @@ fn prepare(loc: &Located, p: &PutReq) -> Result<Prepared, OpError> {
         Ok(fd) => Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })),
         // The file system has no O_TMPFILE.
         Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => None,
-        Err(e) => return Err(fs_error(what, e, loc.confined)),
+        Err(e) => return Err(fs_error(&loc.shown, e, loc.confined)),
     };
-    Ok(Prepared {
-        dir: Arc::new(dir),
-        name,
-        old,
-        file,
-    })
+    Ok(Prepared { target, file })
 }
 
 /// Creates the named temporary file `tmp` (journaled by the caller).
@@ -176,6 +275,72 @@ async fn journal(
         })
 }
 
+/// The uid what an upload creates belongs to: the run-as account's, else
+/// remod's.
+pub(crate) fn owner_uid(acct: &Option<Arc<Account>>) -> u32 {
+    acct.as_ref()
+        .map_or_else(|| nix::unistd::geteuid().as_raw(), |a| a.uid)
+}
+
+/// A staging file beside the target, ready for [`receive`].
+pub(crate) struct Staging {
+    /// The target's directory.
+    pub(crate) dir: Arc<OwnedFd>,
+    /// Its device and inode, which later requests of an upload check.
+    pub(crate) dir_id: (u64, u64),
+    /// The target's name in it.
+    pub(crate) name: OsString,
+    /// What was at the target when it was resolved.
+    pub(crate) old: Option<FileStat>,
+    /// The staging file: unnamed, or named by `guard`.
+    pub(crate) file: Arc<std::fs::File>,
+    /// Removes a named staging file unless it was committed.
+    pub(crate) guard: TempGuard,
+}
+
+/// Resolves the target (checking `overwrite`, creating directories when
+/// asked) and makes the staging file in its directory, as the run-as
+/// account.
+pub(crate) async fn stage(
+    ctx: &OpCtx,
+    loc: &Located,
+    overwrite: bool,
+    create_dirs: bool,
+    acct: &Option<Arc<Account>>,
+) -> Result<Staging, OpError> {
+    let Prepared { target, file } = {
+        let loc = loc.clone();
+        fs_step(acct.clone(), move || prepare(&loc, overwrite, create_dirs)).await?
+    };
+    let Target { dir, name, old } = target;
+    let st = nix::sys::stat::fstat(dir.as_raw_fd()).map_err(|e| fs_error(&loc.shown, e, false))?;
+    let dir = Arc::new(dir);
+    let mut guard = TempGuard {
+        dir: dir.clone(),
+        name: None,
+        _pending: None,
+    };
+    let file = match file {
+        Some(f) => f,
+        None => {
+            let tmp = temp_name(&name);
+            guard._pending = Some(journal(ctx, &dir, &tmp, owner_uid(acct)).await?);
+            let (d, t, l) = (dir.clone(), tmp.clone(), loc.clone());
+            let f = fs_step(acct.clone(), move || create_named(&d, &t, &l)).await?;
+            guard.name = Some(tmp);
+            f
+        }
+    };
+    Ok(Staging {
+        dir,
+        dir_id: (st.st_dev, st.st_ino),
+        name,
+        old,
+        file: Arc::new(file),
+        guard,
+    })
+}
+
 /// How many batches may wait for the writer.
 const WRITE_QUEUE: usize = 4;
 /// Opened records are handed to the writer in batches of about this many
@@ -183,148 +348,167 @@ const WRITE_QUEUE: usize = 4;
 /// on two busy cores costs more than the copy it saves.
 const WRITE_BATCH: usize = 256 << 10;
 
-/// What the writer thread hands back: the temporary file, its digest and size.
-struct Written {
-    file: std::fs::File,
-    digest: [u8; 32],
-    size: u64,
+/// What [`receive`] appended.
+pub(crate) struct Received {
+    /// The digest state over everything before and this request's data.
+    pub(crate) hash: Sha256,
+    /// This request's bytes.
+    pub(crate) bytes: u64,
 }
 
-/// Receives the file.
-pub(crate) async fn apply(
+/// Writes the request's data records into `file` from offset `at` on,
+/// continuing `hash`. The file may hold at most `cap` bytes in all
+/// (`too_large` past it). On an error the writer has stopped: the caller
+/// may cut the file back to `at`.
+pub(crate) async fn receive(
     ctx: &OpCtx,
-    p: PutReq,
     input: &mut RequestReader,
-    _out: &mut ResponseWriter,
-) -> Result<PutResult, OpError> {
-    let grants = ctx.session.grants();
-    let loc = locate(&grants, &ctx.inst.resolve(&p.path), Access::Write)?;
-    let acct = account_for(&grants)?;
-    let what = loc.shown.clone();
-    let p = Arc::new(p);
-    let prepared = {
-        let (loc, p) = (loc.clone(), p.clone());
-        fs_step(acct.clone(), move || prepare(&loc, &p)).await?
-    };
-    let Prepared {
-        dir,
-        name,
-        old,
-        file,
-    } = prepared;
-    // The owner of what this upload creates.
-    let uid = acct
-        .as_ref()
-        .map_or_else(|| nix::unistd::geteuid().as_raw(), |a| a.uid);
-    let mut guard = TempGuard {
-        dir: dir.clone(),
-        name: None,
-        _pending: None,
-    };
-    let (tmp, file) = match file {
-        Some(f) => (None, f),
-        None => {
-            let tmp = temp_name(&name);
-            guard._pending = Some(journal(ctx, &dir, &tmp, uid).await?);
-            let (d, t, l) = (dir.clone(), tmp.clone(), loc.clone());
-            let f = fs_step(acct.clone(), move || create_named(&d, &t, &l)).await?;
-            guard.name = Some(tmp.clone());
-            (Some(tmp), f)
-        }
-    };
-    // An unnamed file replacing another is linked under a temporary name
-    // first (renamed over the target at once): journaled too.
-    let link_tmp = match (&tmp, p.overwrite) {
-        (None, true) => {
-            let t = temp_name(&name);
-            guard._pending = Some(journal(ctx, &dir, &t, uid).await?);
-            Some(t)
-        }
-        _ => None,
-    };
+    file: &Arc<std::fs::File>,
+    hash: Sha256,
+    at: u64,
+    cap: u64,
+    what: &str,
+) -> Result<Received, OpError> {
     // A pipeline: this task opens records while a blocking writer hashes
     // and writes the previous ones (up to WRITE_QUEUE chunks in between),
     // so the two run on both cores and the runtime never waits on the disk.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(WRITE_QUEUE);
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Written> {
-        let mut file = file;
-        let mut hash = Sha256::new();
-        let mut size: u64 = 0;
+    let f = file.clone();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Received> {
+        let mut hash = hash;
+        let mut pos = at;
         while let Some(batch) = rx.blocking_recv() {
             for chunk in batch {
                 hash.update(&chunk);
-                size += chunk.len() as u64;
-                file.write_all(&chunk)?;
+                f.write_all_at(&chunk, pos)?;
+                pos += chunk.len() as u64;
             }
         }
-        Ok(Written {
-            file,
-            digest: hash.finalize().into(),
-            size,
+        Ok(Received {
+            hash,
+            bytes: pos - at,
         })
     });
     let cancel = ctx.session.cancel.clone();
-    let mut batch = Vec::new();
-    let mut batched = 0;
-    loop {
-        let next = tokio::select! {
-            n = input.next_data() => n,
-            _ = cancel.cancelled() => return Err(OpError::new(ErrorCode::Unavailable, "session ended")),
-        };
-        let chunk = next.map_err(|e| e.to_op_error())?;
-        let end = chunk.is_none();
-        if let Some(c) = chunk {
-            batched += c.len();
-            batch.push(c);
-        }
-        if (end || batched >= WRITE_BATCH) && !batch.is_empty() {
-            batched = 0;
-            if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                // The writer stopped on an error; it is reported below.
-                break;
+    let fed = async {
+        let mut batch = Vec::new();
+        let mut batched = 0;
+        let mut total = at;
+        loop {
+            let next = tokio::select! {
+                n = input.next_data() => n,
+                _ = cancel.cancelled() => return Err(OpError::new(ErrorCode::Unavailable, "session ended")),
+            };
+            let chunk = next.map_err(|e| e.to_op_error())?;
+            let end = chunk.is_none();
+            if let Some(c) = chunk {
+                total = total.saturating_add(c.len() as u64);
+                if total > cap {
+                    return Err(OpError::new(
+                        ErrorCode::TooLarge,
+                        format!("{what}: more than {cap} bytes (max_request_bytes)"),
+                    ));
+                }
+                batched += c.len();
+                batch.push(c);
             }
-            ctx.session.touch();
-        }
-        if end {
-            break;
+            if (end || batched >= WRITE_BATCH) && !batch.is_empty() {
+                batched = 0;
+                if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                    // The writer stopped on an error; it is reported below.
+                    return Ok(());
+                }
+                ctx.session.touch();
+            }
+            if end {
+                return Ok(());
+            }
         }
     }
+    .await;
+    // The writer has finished whatever was queued before anything else
+    // touches the file (a part that failed is cut back by the caller).
     drop(tx);
-    let Written { file, digest, size } = writer
+    let written = writer
         .await
-        .map_err(|_| OpError::new(ErrorCode::Internal, "file writer failed"))?
-        .map_err(|e| io_error(&what, &e))?;
-    if let Some(expected) = p.sha256 {
-        if expected != digest {
-            return Err(OpError::bad_request(
-                "content does not match the expected sha256; file not replaced",
-            ));
+        .map_err(|_| OpError::new(ErrorCode::Internal, "file writer failed"));
+    fed?;
+    written?.map_err(|e| io_error(what, &e))
+}
+
+/// What [`commit`] puts in place.
+pub(crate) struct Commit {
+    /// The target's directory (just resolved).
+    pub(crate) dir: Arc<OwnedFd>,
+    /// The target's name in it.
+    pub(crate) name: OsString,
+    /// What is there now.
+    pub(crate) old: Option<FileStat>,
+    /// The complete staging file.
+    pub(crate) file: Arc<std::fs::File>,
+    /// Its name, if it is a named one (in `dir`).
+    pub(crate) tmp: Option<OsString>,
+    /// The mode asked for.
+    pub(crate) mode: Option<u32>,
+    /// Replace what is there.
+    pub(crate) overwrite: bool,
+    /// Whether the user is an admin (set-id bits).
+    pub(crate) admin: bool,
+    /// Whether the user is confined (for error mapping).
+    pub(crate) confined: bool,
+    /// The path for messages.
+    pub(crate) what: String,
+}
+
+/// Sets the mode (and the old owner, as root without run-as), fsyncs, and
+/// links or renames the staging file into place; fsyncs the directory.
+pub(crate) async fn commit(
+    ctx: &OpCtx,
+    acct: Option<Arc<Account>>,
+    c: Commit,
+) -> Result<(), OpError> {
+    // An unnamed file replacing another is linked under a temporary name
+    // first (renamed over the target at once): journaled.
+    let (link_tmp, _pending) = match (&c.tmp, c.overwrite) {
+        (None, true) => {
+            let t = temp_name(&c.name);
+            let p = journal(ctx, &c.dir, &t, owner_uid(&acct)).await?;
+            (Some(t), Some(p))
         }
-    }
-    let mut mode = p
+        _ => (None, None),
+    };
+    let mut mode = c
         .mode
-        .or_else(|| old.as_ref().map(|m| m.st_mode & 0o7777))
+        .or_else(|| c.old.as_ref().map(|m| m.st_mode & 0o7777))
         .unwrap_or(0o644);
-    if !grants.is_admin() {
+    if !c.admin {
         // Only admins may create set-id files: remod often runs as root.
         mode &= 0o1777;
     }
     // Copying the old owner needs root and is done only without run-as:
     // a run-as user's files belong to the account.
-    let chown_to = old
+    let chown_to = c
+        .old
         .as_ref()
         .filter(|_| acct.is_none() && nix::unistd::geteuid().is_root())
         .map(|m| (m.st_uid, m.st_gid));
-    let overwrite = p.overwrite;
-    let confined = loc.confined;
-    let what2 = what.clone();
+    let Commit {
+        dir,
+        name,
+        file,
+        tmp,
+        overwrite,
+        confined,
+        what,
+        ..
+    } = c;
     fs_step(acct, move || {
-        let io = |e: std::io::Error| io_error(&what2, &e);
-        let at = |e: Errno| fs_error(&what2, e, confined);
+        let io = |e: std::io::Error| io_error(&what, &e);
+        let at = |e: Errno| fs_error(&what, e, confined);
         file.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(io)?;
         if let Some((uid, gid)) = chown_to {
-            let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
+            let _ = std::os::unix::fs::fchown(&*file, Some(uid), Some(gid));
         }
         file.sync_all().map_err(io)?;
         let d = Some(dir.as_raw_fd());
@@ -376,10 +560,119 @@ pub(crate) async fn apply(
         let _ = nix::unistd::fsync(dir.as_raw_fd());
         Ok(())
     })
-    .await?;
+    .await
+}
+
+/// Receives the file.
+pub(crate) async fn apply(
+    ctx: &OpCtx,
+    mut p: PutReq,
+    input: &mut RequestReader,
+    _out: &mut ResponseWriter,
+) -> Result<PutResult, OpError> {
+    if let Some(step) = p.upload.take() {
+        return super::upload::apply(ctx, p, step, input).await;
+    }
+    let grants = ctx.session.grants();
+    let loc = locate(&grants, &ctx.inst.resolve(&p.path), Access::Write)?;
+    let acct = account_for(&grants)?;
+    let what = loc.shown.clone();
+    let Staging {
+        dir,
+        name,
+        old,
+        file,
+        mut guard,
+        ..
+    } = stage(ctx, &loc, p.overwrite, p.create_dirs, &acct).await?;
+    let Received { hash, bytes: size } =
+        receive(ctx, input, &file, Sha256::new(), 0, u64::MAX, &what).await?;
+    let digest: [u8; 32] = hash.finalize().into();
+    if let Some(expected) = p.sha256 {
+        if expected != digest {
+            return Err(OpError::bad_request(
+                "content does not match the expected sha256; file not replaced",
+            ));
+        }
+    }
+    let c = Commit {
+        dir,
+        name,
+        old,
+        file,
+        tmp: guard.name.clone(),
+        mode: p.mode,
+        overwrite: p.overwrite,
+        admin: grants.is_admin(),
+        confined: loc.confined,
+        what,
+    };
+    commit(ctx, acct, c).await?;
     guard.name = None;
     Ok(PutResult {
         size,
         sha256: b64::encode(&digest),
+        ..PutResult::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(v: serde_json::Value) -> Result<PutReq, OpError> {
+        let mut d = serde_json::json!({"path": "/x"});
+        if let (Some(o), Some(add)) = (d.as_object_mut(), v.as_object()) {
+            o.extend(add.clone());
+        }
+        check(serde_json::from_value(d).unwrap())
+    }
+
+    #[test]
+    fn upload_steps_are_checked_for_what_goes_together() {
+        let id = b64::encode(&[1u8; 16]);
+        let digest = b64::encode(&[2u8; 32]);
+        let ok = |v| step(v).unwrap().upload.unwrap();
+        assert_eq!(
+            ok(serde_json::json!({"upload": {}})),
+            UploadReq::Start { commit: false }
+        );
+        assert_eq!(
+            ok(serde_json::json!({"upload": {"offset": 0, "commit": true}, "sha256": digest})),
+            UploadReq::Start { commit: true }
+        );
+        assert_eq!(
+            ok(serde_json::json!({"upload": {"id": id, "offset": 5}})),
+            UploadReq::Step {
+                id: id.clone(),
+                offset: Some(5),
+                commit: false
+            }
+        );
+        assert_eq!(
+            ok(serde_json::json!({"upload": {"id": id, "abort": true}})),
+            UploadReq::Abort { id: id.clone() }
+        );
+        for bad in [
+            serde_json::json!({"upload": {"offset": 3}}),
+            serde_json::json!({"upload": {"id": id, "commit": true}}),
+            serde_json::json!({"upload": {"id": id}, "sha256": digest}),
+            serde_json::json!({"upload": {"abort": true}}),
+            serde_json::json!({"upload": {"id": id, "abort": true, "offset": 0}}),
+            serde_json::json!({"upload": {"id": id, "abort": true, "commit": true}, "sha256": digest}),
+            serde_json::json!({"upload": {"id": "../../etc"}}),
+            serde_json::json!({"upload": {"id": b64::encode(&[1u8; 15])}}),
+        ] {
+            assert_eq!(
+                step(bad.clone()).unwrap_err().code,
+                ErrorCode::BadRequest,
+                "{bad}"
+            );
+        }
+        // A plain put is unchanged.
+        assert!(step(serde_json::json!({"sha256": digest}))
+            .unwrap()
+            .upload
+            .is_none());
+    }
 }
