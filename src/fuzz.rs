@@ -794,6 +794,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let descs: [(OpName, &[u8]); 7] = [
         (OpName::Cmd, br#"{"argv":["echo","hi"],"timeout":5}"#),
         (OpName::Put, b"{\"path\":\"notes.txt\"}\xfehello \xfeworld\n\xfe"),
+        (
+            OpName::Put,
+            br#"{"path":"a","upload":{"id":"AQEBAQEBAQEBAQEBAQEBAQ","offset":5,"commit":true},"sha256":"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI"}"#,
+        ),
         (OpName::Get, br#"{"path":"/etc/hostname"}"#),
         (OpName::Icm, br#"{"argv":["sh"],"pty":true}"#),
         (

@@ -303,10 +303,30 @@ pub(crate) async fn upload(
                         abort(ctx, active, &job.desc, &old.id).await;
                     }
                 }
-                Ok(_) => abort(ctx, active, &job.desc, &old.id).await,
+                Ok(r) => {
+                    eprintln!(
+                        "remo: the server holds {} bytes, more than {} has; starting again",
+                        r.size,
+                        local.display()
+                    );
+                    abort(ctx, active, &job.desc, &old.id).await;
+                }
                 Err(e) if is_code(&e, ErrorCode::NotFound) => eprintln!(
                     "remo: the server no longer has the interrupted upload (expired, or remod restarted); starting again"
                 ),
+                Err(e) if is_code(&e, ErrorCode::BadRequest) => {
+                    eprintln!(
+                        "remo: the interrupted upload was started with other options (--mode, --no-overwrite, --mkdir); starting again"
+                    );
+                    abort(ctx, active, &job.desc, &old.id).await;
+                }
+                Err(e @ ClientError::Op(_)) => {
+                    // The server discarded it (the path leads elsewhere
+                    // now, a grant changed): say why; the next run starts
+                    // over.
+                    state.clear();
+                    return Err(e);
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -127,7 +127,9 @@ pub(crate) async fn apply(
             let staged = uploads
                 .take(&id, &owner, ctx.session.cert.as_ref(), b.idle)
                 .map_err(|e| e.to_op_error())?;
-            let checked = match same_request(&p, &staged, &ctx.inst.resolve(&p.path)) {
+            // Only the path: an abort may come from a client that no
+            // longer knows the options the upload was started with.
+            let checked = match same_path(&staged, &ctx.inst.resolve(&p.path)) {
                 Ok(()) => drain_empty(input, "upload.abort").await,
                 Err(e) => Err(e),
             };
@@ -244,9 +246,8 @@ async fn start(
     Ok((id, Keep::Staged(staged.into()), Ok(r)))
 }
 
-/// The checks of a later request against what the upload was started
-/// with: the same path, the same options.
-fn same_request(p: &PutReq, s: &Staged, path: &std::path::Path) -> Result<(), OpError> {
+/// A later request must name the path the upload was started for.
+fn same_path(s: &Staged, path: &std::path::Path) -> Result<(), OpError> {
     if path != s.path {
         return Err(OpError::new(
             ErrorCode::Conflict,
@@ -257,6 +258,13 @@ fn same_request(p: &PutReq, s: &Staged, path: &std::path::Path) -> Result<(), Op
             ),
         ));
     }
+    Ok(())
+}
+
+/// The checks of a later request against what the upload was started
+/// with: the same path, the same options.
+fn same_request(p: &PutReq, s: &Staged, path: &std::path::Path) -> Result<(), OpError> {
+    same_path(s, path)?;
     let differs = p.mode.is_some_and(|m| Some(m) != s.mode)
         || p.given.0.is_some_and(|o| o != s.overwrite)
         || p.given.1.is_some_and(|c| c != s.create_dirs);
