@@ -791,7 +791,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     s.push(("framing_binary", with(0b1111, &bin_put)));
 
     // Plaintexts of each operation, sealed by the target.
-    let descs: [(OpName, &[u8]); 7] = [
+    let descs: [(OpName, &[u8]); 8] = [
         (OpName::Cmd, br#"{"argv":["echo","hi"],"timeout":5}"#),
         (OpName::Put, b"{\"path\":\"notes.txt\"}\xfehello \xfeworld\n\xfe"),
         (
