@@ -406,8 +406,12 @@ enum SessionCmd {
     /// End a session (its ID from `remod status`) or every session of a
     /// user, with their commands and processes.
     End {
-        /// The session's ID.
-        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        /// The session's ID. IDs are base64url and may begin with `-`.
+        #[arg(
+            required_unless_present = "user",
+            conflicts_with = "user",
+            allow_hyphen_values = true
+        )]
         id: Option<String>,
         /// Every session of this user.
         #[arg(long, value_name = "NAME")]
@@ -550,6 +554,34 @@ pub fn run_session(a: SessionArgs) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    /// `remod session …` alone, to parse its arguments.
+    #[derive(Debug, clap::Parser)]
+    struct Session {
+        #[command(flatten)]
+        a: super::SessionArgs,
+    }
+
+    fn end(args: &[&str]) -> Result<(Option<String>, Option<String>), clap::Error> {
+        let s = Session::try_parse_from(["session"].iter().chain(args))?;
+        let super::SessionCmd::End { id, user, .. } = s.a.cmd;
+        Ok((id, user))
+    }
+
+    /// A session ID may begin with `-` (base64url): it is still an ID,
+    /// and the options around it still parse.
+    #[test]
+    fn session_ids_may_begin_with_a_hyphen() {
+        let r = end(&["end", "-nQ2xZw1", "--dir", "d"]).unwrap();
+        assert_eq!(r, (Some("-nQ2xZw1".into()), None));
+        let r = end(&["end", "--dir", "d", "-nQ2xZw1"]).unwrap();
+        assert_eq!(r.0.as_deref(), Some("-nQ2xZw1"));
+        let r = end(&["end", "--user", "bob", "--dir", "d"]).unwrap();
+        assert_eq!(r, (None, Some("bob".into())));
+        assert!(end(&["end", "-x", "--user", "bob"]).is_err());
+    }
+
     use super::*;
 
     #[test]
