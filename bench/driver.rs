@@ -547,8 +547,16 @@ fn scp_rates(args: &str, local: &Path, remote: &Path, back: &Path, mb: u64) -> R
     Ok((up, down))
 }
 
-#[tokio::main]
-async fn main() -> Res<()> {
+fn main() -> Res<()> {
+    // As the binaries do: the library's bulk buffers reused, not re-mapped.
+    remo::alloc::tune();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Res<()> {
     let url = env("REMO_URL")?;
     let user = env("REMO_USER")?;
     let id = load_identity(Path::new(&env("REMO_KEY")?), &PassphraseSource::None)?;

@@ -4,6 +4,7 @@
 //! `remo` (client). Tests and benchmarks use the internals directly.
 
 pub mod admin;
+pub mod alloc;
 pub mod audit;
 mod catool;
 pub mod certfile;
