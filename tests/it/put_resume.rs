@@ -711,3 +711,68 @@ fn remo_put_resume_goes_on_after_a_kill() {
     // Done: the state file is gone.
     assert_eq!(std::fs::read_dir(&states).unwrap().count(), 0);
 }
+
+/// A commit request held open (its `last` record not yet sent) while the
+/// user is disabled must not commit afterwards: the session ended with the
+/// user's rights, and the store dropped the upload (review finding: the
+/// wait for the rest of a data-less commit did not watch the session).
+#[test]
+fn a_commit_held_open_across_a_disable_does_not_land() {
+    use remo::proto::record::{open_message, seal_message};
+    use std::io::{Read, Write};
+    let srv = Srv::start("resume-held", "");
+    let root = srv.scratch.sub("root");
+    let grant = format!("files:write:{}", root.display());
+    let alice = srv.user("alice", &[&grant]);
+    let mut s = srv.login(&alice);
+    let target = root.join("f");
+    std::fs::write(&target, b"old").unwrap();
+    let a = bytes(5000, 3);
+    let id = start(&mut s, &target, &a);
+    // The commit, sealed whole; sent but for its `last` record.
+    let desc = json!({"path": target, "sha256": sha(&a), "upload": {"id": id, "commit": true}})
+        .to_string();
+    let r = s.next_r();
+    // Record 0 not `last`: an empty data record ends the message.
+    let body = seal_message(s.c2s(), r, "put", &[desc.as_bytes(), b""]).unwrap();
+    let text = String::from_utf8(body.clone()).unwrap();
+    let lines: Vec<&str> = text.split_inclusive("\r\n").collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    let (head, last) = lines.split_at(lines.len() - 1);
+    let addr = srv.url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST /put HTTP/1.1\r\nHost: {addr}\r\nRemo-Session: {}\r\n\
+         Content-Type: application/x-remo\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        s.sid(),
+        body.len(),
+        head.concat()
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    srv.remod_user(&["disable", "alice"]);
+    wait_for("alice disabled", Duration::from_secs(5), || {
+        srv.log().contains("alice disabled")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // The rest of the body, if the connection is still there to take it.
+    let _ = conn.write_all(last.concat().as_bytes());
+    let mut resp = Vec::new();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = conn.read_to_end(&mut resp);
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"old",
+        "the held commit landed after the user was disabled"
+    );
+    assert_eq!(names_in(&root), vec!["f".to_string()]);
+    // It was answered with an error, not `ok`.
+    let at = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    if let Ok(recs) = open_message(s.s2c(), Some(r), "put", &resp[at..]) {
+        let res = String::from_utf8_lossy(recs.last().unwrap()).into_owned();
+        assert!(!res.contains("\"ok\":true"), "{res}");
+    }
+}

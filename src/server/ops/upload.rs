@@ -130,7 +130,7 @@ pub(crate) async fn apply(
             // Only the path: an abort may come from a client that no
             // longer knows the options the upload was started with.
             let checked = match same_path(&staged, &ctx.inst.resolve(&p.path)) {
-                Ok(()) => drain_empty(input, "upload.abort").await,
+                Ok(()) => drain_empty(ctx, input, "upload.abort").await,
                 Err(e) => Err(e),
             };
             let (keep, result) = match checked {
@@ -168,8 +168,17 @@ pub(crate) async fn apply(
 
 /// Reads a request that must carry no data (a status, an abort, a commit
 /// without a last part) to its authenticated end.
-async fn drain_empty(input: &mut RequestReader, what: &str) -> Result<(), OpError> {
-    while let Some(c) = input.next_data().await.map_err(|e| e.to_op_error())? {
+/// A session that ends meanwhile (logout, expiry, the user disabled or
+/// removed, a certificate revoked) ends the wait: a request held open must
+/// not outlive the rights it was sent with.
+async fn drain_empty(ctx: &OpCtx, input: &mut RequestReader, what: &str) -> Result<(), OpError> {
+    let cancel = ctx.session.cancel.clone();
+    loop {
+        let next = tokio::select! {
+            n = input.next_data() => n.map_err(|e| e.to_op_error())?,
+            _ = cancel.cancelled() => return Err(ended()),
+        };
+        let Some(c) = next else { break };
         if !c.is_empty() {
             return Err(OpError::bad_request(format!(
                 "{what}: data needs upload.offset (the bytes received so far)"
@@ -177,6 +186,10 @@ async fn drain_empty(input: &mut RequestReader, what: &str) -> Result<(), OpErro
         }
     }
     Ok(())
+}
+
+fn ended() -> OpError {
+    OpError::new(ErrorCode::Unavailable, "session ended")
 }
 
 /// Starts an upload: the put checks now, a place in the store, the staging
@@ -344,7 +357,7 @@ async fn step_of(
     }
     match offset {
         None => {
-            if let Err(e) = drain_empty(input, "upload").await {
+            if let Err(e) = drain_empty(ctx, input, "upload").await {
                 return (Keep::Staged(s.into()), Err(e));
             }
         }
@@ -392,7 +405,7 @@ async fn finish(
     id: &str,
     s: Staged,
 ) -> (Keep, Result<PutResult, OpError>) {
-    let r = commit_staged(ctx, p, &s).await;
+    let r = commit_staged(ctx, p, id, &s).await;
     match &r {
         Ok(_) => log::info!(
             "{}: staged upload {id} of {} committed, {} bytes",
@@ -410,7 +423,12 @@ async fn finish(
     (Keep::Gone, r)
 }
 
-async fn commit_staged(ctx: &OpCtx, p: &PutReq, s: &Staged) -> Result<PutResult, OpError> {
+async fn commit_staged(
+    ctx: &OpCtx,
+    p: &PutReq,
+    id: &str,
+    s: &Staged,
+) -> Result<PutResult, OpError> {
     let digest: [u8; 32] = s.hash.clone().finalize().into();
     if p.sha256 != Some(digest) {
         return Err(OpError::bad_request(
@@ -418,6 +436,18 @@ async fn commit_staged(ctx: &OpCtx, p: &PutReq, s: &Staged) -> Result<PutResult,
         ));
     }
     let (t, loc, acct) = verify(ctx, s).await?;
+    // The last check before the target is replaced: the session still
+    // stands and the upload was not discarded meanwhile (the user disabled
+    // or removed, a certificate revoked: the store dropped it).
+    if ctx.session.cancel.is_cancelled() {
+        return Err(ended());
+    }
+    if !ctx.inst.uploads.held(id) {
+        return Err(OpError::new(
+            ErrorCode::Unavailable,
+            "the upload was discarded meanwhile",
+        ));
+    }
     put::check_old(&t, s.overwrite, &loc.shown)?;
     let c = Commit {
         dir: Arc::new(t.dir),

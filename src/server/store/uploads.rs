@@ -204,6 +204,12 @@ impl<T> Uploads<T> {
         }
     }
 
+    /// Whether the taken upload `id` is still in the store (a revocation
+    /// drops entries even while a request holds them).
+    pub(crate) fn held(&self, id: &str) -> bool {
+        self.lock().get(id).is_some_and(|e| e.slot.is_none())
+    }
+
     /// Forgets a taken upload (committed, aborted, discarded, or a start
     /// whose first part failed).
     pub(crate) fn release(&self, id: &str) {
