@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use super::conn::{RequestNumbers, SessionParams};
 use super::error::ClientError;
-use super::known::{create_private_dir, open_options_private};
+use super::known::{check_private_dir, create_private_dir, open_private_file};
 use crate::proto::b64;
 use crate::proto::framing::Framing;
 use crate::proto::identity::PublicKey;
@@ -73,15 +73,16 @@ pub(crate) struct SessionCache {
 }
 
 fn lock(path: &Path, create: bool) -> Result<Option<Flock<std::fs::File>>, ClientError> {
-    let mut o = open_options_private();
-    o.read(true).write(true);
-    if create {
-        o.create(true);
+    if let Some(dir) = path.parent() {
+        match check_private_dir(dir) {
+            Ok(()) => {}
+            // No directory yet: nothing cached (a store creates it first).
+            Err(_) if !create && !dir.exists() => return Ok(None),
+            Err(e) => return Err(e),
+        }
     }
-    let f = match o.open(path) {
-        Ok(f) => f,
-        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ClientError::io(path, "cannot open", e)),
+    let Some(f) = open_private_file(path, create)? else {
+        return Ok(None);
     };
     Flock::lock(f, FlockArg::LockExclusive)
         .map(Some)

@@ -134,6 +134,61 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
         .map_err(|e| ClientError::io(dir, "cannot create directory", e))
 }
 
+/// Checks that `dir` is ours alone, for files that hold secrets or that we
+/// overwrite (the session cache, upload state): a real directory, not a
+/// symlink, owned by us and writable by no one else. A cache directory
+/// someone else controls (`sudo remo` with the invoking user's `HOME`, a
+/// shared `XDG_CACHE_HOME`) could otherwise point our writes at any file.
+pub(crate) fn check_private_dir(dir: &Path) -> Result<(), ClientError> {
+    use std::os::unix::fs::MetadataExt;
+    let md =
+        std::fs::symlink_metadata(dir).map_err(|e| ClientError::io(dir, "cannot examine", e))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !md.is_dir() || md.uid() != me || md.mode() & 0o022 != 0 {
+        return Err(ClientError::Local(format!(
+            "{}: not a private directory of ours (a symlink, owned by uid {} instead of {me}, \
+             or writable by others); fix it or point XDG_CACHE_HOME elsewhere (with sudo: sudo -H)",
+            dir.display(),
+            md.uid()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens a private file in a directory [`check_private_dir`] passed:
+/// never through a symlink, and only our own regular file with one link
+/// and no access for others.
+pub(crate) fn open_private_file(
+    path: &Path,
+    create: bool,
+) -> Result<Option<std::fs::File>, ClientError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut o = open_options_private();
+    o.read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if create {
+        o.create(true);
+    }
+    let f = match o.open(path) {
+        Ok(f) => f,
+        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ClientError::io(path, "cannot open", e)),
+    };
+    let md = f
+        .metadata()
+        .map_err(|e| ClientError::io(path, "cannot examine", e))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !md.is_file() || md.uid() != me || md.nlink() != 1 || md.mode() & 0o077 != 0 {
+        return Err(ClientError::Local(format!(
+            "{}: not a private file of ours (another owner, other links, or access for others); \
+             remove it",
+            path.display()
+        )));
+    }
+    Ok(Some(f))
+}
+
 /// `OpenOptions` that create files 0600.
 pub(crate) fn open_options_private() -> std::fs::OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;

@@ -34,7 +34,7 @@ use super::conn::{DataStream, ResponseItem};
 use super::ctx::{Active, Ctx};
 use super::error::ClientError;
 use super::input::file_part_stream;
-use super::known::{create_private_dir, open_options_private};
+use super::known::{check_private_dir, create_private_dir, open_private_file};
 use crate::ops::put::{PutDesc, PutResult, UploadStep};
 use crate::ops::result_of;
 use crate::proto::b64;
@@ -110,13 +110,9 @@ impl StateFile {
         ));
         let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         let path = dir.join(format!("{name}.json"));
-        let f = open_options_private()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| ClientError::io(&path, "cannot open", e))?;
+        check_private_dir(&dir)?;
+        let f = open_private_file(&path, true)?
+            .ok_or_else(|| ClientError::Local(format!("cannot create {}", path.display())))?;
         let file = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| {
             ClientError::Local(format!(
                 "another remo is uploading {} to {remote} (its state file {} is locked)",

@@ -776,3 +776,60 @@ fn a_commit_held_open_across_a_disable_does_not_land() {
         assert!(!res.contains("\"ok\":true"), "{res}");
     }
 }
+
+/// The state files of `put --resume` live in a cache directory that may be
+/// someone else's (`sudo remo` with the invoking user's `HOME`): a state
+/// file planted as a symlink, or a symlinked directory, must not make remo
+/// truncate and write the file it points to (review finding).
+#[test]
+fn put_resume_refuses_a_planted_state_file_or_directory() {
+    let srv = Srv::start("resume-planted", "");
+    let root = srv.scratch.sub("root");
+    let local = srv.scratch.path().join("small.bin");
+    std::fs::write(&local, bytes(5000, 4)).unwrap();
+    let remote = root.join("small.bin").display().to_string();
+    let c = Client::new(&srv.scratch, &srv.url, &srv.data);
+    let args = ["put", "--resume", local.to_str().unwrap(), &remote];
+    let cache = srv.scratch.path().join("home/.cache/remo");
+    std::fs::create_dir_all(&cache).unwrap();
+    let victim = srv.scratch.path().join("precious");
+    std::fs::write(&victim, b"precious\n").unwrap();
+
+    // The state file's name: its server, user, remote and local path.
+    let canonical = std::fs::canonicalize(&local).unwrap();
+    let digest = Sha256::digest(format!(
+        "{}\n{}\n{remote}\n{}",
+        srv.url.trim_end_matches('/'),
+        srv.data.user,
+        canonical.display()
+    ));
+    let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let uploads = cache.join("uploads");
+    std::fs::create_dir(&uploads).unwrap();
+    std::fs::set_permissions(&uploads, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&victim, uploads.join(format!("{name}.json"))).unwrap();
+    let r = c.run(&args, None);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"precious\n",
+        "{}",
+        r.stderr
+    );
+    assert!(!Path::new(&remote).exists());
+
+    // A symlinked directory.
+    std::fs::remove_dir_all(&uploads).unwrap();
+    let elsewhere = srv.scratch.sub("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, &uploads).unwrap();
+    let r = c.run(&args, None);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("not a private directory"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    // A real private directory again: the upload works.
+    std::fs::remove_file(&uploads).unwrap();
+    let r = c.run(&args, None);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(std::fs::read(&remote).unwrap(), bytes(5000, 4));
+}
