@@ -598,7 +598,11 @@ mod tests {
             "#,
         )
         .unwrap();
-        let webs: Vec<_> = c.profiles["intranet"].forwards.iter().map(|f| f.web).collect();
+        let webs: Vec<_> = c.profiles["intranet"]
+            .forwards
+            .iter()
+            .map(|f| f.web)
+            .collect();
         assert_eq!(webs, [Some(WebScheme::Http), Some(WebScheme::Https), None]);
         for bad in [
             r#"forward = [{ port = "8080/tcp", to = "10.0.0.2:80", web = "ftp" }]"#,

@@ -261,7 +261,11 @@ format = "env"
     assert!(files[0].starts_with("wg0ini"), "{files:?}");
     // The sections as the page shows them.
     let legends = result["legends"].to_string();
-    for want in ["[Interface]", "[Peer] PublicKey = ALICE", "[Peer] PublicKey = BOB+"] {
+    for want in [
+        "[Interface]",
+        "[Peer] PublicKey = ALICE",
+        "[Peer] PublicKey = BOB+",
+    ] {
         assert!(legends.contains(want), "{want} not in {legends}");
     }
     // The diff before saving, with the keyboard all the way.
@@ -273,20 +277,41 @@ format = "env"
     );
     assert_eq!(s("/reviewFocused"), "config-review-title");
     assert_eq!(result["keyboardOnSave"], Value::Bool(true));
-    assert!(s("/setResult").contains("wg0: saved, backup "), "{}", s("/setResult"));
+    assert!(
+        s("/setResult").contains("wg0: saved, backup "),
+        "{}",
+        s("/setResult")
+    );
     assert!(s("/setResult").contains("reloaded"), "{}", s("/setResult"));
     // Refused by the validator: its message shown, the file unchanged.
     assert!(s("/refused").starts_with("Not saved:"), "{}", s("/refused"));
-    assert!(s("/refused").contains("wg0 is unchanged"), "{}", s("/refused"));
+    assert!(
+        s("/refused").contains("wg0 is unchanged"),
+        "{}",
+        s("/refused")
+    );
     assert!(
         s("/refusedOutput").contains("INVALID is not an address"),
         "{}",
         s("/refusedOutput")
     );
     // The conflict, then reload and redo.
-    assert_eq!(result["conflictShown"], Value::Bool(true), "{}", s("/conflict"));
-    assert!(s("/conflict").contains("changed by someone else"), "{}", s("/conflict"));
-    assert!(s("/redoDiff").contains("+PersistentKeepalive = 30"), "{}", s("/redoDiff"));
+    assert_eq!(
+        result["conflictShown"],
+        Value::Bool(true),
+        "{}",
+        s("/conflict")
+    );
+    assert!(
+        s("/conflict").contains("changed by someone else"),
+        "{}",
+        s("/conflict")
+    );
+    assert!(
+        s("/redoDiff").contains("+PersistentKeepalive = 30"),
+        "{}",
+        s("/redoDiff")
+    );
     assert!(s("/afterRedo").contains("saved"), "{}", s("/afterRedo"));
     // The whole file: the server's diff of the candidate.
     assert!(
@@ -310,6 +335,10 @@ format = "env"
         "{}",
         s("/restoreResult")
     );
-    assert!(result["narrow"].as_u64().unwrap() <= 360, "{}", result["narrow"]);
+    assert!(
+        result["narrow"].as_u64().unwrap() <= 360,
+        "{}",
+        result["narrow"]
+    );
     remod.assert_running();
 }

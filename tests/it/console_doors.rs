@@ -57,19 +57,21 @@ fn lan_web(lab: &Lab) {
 fn web_probe(ns: &crate::firewall_netns::Ns, addr: &str, retry: bool) -> Probe {
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let once = || {
-        ns.within(move || match TcpStream::connect_timeout(&addr, Duration::from_millis(700)) {
-            Ok(mut s) => {
-                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
-                let mut buf = String::new();
-                match s.read_to_string(&mut buf) {
-                    Ok(_) => Probe::Reply(buf),
-                    Err(e) => Probe::Other(format!("read: {e}")),
+        ns.within(
+            move || match TcpStream::connect_timeout(&addr, Duration::from_millis(700)) {
+                Ok(mut s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                    let mut buf = String::new();
+                    match s.read_to_string(&mut buf) {
+                        Ok(_) => Probe::Reply(buf),
+                        Err(e) => Probe::Other(format!("read: {e}")),
+                    }
                 }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Probe::Dropped,
-            Err(e) => Probe::Other(e.to_string()),
-        })
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Probe::Dropped,
+                Err(e) => Probe::Other(e.to_string()),
+            },
+        )
     };
     let mut p = once();
     for _ in 0..2 {
@@ -223,7 +225,11 @@ fn console_doors_open_and_close_in_chromium() {
     assert_eq!(s("/link"), format!("http://{SERVER4}:8080/"));
     assert_eq!(s("/linkTarget"), "_blank");
     assert_eq!(s("/linkRel"), "noopener noreferrer");
-    assert!(s("/tabText").contains("the LAN web service"), "{}", s("/tabText"));
+    assert!(
+        s("/tabText").contains("the LAN web service"),
+        "{}",
+        s("/tabText")
+    );
     // A guest address.
     assert!(
         s("/guestStatus").starts_with(&format!("intranet is open for {GUEST4} for 2 min")),
@@ -238,10 +244,18 @@ fn console_doors_open_and_close_in_chromium() {
         .collect();
     assert!(ips.contains(&GUEST4) && ips.contains(&CLIENT4), "{ips:?}");
     // Closed: the row gone, focus back on the Open button, the link gone.
-    assert!(s("/closeStatus").starts_with("ssh is closed"), "{}", s("/closeStatus"));
+    assert!(
+        s("/closeStatus").starts_with("ssh is closed"),
+        "{}",
+        s("/closeStatus")
+    );
     assert_eq!(result["sshRowsAfter"], serde_json::json!([]));
     assert_eq!(s("/focusAfterClose"), "door-open-ssh");
     assert_eq!(result["linkAfterClose"], Value::Bool(false));
-    assert!(result["narrow"].as_u64().unwrap() <= 360, "{}", result["narrow"]);
+    assert!(
+        result["narrow"].as_u64().unwrap() <= 360,
+        "{}",
+        result["narrow"]
+    );
     assert!(remod.0.try_wait().unwrap().is_none(), "remod exited");
 }

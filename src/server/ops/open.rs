@@ -185,9 +185,13 @@ pub(crate) async fn apply(
 /// The profiles the caller may open (sorted by name) and the caller's own
 /// address, if the server can tell it.
 fn profiles(ctx: &OpCtx, cfg: &FirewallConfig, grants: &Grants) -> OpenResult {
-    let own = client_ip(&ctx.remote, ctx.forwarded_for.as_deref(), &cfg.trusted_proxies)
-        .ok()
-        .and_then(|ip| check_grantable(ip).ok());
+    let own = client_ip(
+        &ctx.remote,
+        ctx.forwarded_for.as_deref(),
+        &cfg.trusted_proxies,
+    )
+    .ok()
+    .and_then(|ip| check_grantable(ip).ok());
     let profiles = cfg
         .profiles
         .values()
