@@ -209,8 +209,8 @@ export function configPage(app) {
       keysBox,
       sections.map((s, si) => {
         const editable = s.address !== null;
-        const keyIn = h('input', { type: 'text', id: `cfg-newkey-${si}`, autocomplete: 'off', spellcheck: 'false', 'aria-label': `New key in ${s.label}` });
-        const valIn = h('input', { type: 'text', id: `cfg-newval-${si}`, autocomplete: 'off', spellcheck: 'false', 'aria-label': `Value of the new key in ${s.label}` });
+        const keyIn = h('input', { type: 'text', id: `cfg-newkey-${si}`, autocomplete: 'off', spellcheck: 'false', placeholder: 'new key', 'aria-label': `New key in ${s.label}` });
+        const valIn = h('input', { type: 'text', id: `cfg-newval-${si}`, autocomplete: 'off', spellcheck: 'false', placeholder: 'value', 'aria-label': `Value of the new key in ${s.label}` });
         return h(
           'fieldset',
           { class: 'section', dataset: { address: s.address ?? '' } },
