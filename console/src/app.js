@@ -14,12 +14,16 @@ import { keysPage } from './ui/keys-page.js';
 import { signinPage } from './ui/signin-page.js';
 import { runPage } from './ui/run-page.js';
 import { filesPage } from './ui/files-page.js';
+import { configPage } from './ui/config-page.js';
+import { doorsPage } from './ui/doors-page.js';
 
 const PAGES = [
   ['keys', 'Keys', keysPage],
   ['signin', 'Sign in', signinPage],
   ['run', 'Run', runPage],
   ['files', 'Files', filesPage],
+  ['config', 'Config', configPage],
+  ['doors', 'Doors', doorsPage],
 ];
 
 async function main() {

@@ -116,6 +116,28 @@ pub struct Forward {
     pub public: PortSpec,
     /// The LAN host and port.
     pub to: SocketAddr,
+    /// The target is a web service: the console links to it on the public
+    /// port with this scheme once the grant is in place.
+    pub web: Option<WebScheme>,
+}
+
+/// How a forward's web service is reached (`web = "http"` / `"https"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebScheme {
+    /// `http://`.
+    Http,
+    /// `https://`.
+    Https,
+}
+
+impl WebScheme {
+    /// The URL scheme.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WebScheme::Http => "http",
+            WebScheme::Https => "https",
+        }
+    }
 }
 
 /// One profile: what an `open` of it allows, and for how long.
@@ -273,6 +295,8 @@ struct RawProfile {
 struct RawForward {
     port: String,
     to: String,
+    #[serde(default)]
+    web: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -457,7 +481,21 @@ fn profile(name: &str, rp: RawProfile, keep: bool) -> Result<Profile, String> {
         if to.port() == 0 || to.ip().is_unspecified() || to.ip().is_multicast() {
             return Err(ctx(format!("forward to {to}: not a usable host and port")));
         }
-        forwards.push(Forward { public, to });
+        let web = match f.web.as_deref() {
+            None => None,
+            Some("http") => Some(WebScheme::Http),
+            Some("https") => Some(WebScheme::Https),
+            Some(other) => {
+                return Err(ctx(format!(
+                    "forward web = {:?}: want \"http\" or \"https\"",
+                    printable(other)
+                )))
+            }
+        };
+        if web.is_some() && public.proto != Proto::Tcp {
+            return Err(ctx(format!("forward {public}: web needs a TCP port")));
+        }
+        forwards.push(Forward { public, to, web });
     }
     if ports.is_empty() && forwards.is_empty() {
         return Err(ctx("needs ports or a forward".into()));
@@ -546,6 +584,34 @@ mod tests {
             "tcp/22",
         ] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forwards_may_name_a_web_service() {
+        let c = load(
+            r#"
+            [firewall.profiles.intranet]
+            forward = [{ port = "8080/tcp", to = "10.0.0.2:80", web = "http" },
+                       { port = "8443/tcp", to = "10.0.0.2:443", web = "https" },
+                       { port = "2222/tcp", to = "10.0.0.2:22" }]
+            "#,
+        )
+        .unwrap();
+        let webs: Vec<_> = c.profiles["intranet"]
+            .forwards
+            .iter()
+            .map(|f| f.web)
+            .collect();
+        assert_eq!(webs, [Some(WebScheme::Http), Some(WebScheme::Https), None]);
+        for bad in [
+            r#"forward = [{ port = "8080/tcp", to = "10.0.0.2:80", web = "ftp" }]"#,
+            r#"forward = [{ port = "8080/udp", to = "10.0.0.2:80", web = "http" }]"#,
+        ] {
+            assert!(
+                load(&format!("[firewall.profiles.x]\n{bad}\n")).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -31,6 +31,39 @@ pub(crate) enum OpenDesc {
     },
     /// The active grants the caller may see.
     List {},
+    /// The profiles the caller may open, and the caller's own address as
+    /// the server sees it (what `open` without `ip` opens for).
+    Profiles {},
+}
+
+/// A DNAT forward of a profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct ForwardInfo {
+    /// The public port on the server, `PORT/tcp` or `PORT/udp`.
+    pub port: String,
+    /// The LAN host and port it leads to.
+    pub to: String,
+    /// `"http"` or `"https"` if the target is a web service (open it at
+    /// SCHEME://SERVER:PORT/ once granted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<String>,
+}
+
+/// A profile the caller may open.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct ProfileInfo {
+    /// The name.
+    pub name: String,
+    /// The server's ports it opens, `PORT/tcp` or `PORT/udp`.
+    pub ports: Vec<String>,
+    /// Its forwards.
+    pub forwards: Vec<ForwardInfo>,
+    /// Seconds a grant lasts when the request names none.
+    pub default_duration: u64,
+    /// Longest grant in seconds.
+    pub max_duration: u64,
+    /// May it be opened for another address (a guest's)?
+    pub guests: bool,
 }
 
 /// One active grant.
@@ -47,7 +80,9 @@ pub(crate) struct GrantInfo {
 }
 
 /// The `open` result: `open` fills `profile`, `ip`, `expires_in`,
-/// `capped`; `close` `profile` and `ip`; `list` `grants`.
+/// `capped`; `close` `profile` and `ip`; `list` `grants`; `profiles`
+/// `profiles` and `ip` (the caller's own address, absent if the server
+/// cannot tell it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct OpenResult {
     /// The profile.
@@ -65,6 +100,9 @@ pub(crate) struct OpenResult {
     /// `list`: the grants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grants: Option<Vec<GrantInfo>>,
+    /// `profiles`: the profiles the caller may open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Vec<ProfileInfo>>,
 }
 
 impl Descriptor for OpenDesc {

@@ -62,8 +62,8 @@ fn require_tools() {
 }
 
 /// A network namespace, deleted on drop (also when the test fails).
-struct Ns {
-    name: String,
+pub(crate) struct Ns {
+    pub(crate) name: String,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -98,7 +98,7 @@ impl Ns {
     }
 
     /// Runs `f` on a thread inside the namespace and returns its result.
-    fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub(crate) fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let name = self.name.clone();
         std::thread::spawn(move || {
             Ns::enter(&name);
@@ -109,7 +109,7 @@ impl Ns {
     }
 
     /// Runs `f` on a detached thread inside the namespace (listeners).
-    fn background(&self, f: impl FnOnce() + Send + 'static) {
+    pub(crate) fn background(&self, f: impl FnOnce() + Send + 'static) {
         let name = self.name.clone();
         std::thread::spawn(move || {
             Ns::enter(&name);
@@ -194,7 +194,7 @@ fn udp_ponger(ns: &Ns, addr: &str) {
 }
 
 #[derive(Debug, PartialEq)]
-enum Probe {
+pub(crate) enum Probe {
     /// Connected (TCP) or answered (UDP), with the greeting.
     Reply(String),
     /// No answer in time: the packets were dropped.
@@ -207,7 +207,7 @@ enum Probe {
 /// machine the first forwarded packet (neighbour discovery in the LAN
 /// namespace) can miss one probe's 700 ms. Probes that must be dropped are
 /// never retried.
-fn tcp_probe_reaches(ns: &Ns, addr: &str) -> Probe {
+pub(crate) fn tcp_probe_reaches(ns: &Ns, addr: &str) -> Probe {
     let mut p = tcp_probe(ns, addr);
     for _ in 0..2 {
         if p != Probe::Dropped {
@@ -218,7 +218,7 @@ fn tcp_probe_reaches(ns: &Ns, addr: &str) -> Probe {
     p
 }
 
-fn tcp_probe(ns: &Ns, addr: &str) -> Probe {
+pub(crate) fn tcp_probe(ns: &Ns, addr: &str) -> Probe {
     let addr: SocketAddr = addr.parse().unwrap();
     ns.within(
         move || match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
@@ -261,18 +261,18 @@ fn udp_probe(ns: &Ns, addr: &str) -> Probe {
     })
 }
 
-const CLIENT4: &str = "10.200.1.2";
+pub(crate) const CLIENT4: &str = "10.200.1.2";
 const CLIENT6: &str = "fd00:200:1::2";
 
 /// client — server — lan, with listeners, forwarding on in "server".
-struct Lab {
-    client: Ns,
-    server: Ns,
-    lan: Ns,
+pub(crate) struct Lab {
+    pub(crate) client: Ns,
+    pub(crate) server: Ns,
+    pub(crate) lan: Ns,
 }
 
 impl Lab {
-    fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         require_tools();
         let lab = Lab {
             client: Ns::new("c"),
@@ -467,14 +467,14 @@ impl<'a> Caller<'a> {
     }
 }
 
-fn assert_reply(p: Probe, what: &str) {
+pub(crate) fn assert_reply(p: Probe, what: &str) {
     assert!(
         matches!(p, Probe::Reply(_)),
         "{what}: expected a reply, got {p:?}"
     );
 }
 
-fn assert_dropped(p: Probe, what: &str) {
+pub(crate) fn assert_dropped(p: Probe, what: &str) {
     assert_eq!(
         p,
         Probe::Dropped,

@@ -20,6 +20,8 @@ mod client_interactive;
 mod config_files;
 mod config_links;
 mod console_browser;
+mod console_config;
+mod console_doors;
 mod console_serve;
 mod contain_procs;
 mod containment;

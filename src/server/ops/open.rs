@@ -1,11 +1,13 @@
 //! `open`: firewall access for an address for a limited time.
 //!
-//! Descriptor `{"action": "open"|"close"|"list", "profile": string,
-//! "ip": string, "duration": seconds}` (`profile` for open/close only,
-//! `ip` optional: default the caller's own address, `duration` for open
-//! only). Results: open → `{"profile", "ip", "expires_in", "capped"}`,
+//! Descriptor `{"action": "open"|"close"|"list"|"profiles", "profile":
+//! string, "ip": string, "duration": seconds}` (`profile` for open/close
+//! only, `ip` optional: default the caller's own address, `duration` for
+//! open only). Results: open → `{"profile", "ip", "expires_in", "capped"}`,
 //! close → `{"profile", "ip"}`, list → `{"grants": [{"profile", "ip",
-//! "expires_in", "by"}]}` limited to the profiles the user may open.
+//! "expires_in", "by"}]}` limited to the profiles the user may open,
+//! profiles → `{"profiles": [...], "ip"}` (those the user may open, and
+//! the caller's own address as `open` would take it).
 //! Every check happens before nft is run, so a refused request leaves the
 //! ruleset untouched.
 
@@ -16,11 +18,12 @@ use super::OpCtx;
 use crate::firewall::addr::{check_grantable, client_ip, parse_ip, printable};
 use crate::firewall::backend::{self, Nft};
 use crate::firewall::{FirewallConfig, FwError, Profile};
+use crate::perms::Grants;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::core::stream::RequestReader;
 use log::info;
 
-pub(crate) use crate::ops::open::{GrantInfo, OpenDesc, OpenResult};
+pub(crate) use crate::ops::open::{ForwardInfo, GrantInfo, OpenDesc, OpenResult, ProfileInfo};
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +32,17 @@ enum Action {
     Close,
 }
 
-/// A checked `open` or `close`; `None` for `list`.
+/// A checked descriptor.
+pub(crate) enum Checked {
+    /// The grants.
+    List,
+    /// The profiles the caller may open.
+    Profiles,
+    /// An `open` or `close`.
+    Change(Open),
+}
+
+/// A checked `open` or `close`.
 pub(crate) struct Open {
     action: Action,
     profile: String,
@@ -38,7 +51,7 @@ pub(crate) struct Open {
 }
 
 /// Checks the descriptor.
-pub(crate) fn check(d: OpenDesc) -> Result<Option<Open>, OpError> {
+pub(crate) fn check(d: OpenDesc) -> Result<Checked, OpError> {
     Ok(match d {
         OpenDesc::Open {
             duration: Some(0), ..
@@ -47,19 +60,20 @@ pub(crate) fn check(d: OpenDesc) -> Result<Option<Open>, OpError> {
             profile,
             ip,
             duration,
-        } => Some(Open {
+        } => Checked::Change(Open {
             action: Action::Open,
             profile,
             ip,
             duration,
         }),
-        OpenDesc::Close { profile, ip } => Some(Open {
+        OpenDesc::Close { profile, ip } => Checked::Change(Open {
             action: Action::Close,
             profile,
             ip,
             duration: None,
         }),
-        OpenDesc::List {} => None,
+        OpenDesc::List {} => Checked::List,
+        OpenDesc::Profiles {} => Checked::Profiles,
     })
 }
 
@@ -92,7 +106,7 @@ async fn blocking<T: Send + 'static>(
 /// Applies the descriptor.
 pub(crate) async fn apply(
     ctx: &OpCtx,
-    d: Option<Open>,
+    d: Checked,
     input: &mut RequestReader,
 ) -> Result<OpenResult, OpError> {
     // Act only on a complete, authenticated message.
@@ -104,23 +118,27 @@ pub(crate) async fn apply(
         ));
     };
     let grants = ctx.session.grants();
-    let Some(d) = d else {
-        let nft = Nft::new(&cfg);
-        let list = blocking(move || nft.ledger()).await?;
-        let visible = list
-            .into_iter()
-            .filter(|g| grants.allow_open(&g.profile))
-            .map(|g| GrantInfo {
-                profile: g.profile,
-                ip: g.ip.to_string(),
-                expires_in: g.expires_in,
-                by: g.user,
-            })
-            .collect();
-        return Ok(OpenResult {
-            grants: Some(visible),
-            ..Default::default()
-        });
+    let d = match d {
+        Checked::Change(d) => d,
+        Checked::Profiles => return Ok(profiles(ctx, &cfg, &grants)),
+        Checked::List => {
+            let nft = Nft::new(&cfg);
+            let list = blocking(move || nft.ledger()).await?;
+            let visible = list
+                .into_iter()
+                .filter(|g| grants.allow_open(&g.profile))
+                .map(|g| GrantInfo {
+                    profile: g.profile,
+                    ip: g.ip.to_string(),
+                    expires_in: g.expires_in,
+                    by: g.user,
+                })
+                .collect();
+            return Ok(OpenResult {
+                grants: Some(visible),
+                ..Default::default()
+            });
+        }
     };
     let name = d.profile.as_str();
     if !grants.allow_open(name) {
@@ -160,8 +178,46 @@ pub(crate) async fn apply(
         ip: Some(ip.to_string()),
         expires_in: Some(secs),
         capped: Some(secs < wanted),
-        grants: None,
+        ..Default::default()
     })
+}
+
+/// The profiles the caller may open (sorted by name) and the caller's own
+/// address, if the server can tell it.
+fn profiles(ctx: &OpCtx, cfg: &FirewallConfig, grants: &Grants) -> OpenResult {
+    let own = client_ip(
+        &ctx.remote,
+        ctx.forwarded_for.as_deref(),
+        &cfg.trusted_proxies,
+    )
+    .ok()
+    .and_then(|ip| check_grantable(ip).ok());
+    let profiles = cfg
+        .profiles
+        .values()
+        .filter(|p| grants.allow_open(&p.name))
+        .map(|p| ProfileInfo {
+            name: p.name.clone(),
+            ports: p.ports.iter().map(ToString::to_string).collect(),
+            forwards: p
+                .forwards
+                .iter()
+                .map(|f| ForwardInfo {
+                    port: f.public.to_string(),
+                    to: f.to.to_string(),
+                    web: f.web.map(|w| w.as_str().to_string()),
+                })
+                .collect(),
+            default_duration: p.default_duration,
+            max_duration: p.max_duration,
+            guests: p.guests,
+        })
+        .collect();
+    OpenResult {
+        profiles: Some(profiles),
+        ip: own.map(|ip| ip.to_string()),
+        ..Default::default()
+    }
 }
 
 /// The address a grant is for: the caller's own (behind trusted proxies,
@@ -217,17 +273,26 @@ fn target_ip(
 mod tests {
     use super::*;
 
-    fn parse(d: &[u8]) -> Result<Option<Open>, OpError> {
+    fn parse(d: &[u8]) -> Result<Checked, OpError> {
         check(super::super::parse_descriptor(d)?)
     }
 
     #[test]
     fn descriptors() {
-        let o = parse(br#"{"action":"open","profile":"ssh","duration":120}"#)
-            .unwrap()
-            .unwrap();
+        let Checked::Change(o) =
+            parse(br#"{"action":"open","profile":"ssh","duration":120}"#).unwrap()
+        else {
+            panic!("not a change")
+        };
         assert_eq!((o.action, o.duration), (Action::Open, Some(120)));
-        assert!(parse(br#"{"action":"list"}"#).unwrap().is_none());
+        assert!(matches!(
+            parse(br#"{"action":"list"}"#).unwrap(),
+            Checked::List
+        ));
+        assert!(matches!(
+            parse(br#"{"action":"profiles"}"#).unwrap(),
+            Checked::Profiles
+        ));
         for bad in [
             &br#"{"action":"open"}"#[..],
             br#"{"action":"opne","profile":"ssh"}"#,
@@ -236,6 +301,7 @@ mod tests {
             br#"{"action":"open","profile":"ssh","port":22}"#,
             br#"{"action":"close","profile":"ssh","duration":5}"#,
             br#"{"action":"list","profile":"ssh"}"#,
+            br#"{"action":"profiles","profile":"ssh"}"#,
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }

@@ -1,0 +1,261 @@
+//! The console's Doors page in real Chromium (`console/browser/doors.mjs`)
+//! with real traffic: the lab of `firewall_netns.rs` (namespaces "client",
+//! "server", "lan"), remod serving HTTP on the server's address in
+//! "server" with its nft table there, and the browser itself running in
+//! "client", so the address remod sees is the client's. The page opens
+//! `ssh` for this browser's address (a probe from "client" then passes,
+//! and is dropped again after Close), counts the time down, opens a
+//! forward to a web service in "lan" and follows its link in a new tab
+//! (the LAN page loads through the DNAT), and opens it for a guest
+//! address. Needs root, iproute2, nftables, conntrack and chromium.
+//!
+//! With `REMO_CONSOLE_SHOTS=DIR` it writes `doors.png` there.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common;
+use crate::console_config::{run_page_scenario, user_add};
+use crate::firewall_netns::{
+    assert_dropped, assert_reply, tcp_probe, tcp_probe_reaches, Lab, Probe, CLIENT4,
+};
+
+use common::*;
+
+const SERVER4: &str = "10.200.1.1";
+const GUEST4: &str = "10.200.1.3";
+const PORT: u16 = 8918;
+
+/// The LAN's web service: answers every request with a small page.
+fn lan_web(lab: &Lab) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    lab.lan.background(move || {
+        let l = TcpListener::bind("10.200.2.2:80").unwrap();
+        tx.send(()).unwrap();
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.read(&mut buf);
+            let body = "<!doctype html><title>lan web</title><p>the LAN web service</p>";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    rx.recv().unwrap();
+}
+
+/// An HTTP GET to the web service from inside `ns`, tried up to three
+/// times if it must get through (see `tcp_probe_reaches`).
+fn web_probe(ns: &crate::firewall_netns::Ns, addr: &str, retry: bool) -> Probe {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let once = || {
+        ns.within(
+            move || match TcpStream::connect_timeout(&addr, Duration::from_millis(700)) {
+                Ok(mut s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                    let mut buf = String::new();
+                    match s.read_to_string(&mut buf) {
+                        Ok(_) => Probe::Reply(buf),
+                        Err(e) => Probe::Other(format!("read: {e}")),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Probe::Dropped,
+                Err(e) => Probe::Other(e.to_string()),
+            },
+        )
+    };
+    let mut p = once();
+    for _ in 0..2 {
+        if !retry || p != Probe::Dropped {
+            break;
+        }
+        p = once();
+    }
+    p
+}
+
+/// remod in "server", serving HTTP on the server's lab address; killed on drop.
+struct Remod(std::process::Child);
+
+impl Drop for Remod {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_remod(lab: &Lab, root: &Path) -> Remod {
+    let cfg = root.join("remo.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[firewall]
+nft = ["ip", "netns", "exec", "{server}", "nft"]
+
+[firewall.profiles.ssh]
+ports = ["22/tcp"]
+default_duration = "30m"
+max_duration = "2h"
+
+[firewall.profiles.intranet]
+forward = [{{ port = "8080/tcp", to = "10.200.2.2:80", web = "http" }}]
+guests = true
+default_duration = "10m"
+"#,
+            server = lab.server.name
+        ),
+    )
+    .unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.server.name, REMOD, "serve", "--http"])
+        .arg(format!("{SERVER4}:{PORT}"))
+        .arg("--dir")
+        .arg(root.join("quick"))
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("REMO_CONFIG")
+        .env_remove("REMO_KEY_FILE")
+        .env_remove("REMO_USER_DB")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(root.join("remod.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut r = Remod(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(st) = r.0.try_wait().unwrap() {
+            panic!(
+                "remod exited ({st}): {}",
+                std::fs::read_to_string(root.join("remod.log")).unwrap_or_default()
+            );
+        }
+        let up = lab
+            .server
+            .within(|| TcpStream::connect((SERVER4, PORT)).is_ok());
+        if up {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "remod did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn console_doors_open_and_close_in_chromium() {
+    let lab = Lab::new();
+    lan_web(&lab);
+    let scratch = Scratch::new("console-doors");
+    let root = scratch.path().to_path_buf();
+    let mut remod = start_remod(&lab, &root);
+    let data = quick_data_dir(&root.join("quick"));
+    let origin = format!("http://{SERVER4}:{PORT}");
+    let ssh = format!("{SERVER4}:22");
+    let web = format!("{SERVER4}:8080");
+
+    let result = run_page_scenario(
+        "doors.mjs",
+        &["ip", "netns", "exec", &lab.client.name],
+        &format!("{origin}/console/"),
+        &root.join("browser"),
+        &[
+            // Not localhost: only a secure context has WebCrypto.
+            (
+                "CHROMIUM_ARGS",
+                format!("--unsafely-treat-insecure-origin-as-secure={origin}"),
+            ),
+            ("GUEST_IP", GUEST4.to_string()),
+        ],
+        |what| match what {
+            w if w.starts_with("useradd ") => {
+                user_add(&data.user_db, w, &["open:ssh", "open:intranet"])
+            }
+            "probe ssh closed" => assert_dropped(tcp_probe(&lab.client, &ssh), "ssh, closed"),
+            "probe ssh open" => assert_reply(tcp_probe_reaches(&lab.client, &ssh), "ssh, open"),
+            "probe intranet open" => {
+                let p = web_probe(&lab.client, &web, true);
+                assert!(
+                    matches!(&p, Probe::Reply(t) if t.contains("the LAN web service")),
+                    "intranet, open: {p:?}"
+                );
+            }
+            "probe intranet closed" => {
+                assert_dropped(web_probe(&lab.client, &web, false), "intranet, closed")
+            }
+            other => panic!("unexpected NEED {other}"),
+        },
+    );
+    eprintln!("doors scenario: {result}");
+    let s = |p: &str| {
+        result
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    // The address remod sees: the browser's, in "client".
+    assert_eq!(s("/ownIp"), CLIENT4);
+    assert_eq!(result["profiles"], serde_json::json!(["intranet", "ssh"]));
+    assert_eq!(result["linkBefore"], Value::Bool(false));
+    // Opened for 5 minutes for this address; the time left counts down.
+    assert!(
+        s("/openStatus").starts_with(&format!("ssh is open for {CLIENT4} for 5 min")),
+        "{}",
+        s("/openStatus")
+    );
+    assert_eq!(result["sshRows"][0]["ip"], CLIENT4);
+    assert_eq!(result["sshRows"][0]["by"], "dora");
+    let (t0, t1) = (
+        result["countdown"][0].as_u64().unwrap(),
+        result["countdown"][1].as_u64().unwrap(),
+    );
+    assert!((295..=300).contains(&t0), "{t0}");
+    assert!(t1 < t0 && t1 + 4 >= t0, "{t0} then {t1}");
+    // The web service's link, and the LAN page through the forward.
+    assert_eq!(s("/link"), format!("http://{SERVER4}:8080/"));
+    assert_eq!(s("/linkTarget"), "_blank");
+    assert_eq!(s("/linkRel"), "noopener noreferrer");
+    assert!(
+        s("/tabText").contains("the LAN web service"),
+        "{}",
+        s("/tabText")
+    );
+    // A guest address.
+    assert!(
+        s("/guestStatus").starts_with(&format!("intranet is open for {GUEST4} for 2 min")),
+        "{}",
+        s("/guestStatus")
+    );
+    let ips: Vec<&str> = result["intranetRows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["ip"].as_str())
+        .collect();
+    assert!(ips.contains(&GUEST4) && ips.contains(&CLIENT4), "{ips:?}");
+    // Closed: the row gone, focus back on the Open button, the link gone.
+    assert!(
+        s("/closeStatus").starts_with("ssh is closed"),
+        "{}",
+        s("/closeStatus")
+    );
+    assert_eq!(result["sshRowsAfter"], serde_json::json!([]));
+    assert_eq!(s("/focusAfterClose"), "door-open-ssh");
+    assert_eq!(result["linkAfterClose"], Value::Bool(false));
+    assert!(
+        result["narrow"].as_u64().unwrap() <= 360,
+        "{}",
+        result["narrow"]
+    );
+    assert!(remod.0.try_wait().unwrap().is_none(), "remod exited");
+}
