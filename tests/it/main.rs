@@ -10,6 +10,7 @@
 mod common;
 mod inproc;
 
+mod admin;
 mod argv0;
 mod authz;
 mod binary_framing;
