@@ -20,6 +20,7 @@ mod client_http;
 mod client_interactive;
 mod config_files;
 mod config_links;
+mod console_admin;
 mod console_browser;
 mod console_serve;
 mod contain_procs;

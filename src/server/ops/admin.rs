@@ -97,7 +97,7 @@ fn page_size(inst: &Instance, asked: Option<u32>) -> usize {
 }
 
 /// Serialized size of one row (and its comma).
-fn size_of<T: serde::Serialize>(v: &T) -> usize {
+fn json_len<T: serde::Serialize>(v: &T) -> usize {
     serde_json::to_vec(v).map_or(usize::MAX, |b| b.len() + 1)
 }
 
@@ -222,7 +222,7 @@ fn users(inst: &Instance, after: Option<&str>, n: usize) -> Result<AdminResult, 
             grants: u.permissions,
             grants_truncated: false,
         };
-        let mut size = size_of(&info);
+        let mut size = json_len(&info);
         if used + size > ROW_BUDGET {
             if !out.is_empty() {
                 more = true;
@@ -231,7 +231,7 @@ fn users(inst: &Instance, after: Option<&str>, n: usize) -> Result<AdminResult, 
             // One user whose grants alone fill a record: the first ones.
             while size > ROW_BUDGET && info.grants.pop().is_some() {
                 info.grants_truncated = true;
-                size = size_of(&info);
+                size = json_len(&info);
             }
         }
         used += size;
@@ -272,14 +272,14 @@ fn sessions(ctx: &OpCtx, user: Option<&str>) -> AdminResult {
     let mut sessions = Vec::new();
     for mut x in s {
         x.yours = x.id == mine;
-        if !keep(size_of(&x), sessions.len()) {
+        if !keep(json_len(&x), sessions.len()) {
             break;
         }
         sessions.push(x);
     }
     let mut processes = Vec::new();
     for x in p {
-        if !keep(size_of(&x), processes.len()) {
+        if !keep(json_len(&x), processes.len()) {
             break;
         }
         processes.push(x);
@@ -303,7 +303,7 @@ fn audit(inst: &Instance, f: &PageFilter) -> Result<AdminResult, OpError> {
     let mut used = 0;
     for (id, r) in list {
         let row = row(id, r);
-        let size = size_of(&row);
+        let size = json_len(&row);
         if used + size > ROW_BUDGET {
             more = true;
             break;
@@ -362,7 +362,7 @@ mod tests {
             summary: "x".repeat(crate::audit::MAX_SUMMARY + 4),
             ..Default::default()
         };
-        assert!(size_of(&r) * 20 < ROW_BUDGET);
-        assert!(size_of(&r) * 60 > ROW_BUDGET);
+        assert!(json_len(&r) * 20 < ROW_BUDGET);
+        assert!(json_len(&r) * 60 > ROW_BUDGET);
     }
 }
