@@ -341,7 +341,11 @@ impl UserDb {
 
     /// At most `limit` users by name, after `after` (one page of the
     /// `admin` operation's `users`).
-    pub(crate) fn users_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<User>, DbError> {
+    pub(crate) fn users_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, DbError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, name, key, created, enabled FROM users
               WHERE ?1 IS NULL OR name > ?1 ORDER BY name LIMIT ?2",

@@ -225,10 +225,7 @@ pub(crate) fn end_sessions(inst: &Instance, hit: impl Fn(&str, &str) -> bool) ->
     for s in inst.sessions.all() {
         let tag = session_tag(&s.id);
         if hit(&tag, &s.user) && inst.sessions.end(&s.id).is_some() {
-            log::warn!(
-                "ended session {tag} of {} and its processes",
-                s.user
-            );
+            log::warn!("ended session {tag} of {} and its processes", s.user);
             ended += 1;
         }
     }

@@ -96,7 +96,11 @@ fn admin_actions_for_admins_only() {
         assert_eq!(v["ok"], false, "{d}: {v}");
         assert_eq!(code(&v), "forbidden", "{d}: {v}");
     }
-    assert_eq!(cmd_status(&mut c), 200, "carol's session survived bob's attempts");
+    assert_eq!(
+        cmd_status(&mut c),
+        200,
+        "carol's session survived bob's attempts"
+    );
 
     // users: everyone, with grants and live sessions.
     let v = admin(&mut a, json!({"action": "users"}));
@@ -108,7 +112,10 @@ fn admin_actions_for_admins_only() {
     assert_eq!(users[2]["enabled"], true);
     assert_eq!(users[1]["sessions"], 1);
     assert!(v.get("next").is_none(), "{v}");
-    let v = admin(&mut a, json!({"action": "users", "limit": 1, "after": "admin"}));
+    let v = admin(
+        &mut a,
+        json!({"action": "users", "limit": 1, "after": "admin"}),
+    );
     assert_eq!(v["users"][0]["name"], "bob", "{v}");
     assert_eq!(v["next"], "bob", "{v}");
 
@@ -138,15 +145,28 @@ fn admin_actions_for_admins_only() {
     assert_eq!(cmd_status(&mut b), 200);
     let v = admin(&mut a, json!({"action": "disable", "name": "bob"}));
     assert_eq!(v["ok"], true, "{v}");
-    assert_eq!((v["name"].as_str(), v["ended"].as_u64()), (Some("bob"), Some(1)));
-    assert_eq!(cmd_status(&mut b), 401, "bob's session outlived the disable");
+    assert_eq!(
+        (v["name"].as_str(), v["ended"].as_u64()),
+        (Some("bob"), Some(1))
+    );
+    assert_eq!(
+        cmd_status(&mut b),
+        401,
+        "bob's session outlived the disable"
+    );
     let r = bob.run(&["exec", "/usr/bin/true"], None);
     assert_ne!(r.code, Some(0), "a disabled user logged in: {}", r.stderr);
-    let v = admin(&mut a, json!({"action": "users", "after": "alice", "limit": 1}));
+    let v = admin(
+        &mut a,
+        json!({"action": "users", "after": "alice", "limit": 1}),
+    );
     assert_eq!(v["users"][0]["enabled"], false, "{v}");
     // enable: back in.
     let v = admin(&mut a, json!({"action": "enable", "name": "bob"}));
-    assert_eq!((v["ok"].as_bool(), v["name"].as_str()), (Some(true), Some("bob")));
+    assert_eq!(
+        (v["ok"].as_bool(), v["name"].as_str()),
+        (Some(true), Some("bob"))
+    );
     bob.ok(&["exec", "/usr/bin/true"], None);
 
     // end: carol's session (and only hers) ends.
@@ -164,24 +184,40 @@ fn admin_actions_for_admins_only() {
     );
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), attempts.len(), "{v}");
-    assert!(rows.iter().all(|r| r["outcome"] == "forbidden" && r["user"] == "bob"));
+    assert!(rows
+        .iter()
+        .all(|r| r["outcome"] == "forbidden" && r["user"] == "bob"));
     // …newest first…
-    assert!(rows.windows(2).all(|w| w[0]["id"].as_i64() > w[1]["id"].as_i64()));
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0]["id"].as_i64() > w[1]["id"].as_i64()));
     assert_eq!(rows[0]["summary"], "audit", "{v}");
     assert_eq!(rows[4]["summary"], "disable carol", "{v}");
     // …the admin's own actions, what they named included…
-    let v = admin(&mut a, json!({"action": "audit", "user": "admin", "op": "admin", "outcome": "ok"}));
+    let v = admin(
+        &mut a,
+        json!({"action": "audit", "user": "admin", "op": "admin", "outcome": "ok"}),
+    );
     let sums: Vec<&str> = v["rows"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["summary"].as_str().unwrap())
         .collect();
-    for want in ["disable bob", "enable bob", &format!("end {carol_tag}"), "users", "sessions"] {
+    for want in [
+        "disable bob",
+        "enable bob",
+        &format!("end {carol_tag}"),
+        "users",
+        "sessions",
+    ] {
         assert!(sums.contains(&want), "{want:?} not audited: {sums:?}");
     }
     // …the refused login of the disabled user (outcome by its first word)…
-    let v = admin(&mut a, json!({"action": "audit", "user": "bob", "outcome": "auth-failed"}));
+    let v = admin(
+        &mut a,
+        json!({"action": "audit", "user": "bob", "outcome": "auth-failed"}),
+    );
     assert!(!v["rows"].as_array().unwrap().is_empty(), "{v}");
     // …the requests of the sessions that were ended (a session unknown
     // by then: no user), by the first word of their outcome…
@@ -196,7 +232,10 @@ fn admin_actions_for_admins_only() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let v = admin(&mut a, json!({"action": "audit", "since": now - 600, "until": now + 600, "user": "carol"}));
+    let v = admin(
+        &mut a,
+        json!({"action": "audit", "since": now - 600, "until": now + 600, "user": "carol"}),
+    );
     assert!(!v["rows"].as_array().unwrap().is_empty(), "{v}");
     // …and pages that add up to the whole, without overlap.
     let all = admin(&mut a, json!({"action": "audit", "user": "bob"}));
@@ -267,7 +306,11 @@ fn admin_pages_are_capped_by_the_limit() {
     }
     let v = admin(&mut a, json!({"action": "sessions"}));
     assert_eq!(v["sessions"].as_array().unwrap().len(), 2, "{v}");
-    assert_eq!((v["total_sessions"].as_u64(), v["truncated"].as_bool()), (Some(3), Some(true)), "{v}");
+    assert_eq!(
+        (v["total_sessions"].as_u64(), v["truncated"].as_bool()),
+        (Some(3), Some(true)),
+        "{v}"
+    );
 }
 
 /// `remo admin`: the same through the client, as its docs show it.
@@ -281,7 +324,11 @@ fn remo_admin_commands() {
 
     let out = adm.ok(&["admin", "users"], None).out();
     assert!(out.contains("admin") && out.contains("bob"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("bob") && l.contains("enabled") && l.ends_with("cmd")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("bob") && l.contains("enabled") && l.ends_with("cmd")),
+        "{out}"
+    );
 
     let out = adm.ok(&["admin", "sessions", "--of", "bob"], None).out();
     assert!(out.contains("sessions: 1 (listed 1)"), "{out}");
@@ -290,20 +337,33 @@ fn remo_admin_commands() {
     // A non-admin is refused by the server.
     let r = bob.run(&["admin", "users"], None);
     assert_ne!(r.code, Some(0));
-    assert!(r.stderr.contains("forbidden") || r.stderr.contains("admin grant"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("forbidden") || r.stderr.contains("admin grant"),
+        "{}",
+        r.stderr
+    );
 
     let out = adm.ok(&["admin", "disable", "bob"], None).out();
     // Both of bob's sessions: the raw one and the client's cached one.
-    assert!(out.contains("disabled bob; ended 2 live session(s)"), "{out}");
+    assert!(
+        out.contains("disabled bob; ended 2 live session(s)"),
+        "{out}"
+    );
     assert_eq!(cmd_status(&mut b), 401);
     let out = adm.ok(&["admin", "users"], None).out();
-    assert!(out.lines().any(|l| l.starts_with("bob") && l.contains("DISABLED")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("bob") && l.contains("DISABLED")),
+        "{out}"
+    );
     adm.ok(&["admin", "enable", "bob"], None);
     bob.ok(&["exec", "/usr/bin/true"], None);
 
-    let v: Value =
-        serde_json::from_slice(&adm.ok(&["admin", "sessions", "--of", "bob", "--json"], None).stdout)
-            .unwrap();
+    let v: Value = serde_json::from_slice(
+        &adm.ok(&["admin", "sessions", "--of", "bob", "--json"], None)
+            .stdout,
+    )
+    .unwrap();
     let tag = v["sessions"][0]["id"].as_str().unwrap().to_string();
     let out = adm.ok(&["admin", "end", &tag], None).out();
     assert!(out.contains("ended 1 session(s)"), "{out}");
@@ -311,16 +371,40 @@ fn remo_admin_commands() {
     assert_ne!(r.code, Some(0));
 
     let out = adm
-        .ok(&["admin", "audit", "--of", "bob", "--op", "admin", "--outcome", "forbidden", "--since", "1h"], None)
+        .ok(
+            &[
+                "admin",
+                "audit",
+                "--of",
+                "bob",
+                "--op",
+                "admin",
+                "--outcome",
+                "forbidden",
+                "--since",
+                "1h",
+            ],
+            None,
+        )
         .out();
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains(" bob ") && out.contains("forbidden") && out.contains("users"), "{out}");
-    let out = adm.ok(&["admin", "audit", "--op", "admin", "--limit", "2"], None).out();
+    assert!(
+        out.contains(" bob ") && out.contains("forbidden") && out.contains("users"),
+        "{out}"
+    );
+    let out = adm
+        .ok(&["admin", "audit", "--op", "admin", "--limit", "2"], None)
+        .out();
     let next = out.lines().last().unwrap();
     assert!(next.starts_with("next: --before "), "{out}");
     let cursor = next.trim_start_matches("next: --before ");
     let older = adm
-        .ok(&["admin", "audit", "--op", "admin", "--limit", "2", "--before", cursor], None)
+        .ok(
+            &[
+                "admin", "audit", "--op", "admin", "--limit", "2", "--before", cursor,
+            ],
+            None,
+        )
         .out();
     assert!(!older.is_empty() && older != out, "{older}");
     let r = adm.run(&["admin", "audit", "--since", "yesterday"], None);

@@ -111,7 +111,12 @@ fn console_admin_disables_a_user_and_ends_their_session() {
         r["steps"],
         r["console"]
     );
-    let s = |p: &str| r.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |p: &str| {
+        r.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     for m in r["console"].as_array().unwrap() {
         let m = m.as_str().unwrap();
         assert!(!m.starts_with("pageerror"), "browser console: {m}");
@@ -119,7 +124,10 @@ fn console_admin_disables_a_user_and_ends_their_session() {
     }
 
     assert_eq!(r["bossSeesLink"], true);
-    assert_eq!(r["users"], serde_json::json!(["admin", "bob", "boss", "carol"]));
+    assert_eq!(
+        r["users"],
+        serde_json::json!(["admin", "bob", "boss", "carol"])
+    );
     assert!(s("/bobGrants").contains("cmd"), "{}", s("/bobGrants"));
     let before: Vec<&str> = r["sessionsBefore"]
         .as_array()
@@ -127,7 +135,10 @@ fn console_admin_disables_a_user_and_ends_their_session() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(before.contains(&"bob") && before.contains(&"boss"), "{before:?}");
+    assert!(
+        before.contains(&"bob") && before.contains(&"boss"),
+        "{before:?}"
+    );
     assert_eq!(s("/yours"), "boss");
     assert!(
         s("/disabledStatus").starts_with("Disabled bob: ended 1 live session"),
@@ -145,5 +156,9 @@ fn console_admin_disables_a_user_and_ends_their_session() {
 
     // A user without the grant: no link, and the server refuses.
     assert_eq!(r["carolSeesLink"], false);
-    assert!(s("/carolPage").contains("Refused by the server"), "{}", s("/carolPage"));
+    assert!(
+        s("/carolPage").contains("Refused by the server"),
+        "{}",
+        s("/carolPage")
+    );
 }

@@ -596,7 +596,11 @@ impl Instance {
 
     /// The registered users by name after `after`, at most `limit`
     /// (the `admin` operation's `users`). Blocking (SQLite).
-    pub(crate) fn users_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<User>, DbError> {
+    pub(crate) fn users_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, DbError> {
         self.users
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -148,8 +148,10 @@ pub(crate) async fn apply(
                 ));
             }
             let n = name.clone();
-            let ended = blocking(inst, move |i| i.set_user_enabled(&n, false).map_err(db_error))
-                .await?;
+            let ended = blocking(inst, move |i| {
+                i.set_user_enabled(&n, false).map_err(db_error)
+            })
+            .await?;
             log::warn!("admin {}: disabled {name}", ctx.session.user);
             Ok(AdminResult {
                 name: Some(name),
@@ -159,7 +161,10 @@ pub(crate) async fn apply(
         }
         AdminDesc::Enable { name } => {
             let n = name.clone();
-            blocking(inst, move |i| i.set_user_enabled(&n, true).map_err(db_error)).await?;
+            blocking(inst, move |i| {
+                i.set_user_enabled(&n, true).map_err(db_error)
+            })
+            .await?;
             log::warn!("admin {}: enabled {name}", ctx.session.user);
             Ok(AdminResult {
                 name: Some(name),
@@ -170,10 +175,7 @@ pub(crate) async fn apply(
         AdminDesc::End { id } => {
             let ended = end_sessions(inst, |tag, _| tag == id);
             if ended == 0 {
-                return Err(OpError::new(
-                    ErrorCode::NotFound,
-                    "no such live session",
-                ));
+                return Err(OpError::new(ErrorCode::NotFound, "no such live session"));
             }
             log::warn!("admin {}: ended session {id}", ctx.session.user);
             Ok(AdminResult {
@@ -312,7 +314,11 @@ fn audit(inst: &Instance, f: &PageFilter) -> Result<AdminResult, OpError> {
         rows.push(row);
     }
     Ok(AdminResult {
-        next_before: if more { rows.last().map(|r| r.id) } else { None },
+        next_before: if more {
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        },
         rows: Some(rows),
         ..Default::default()
     })
@@ -350,7 +356,9 @@ mod tests {
         assert!(!ok(r#"{"action":"users","limit":0}"#));
         assert!(!ok(r#"{"action":"audit","user":""}"#));
         assert!(!ok(r#"{"action":"end","id":"a\u0000"}"#));
-        assert!(ok(r#"{"action":"audit","outcome":"401","before":9,"limit":5}"#));
+        assert!(ok(
+            r#"{"action":"audit","outcome":"401","before":9,"limit":5}"#
+        ));
         assert!(serde_json::from_str::<AdminDesc>(r#"{"action":"users","x":1}"#).is_err());
         assert!(serde_json::from_str::<AdminDesc>(r#"{"action":"reboot"}"#).is_err());
     }
