@@ -146,13 +146,13 @@ fn admin_actions_for_admins_only() {
     let v = admin(&mut a, json!({"action": "disable", "name": "bob"}));
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(
-        (v["name"].as_str(), v["ended"].as_u64()),
-        (Some("bob"), Some(1))
-    );
-    assert_eq!(
         cmd_status(&mut b),
         401,
         "bob's session outlived the disable"
+    );
+    assert_eq!(
+        (v["name"].as_str(), v["ended"].as_u64()),
+        (Some("bob"), Some(1))
     );
     let r = bob.run(&["exec", "/usr/bin/true"], None);
     assert_ne!(r.code, Some(0), "a disabled user logged in: {}", r.stderr);
