@@ -188,6 +188,8 @@ pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     /// Rows queued and not yet written (the metrics' queue depth).
     queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The file, for reading it back (the `admin` operation's `audit`).
+    path: PathBuf,
 }
 
 fn open_conn(path: &Path) -> Result<Connection, AuditError> {
@@ -436,7 +438,11 @@ impl AuditLog {
             .name("remod-audit".into())
             .spawn(move || writer(conn, rx, p, q))
             .map_err(AuditError::Thread)?;
-        Ok(AuditLog { tx, queued })
+        Ok(AuditLog {
+            tx,
+            queued,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Queues a row; never blocks.
@@ -453,6 +459,11 @@ impl AuditLog {
     /// Rows queued and not yet written.
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The audit database's file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Waits until every row queued so far is written (tests, shutdown).
@@ -544,6 +555,95 @@ pub fn query(path: &Path, f: &AuditFilter) -> Result<Vec<AuditRecord>, AuditErro
     Ok(rows)
 }
 
+/// What one page of the `admin` operation's `audit` selects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PageFilter {
+    /// Only this user.
+    pub user: Option<String>,
+    /// Only this operation.
+    pub op: Option<String>,
+    /// This outcome, or one whose first word (before a space or `:`) it is.
+    pub outcome: Option<String>,
+    /// Only rows at or after this Unix time (seconds).
+    pub since: Option<i64>,
+    /// Only rows before this Unix time (seconds).
+    pub until: Option<i64>,
+    /// Only rows whose number is below this.
+    pub before: Option<i64>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+/// One page of rows, newest first, each with its row number; `more` when
+/// older rows match too. Reads its own connection (read-only).
+pub(crate) fn page(
+    path: &Path,
+    f: &PageFilter,
+) -> Result<(Vec<(i64, AuditRecord)>, bool), AuditError> {
+    let sq = |source| AuditError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sq)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sq)?;
+    // Times in seconds, compared in milliseconds, saturating (no overflow
+    // from a huge value).
+    let ms = |s: Option<i64>| s.map(|s| s.saturating_mul(1000));
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, time_ms, user, remote, session, op, summary, outcome, exit,
+                    bytes_in, bytes_out, duration_ms, cert FROM audit
+              WHERE (?1 IS NULL OR user = ?1)
+                AND (?2 IS NULL OR op = ?2)
+                AND (?3 IS NULL OR outcome = ?3
+                     OR substr(outcome, 1, length(?3) + 1) IN (?3 || ' ', ?3 || ':'))
+                AND (?4 IS NULL OR time_ms >= ?4)
+                AND (?5 IS NULL OR time_ms < ?5)
+                AND (?6 IS NULL OR id < ?6)
+              ORDER BY id DESC LIMIT ?7",
+        )
+        .map_err(sq)?;
+    let want = i64::from(f.limit) + 1;
+    let mut rows = st
+        .query_map(
+            params![
+                f.user,
+                f.op,
+                f.outcome,
+                ms(f.since),
+                ms(f.until),
+                f.before,
+                want
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    AuditRecord {
+                        time_ms: r.get(1)?,
+                        user: r.get(2)?,
+                        remote: r.get(3)?,
+                        session: r.get(4)?,
+                        op: r.get(5)?,
+                        summary: r.get(6)?,
+                        outcome: r.get(7)?,
+                        exit: r.get(8)?,
+                        bytes_in: r.get::<_, i64>(9)?.max(0) as u64,
+                        bytes_out: r.get::<_, i64>(10)?.max(0) as u64,
+                        duration_ms: r.get::<_, i64>(11)?.max(0) as u64,
+                        cert: r.get(12)?,
+                    },
+                ))
+            },
+        )
+        .map_err(sq)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sq)?;
+    let more = rows.len() > f.limit as usize;
+    rows.truncate(f.limit as usize);
+    Ok((rows, more))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,6 +724,94 @@ mod tests {
             last.iter().map(|r| r.summary.as_str()).collect::<Vec<_>>(),
             ["n1", "n2"]
         );
+    }
+
+    #[test]
+    fn pages_filter_and_go_back_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.db");
+        let log = AuditLog::open(&p).unwrap();
+        for (i, (user, op, outcome)) in [
+            ("a", "cmd", "ok"),
+            ("b", "auth", "auth-failed: bad signature"),
+            ("a", "get", "not_found"),
+            ("a", "cmd", "401 unknown or expired session"),
+            ("a", "cmd", "ok"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            log.record(AuditRecord {
+                time_ms: 1000 * i as i64,
+                user: user.to_string(),
+                remote: "-".into(),
+                session: "-".into(),
+                op: op.to_string(),
+                summary: format!("n{i}"),
+                outcome: outcome.to_string(),
+                exit: None,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration_ms: 1,
+                cert: String::new(),
+            });
+        }
+        log.flush();
+        let sums = |f: &PageFilter| {
+            let (rows, more) = page(&p, f).unwrap();
+            let s: Vec<String> = rows.iter().map(|(_, r)| r.summary.clone()).collect();
+            (s, more, rows.last().map(|r| r.0))
+        };
+        let f = PageFilter {
+            limit: 2,
+            ..Default::default()
+        };
+        let (s, more, last) = sums(&f);
+        assert_eq!((s, more), (vec!["n4".into(), "n3".into()], true));
+        let f2 = PageFilter {
+            before: last,
+            ..f.clone()
+        };
+        let (s, more, last) = sums(&f2);
+        assert_eq!((s, more), (vec!["n2".into(), "n1".into()], true));
+        let (s, more, _) = sums(&PageFilter { before: last, ..f });
+        assert_eq!((s, more), (vec!["n0".into()], false));
+        let all = |f: PageFilter| sums(&PageFilter { limit: 10, ..f }).0;
+        assert_eq!(
+            all(PageFilter {
+                user: Some("a".into()),
+                op: Some("cmd".into()),
+                ..Default::default()
+            }),
+            ["n4", "n3", "n0"]
+        );
+        for (o, want) in [
+            ("ok", vec!["n4", "n0"]),
+            ("auth-failed", vec!["n1"]),
+            ("401", vec!["n3"]),
+            ("40", vec![]),
+            ("not_found", vec!["n2"]),
+        ] {
+            let got = all(PageFilter {
+                outcome: Some(o.into()),
+                ..Default::default()
+            });
+            assert_eq!(got, want, "outcome {o}");
+        }
+        assert_eq!(
+            all(PageFilter {
+                since: Some(1),
+                until: Some(3),
+                ..Default::default()
+            }),
+            ["n2", "n1"]
+        );
+        assert!(all(PageFilter {
+            since: Some(i64::MAX),
+            ..Default::default()
+        })
+        .is_empty());
+        assert!(sums(&PageFilter::default()).0.is_empty());
     }
 
     #[test]

@@ -353,6 +353,9 @@ fn check_descriptor(op: Op) {
         Op::Open(o) => {
             let _ = s::open::check(o);
         }
+        Op::Admin(a) => {
+            let _ = s::admin::check(a);
+        }
         Op::Logout(_) | Op::Idt(_) | Op::Edt(_) => {}
     }
 }
@@ -791,7 +794,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     s.push(("framing_binary", with(0b1111, &bin_put)));
 
     // Plaintexts of each operation, sealed by the target.
-    let descs: [(OpName, &[u8]); 8] = [
+    let descs: [(OpName, &[u8]); 9] = [
         (OpName::Cmd, br#"{"argv":["echo","hi"],"timeout":5}"#),
         (OpName::Put, b"{\"path\":\"notes.txt\"}\xfehello \xfeworld\n\xfe"),
         (
@@ -806,6 +809,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (OpName::Open, br#"{"profile":"ssh","for":"30m"}"#),
         (OpName::List, br#"{"path":"/var/log"}"#),
+        (
+            OpName::Admin,
+            br#"{"action":"audit","user":"bob","outcome":"401","before":9,"limit":5}"#,
+        ),
     ];
     for (name, d) in descs {
         let i = OpName::ALL.iter().position(|n| *n == name).unwrap_or(0);

@@ -339,6 +339,36 @@ impl UserDb {
             .collect()
     }
 
+    /// At most `limit` users by name, after `after` (one page of the
+    /// `admin` operation's `users`).
+    pub(crate) fn users_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, DbError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, name, key, created, enabled FROM users
+              WHERE ?1 IS NULL OR name > ?1 ORDER BY name LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![after, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, name, blob, created, enabled)| {
+                self.row_to_user(id, name, blob, created, enabled)
+            })
+            .collect()
+    }
+
     /// Enables or disables a user (a disabled user cannot log in).
     pub fn set_enabled(&mut self, name: &str, enabled: bool) -> Result<(), DbError> {
         let n = self.conn.execute(

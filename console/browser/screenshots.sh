@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes docs/console/*.png, the screenshots docs/console.md shows: the
-# browser test through nginx (tests/it/console_browser.rs) with
+# browser tests (tests/it/console_browser.rs through nginx, and
+# tests/it/console_admin.rs) with
 # REMO_CONSOLE_SHOTS set, so they show the real pages against a real remod.
 # Needs what tests/run installs (chromium, `npm ci` in console/).
 set -euo pipefail
@@ -9,4 +10,6 @@ mkdir -p docs/console
 REMO_CONSOLE_SHOTS="$PWD/docs/console" cargo test --test it console_in_chromium_through_nginx -- --exact console_browser::console_in_chromium_through_nginx
 # config.png and doors.png (the Doors test needs root for its network namespaces)
 REMO_CONSOLE_SHOTS="$PWD/docs/console" cargo test --test it -- console_config_edits_wireguard_in_chromium console_doors_open_and_close_in_chromium
+# The Admin page (admin.png), from its own browser test.
+REMO_CONSOLE_SHOTS="$PWD/docs/console" cargo test --test it console_admin -- --exact console_admin::console_admin_disables_a_user_and_ends_their_session
 ls -l docs/console/*.png

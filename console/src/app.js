@@ -1,7 +1,7 @@
 /**
  * The console's entry module (loaded by index.html): the page shell — the
  * navigation, the session line with its time left — and one page at a
- * time from the location's hash (#keys, #signin, #run, #files).
+ * time from the location's hash (#keys, #signin, #run, #files, #admin).
  *
  * The server is the one this page came from: the console lives at
  * `{base}/console/`, so `{base}` is this page's path without `console/`.
@@ -16,6 +16,7 @@ import { runPage } from './ui/run-page.js';
 import { filesPage } from './ui/files-page.js';
 import { configPage } from './ui/config-page.js';
 import { doorsPage } from './ui/doors-page.js';
+import { adminPage, adminNav } from './ui/admin-page.js';
 
 const PAGES = [
   ['keys', 'Keys', keysPage],
@@ -24,6 +25,7 @@ const PAGES = [
   ['files', 'Files', filesPage],
   ['config', 'Config', configPage],
   ['doors', 'Doors', doorsPage],
+  ['admin', 'Admin', adminPage],
 ];
 
 async function main() {
@@ -97,6 +99,7 @@ async function main() {
   }
   app.conn.onChange = () => {
     sessionLine();
+    adminNav(app);
     if (!app.conn.signedIn && current !== 'signin' && current !== 'keys') {
       current = null;
       location.hash = '#signin';
@@ -105,6 +108,7 @@ async function main() {
   };
   window.addEventListener('hashchange', show);
   sessionLine();
+  adminNav(app);
   await show();
   document.documentElement.dataset.ready = '1';
 }

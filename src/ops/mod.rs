@@ -9,6 +9,7 @@
 //! handler checks beyond the shape (a path without NUL, a known signal…)
 //! stays with the handler in `server::ops`.
 
+pub(crate) mod admin;
 pub(crate) mod cmd;
 pub(crate) mod config;
 pub(crate) mod get;
@@ -53,6 +54,7 @@ pub fn schema() -> serde_json::Value {
                 v["data"] = serde_json::json!(schemars::schema_for!(list::ListEntry));
                 v
             }
+            OpName::Admin => pair::<admin::AdminDesc>(),
         };
         m.insert(n.as_str().to_string(), v);
     }
@@ -120,11 +122,13 @@ pub enum OpName {
     Open,
     /// List a directory.
     List,
+    /// Users, sessions and the audit log, for admins.
+    Admin,
 }
 
 impl OpName {
     /// All operations, in the order docs/operations.md lists them.
-    pub(crate) const ALL: [OpName; 12] = [
+    pub(crate) const ALL: [OpName; 13] = [
         OpName::Cmd,
         OpName::Get,
         OpName::Put,
@@ -137,6 +141,7 @@ impl OpName {
         OpName::Config,
         OpName::Open,
         OpName::List,
+        OpName::Admin,
     ];
 
     /// The name on the wire.
@@ -154,6 +159,7 @@ impl OpName {
             OpName::Config => "config",
             OpName::Open => "open",
             OpName::List => "list",
+            OpName::Admin => "admin",
         }
     }
 
@@ -216,6 +222,8 @@ pub(crate) enum Op {
     Open(open::OpenDesc),
     /// `list`.
     List(list::ListDesc),
+    /// `admin`.
+    Admin(admin::AdminDesc),
 }
 
 impl Op {
@@ -237,6 +245,7 @@ impl Op {
             OpName::Config => Op::Config(de(d)?),
             OpName::Open => Op::Open(de(d)?),
             OpName::List => Op::List(de(d)?),
+            OpName::Admin => Op::Admin(de(d)?),
         })
     }
 
@@ -256,6 +265,7 @@ impl Op {
             Op::Config(_) => OpName::Config,
             Op::Open(_) => OpName::Open,
             Op::List(_) => OpName::List,
+            Op::Admin(_) => OpName::Admin,
         }
     }
 }
@@ -310,6 +320,8 @@ mod tests {
             (OpName::Config, r#"{"action":"read","name":"a"}"#),
             (OpName::Open, r#"{"action":"list"}"#),
             (OpName::List, r#"{"path":"/x"}"#),
+            (OpName::Admin, r#"{"action":"disable","name":"a"}"#),
+            (OpName::Admin, r#"{"action":"audit","user":"a","limit":3}"#),
         ] {
             let op = Op::decode(n, ok.as_bytes()).unwrap_or_else(|e| panic!("{n}: {e}"));
             assert_eq!(op.name(), n);

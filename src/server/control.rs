@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::audit::session_tag;
-use crate::server::core::instance::Registry;
+use crate::server::core::instance::{Instance, Registry};
 
 /// Longest request line.
 const MAX_REQUEST: u64 = 4096;
@@ -39,35 +39,7 @@ pub enum ControlRequest {
     },
 }
 
-/// One live session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionStatus {
-    /// Its tag.
-    pub id: String,
-    /// Its user.
-    pub user: String,
-    /// The address it logged in from.
-    pub remote: String,
-    /// When it logged in, Unix seconds.
-    pub since: i64,
-    /// Seconds since its last request.
-    pub idle_secs: u64,
-    /// `CA#serial` of a certificate session.
-    pub cert: Option<String>,
-}
-
-/// One interactive process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProcessStatus {
-    /// Its id on the wire.
-    pub id: String,
-    /// Its session's tag.
-    pub session: String,
-    /// Its session's user.
-    pub user: String,
-    /// Whether it has a terminal.
-    pub pty: bool,
-}
+pub use crate::ops::admin::{ProcessStatus, SessionStatus};
 
 /// One firewall grant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,46 +208,72 @@ async fn answer(req: ControlRequest, registry: &Registry) -> ControlAnswer {
         ControlRequest::End { session, user } => {
             let mut ended = 0;
             for (_, inst) in registry.entries() {
-                for s in inst.sessions.all() {
-                    let tag = session_tag(&s.id);
-                    let hit = session.as_deref() == Some(tag.as_str())
-                        || user.as_deref() == Some(s.user.as_str());
-                    if hit && inst.sessions.end(&s.id).is_some() {
-                        log::warn!(
-                            "control: ended session {tag} of {} and its processes",
-                            s.user
-                        );
-                        ended += 1;
-                    }
-                }
+                ended += end_sessions(&inst, |tag, u| {
+                    session.as_deref() == Some(tag) || user.as_deref() == Some(u)
+                });
             }
             ControlAnswer::Ended { ended }
         }
     }
 }
 
+/// Ends every session of `inst` for which `hit(tag, user)` holds, with its
+/// commands and processes; returns how many ended (`remod session end`
+/// and the `admin` operation's `end`).
+pub(crate) fn end_sessions(inst: &Instance, hit: impl Fn(&str, &str) -> bool) -> usize {
+    let mut ended = 0;
+    for s in inst.sessions.all() {
+        let tag = session_tag(&s.id);
+        if hit(&tag, &s.user) && inst.sessions.end(&s.id).is_some() {
+            log::warn!("ended session {tag} of {} and its processes", s.user);
+            ended += 1;
+        }
+    }
+    ended
+}
+
+/// The live sessions of `inst` (oldest first) and its interactive
+/// processes, as `remod status` and the `admin` operation show them.
+pub(crate) fn sessions_of(inst: &Instance) -> (Vec<SessionStatus>, Vec<ProcessStatus>) {
+    let sessions = inst.sessions.all();
+    let user_of = |sid: &str| {
+        sessions
+            .iter()
+            .find(|s| s.id == sid)
+            .map(|s| s.user.clone())
+            .unwrap_or_else(|| "-".into())
+    };
+    let processes = inst
+        .procs
+        .list()
+        .into_iter()
+        .map(|(id, sid, pty)| ProcessStatus {
+            id,
+            user: user_of(&sid),
+            session: session_tag(&sid),
+            pty,
+        })
+        .collect();
+    let mut s: Vec<SessionStatus> = sessions
+        .iter()
+        .map(|s| SessionStatus {
+            id: session_tag(&s.id),
+            user: s.user.clone(),
+            remote: s.remote().to_string(),
+            since: s.created_unix,
+            idle_secs: s.idle().as_secs(),
+            cert: s.cert.as_ref().map(|c| c.label()),
+            yours: false,
+        })
+        .collect();
+    s.sort_by(|a, b| (a.since, &a.user, &a.id).cmp(&(b.since, &b.user, &b.id)));
+    (s, processes)
+}
+
 async fn status(registry: &Registry) -> Vec<InstanceStatus> {
     let mut out = Vec::new();
     for (resolved, inst) in registry.entries() {
-        let sessions = inst.sessions.all();
-        let user_of = |sid: &str| {
-            sessions
-                .iter()
-                .find(|s| s.id == sid)
-                .map(|s| s.user.clone())
-                .unwrap_or_else(|| "-".into())
-        };
-        let processes = inst
-            .procs
-            .list()
-            .into_iter()
-            .map(|(id, sid, pty)| ProcessStatus {
-                id,
-                user: user_of(&sid),
-                session: session_tag(&sid),
-                pty,
-            })
-            .collect();
+        let (s, processes) = sessions_of(&inst);
         let (grants, grants_error) = match inst.firewall.clone() {
             None => (Vec::new(), None),
             Some(fw) => {
@@ -300,18 +298,6 @@ async fn status(registry: &Registry) -> Vec<InstanceStatus> {
                 }
             }
         };
-        let mut s: Vec<SessionStatus> = sessions
-            .iter()
-            .map(|s| SessionStatus {
-                id: session_tag(&s.id),
-                user: s.user.clone(),
-                remote: s.remote().to_string(),
-                since: s.created_unix,
-                idle_secs: s.idle().as_secs(),
-                cert: s.cert.as_ref().map(|c| c.label()),
-            })
-            .collect();
-        s.sort_by(|a, b| (a.since, &a.user).cmp(&(b.since, &b.user)));
         out.push(InstanceStatus {
             key_file: resolved.key_file.display().to_string(),
             user_db: resolved.user_db.display().to_string(),

@@ -10,6 +10,7 @@
 mod common;
 mod inproc;
 
+mod admin;
 mod argv0;
 mod authz;
 mod binary_framing;
@@ -19,6 +20,7 @@ mod client_http;
 mod client_interactive;
 mod config_files;
 mod config_links;
+mod console_admin;
 mod console_browser;
 mod console_config;
 mod console_doors;

@@ -39,11 +39,11 @@ fn the_schema_names_every_operation_with_its_fields() {
     let names: Vec<&str> = ops.keys().map(String::as_str).collect();
     for n in [
         "cmd", "get", "put", "logout", "icm", "idt", "edt", "kill", "resize", "config", "open",
-        "list",
+        "list", "admin",
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), 13);
     // The descriptors refuse unknown fields; the schema says so.
     let put = &v["put"]["descriptor"];
     assert_eq!(put["additionalProperties"], serde_json::Value::Bool(false));
@@ -57,4 +57,7 @@ fn the_schema_names_every_operation_with_its_fields() {
     );
     assert!(v["list"]["result"]["properties"]["truncated"].is_object());
     assert!(v["list"]["data"]["properties"]["target"].is_object());
+    // `admin`: one operation, its actions tagged by `action`.
+    assert!(v["admin"]["result"]["properties"]["rows"].is_object());
+    assert!(v["admin"]["descriptor"].to_string().contains("\"disable\""));
 }

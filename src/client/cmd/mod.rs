@@ -1,5 +1,6 @@
 //! One module per `remo` command, plus the helpers they share.
 
+pub(crate) mod admin;
 pub(crate) mod config;
 pub(crate) mod exec;
 pub(crate) mod get;

@@ -220,6 +220,9 @@ pub struct Limits {
     pub max_uploads_per_user: usize,
     /// A staged upload no request touched for this many seconds is discarded.
     pub upload_idle_timeout: u64,
+    /// Most rows (users, sessions, processes, audit rows) one answer of the
+    /// `admin` operation holds; a page also ends when one record is full.
+    pub admin_page_max: usize,
 }
 
 /// The share of a global limit one user gets by default.
@@ -285,6 +288,7 @@ impl Default for Limits {
             max_uploads: 64,
             max_uploads_per_user: 8,
             upload_idle_timeout: 3600,
+            admin_page_max: 200,
         }
     }
 }

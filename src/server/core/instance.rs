@@ -548,11 +548,7 @@ impl Instance {
                     }
                 }
                 Some(_) => {
-                    let n = self.sessions.end_user(&name);
-                    let u = self.uploads.drop_where(|o, _| o.user == name);
-                    log::warn!(
-                        "{name} disabled: ended {n} live session(s) and their processes, discarded {u} staged upload(s)"
-                    );
+                    self.end_disabled(&name);
                 }
                 None => {
                     // Removed (or never registered): its key sessions end,
@@ -571,6 +567,44 @@ impl Instance {
             }
         }
         Some(now)
+    }
+
+    /// What a disabled user loses at once: their live sessions (key and
+    /// certificate ones) with their processes, and their staged uploads;
+    /// returns how many sessions ended.
+    fn end_disabled(&self, name: &str) -> usize {
+        let n = self.sessions.end_user(name);
+        let u = self.uploads.drop_where(|o, _| o.user == name);
+        log::warn!(
+            "{name} disabled: ended {n} live session(s) and their processes, discarded {u} staged upload(s)"
+        );
+        n
+    }
+
+    /// Disables or enables a registered user in the database (the `admin`
+    /// operation) and, for a disable, applies it at once as the revocation
+    /// watcher would (the watcher only notices other connections' writes);
+    /// returns how many sessions ended. Blocking (SQLite): call it off the
+    /// async workers.
+    pub(crate) fn set_user_enabled(&self, name: &str, enabled: bool) -> Result<usize, DbError> {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_enabled(name, enabled)?;
+        Ok(if enabled { 0 } else { self.end_disabled(name) })
+    }
+
+    /// The registered users by name after `after`, at most `limit`
+    /// (the `admin` operation's `users`). Blocking (SQLite).
+    pub(crate) fn users_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, DbError> {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .users_page(after, limit)
     }
 
     /// Certificate revocation: reads the CA file and revocation list again
@@ -662,6 +696,7 @@ pub(crate) const LIVE_LIMITS: &[&str] = &[
     "max_uploads",
     "max_uploads_per_user",
     "upload_idle_timeout",
+    "admin_page_max",
 ];
 
 /// How often the revocation watcher looks at the user database.

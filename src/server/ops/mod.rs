@@ -1,6 +1,7 @@
 //! The sealed operations of PROTOCOL.md §6, one file each: every file
 //! parses its descriptor and applies it.
 
+pub(crate) mod admin;
 pub(crate) mod cmd;
 pub(crate) mod config;
 pub(crate) mod get;
@@ -61,6 +62,8 @@ pub(crate) enum Outcome {
     Open(crate::ops::open::OpenResult),
     /// `list`.
     List(crate::ops::list::ListResult),
+    /// `admin`.
+    Admin(crate::ops::admin::AdminResult),
 }
 
 impl Outcome {
@@ -86,6 +89,7 @@ impl Outcome {
             Outcome::Config(r) => serde_json::to_value(r),
             Outcome::Open(r) => serde_json::to_value(r),
             Outcome::List(r) => serde_json::to_value(r),
+            Outcome::Admin(r) => serde_json::to_value(r),
         };
         match v {
             Ok(Value::Object(m)) => m,
@@ -120,6 +124,7 @@ pub(crate) async fn run(
         Op::Config(d) => Outcome::Config(config::apply(ctx, config::check(d)?, input, out).await?),
         Op::Open(d) => Outcome::Open(open::apply(ctx, open::check(d)?, input).await?),
         Op::List(d) => Outcome::List(list::apply(ctx, list::check(d)?, input, out).await?),
+        Op::Admin(d) => Outcome::Admin(admin::apply(ctx, admin::check(d)?, input).await?),
     })
 }
 
