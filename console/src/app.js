@@ -1,7 +1,7 @@
 /**
  * The console's entry module (loaded by index.html): the page shell — the
  * navigation, the session line with its time left — and one page at a
- * time from the location's hash (#keys, #signin, #run, #files).
+ * time from the location's hash (#keys, #signin, #run, #files, #terminal).
  *
  * The server is the one this page came from: the console lives at
  * `{base}/console/`, so `{base}` is this page's path without `console/`.
@@ -14,12 +14,14 @@ import { keysPage } from './ui/keys-page.js';
 import { signinPage } from './ui/signin-page.js';
 import { runPage } from './ui/run-page.js';
 import { filesPage } from './ui/files-page.js';
+import { terminalPage } from './ui/term-page.js';
 
 const PAGES = [
   ['keys', 'Keys', keysPage],
   ['signin', 'Sign in', signinPage],
   ['run', 'Run', runPage],
   ['files', 'Files', filesPage],
+  ['terminal', 'Terminal', terminalPage],
 ];
 
 async function main() {

@@ -21,6 +21,7 @@ mod config_files;
 mod config_links;
 mod console_browser;
 mod console_serve;
+mod console_term;
 mod contain_procs;
 mod containment;
 mod e2e_apache;
