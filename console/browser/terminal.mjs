@@ -291,7 +291,17 @@ async function main() {
   appendFileSync(tailFile, 'appended-line \u00e9\n');
   await waitText(page, 3, '\\nappended-line \u00e9');
   result.tail = { readOnly: await page.evaluate(() => document.getElementById('term-panel-3').remoTerminal.xterm.options.disableStdin) };
+
+  step('another page and back');
+  await page.click('#nav-run');
+  await page.waitForSelector('#run-line');
+  await page.click('#nav-terminal');
+  await page.waitForSelector('#term-panel-3');
   await page.click('#term-tab-1');
+  await run(page, 'echo "back-$((3*3))"');
+  await waitText(page, 1, '\\nback-9');
+  result.keptAcrossPages = (await page.locator('#term-tabs [role=tab]').count()) === 3 && (await text(page, 1)).includes('\nMARK-42-END');
+
   await page.setViewportSize({ width: 1000, height: 700 });
   await page.waitForTimeout(300);
   await run(page, "clear; printf '\\033[1;32m%s\\033[0m \\033[33m%s\\033[0m\\n' 'remo terminal' 'h\\303\\251llo \\342\\234\\223'; ls -la --color=always / | head -n 12");

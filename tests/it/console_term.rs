@@ -9,8 +9,9 @@
 //! Ctrl-C; copies and pastes; measures the keystroke-to-echo time; moves 50
 //! MiB from `yes` and then a marker line (every byte arrives, the page's
 //! memory bounded); opens a second shell and a `tail -f` view in tabs, and
-//! appends to the followed file; ends a shell with Ctrl-D; and opens a
-//! shell 360 px wide.
+//! appends to the followed file; leaves for another page and comes back
+//! to the same terminals; ends a shell with Ctrl-D; and opens a shell
+//! 360 px wide.
 //!
 //! With `REMO_CONSOLE_SHOTS=DIR` it writes docs/console/terminal.png there
 //! (console/browser/screenshots.sh).
@@ -124,7 +125,12 @@ fn console_terminal_in_chromium_through_nginx() {
     let b = |p: &str| r.pointer(p).and_then(Value::as_bool);
     let n = |p: &str| r.pointer(p).and_then(Value::as_u64).unwrap_or(u64::MAX);
     let f = |p: &str| r.pointer(p).and_then(Value::as_f64).unwrap_or(f64::MAX);
-    let s = |p: &str| r.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |p: &str| {
+        r.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
 
     eprintln!(
         "console terminal: keystroke-to-echo median {:.1} ms, p90 {:.1} ms, max {:.1} ms ({} keys); \
@@ -162,12 +168,27 @@ fn console_terminal_in_chromium_through_nginx() {
     // UTF-8 and colours as rendered: xterm's default red (#cc0000), and 24-bit.
     assert_eq!(s("/utf8"), "h\u{e9}llo \u{2713} \u{65e5}\u{672c}");
     assert_eq!(s("/colours/red"), "rgb(204, 0, 0)", "{}", r["colours"]);
-    assert_eq!(s("/colours/truecolor"), "rgb(0, 128, 255)", "{}", r["colours"]);
+    assert_eq!(
+        s("/colours/truecolor"),
+        "rgb(0, 128, 255)",
+        "{}",
+        r["colours"]
+    );
 
     // The size follows the window, and the program sees it.
     assert_ne!(r["resize"]["before"], r["resize"]["after"]);
-    assert_eq!(n("/resize/stty/rows"), n("/resize/after/rows"), "{}", r["resize"]);
-    assert_eq!(n("/resize/stty/cols"), n("/resize/after/cols"), "{}", r["resize"]);
+    assert_eq!(
+        n("/resize/stty/rows"),
+        n("/resize/after/rows"),
+        "{}",
+        r["resize"]
+    );
+    assert_eq!(
+        n("/resize/stty/cols"),
+        n("/resize/after/cols"),
+        "{}",
+        r["resize"]
+    );
 
     // Ctrl-C interrupts `sleep 30` (status 130), well before it would end.
     assert_eq!(n("/interrupt/rc"), 130, "{}", r["interrupt"]);
@@ -218,6 +239,8 @@ fn console_terminal_in_chromium_through_nginx() {
     assert_eq!(n("/tabs/count"), 2);
     assert_eq!(s("/tabs/arrowSelected"), "true");
     assert_eq!(b("/tail/readOnly"), Some(true));
+    // Another page of the console and back: the terminals are still there.
+    assert_eq!(b("/keptAcrossPages"), Some(true));
 
     // Ctrl-D ends the shell: its exit code is shown.
     assert!(s("/ctrlD").contains("exit code 0"), "{}", s("/ctrlD"));

@@ -97,7 +97,9 @@ export function terminalPage(app) {
     }
     const n = st.next++;
     const name = kind === 'shell' ? `shell ${n}` : `tail ${path.split('/').pop() || path}`;
-    const t = makeTerminal(app, mods, { n, kind, name, path, onClose: () => closeTab(t), onSelect: (x) => select(x) });
+    // Through `st`: the tab outlives this page, and a later visit's
+    // functions are the ones that know the page's elements.
+    const t = makeTerminal(app, mods, { n, kind, name, path, onClose: () => st.close(t), onSelect: (x) => st.select(x) });
     st.tabs.push(t);
     select(t, false);
     status.textContent = '';
@@ -120,6 +122,9 @@ export function terminalPage(app) {
     if (st.active) select(st.active);
     else newBtn.focus();
   }
+
+  st.select = select;
+  st.close = closeTab;
 
   // Arrow keys move between tabs (the ARIA tabs pattern).
   tablist.addEventListener('keydown', (ev) => {
