@@ -43,8 +43,14 @@ struct Asset {
 /// Third-party files embedded from `console/node_modules` (served path
 /// below `a/<hash>/`, source below `console/`): all of them or none.
 const VENDOR: &[(&str, &str)] = &[
-    ("vendor/xterm.mjs", "node_modules/@xterm/xterm/lib/xterm.mjs"),
-    ("vendor/xterm.css", "node_modules/@xterm/xterm/css/xterm.css"),
+    (
+        "vendor/xterm.mjs",
+        "node_modules/@xterm/xterm/lib/xterm.mjs",
+    ),
+    (
+        "vendor/xterm.css",
+        "node_modules/@xterm/xterm/css/xterm.css",
+    ),
     (
         "vendor/addon-fit.mjs",
         "node_modules/@xterm/addon-fit/lib/addon-fit.mjs",
