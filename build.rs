@@ -10,6 +10,12 @@
 //! mixes with another; the entry page is rendered with that path
 //! (`@ASSETS@` → `a/<hash>`). A missing `console/` (a source tarball
 //! without it) builds a remod whose `/console/` says so.
+//!
+//! The Terminal page uses xterm.js from the npm registry
+//! (`console/package-lock.json`): when `npm ci` has been run in `console/`,
+//! the few files it needs ([`VENDOR`]) are embedded under `a/<hash>/vendor/`;
+//! without them (no Node) remod still builds and the page says what is
+//! missing.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -33,6 +39,23 @@ struct Asset {
     source: PathBuf,
     class: Class,
 }
+
+/// Third-party files embedded from `console/node_modules` (served path
+/// below `a/<hash>/`, source below `console/`): all of them or none.
+const VENDOR: &[(&str, &str)] = &[
+    (
+        "vendor/xterm.mjs",
+        "node_modules/@xterm/xterm/lib/xterm.mjs",
+    ),
+    (
+        "vendor/xterm.css",
+        "node_modules/@xterm/xterm/css/xterm.css",
+    ),
+    (
+        "vendor/addon-fit.mjs",
+        "node_modules/@xterm/addon-fit/lib/addon-fit.mjs",
+    ),
+];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -108,6 +131,7 @@ fn collect(console: &Path) -> Result<Vec<Asset>, String> {
         println!("cargo:rerun-if-changed={}", src.display());
         walk(&src, "", &mut assets)?;
     }
+    vendor(console, &mut assets);
     let mut seen = std::collections::BTreeSet::new();
     for a in &assets {
         content_type(&a.source)?;
@@ -116,6 +140,36 @@ fn collect(console: &Path) -> Result<Vec<Asset>, String> {
         }
     }
     Ok(assets)
+}
+
+/// The [`VENDOR`] files, if `npm ci` has put them there. Only existing
+/// files are watched (a missing watched path would rerun every build), so
+/// after a first `npm ci` in a tree built without them, `touch build.rs`.
+fn vendor(console: &Path, assets: &mut Vec<Asset>) {
+    let lock = console.join("package-lock.json");
+    if lock.is_file() {
+        println!("cargo:rerun-if-changed={}", lock.display());
+    }
+    let files: Vec<(String, PathBuf)> = VENDOR
+        .iter()
+        .map(|(url, src)| (url.to_string(), console.join(src)))
+        .collect();
+    if let Some((_, absent)) = files.iter().find(|(_, p)| !p.is_file()) {
+        println!(
+            "cargo:warning=console: {} is missing (run `npm ci` in console/, then `touch build.rs`): \
+             this remod's console has no Terminal page",
+            absent.display()
+        );
+        return;
+    }
+    for (url, source) in files {
+        println!("cargo:rerun-if-changed={}", source.display());
+        assets.push(Asset {
+            url,
+            source,
+            class: Class::Hashed,
+        });
+    }
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, String> {

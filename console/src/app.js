@@ -1,7 +1,8 @@
 /**
  * The console's entry module (loaded by index.html): the page shell — the
  * navigation, the session line with its time left — and one page at a
- * time from the location's hash (#keys, #signin, #run, #files, #admin).
+ * time from the location's hash (#keys, #signin, #run, #files, #terminal,
+ * #config, #doors, #admin).
  *
  * The server is the one this page came from: the console lives at
  * `{base}/console/`, so `{base}` is this page's path without `console/`.
@@ -17,12 +18,14 @@ import { filesPage } from './ui/files-page.js';
 import { configPage } from './ui/config-page.js';
 import { doorsPage } from './ui/doors-page.js';
 import { adminPage, adminNav } from './ui/admin-page.js';
+import { terminalPage } from './ui/term-page.js';
 
 const PAGES = [
   ['keys', 'Keys', keysPage],
   ['signin', 'Sign in', signinPage],
   ['run', 'Run', runPage],
   ['files', 'Files', filesPage],
+  ['terminal', 'Terminal', terminalPage],
   ['config', 'Config', configPage],
   ['doors', 'Doors', doorsPage],
   ['admin', 'Admin', adminPage],

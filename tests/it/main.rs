@@ -25,6 +25,7 @@ mod console_browser;
 mod console_config;
 mod console_doors;
 mod console_serve;
+mod console_term;
 mod contain_procs;
 mod containment;
 mod e2e_apache;

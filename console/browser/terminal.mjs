@@ -1,0 +1,366 @@
+// The console's Terminal page in a real browser: Debian's chromium driven
+// by Playwright, against a real remod behind the front door the caller
+// started (tests/it/console_term.rs). Talks to its caller as scenario.mjs
+// does: `NEED useradd NAME FILE` answered by `OK`, then one line
+// `RESULT {json}` with what it saw (the caller asserts on it).
+//
+// Environment: CONSOLE_URL (…/console/), WORK (a scratch directory),
+// TAIL_FILE (a file on the server, followed, to which this script
+// appends), SHOTS (optional: write docs/console/terminal.png there),
+// CHROMIUM (default /usr/bin/chromium), BIG_MB (the fast producer's size,
+// default 50).
+
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { writeFileSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const url = process.env.CONSOLE_URL;
+const work = process.env.WORK;
+const tailFile = process.env.TAIL_FILE;
+const shots = process.env.SHOTS || null;
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const bigMb = Number(process.env.BIG_MB || 50);
+
+const lines = createInterface({ input: process.stdin });
+const answers = lines[Symbol.asyncIterator]();
+async function need(what) {
+  process.stdout.write(`NEED ${what}\n`);
+  const a = await answers.next();
+  if (a.done || a.value.trim() !== 'OK') throw new Error(`the caller did not do: ${what} (${a.value})`);
+}
+
+const result = { steps: [] };
+const origin = new URL(url).origin;
+const step = (name) => {
+  result.steps.push(name);
+  process.stderr.write(`terminal: ${name}\n`);
+};
+
+/** The whole text of terminal N's buffer (scrollback and screen), trailing blanks cut. */
+function text(page, n) {
+  return page.evaluate((n) => {
+    const t = document.getElementById(`term-panel-${n}`)?.remoTerminal;
+    if (!t) return '';
+    const b = t.xterm.buffer.active;
+    const out = [];
+    for (let i = 0; i < b.length; i++) out.push(b.getLine(i)?.translateToString(true) ?? '');
+    while (out.length && out[out.length - 1] === '') out.pop();
+    return out.join('\n');
+  }, n);
+}
+
+/** Waits until terminal N's buffer matches `re` (a RegExp source). */
+async function waitText(page, n, re, timeout = 20_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const s = await text(page, n);
+    const m = s.match(new RegExp(re));
+    if (m) return m;
+    if (Date.now() - t0 > timeout) throw new Error(`terminal ${n}: no /${re}/ within ${timeout} ms; it shows:\n${s.slice(-2000)}`);
+    await page.waitForTimeout(50);
+  }
+}
+
+/** Types a command line into the focused terminal and presses Enter. */
+async function run(page, line) {
+  await page.keyboard.type(line);
+  await page.keyboard.press('Enter');
+}
+
+/** The page, for the status lines reported when a step fails. */
+let current = null;
+
+async function main() {
+  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'] });
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  // Every CSP violation, from the first script on (before the console's own).
+  await context.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));
+  });
+  result.foreign = [];
+  context.on('request', (r) => {
+    const u = r.url();
+    if (!u.startsWith(`${origin}/`) && !u.startsWith('blob:') && !u.startsWith('data:')) result.foreign.push(u);
+  });
+  const page = await context.newPage();
+  current = page;
+  result.console = [];
+  page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) result.console.push(`error: HTTP ${r.status()} ${r.url()}`);
+  });
+
+  step('key and sign-in');
+  await page.goto(`${url}#keys`);
+  await page.waitForSelector('html[data-ready]');
+  await page.fill('#create-name', 'tess');
+  await page.click('#create-key');
+  await page.waitForSelector('#public-pem');
+  const pubFile = join(work, 'tess.pub');
+  writeFileSync(pubFile, await page.textContent('#public-pem'));
+  await need(`useradd tess ${pubFile}`);
+  await page.goto(`${url}#signin`);
+  await page.fill('#signin-user', 'tess');
+  await page.click('#sign-in');
+  await page.waitForSelector('#signed-in', { timeout: 30_000 });
+
+  step('open a shell with the keyboard');
+  await page.goto(`${url}#terminal`);
+  await page.waitForSelector('#term-new');
+  for (let i = 0; i < 30; i++) {
+    if ((await page.evaluate(() => document.activeElement?.id)) === 'term-new') break;
+    await page.keyboard.press('Tab');
+  }
+  result.keyboardReachedNew = (await page.evaluate(() => document.activeElement?.id)) === 'term-new';
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#term-panel-1[data-state="running"]', { timeout: 30_000 });
+  result.focusInTerminal = await page.evaluate(() => document.activeElement?.classList.contains('xterm-helper-textarea'));
+  await run(page, "PS1='$ '; export HISTFILE=/dev/null; echo hello-$((6*7))");
+  await waitText(page, 1, '\\nhello-42');
+  result.typed = true;
+
+  step('utf-8 and colours');
+  await run(page, "printf '\\033[31mred\\033[0m \\033[38;2;0;128;255mtrue\\033[0m h\\303\\251llo \\342\\234\\223 \\346\\227\\245\\346\\234\\254\\n'");
+  const utf = await waitText(page, 1, '\\nred true (h.llo . ..)');
+  result.utf8 = utf[1];
+  await page.waitForTimeout(200); // a frame for the renderer
+  result.colours = await page.evaluate(() => {
+    const spans = [...document.querySelectorAll('#term-panel-1 .xterm-rows span')];
+    const col = (w) => {
+      const s = spans.find((e) => e.textContent === w);
+      return s ? getComputedStyle(s).color : null;
+    };
+    return { red: col('red'), truecolor: col('true'), styleElements: document.querySelectorAll('style').length };
+  });
+
+  step('tab completion and history');
+  await page.keyboard.type('ech');
+  await page.keyboard.press('Tab');
+  await run(page, ' tab-completed');
+  await waitText(page, 1, '\\ntab-completed');
+  await page.keyboard.press('ArrowUp');
+  await page.keyboard.press('Enter');
+  await waitText(page, 1, '\\ntab-completed\\n[^]*\\ntab-completed');
+  result.completion = true;
+
+  step('resize');
+  const before = await page.evaluate(() => {
+    const x = document.getElementById('term-panel-1').remoTerminal.xterm;
+    return { rows: x.rows, cols: x.cols };
+  });
+  await page.setViewportSize({ width: 700, height: 560 });
+  await page.waitForFunction((b) => document.getElementById('term-panel-1').remoTerminal.xterm.cols !== b.cols, before);
+  await page.waitForTimeout(400); // the debounce and the resize request
+  const after = await page.evaluate(() => {
+    const x = document.getElementById('term-panel-1').remoTerminal.xterm;
+    return { rows: x.rows, cols: x.cols };
+  });
+  await run(page, 'echo "size=$(stty size)"');
+  const size = await waitText(page, 1, '\\nsize=(\\d+) (\\d+)');
+  result.resize = { before, after, stty: { rows: Number(size[1]), cols: Number(size[2]) } };
+
+  step('ctrl-c');
+  await run(page, 'sleep 30');
+  await page.waitForTimeout(500);
+  const tInt = Date.now();
+  await page.keyboard.press('Control+C');
+  await run(page, 'echo "rc=$?"');
+  const rc = await waitText(page, 1, '\\nrc=(\\d+)');
+  result.interrupt = { rc: Number(rc[1]), ms: Date.now() - tInt };
+
+  step('copy and paste');
+  await page.evaluate(() => {
+    const x = document.getElementById('term-panel-1').remoTerminal.xterm;
+    const b = x.buffer.active;
+    for (let i = b.length - 1; i >= 0; i--) {
+      if (b.getLine(i)?.translateToString(true) === 'tab-completed') {
+        x.select(0, i, 'tab-completed'.length);
+        return;
+      }
+    }
+  });
+  await page.keyboard.press('Control+Shift+C');
+  await page.waitForTimeout(200);
+  result.copied = await page.evaluate(() => navigator.clipboard.readText());
+  await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((2+3))'));
+  await page.keyboard.press('Control+Shift+V');
+  await page.keyboard.press('Enter');
+  await waitText(page, 1, '\\npasted-5');
+  result.pasted = true;
+
+  step('echo latency');
+  // Keystroke to echo, measured in the page: a key's keydown (capture, before
+  // xterm sees it) to the moment xterm has parsed the echoed character.
+  await page.evaluate(() => {
+    const x = document.getElementById('term-panel-1').remoTerminal.xterm;
+    const ta = document.querySelector('#term-panel-1 .xterm-helper-textarea');
+    window.__lat = { pending: [], samples: [] };
+    ta.addEventListener('keydown', (e) => {
+      if (e.key.length === 1) window.__lat.pending.push({ ch: e.key, t: performance.now() });
+    }, true);
+    x.onWriteParsed(() => {
+      const p = window.__lat.pending[0];
+      if (!p) return;
+      const b = x.buffer.active;
+      const line = b.getLine(b.baseY + b.cursorY)?.translateToString(true) ?? '';
+      if (line.endsWith(p.ch) && line.length >= 2) {
+        window.__lat.samples.push(performance.now() - p.t);
+        window.__lat.pending.shift();
+      }
+    });
+  });
+  await page.keyboard.type(': ');
+  await page.waitForTimeout(200);
+  await page.evaluate(() => (window.__lat.samples = []));
+  const keys = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  for (const k of keys) {
+    await page.keyboard.press(k);
+    await page.waitForTimeout(60);
+  }
+  await page.waitForTimeout(300);
+  const samples = await page.evaluate(() => window.__lat.samples.slice());
+  await page.keyboard.press('Enter');
+  samples.sort((a, b) => a - b);
+  result.echo = {
+    n: samples.length,
+    median: samples.length ? samples[Math.floor(samples.length / 2)] : null,
+    p90: samples.length ? samples[Math.floor(samples.length * 0.9)] : null,
+    max: samples.length ? samples[samples.length - 1] : null,
+  };
+
+  step('fast producer');
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Runtime.enable');
+  let heapMax = 0;
+  let heapStop = false;
+  const heapDone = (async () => {
+    while (!heapStop) {
+      try {
+        const hu = await cdp.send('Runtime.getHeapUsage');
+        heapMax = Math.max(heapMax, hu.usedSize + (hu.backingStorageSize ?? 0));
+      } catch {
+        // busy
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const received0 = await page.evaluate(() => document.getElementById('term-panel-1').remoTerminal.proc.received);
+  const t0 = Date.now();
+  await run(page, `yes | head -c ${bigMb}M; echo "MARK-$((40+2))-END"`);
+  await waitText(page, 1, '\\nMARK-42-END', 600_000);
+  const seconds = (Date.now() - t0) / 1000;
+  heapStop = true;
+  await heapDone;
+  const received1 = await page.evaluate(() => document.getElementById('term-panel-1').remoTerminal.proc.received);
+  // How many "y" lines came through: xterm's buffer keeps the last
+  // SCROLLBACK lines; the byte count proves the rest arrived.
+  result.producer = {
+    bytes: received1 - received0,
+    seconds,
+    heapMax,
+    lastLines: (await text(page, 1)).split('\n').slice(-4),
+  };
+
+  step('second tab');
+  await page.click('#term-new');
+  await page.waitForSelector('#term-panel-2[data-state="running"]', { timeout: 30_000 });
+  await run(page, "PS1='$ '; echo \"two-$((1+1)) pid=$$\"");
+  const two = await waitText(page, 2, '\\ntwo-2 pid=(\\d+)');
+  await page.click('#term-tab-1');
+  await run(page, 'echo "one pid=$$"');
+  const one = await waitText(page, 1, '\\none pid=(\\d+)');
+  result.tabs = {
+    pids: [Number(one[1]), Number(two[1])],
+    hiddenTwo: await page.evaluate(() => document.getElementById('term-panel-2').hidden),
+    count: await page.locator('#term-tabs [role=tab]').count(),
+  };
+  // Arrow keys move between tabs.
+  await page.focus('#term-tab-1');
+  await page.keyboard.press('ArrowRight');
+  result.tabs.arrowSelected = await page.getAttribute('#term-tab-2', 'aria-selected');
+
+  step('tail view');
+  await page.fill('#term-tail-path', tailFile);
+  await page.click('#term-tail');
+  await page.waitForSelector('#term-panel-3[data-state="running"]', { timeout: 30_000 });
+  await waitText(page, 3, 'first-line');
+  appendFileSync(tailFile, 'appended-line \u00e9\n');
+  await waitText(page, 3, '\\nappended-line \u00e9');
+  result.tail = { readOnly: await page.evaluate(() => document.getElementById('term-panel-3').remoTerminal.xterm.options.disableStdin) };
+
+  step('another page and back');
+  await page.click('#nav-run');
+  await page.waitForSelector('#run-line');
+  await page.click('#nav-terminal');
+  await page.waitForSelector('#term-panel-3');
+  await page.click('#term-tab-1');
+  await run(page, 'echo "back-$((3*3))"');
+  await waitText(page, 1, '\\nback-9');
+  result.keptAcrossPages = (await page.locator('#term-tabs [role=tab]').count()) === 3 && (await text(page, 1)).includes('\nMARK-42-END');
+
+  await page.setViewportSize({ width: 1000, height: 700 });
+  await page.waitForTimeout(300);
+  await run(page, "clear; printf '\\033[1;32m%s\\033[0m \\033[33m%s\\033[0m\\n' 'remo terminal' 'h\\303\\251llo \\342\\234\\223'; ls -la --color=always / | head -n 12");
+  await page.waitForTimeout(500);
+  await shot(page, 'terminal');
+
+  step('ctrl-d ends a shell');
+  await page.click('#term-tab-2');
+  await page.keyboard.press('Control+D');
+  await page.waitForSelector('#term-panel-2[data-state="ended"]', { timeout: 20_000 });
+  result.ctrlD = await page.textContent('#term-state-2');
+
+  step('shift+tab leaves the terminal');
+  await page.click('#term-tab-1');
+  await page.keyboard.press('Shift+Tab');
+  result.shiftTabLeft = await page.evaluate(() => !document.activeElement?.classList.contains('xterm-helper-textarea'));
+
+  step('narrow screen');
+  const narrow = await context.newPage();
+  await narrow.setViewportSize({ width: 360, height: 740 });
+  await narrow.goto(`${url}#signin`);
+  await narrow.waitForSelector('html[data-ready]');
+  await narrow.fill('#signin-user', 'tess');
+  await narrow.click('#sign-in');
+  await narrow.waitForSelector('#signed-in', { timeout: 30_000 });
+  await narrow.goto(`${url}#terminal`);
+  await narrow.click('#term-new');
+  await narrow.waitForSelector('#term-panel-1[data-state="running"]', { timeout: 30_000 });
+  await narrow.keyboard.type("PS1='$ '; echo \"narrow $(stty size)\"");
+  await narrow.keyboard.press('Enter');
+  const nm = await waitText(narrow, 1, '\\nnarrow (\\d+) (\\d+)');
+  result.narrow = {
+    width: await narrow.evaluate(() => document.documentElement.scrollWidth),
+    cols: Number(nm[2]),
+  };
+  await narrow.close();
+
+  step('csp');
+  result.csp = await page.evaluate(() => window.__csp.slice());
+  result.styleElements = await page.evaluate(() => document.querySelectorAll('style').length);
+  await browser.close();
+}
+
+async function shot(page, name) {
+  if (!shots) return;
+  await page.screenshot({ path: join(shots, `${name}.png`) });
+}
+
+main().then(
+  () => {
+    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+    process.exit(0);
+  },
+  async (e) => {
+    result.error = `${e.stack ?? e}`;
+    result.pageStatus = await current
+      ?.evaluate(() => [...document.querySelectorAll('[role=status]')].map((x) => `${x.id}: ${x.textContent}`))
+      .catch(() => null);
+    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+    process.exit(1);
+  },
+);
