@@ -44,7 +44,14 @@ function text(page, n) {
     if (!t) return '';
     const b = t.xterm.buffer.active;
     const out = [];
-    for (let i = 0; i < b.length; i++) out.push(b.getLine(i)?.translateToString(true) ?? '');
+    // A line the terminal wrapped continues the one before it: joined, so
+    // a match does not depend on the width or the prompt's length.
+    for (let i = 0; i < b.length; i++) {
+      const l = b.getLine(i);
+      const s = l?.translateToString(true) ?? '';
+      if (l?.isWrapped && out.length) out[out.length - 1] += s;
+      else out.push(s);
+    }
     while (out.length && out[out.length - 1] === '') out.pop();
     return out.join('\n');
   }, n);
@@ -119,6 +126,9 @@ async function main() {
   await page.keyboard.press('Enter');
   await page.waitForSelector('#term-panel-1[data-state="running"]', { timeout: 30_000 });
   result.focusInTerminal = await page.evaluate(() => document.activeElement?.classList.contains('xterm-helper-textarea'));
+  // The login shell's first prompt, before typing: typed ahead, the line
+  // is echoed twice (by the tty, then by readline).
+  await waitText(page, 1, '[#$] ?$');
   await run(page, "PS1='$ '; export HISTFILE=/dev/null; echo hello-$((6*7))");
   await waitText(page, 1, '\\nhello-42');
   result.typed = true;
