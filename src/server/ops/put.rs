@@ -578,6 +578,21 @@ pub(crate) async fn commit(
                 t
             }
         };
+        // A named staging file is replaced by its name: it must still be
+        // the file written here. Whoever can write the directory may have
+        // renamed another in its place meanwhile (FUSE and other file
+        // systems without O_TMPFILE, or a run-as account's directory).
+        let ours = nix::sys::stat::fstat(file.as_raw_fd()).map_err(at)?;
+        match nix::sys::stat::fstatat(d, tmp.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino) => {}
+            Ok(_) | Err(Errno::ENOENT) => return Err(OpError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{what}: the staging file was replaced or removed; nothing was put in place"
+                ),
+            )),
+            Err(e) => return Err(at(e)),
+        }
         drop(file);
         if overwrite {
             if let Err(e) = nix::fcntl::renameat(d, tmp.as_os_str(), d, name.as_os_str()) {
