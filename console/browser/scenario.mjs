@@ -306,7 +306,9 @@ async function main() {
   };
   // Blocking: another page cannot be reached while it stands.
   await page.evaluate(() => (location.hash = '#run'));
-  await page.waitForTimeout(300);
+  // The page sends it back to #signin (the hash change is handled
+  // asynchronously): wait for that, with the warning still up.
+  await page.waitForFunction(() => location.hash === '#signin', null, { timeout: 15_000 }).catch(() => {});
   result.warning.stillThere = (await page.locator('#key-warning [role=alertdialog]').count()) === 1 && (await page.evaluate(() => location.hash)) === '#signin';
   await shot(page, 'warning');
   await page.click('#trust-new-key');
