@@ -69,6 +69,17 @@ async function waitText(page, n, re, timeout = 20_000) {
   }
 }
 
+/** Polls `fn` (every 50 ms) until it gives a truthy value, which it returns. */
+async function until(fn, what, timeout = 20_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - t0 > timeout) throw new Error(`no ${what} within ${timeout} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Types a command line into the focused terminal and presses Enter. */
 async function run(page, line) {
   await page.keyboard.type(line);
@@ -137,7 +148,11 @@ async function main() {
   await run(page, "printf '\\033[31mred\\033[0m \\033[38;2;0;128;255mtrue\\033[0m h\\303\\251llo \\342\\234\\223 \\346\\227\\245\\346\\234\\254\\n'");
   const utf = await waitText(page, 1, '\\nred true (h.llo . ..)');
   result.utf8 = utf[1];
-  await page.waitForTimeout(200); // a frame for the renderer
+  // The renderer draws on an animation frame: wait for the spans.
+  await page.waitForFunction(() => {
+    const spans = [...document.querySelectorAll('#term-panel-1 .xterm-rows span')];
+    return spans.some((e) => e.textContent === 'red') && spans.some((e) => e.textContent === 'true');
+  });
   result.colours = await page.evaluate(() => {
     const spans = [...document.querySelectorAll('#term-panel-1 .xterm-rows span')];
     const col = (w) => {
@@ -163,8 +178,13 @@ async function main() {
     return { rows: x.rows, cols: x.cols };
   });
   await page.setViewportSize({ width: 700, height: 560 });
-  await page.waitForFunction((b) => document.getElementById('term-panel-1').remoTerminal.xterm.cols !== b.cols, before);
-  await page.waitForTimeout(400); // the debounce and the resize request
+  // The page marks the size the server has acknowledged (`resize` answered):
+  // only then does the program see it.
+  await page.waitForFunction((b) => {
+    const p = document.getElementById('term-panel-1');
+    const x = p.remoTerminal.xterm;
+    return x.cols !== b.cols && p.dataset.size === `${x.cols}x${x.rows}`;
+  }, before);
   const after = await page.evaluate(() => {
     const x = document.getElementById('term-panel-1').remoTerminal.xterm;
     return { rows: x.rows, cols: x.cols };
@@ -174,8 +194,11 @@ async function main() {
   result.resize = { before, after, stty: { rows: Number(size[1]), cols: Number(size[2]) } };
 
   step('ctrl-c');
-  await run(page, 'sleep 30');
-  await page.waitForTimeout(500);
+  // Ctrl-C once the job is the terminal's foreground process group: the
+  // shell has given it the terminal before its `sh` prints the marker (a
+  // ^C typed earlier would reach the interactive shell, not the job).
+  await run(page, "sh -c 'echo sleeping-$((6*7)); exec sleep 30'");
+  await waitText(page, 1, '\\nsleeping-42');
   const tInt = Date.now();
   await page.keyboard.press('Control+C');
   await run(page, 'echo "rc=$?"');
@@ -193,10 +216,22 @@ async function main() {
       }
     }
   });
+  // Copying writes the clipboard asynchronously: wait until it changed.
+  await page.evaluate(() => navigator.clipboard.writeText('(not copied)'));
   await page.keyboard.press('Control+Shift+C');
-  await page.waitForTimeout(200);
-  result.copied = await page.evaluate(() => navigator.clipboard.readText());
+  result.copied = await until(async () => {
+    const c = await page.evaluate(() => navigator.clipboard.readText());
+    return c !== '(not copied)' && c;
+  }, 'the selection copied to the clipboard');
+  // Enter right after the paste: the page must send it after the pasted
+  // text, though the clipboard is read asynchronously — made slow here
+  // (300 ms, as a busy machine can), so a page that sends keys typed
+  // meanwhile first fails every time, not now and then.
   await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((2+3))'));
+  await page.evaluate(() => {
+    const read = navigator.clipboard.readText.bind(navigator.clipboard);
+    navigator.clipboard.readText = () => new Promise((r) => setTimeout(r, 300)).then(read);
+  });
   await page.keyboard.press('Control+Shift+V');
   await page.keyboard.press('Enter');
   await waitText(page, 1, '\\npasted-5');
@@ -204,34 +239,34 @@ async function main() {
 
   step('echo latency');
   // Keystroke to echo, measured in the page: a key's keydown (capture, before
-  // xterm sees it) to the moment xterm has parsed the echoed character.
+  // xterm sees it) to the moment xterm has parsed the echoed character. One
+  // key at a time: the next is pressed once the last one's echo is there.
+  await page.keyboard.type(': ');
+  await waitText(page, 1, '\\n\\$ : $');
   await page.evaluate(() => {
     const x = document.getElementById('term-panel-1').remoTerminal.xterm;
     const ta = document.querySelector('#term-panel-1 .xterm-helper-textarea');
-    window.__lat = { pending: [], samples: [] };
+    window.__lat = { pending: null, samples: [] };
     ta.addEventListener('keydown', (e) => {
-      if (e.key.length === 1) window.__lat.pending.push({ ch: e.key, t: performance.now() });
+      if (e.key.length === 1) window.__lat.pending = { ch: e.key, t: performance.now() };
     }, true);
     x.onWriteParsed(() => {
-      const p = window.__lat.pending[0];
+      const p = window.__lat.pending;
       if (!p) return;
       const b = x.buffer.active;
       const line = b.getLine(b.baseY + b.cursorY)?.translateToString(true) ?? '';
-      if (line.endsWith(p.ch) && line.length >= 2) {
+      if (line.endsWith(p.ch)) {
         window.__lat.samples.push(performance.now() - p.t);
-        window.__lat.pending.shift();
+        window.__lat.pending = null;
       }
     });
   });
-  await page.keyboard.type(': ');
-  await page.waitForTimeout(200);
-  await page.evaluate(() => (window.__lat.samples = []));
   const keys = 'abcdefghijklmnopqrstuvwxyz0123456789';
-  for (const k of keys) {
-    await page.keyboard.press(k);
-    await page.waitForTimeout(60);
+  for (let i = 0; i < keys.length; i++) {
+    await page.keyboard.press(keys[i]);
+    await page.waitForFunction((n) => window.__lat.samples.length > n, i, { timeout: 10_000 });
+    await page.waitForTimeout(50); // a typist's pace, not a wait for anything
   }
-  await page.waitForTimeout(300);
   const samples = await page.evaluate(() => window.__lat.samples.slice());
   await page.keyboard.press('Enter');
   samples.sort((a, b) => a - b);

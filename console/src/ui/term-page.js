@@ -35,6 +35,7 @@ const LOGIN_SHELL =
 
 let xtermModules = null;
 
+
 /** xterm.js and its fit add-on, with its style sheet; null if not embedded. */
 async function loadXterm() {
   if (xtermModules) return xtermModules;
@@ -228,20 +229,35 @@ function makeTerminal(app, { Terminal, FitAddon }, { n, kind, name, path, onClos
     },
   });
 
-  const send = (text) => {
-    if (!proc.send(utf8(text))) t.setStatus('Input refused: more than 1 MiB waiting to be sent.', 'running');
+  // Input typed while a paste waits for the clipboard (an asynchronous
+  // read): held, and sent after the pasted text, so keys keep their order
+  // (Ctrl+Shift+V then Enter runs the pasted line).
+  let held = null;
+  const sendBytes = (bytes) => {
+    if (held) held.push(bytes);
+    else if (!proc.send(bytes)) t.setStatus('Input refused: more than 1 MiB waiting to be sent.', 'running');
   };
   if (!readOnly) {
-    xterm.onData(send);
-    xterm.onBinary((s) => proc.send(Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff)));
+    xterm.onData((text) => sendBytes(utf8(text)));
+    xterm.onBinary((s) => sendBytes(Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff)));
   }
   async function copy() {
     const s = xterm.getSelection();
     if (s) await navigator.clipboard?.writeText(s).catch(() => {});
   }
   async function paste() {
-    const s = await navigator.clipboard?.readText().catch(() => '');
-    if (s) xterm.paste(s);
+    if (held) return; // one paste at a time
+    held = [];
+    let s = '';
+    try {
+      s = (await navigator.clipboard?.readText()) ?? '';
+    } catch {
+      // no permission, or no clipboard: nothing to paste
+    }
+    const after = held;
+    held = null;
+    if (s) xterm.paste(s); // through onData, now in order
+    for (const b of after) sendBytes(b);
     xterm.focus();
   }
   xterm.attachCustomKeyEventHandler((ev) => {
@@ -261,8 +277,15 @@ function makeTerminal(app, { Terminal, FitAddon }, { n, kind, name, path, onClos
   let timer = null;
   xterm.onResize(({ rows, cols }) => {
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      if (kind === 'shell') proc.resize(rows, cols).catch(() => {});
+    timer = setTimeout(async () => {
+      try {
+        if (kind === 'shell') await proc.resize(rows, cols);
+      } catch {
+        return; // the process is gone: its end is reported
+      }
+      // What the program sees now (`data-size`: the browser test waits for it).
+      if (xterm.rows !== rows || xterm.cols !== cols) return; // a later resize follows
+      panel.dataset.size = `${cols}x${rows}`;
       if (proc.running) t.setStatus(`running · ${cols}×${rows}`, 'running');
     }, RESIZE_DEBOUNCE_MS);
   });
@@ -300,6 +323,7 @@ function makeTerminal(app, { Terminal, FitAddon }, { n, kind, name, path, onClos
           ? { argv: ['/bin/sh', '-c', LOGIN_SHELL], pty: { rows: xterm.rows, cols: xterm.cols }, env: { TERM: 'xterm-256color', COLORTERM: 'truecolor' } }
           : { argv: ['tail', '-n', '50', '-F', '--', path] };
       await proc.start(desc);
+      if (kind === 'shell') panel.dataset.size = `${xterm.cols}x${xterm.rows}`;
       if (proc.running) this.setStatus(kind === 'shell' ? `running · ${xterm.cols}×${xterm.rows}` : `following ${path}`, 'running');
     },
     dispose() {
