@@ -387,6 +387,22 @@ async function main() {
   step('csp');
   result.csp = await page.evaluate(() => window.__csp.slice());
   result.styleElements = await page.evaluate(() => document.querySelectorAll('style').length);
+
+  step('a remod without xterm.js');
+  // What a remod built without console/node_modules serves: no vendor/
+  // files (404, as for any path not in its table). The page says why.
+  const bare = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  await bare.route(/\/console\/a\/[^/]+\/vendor\//, (r) => r.fulfill({ status: 404, contentType: 'text/plain', body: 'not found' }));
+  const np = await bare.newPage();
+  await np.goto(`${url}#terminal`);
+  await np.waitForSelector('html[data-ready]');
+  await np.waitForFunction(() => /xterm/.test(document.getElementById('term-status')?.textContent ?? ''), null, { timeout: 20_000 });
+  result.noXterm = {
+    status: await np.textContent('#term-status'),
+    newDisabled: await np.isDisabled('#term-new'),
+    tailDisabled: await np.isDisabled('#term-tail'),
+  };
+  await bare.close();
   await browser.close();
 }
 

@@ -10,8 +10,9 @@
 //! MiB from `yes` and then a marker line (every byte arrives, the page's
 //! memory bounded); opens a second shell and a `tail -f` view in tabs, and
 //! appends to the followed file; leaves for another page and comes back
-//! to the same terminals; ends a shell with Ctrl-D; and opens a shell
-//! 360 px wide.
+//! to the same terminals; ends a shell with Ctrl-D; opens a shell
+//! 360 px wide; and, with the server's `vendor/` files missing (a remod
+//! built without `npm ci`), sees the Terminal page say why.
 //!
 //! With `REMO_CONSOLE_SHOTS=DIR` it writes docs/console/terminal.png there
 //! (console/browser/screenshots.sh).
@@ -250,6 +251,16 @@ fn console_terminal_in_chromium_through_nginx() {
     // 360 px: no horizontal scrolling, a usable terminal.
     assert!(n("/narrow/width") <= 360, "{}", r["narrow"]);
     assert!(n("/narrow/cols") >= 30, "{}", r["narrow"]);
+
+    // Without xterm.js: the page says why, and offers no terminal.
+    assert!(
+        s("/noXterm/status").contains("built without xterm.js")
+            && s("/noXterm/status").contains("npm ci"),
+        "{}",
+        r["noXterm"]
+    );
+    assert_eq!(b("/noXterm/newDisabled"), Some(true), "{}", r["noXterm"]);
+    assert_eq!(b("/noXterm/tailDisabled"), Some(true), "{}", r["noXterm"]);
 
     nginx.assert_running();
     remod.assert_running();

@@ -35,6 +35,9 @@ const LOGIN_SHELL =
 
 let xtermModules = null;
 
+/** What the page says when xterm.js is not embedded (build.rs `VENDOR`). */
+export const NO_XTERM =
+  'No terminal: this remod was built without xterm.js (console/node_modules/@xterm was missing). Run `npm ci` in console/ on the build machine, `touch build.rs`, and build remod again.';
 
 /** xterm.js and its fit add-on, with its style sheet; null if not embedded. */
 async function loadXterm() {
@@ -65,6 +68,13 @@ export function terminalPage(app) {
   const tailPath = h('input', { id: 'term-tail-path', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: '/var/log/syslog' });
   const tailBtn = h('button', { type: 'submit', id: 'term-tail' }, 'Follow');
 
+  /** Says why there is no terminal, and offers none. */
+  function noXterm() {
+    st.noXterm = true;
+    status.textContent = NO_XTERM;
+    newBtn.disabled = tailBtn.disabled = true;
+  }
+
   function drawTabs() {
     replace(tablist, st.tabs.map((t) => t.tab));
     for (const t of st.tabs) {
@@ -74,8 +84,9 @@ export function terminalPage(app) {
       t.panel.hidden = !on;
       if (t.panel.parentNode !== panels) panels.append(t.panel);
     }
-    newBtn.disabled = tailBtn.disabled = st.tabs.length >= MAX_TERMINALS;
-    if (st.tabs.length >= MAX_TERMINALS) status.textContent = `At most ${MAX_TERMINALS} terminals at once: close one first.`;
+    newBtn.disabled = tailBtn.disabled = st.noXterm || st.tabs.length >= MAX_TERMINALS;
+    if (st.noXterm) status.textContent = NO_XTERM;
+    else if (st.tabs.length >= MAX_TERMINALS) status.textContent = `At most ${MAX_TERMINALS} terminals at once: close one first.`;
   }
 
   function select(t, focus = true) {
@@ -93,7 +104,7 @@ export function terminalPage(app) {
     if (st.tabs.length >= MAX_TERMINALS) return;
     const mods = await loadXterm();
     if (!mods) {
-      status.textContent = 'This remod was built without xterm.js: run `npm ci` in console/ and build remod again.';
+      noXterm();
       return;
     }
     const n = st.next++;
@@ -164,6 +175,8 @@ export function terminalPage(app) {
   );
   drawTabs();
   if (st.active) requestAnimationFrame(() => st.active?.fit());
+  // Said at once, not at the first click, when this remod has no xterm.js.
+  if (!st.noXterm && !xtermModules) loadXterm().then((m) => m || noXterm());
   return page;
 }
 
