@@ -7,7 +7,11 @@
 //! and is dropped again after Close), counts the time down, opens a
 //! forward to a web service in "lan" and follows its link in a new tab
 //! (the LAN page loads through the DNAT), and opens it for a guest
-//! address. Needs root, iproute2, nftables, conntrack and chromium.
+//! address: a request from the guest's address (a second address of
+//! "client", the probe's socket bound to it) then reaches the LAN service
+//! while one from a third address is dropped, and after the page closes
+//! the guest's grant the guest's is dropped too. Needs root, iproute2,
+//! nftables, conntrack and chromium.
 //!
 //! With `REMO_CONSOLE_SHOTS=DIR` it writes `doors.png` there.
 
@@ -28,7 +32,11 @@ use crate::firewall_netns::{
 use common::*;
 
 const SERVER4: &str = "10.200.1.1";
+/// The guest: an address of "client" besides its own (a /32, so the
+/// browser's connections keep CLIENT4 as their source).
 const GUEST4: &str = "10.200.1.3";
+/// Another address of "client" that nobody opens anything for.
+const OTHER4: &str = "10.200.1.4";
 const PORT: u16 = 8918;
 
 /// The LAN's web service: answers every request with a small page.
@@ -52,26 +60,44 @@ fn lan_web(lab: &Lab) {
     rx.recv().unwrap();
 }
 
-/// An HTTP GET to the web service from inside `ns`, tried up to three
-/// times if it must get through (see `tcp_probe_reaches`).
-fn web_probe(ns: &crate::firewall_netns::Ns, addr: &str, retry: bool) -> Probe {
+/// An HTTP GET to the web service from inside `ns`, from its address
+/// `from` (the socket bound to it) or the one the kernel picks; tried up
+/// to three times if it must get through (see `tcp_probe_reaches`).
+fn web_probe(ns: &crate::firewall_netns::Ns, from: Option<&str>, addr: &str, retry: bool) -> Probe {
     let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let from: Option<std::net::SocketAddr> = from.map(|ip| format!("{ip}:0").parse().unwrap());
     let once = || {
-        ns.within(
-            move || match TcpStream::connect_timeout(&addr, Duration::from_millis(700)) {
-                Ok(mut s) => {
-                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
-                    let mut buf = String::new();
-                    match s.read_to_string(&mut buf) {
-                        Ok(_) => Probe::Reply(buf),
-                        Err(e) => Probe::Other(format!("read: {e}")),
-                    }
+        ns.within(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                if let Some(from) = from {
+                    sock.bind(from).unwrap();
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Probe::Dropped,
-                Err(e) => Probe::Other(e.to_string()),
-            },
-        )
+                let mut s = match tokio::time::timeout(
+                    Duration::from_millis(700),
+                    sock.connect(addr),
+                )
+                .await
+                {
+                    Err(_) => return Probe::Dropped,
+                    Ok(Err(e)) => return Probe::Other(e.to_string()),
+                    Ok(Ok(s)) => s,
+                };
+                let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+                let mut buf = String::new();
+                match tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut buf)).await
+                {
+                    Ok(Ok(_)) => Probe::Reply(buf),
+                    Ok(Err(e)) => Probe::Other(format!("read: {e}")),
+                    Err(_) => Probe::Other("read: timed out".into()),
+                }
+            })
+        })
     };
     let mut p = once();
     for _ in 0..2 {
@@ -81,6 +107,14 @@ fn web_probe(ns: &crate::firewall_netns::Ns, addr: &str, retry: bool) -> Probe {
         p = once();
     }
     p
+}
+
+/// The LAN page came back.
+fn assert_lan_page(p: &Probe, what: &str) {
+    assert!(
+        matches!(p, Probe::Reply(t) if t.contains("the LAN web service")),
+        "{what}: {p:?}"
+    );
 }
 
 /// remod in "server", serving HTTP on the server's lab address; killed on drop.
@@ -155,6 +189,17 @@ default_duration = "10m"
 fn console_doors_open_and_close_in_chromium() {
     let lab = Lab::new();
     lan_web(&lab);
+    for a in [GUEST4, OTHER4] {
+        run_ok(Command::new("ip").args([
+            "-n",
+            &lab.client.name,
+            "addr",
+            "add",
+            &format!("{a}/32"),
+            "dev",
+            "veth0",
+        ]));
+    }
     let scratch = Scratch::new("console-doors");
     let root = scratch.path().to_path_buf();
     let mut remod = start_remod(&lab, &root);
@@ -183,15 +228,28 @@ fn console_doors_open_and_close_in_chromium() {
             "probe ssh closed" => assert_dropped(tcp_probe(&lab.client, &ssh), "ssh, closed"),
             "probe ssh open" => assert_reply(tcp_probe_reaches(&lab.client, &ssh), "ssh, open"),
             "probe intranet open" => {
-                let p = web_probe(&lab.client, &web, true);
-                assert!(
-                    matches!(&p, Probe::Reply(t) if t.contains("the LAN web service")),
-                    "intranet, open: {p:?}"
+                assert_lan_page(&web_probe(&lab.client, None, &web, true), "intranet, open")
+            }
+            "probe intranet closed" => assert_dropped(
+                web_probe(&lab.client, None, &web, false),
+                "intranet, closed",
+            ),
+            // The guest's grant: the guest's address gets through, a third
+            // address does not (while the client's own grant stands).
+            "probe intranet guest open" => {
+                assert_lan_page(
+                    &web_probe(&lab.client, Some(GUEST4), &web, true),
+                    "intranet from the guest's address, open",
+                );
+                assert_dropped(
+                    web_probe(&lab.client, Some(OTHER4), &web, false),
+                    "intranet from an address nobody opened it for",
                 );
             }
-            "probe intranet closed" => {
-                assert_dropped(web_probe(&lab.client, &web, false), "intranet, closed")
-            }
+            "probe intranet guest closed" => assert_dropped(
+                web_probe(&lab.client, Some(GUEST4), &web, false),
+                "intranet from the guest's address, closed",
+            ),
             other => panic!("unexpected NEED {other}"),
         },
     );
@@ -243,6 +301,18 @@ fn console_doors_open_and_close_in_chromium() {
         .filter_map(|r| r["ip"].as_str())
         .collect();
     assert!(ips.contains(&GUEST4) && ips.contains(&CLIENT4), "{ips:?}");
+    assert!(
+        s("/guestCloseStatus").starts_with(&format!("intranet is closed for {GUEST4}")),
+        "{}",
+        s("/guestCloseStatus")
+    );
+    let ips: Vec<&str> = result["intranetRowsAfterGuest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["ip"].as_str())
+        .collect();
+    assert_eq!(ips, [CLIENT4], "after closing the guest's grant");
     // Closed: the row gone, focus back on the Open button, the link gone.
     assert!(
         s("/closeStatus").starts_with("ssh is closed"),
