@@ -329,3 +329,142 @@ fn console_doors_open_and_close_in_chromium() {
     );
     assert!(remod.0.try_wait().unwrap().is_none(), "remod exited");
 }
+
+/// `remo ARGS` as `data`'s user, run in `ns` (so remod sees its address).
+fn remo_in_ns(
+    ns: &crate::firewall_netns::Ns,
+    scratch: &Scratch,
+    url: &str,
+    data: &DataDir,
+    args: &[&str],
+) -> Ran {
+    let c = Client::new(scratch, url, data).command(args);
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name])
+        .arg(c.get_program())
+        .args(c.get_args())
+        .env_clear();
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = output_with_input(cmd, Vec::new());
+    Ran {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A user `name` with `grants` and a key of their own.
+fn cli_user(scratch: &Scratch, data: &DataDir, name: &str, grants: &[&str]) -> DataDir {
+    let key = scratch.sub("keys").join(format!("{name}.key"));
+    run_ok(
+        Command::new(REMO)
+            .envs(client_env(scratch))
+            .args(["keygen", "--no-passphrase", "-o"])
+            .arg(&key),
+    );
+    user_add(
+        &data.user_db,
+        &format!("useradd {name} {}", key.with_extension("key.pub").display()),
+        grants,
+    );
+    DataDir {
+        dir: data.dir.clone(),
+        key_file: data.key_file.clone(),
+        user_db: data.user_db.clone(),
+        user: name.to_string(),
+        client_key: key,
+    }
+}
+
+/// `remo profiles`, the CLI's side of the `open` action the Doors page is
+/// built on, against the real binaries in the lab: the profiles the user
+/// may open (only those: `open:ssh` sees `ssh` alone, a user without an
+/// `open` grant none), what each opens and for how long, whether guests
+/// may be let in, and the address remod sees ("client"'s); `--json` gives
+/// the server's result.
+#[test]
+fn remo_profiles_lists_what_the_user_may_open() {
+    let lab = Lab::new();
+    let scratch = Scratch::new("remo-profiles");
+    let root = scratch.path().to_path_buf();
+    let _remod = start_remod(&lab, &root);
+    let admin = quick_data_dir(&root.join("quick"));
+    let url = format!("http://{SERVER4}:{PORT}");
+    let erin = cli_user(&scratch, &admin, "erin", &["open:ssh"]);
+    let frank = cli_user(&scratch, &admin, "frank", &["cmd"]);
+    let run = |d: &DataDir, args: &[&str]| {
+        let r = remo_in_ns(&lab.client, &scratch, &url, d, args);
+        assert_eq!(
+            r.code,
+            Some(0),
+            "remo {args:?} as {}: {}{}",
+            d.user,
+            r.out(),
+            r.stderr
+        );
+        r.out()
+    };
+
+    // The admin may open both.
+    let out = run(&admin, &["profiles"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    let cols = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        cols(lines[0]),
+        ["PROFILE", "DEFAULT", "MAX", "GUESTS", "OPENS"],
+        "{out}"
+    );
+    assert_eq!(
+        cols(lines[1]),
+        [
+            "intranet",
+            "10m00s",
+            "10m00s",
+            "yes",
+            "8080/tcp",
+            "->",
+            "10.200.2.2:80",
+            "(http)"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        cols(lines[2]),
+        ["ssh", "30m00s", "2h00m00s", "no", "22/tcp"],
+        "{out}"
+    );
+    assert_eq!(
+        lines[3],
+        format!("your address as the server sees it: {CLIENT4}")
+    );
+
+    // open:ssh: ssh only.
+    let out = run(&erin, &["profiles"]);
+    assert!(out.contains("\nssh "), "{out}");
+    assert!(!out.contains("intranet"), "{out}");
+    assert!(out.ends_with(&format!("sees it: {CLIENT4}\n")), "{out}");
+
+    // No open grant: nothing to open.
+    let out = run(&frank, &["profiles"]);
+    assert!(
+        out.starts_with("no firewall profile is open to you on this server\n"),
+        "{out}"
+    );
+
+    // --json: the result as the server sent it.
+    let out = run(&erin, &["--json", "profiles"]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "ip": CLIENT4,
+            "profiles": [{"name": "ssh", "ports": ["22/tcp"], "forwards": [],
+                          "default_duration": 1800, "max_duration": 7200, "guests": false}]
+        })
+    );
+}
