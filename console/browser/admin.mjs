@@ -122,7 +122,8 @@ async function main() {
 
   step('carol: no admin');
   await signIn(page, 'carol');
-  await page.waitForTimeout(500);
+  // The page has asked the server whether carol is an admin.
+  await page.waitForFunction(() => document.getElementById('nav-admin')?.parentElement?.dataset.checked === 'carol', null, { timeout: 15_000 });
   result.carolSeesLink = await page.evaluate(() => document.getElementById('nav-admin')?.parentElement?.hidden === false);
   await page.goto(`${url}#admin`);
   await page.waitForFunction(() => /Refused by the server/.test(document.querySelector('#admin-users')?.textContent ?? ''), null, { timeout: 15_000 });
