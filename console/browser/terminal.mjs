@@ -64,7 +64,10 @@ async function waitText(page, n, re, timeout = 20_000) {
     const s = await text(page, n);
     const m = s.match(new RegExp(re));
     if (m) return m;
-    if (Date.now() - t0 > timeout) throw new Error(`terminal ${n}: no /${re}/ within ${timeout} ms; it shows:\n${s.slice(-2000)}`);
+    if (Date.now() - t0 > timeout) {
+      const raw = await page.evaluate((n) => document.getElementById(`term-panel-${n}`)?.remoTerminal?.rawTail ?? null, n);
+      throw new Error(`terminal ${n}: no /${re}/ within ${timeout} ms; it shows:\n${s.slice(-2000)}\nthe last bytes it got: ${JSON.stringify(raw)}`);
+    }
     await page.waitForTimeout(50);
   }
 }
@@ -78,6 +81,20 @@ async function until(fn, what, timeout = 20_000) {
     if (Date.now() - t0 > timeout) throw new Error(`no ${what} within ${timeout} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Keeps the last 1000 bytes terminal N received (`rawTail`), for failure messages. */
+function recordRaw(page, n) {
+  return page.evaluate((n) => {
+    const t = document.getElementById(`term-panel-${n}`).remoTerminal;
+    const next = t.proc.onOutput;
+    const dec = new TextDecoder();
+    t.rawTail = '';
+    t.proc.onOutput = (bytes, ch) => {
+      t.rawTail = (t.rawTail + dec.decode(bytes.subarray(-1000))).slice(-1000);
+      return next(bytes, ch);
+    };
+  }, n);
 }
 
 /** Types a command line into the focused terminal and presses Enter. */
@@ -137,6 +154,7 @@ async function main() {
   await page.keyboard.press('Enter');
   await page.waitForSelector('#term-panel-1[data-state="running"]', { timeout: 30_000 });
   result.focusInTerminal = await page.evaluate(() => document.activeElement?.classList.contains('xterm-helper-textarea'));
+  await recordRaw(page, 1);
   // The login shell's first prompt, before typing: typed ahead, the line
   // is echoed twice (by the tty, then by readline).
   await waitText(page, 1, '[#$] ?$');
@@ -190,7 +208,10 @@ async function main() {
     return { rows: x.rows, cols: x.cols };
   });
   await run(page, 'echo "size=$(stty size)"');
-  const size = await waitText(page, 1, '\\nsize=(\\d+) (\\d+)');
+  // Not anchored at a line's start: bash redraws its line when the SIGWINCH
+  // reaches it, and typed right after the resize the output can land on
+  // the redrawn command line (the echoed command has no digits there).
+  const size = await waitText(page, 1, 'size=(\\d+) (\\d+)');
   result.resize = { before, after, stty: { rows: Number(size[1]), cols: Number(size[2]) } };
 
   step('ctrl-c');
@@ -313,6 +334,7 @@ async function main() {
   step('second tab');
   await page.click('#term-new');
   await page.waitForSelector('#term-panel-2[data-state="running"]', { timeout: 30_000 });
+  await recordRaw(page, 2);
   await run(page, "PS1='$ '; echo \"two-$((1+1)) pid=$$\"");
   const two = await waitText(page, 2, '\\ntwo-2 pid=(\\d+)');
   await page.click('#term-tab-1');
