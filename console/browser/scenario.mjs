@@ -10,45 +10,17 @@
 // the documentation's screenshots there), CHROMIUM (default
 // /usr/bin/chromium).
 //
-// It talks to its caller in lines: `NEED useradd NAME FILE` and `NEED
-// rekey` on stdout, answered by `OK` on stdin; at the end one line
-// `RESULT {json}` with what it saw, which the caller asserts on. A step
-// that fails ends it with `RESULT {"error": …}` and exit status 1.
+// It talks to its caller as common.mjs says: `NEED useradd NAME FILE`,
+// `NEED restart` and `NEED rekey`, answered by `OK`; then `RESULT {json}`.
 
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
-import { writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { createHash, createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
+import { url, work, result, step, shot, need, start, run } from './common.mjs';
 
-const url = process.env.CONSOLE_URL;
-const work = process.env.WORK;
 const big = process.env.BIG_FILE;
 const remoteDir = process.env.REMOTE_DIR;
-const shots = process.env.SHOTS || null;
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const HEAP_LIMIT = 100 * 1024 * 1024;
-
-const lines = createInterface({ input: process.stdin });
-const answers = lines[Symbol.asyncIterator]();
-async function need(what) {
-  process.stdout.write(`NEED ${what}\n`);
-  const a = await answers.next();
-  if (a.done || a.value.trim() !== 'OK') throw new Error(`the caller did not do: ${what} (${a.value})`);
-}
-
-const result = { steps: [] };
-const origin = new URL(url).origin;
-const step = (name) => {
-  result.steps.push(name);
-  process.stderr.write(`scenario: ${name}\n`);
-};
-
-async function shot(page, name) {
-  if (!shots) return;
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-}
 
 /** Samples the page's JS heap (V8 heap + ArrayBuffer backing stores) until stopped. */
 function heapSampler(cdp) {
@@ -75,21 +47,12 @@ function heapSampler(cdp) {
   };
 }
 
-async function main() {
-  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'] });
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 800 } });
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
-  result.requests = [];
-  result.foreign = [];
-  context.on('request', (r) => {
-    const u = r.url();
-    result.requests.push(u.length > 200 ? u.slice(0, 200) : u);
-    if (!u.startsWith(`${origin}/`) && !u.startsWith('blob:') && !u.startsWith('data:')) result.foreign.push(u);
+run(async () => {
+  const { browser, context, page } = await start({
+    context: { acceptDownloads: true },
+    permissions: ['clipboard-read', 'clipboard-write'],
+    requests: true,
   });
-  const page = await context.newPage();
-  result.console = [];
-  page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
 
   step('load');
   const resp = await page.goto(url);
@@ -284,7 +247,7 @@ async function main() {
     await narrow.waitForSelector('html[data-ready]');
     await narrow.waitForTimeout(300);
     result.narrow[p] = await narrow.evaluate(() => document.documentElement.scrollWidth);
-    if (shots && p === 'run') await narrow.screenshot({ path: join(shots, 'narrow-run.png'), fullPage: true });
+    if (p === 'run') await shot(narrow, 'narrow-run');
   }
   await narrow.close();
 
@@ -336,16 +299,4 @@ async function main() {
   });
 
   await browser.close();
-}
-
-main().then(
-  () => {
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(0);
-  },
-  (e) => {
-    result.error = `${e.stack ?? e}`;
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(1);
-  },
-);
+});

@@ -1,41 +1,16 @@
 // The console's Terminal page in a real browser: Debian's chromium driven
 // by Playwright, against a real remod behind the front door the caller
-// started (tests/it/console_term.rs). Talks to its caller as scenario.mjs
-// does: `NEED useradd NAME FILE` answered by `OK`, then one line
-// `RESULT {json}` with what it saw (the caller asserts on it).
-//
-// Environment: CONSOLE_URL (…/console/), WORK (a scratch directory),
+// started (tests/it/console_term.rs). The conversation with the caller
+// and the environment are common.mjs's (`NEED useradd NAME FILE`), plus
 // TAIL_FILE (a file on the server, followed, to which this script
-// appends), SHOTS (optional: write docs/console/terminal.png there),
-// CHROMIUM (default /usr/bin/chromium), BIG_MB (the fast producer's size,
-// default 50).
+// appends) and BIG_MB (the fast producer's size, default 50); with SHOTS
+// it writes docs/console/terminal.png there.
 
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
-import { writeFileSync, appendFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync } from 'node:fs';
+import { url, result, step, shot, need, start, signIn, run } from './common.mjs';
 
-const url = process.env.CONSOLE_URL;
-const work = process.env.WORK;
 const tailFile = process.env.TAIL_FILE;
-const shots = process.env.SHOTS || null;
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const bigMb = Number(process.env.BIG_MB || 50);
-
-const lines = createInterface({ input: process.stdin });
-const answers = lines[Symbol.asyncIterator]();
-async function need(what) {
-  process.stdout.write(`NEED ${what}\n`);
-  const a = await answers.next();
-  if (a.done || a.value.trim() !== 'OK') throw new Error(`the caller did not do: ${what} (${a.value})`);
-}
-
-const result = { steps: [] };
-const origin = new URL(url).origin;
-const step = (name) => {
-  result.steps.push(name);
-  process.stderr.write(`terminal: ${name}\n`);
-};
 
 /** The whole text of terminal N's buffer (scrollback and screen), trailing blanks cut. */
 function text(page, n) {
@@ -98,50 +73,23 @@ function recordRaw(page, n) {
 }
 
 /** Types a command line into the focused terminal and presses Enter. */
-async function run(page, line) {
+async function runLine(page, line) {
   await page.keyboard.type(line);
   await page.keyboard.press('Enter');
 }
 
-/** The page, for the status lines reported when a step fails. */
-let current = null;
-
-async function main() {
-  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'] });
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
-  // Every CSP violation, from the first script on (before the console's own).
-  await context.addInitScript(() => {
-    window.__csp = [];
-    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));
+run(async () => {
+  const { browser, context, page } = await start({
+    permissions: ['clipboard-read', 'clipboard-write'],
+    // Every CSP violation, from the first script on (before the console's own).
+    init: () => {
+      window.__csp = [];
+      document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));
+    },
+    httpErrors: true,
+    requests: true,
   });
-  result.foreign = [];
-  context.on('request', (r) => {
-    const u = r.url();
-    if (!u.startsWith(`${origin}/`) && !u.startsWith('blob:') && !u.startsWith('data:')) result.foreign.push(u);
-  });
-  const page = await context.newPage();
-  current = page;
-  result.console = [];
-  page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
-  page.on('response', (r) => {
-    if (r.status() >= 400) result.console.push(`error: HTTP ${r.status()} ${r.url()}`);
-  });
-
-  step('key and sign-in');
-  await page.goto(`${url}#keys`);
-  await page.waitForSelector('html[data-ready]');
-  await page.fill('#create-name', 'tess');
-  await page.click('#create-key');
-  await page.waitForSelector('#public-pem');
-  const pubFile = join(work, 'tess.pub');
-  writeFileSync(pubFile, await page.textContent('#public-pem'));
-  await need(`useradd tess ${pubFile}`);
-  await page.goto(`${url}#signin`);
-  await page.fill('#signin-user', 'tess');
-  await page.click('#sign-in');
-  await page.waitForSelector('#signed-in', { timeout: 30_000 });
+  await signIn(page, 'tess');
 
   step('open a shell with the keyboard');
   await page.goto(`${url}#terminal`);
@@ -158,12 +106,12 @@ async function main() {
   // The login shell's first prompt, before typing: typed ahead, the line
   // is echoed twice (by the tty, then by readline).
   await waitText(page, 1, '[#$] ?$');
-  await run(page, "PS1='$ '; export HISTFILE=/dev/null; echo hello-$((6*7))");
+  await runLine(page, "PS1='$ '; export HISTFILE=/dev/null; echo hello-$((6*7))");
   await waitText(page, 1, '\\nhello-42');
   result.typed = true;
 
   step('utf-8 and colours');
-  await run(page, "printf '\\033[31mred\\033[0m \\033[38;2;0;128;255mtrue\\033[0m h\\303\\251llo \\342\\234\\223 \\346\\227\\245\\346\\234\\254\\n'");
+  await runLine(page, "printf '\\033[31mred\\033[0m \\033[38;2;0;128;255mtrue\\033[0m h\\303\\251llo \\342\\234\\223 \\346\\227\\245\\346\\234\\254\\n'");
   const utf = await waitText(page, 1, '\\nred true (h.llo . ..)');
   result.utf8 = utf[1];
   // The renderer draws on an animation frame: wait for the spans.
@@ -183,7 +131,7 @@ async function main() {
   step('tab completion and history');
   await page.keyboard.type('ech');
   await page.keyboard.press('Tab');
-  await run(page, ' tab-completed');
+  await runLine(page, ' tab-completed');
   await waitText(page, 1, '\\ntab-completed');
   await page.keyboard.press('ArrowUp');
   await page.keyboard.press('Enter');
@@ -207,7 +155,7 @@ async function main() {
     const x = document.getElementById('term-panel-1').remoTerminal.xterm;
     return { rows: x.rows, cols: x.cols };
   });
-  await run(page, 'echo "size=$(stty size)"');
+  await runLine(page, 'echo "size=$(stty size)"');
   // Not anchored at a line's start: bash redraws its line when the SIGWINCH
   // reaches it, and typed right after the resize the output can land on
   // the redrawn command line (the echoed command has no digits there).
@@ -218,11 +166,11 @@ async function main() {
   // Ctrl-C once the job is the terminal's foreground process group: the
   // shell has given it the terminal before its `sh` prints the marker (a
   // ^C typed earlier would reach the interactive shell, not the job).
-  await run(page, "sh -c 'echo sleeping-$((6*7)); exec sleep 30'");
+  await runLine(page, "sh -c 'echo sleeping-$((6*7)); exec sleep 30'");
   await waitText(page, 1, '\\nsleeping-42');
   const tInt = Date.now();
   await page.keyboard.press('Control+C');
-  await run(page, 'echo "rc=$?"');
+  await runLine(page, 'echo "rc=$?"');
   const rc = await waitText(page, 1, '\\nrc=(\\d+)');
   result.interrupt = { rc: Number(rc[1]), ms: Date.now() - tInt };
 
@@ -316,7 +264,7 @@ async function main() {
   })();
   const received0 = await page.evaluate(() => document.getElementById('term-panel-1').remoTerminal.proc.received);
   const t0 = Date.now();
-  await run(page, `yes | head -c ${bigMb}M; echo "MARK-$((40+2))-END"`);
+  await runLine(page, `yes | head -c ${bigMb}M; echo "MARK-$((40+2))-END"`);
   await waitText(page, 1, '\\nMARK-42-END', 600_000);
   const seconds = (Date.now() - t0) / 1000;
   heapStop = true;
@@ -335,10 +283,10 @@ async function main() {
   await page.click('#term-new');
   await page.waitForSelector('#term-panel-2[data-state="running"]', { timeout: 30_000 });
   await recordRaw(page, 2);
-  await run(page, "PS1='$ '; echo \"two-$((1+1)) pid=$$\"");
+  await runLine(page, "PS1='$ '; echo \"two-$((1+1)) pid=$$\"");
   const two = await waitText(page, 2, '\\ntwo-2 pid=(\\d+)');
   await page.click('#term-tab-1');
-  await run(page, 'echo "one pid=$$"');
+  await runLine(page, 'echo "one pid=$$"');
   const one = await waitText(page, 1, '\\none pid=(\\d+)');
   result.tabs = {
     pids: [Number(one[1]), Number(two[1])],
@@ -365,15 +313,15 @@ async function main() {
   await page.click('#nav-terminal');
   await page.waitForSelector('#term-panel-3');
   await page.click('#term-tab-1');
-  await run(page, 'echo "back-$((3*3))"');
+  await runLine(page, 'echo "back-$((3*3))"');
   await waitText(page, 1, '\\nback-9');
   result.keptAcrossPages = (await page.locator('#term-tabs [role=tab]').count()) === 3 && (await text(page, 1)).includes('\nMARK-42-END');
 
   await page.setViewportSize({ width: 1000, height: 700 });
   await page.waitForTimeout(300);
-  await run(page, "clear; printf '\\033[1;32m%s\\033[0m \\033[33m%s\\033[0m\\n' 'remo terminal' 'h\\303\\251llo \\342\\234\\223'; ls -la --color=always / | head -n 12");
+  await runLine(page, "clear; printf '\\033[1;32m%s\\033[0m \\033[33m%s\\033[0m\\n' 'remo terminal' 'h\\303\\251llo \\342\\234\\223'; ls -la --color=always / | head -n 12");
   await page.waitForTimeout(500);
-  await shot(page, 'terminal');
+  await shot(page, 'terminal', { fullPage: false });
 
   step('ctrl-d ends a shell');
   await page.click('#term-tab-2');
@@ -426,24 +374,4 @@ async function main() {
   };
   await bare.close();
   await browser.close();
-}
-
-async function shot(page, name) {
-  if (!shots) return;
-  await page.screenshot({ path: join(shots, `${name}.png`) });
-}
-
-main().then(
-  () => {
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(0);
-  },
-  async (e) => {
-    result.error = `${e.stack ?? e}`;
-    result.pageStatus = await current
-      ?.evaluate(() => [...document.querySelectorAll('[role=status]')].map((x) => `${x.id}: ${x.textContent}`))
-      .catch(() => null);
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(1);
-  },
-);
+});

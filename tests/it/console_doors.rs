@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common;
-use crate::console_config::{run_page_scenario, user_add};
+use crate::common::browser::{add_user, assert_no_csp_report, user_add, Scenario};
 use crate::firewall_netns::{
     assert_dropped, assert_reply, tcp_probe, tcp_probe_reaches, Lab, Probe, CLIENT4,
 };
@@ -208,51 +208,50 @@ fn console_doors_open_and_close_in_chromium() {
     let ssh = format!("{SERVER4}:22");
     let web = format!("{SERVER4}:8080");
 
-    let result = run_page_scenario(
+    let result = Scenario::new(
         "doors.mjs",
-        &["ip", "netns", "exec", &lab.client.name],
         &format!("{origin}/console/"),
         &root.join("browser"),
-        &[
-            // Not localhost: only a secure context has WebCrypto.
-            (
-                "CHROMIUM_ARGS",
-                format!("--unsafely-treat-insecure-origin-as-secure={origin}"),
-            ),
-            ("GUEST_IP", GUEST4.to_string()),
-        ],
-        |what| match what {
-            w if w.starts_with("useradd ") => {
-                user_add(&data.user_db, w, &["open:ssh", "open:intranet"])
-            }
-            "probe ssh closed" => assert_dropped(tcp_probe(&lab.client, &ssh), "ssh, closed"),
-            "probe ssh open" => assert_reply(tcp_probe_reaches(&lab.client, &ssh), "ssh, open"),
-            "probe intranet open" => {
-                assert_lan_page(&web_probe(&lab.client, None, &web, true), "intranet, open")
-            }
-            "probe intranet closed" => assert_dropped(
-                web_probe(&lab.client, None, &web, false),
-                "intranet, closed",
-            ),
-            // The guest's grant: the guest's address gets through, a third
-            // address does not (while the client's own grant stands).
-            "probe intranet guest open" => {
-                assert_lan_page(
-                    &web_probe(&lab.client, Some(GUEST4), &web, true),
-                    "intranet from the guest's address, open",
-                );
-                assert_dropped(
-                    web_probe(&lab.client, Some(OTHER4), &web, false),
-                    "intranet from an address nobody opened it for",
-                );
-            }
-            "probe intranet guest closed" => assert_dropped(
-                web_probe(&lab.client, Some(GUEST4), &web, false),
-                "intranet from the guest's address, closed",
-            ),
-            other => panic!("unexpected NEED {other}"),
-        },
-    );
+    )
+    .prefix(&["ip", "netns", "exec", &lab.client.name])
+    // Not localhost: only a secure context has WebCrypto.
+    .env(
+        "CHROMIUM_ARGS",
+        format!("--unsafely-treat-insecure-origin-as-secure={origin}"),
+    )
+    .env("GUEST_IP", GUEST4)
+    .run(|what| match what {
+        w if w.starts_with("useradd ") => {
+            user_add(&data.user_db, w, &["open:ssh", "open:intranet"])
+        }
+        "probe ssh closed" => assert_dropped(tcp_probe(&lab.client, &ssh), "ssh, closed"),
+        "probe ssh open" => assert_reply(tcp_probe_reaches(&lab.client, &ssh), "ssh, open"),
+        "probe intranet open" => {
+            assert_lan_page(&web_probe(&lab.client, None, &web, true), "intranet, open")
+        }
+        "probe intranet closed" => assert_dropped(
+            web_probe(&lab.client, None, &web, false),
+            "intranet, closed",
+        ),
+        // The guest's grant: the guest's address gets through, a third
+        // address does not (while the client's own grant stands).
+        "probe intranet guest open" => {
+            assert_lan_page(
+                &web_probe(&lab.client, Some(GUEST4), &web, true),
+                "intranet from the guest's address, open",
+            );
+            assert_dropped(
+                web_probe(&lab.client, Some(OTHER4), &web, false),
+                "intranet from an address nobody opened it for",
+            );
+        }
+        "probe intranet guest closed" => assert_dropped(
+            web_probe(&lab.client, Some(GUEST4), &web, false),
+            "intranet from the guest's address, closed",
+        ),
+        other => panic!("unexpected NEED {other}"),
+    });
+    assert_no_csp_report(&result);
     eprintln!("doors scenario: {result}");
     let s = |p: &str| {
         result
@@ -366,9 +365,10 @@ fn cli_user(scratch: &Scratch, data: &DataDir, name: &str, grants: &[&str]) -> D
             .args(["keygen", "--no-passphrase", "-o"])
             .arg(&key),
     );
-    user_add(
+    add_user(
         &data.user_db,
-        &format!("useradd {name} {}", key.with_extension("key.pub").display()),
+        name,
+        &key.with_extension("key.pub").to_string_lossy(),
         grants,
     );
     DataDir {
