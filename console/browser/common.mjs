@@ -48,6 +48,17 @@ export async function waitText(page, sel, re, timeout = 30_000) {
   return page.textContent(sel);
 }
 
+/** Polls `fn` (every 50 ms) until it gives a truthy value, which it returns. */
+export async function until(fn, what, timeout = 20_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - t0 > timeout) throw new Error(`no ${what} within ${timeout} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** The page whose status lines a failure reports. */
 let current = null;
 

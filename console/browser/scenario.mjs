@@ -17,7 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { createHash, createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
-import { url, work, result, step, shot, need, start, run } from './common.mjs';
+import { url, work, result, step, shot, need, start, run, until } from './common.mjs';
 
 const big = process.env.BIG_FILE;
 const remoteDir = process.env.REMOTE_DIR;
@@ -183,7 +183,8 @@ run(async () => {
     heap: await stopHeap(),
   };
   if (result.upload.state === 'done') {
-    await page.waitForFunction(() => /up\.bin/.test(document.querySelector('#files-list')?.textContent ?? ''));
+    // The listing is read again after the upload (see 'cancel' for why not waitForFunction).
+    await until(() => page.evaluate(() => /up\.bin/.test(document.querySelector('#files-list')?.textContent ?? '')), 'up.bin in the listing', 120_000);
   }
 
   step('download');
@@ -208,22 +209,30 @@ run(async () => {
   await shot(page, 'files');
 
   step('cancel');
+  // While a transfer streams (8 MiB request bodies, records), Playwright's
+  // waits and pointer actions stall on a loaded machine — a bounding box,
+  // a focus, a scroll into view timed out after 10–20 s — though the page
+  // handles input at once (a key press: 15 ms). So the transfer is watched
+  // with plain evaluations, and its Cancel button pressed from the
+  // keyboard, as a keyboard user does.
+  const cancelFirstTransfer = async (what) => {
+    await until(() => page.evaluate(() => Number(document.querySelector('#transfers li:first-child progress')?.value) > 0), `${what} under way`, 120_000);
+    await page.evaluate(() => document.querySelector('#transfers li:first-child button').focus());
+    await page.keyboard.press('Enter');
+    await until(() => page.evaluate(() => document.querySelector('#transfers li:first-child')?.dataset.state ?? null), `${what} ended`, 60_000);
+    return page.evaluate(() => document.querySelector('#transfers li:first-child').textContent);
+  };
   // A download cancelled in the page: the browser's download fails too.
   const [dl2] = await Promise.all([
     page.waitForEvent('download', { timeout: 120_000 }),
     page.click('#files-list button[aria-label="Download down.bin"]'),
   ]);
-  await page.waitForFunction(() => Number(document.querySelector('#transfers li:first-child progress')?.value) > 0);
-  await page.click('#transfers li:first-child button');
-  await page.waitForSelector('#transfers li:first-child[data-state]');
-  result.cancelDownload = { row: await page.textContent('#transfers li:first-child'), failure: await dl2.failure() };
+  result.cancelDownload = { row: await cancelFirstTransfer('the download') };
+  result.cancelDownload.failure = await dl2.failure();
   // An upload cancelled after its first part: nothing is written.
   await page.setInputFiles('#upload-file', process.env.CANCEL_FILE);
   await page.click('#upload');
-  await page.waitForFunction(() => Number(document.querySelector('#transfers li:first-child progress')?.value) > 0, null, { timeout: 120_000 });
-  await page.click('#transfers li:first-child button');
-  await page.waitForSelector('#transfers li:first-child[data-state]');
-  result.cancelUpload = { row: await page.textContent('#transfers li:first-child') };
+  result.cancelUpload = { row: await cancelFirstTransfer('the upload') };
 
   step('re-login after the server restarted');
   await need('restart');

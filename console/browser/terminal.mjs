@@ -7,7 +7,7 @@
 // it writes docs/console/terminal.png there.
 
 import { appendFileSync } from 'node:fs';
-import { url, result, step, shot, need, start, signIn, run } from './common.mjs';
+import { url, result, step, shot, need, start, signIn, run, until } from './common.mjs';
 
 const tailFile = process.env.TAIL_FILE;
 const bigMb = Number(process.env.BIG_MB || 50);
@@ -44,17 +44,6 @@ async function waitText(page, n, re, timeout = 20_000) {
       throw new Error(`terminal ${n}: no /${re}/ within ${timeout} ms; it shows:\n${s.slice(-2000)}\nthe last bytes it got: ${JSON.stringify(raw)}`);
     }
     await page.waitForTimeout(50);
-  }
-}
-
-/** Polls `fn` (every 50 ms) until it gives a truthy value, which it returns. */
-async function until(fn, what, timeout = 20_000) {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - t0 > timeout) throw new Error(`no ${what} within ${timeout} ms`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
