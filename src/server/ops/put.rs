@@ -585,12 +585,14 @@ pub(crate) async fn commit(
         let ours = nix::sys::stat::fstat(file.as_raw_fd()).map_err(at)?;
         match nix::sys::stat::fstatat(d, tmp.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino) => {}
-            Ok(_) | Err(Errno::ENOENT) => return Err(OpError::new(
-                ErrorCode::Conflict,
-                format!(
+            Ok(_) | Err(Errno::ENOENT) => {
+                return Err(OpError::new(
+                    ErrorCode::Conflict,
+                    format!(
                     "{what}: the staging file was replaced or removed; nothing was put in place"
                 ),
-            )),
+                ))
+            }
             Err(e) => return Err(at(e)),
         }
         drop(file);
