@@ -86,7 +86,7 @@ pub(crate) async fn op(
     (status, out, serde_json::from_slice(last).unwrap())
 }
 
-fn audit_json(data: &Path, args: &[&str]) -> Vec<Value> {
+pub(crate) fn audit_json(data: &Path, args: &[&str]) -> Vec<Value> {
     let o = remod()
         .args(["audit", "--user-db"])
         .arg(data.join("users.db"))

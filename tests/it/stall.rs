@@ -53,16 +53,34 @@ fn start(dir: &Path, config: &str) -> Server {
         .stderr(log)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "remod did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_tcp(port);
     Server {
         child,
         port,
         url: format!("http://127.0.0.1:{port}"),
     }
+}
+
+/// The set-up of every test here: `dir/files` (made by `fill`), remod with
+/// `config`, and the user `mallory` who may read and write below it.
+/// Returns the server, its data dir, the files' path, and mallory's key.
+fn lab(
+    dir: &Path,
+    config: &str,
+    fill: impl FnOnce(&Path),
+) -> (Server, std::path::PathBuf, String, IdentityKey) {
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    fill(&files);
+    let srv = start(dir, config);
+    let data = dir.join("data");
+    let f = files.to_str().unwrap().to_string();
+    let key = add_user(
+        &data,
+        "mallory",
+        &[&format!("files:read:{f}"), &format!("files:write:{f}")],
+    );
+    (srv, data, f, key)
 }
 
 /// Adds `name` with `grants` and a fresh key.
@@ -152,25 +170,18 @@ const MANY: usize = 600;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_transfers_starve_neither_logins_nor_revocation() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let files = dir.join("files");
-    std::fs::create_dir_all(files.join("many")).unwrap();
-    // Bigger than what the socket buffers and the server's queues hold.
-    common::random_file(&files.join("big"), 64 << 20);
-    for i in 0..30_000 {
-        let name = format!("{}-{i:06}", "a-long-name-".repeat(10));
-        std::fs::write(files.join("many").join(name), b"").unwrap();
-    }
-    let srv = start(
-        dir,
+    let (srv, data, f, mallory) = lab(
+        tmp.path(),
         "[limits]\nmax_transfers = 4096\nmax_transfers_per_user = 4096\nmax_sessions_per_user = 4096\n",
-    );
-    let data = dir.join("data");
-    let f = files.to_str().unwrap();
-    let mallory = add_user(
-        &data,
-        "mallory",
-        &[&format!("files:read:{f}"), &format!("files:write:{f}")],
+        |files| {
+            std::fs::create_dir_all(files.join("many")).unwrap();
+            // Bigger than what the socket buffers and the server's queues hold.
+            common::random_file(&files.join("big"), 64 << 20);
+            for i in 0..30_000 {
+                let name = format!("{}-{i:06}", "a-long-name-".repeat(10));
+                std::fs::write(files.join("many").join(name), b"").unwrap();
+            }
+        },
     );
     let admin = add_user(&data, "root2", &["admin"]);
     let http = reqwest::Client::new();
@@ -280,20 +291,9 @@ fn quiet(pid: u32, limit: Duration) {
     }
 }
 
-/// `remod audit --json`, every row.
+/// Every audit row.
 fn audit(data: &Path) -> Vec<serde_json::Value> {
-    let o = common::remod_command()
-        .args(["audit", "--user-db"])
-        .arg(data.join("users.db"))
-        .args(["--json", "--limit", "100000"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice::<serde_json::Value>(&o.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    crate::revoke_http::audit_json(data, &["--limit", "100000"])
 }
 
 /// With the default caps, one user's transfers in progress stop at
@@ -302,20 +302,10 @@ fn audit(data: &Path) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_users_transfers_are_capped() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let files = dir.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    std::fs::write(files.join("small"), b"hello").unwrap();
-    let srv = start(
-        dir,
+    let (srv, data, f, key) = lab(
+        tmp.path(),
         "[limits]\nmax_transfers = 64\nmax_transfers_per_user = 3\n",
-    );
-    let data = dir.join("data");
-    let f = files.to_str().unwrap();
-    let key = add_user(
-        &data,
-        "mallory",
-        &[&format!("files:read:{f}"), &format!("files:write:{f}")],
+        |files| std::fs::write(files.join("small"), b"hello").unwrap(),
     );
     let other = add_user(&data, "alice", &[&format!("files:read:{f}")]);
     let http = reqwest::Client::new();
@@ -365,21 +355,14 @@ async fn one_users_transfers_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_transfers_time_out() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let files = dir.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    common::random_file(&files.join("big"), 64 << 20);
-    let srv = start(
-        dir,
+    let (srv, data, f, key) = lab(
+        tmp.path(),
         "[limits]\nmax_transfers_per_user = 2\ntransfer_idle_timeout = 2\n",
+        |files| {
+            common::random_file(&files.join("big"), 64 << 20);
+        },
     );
-    let data = dir.join("data");
-    let f = files.to_str().unwrap();
-    let key = add_user(
-        &data,
-        "mallory",
-        &[&format!("files:read:{f}"), &format!("files:write:{f}")],
-    );
+    let files = tmp.path().join("files");
     let http = reqwest::Client::new();
     let s = login(&http, &srv.url, &data, "mallory", &key)
         .await
