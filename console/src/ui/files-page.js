@@ -40,6 +40,13 @@ export function filesPage(app) {
   // which waits for the remembered directory (IndexedDB), is not made at
   // all — started later, it would be the latest and hide the user's.
   let asked = false;
+  // Whether the directory field was typed in since a listing was last asked
+  // for: a listing that lands then leaves the field alone (the automatic
+  // first one used to replace a path being typed, and Enter listed that).
+  let edited = false;
+  pathIn.addEventListener('input', () => {
+    edited = true;
+  });
   async function list(dir) {
     const mine = ++generation;
     if (!conn.signedIn) {
@@ -64,7 +71,7 @@ export function filesPage(app) {
       });
       if (mine !== generation) return;
       app.cwd = dir;
-      pathIn.value = dir;
+      if (!edited) pathIn.value = dir;
       app.store.setPref('cwd', dir);
       entries.sort((a, b) => (a.type === 'dir') !== (b.type === 'dir') ? (a.type === 'dir' ? -1 : 1) : a.name < b.name ? -1 : 1);
       render(dir, entries);
@@ -168,6 +175,7 @@ export function filesPage(app) {
   /** A listing the user asked for (form, directory links). */
   function ask(dir) {
     asked = true;
+    edited = false;
     list(dir);
   }
 
