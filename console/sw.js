@@ -9,8 +9,9 @@
  * hidden frame to `dl/ID/NAME` below this worker's scope. The worker
  * answers that request with a ReadableStream that asks the page for each
  * chunk ('pull') when the browser wants more: the page sends
- * {chunk: Uint8Array}, {done: true} once the file's SHA-256 checked out,
- * or {error: text} (the download fails). The browser cancelling the
+ * {chunk: Uint8Array} or {done: true} (once the file's SHA-256 checked
+ * out) in answer to a pull, and {error: text} at any time (the download
+ * fails at once). The browser cancelling the
  * download is told to the page ({cancel: true}). Any other request is
  * left to the network.
  */
@@ -26,14 +27,17 @@ self.addEventListener('message', (ev) => {
   const port = ev.ports[0];
   if (!d || d.type !== 'download' || !port || typeof d.id !== 'string') return;
   let wake = null;
+  let ctl = null;
   const stream = new ReadableStream(
     {
+      start(controller) {
+        ctl = controller;
+      },
       pull(controller) {
         return new Promise((resolve) => {
           wake = (m) => {
             if (m.chunk instanceof Uint8Array) controller.enqueue(m.chunk);
             else if (m.done) controller.close();
-            else controller.error(new Error(String(m.error ?? 'download failed')));
             resolve();
           };
           port.postMessage('pull');
@@ -47,9 +51,26 @@ self.addEventListener('message', (ev) => {
     { highWaterMark: 1 },
   );
   port.onmessage = (m) => {
+    const data = m.data ?? {};
     const w = wake;
+    if (data.chunk instanceof Uint8Array || data.done) {
+      // Sent only in answer to a pull.
+      wake = null;
+      if (w) w(data);
+      return;
+    }
+    // An error (the page's transfer failed or was cancelled there) ends the
+    // download at once: the page does not wait for a pull to report it, and
+    // the browser may hold a chunk and not pull for a while — an error kept
+    // for the next pull was lost, and the download hung in progress.
     wake = null;
-    if (w) w(m.data);
+    try {
+      ctl.error(new Error(String(data.error ?? 'download failed')));
+    } catch {
+      // Already closed or errored.
+    }
+    if (w) w({});
+    port.close();
   };
   pending.set(d.id, { stream, name: String(d.name), size: d.size });
   // Unclaimed for a minute: forget it.
