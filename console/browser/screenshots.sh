@@ -11,6 +11,6 @@ REMO_CONSOLE_SHOTS="$PWD/docs/console" cargo test --test it console_in_chromium_
 # config.png and doors.png (the Doors test needs root for its network namespaces)
 REMO_CONSOLE_SHOTS="$PWD/docs/console" cargo test --test it -- console_config_edits_wireguard_in_chromium console_doors_open_and_close_in_chromium
 # The Admin page (admin.png), from its own browser test.
-REMO_CONSOLE_SHOTS="$PWD/docs/console" cargo test --test it console_admin -- --exact console_admin::console_admin_disables_a_user_and_ends_their_session
+REMO_CONSOLE_SHOTS="$PWD/docs/console" cargo test --test it console_admin -- --exact console_admin::console_admin_disables_a_user_and_ends_their_session_in_chromium
 REMO_CONSOLE_SHOTS="$PWD/docs/console" cargo test --test it console_terminal_in_chromium_through_nginx -- --exact console_term::console_terminal_in_chromium_through_nginx
 ls -l docs/console/*.png

@@ -16,7 +16,7 @@ use crate::common::browser::{add_user, assert_no_csp_report, need_key, Scenario}
 use crate::common::*;
 
 #[test]
-fn console_admin_disables_a_user_and_ends_their_session() {
+fn console_admin_disables_a_user_and_ends_their_session_in_chromium() {
     let scratch = Scratch::new("console-admin");
     let (_remod, url, data) = start_remod_http(&scratch);
     // bob: a user with a live session of his own.

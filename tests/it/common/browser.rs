@@ -103,6 +103,13 @@ impl Scenario {
     /// page threw no uncaught exception (the caller checks the rest of the
     /// page's console messages as it needs).
     pub fn run(self, mut need: impl FnMut(&str)) -> Value {
+        // .config/nextest.toml runs the browser tests one at a time by this
+        // part of their names.
+        let me = std::thread::current().name().unwrap_or("").to_string();
+        assert!(
+            me.contains("_in_chromium"),
+            "a test that starts Chromium must have `_in_chromium` in its name (.config/nextest.toml): {me}"
+        );
         let console = require_browser(self.xterm);
         fs::create_dir_all(&self.work).unwrap();
         let log = self.work.join("browser.log");
