@@ -320,7 +320,32 @@ impl Lab {
         tcp_greeter(&lab.lan, "10.200.2.2:2222", "lan 2222\n");
         tcp_greeter(&lab.lan, "[fd00:200:2::2]:2222", "lan 2222\n");
         let _ = (c, s, l);
+        lab.settle();
         lab
+    }
+
+    /// Waits until no address of the lab is tentative: the kernel gives
+    /// every veth an IPv6 link-local address when it comes up, and its
+    /// duplicate address detection ends a second or more later (longer on a
+    /// loaded machine). That change is a network change to a browser in a
+    /// namespace — Chromium fails its requests in flight with
+    /// `ERR_NETWORK_CHANGED` — and a moving target for the probes.
+    fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for ns in [&self.client, &self.server, &self.lan] {
+            loop {
+                let out = run("ip", &["-n", &ns.name, "-6", "addr", "show", "tentative"]);
+                if out.trim().is_empty() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "addresses of {} still tentative after 20 s:\n{out}",
+                    ns.name
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     fn config(&self) -> String {
