@@ -2,10 +2,10 @@
 //! `remod` can run as root while a user's commands and file operations
 //! carry only that account's rights.
 //!
-//! * Commands: the child switches in `pre_exec` (after fork, before exec):
+//! * Commands: the child switches before it execs ([`super::spawn`]):
 //!   `setgroups` (the account's supplementary groups, computed in the
-//!   parent), `setresgid`, `setresuid`, then `chdir` again so the working
-//!   directory is checked with the account's rights.
+//!   parent), `setresgid`, `setresuid`, and only then `chdir`, so the
+//!   working directory is entered with the account's rights.
 //! * File operations (`get`/`put`): their file-system calls run on a
 //!   dedicated `std::thread` that first switches *its own* credentials with
 //!   raw `setgroups`/`setresgid`/`setresuid` system calls. On Linux
@@ -17,12 +17,12 @@
 //!   which is what the account could have done with them.
 
 use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::perms::Grants;
 use crate::proto::response::{ErrorCode, OpError};
+use crate::server::enforce::spawn::{Credentials, Spawn};
 
 /// A resolved system account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,6 @@ impl Account {
     /// groups, then gid, then uid (after which it cannot switch back).
     ///
     /// Raw system calls on purpose: see the module documentation.
-    /// Async-signal-safe, so it is also used in a forked child.
     pub(crate) fn become_on_this_thread(&self) -> std::io::Result<()> {
         let groups: &[u32] = &self.groups;
         // SAFETY: plain system calls with a valid pointer/length pair.
@@ -109,29 +108,14 @@ impl Account {
         Ok(())
     }
 
-    /// Installs the switch into a command's child (run after fork, before
-    /// exec), followed by `chdir(cwd)` so the working directory is entered
-    /// with the account's rights.
-    pub(crate) fn apply_to_command(
-        self: &Arc<Self>,
-        cmd: &mut tokio::process::Command,
-        cwd: &Path,
-    ) -> Result<(), OpError> {
-        let dir = CString::new(cwd.as_os_str().as_bytes())
-            .map_err(|_| OpError::bad_request("cwd may not contain NUL"))?;
-        let acct = self.clone();
-        // SAFETY: the closure only makes async-signal-safe system calls
-        // (setgroups/setresgid/setresuid/chdir) on data prepared before fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                acct.become_on_this_thread()?;
-                if libc::chdir(dir.as_ptr()) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Ok(())
+    /// Makes a command's child switch to the account before it enters its
+    /// working directory and execs.
+    pub(crate) fn apply_to_command(&self, cmd: &mut Spawn) {
+        cmd.credentials(Credentials {
+            uid: self.uid,
+            gid: self.gid,
+            groups: self.groups.clone(),
+        });
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin};
+use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::proto::b64;
 use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
 use crate::server::enforce::contain::CmdBox;
+use crate::server::enforce::spawn::Child;
 
 /// Why a process could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,7 +165,7 @@ pub(crate) struct ProcLimits {
 /// Where a process's standard input goes.
 pub(crate) enum Input {
     /// A pipe.
-    Pipe(ChildStdin),
+    Pipe(pipe::Sender),
     /// The master side of its terminal.
     Pty(Arc<AsyncFd<OwnedFd>>),
 }
@@ -510,10 +511,8 @@ impl ProcTable {
         let mut raw = [0u8; 12];
         rand_core::OsRng.fill_bytes(&mut raw);
         let id = b64::encode(&raw);
-        let pgid = child
-            .id()
-            .and_then(|p| i32::try_from(p).ok())
-            .ok_or_else(|| std::io::Error::other("child has no pid"))?;
+        let pgid = i32::try_from(child.id())
+            .map_err(|_| std::io::Error::other("child pid out of range"))?;
         let (pty, input, streams): (Option<Arc<AsyncFd<OwnedFd>>>, Option<Input>, usize) =
             match wiring {
                 Wiring::Pipes => (None, child.stdin.take().map(Input::Pipe), 2),
