@@ -7,35 +7,13 @@
 // disable in the audit log by filter. As carol: no Admin link, and the
 // page says the server refused.
 //
-// Environment: CONSOLE_URL (…/console/), WORK, SHOTS (optional: write
-// docs/console/admin.png there), CHROMIUM. Lines to the caller: `NEED
-// useradd NAME FILE` (admin grant), `NEED userplain NAME FILE` (none),
-// `NEED checkbob` (bob's session must be gone), answered `OK`; at the end
-// `RESULT {json}`.
+// Environment and conversation: common.mjs's (SHOTS: docs/console/admin.png).
+// Asks the caller (`NEED`): `useradd NAME FILE` (admin grant), `userplain
+// NAME FILE` (none), `checkbob` (bob's session must be gone).
 
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-const url = process.env.CONSOLE_URL;
-const work = process.env.WORK;
-const shots = process.env.SHOTS || null;
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-
-const lines = createInterface({ input: process.stdin });
-const answers = lines[Symbol.asyncIterator]();
-async function need(what) {
-  process.stdout.write(`NEED ${what}\n`);
-  const a = await answers.next();
-  if (a.done || a.value.trim() !== 'OK') throw new Error(`the caller did not do: ${what} (${a.value})`);
-}
-
-const result = { steps: [] };
-const step = (name) => {
-  result.steps.push(name);
-  process.stderr.write(`admin scenario: ${name}\n`);
-};
+import { url, work, result, step, shot, need, start, run } from './common.mjs';
 
 async function makeKey(page, name, how) {
   await page.goto(`${url}#keys`);
@@ -64,13 +42,8 @@ async function signIn(page, name) {
 
 const statusIs = (re) => (document.querySelector('#admin-status')?.textContent ?? '').match(new RegExp(re)) !== null;
 
-async function main() {
-  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'] });
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
-  const page = await context.newPage();
-  result.console = [];
-  page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
+run(async () => {
+  const { browser, page } = await start();
 
   step('load');
   await page.goto(url);
@@ -122,27 +95,12 @@ async function main() {
 
   step('carol: no admin');
   await signIn(page, 'carol');
-  await page.waitForTimeout(500);
+  // The page has asked the server whether carol is an admin.
+  await page.waitForFunction(() => document.getElementById('nav-admin')?.parentElement?.dataset.checked === 'carol', null, { timeout: 15_000 });
   result.carolSeesLink = await page.evaluate(() => document.getElementById('nav-admin')?.parentElement?.hidden === false);
   await page.goto(`${url}#admin`);
   await page.waitForFunction(() => /Refused by the server/.test(document.querySelector('#admin-users')?.textContent ?? ''), null, { timeout: 15_000 });
   result.carolPage = await page.textContent('#admin-users');
 
   await browser.close();
-}
-
-async function shot(page, name) {
-  if (!shots) return;
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-}
-
-main()
-  .then(() => {
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(0);
-  })
-  .catch((e) => {
-    result.error = String(e?.stack ?? e);
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(1);
-  });
+});

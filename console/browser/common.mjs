@@ -1,7 +1,8 @@
-// What the page scenarios (config.mjs, doors.mjs) share: the browser, the
-// conversation with the Rust test that runs them (`NEED …` on stdout,
+// What the browser scenarios (scenario.mjs, terminal.mjs, config.mjs,
+// doors.mjs, admin.mjs) share: the browser, the conversation with the Rust
+// test that runs them (tests/it/common/browser.rs: `NEED …` on stdout,
 // `OK` on stdin, one `RESULT {json}` at the end), a key created in the
-// browser and registered by the caller, and the sign-in.
+// browser and registered by the caller, the sign-in, screenshots.
 //
 // Environment: CONSOLE_URL (…/console/), WORK (a scratch directory),
 // CHROMIUM (default /usr/bin/chromium), SHOTS (optional: a directory for
@@ -14,6 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const url = process.env.CONSOLE_URL;
+export const origin = new URL(url).origin;
 export const work = process.env.WORK;
 export const shots = process.env.SHOTS || null;
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -34,9 +36,10 @@ export function step(name) {
   process.stderr.write(`scenario: ${name}\n`);
 }
 
-export async function shot(page, name) {
+/** docs/console/NAME.png, when SHOTS is set (the whole page unless `fullPage` is false). */
+export async function shot(page, name, { fullPage = true } = {}) {
   if (!shots) return;
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage });
 }
 
 /** The text of `sel` once `re` matches it. */
@@ -45,15 +48,53 @@ export async function waitText(page, sel, re, timeout = 30_000) {
   return page.textContent(sel);
 }
 
-/** Starts the browser and a page whose console messages are recorded. */
-export async function start() {
+/** Polls `fn` (every 50 ms) until it gives a truthy value, which it returns. */
+export async function until(fn, what, timeout = 20_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - t0 > timeout) throw new Error(`no ${what} within ${timeout} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The page whose status lines a failure reports. */
+let current = null;
+
+/**
+ * Starts the browser and a page whose console messages (and page errors)
+ * go to `result.console`. `context`: more options of the browser context;
+ * `permissions`: granted to the console's origin; `init`: a script run in
+ * every page before the console's own; `httpErrors`: answers ≥ 400 go to
+ * `result.console` as `error: HTTP …`; `requests`: every URL asked for
+ * goes to `result.requests`, those of another origin to `result.foreign`.
+ */
+export async function start({ context: options = {}, permissions = [], init = null, httpErrors = false, requests = false } = {}) {
   const args = ['--no-sandbox', ...(process.env.CHROMIUM_ARGS ?? '').split(' ').filter(Boolean)];
   const browser = await chromium.launch({ executablePath, headless: true, args });
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, ...options });
+  if (permissions.length) await context.grantPermissions(permissions, { origin });
+  if (init) await context.addInitScript(init);
+  if (requests) {
+    result.requests = [];
+    result.foreign = [];
+    context.on('request', (r) => {
+      const u = r.url();
+      result.requests.push(u.length > 200 ? u.slice(0, 200) : u);
+      if (!u.startsWith(`${origin}/`) && !u.startsWith('blob:') && !u.startsWith('data:')) result.foreign.push(u);
+    });
+  }
   const page = await context.newPage();
+  current = page;
   result.console = [];
   page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
+  if (httpErrors) {
+    page.on('response', (r) => {
+      if (r.status() >= 400) result.console.push(`error: HTTP ${r.status()} ${r.url()}`);
+    });
+  }
   return { browser, context, page };
 }
 
@@ -78,22 +119,28 @@ export async function signIn(page, user) {
 /** The page's scroll width with the viewport 360 px wide (must not exceed it); `shotName` for a screenshot. */
 export async function narrowWidth(page, shotName) {
   await page.setViewportSize({ width: 360, height: 740 });
-  await page.waitForTimeout(300);
   const w = await page.evaluate(() => document.documentElement.scrollWidth);
   if (shotName) await shot(page, shotName);
   await page.setViewportSize({ width: 1100, height: 800 });
   return w;
 }
 
-/** Runs `main`, then prints the result; a failure is `RESULT {"error": …}`, exit 1. */
+/**
+ * Runs `main`, then prints the result; a failure is `RESULT {"error": …}`
+ * with the page's status lines (`pageStatus`), exit 1.
+ */
 export function run(main) {
   main().then(
     () => {
       process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
       process.exit(0);
     },
-    (e) => {
+    async (e) => {
       result.error = `${e.stack ?? e}`;
+      const status = current
+        ?.evaluate(() => [...document.querySelectorAll('[role=status]')].map((x) => `${x.id}: ${x.textContent}`))
+        .catch(() => null);
+      result.pageStatus = await Promise.race([status, new Promise((r) => setTimeout(() => r(null), 5000))]);
       process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
       process.exit(1);
     },

@@ -3,7 +3,8 @@
 // profiles are `ssh` (22/tcp on the server) and `intranet` (a forward of
 // 8080/tcp to a web service in the "lan" namespace, guests allowed).
 // Asks the caller (`NEED`): `useradd NAME FILE`, `probe ssh closed|open`,
-// `probe intranet closed|open` (a connection from the client namespace).
+// `probe intranet closed|open` (a connection from the client namespace),
+// `probe intranet guest open|closed` (from the guest's address).
 // GUEST_IP: the guest address to open `intranet` for.
 
 import { url, result, step, shot, need, waitText, start, signIn, narrowWidth, run } from './common.mjs';
@@ -69,6 +70,14 @@ run(async () => {
   result.guestStatus = await page.textContent('#doors-status');
   result.intranetRows = await rows(page, 'intranet');
   await shot(page, 'doors');
+  await need('probe intranet guest open');
+
+  step("close the guest's grant");
+  await page.click(`button[aria-label="Close intranet for ${guestIp}"]`);
+  await waitText(page, '#doors-status', /intranet is closed|Cannot/);
+  result.guestCloseStatus = await page.textContent('#doors-status');
+  result.intranetRowsAfterGuest = await rows(page, 'intranet');
+  await need('probe intranet guest closed');
 
   step('close');
   await page.click('button[aria-label="Close ssh for 10.200.1.2"]');

@@ -10,45 +10,17 @@
 // the documentation's screenshots there), CHROMIUM (default
 // /usr/bin/chromium).
 //
-// It talks to its caller in lines: `NEED useradd NAME FILE` and `NEED
-// rekey` on stdout, answered by `OK` on stdin; at the end one line
-// `RESULT {json}` with what it saw, which the caller asserts on. A step
-// that fails ends it with `RESULT {"error": …}` and exit status 1.
+// It talks to its caller as common.mjs says: `NEED useradd NAME FILE`,
+// `NEED restart` and `NEED rekey`, answered by `OK`; then `RESULT {json}`.
 
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
-import { writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { createHash, createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
+import { url, work, result, step, shot, need, start, run, until } from './common.mjs';
 
-const url = process.env.CONSOLE_URL;
-const work = process.env.WORK;
 const big = process.env.BIG_FILE;
 const remoteDir = process.env.REMOTE_DIR;
-const shots = process.env.SHOTS || null;
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const HEAP_LIMIT = 100 * 1024 * 1024;
-
-const lines = createInterface({ input: process.stdin });
-const answers = lines[Symbol.asyncIterator]();
-async function need(what) {
-  process.stdout.write(`NEED ${what}\n`);
-  const a = await answers.next();
-  if (a.done || a.value.trim() !== 'OK') throw new Error(`the caller did not do: ${what} (${a.value})`);
-}
-
-const result = { steps: [] };
-const origin = new URL(url).origin;
-const step = (name) => {
-  result.steps.push(name);
-  process.stderr.write(`scenario: ${name}\n`);
-};
-
-async function shot(page, name) {
-  if (!shots) return;
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-}
 
 /** Samples the page's JS heap (V8 heap + ArrayBuffer backing stores) until stopped. */
 function heapSampler(cdp) {
@@ -75,21 +47,25 @@ function heapSampler(cdp) {
   };
 }
 
-async function main() {
-  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'] });
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 800 } });
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
-  result.requests = [];
-  result.foreign = [];
-  context.on('request', (r) => {
-    const u = r.url();
-    result.requests.push(u.length > 200 ? u.slice(0, 200) : u);
-    if (!u.startsWith(`${origin}/`) && !u.startsWith('blob:') && !u.startsWith('data:')) result.foreign.push(u);
+run(async () => {
+  const { browser, context, page } = await start({
+    context: { acceptDownloads: true },
+    permissions: ['clipboard-read', 'clipboard-write'],
+    requests: true,
+    // A page's first `list` answers 3 s late (as from a busy server): the
+    // browse step types its path while the Files page's own first listing
+    // is under way.
+    init: () => {
+      const f = window.fetch;
+      let held = false;
+      window.fetch = function (u, ...rest) {
+        const p = f.call(this, u, ...rest);
+        if (held || !String(u).endsWith('/list')) return p;
+        held = true;
+        return p.then((r) => new Promise((ok) => setTimeout(() => ok(r), 3000)));
+      };
+    },
   });
-  const page = await context.newPage();
-  result.console = [];
-  page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
 
   step('load');
   const resp = await page.goto(url);
@@ -195,7 +171,11 @@ async function main() {
 
   step('browse');
   await page.goto(`${url}#files`);
+  // The path typed first, the page's own first listing (of the remembered
+  // directory, here the home; held back, see start) landing after it:
+  // what is typed stays, and is what gets listed.
   await page.fill('#files-path', remoteDir);
+  await until(() => page.evaluate(() => /^\.: /.test(document.querySelector('#files-status')?.textContent ?? '')), 'the first listing', 60_000);
   await page.click('#files-go');
   await page.waitForFunction((d) => (document.querySelector('#files-status')?.textContent ?? '').startsWith(`${d}:`), remoteDir);
   result.listing = await page.evaluate(() => [...document.querySelectorAll('#files-list tbody tr td:first-child')].map((e) => e.textContent));
@@ -220,7 +200,8 @@ async function main() {
     heap: await stopHeap(),
   };
   if (result.upload.state === 'done') {
-    await page.waitForFunction(() => /up\.bin/.test(document.querySelector('#files-list')?.textContent ?? ''));
+    // The listing is read again after the upload (see 'cancel' for why not waitForFunction).
+    await until(() => page.evaluate(() => /up\.bin/.test(document.querySelector('#files-list')?.textContent ?? '')), 'up.bin in the listing', 120_000);
   }
 
   step('download');
@@ -245,22 +226,30 @@ async function main() {
   await shot(page, 'files');
 
   step('cancel');
+  // While a transfer streams (8 MiB request bodies, records), Playwright's
+  // waits and pointer actions stall on a loaded machine — a bounding box,
+  // a focus, a scroll into view timed out after 10–20 s — though the page
+  // handles input at once (a key press: 15 ms). So the transfer is watched
+  // with plain evaluations, and its Cancel button pressed from the
+  // keyboard, as a keyboard user does.
+  const cancelFirstTransfer = async (what) => {
+    await until(() => page.evaluate(() => Number(document.querySelector('#transfers li:first-child progress')?.value) > 0), `${what} under way`, 120_000);
+    await page.evaluate(() => document.querySelector('#transfers li:first-child button').focus());
+    await page.keyboard.press('Enter');
+    await until(() => page.evaluate(() => document.querySelector('#transfers li:first-child')?.dataset.state ?? null), `${what} ended`, 60_000);
+    return page.evaluate(() => document.querySelector('#transfers li:first-child').textContent);
+  };
   // A download cancelled in the page: the browser's download fails too.
   const [dl2] = await Promise.all([
     page.waitForEvent('download', { timeout: 120_000 }),
     page.click('#files-list button[aria-label="Download down.bin"]'),
   ]);
-  await page.waitForFunction(() => Number(document.querySelector('#transfers li:first-child progress')?.value) > 0);
-  await page.click('#transfers li:first-child button');
-  await page.waitForSelector('#transfers li:first-child[data-state]');
-  result.cancelDownload = { row: await page.textContent('#transfers li:first-child'), failure: await dl2.failure() };
+  result.cancelDownload = { row: await cancelFirstTransfer('the download') };
+  result.cancelDownload.failure = await dl2.failure();
   // An upload cancelled after its first part: nothing is written.
   await page.setInputFiles('#upload-file', process.env.CANCEL_FILE);
   await page.click('#upload');
-  await page.waitForFunction(() => Number(document.querySelector('#transfers li:first-child progress')?.value) > 0, null, { timeout: 120_000 });
-  await page.click('#transfers li:first-child button');
-  await page.waitForSelector('#transfers li:first-child[data-state]');
-  result.cancelUpload = { row: await page.textContent('#transfers li:first-child') };
+  result.cancelUpload = { row: await cancelFirstTransfer('the upload') };
 
   step('re-login after the server restarted');
   await need('restart');
@@ -284,7 +273,7 @@ async function main() {
     await narrow.waitForSelector('html[data-ready]');
     await narrow.waitForTimeout(300);
     result.narrow[p] = await narrow.evaluate(() => document.documentElement.scrollWidth);
-    if (shots && p === 'run') await narrow.screenshot({ path: join(shots, 'narrow-run.png'), fullPage: true });
+    if (p === 'run') await shot(narrow, 'narrow-run');
   }
   await narrow.close();
 
@@ -306,7 +295,9 @@ async function main() {
   };
   // Blocking: another page cannot be reached while it stands.
   await page.evaluate(() => (location.hash = '#run'));
-  await page.waitForTimeout(300);
+  // The page sends it back to #signin (the hash change is handled
+  // asynchronously): wait for that, with the warning still up.
+  await page.waitForFunction(() => location.hash === '#signin', null, { timeout: 15_000 }).catch(() => {});
   result.warning.stillThere = (await page.locator('#key-warning [role=alertdialog]').count()) === 1 && (await page.evaluate(() => location.hash)) === '#signin';
   await shot(page, 'warning');
   await page.click('#trust-new-key');
@@ -334,16 +325,4 @@ async function main() {
   });
 
   await browser.close();
-}
-
-main().then(
-  () => {
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(0);
-  },
-  (e) => {
-    result.error = `${e.stack ?? e}`;
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(1);
-  },
-);
+});

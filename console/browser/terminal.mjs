@@ -1,41 +1,16 @@
 // The console's Terminal page in a real browser: Debian's chromium driven
 // by Playwright, against a real remod behind the front door the caller
-// started (tests/it/console_term.rs). Talks to its caller as scenario.mjs
-// does: `NEED useradd NAME FILE` answered by `OK`, then one line
-// `RESULT {json}` with what it saw (the caller asserts on it).
-//
-// Environment: CONSOLE_URL (…/console/), WORK (a scratch directory),
+// started (tests/it/console_term.rs). The conversation with the caller
+// and the environment are common.mjs's (`NEED useradd NAME FILE`), plus
 // TAIL_FILE (a file on the server, followed, to which this script
-// appends), SHOTS (optional: write docs/console/terminal.png there),
-// CHROMIUM (default /usr/bin/chromium), BIG_MB (the fast producer's size,
-// default 50).
+// appends) and BIG_MB (the fast producer's size, default 50); with SHOTS
+// it writes docs/console/terminal.png there.
 
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
-import { writeFileSync, appendFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync } from 'node:fs';
+import { url, result, step, shot, need, start, signIn, run, until } from './common.mjs';
 
-const url = process.env.CONSOLE_URL;
-const work = process.env.WORK;
 const tailFile = process.env.TAIL_FILE;
-const shots = process.env.SHOTS || null;
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const bigMb = Number(process.env.BIG_MB || 50);
-
-const lines = createInterface({ input: process.stdin });
-const answers = lines[Symbol.asyncIterator]();
-async function need(what) {
-  process.stdout.write(`NEED ${what}\n`);
-  const a = await answers.next();
-  if (a.done || a.value.trim() !== 'OK') throw new Error(`the caller did not do: ${what} (${a.value})`);
-}
-
-const result = { steps: [] };
-const origin = new URL(url).origin;
-const step = (name) => {
-  result.steps.push(name);
-  process.stderr.write(`terminal: ${name}\n`);
-};
 
 /** The whole text of terminal N's buffer (scrollback and screen), trailing blanks cut. */
 function text(page, n) {
@@ -64,56 +39,46 @@ async function waitText(page, n, re, timeout = 20_000) {
     const s = await text(page, n);
     const m = s.match(new RegExp(re));
     if (m) return m;
-    if (Date.now() - t0 > timeout) throw new Error(`terminal ${n}: no /${re}/ within ${timeout} ms; it shows:\n${s.slice(-2000)}`);
+    if (Date.now() - t0 > timeout) {
+      const raw = await page.evaluate((n) => document.getElementById(`term-panel-${n}`)?.remoTerminal?.rawTail ?? null, n);
+      throw new Error(`terminal ${n}: no /${re}/ within ${timeout} ms; it shows:\n${s.slice(-2000)}\nthe last bytes it got: ${JSON.stringify(raw)}`);
+    }
     await page.waitForTimeout(50);
   }
 }
 
+/** Keeps the last 1000 bytes terminal N received (`rawTail`), for failure messages. */
+function recordRaw(page, n) {
+  return page.evaluate((n) => {
+    const t = document.getElementById(`term-panel-${n}`).remoTerminal;
+    const next = t.proc.onOutput;
+    const dec = new TextDecoder();
+    t.rawTail = '';
+    t.proc.onOutput = (bytes, ch) => {
+      t.rawTail = (t.rawTail + dec.decode(bytes.subarray(-1000))).slice(-1000);
+      return next(bytes, ch);
+    };
+  }, n);
+}
+
 /** Types a command line into the focused terminal and presses Enter. */
-async function run(page, line) {
+async function runLine(page, line) {
   await page.keyboard.type(line);
   await page.keyboard.press('Enter');
 }
 
-/** The page, for the status lines reported when a step fails. */
-let current = null;
-
-async function main() {
-  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'] });
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
-  // Every CSP violation, from the first script on (before the console's own).
-  await context.addInitScript(() => {
-    window.__csp = [];
-    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));
+run(async () => {
+  const { browser, context, page } = await start({
+    permissions: ['clipboard-read', 'clipboard-write'],
+    // Every CSP violation, from the first script on (before the console's own).
+    init: () => {
+      window.__csp = [];
+      document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));
+    },
+    httpErrors: true,
+    requests: true,
   });
-  result.foreign = [];
-  context.on('request', (r) => {
-    const u = r.url();
-    if (!u.startsWith(`${origin}/`) && !u.startsWith('blob:') && !u.startsWith('data:')) result.foreign.push(u);
-  });
-  const page = await context.newPage();
-  current = page;
-  result.console = [];
-  page.on('console', (m) => result.console.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => result.console.push(`pageerror: ${e.message}`));
-  page.on('response', (r) => {
-    if (r.status() >= 400) result.console.push(`error: HTTP ${r.status()} ${r.url()}`);
-  });
-
-  step('key and sign-in');
-  await page.goto(`${url}#keys`);
-  await page.waitForSelector('html[data-ready]');
-  await page.fill('#create-name', 'tess');
-  await page.click('#create-key');
-  await page.waitForSelector('#public-pem');
-  const pubFile = join(work, 'tess.pub');
-  writeFileSync(pubFile, await page.textContent('#public-pem'));
-  await need(`useradd tess ${pubFile}`);
-  await page.goto(`${url}#signin`);
-  await page.fill('#signin-user', 'tess');
-  await page.click('#sign-in');
-  await page.waitForSelector('#signed-in', { timeout: 30_000 });
+  await signIn(page, 'tess');
 
   step('open a shell with the keyboard');
   await page.goto(`${url}#terminal`);
@@ -126,18 +91,23 @@ async function main() {
   await page.keyboard.press('Enter');
   await page.waitForSelector('#term-panel-1[data-state="running"]', { timeout: 30_000 });
   result.focusInTerminal = await page.evaluate(() => document.activeElement?.classList.contains('xterm-helper-textarea'));
+  await recordRaw(page, 1);
   // The login shell's first prompt, before typing: typed ahead, the line
   // is echoed twice (by the tty, then by readline).
   await waitText(page, 1, '[#$] ?$');
-  await run(page, "PS1='$ '; export HISTFILE=/dev/null; echo hello-$((6*7))");
+  await runLine(page, "PS1='$ '; export HISTFILE=/dev/null; echo hello-$((6*7))");
   await waitText(page, 1, '\\nhello-42');
   result.typed = true;
 
   step('utf-8 and colours');
-  await run(page, "printf '\\033[31mred\\033[0m \\033[38;2;0;128;255mtrue\\033[0m h\\303\\251llo \\342\\234\\223 \\346\\227\\245\\346\\234\\254\\n'");
+  await runLine(page, "printf '\\033[31mred\\033[0m \\033[38;2;0;128;255mtrue\\033[0m h\\303\\251llo \\342\\234\\223 \\346\\227\\245\\346\\234\\254\\n'");
   const utf = await waitText(page, 1, '\\nred true (h.llo . ..)');
   result.utf8 = utf[1];
-  await page.waitForTimeout(200); // a frame for the renderer
+  // The renderer draws on an animation frame: wait for the spans.
+  await page.waitForFunction(() => {
+    const spans = [...document.querySelectorAll('#term-panel-1 .xterm-rows span')];
+    return spans.some((e) => e.textContent === 'red') && spans.some((e) => e.textContent === 'true');
+  });
   result.colours = await page.evaluate(() => {
     const spans = [...document.querySelectorAll('#term-panel-1 .xterm-rows span')];
     const col = (w) => {
@@ -150,7 +120,7 @@ async function main() {
   step('tab completion and history');
   await page.keyboard.type('ech');
   await page.keyboard.press('Tab');
-  await run(page, ' tab-completed');
+  await runLine(page, ' tab-completed');
   await waitText(page, 1, '\\ntab-completed');
   await page.keyboard.press('ArrowUp');
   await page.keyboard.press('Enter');
@@ -163,22 +133,33 @@ async function main() {
     return { rows: x.rows, cols: x.cols };
   });
   await page.setViewportSize({ width: 700, height: 560 });
-  await page.waitForFunction((b) => document.getElementById('term-panel-1').remoTerminal.xterm.cols !== b.cols, before);
-  await page.waitForTimeout(400); // the debounce and the resize request
+  // The page marks the size the server has acknowledged (`resize` answered):
+  // only then does the program see it.
+  await page.waitForFunction((b) => {
+    const p = document.getElementById('term-panel-1');
+    const x = p.remoTerminal.xterm;
+    return x.cols !== b.cols && p.dataset.size === `${x.cols}x${x.rows}`;
+  }, before);
   const after = await page.evaluate(() => {
     const x = document.getElementById('term-panel-1').remoTerminal.xterm;
     return { rows: x.rows, cols: x.cols };
   });
-  await run(page, 'echo "size=$(stty size)"');
-  const size = await waitText(page, 1, '\\nsize=(\\d+) (\\d+)');
+  await runLine(page, 'echo "size=$(stty size)"');
+  // Not anchored at a line's start: bash redraws its line when the SIGWINCH
+  // reaches it, and typed right after the resize the output can land on
+  // the redrawn command line (the echoed command has no digits there).
+  const size = await waitText(page, 1, 'size=(\\d+) (\\d+)');
   result.resize = { before, after, stty: { rows: Number(size[1]), cols: Number(size[2]) } };
 
   step('ctrl-c');
-  await run(page, 'sleep 30');
-  await page.waitForTimeout(500);
+  // Ctrl-C once the job is the terminal's foreground process group: the
+  // shell has given it the terminal before its `sh` prints the marker (a
+  // ^C typed earlier would reach the interactive shell, not the job).
+  await runLine(page, "sh -c 'echo sleeping-$((6*7)); exec sleep 30'");
+  await waitText(page, 1, '\\nsleeping-42');
   const tInt = Date.now();
   await page.keyboard.press('Control+C');
-  await run(page, 'echo "rc=$?"');
+  await runLine(page, 'echo "rc=$?"');
   const rc = await waitText(page, 1, '\\nrc=(\\d+)');
   result.interrupt = { rc: Number(rc[1]), ms: Date.now() - tInt };
 
@@ -193,10 +174,22 @@ async function main() {
       }
     }
   });
+  // Copying writes the clipboard asynchronously: wait until it changed.
+  await page.evaluate(() => navigator.clipboard.writeText('(not copied)'));
   await page.keyboard.press('Control+Shift+C');
-  await page.waitForTimeout(200);
-  result.copied = await page.evaluate(() => navigator.clipboard.readText());
+  result.copied = await until(async () => {
+    const c = await page.evaluate(() => navigator.clipboard.readText());
+    return c !== '(not copied)' && c;
+  }, 'the selection copied to the clipboard');
+  // Enter right after the paste: the page must send it after the pasted
+  // text, though the clipboard is read asynchronously — made slow here
+  // (300 ms, as a busy machine can), so a page that sends keys typed
+  // meanwhile first fails every time, not now and then.
   await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((2+3))'));
+  await page.evaluate(() => {
+    const read = navigator.clipboard.readText.bind(navigator.clipboard);
+    navigator.clipboard.readText = () => new Promise((r) => setTimeout(r, 300)).then(read);
+  });
   await page.keyboard.press('Control+Shift+V');
   await page.keyboard.press('Enter');
   await waitText(page, 1, '\\npasted-5');
@@ -204,34 +197,34 @@ async function main() {
 
   step('echo latency');
   // Keystroke to echo, measured in the page: a key's keydown (capture, before
-  // xterm sees it) to the moment xterm has parsed the echoed character.
+  // xterm sees it) to the moment xterm has parsed the echoed character. One
+  // key at a time: the next is pressed once the last one's echo is there.
+  await page.keyboard.type(': ');
+  await waitText(page, 1, '\\n\\$ : $');
   await page.evaluate(() => {
     const x = document.getElementById('term-panel-1').remoTerminal.xterm;
     const ta = document.querySelector('#term-panel-1 .xterm-helper-textarea');
-    window.__lat = { pending: [], samples: [] };
+    window.__lat = { pending: null, samples: [] };
     ta.addEventListener('keydown', (e) => {
-      if (e.key.length === 1) window.__lat.pending.push({ ch: e.key, t: performance.now() });
+      if (e.key.length === 1) window.__lat.pending = { ch: e.key, t: performance.now() };
     }, true);
     x.onWriteParsed(() => {
-      const p = window.__lat.pending[0];
+      const p = window.__lat.pending;
       if (!p) return;
       const b = x.buffer.active;
       const line = b.getLine(b.baseY + b.cursorY)?.translateToString(true) ?? '';
-      if (line.endsWith(p.ch) && line.length >= 2) {
+      if (line.endsWith(p.ch)) {
         window.__lat.samples.push(performance.now() - p.t);
-        window.__lat.pending.shift();
+        window.__lat.pending = null;
       }
     });
   });
-  await page.keyboard.type(': ');
-  await page.waitForTimeout(200);
-  await page.evaluate(() => (window.__lat.samples = []));
   const keys = 'abcdefghijklmnopqrstuvwxyz0123456789';
-  for (const k of keys) {
-    await page.keyboard.press(k);
-    await page.waitForTimeout(60);
+  for (let i = 0; i < keys.length; i++) {
+    await page.keyboard.press(keys[i]);
+    await page.waitForFunction((n) => window.__lat.samples.length > n, i, { timeout: 10_000 });
+    await page.waitForTimeout(50); // a typist's pace, not a wait for anything
   }
-  await page.waitForTimeout(300);
   const samples = await page.evaluate(() => window.__lat.samples.slice());
   await page.keyboard.press('Enter');
   samples.sort((a, b) => a - b);
@@ -260,7 +253,7 @@ async function main() {
   })();
   const received0 = await page.evaluate(() => document.getElementById('term-panel-1').remoTerminal.proc.received);
   const t0 = Date.now();
-  await run(page, `yes | head -c ${bigMb}M; echo "MARK-$((40+2))-END"`);
+  await runLine(page, `yes | head -c ${bigMb}M; echo "MARK-$((40+2))-END"`);
   await waitText(page, 1, '\\nMARK-42-END', 600_000);
   const seconds = (Date.now() - t0) / 1000;
   heapStop = true;
@@ -278,10 +271,11 @@ async function main() {
   step('second tab');
   await page.click('#term-new');
   await page.waitForSelector('#term-panel-2[data-state="running"]', { timeout: 30_000 });
-  await run(page, "PS1='$ '; echo \"two-$((1+1)) pid=$$\"");
+  await recordRaw(page, 2);
+  await runLine(page, "PS1='$ '; echo \"two-$((1+1)) pid=$$\"");
   const two = await waitText(page, 2, '\\ntwo-2 pid=(\\d+)');
   await page.click('#term-tab-1');
-  await run(page, 'echo "one pid=$$"');
+  await runLine(page, 'echo "one pid=$$"');
   const one = await waitText(page, 1, '\\none pid=(\\d+)');
   result.tabs = {
     pids: [Number(one[1]), Number(two[1])],
@@ -308,15 +302,15 @@ async function main() {
   await page.click('#nav-terminal');
   await page.waitForSelector('#term-panel-3');
   await page.click('#term-tab-1');
-  await run(page, 'echo "back-$((3*3))"');
+  await runLine(page, 'echo "back-$((3*3))"');
   await waitText(page, 1, '\\nback-9');
   result.keptAcrossPages = (await page.locator('#term-tabs [role=tab]').count()) === 3 && (await text(page, 1)).includes('\nMARK-42-END');
 
   await page.setViewportSize({ width: 1000, height: 700 });
   await page.waitForTimeout(300);
-  await run(page, "clear; printf '\\033[1;32m%s\\033[0m \\033[33m%s\\033[0m\\n' 'remo terminal' 'h\\303\\251llo \\342\\234\\223'; ls -la --color=always / | head -n 12");
+  await runLine(page, "clear; printf '\\033[1;32m%s\\033[0m \\033[33m%s\\033[0m\\n' 'remo terminal' 'h\\303\\251llo \\342\\234\\223'; ls -la --color=always / | head -n 12");
   await page.waitForTimeout(500);
-  await shot(page, 'terminal');
+  await shot(page, 'terminal', { fullPage: false });
 
   step('ctrl-d ends a shell');
   await page.click('#term-tab-2');
@@ -352,25 +346,21 @@ async function main() {
   step('csp');
   result.csp = await page.evaluate(() => window.__csp.slice());
   result.styleElements = await page.evaluate(() => document.querySelectorAll('style').length);
+
+  step('a remod without xterm.js');
+  // What a remod built without console/node_modules serves: no vendor/
+  // files (404, as for any path not in its table). The page says why.
+  const bare = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  await bare.route(/\/console\/a\/[^/]+\/vendor\//, (r) => r.fulfill({ status: 404, contentType: 'text/plain', body: 'not found' }));
+  const np = await bare.newPage();
+  await np.goto(`${url}#terminal`);
+  await np.waitForSelector('html[data-ready]');
+  await np.waitForFunction(() => /xterm/.test(document.getElementById('term-status')?.textContent ?? ''), null, { timeout: 20_000 });
+  result.noXterm = {
+    status: await np.textContent('#term-status'),
+    newDisabled: await np.isDisabled('#term-new'),
+    tailDisabled: await np.isDisabled('#term-tail'),
+  };
+  await bare.close();
   await browser.close();
-}
-
-async function shot(page, name) {
-  if (!shots) return;
-  await page.screenshot({ path: join(shots, `${name}.png`) });
-}
-
-main().then(
-  () => {
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(0);
-  },
-  async (e) => {
-    result.error = `${e.stack ?? e}`;
-    result.pageStatus = await current
-      ?.evaluate(() => [...document.querySelectorAll('[role=status]')].map((x) => `${x.id}: ${x.textContent}`))
-      .catch(() => null);
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-    process.exit(1);
-  },
-);
+});

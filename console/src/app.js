@@ -80,6 +80,7 @@ async function main() {
   setInterval(sessionLine, 1000);
 
   let current = null;
+  let shown = 0; // which call of show() is the latest
   async function show() {
     let id = location.hash.slice(1);
     if (!PAGES.some(([p]) => p === id)) id = app.keys.length === 0 ? 'keys' : app.conn.signedIn ? 'run' : 'signin';
@@ -89,7 +90,10 @@ async function main() {
     }
     if (id === current && main.firstChild) return;
     current = id;
+    const mine = ++shown;
     app.keys = (await store.all('keys')).sort((a, b) => a.created - b.created);
+    // Another page was asked for meanwhile: that one is shown, not this one.
+    if (mine !== shown) return;
     for (const [p] of PAGES) {
       const a = document.getElementById(`nav-${p}`);
       if (p === id) a.setAttribute('aria-current', 'page');

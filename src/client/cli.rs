@@ -109,6 +109,9 @@ pub(crate) enum Cmd {
     Close(cmd::open::CloseArgs),
     /// List the active firewall grants with their remaining time.
     Grants,
+    /// List the firewall profiles you may open (what each opens, for how
+    /// long) and your address as the server sees it (--json: the result).
+    Profiles,
     /// For admins: users (disable, enable), live sessions (end one) and the
     /// audit log (`remo admin --help`).
     Admin(cmd::admin::AdminArgs),
@@ -151,7 +154,7 @@ pub(crate) fn remo_command() -> clap::Command {
 /// Names that are commands, never hosts.
 const COMMANDS: &[&str] = &[
     "info", "exec", "shell", "tail", "get", "ls", "put", "config", "logout", "open", "close",
-    "grants", "admin", "keygen", "ca", "help",
+    "grants", "profiles", "admin", "keygen", "ca", "help",
 ];
 /// Global options that take a separate value.
 const VALUE_OPTIONS: &[&str] = &[
@@ -413,6 +416,7 @@ async fn dispatch(ctx: &Ctx, cmd: Cmd, json: bool) -> Result<i32, ClientError> {
         Cmd::Open(a) => cmd::open::run_open(ctx, a).await,
         Cmd::Close(a) => cmd::open::run_close(ctx, a).await,
         Cmd::Grants => cmd::open::run_grants(ctx).await,
+        Cmd::Profiles => cmd::open::run_profiles(ctx, json).await,
         Cmd::Admin(a) => cmd::admin::run(ctx, a, json).await,
         Cmd::Keygen(_) | Cmd::Ca { .. } => Ok(0),
     }

@@ -98,6 +98,8 @@ pub(crate) struct Live {
     pub cert_sessions: usize,
     /// Batch commands running.
     pub commands: usize,
+    /// Transfers (`get`, `put`, `list`) in progress.
+    pub transfers: usize,
     /// Interactive processes.
     pub processes: usize,
     /// Firewall grants (`None`: no instance has `[firewall]`).
@@ -116,6 +118,7 @@ pub(crate) async fn live(registry: &Registry) -> Live {
         l.sessions += sessions.len();
         l.cert_sessions += sessions.iter().filter(|s| s.cert.is_some()).count();
         l.commands += inst.commands.in_use();
+        l.transfers += inst.transfers.in_use();
         l.processes += inst.procs.len();
         l.audit_queue += inst.audit.queued();
         if let Some(fw) = inst.firewall.clone() {
@@ -157,6 +160,12 @@ pub(crate) fn render(m: &Metrics, live: &Live) -> String {
         "remo_commands_running",
         "Batch commands running.",
         live.commands,
+    );
+    gauge(
+        &mut o,
+        "remo_transfers_running",
+        "Transfers (get, put, list) in progress.",
+        live.transfers,
     );
     gauge(
         &mut o,

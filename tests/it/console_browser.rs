@@ -13,15 +13,14 @@
 //! screenshots there (console/browser/screenshots.sh).
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common;
-
-use common::*;
+use crate::common::browser::{user_add, Scenario};
+use crate::common::*;
 
 /// The console's CSP, as the browser must see it.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -34,20 +33,6 @@ const HEAP_LIMIT: u64 = 100 << 20;
 /// The same with the ArrayBuffers' memory (parts and records not yet
 /// collected): well below the file, so it was never held whole.
 const ALL_LIMIT: u64 = 160 << 20;
-
-/// The browser, node and the console's npm packages, or a failure that
-/// says how to get them (tests/run installs them).
-fn require_browser() -> PathBuf {
-    require("/usr/bin/chromium", "chromium");
-    require("/usr/bin/node", "nodejs");
-    let pw = Path::new(ROOT).join("console/node_modules/playwright-core");
-    assert!(
-        pw.is_dir(),
-        "{} is missing: run `npm ci` in console/ (tests/run does)",
-        pw.display()
-    );
-    Path::new(ROOT).join("console")
-}
 
 /// The server's fingerprint as `/info` states it now.
 fn info_fingerprint(url: &str) -> String {
@@ -91,67 +76,21 @@ fn run_scenario(
     f: &Fixture,
     console_url: &str,
     user_db: &Path,
-    shots: Option<&Path>,
+    shots: bool,
     mut server: impl FnMut(&str),
 ) -> Value {
-    let console = require_browser();
-    let work = f.scratch.sub("browser");
-    let log = f.scratch.path().join("browser.log");
-    let mut cmd = Command::new("/usr/bin/node");
-    cmd.arg("browser/scenario.mjs")
-        .current_dir(&console)
-        .env("CONSOLE_URL", console_url)
-        .env("WORK", &work)
+    let mut sc = Scenario::new("scenario.mjs", console_url, &f.scratch.sub("browser"))
         .env("BIG_FILE", &f.big)
         .env("REMOTE_DIR", &f.remote)
         .env("CANCEL_FILE", f.big.with_file_name("cancel.bin"))
-        .env("CHROMIUM", "/usr/bin/chromium")
-        .env("HOME", &work)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(&log).unwrap());
-    if let Some(s) = shots {
-        cmd.env("SHOTS", s);
+        .timeout(Duration::from_secs(900));
+    if !shots {
+        sc = sc.no_shots();
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut result = None;
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("NEED useradd ") {
-            let (name, file) = rest.split_once(' ').unwrap();
-            run_ok(
-                Command::new(REMOD)
-                    .args(["user", "--db"])
-                    .arg(user_db)
-                    .args(["add", name, "--allow", "admin", "--key", file]),
-            );
-            writeln!(stdin, "OK").unwrap();
-        } else if let Some(what @ ("rekey" | "restart")) = line.strip_prefix("NEED ") {
-            server(what);
-            writeln!(stdin, "OK").unwrap();
-        } else if let Some(json) = line.strip_prefix("RESULT ") {
-            result = Some(serde_json::from_str::<Value>(json).unwrap());
-        }
-    }
-    let status = wait_with_timeout(child, std::time::Duration::from_secs(900), "node");
-    let result = result.unwrap_or_else(|| {
-        panic!(
-            "no RESULT from the scenario ({}):\n{}",
-            status.status,
-            fs::read_to_string(&log).unwrap_or_default()
-        )
-    });
-    assert!(
-        result.get("error").is_none() && status.status.success(),
-        "the scenario failed: {}\nsteps: {}\nconsole: {}\nlog:\n{}",
-        result["error"],
-        result["steps"],
-        result["console"],
-        fs::read_to_string(&log).unwrap_or_default()
-    );
-    result
+    sc.run(|what| match what {
+        "rekey" | "restart" => server(what),
+        w => user_add(user_db, w, &["admin"]),
+    })
 }
 
 /// A new server key at `key_file` (`remo keygen`).
@@ -354,12 +293,11 @@ fn console_in_chromium_through_nginx() {
     let (mut nginx, url) = start_nginx(&f.scratch, &sock, &data);
     let old_fp = info_fingerprint(&url);
     let mut remod = Some(remod);
-    let shots = std::env::var_os("REMO_CONSOLE_SHOTS").map(PathBuf::from);
     let r = run_scenario(
         &f,
         &format!("{url}/console/"),
         &data.user_db,
-        shots.as_deref(),
+        true,
         |what| {
             if let Some(mut p) = remod.take() {
                 p.stop();
@@ -399,7 +337,7 @@ fn console_in_chromium_over_embedded_http() {
         &f,
         &format!("{url}/console/"),
         &data.user_db,
-        None,
+        false,
         |what| {
             if let Some(mut p) = remod.take() {
                 p.stop();

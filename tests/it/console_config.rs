@@ -8,124 +8,13 @@
 //! edit; a backup's diff and its restore, checked on disk.
 //!
 //! With `REMO_CONSOLE_SHOTS=DIR` it writes `config.png` there.
-//!
-//! `run_page_scenario` is shared with `console_doors.rs`.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common;
-
-use common::*;
-
-/// The browser, node and the console's npm packages, or a failure that
-/// says how to get them (tests/run installs them).
-fn require_browser() -> PathBuf {
-    require("/usr/bin/chromium", "chromium");
-    require("/usr/bin/node", "nodejs");
-    let pw = Path::new(ROOT).join("console/node_modules/playwright-core");
-    assert!(
-        pw.is_dir(),
-        "{} is missing: run `npm ci` in console/ (tests/run does)",
-        pw.display()
-    );
-    Path::new(ROOT).join("console")
-}
-
-/// Runs `console/browser/SCRIPT` (common.mjs's conversation) with `prefix`
-/// before node (e.g. `ip netns exec NS`) and `env`; `need(what)` does what
-/// the script asks for (`NEED what`, answered `OK`). Returns its result,
-/// after checking it ended without an error and the page logged no errors.
-pub(crate) fn run_page_scenario(
-    script: &str,
-    prefix: &[&str],
-    console_url: &str,
-    work: &Path,
-    env: &[(&str, String)],
-    mut need: impl FnMut(&str),
-) -> Value {
-    let console = require_browser();
-    fs::create_dir_all(work).unwrap();
-    let log = work.join("browser.log");
-    let mut cmd = match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg("/usr/bin/node");
-            c
-        }
-        None => Command::new("/usr/bin/node"),
-    };
-    cmd.arg(format!("browser/{script}"))
-        .current_dir(&console)
-        .env("CONSOLE_URL", console_url)
-        .env("WORK", work)
-        .env("CHROMIUM", "/usr/bin/chromium")
-        .env("HOME", work)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(&log).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    if let Some(s) = std::env::var_os("REMO_CONSOLE_SHOTS") {
-        cmd.env("SHOTS", s);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut result = None;
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if let Some(what) = line.strip_prefix("NEED ") {
-            need(what);
-            writeln!(stdin, "OK").unwrap();
-        } else if let Some(json) = line.strip_prefix("RESULT ") {
-            result = Some(serde_json::from_str::<Value>(json).unwrap());
-        }
-    }
-    let status = wait_with_timeout(child, std::time::Duration::from_secs(600), "node");
-    let result = result.unwrap_or_else(|| {
-        panic!(
-            "no RESULT from {script} ({}):\n{}",
-            status.status,
-            fs::read_to_string(&log).unwrap_or_default()
-        )
-    });
-    assert!(
-        result.get("error").is_none() && status.status.success(),
-        "{script} failed: {}\nsteps: {}\nconsole: {}\nlog:\n{}",
-        result["error"],
-        result["steps"],
-        result["console"],
-        fs::read_to_string(&log).unwrap_or_default()
-    );
-    for m in result["console"].as_array().unwrap() {
-        let m = m.as_str().unwrap();
-        assert!(
-            !m.starts_with("pageerror") && !m.contains("Content Security Policy"),
-            "browser console: {m}"
-        );
-    }
-    result
-}
-
-/// `remod user add NAME --key FILE` with `grants` (`--allow` each).
-pub(crate) fn user_add(db: &Path, what: &str, grants: &[&str]) {
-    let (name, file) = what
-        .strip_prefix("useradd ")
-        .and_then(|r| r.split_once(' '))
-        .unwrap_or_else(|| panic!("not a useradd: {what}"));
-    let mut cmd = Command::new(REMOD);
-    cmd.args(["user", "--db"]).arg(db).args(["add", name]);
-    for g in grants {
-        cmd.args(["--allow", g]);
-    }
-    run_ok(cmd.args(["--key", file]));
-}
+use crate::common::browser::{assert_no_csp_report, user_add, Scenario};
+use crate::common::*;
 
 const WG: &str = "\
 # WireGuard wg0 - edited by hand and by remo
@@ -216,34 +105,33 @@ format = "env"
             .count()
     };
 
-    let result = run_page_scenario(
+    let result = Scenario::new(
         "config.mjs",
-        &[],
         &format!("http://127.0.0.1:{port}/console/"),
         &root.join("browser"),
-        &[],
-        |what| match what {
-            // Only `wg0`: `app` must not be listed.
-            w if w.starts_with("useradd ") => user_add(&data.user_db, w, &["config:wg0"]),
-            // Byte for byte: only the value's bytes changed, spacing and
-            // the tab after it kept.
-            "check set" => {
-                assert_eq!(fs::read_to_string(&wg).unwrap(), after_set);
-                assert_eq!(reloads(), 1);
-            }
-            "check unchanged" => {
-                assert_eq!(fs::read_to_string(&wg).unwrap(), after_set);
-                assert_eq!(reloads(), 1);
-            }
-            // Someone else's change, made while the page holds the old version.
-            "change" => fs::write(&wg, &changed).unwrap(),
-            "check redo" => assert_eq!(fs::read_to_string(&wg).unwrap(), after_redo),
-            "check whole" => assert_eq!(fs::read_to_string(&wg).unwrap(), after_whole),
-            // The newest backup is the content before the whole-file edit.
-            "check restore" => assert_eq!(fs::read_to_string(&wg).unwrap(), after_redo),
-            other => panic!("unexpected NEED {other}"),
-        },
-    );
+    )
+    .run(|what| match what {
+        // Only `wg0`: `app` must not be listed.
+        w if w.starts_with("useradd ") => user_add(&data.user_db, w, &["config:wg0"]),
+        // Byte for byte: only the value's bytes changed, spacing and
+        // the tab after it kept.
+        "check set" => {
+            assert_eq!(fs::read_to_string(&wg).unwrap(), after_set);
+            assert_eq!(reloads(), 1);
+        }
+        "check unchanged" => {
+            assert_eq!(fs::read_to_string(&wg).unwrap(), after_set);
+            assert_eq!(reloads(), 1);
+        }
+        // Someone else's change, made while the page holds the old version.
+        "change" => fs::write(&wg, &changed).unwrap(),
+        "check redo" => assert_eq!(fs::read_to_string(&wg).unwrap(), after_redo),
+        "check whole" => assert_eq!(fs::read_to_string(&wg).unwrap(), after_whole),
+        // The newest backup is the content before the whole-file edit.
+        "check restore" => assert_eq!(fs::read_to_string(&wg).unwrap(), after_redo),
+        other => panic!("unexpected NEED {other}"),
+    });
+    assert_no_csp_report(&result);
     let s = |p: &str| {
         result
             .pointer(p)

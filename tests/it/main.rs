@@ -46,5 +46,6 @@ mod protocol_vectors;
 mod put_resume;
 mod revoke_http;
 mod server_checks;
+mod stall;
 mod status;
 mod trust;

@@ -64,6 +64,7 @@ fn metrics_count_what_happened_and_prometheus_reads_them() {
         "remo_requests_total{op=\"cmd\",outcome=\"ok\"} 2\n",
         "remo_request_duration_seconds_count{op=\"cmd\"} 2\n",
         "remo_processes 0\n",
+        "remo_transfers_running 0\n",
         "remo_audit_queue_depth ",
     ] {
         assert!(text.contains(line), "{line:?} missing:\n{text}");

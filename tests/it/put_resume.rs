@@ -833,3 +833,40 @@ fn put_resume_refuses_a_planted_state_file_or_directory() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(std::fs::read(&remote).unwrap(), bytes(5000, 4));
 }
+
+/// On a file system without `O_TMPFILE` (FUSE) the staging file has a
+/// name. Someone who can write the directory swaps another file in under
+/// that name between parts: the commit sees that the name is no longer the
+/// file remod wrote, refuses with `conflict`, and the target keeps its
+/// old bytes (the planted file's are never put in place).
+#[test]
+fn a_staging_file_swapped_under_its_name_is_not_committed() {
+    let mut srv = Srv::start("resume-staging-swap", "");
+    let root = srv.fuse("fuse-swap");
+    let alice = srv.user("alice", &[&format!("files:write:{}", root.display())]);
+    let mut s = srv.login(&alice);
+    let target = root.join("conf");
+    std::fs::write(&target, b"old").unwrap();
+    let data = bytes(5000, 9);
+    let id = start(&mut s, &target, &data);
+    let staged: Vec<String> = names_in(&root)
+        .into_iter()
+        .filter(|n| n.starts_with(".conf.remo-"))
+        .collect();
+    assert_eq!(
+        staged.len(),
+        1,
+        "no named staging file: {:?}",
+        names_in(&root)
+    );
+    let planted = root.join("planted");
+    std::fs::write(&planted, b"the attacker's bytes").unwrap();
+    std::fs::rename(&planted, root.join(&staged[0])).unwrap();
+    let r = put(
+        &mut s,
+        json!({"path": target, "sha256": sha(&data), "upload": {"id": id, "offset": 5000, "commit": true}}),
+        &[],
+    );
+    assert_eq!(code(&r), Some("conflict"), "{r}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"old");
+}

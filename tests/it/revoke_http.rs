@@ -27,7 +27,7 @@ fn now() -> i64 {
     remo::server::core::instance::unix_now()
 }
 
-async fn login(
+pub(crate) async fn login(
     http: &reqwest::Client,
     url: &str,
     data: &Path,
@@ -53,7 +53,7 @@ async fn login(
 
 /// Sends one operation; returns the HTTP status and, for 200, the stdout
 /// bytes and the final JSON.
-async fn op(
+pub(crate) async fn op(
     http: &reqwest::Client,
     url: &str,
     s: &ClientSession,
@@ -86,7 +86,7 @@ async fn op(
     (status, out, serde_json::from_slice(last).unwrap())
 }
 
-fn audit_json(data: &Path, args: &[&str]) -> Vec<Value> {
+pub(crate) fn audit_json(data: &Path, args: &[&str]) -> Vec<Value> {
     let o = remod()
         .args(["audit", "--user-db"])
         .arg(data.join("users.db"))

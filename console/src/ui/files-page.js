@@ -36,6 +36,17 @@ export function filesPage(app) {
   // Only the latest listing asked for is shown (the first one starts by
   // itself and may answer after one the user asked for).
   let generation = 0;
+  // Whether the user has asked for a listing: then the automatic first one,
+  // which waits for the remembered directory (IndexedDB), is not made at
+  // all — started later, it would be the latest and hide the user's.
+  let asked = false;
+  // Whether the directory field was typed in since a listing was last asked
+  // for: a listing that lands then leaves the field alone (the automatic
+  // first one used to replace a path being typed, and Enter listed that).
+  let edited = false;
+  pathIn.addEventListener('input', () => {
+    edited = true;
+  });
   async function list(dir) {
     const mine = ++generation;
     if (!conn.signedIn) {
@@ -60,7 +71,7 @@ export function filesPage(app) {
       });
       if (mine !== generation) return;
       app.cwd = dir;
-      pathIn.value = dir;
+      if (!edited) pathIn.value = dir;
       app.store.setPref('cwd', dir);
       entries.sort((a, b) => (a.type === 'dir') !== (b.type === 'dir') ? (a.type === 'dir' ? -1 : 1) : a.name < b.name ? -1 : 1);
       render(dir, entries);
@@ -81,12 +92,12 @@ export function filesPage(app) {
         h('thead', h('tr', h('th', 'Name'), h('th', { class: 'num' }, 'Size'), h('th', { class: 'wide' }, 'Mode'), h('th', { class: 'wide' }, 'Modified'), h('th', h('span', { class: 'sr' }, 'Actions')))),
         h(
           'tbody',
-          h('tr', h('td', h('button', { type: 'button', class: 'link', onclick: () => list(parent(dir)) }, '..')), h('td'), h('td', { class: 'wide' }), h('td', { class: 'wide' }), h('td')),
+          h('tr', h('td', h('button', { type: 'button', class: 'link', onclick: () => ask(parent(dir)) }, '..')), h('td'), h('td', { class: 'wide' }), h('td', { class: 'wide' }), h('td')),
           entries.map((e) => {
             const p = join(dir, e.name);
             const name =
               e.type === 'dir'
-                ? h('button', { type: 'button', class: 'link dir', onclick: () => list(p) }, `${e.name}/`)
+                ? h('button', { type: 'button', class: 'link dir', onclick: () => ask(p) }, `${e.name}/`)
                 : h('span', { class: e.type }, e.name, e.type === 'symlink' && e.target !== undefined ? ` → ${e.target}` : '');
             return h(
               'tr',
@@ -108,7 +119,9 @@ export function filesPage(app) {
     const bar = h('progress', { max: String(total || 1), value: '0' });
     const text = h('span', { class: 'progress-text' }, 'starting…');
     const cancel = h('button', { type: 'button', onclick: () => abort.abort() }, 'Cancel');
-    const li = h('li', { class: 'transfer' }, h('span', label), bar, text, cancel);
+    // The text, whose width changes with every update, comes last: the
+    // Cancel button before it stays where it is while the bar moves.
+    const li = h('li', { class: 'transfer' }, h('span', label), bar, cancel, text);
     transfers.prepend(li);
     return {
       signal: abort.signal,
@@ -159,8 +172,15 @@ export function filesPage(app) {
     }
   }
 
+  /** A listing the user asked for (form, directory links). */
+  function ask(dir) {
+    asked = true;
+    edited = false;
+    list(dir);
+  }
+
   app.store.pref('cwd', '.').then((d) => {
-    if (conn.signedIn) list(app.cwd ?? d);
+    if (conn.signedIn && !asked) list(app.cwd ?? d);
   });
   return h(
     'div',
@@ -172,7 +192,7 @@ export function filesPage(app) {
         id: 'files-form',
         onsubmit: (ev) => {
           ev.preventDefault();
-          list(pathIn.value.trim() || '.');
+          ask(pathIn.value.trim() || '.');
         },
       },
       h('label', { for: 'files-path' }, 'Directory'),

@@ -35,6 +35,10 @@ const LOGIN_SHELL =
 
 let xtermModules = null;
 
+/** What the page says when xterm.js is not embedded (build.rs `VENDOR`). */
+export const NO_XTERM =
+  'No terminal: this remod was built without xterm.js (console/node_modules/@xterm was missing). Run `npm ci` in console/ on the build machine, `touch build.rs`, and build remod again.';
+
 /** xterm.js and its fit add-on, with its style sheet; null if not embedded. */
 async function loadXterm() {
   if (xtermModules) return xtermModules;
@@ -64,6 +68,13 @@ export function terminalPage(app) {
   const tailPath = h('input', { id: 'term-tail-path', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: '/var/log/syslog' });
   const tailBtn = h('button', { type: 'submit', id: 'term-tail' }, 'Follow');
 
+  /** Says why there is no terminal, and offers none. */
+  function noXterm() {
+    st.noXterm = true;
+    status.textContent = NO_XTERM;
+    newBtn.disabled = tailBtn.disabled = true;
+  }
+
   function drawTabs() {
     replace(tablist, st.tabs.map((t) => t.tab));
     for (const t of st.tabs) {
@@ -73,8 +84,9 @@ export function terminalPage(app) {
       t.panel.hidden = !on;
       if (t.panel.parentNode !== panels) panels.append(t.panel);
     }
-    newBtn.disabled = tailBtn.disabled = st.tabs.length >= MAX_TERMINALS;
-    if (st.tabs.length >= MAX_TERMINALS) status.textContent = `At most ${MAX_TERMINALS} terminals at once: close one first.`;
+    newBtn.disabled = tailBtn.disabled = st.noXterm || st.tabs.length >= MAX_TERMINALS;
+    if (st.noXterm) status.textContent = NO_XTERM;
+    else if (st.tabs.length >= MAX_TERMINALS) status.textContent = `At most ${MAX_TERMINALS} terminals at once: close one first.`;
   }
 
   function select(t, focus = true) {
@@ -92,7 +104,7 @@ export function terminalPage(app) {
     if (st.tabs.length >= MAX_TERMINALS) return;
     const mods = await loadXterm();
     if (!mods) {
-      status.textContent = 'This remod was built without xterm.js: run `npm ci` in console/ and build remod again.';
+      noXterm();
       return;
     }
     const n = st.next++;
@@ -163,6 +175,8 @@ export function terminalPage(app) {
   );
   drawTabs();
   if (st.active) requestAnimationFrame(() => st.active?.fit());
+  // Said at once, not at the first click, when this remod has no xterm.js.
+  if (!st.noXterm && !xtermModules) loadXterm().then((m) => m || noXterm());
   return page;
 }
 
@@ -228,20 +242,35 @@ function makeTerminal(app, { Terminal, FitAddon }, { n, kind, name, path, onClos
     },
   });
 
-  const send = (text) => {
-    if (!proc.send(utf8(text))) t.setStatus('Input refused: more than 1 MiB waiting to be sent.', 'running');
+  // Input typed while a paste waits for the clipboard (an asynchronous
+  // read): held, and sent after the pasted text, so keys keep their order
+  // (Ctrl+Shift+V then Enter runs the pasted line).
+  let held = null;
+  const sendBytes = (bytes) => {
+    if (held) held.push(bytes);
+    else if (!proc.send(bytes)) t.setStatus('Input refused: more than 1 MiB waiting to be sent.', 'running');
   };
   if (!readOnly) {
-    xterm.onData(send);
-    xterm.onBinary((s) => proc.send(Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff)));
+    xterm.onData((text) => sendBytes(utf8(text)));
+    xterm.onBinary((s) => sendBytes(Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff)));
   }
   async function copy() {
     const s = xterm.getSelection();
     if (s) await navigator.clipboard?.writeText(s).catch(() => {});
   }
   async function paste() {
-    const s = await navigator.clipboard?.readText().catch(() => '');
-    if (s) xterm.paste(s);
+    if (held) return; // one paste at a time
+    held = [];
+    let s = '';
+    try {
+      s = (await navigator.clipboard?.readText()) ?? '';
+    } catch {
+      // no permission, or no clipboard: nothing to paste
+    }
+    const after = held;
+    held = null;
+    if (s) xterm.paste(s); // through onData, now in order
+    for (const b of after) sendBytes(b);
     xterm.focus();
   }
   xterm.attachCustomKeyEventHandler((ev) => {
@@ -261,8 +290,15 @@ function makeTerminal(app, { Terminal, FitAddon }, { n, kind, name, path, onClos
   let timer = null;
   xterm.onResize(({ rows, cols }) => {
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      if (kind === 'shell') proc.resize(rows, cols).catch(() => {});
+    timer = setTimeout(async () => {
+      try {
+        if (kind === 'shell') await proc.resize(rows, cols);
+      } catch {
+        return; // the process is gone: its end is reported
+      }
+      // What the program sees now (`data-size`: the browser test waits for it).
+      if (xterm.rows !== rows || xterm.cols !== cols) return; // a later resize follows
+      panel.dataset.size = `${cols}x${rows}`;
       if (proc.running) t.setStatus(`running · ${cols}×${rows}`, 'running');
     }, RESIZE_DEBOUNCE_MS);
   });
@@ -300,6 +336,7 @@ function makeTerminal(app, { Terminal, FitAddon }, { n, kind, name, path, onClos
           ? { argv: ['/bin/sh', '-c', LOGIN_SHELL], pty: { rows: xterm.rows, cols: xterm.cols }, env: { TERM: 'xterm-256color', COLORTERM: 'truecolor' } }
           : { argv: ['tail', '-n', '50', '-F', '--', path] };
       await proc.start(desc);
+      if (kind === 'shell') panel.dataset.size = `${xterm.cols}x${xterm.rows}`;
       if (proc.running) this.setStatus(kind === 'shell' ? `running · ${xterm.cols}×${xterm.rows}` : `following ${path}`, 'running');
     },
     dispose() {

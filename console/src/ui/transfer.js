@@ -21,6 +21,24 @@ import { OpError } from '../errors.js';
 
 export const PART_SIZE = 8 << 20;
 export const SMALL_UPLOAD = 32 << 20;
+/** Bytes hashed between two turns of the page's event loop: hashing a
+ * whole part at once blocked the page for up to 2 s on a busy machine (no
+ * input, no drawing — Cancel could not be pressed). */
+export const HASH_SLICE = 256 << 10;
+
+/** Lets the page handle input and draw before going on. */
+function yieldToPage() {
+  return globalThis.scheduler?.yield ? globalThis.scheduler.yield() : new Promise((r) => setTimeout(r, 0));
+}
+
+/** `hash.update(bytes)` in slices, yielding between them; stops if aborted. */
+export async function hashInSlices(hash, bytes, signal) {
+  for (let at = 0; at < bytes.length; at += HASH_SLICE) {
+    hash.update(bytes.subarray(at, at + HASH_SLICE));
+    await yieldToPage();
+    signal?.throwIfAborted();
+  }
+}
 
 let worker = null;
 
@@ -122,7 +140,7 @@ export async function upload(conn, file, path, { onProgress = () => {}, signal, 
       signal?.throwIfAborted();
       const end = Math.min(offset + partSize, total);
       const part = new Uint8Array(await file.slice(offset, end).arrayBuffer());
-      hash.update(part);
+      await hashInSlices(hash, part, signal);
       const last = end === total;
       const step = id === null ? {} : { id, offset };
       const desc = { path, upload: step };

@@ -1,11 +1,12 @@
-//! `remo open`, `remo close`, `remo grants`: firewall access on the server
-//! for this machine's address (as the server sees it) or a guest's.
+//! `remo open`, `remo close`, `remo grants`, `remo profiles`: firewall
+//! access on the server for this machine's address (as the server sees it)
+//! or a guest's.
 
 use crate::client::conn::sanitize;
 use crate::client::ctx::Ctx;
 use crate::client::error::ClientError;
 use crate::firewall::config::parse_duration;
-use crate::ops::open::{OpenDesc, OpenResult};
+use crate::ops::open::{OpenDesc, OpenResult, ProfileInfo};
 use crate::ops::result_of;
 
 /// Arguments of `remo open`.
@@ -130,6 +131,63 @@ pub(crate) async fn run_grants(ctx: &Ctx) -> Result<i32, ClientError> {
     Ok(0)
 }
 
+/// What a profile opens, for one line: `22/tcp, 8080/tcp -> 10.0.0.5:80 (http)`.
+pub(crate) fn opens(p: &ProfileInfo) -> String {
+    let ports = p.ports.iter().map(|x| sanitize(x));
+    let forwards = p.forwards.iter().map(|f| {
+        let web = f
+            .web
+            .as_deref()
+            .map(|w| format!(" ({})", sanitize(w)))
+            .unwrap_or_default();
+        format!("{} -> {}{web}", sanitize(&f.port), sanitize(&f.to))
+    });
+    let all: Vec<String> = ports.chain(forwards).collect();
+    if all.is_empty() {
+        "-".into()
+    } else {
+        all.join(", ")
+    }
+}
+
+/// `remo profiles`: the firewall profiles the user may open, and the
+/// address `open` without `--ip` would open for (the console's Doors page
+/// asks the same); `--json` prints the server's result object.
+pub(crate) async fn run_profiles(ctx: &Ctx, json: bool) -> Result<i32, ClientError> {
+    let r = call(ctx, OpenDesc::Profiles {}).await?;
+    if json {
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        return Ok(0);
+    }
+    let list = r.profiles.unwrap_or_default();
+    if list.is_empty() {
+        println!("no firewall profile is open to you on this server");
+    } else {
+        println!(
+            "{:<20} {:>10} {:>10}  {:<6}  OPENS",
+            "PROFILE", "DEFAULT", "MAX", "GUESTS"
+        );
+        for p in &list {
+            println!(
+                "{:<20} {:>10} {:>10}  {:<6}  {}",
+                sanitize(&p.name),
+                human(p.default_duration),
+                human(p.max_duration),
+                if p.guests { "yes" } else { "no" },
+                opens(p)
+            );
+        }
+    }
+    match r.ip {
+        Some(ip) => println!("your address as the server sees it: {}", sanitize(&ip)),
+        None => println!(
+            "the server cannot tell your address (a proxy missing from its trusted_proxies?): \
+             only guest addresses (--ip) can be opened"
+        ),
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +222,30 @@ mod tests {
         assert_eq!(human(5), "5s");
         assert_eq!(human(125), "2m05s");
         assert_eq!(human(3725), "1h02m05s");
+    }
+
+    #[test]
+    fn what_a_profile_opens() {
+        use crate::ops::open::ForwardInfo;
+        let mut p = ProfileInfo {
+            name: "x".into(),
+            ports: vec!["22/tcp".into(), "51820/udp".into()],
+            forwards: vec![ForwardInfo {
+                port: "8080/tcp".into(),
+                to: "10.0.0.5:80".into(),
+                web: Some("http".into()),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            opens(&p),
+            "22/tcp, 51820/udp, 8080/tcp -> 10.0.0.5:80 (http)"
+        );
+        p.ports.clear();
+        p.forwards.clear();
+        assert_eq!(opens(&p), "-");
+        // The server's text is shown without its control characters.
+        p.ports.push("22/tcp\u{1b}[2J".into());
+        assert!(!opens(&p).contains('\u{1b}'), "{}", opens(&p));
     }
 }

@@ -223,6 +223,17 @@ pub struct Limits {
     /// Most rows (users, sessions, processes, audit rows) one answer of the
     /// `admin` operation holds; a page also ends when one record is full.
     pub admin_page_max: usize,
+    /// Most `get`, `put` and `list` requests in progress in this instance.
+    pub max_transfers: usize,
+    /// Most transfers one user has in progress (default: a quarter of
+    /// `max_transfers`, at least 1).
+    pub max_transfers_per_user: Option<usize>,
+    /// Transfer slots only admins may use (default: `max_transfers / 16`).
+    pub admin_reserve_transfers: Option<usize>,
+    /// A transfer whose client sends no byte of its body, or takes no byte
+    /// of its answer, for this many seconds is ended with `timeout` (0:
+    /// never).
+    pub transfer_idle_timeout: u64,
 }
 
 /// The share of a global limit one user gets by default.
@@ -253,6 +264,24 @@ impl Limits {
     pub(crate) fn processes_admin_reserve(&self) -> usize {
         self.admin_reserve_processes
             .unwrap_or(self.max_processes / 16)
+    }
+
+    /// `max_transfers_per_user`, defaulted.
+    pub(crate) fn transfers_per_user(&self) -> usize {
+        self.max_transfers_per_user
+            .unwrap_or_else(|| quarter(self.max_transfers))
+    }
+
+    /// `admin_reserve_transfers`, defaulted.
+    pub(crate) fn transfers_admin_reserve(&self) -> usize {
+        self.admin_reserve_transfers
+            .unwrap_or(self.max_transfers / 16)
+    }
+
+    /// `transfer_idle_timeout` as a duration; `None` for never.
+    pub(crate) fn transfer_idle(&self) -> Option<std::time::Duration> {
+        (self.transfer_idle_timeout > 0)
+            .then(|| std::time::Duration::from_secs(self.transfer_idle_timeout))
     }
 
     /// `admin_reserve_sessions`, defaulted.
@@ -289,6 +318,10 @@ impl Default for Limits {
             max_uploads_per_user: 8,
             upload_idle_timeout: 3600,
             admin_page_max: 200,
+            max_transfers: 128,
+            max_transfers_per_user: None,
+            admin_reserve_transfers: None,
+            transfer_idle_timeout: 600,
         }
     }
 }

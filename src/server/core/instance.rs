@@ -234,6 +234,10 @@ pub struct Instance {
     pub home: PathBuf,
     /// Caps the commands running at once, in all and per user.
     pub commands: Arc<Shares>,
+    /// Caps the transfers (`get`, `put`, `list`) in progress, in all and
+    /// per user, so one user's slow or stalled requests cannot hold what
+    /// everyone needs.
+    pub transfers: Arc<Shares>,
     /// Interactive processes.
     pub procs: Arc<ProcTable>,
     /// Configuration files by name (`[files.NAME]`).
@@ -315,6 +319,14 @@ impl Instance {
                     admin_reserve: limits.commands_admin_reserve(),
                 },
             ),
+            transfers: Shares::new(
+                "transfers",
+                ShareLimits {
+                    total: limits.max_transfers,
+                    per_user: limits.transfers_per_user(),
+                    admin_reserve: limits.transfers_admin_reserve(),
+                },
+            ),
             procs: ProcTable::new(ProcLimits {
                 max_total: limits.max_processes,
                 max_per_user: limits.processes_per_user(),
@@ -358,6 +370,7 @@ impl Instance {
             timeout: self.timeout,
             home: self.home.clone(),
             commands: self.commands.clone(),
+            transfers: self.transfers.clone(),
             procs: self.procs.clone(),
             files: file.files,
             firewall: file.firewall.map(Arc::new),
@@ -697,6 +710,7 @@ pub(crate) const LIVE_LIMITS: &[&str] = &[
     "max_uploads_per_user",
     "upload_idle_timeout",
     "admin_page_max",
+    "transfer_idle_timeout",
 ];
 
 /// How often the revocation watcher looks at the user database.

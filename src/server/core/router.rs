@@ -409,7 +409,24 @@ async fn operation(inst: Arc<Instance>, op: OpName, req: Request, remote: String
         );
         // Audited before the result goes out, so a client that saw the
         // result finds the row queued in order.
-        let gone = writer.finish(&result).await.is_err();
+        // The result waits for room behind the answer only while the
+        // session lives and the client takes data within
+        // `transfer_idle_timeout`: an ended session's stalled answer is
+        // dropped (the client sees it cut short), not held. Biased: a
+        // result with room to go (a `logout`'s) goes even though its own
+        // session just ended.
+        let idle = ctx.inst.limits.transfer_idle();
+        let gone = tokio::select! {
+            biased;
+            r = writer.finish(&result) => r.is_err(),
+            _ = ctx.session.cancel.cancelled() => true,
+            _ = async {
+                match idle {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
         info!(
             "{} {} {} {}{} in={} out={} {}ms framing={}",
             ctx.remote,

@@ -6,7 +6,6 @@ use std::os::unix::fs::MetadataExt;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 
 use super::{io_error, OpCtx};
 use crate::proto::b64;
@@ -27,14 +26,39 @@ pub(crate) fn check(g: GetDesc) -> Result<GetDesc, OpError> {
     Ok(g)
 }
 
-enum Chunk {
-    Data(Bytes),
-    Done { sha256: [u8; 32] },
-    Failed(OpError),
+/// Where the reading stands between two blocking jobs.
+struct Reading {
+    file: std::fs::File,
+    hash: Sha256,
+    /// Bytes still to send (the asked length).
+    left: u64,
 }
 
-/// Streams the file. Reading and hashing run on a blocking thread while
-/// this task seals, so the two use both cores.
+/// Reads and hashes the next batch; `None` at the end of the range.
+/// Whole batches (short reads are retried), so records stay full-sized and
+/// each hand-off carries several of them; read into spare capacity, so
+/// nothing is zero-filled first.
+fn read_batch(mut st: Reading) -> (Reading, std::io::Result<Option<Bytes>>) {
+    let want = st.left.min(MAX_SEND_BATCH as u64) as usize;
+    if want == 0 {
+        return (st, Ok(None));
+    }
+    let mut buf = Vec::with_capacity(want);
+    if let Err(e) = (&mut st.file).take(want as u64).read_to_end(&mut buf) {
+        return (st, Err(e));
+    }
+    if buf.is_empty() {
+        return (st, Ok(None));
+    }
+    st.hash.update(&buf);
+    st.left -= buf.len() as u64;
+    (st, Ok(Some(Bytes::from(buf))))
+}
+
+/// Streams the file. Each batch is read and hashed by a blocking job while
+/// this task seals and sends the previous one, so the two use both cores.
+/// The next job starts only when a batch has been handed on: a client that
+/// stops taking the answer holds no thread of the blocking pool.
 pub(crate) async fn apply(
     ctx: &OpCtx,
     g: GetDesc,
@@ -58,70 +82,37 @@ pub(crate) async fn apply(
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| io_error(&what, &e))?;
     }
-    let length = g.length.unwrap_or(u64::MAX);
-    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
-    let cancel = ctx.session.cancel.clone();
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut hash = Sha256::new();
-        let mut left = length;
-        loop {
-            if cancel.is_cancelled() {
-                return;
-            }
-            let want = left.min(MAX_SEND_BATCH as u64) as usize;
-            if want == 0 {
-                break;
-            }
-            // Fill whole batches (short reads are retried) so records stay
-            // full-sized and each hand-off carries several of them. Read
-            // into spare capacity: nothing is zero-filled first.
-            let mut buf = Vec::with_capacity(want);
-            if let Err(e) = (&mut file).take(want as u64).read_to_end(&mut buf) {
-                let _ = tx.blocking_send(Chunk::Failed(io_error("read", &e)));
-                return;
-            }
-            let n = buf.len();
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf);
-            left -= n as u64;
-            if tx.blocking_send(Chunk::Data(Bytes::from(buf))).is_err() {
-                return;
-            }
-        }
-        let _ = tx.blocking_send(Chunk::Done {
-            sha256: hash.finalize().into(),
-        });
-    });
-    let mut sent: u64 = 0;
-    let result = loop {
-        let chunk = tokio::select! {
-            c = rx.recv() => c,
-            _ = out.closed() => break Err(OpError::new(ErrorCode::Unavailable, "client went away")),
-        };
-        match chunk {
-            Some(Chunk::Data(d)) => {
-                if out.stdout(&d).await.is_err() {
-                    break Err(OpError::new(ErrorCode::Unavailable, "client went away"));
-                }
-                sent += d.len() as u64;
-                ctx.session.touch();
-            }
-            Some(Chunk::Done { sha256 }) => {
-                break Ok(GetResult {
-                    size: meta.len(),
-                    length: sent,
-                    mode: meta.mode() & 0o7777,
-                    mtime: meta.mtime(),
-                    sha256: b64::encode(&sha256),
-                })
-            }
-            Some(Chunk::Failed(e)) => break Err(e),
-            None => break Err(OpError::new(ErrorCode::Unavailable, "session ended")),
-        }
+    let lost = || OpError::new(ErrorCode::Internal, "file reader failed");
+    let mut st = Reading {
+        file,
+        hash: Sha256::new(),
+        left: g.length.unwrap_or(u64::MAX),
     };
-    drop(rx);
-    let _ = reader.await;
-    result
+    let mut sent: u64 = 0;
+    let mut job = tokio::task::spawn_blocking(move || read_batch(st));
+    loop {
+        let (back, batch) = job.await.map_err(|_| lost())?;
+        st = back;
+        let Some(data) = batch.map_err(|e| io_error("read", &e))? else {
+            break;
+        };
+        // Read ahead while this batch goes out.
+        let reading = st;
+        job = tokio::task::spawn_blocking(move || read_batch(reading));
+        // On an error the read ahead finishes on its own; nothing waits.
+        match ctx.watched(&what, out.stdout(&data)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_gone)) => return Err(OpError::new(ErrorCode::Unavailable, "client went away")),
+            Err(e) => return Err(e),
+        }
+        sent += data.len() as u64;
+        ctx.session.touch();
+    }
+    Ok(GetResult {
+        size: meta.len(),
+        length: sent,
+        mode: meta.mode() & 0o7777,
+        mtime: meta.mtime(),
+        sha256: b64::encode(&st.hash.finalize()),
+    })
 }

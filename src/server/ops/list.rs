@@ -5,9 +5,10 @@
 //!
 //! Everything that touches the file system — the open, reading the names,
 //! `fstatat` and `readlinkat` of each entry relative to the directory's
-//! descriptor (never by path), without following links — runs in one
-//! [`fs_step`], so with the account's rights; the entries come out through
-//! a bounded channel while this task seals and sends them.
+//! descriptor (never by path), without following links — runs in
+//! [`fs_step`]s, so with the account's rights: one for the names, then one
+//! per record's worth of entries, each started when the previous batch has
+//! been handed on.
 
 use std::collections::BinaryHeap;
 use std::ffi::OsStr;
@@ -16,7 +17,6 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::OpCtx;
@@ -39,11 +39,9 @@ pub(crate) fn check(d: ListDesc) -> Result<ListDesc, OpError> {
     Ok(d)
 }
 
-/// Batches of whole NDJSON lines queued between the file-system thread and
-/// the sender.
-const BATCHES_QUEUED: usize = 4;
-
-/// Lists the directory.
+/// Lists the directory. Each step that touches the file system is one
+/// blocking job, and the next starts only when the previous batch has been
+/// handed on: a client that stops taking the answer holds no thread.
 pub(crate) async fn apply(
     ctx: &OpCtx,
     d: ListDesc,
@@ -54,52 +52,66 @@ pub(crate) async fn apply(
     let grants = ctx.session.grants();
     let loc = locate(&grants, &ctx.inst.resolve(&d.path), Access::Read)?;
     let limit = ctx.inst.limits.list_max_entries;
-    let cancel = ctx.session.cancel.clone();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(BATCHES_QUEUED);
+    let acct = account_for(&grants)?;
+    let shown = loc.shown.clone();
     // Opened and read below the user's root, with the run-as account's rights.
-    let scanning = fs_step(account_for(&grants)?, move || {
+    let cancel = ctx.session.cancel.clone();
+    let (dir, names, truncated) = fs_step(acct.clone(), move || {
         let dir = loc.open_dir()?;
-        scan(dir, &loc.shown, limit, &cancel, &tx)
-    });
-    // `async move`: `rx` is dropped when sending stops (the client went
-    // away), which ends the scan at its next batch instead of blocking it.
-    let send = async move {
-        loop {
-            let batch = tokio::select! {
-                b = rx.recv() => b,
-                _ = out.closed() => return Err(gone()),
-            };
-            let Some(batch) = batch else {
-                return Ok(());
-            };
-            out.stdout(&batch).await.map_err(|_| gone())?;
-            ctx.session.touch();
-        }
+        read_names(dir, &loc.shown, limit, &cancel)
+    })
+    .await?;
+    let mut state = Lines {
+        dir,
+        names: names.into_iter(),
+        count: 0,
     };
-    let (scanned, sent) = tokio::join!(scanning, send);
-    sent?;
-    scanned
+    loop {
+        let (sh, cancel) = (shown.clone(), ctx.session.cancel.clone());
+        let (back, batch) = fs_step(acct.clone(), move || {
+            let batch = next_lines(&mut state, &sh, &cancel);
+            Ok((state, batch))
+        })
+        .await?;
+        state = back;
+        let batch = batch?;
+        if batch.is_empty() {
+            break;
+        }
+        ctx.watched(&shown, out.stdout(&batch))
+            .await?
+            .map_err(|_| gone())?;
+        ctx.session.touch();
+    }
+    Ok(ListResult {
+        count: state.count,
+        truncated,
+    })
 }
 
 fn gone() -> OpError {
     OpError::new(ErrorCode::Unavailable, "client went away")
 }
 
-/// Reads the directory: the `limit` smallest names first (a max-heap, so a
-/// truncated listing is the first entries by name whatever order the file
-/// system gives, with memory bounded by the limit), then each of them
-/// `lstat`ed and sent in order, in batches of whole lines of at most one
-/// record's data.
-fn scan(
+fn ended() -> OpError {
+    OpError::new(ErrorCode::Unavailable, "session ended")
+}
+
+/// Reads the directory's names: the `limit` smallest first (a max-heap, so
+/// a truncated listing is the first entries by name whatever order the
+/// file system gives, with memory bounded by the limit), sorted. Returns a
+/// descriptor of the directory for the `lstat`s, the names, and whether
+/// some were left out.
+fn read_names(
     dir: OwnedFd,
     shown: &str,
     limit: usize,
     cancel: &CancellationToken,
-    tx: &mpsc::Sender<Vec<u8>>,
-) -> Result<ListResult, OpError> {
-    let ended = || OpError::new(ErrorCode::Unavailable, "session ended");
+) -> Result<(OwnedFd, Vec<Vec<u8>>, bool), OpError> {
+    let keep = dir
+        .try_clone()
+        .map_err(|e| fs_error(shown, Errno::from_raw(e.raw_os_error().unwrap_or(0)), false))?;
     let mut dir = nix::dir::Dir::from(dir).map_err(|e| fs_error(shown, e, false))?;
-    let fd = dir.as_raw_fd();
     let mut names: BinaryHeap<Vec<u8>> = BinaryHeap::new();
     let mut truncated = false;
     for entry in dir.iter() {
@@ -122,31 +134,42 @@ fn scan(
             }
         }
     }
+    Ok((keep, names.into_sorted_vec(), truncated))
+}
+
+/// Where a listing stands between two blocking jobs.
+struct Lines {
+    dir: OwnedFd,
+    names: std::vec::IntoIter<Vec<u8>>,
+    /// Entries sent so far.
+    count: u64,
+}
+
+/// The next entries, each `lstat`ed, as whole NDJSON lines filling at most
+/// one record's data (one line at least); empty at the end.
+fn next_lines(st: &mut Lines, shown: &str, cancel: &CancellationToken) -> Result<Vec<u8>, OpError> {
+    let fd = st.dir.as_raw_fd();
     let mut batch = Vec::new();
-    let mut count = 0u64;
-    for name in names.into_sorted_vec() {
+    // Peek-free: a line that would overflow the batch is kept for the next.
+    while let Some(name) = st.names.as_slice().first() {
         if cancel.is_cancelled() {
             return Err(ended());
         }
-        let Some(entry) = entry_at(fd, &name, shown)? else {
+        let Some(entry) = entry_at(fd, name, shown)? else {
+            st.names.next();
             continue;
         };
         let mut line = serde_json::to_vec(&entry)
             .map_err(|e| OpError::new(ErrorCode::Internal, format!("list: {e}")))?;
         line.push(b'\n');
-        if !batch.is_empty()
-            && batch.len() + line.len() > MAX_RESPONSE_DATA
-            && tx.blocking_send(std::mem::take(&mut batch)).is_err()
-        {
-            return Err(gone());
+        if !batch.is_empty() && batch.len() + line.len() > MAX_RESPONSE_DATA {
+            break;
         }
         batch.extend_from_slice(&line);
-        count += 1;
+        st.names.next();
+        st.count += 1;
     }
-    if !batch.is_empty() && tx.blocking_send(batch).is_err() {
-        return Err(gone());
-    }
-    Ok(ListResult { count, truncated })
+    Ok(batch)
 }
 
 /// One entry, `lstat`ed relative to the directory; `None` when it went away
@@ -197,16 +220,28 @@ mod tests {
 
     fn listing(dir: &std::path::Path, limit: usize) -> (Vec<ListEntry>, ListResult) {
         let fd = OwnedFd::from(std::fs::File::open(dir).unwrap());
-        let (tx, mut rx) = mpsc::channel(1024);
-        let r = scan(fd, "d", limit, &CancellationToken::new(), &tx).unwrap();
-        drop(tx);
+        let cancel = CancellationToken::new();
+        let (dir, names, truncated) = read_names(fd, "d", limit, &cancel).unwrap();
+        let mut st = Lines {
+            dir,
+            names: names.into_iter(),
+            count: 0,
+        };
         let mut entries = Vec::new();
-        while let Ok(batch) = rx.try_recv() {
+        loop {
+            let batch = next_lines(&mut st, "d", &cancel).unwrap();
+            if batch.is_empty() {
+                break;
+            }
             assert!(batch.len() <= MAX_RESPONSE_DATA && batch.ends_with(b"\n"));
             for line in batch.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 entries.push(serde_json::from_slice(line).unwrap());
             }
         }
+        let r = ListResult {
+            count: st.count,
+            truncated,
+        };
         (entries, r)
     }
 

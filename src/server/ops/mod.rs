@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::ops::{Op, OpName};
-use crate::proto::response::OpError;
+use crate::proto::response::{ErrorCode, OpError};
 use crate::server::core::instance::Instance;
 use crate::server::core::session::Session;
 use crate::server::core::stream::{RequestReader, ResponseWriter};
@@ -37,6 +37,40 @@ pub(crate) struct OpCtx {
     pub forwarded_for: Option<String>,
     /// The operation.
     pub op: OpName,
+}
+
+impl OpCtx {
+    /// `step` of a transfer, unless the session ends first (`unavailable`)
+    /// or it takes longer than `[limits] transfer_idle_timeout`
+    /// (`timeout`): a client that stops sending its body or taking the
+    /// answer holds its transfer that long at most.
+    pub(crate) async fn watched<T>(
+        &self,
+        what: &str,
+        step: impl std::future::Future<Output = T>,
+    ) -> Result<T, OpError> {
+        let idle = self.inst.limits.transfer_idle();
+        let timer = async {
+            match idle {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            v = step => Ok(v),
+            _ = self.session.cancel.cancelled() => {
+                Err(OpError::new(ErrorCode::Unavailable, "session ended"))
+            }
+            _ = timer => Err(OpError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "{what}: the client moved no data for {} s (transfer_idle_timeout)",
+                    idle.map_or(0, |d| d.as_secs())
+                ),
+            )),
+        }
+    }
 }
 
 /// A successful operation's result, typed until it goes on the wire.
@@ -109,6 +143,18 @@ pub(crate) async fn run(
     input: &mut RequestReader,
     out: &mut ResponseWriter,
 ) -> Result<Outcome, OpError> {
+    // Transfers hold a slot while they run (`[limits] max_transfers…`).
+    let _slot = match &op {
+        Op::Get(_) | Op::Put(_) | Op::List(_) => Some(
+            ctx.inst
+                .transfers
+                .acquire(&ctx.session.user, ctx.session.grants().is_admin())
+                .map_err(|e| {
+                    OpError::new(ErrorCode::Unavailable, format!("{e}; try again later"))
+                })?,
+        ),
+        _ => None,
+    };
     Ok(match op {
         Op::Cmd(d) => Outcome::Cmd(cmd::apply(ctx, d.check()?, input, out).await?),
         Op::Get(d) => Outcome::Get(get::apply(ctx, get::check(d)?, input, out).await?),

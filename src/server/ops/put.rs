@@ -341,11 +341,11 @@ pub(crate) async fn stage(
     })
 }
 
-/// How many batches may wait for the writer.
-const WRITE_QUEUE: usize = 4;
+/// How many bytes of opened records may wait for the writer.
+const WRITE_QUEUE: usize = 4 * WRITE_BATCH;
 /// Opened records are handed to the writer in batches of about this many
-/// bytes: one wake-up of the writer per batch, not per 64 KiB record, which
-/// on two busy cores costs more than the copy it saves.
+/// bytes: one blocking job per batch, not per 64 KiB record, which on two
+/// busy cores costs more than the copy it saves.
 const WRITE_BATCH: usize = 256 << 10;
 
 /// What [`receive`] appended.
@@ -360,6 +360,13 @@ pub(crate) struct Received {
 /// continuing `hash`. The file may hold at most `cap` bytes in all
 /// (`too_large` past it). On an error the writer has stopped: the caller
 /// may cut the file back to `at`.
+///
+/// A pipeline: this task opens records while a blocking job hashes and
+/// writes the previous batch, so the two run on both cores and the runtime
+/// never waits on the disk. A job exists only while there is data to write:
+/// a client that stalls its body holds no thread of the blocking pool
+/// (hundreds of stalled uploads used to park one each, until logins and
+/// the revocation watcher found none left).
 pub(crate) async fn receive(
     ctx: &OpCtx,
     input: &mut RequestReader,
@@ -369,71 +376,102 @@ pub(crate) async fn receive(
     cap: u64,
     what: &str,
 ) -> Result<Received, OpError> {
-    // A pipeline: this task opens records while a blocking writer hashes
-    // and writes the previous ones (up to WRITE_QUEUE chunks in between),
-    // so the two run on both cores and the runtime never waits on the disk.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(WRITE_QUEUE);
-    let f = file.clone();
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Received> {
-        let mut hash = hash;
-        let mut pos = at;
-        while let Some(batch) = rx.blocking_recv() {
-            for chunk in batch {
-                hash.update(&chunk);
-                f.write_all_at(&chunk, pos)?;
-                pos += chunk.len() as u64;
-            }
-        }
-        Ok(Received {
-            hash,
-            bytes: pos - at,
-        })
-    });
-    let cancel = ctx.session.cancel.clone();
-    let fed = async {
-        let mut batch = Vec::new();
-        let mut batched = 0;
-        let mut total = at;
-        loop {
-            let next = tokio::select! {
-                n = input.next_data() => n,
-                _ = cancel.cancelled() => return Err(OpError::new(ErrorCode::Unavailable, "session ended")),
+    let lost = || OpError::new(ErrorCode::Internal, "file writer failed");
+    // The digest and the offset, handed to each job and back.
+    let mut state = Some((hash, at));
+    let mut job: Option<tokio::task::JoinHandle<std::io::Result<(Sha256, u64)>>> = None;
+    let mut queued: Vec<bytes::Bytes> = Vec::new();
+    let mut queued_bytes = 0usize;
+    let mut total = at;
+    let mut ended = false;
+    let fed: Result<(), OpError> = loop {
+        if job.is_none() && !queued.is_empty() && (ended || queued_bytes >= WRITE_BATCH) {
+            let Some((h, pos)) = state.take() else {
+                break Err(lost());
             };
-            let chunk = next.map_err(|e| e.to_op_error())?;
-            let end = chunk.is_none();
-            if let Some(c) = chunk {
-                total = total.saturating_add(c.len() as u64);
-                if total > cap {
-                    return Err(OpError::new(
-                        ErrorCode::TooLarge,
-                        format!("{what}: more than {cap} bytes (max_request_bytes)"),
-                    ));
+            let batch = std::mem::take(&mut queued);
+            queued_bytes = 0;
+            let f = file.clone();
+            job = Some(tokio::task::spawn_blocking(move || {
+                write_batch(&f, h, pos, batch)
+            }));
+            ctx.session.touch();
+        }
+        if ended && job.is_none() && queued.is_empty() {
+            break Ok(());
+        }
+        let room = !ended && queued_bytes < WRITE_QUEUE;
+        tokio::select! {
+            biased;
+            done = async {
+                match job.as_mut() {
+                    Some(j) => j.await,
+                    None => std::future::pending().await,
                 }
-                batched += c.len();
-                batch.push(c);
-            }
-            if (end || batched >= WRITE_BATCH) && !batch.is_empty() {
-                batched = 0;
-                if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                    // The writer stopped on an error; it is reported below.
-                    return Ok(());
+            }, if job.is_some() => {
+                job = None;
+                match done {
+                    Ok(Ok(s)) => state = Some(s),
+                    Ok(Err(e)) => break Err(io_error(what, &e)),
+                    Err(_) => break Err(lost()),
                 }
-                ctx.session.touch();
             }
-            if end {
-                return Ok(());
+            next = ctx.watched(what, input.next_data()), if room => {
+                let chunk = match next {
+                    Ok(n) => match n.map_err(|e| e.to_op_error()) {
+                        Ok(c) => c,
+                        Err(e) => break Err(e),
+                    },
+                    Err(e) => break Err(e),
+                };
+                match chunk {
+                    None => ended = true,
+                    Some(c) => {
+                        total = total.saturating_add(c.len() as u64);
+                        if total > cap {
+                            break Err(OpError::new(
+                                ErrorCode::TooLarge,
+                                format!("{what}: more than {cap} bytes (max_request_bytes)"),
+                            ));
+                        }
+                        queued_bytes += c.len();
+                        queued.push(c);
+                    }
+                }
             }
+            else => break Err(lost()),
+        }
+    };
+    // The writer has finished whatever it was given before anything else
+    // touches the file (a part that failed is cut back by the caller).
+    if let Some(j) = job.take() {
+        match j.await {
+            Ok(Ok(s)) => state = Some(s),
+            Ok(Err(e)) => return Err(fed.err().unwrap_or_else(|| io_error(what, &e))),
+            Err(_) => return Err(fed.err().unwrap_or_else(lost)),
         }
     }
-    .await;
-    // The writer has finished whatever was queued before anything else
-    // touches the file (a part that failed is cut back by the caller).
-    drop(tx);
-    let written = writer
-        .await
-        .map_err(|_| OpError::new(ErrorCode::Internal, "file writer failed"));
     fed?;
-    written?.map_err(|e| io_error(what, &e))
+    let (hash, pos) = state.ok_or_else(lost)?;
+    Ok(Received {
+        hash,
+        bytes: pos - at,
+    })
+}
+
+/// Hashes and writes one batch at `pos`; the digest and the next offset.
+fn write_batch(
+    f: &std::fs::File,
+    mut hash: Sha256,
+    mut pos: u64,
+    batch: Vec<bytes::Bytes>,
+) -> std::io::Result<(Sha256, u64)> {
+    for chunk in batch {
+        hash.update(&chunk);
+        f.write_all_at(&chunk, pos)?;
+        pos += chunk.len() as u64;
+    }
+    Ok((hash, pos))
 }
 
 /// What [`commit`] puts in place.
@@ -540,6 +578,23 @@ pub(crate) async fn commit(
                 t
             }
         };
+        // A named staging file is replaced by its name: it must still be
+        // the file written here. Whoever can write the directory may have
+        // renamed another in its place meanwhile (FUSE and other file
+        // systems without O_TMPFILE, or a run-as account's directory).
+        let ours = nix::sys::stat::fstat(file.as_raw_fd()).map_err(at)?;
+        match nix::sys::stat::fstatat(d, tmp.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino) => {}
+            Ok(_) | Err(Errno::ENOENT) => {
+                return Err(OpError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                    "{what}: the staging file was replaced or removed; nothing was put in place"
+                ),
+                ))
+            }
+            Err(e) => return Err(at(e)),
+        }
         drop(file);
         if overwrite {
             if let Err(e) = nix::fcntl::renameat(d, tmp.as_os_str(), d, name.as_os_str()) {

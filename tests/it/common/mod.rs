@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod fcgi;
 
 use std::fs;
@@ -487,16 +488,21 @@ pub fn serve_http(data: &Path, port: u16, log: &Path) -> HttpServer {
         .stderr(log)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "remod did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_tcp(port);
     HttpServer {
         child,
         data: data.to_path_buf(),
         url: format!("http://127.0.0.1:{port}"),
         port,
+    }
+}
+
+/// Waits (up to 60 s) until something accepts on 127.0.0.1:`port`.
+pub fn wait_tcp(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing accepts on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
