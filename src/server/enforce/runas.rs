@@ -11,7 +11,9 @@
 //!   raw `setgroups`/`setresgid`/`setresuid` system calls. On Linux
 //!   credentials are per thread at the kernel level; only glibc's wrappers
 //!   broadcast a change to every thread of the process, so the raw calls
-//!   leave the daemon's other threads untouched. The thread never returns to
+//!   leave the daemon's other threads untouched (they take 32-bit ids on
+//!   x86_64 and aarch64 only; elsewhere, and for an id of -1, run-as is
+//!   refused). The thread never returns to
 //!   a pool: it ends when the operation's file-system step is done. The
 //!   descriptors it opened are then used (read, written) by the daemon,
 //!   which is what the account could have done with them.
@@ -91,7 +93,16 @@ impl Account {
     /// groups, then gid, then uid (after which it cannot switch back).
     ///
     /// Raw system calls on purpose: see the module documentation.
+    /// Refused off the architectures where the raw calls take 32-bit ids,
+    /// and for an id of -1 ("unchanged": the thread would stay root), see
+    /// [`Credentials::check`].
     pub(crate) fn become_on_this_thread(&self) -> std::io::Result<()> {
+        self.credentials().check()?;
+        self.switch_raw()
+    }
+
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    fn switch_raw(&self) -> std::io::Result<()> {
         let groups: &[u32] = &self.groups;
         // SAFETY: plain system calls with a valid pointer/length pair.
         unsafe {
@@ -108,14 +119,24 @@ impl Account {
         Ok(())
     }
 
-    /// Makes a command's child switch to the account before it enters its
-    /// working directory and execs.
-    pub(crate) fn apply_to_command(&self, cmd: &mut Spawn) {
-        cmd.credentials(Credentials {
+    /// Never reached: [`Credentials::check`] refuses first.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    fn switch_raw(&self) -> std::io::Result<()> {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials {
             uid: self.uid,
             gid: self.gid,
             groups: self.groups.clone(),
-        });
+        }
+    }
+
+    /// Makes a command's child switch to the account before it enters its
+    /// working directory and execs (the spawn checks the ids).
+    pub(crate) fn apply_to_command(&self, cmd: &mut Spawn) {
+        cmd.credentials(self.credentials());
     }
 }
 

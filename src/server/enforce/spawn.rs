@@ -56,7 +56,21 @@
 //! * **No descriptor leaks.** The child's ends are dup'ed to 0, 1 and 2;
 //!   `close_range(3, ~0)` then closes everything else in the child's
 //!   table, so nothing of the daemon reaches the program even where a
-//!   descriptor lacks `FD_CLOEXEC`.
+//!   descriptor lacks `FD_CLOEXEC`. Where `close_range` fails (`ENOSYS`
+//!   before Linux 5.9, `EPERM` under a seccomp filter) the child closes
+//!   every number below its `RLIMIT_NOFILE` one by one; if it cannot read
+//!   that limit the spawn fails.
+//! * **Copied memory when the account could reach it.** Between
+//!   `setresuid` and `execve` the child runs as the account. If
+//!   `fs.suid_dumpable` is not 0 the kernel leaves such a process
+//!   dumpable, and the account could `ptrace` it or `process_vm_writev`
+//!   into it: with `CLONE_VM` that memory is remod's. So a spawn that
+//!   changes the uid reads `/proc/sys/fs/suid_dumpable` first and, unless
+//!   it reads 0, clones without `CLONE_VM | CLONE_VFORK` (fork semantics:
+//!   the child gets a copy) and takes the child's error report through a
+//!   close-on-exec pipe instead of memory ([`share_memory`]). With
+//!   `CLONE_VM`, the account switch also sets the *shared* memory's
+//!   dumpable flag, remod's, to `suid_dumpable` (0 on that path).
 //!
 //! The child's steps, in order: signal dispositions; into the cgroup
 //! (writing `0` to the command's `cgroup.procs`, still as root); its own
@@ -67,10 +81,15 @@
 //! (authz), and a file that is not a valid executable (no `#!`) fails
 //! with `ENOEXEC` instead of being run by `/bin/sh`.
 //!
-//! Needs Linux 5.4 (`CLONE_PIDFD`, `waitid(P_PIDFD)`); `close_range`
-//! (5.9) is skipped where missing. The kernel's `struct sigaction` must
-//! begin with the handler, which rules out MIPS and SPARC (refused at
-//! compile time).
+//! Needs Linux 5.4 (`CLONE_PIDFD`, `waitid(P_PIDFD)`); without
+//! `close_range` (5.9) the close loop above does its work. The kernel's
+//! `struct sigaction` must begin with the handler, which rules out MIPS
+//! and SPARC (refused at compile time). The account switch uses the raw
+//! `setgroups`/`setresgid`/`setresuid`, which take 32-bit ids only on an
+//! allowlist of architectures (x86_64, aarch64; on i386 and 32-bit ARM
+//! they are the 16-bit calls): elsewhere it is not built and a spawn with
+//! [`Credentials`] is refused ([`RAW_SETID`]). An id of `u32::MAX` (-1,
+//! "unchanged" to the kernel) is refused before any child exists.
 
 #[cfg(any(
     target_arch = "mips",
@@ -79,6 +98,11 @@
     target_arch = "sparc64"
 ))]
 compile_error!("spawn.rs: the raw rt_sigaction layout here is not this architecture's");
+
+/// Whether the raw `setgroups`/`setresgid`/`setresuid` system calls take
+/// 32-bit ids here (an allowlist: on i386 and 32-bit ARM they are the
+/// 16-bit calls, and uid 131071 would become -1, "unchanged", i.e. root).
+pub(crate) const RAW_SETID: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void, CString, OsStr, OsString};
@@ -115,6 +139,59 @@ pub(crate) struct Credentials {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,
+}
+
+impl Credentials {
+    /// Refuses what the raw calls cannot take: any architecture off the
+    /// [`RAW_SETID`] allowlist, and the id -1 (`u32::MAX`), which
+    /// `setresuid`/`setresgid` read as "leave unchanged" (root stays root).
+    pub(crate) fn check(&self) -> io::Result<()> {
+        if !RAW_SETID {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "run-as is not supported on this architecture (raw 32-bit setresuid)",
+            ));
+        }
+        if self.uid == u32::MAX || self.gid == u32::MAX || self.groups.contains(&u32::MAX) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "run-as account with id 4294967295 (-1 means \"unchanged\" to the kernel)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a child may run in remod's memory until `execve`
+/// (`CLONE_VM | CLONE_VFORK`): always when it keeps remod's uid; when it
+/// switches to an account, only if `fs.suid_dumpable` (`suid_dumpable`,
+/// the file's content, `None` when unreadable) is 0 — else the kernel
+/// leaves the child dumpable as the account, which could then ptrace it
+/// and write into remod's memory.
+pub(crate) fn share_memory(changes_uid: bool, suid_dumpable: Option<&str>) -> bool {
+    !changes_uid || suid_dumpable.is_some_and(|v| v.trim() == "0")
+}
+
+/// Decides [`share_memory`] for one spawn (reading the sysctl each time a
+/// uid changes) and says once, at warn, when remod copies instead.
+fn decide_share_memory(changes_uid: bool) -> bool {
+    if !changes_uid {
+        return true;
+    }
+    let v = std::fs::read_to_string("/proc/sys/fs/suid_dumpable").ok();
+    let share = share_memory(true, v.as_deref());
+    if !share {
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "run-as commands are started by a copy of remod (fork), not in its memory \
+                 (vfork): fs.suid_dumpable is {} (not 0), so the account could ptrace the \
+                 child before execve; set it to 0 for the faster spawn",
+                v.as_deref().map_or("unreadable", str::trim)
+            );
+        }
+    }
+    share
 }
 
 /// What the child leads.
@@ -257,6 +334,12 @@ impl Spawn {
     /// errno's kind is kept (`NotFound`, `PermissionDenied`, …).
     pub(crate) fn spawn(self) -> io::Result<Child> {
         reap_orphans();
+        if let Some(c) = &self.creds {
+            c.check()?;
+        }
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        let share = decide_share_memory(self.creds.as_ref().is_some_and(|c| c.uid != euid));
         let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a spawn argument");
         let path = CString::new(self.program.as_os_str().as_bytes()).map_err(nul)?;
         let arg0 = match &self.arg0 {
@@ -319,6 +402,15 @@ impl Spawn {
             }
         }
 
+        // Copied memory: the child's error report comes through this pipe
+        // (its write end closes at execve), not through `args`.
+        let report = if share {
+            None
+        } else {
+            let (r, w) = pipe_cloexec()?;
+            Some((r, above_stdio(w)?))
+        };
+
         let groups: &[u32] = self.creds.as_ref().map_or(&[], |c| &c.groups);
         let args = ChildArgs {
             path: path.as_ptr(),
@@ -333,6 +425,7 @@ impl Spawn {
             gid: self.creds.as_ref().map_or(0, |c| c.gid),
             groups: groups.as_ptr(),
             ngroups: groups.len(),
+            report: report.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
             err: AtomicI32::new(0),
             stage: AtomicI32::new(0),
             #[cfg(test)]
@@ -341,7 +434,11 @@ impl Spawn {
 
         let stack = Stack::take()?;
         let mut pidfd: c_int = -1;
-        let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+        let flags = if share {
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD
+        } else {
+            libc::CLONE_PIDFD | libc::SIGCHLD
+        };
         let all: u64 = !0;
         let mut old: u64 = 0;
         // SAFETY: rt_sigprocmask on the calling thread with valid pointers
@@ -358,8 +455,9 @@ impl Spawn {
         // SAFETY: see the module documentation. `child_main` runs on
         // `stack` (ours alone until clone returns) and reads `args`, which
         // this frame owns and does not touch until clone returns; with
-        // CLONE_VFORK that is after the child's execve or exit. The pidfd
-        // pointer is valid for the kernel's write.
+        // CLONE_VFORK that is after the child's execve or exit, without
+        // CLONE_VM the child has copies of both. The pidfd pointer is
+        // valid for the kernel's write.
         let pid = unsafe {
             libc::clone(
                 child_main,
@@ -382,20 +480,46 @@ impl Spawn {
         }
         stack.give_back();
         drop(keep);
+        let report = report.map(|(r, w)| {
+            drop(w);
+            r
+        });
         if pid < 0 {
             return Err(clone_err);
         }
         if pidfd < 0 {
-            // Not possible after a successful CLONE_PIDFD clone.
+            // Not expected after a successful CLONE_PIDFD clone; the child
+            // is ours and unreaped (its pid cannot be reused): end it.
+            // SAFETY: plain system calls on our own child's pid.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                let mut st: c_int = 0;
+                while libc::waitpid(pid, &mut st, 0) < 0
+                    && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+                {}
+            }
             return Err(io::Error::other("clone returned no pidfd"));
         }
         // SAFETY: CLONE_PIDFD gave us this new descriptor; nothing else owns it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        let err = args.err.load(Ordering::Acquire);
+        let (err, stage) = match report {
+            None => (
+                args.err.load(Ordering::Acquire),
+                args.stage.load(Ordering::Acquire),
+            ),
+            Some(r) => match read_report(&r) {
+                Ok(v) => v,
+                Err(e) => {
+                    send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+                    let _ = wait_pidfd(pidfd.as_raw_fd(), 0);
+                    return Err(e);
+                }
+            },
+        };
         if err != 0 {
             // The child has exited or is exiting: reap it before reporting.
             let _ = wait_pidfd(pidfd.as_raw_fd(), 0);
-            return Err(child_error(err, args.stage.load(Ordering::Acquire)));
+            return Err(child_error(err, stage));
         }
         // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the
         // same descriptor until the AsyncFd is dropped or unwrapped.
@@ -417,6 +541,36 @@ impl Spawn {
             stdout,
             stderr,
         })
+    }
+}
+
+/// Reads a copied child's report: (errno, stage) if it failed before
+/// `execve`, (0, 0) when the pipe closed empty (it exec'ed).
+fn read_report(r: &OwnedFd) -> io::Result<(i32, i32)> {
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < buf.len() {
+        let rest = buf.get_mut(got..).unwrap_or_default();
+        // SAFETY: reads into the unfilled part of our buffer.
+        let n = unsafe { libc::read(r.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+        match n {
+            0 => break,
+            n if n > 0 => got += n.unsigned_abs(),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    match got {
+        0 => Ok((0, 0)),
+        8 => {
+            let [a, b, c, d, e, f, g, h] = buf;
+            Ok((i32::from_ne_bytes([a, b, c, d]), i32::from_ne_bytes([e, f, g, h])))
+        }
+        _ => Err(io::Error::other("short error report from the child")),
     }
 }
 
@@ -444,10 +598,23 @@ fn dev_null() -> io::Result<RawFd> {
     Ok(NULL.get_or_init(|| fd).as_raw_fd())
 }
 
-/// `fd`, or a close-on-exec copy of it numbered 3 or more: the child dups
-/// its sources onto 0, 1 and 2 in turn, so no source may be one of them.
+/// `fd` made close-on-exec, or a close-on-exec copy of it numbered 3 or
+/// more: the child dups its sources onto 0, 1 and 2 in turn, so no source
+/// may be one of them, and no other spawn may inherit it (should its
+/// `close_range` fail, see [`close_above_stdio`]).
 fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
+        // SAFETY: F_GETFD/F_SETFD on an open descriptor we own.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::FD_CLOEXEC == 0
+            // SAFETY: as above.
+            && unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC) } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
         return Ok(fd);
     }
     // SAFETY: fcntl on an open descriptor; a new one is returned on success.
@@ -494,6 +661,7 @@ enum Stage {
     Uid,
     Chdir,
     Terminal,
+    CloseFds,
 }
 
 impl Stage {
@@ -509,6 +677,7 @@ impl Stage {
             8 => Stage::Uid,
             9 => Stage::Chdir,
             10 => Stage::Terminal,
+            11 => Stage::CloseFds,
             _ => return None,
         })
     }
@@ -525,6 +694,7 @@ impl Stage {
             Stage::Uid => "setresuid",
             Stage::Chdir => "chdir",
             Stage::Terminal => "TIOCSCTTY",
+            Stage::CloseFds => "closing remod's descriptors",
         }
     }
 }
@@ -556,6 +726,9 @@ struct ChildArgs {
     gid: u32,
     groups: *const u32,
     ngroups: usize,
+    /// Copied memory only: the write end of the report pipe (3 or more,
+    /// close-on-exec), or -1.
+    report: c_int,
     /// Written by the child on failure: errno, then the [`Stage`].
     err: AtomicI32,
     stage: AtomicI32,
@@ -586,70 +759,84 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // this child has exec'ed or exited (CLONE_VFORK).
     let a = unsafe { &*(arg as *const ChildArgs) };
     // SAFETY: see `child_steps`.
-    let failed = unsafe { child_steps(a) };
-    let e = errno();
-    a.err
-        .store(if e > 0 { e } else { libc::ECHILD }, Ordering::Release);
+    let (failed, e) = unsafe { child_steps(a) };
+    let e = if e > 0 { e } else { libc::ECHILD };
+    a.err.store(e, Ordering::Release);
     a.stage.store(failed as i32, Ordering::Release);
+    if a.report >= 0 {
+        // Copied memory: the atomics above are the child's own copy.
+        let mut buf = [0u8; 8];
+        let (lo, hi) = buf.split_at_mut(4);
+        lo.copy_from_slice(&e.to_ne_bytes());
+        hi.copy_from_slice(&(failed as i32).to_ne_bytes());
+        // SAFETY: a raw write of our own buffer; one write of 8 bytes to
+        // an empty pipe is atomic.
+        unsafe { libc::syscall(libc::SYS_write, a.report, buf.as_ptr(), buf.len()) };
+    }
     // SAFETY: ends this child only (it is a thread group of its own).
     unsafe { libc::_exit(127) }
 }
 
-/// The child's steps; returns only on failure (with errno set) and says
-/// which step failed.
+/// The child's steps; returns only on failure, with the step that failed
+/// and its errno (`EIO` where a call succeeded but did less than asked).
 ///
 /// # Safety
 ///
 /// Only in the child made by [`Spawn::spawn`], with `a` as prepared there.
-unsafe fn child_steps(a: &ChildArgs) -> Stage {
+unsafe fn child_steps(a: &ChildArgs) -> (Stage, c_int) {
     use libc::{syscall, SYS_chdir, SYS_dup3, SYS_execve, SYS_ioctl, SYS_write};
+    let fail = |s: Stage| (s, errno());
     reset_signal_handlers();
     #[cfg(test)]
     if !a.probe.is_null() {
         probe_dispositions(&mut *a.probe);
     }
-    if a.cgroup_procs >= 0 && syscall(SYS_write, a.cgroup_procs, c"0".as_ptr(), 1usize) != 1 {
-        return Stage::Cgroup;
+    if a.cgroup_procs >= 0 {
+        match syscall(SYS_write, a.cgroup_procs, c"0".as_ptr(), 1usize) {
+            1 => {}
+            n if n < 0 => return fail(Stage::Cgroup),
+            // A short write sets no errno: report its own error, not a
+            // stale one.
+            _ => return (Stage::Cgroup, libc::EIO),
+        }
     }
     match a.leader {
         Leader::Nothing => {}
         Leader::Group => {
             if syscall(libc::SYS_setpgid, 0, 0) != 0 {
-                return Stage::ProcessGroup;
+                return fail(Stage::ProcessGroup);
             }
         }
         Leader::SessionOnTerminal => {
             if syscall(libc::SYS_setsid) < 0 {
-                return Stage::Session;
+                return fail(Stage::Session);
             }
         }
     }
     for (target, &src) in (0 as c_int..).zip(a.stdio.iter()) {
         // Every source is above 2, so dup3 never sees src == target.
-        if syscall(SYS_dup3, src, target, 0) != libc::c_long::from(target) {
-            return Stage::Stdio;
+        let n = syscall(SYS_dup3, src, target, 0);
+        if n < 0 {
+            return fail(Stage::Stdio);
+        }
+        if n != libc::c_long::from(target) {
+            return (Stage::Stdio, libc::EIO);
         }
     }
     if a.switch {
-        if syscall(libc::SYS_setgroups, a.ngroups, a.groups) != 0 {
-            return Stage::Groups;
-        }
-        if syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) != 0 {
-            return Stage::Gid;
-        }
-        if syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) != 0 {
-            return Stage::Uid;
+        if let Some(failed) = switch_account(a) {
+            return fail(failed);
         }
     }
     if !a.cwd.is_null() && syscall(SYS_chdir, a.cwd) != 0 {
-        return Stage::Chdir;
+        return fail(Stage::Chdir);
     }
     if a.leader == Leader::SessionOnTerminal && syscall(SYS_ioctl, 0, libc::TIOCSCTTY, 0) != 0 {
-        return Stage::Terminal;
+        return fail(Stage::Terminal);
     }
-    // Everything but 0, 1, 2; without close_range (before Linux 5.9) the
-    // daemon's close-on-exec flags do it.
-    syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    if let Err(e) = close_above_stdio(a.report) {
+        return (Stage::CloseFds, e);
+    }
     let empty: u64 = 0;
     syscall(
         libc::SYS_rt_sigprocmask,
@@ -659,7 +846,86 @@ unsafe fn child_steps(a: &ChildArgs) -> Stage {
         8usize,
     );
     syscall(SYS_execve, a.path, a.argv, a.envp);
-    Stage::Exec
+    fail(Stage::Exec)
+}
+
+/// The account switch: groups, then gid, then uid; the step that failed.
+/// Built only where the raw calls take 32-bit ids ([`RAW_SETID`]).
+///
+/// # Safety
+///
+/// Only in the child.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+unsafe fn switch_account(a: &ChildArgs) -> Option<Stage> {
+    use libc::syscall;
+    if syscall(libc::SYS_setgroups, a.ngroups, a.groups) != 0 {
+        return Some(Stage::Groups);
+    }
+    if syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) != 0 {
+        return Some(Stage::Gid);
+    }
+    if syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) != 0 {
+        return Some(Stage::Uid);
+    }
+    None
+}
+
+/// Elsewhere a spawn with credentials is refused before the child exists
+/// ([`Credentials::check`]); this is never reached, and fails if it is.
+///
+/// # Safety
+///
+/// Only in the child.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn switch_account(_: &ChildArgs) -> Option<Stage> {
+    *libc::__errno_location() = libc::ENOSYS;
+    Some(Stage::Uid)
+}
+
+/// Closes every descriptor above 2 but `keep` (the report pipe, or -1):
+/// `close_range`, or where that fails (`ENOSYS` before Linux 5.9, `EPERM`
+/// under seccomp) `close` on every number below `RLIMIT_NOFILE`. Only an
+/// unreadable limit fails (with its errno).
+///
+/// # Safety
+///
+/// Only in the child.
+unsafe fn close_above_stdio(keep: c_int) -> Result<(), c_int> {
+    use libc::syscall;
+    let ranges: [(u32, u32); 2] = match u32::try_from(keep) {
+        Ok(k) if k > 3 => [(3, k - 1), (k.saturating_add(1), u32::MAX)],
+        Ok(3) => [(4, u32::MAX), (1, 0)],
+        _ => [(3, u32::MAX), (1, 0)],
+    };
+    let mut ok = true;
+    for (lo, hi) in ranges {
+        if lo <= hi && syscall(libc::SYS_close_range, lo, hi, 0u32) != 0 {
+            ok = false;
+        }
+    }
+    if ok {
+        return Ok(());
+    }
+    // The kernel's `struct rlimit64`: current, then maximum, 64 bits each.
+    let mut lim: [u64; 2] = [0; 2];
+    if syscall(
+        libc::SYS_prlimit64,
+        0,
+        libc::RLIMIT_NOFILE,
+        std::ptr::null::<[u64; 2]>(),
+        &mut lim as *mut [u64; 2],
+    ) != 0
+    {
+        return Err(errno());
+    }
+    let [cur, _] = lim;
+    let top = c_int::try_from(cur).unwrap_or(c_int::MAX);
+    for fd in 3..top {
+        if fd != keep {
+            syscall(libc::SYS_close, fd);
+        }
+    }
+    Ok(())
 }
 
 /// In the child, with every signal blocked: every handled signal, and
@@ -908,6 +1174,26 @@ impl Child {
                 None => ready.clear_ready(),
             }
         }
+    }
+
+    /// Whether the child's status has been collected (its pid, and the
+    /// number of a group it led, may then be reused).
+    pub(crate) fn is_reaped(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// Waits until the child has ended, without reaping it (so its pid
+    /// stays reserved until [`Child::try_wait`]). Cancel-safe.
+    pub(crate) async fn ended(&self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        let Some(fd) = &self.pidfd else {
+            return Err(io::Error::other("child handle without a pidfd"));
+        };
+        // A pidfd is readable once its process has exited (and stays so).
+        let _ready = fd.readable().await?;
+        Ok(())
     }
 
     /// Sends `SIGKILL` to the child (not its group) unless it has been
@@ -1321,5 +1607,93 @@ mod tests {
             t.await.expect("task");
         }
         assert!(STACKS.lock().unwrap().len() <= KEPT_STACKS);
+    }
+
+    #[tokio::test]
+    async fn id_minus_one_is_refused_before_any_child() {
+        need_root();
+        // -1 is "unchanged" to setresuid/setresgid: the child would stay root.
+        for (uid, gid) in [(u32::MAX, 65_534), (65_534, u32::MAX)] {
+            let mut s = Spawn::new("/bin/sh");
+            s.args(["-c", "id -u > /dev/null"]).credentials(Credentials {
+                uid,
+                gid,
+                groups: Vec::new(),
+            });
+            let e = s.spawn().err().expect("an id of -1 is refused");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        }
+    }
+
+    #[test]
+    fn memory_is_shared_only_when_the_account_cannot_reach_it() {
+        assert!(share_memory(false, None));
+        assert!(share_memory(false, Some("2\n")));
+        assert!(share_memory(true, Some("0\n")));
+        assert!(!share_memory(true, Some("1\n")));
+        assert!(!share_memory(true, Some("2\n")));
+        assert!(!share_memory(true, Some("")));
+        assert!(!share_memory(true, None), "unreadable counts as not 0");
+    }
+
+    /// Sets `fs.suid_dumpable` for one test and puts the old value back,
+    /// also when the test panics.
+    struct SuidDumpable(String);
+
+    impl SuidDumpable {
+        fn set(v: &str) -> SuidDumpable {
+            let old = std::fs::read_to_string(SUID_DUMPABLE).expect("read suid_dumpable");
+            std::fs::write(SUID_DUMPABLE, v).expect("write suid_dumpable");
+            SuidDumpable(old.trim().to_string())
+        }
+    }
+
+    impl Drop for SuidDumpable {
+        fn drop(&mut self) {
+            let _ = std::fs::write(SUID_DUMPABLE, &self.0);
+        }
+    }
+
+    const SUID_DUMPABLE: &str = "/proc/sys/fs/suid_dumpable";
+
+    /// This process's dumpable flag (`PR_GET_DUMPABLE`).
+    fn dumpable() -> i32 {
+        // SAFETY: a prctl query without pointers.
+        unsafe { libc::prctl(libc::PR_GET_DUMPABLE) }
+    }
+
+    #[tokio::test]
+    async fn a_reachable_run_as_child_gets_a_copy_of_the_memory() {
+        need_root();
+        let _g = SuidDumpable::set("2");
+        // SAFETY: a prctl setting this process's own flag.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
+        // The account switch sets the dumpable flag of the child's memory
+        // to suid_dumpable: remod's own flag if it shared remod's memory.
+        let mut s = Spawn::new("/bin/sh");
+        s.args(["-c", "id -u"])
+            .credentials(nobody())
+            .current_dir("/");
+        let (st, out, err) = run(s, b"").await;
+        assert!(st.success(), "{err}");
+        assert_eq!(out, "65534\n");
+        // 2 only if the child ran in our memory (a concurrent CLONE_VM
+        // spawn of another test, which read 0 before, would set 0).
+        assert_ne!(dumpable(), 2, "the run-as child shared our memory");
+        // Errors still come back, through the pipe: chdir as the account,
+        // and execve.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        let mut s = Spawn::new("/bin/true");
+        s.credentials(nobody()).current_dir(dir.path());
+        let e = s.spawn().err().expect("chdir as nobody fails");
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("chdir"), "{e}");
+        let mut s = Spawn::new("/nonexistent/program");
+        s.credentials(nobody());
+        let e = s.spawn().err().expect("no such program");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert_ne!(dumpable(), 2, "the run-as child shared our memory");
     }
 }
