@@ -243,10 +243,17 @@ pub(crate) fn spawn_error(prog: &str, e: &std::io::Error) -> OpError {
     }
 }
 
-/// Sends SIGKILL to the child's process group.
-fn kill_group(pgid: u32) {
-    if let Ok(pid) = i32::try_from(pgid) {
-        crate::server::ops::procs::kill_group(pid);
+/// Sends SIGKILL to the child through its pidfd, then to its process
+/// group by number — only while the child is unreaped: its pid, the
+/// group's number, cannot be reused before that. Once its status is
+/// collected the number may belong to someone else, and the command's
+/// container ends whatever is left instead.
+fn kill_group(child: &Child) {
+    child.start_kill();
+    if !child.is_reaped() {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            crate::server::ops::procs::kill_group(pid);
+        }
     }
 }
 
@@ -318,9 +325,8 @@ pub(crate) async fn apply(
         .stderr(Stdio::Piped);
     let prog = c.argv.first().map(String::as_str).unwrap_or("");
     let mut child: Child = container.spawn(cmd).map_err(|e| spawn_error(prog, &e))?;
-    let pgid = child.id();
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        kill_group(pgid);
+        kill_group(&child);
         return Err(OpError::new(ErrorCode::Internal, "child pipes missing"));
     };
     let stdin = child.stdin.take();
@@ -413,7 +419,8 @@ pub(crate) async fn apply(
             s
         }
         other => {
-            kill_group(pgid);
+            // A child reaped during the grace period is not signalled.
+            kill_group(&child);
             container.kill();
             let s = child.wait().await.ok();
             container.reaped();
