@@ -46,6 +46,7 @@ mod protocol_vectors;
 mod put_resume;
 mod revoke_http;
 mod server_checks;
+mod spawn_fds;
 mod stall;
 mod status;
 mod trust;
