@@ -98,10 +98,7 @@ fn a_command_inherits_no_other_sessions_terminal_without_close_range() {
 
     // The filter is in place: a command's own close_range fails.
     let mut s = RawSession::login(&url, &data);
-    let (_, o) = s.request(
-        "cmd",
-        br#"{"sh":"grep ^Seccomp: /proc/self/status"}"#,
-    );
+    let (_, o) = s.request("cmd", br#"{"sh":"grep ^Seccomp: /proc/self/status"}"#);
     let o = o.unwrap();
     assert_eq!(String::from_utf8_lossy(&o.data).trim(), "Seccomp:\t2");
 

@@ -496,7 +496,8 @@ impl Spawn {
                 let mut st: c_int = 0;
                 while libc::waitpid(pid, &mut st, 0) < 0
                     && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-                {}
+                {
+                }
             }
             return Err(io::Error::other("clone returned no pidfd"));
         }
@@ -568,7 +569,10 @@ fn read_report(r: &OwnedFd) -> io::Result<(i32, i32)> {
         0 => Ok((0, 0)),
         8 => {
             let [a, b, c, d, e, f, g, h] = buf;
-            Ok((i32::from_ne_bytes([a, b, c, d]), i32::from_ne_bytes([e, f, g, h])))
+            Ok((
+                i32::from_ne_bytes([a, b, c, d]),
+                i32::from_ne_bytes([e, f, g, h]),
+            ))
         }
         _ => Err(io::Error::other("short error report from the child")),
     }
@@ -1615,11 +1619,12 @@ mod tests {
         // -1 is "unchanged" to setresuid/setresgid: the child would stay root.
         for (uid, gid) in [(u32::MAX, 65_534), (65_534, u32::MAX)] {
             let mut s = Spawn::new("/bin/sh");
-            s.args(["-c", "id -u > /dev/null"]).credentials(Credentials {
-                uid,
-                gid,
-                groups: Vec::new(),
-            });
+            s.args(["-c", "id -u > /dev/null"])
+                .credentials(Credentials {
+                    uid,
+                    gid,
+                    groups: Vec::new(),
+                });
             let e = s.spawn().err().expect("an id of -1 is refused");
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
         }
