@@ -6,17 +6,41 @@
 //!   `setgroups` (the account's supplementary groups, computed in the
 //!   parent), `setresgid`, `setresuid`, and only then `chdir`, so the
 //!   working directory is entered with the account's rights.
-//! * File operations (`get`/`put`): their file-system calls run on a
-//!   dedicated `std::thread` that first switches *its own* credentials with
-//!   raw `setgroups`/`setresgid`/`setresuid` system calls. On Linux
+//! * File operations (`get`/`put`/`list`) and the look-ups made for a
+//!   command: their file-system calls run on a dedicated `std::thread` that
+//!   first switches *its own* credentials with raw
+//!   `setgroups`/`setresgid`/`setresuid` system calls. On Linux
 //!   credentials are per thread at the kernel level; only glibc's wrappers
 //!   broadcast a change to every thread of the process, so the raw calls
 //!   leave the daemon's other threads untouched (they take 32-bit ids on
 //!   x86_64 and aarch64 only; elsewhere, and for an id of -1, run-as is
-//!   refused). The thread never returns to
-//!   a pool: it ends when the operation's file-system step is done. The
-//!   descriptors it opened are then used (read, written) by the daemon,
-//!   which is what the account could have done with them.
+//!   refused). The thread never returns to a pool: it ends when the
+//!   operation's file-system step is done. The descriptors it opened are
+//!   then used (read, written) by the daemon, which is what the account
+//!   could have done with them.
+//!
+//!   The thread changes only its *effective* ids (and with them the
+//!   file-system ids, which the kernel checks files against); its real and
+//!   saved ids stay remod's own (root's). The thread is one of remod's
+//!   (`/proc/PID/task/TID`): with the account's *real* uid, any process of
+//!   the account could `kill(TID, SIGSTOP)` — which stops the whole daemon
+//!   — or `SIGKILL` it, and with `fs.suid_dumpable` 1 `ptrace` it, i.e.
+//!   write into remod's memory as root; the step can be held open for
+//!   that (a slow file system, a huge directory) or raced. `kill` lets a
+//!   sender whose real or effective uid is the target's real or saved uid
+//!   through, `ptrace` one whose uids are all three of the target's, so
+//!   with real and saved uid 0 the account gets neither. The permission
+//!   checks are still the account's: when the effective uid leaves 0 the
+//!   kernel clears the effective capabilities (the permitted ones stay,
+//!   which is why the thread ends instead of being reused) — unless the
+//!   process had set `SECBIT_NO_SETUID_FIXUP`, which remod never does; the
+//!   switch checks the effective set is empty anyway and refuses
+//!   otherwise. Nothing on the thread may depend on the real uid: plain
+//!   `access()` would check as root, so look-ups use `faccessat` with
+//!   `AT_EACCESS`.
+//!
+//!   A command's child is different: it execs the account's program, so it
+//!   switches all three ids ([`super::spawn`]).
 
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -89,8 +113,11 @@ impl Account {
         }
     }
 
-    /// Switches the calling thread (only) to the account: supplementary
-    /// groups, then gid, then uid (after which it cannot switch back).
+    /// Switches the calling thread (only) to act as the account:
+    /// supplementary groups, then the effective gid, then the effective uid;
+    /// real and saved ids stay remod's, so the account cannot signal or
+    /// trace the thread. The thread keeps its permitted capabilities and
+    /// must end after its step (see the module documentation).
     ///
     /// Raw system calls on purpose: see the module documentation.
     /// Refused off the architectures where the raw calls take 32-bit ids,
@@ -109,14 +136,15 @@ impl Account {
             if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) != 0 {
+            // Effective ids only (-1: real and saved unchanged, remod's).
+            if libc::syscall(libc::SYS_setresgid, UNCHANGED, self.gid, UNCHANGED) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) != 0 {
+            if libc::syscall(libc::SYS_setresuid, UNCHANGED, self.uid, UNCHANGED) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
         }
-        Ok(())
+        no_effective_capabilities()
     }
 
     /// Never reached: [`Credentials::check`] refuses first.
@@ -138,6 +166,54 @@ impl Account {
     pub(crate) fn apply_to_command(&self, cmd: &mut Spawn) {
         cmd.credentials(self.credentials());
     }
+}
+
+/// `-1` for `setresuid`/`setresgid`: leave that id as it is.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const UNCHANGED: libc::c_uint = libc::c_uint::MAX;
+
+/// Checks that the calling thread has no effective capability left. The
+/// kernel clears them when the effective uid leaves 0, unless
+/// `SECBIT_NO_SETUID_FIXUP` is set (remod never sets it; it is off by
+/// default) or remod did not run as uid 0 but with capabilities: then the
+/// thread would keep e.g. `CAP_DAC_OVERRIDE` and its checks would not be
+/// the account's, so the step is refused.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn no_effective_capabilities() -> std::io::Result<()> {
+    /// `struct __user_cap_header_struct`.
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    /// `struct __user_cap_data_struct`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    /// `_LINUX_CAPABILITY_VERSION_3`: two data structs (64 capabilities).
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: a valid header and room for the two data structs version 3
+    // writes; pid 0 is the calling thread.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if data.iter().any(|d| d.effective != 0) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the thread kept effective capabilities after taking the account's uid \
+             (SECBIT_NO_SETUID_FIXUP set, or remod not running as uid 0)",
+        ));
+    }
+    Ok(())
 }
 
 /// The account a user's grants name, looked up; `None` when there is no
