@@ -44,6 +44,7 @@ mod metrics;
 mod operations_doc;
 mod protocol_vectors;
 mod put_resume;
+mod runas_threads;
 mod revoke_http;
 mod server_checks;
 mod spawn_fds;
