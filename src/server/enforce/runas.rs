@@ -255,3 +255,81 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ids of one `Uid:`/`Gid:` line and the `CapEff:` of the calling
+    /// thread.
+    fn own_status() -> (Vec<u32>, Vec<u32>, String) {
+        let s = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let ids = |key: &str| -> Vec<u32> {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap()
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect()
+        };
+        let cap = s
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        (ids("Uid:"), ids("Gid:"), cap)
+    }
+
+    fn someone() -> Account {
+        Account {
+            name: "someone".into(),
+            uid: 54_321,
+            gid: 54_322,
+            groups: vec![54_323],
+            home: PathBuf::from("/"),
+        }
+    }
+
+    /// Only the effective (and so file-system) ids change: real and saved
+    /// stay root's, so the account can neither signal nor trace the thread;
+    /// no effective capability is left; the caller is untouched.
+    #[test]
+    fn a_run_as_thread_changes_only_its_effective_ids() {
+        assert!(nix::unistd::geteuid().is_root(), "needs root");
+        let a = someone();
+        let (uid, gid, cap, groups) = std::thread::spawn(move || {
+            a.become_on_this_thread().unwrap();
+            let (u, g, c) = own_status();
+            (u, g, c, nix::unistd::getgroups().unwrap())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(uid, [0, 54_321, 0, 54_321], "Uid: real effective saved fs");
+        assert_eq!(gid, [0, 54_322, 0, 54_322], "Gid: real effective saved fs");
+        assert_eq!(cap, "0000000000000000", "CapEff");
+        assert_eq!(groups, [nix::unistd::Gid::from_raw(54_323)]);
+        let (u, g, _) = own_status();
+        assert_eq!((u, g), (vec![0; 4], vec![0; 4]));
+    }
+
+    /// With `SECBIT_NO_SETUID_FIXUP` the kernel would leave the effective
+    /// capabilities (root's rights) in place: the switch refuses.
+    #[test]
+    fn a_thread_that_keeps_capabilities_is_refused() {
+        assert!(nix::unistd::geteuid().is_root(), "needs root");
+        let a = someone();
+        let r = std::thread::spawn(move || {
+            const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+            // SAFETY: prctl with integer arguments; securebits are per
+            // thread, and this thread ends here.
+            let set = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) };
+            assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+            a.become_on_this_thread()
+        })
+        .join()
+        .unwrap();
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    }
+}
