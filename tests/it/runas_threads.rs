@@ -109,13 +109,12 @@ fn all_stopped(pid: u32) -> bool {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
     };
-    dir.filter_map(|e| e.ok())
-        .all(|e| {
-            std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| {
-                s.lines()
-                    .any(|l| l.starts_with("State:") && l.contains("T ("))
-            })
+    dir.filter_map(|e| e.ok()).all(|e| {
+        std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("State:") && l.contains("T ("))
         })
+    })
 }
 
 /// Sends `sig` to the process `pid` as root (the test).
