@@ -170,13 +170,17 @@ struct Caught {
     signals: Vec<(u32, [u32; 4], Result<(), String>)>,
 }
 
-/// Waits (up to `limit`) for a thread of `pid` acting as `uid` (its
-/// effective uid), stops remod, and probes every thread as `acct`.
-fn catch(pid: u32, acct: &Account, limit: Duration) -> Option<Caught> {
+/// Waits (up to `limit`) for a thread of `pid` acting as `acct` (its
+/// effective uid) other than those in `skip`, stops remod, and probes
+/// every thread as `acct`.
+fn catch(pid: u32, acct: &Account, skip: &[u32], limit: Duration) -> Option<Caught> {
     use nix::sys::signal::Signal;
     let t0 = Instant::now();
     while t0.elapsed() < limit {
-        let Some((tid, _)) = threads(pid).into_iter().find(|(_, u)| u[1] == acct.uid) else {
+        let Some((tid, _)) = threads(pid)
+            .into_iter()
+            .find(|(t, u)| u[1] == acct.uid && !skip.contains(t))
+        else {
             continue;
         };
         signal(pid, Signal::SIGSTOP);
@@ -247,7 +251,8 @@ fn the_run_as_account_cannot_signal_remod_during_a_file_step() {
     let mut seen = Vec::new();
     let t0 = Instant::now();
     while seen.len() < 3 && t0.elapsed() < Duration::from_secs(120) {
-        if let Some(c) = catch(pid, &acct, Duration::from_secs(30)) {
+        let skip: Vec<u32> = seen.iter().map(|c: &Caught| c.tid).collect();
+        if let Some(c) = catch(pid, &acct, &skip, Duration::from_secs(30)) {
             seen.push(c);
         }
     }
@@ -262,6 +267,12 @@ fn the_run_as_account_cannot_signal_remod_during_a_file_step() {
         acct.uid
     );
     for c in &seen {
+        eprintln!(
+            "caught file-step thread {} (uids {:?}); probed {} remod threads",
+            c.tid,
+            c.uids,
+            c.signals.len()
+        );
         for (t, u, r) in &c.signals {
             let e = r.as_ref().err().unwrap_or_else(|| {
                 panic!(
