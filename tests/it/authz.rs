@@ -329,11 +329,16 @@ struct Account {
 impl Account {
     /// Fails (never skips) without root or `useradd` (Debian package `passwd`).
     fn create() -> Account {
+        Account::create_as("remot")
+    }
+
+    /// With a prefix of its own per test (tests run in parallel).
+    fn create_as(prefix: &str) -> Account {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the run-as test needs root (tests/run runs as root)"
         );
-        let name = format!("remot{}", std::process::id() % 100_000);
+        let name = format!("{prefix}{}", std::process::id() % 100_000);
         let ok = std::process::Command::new("useradd")
             .args(["--system", "--no-create-home", "--shell", "/bin/sh", &name])
             .status()
@@ -439,6 +444,76 @@ async fn run_as_an_account() {
     // The daemon's own credentials are untouched.
     assert!(nix::unistd::geteuid().is_root());
     assert!(nix::unistd::getegid().as_raw() == 0);
+}
+
+/// Sets `fs.suid_dumpable` and puts the old value back on drop (also
+/// when the test panics).
+struct SuidDumpable(String);
+
+impl SuidDumpable {
+    const PATH: &'static str = "/proc/sys/fs/suid_dumpable";
+    fn set(v: &str) -> SuidDumpable {
+        let old = std::fs::read_to_string(Self::PATH).unwrap();
+        std::fs::write(Self::PATH, v).unwrap();
+        SuidDumpable(old.trim().to_string())
+    }
+}
+
+impl Drop for SuidDumpable {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
+/// With `fs.suid_dumpable` not 0 a run-as child is started with a copy of
+/// the daemon's memory (fork semantics; the spawner's unit test
+/// `a_reachable_run_as_child_gets_a_copy_of_the_memory` shows the memory
+/// is not shared). Here, through the router: commands, terminals and
+/// start errors still work on that path. (This process's dumpable flag
+/// tells nothing here: the daemon's run-as file-step threads, e.g. the
+/// program look-up, set it to `suid_dumpable` too.)
+#[tokio::test]
+async fn run_as_commands_work_when_suid_dumpable_is_set() {
+    let acct = Account::create_as("remou");
+    let f = fixture();
+    let s = session(
+        &f,
+        "deployer",
+        &["cmd", "sh", &format!("run-as:{}", acct.name)],
+    )
+    .await;
+    for (n, v) in [(0u64, "2"), (10, "1")] {
+        let _g = SuidDumpable::set(v);
+        let r = request(&f, &s, n + 1, "cmd", json!({"argv": ["id", "-u"]}), &[]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&r.stdout).trim(),
+            acct.uid.to_string(),
+            "suid_dumpable {v}: {:?}",
+            r.result
+        );
+        let r = request(
+            &f,
+            &s,
+            n + 2,
+            "icm",
+            json!({"sh": "echo $(id -u) $(tty)", "pty": {"rows": 24, "cols": 80}, "wait_ms": 2000}),
+            &[],
+        )
+        .await;
+        let out = String::from_utf8_lossy(&r.stdout).to_string();
+        assert!(out.starts_with(&acct.uid.to_string()), "{out}");
+        assert!(out.contains("/dev/pts/"), "{out}");
+        let r = request(
+            &f,
+            &s,
+            n + 3,
+            "cmd",
+            json!({"argv": ["/nonexistent/program"]}),
+            &[],
+        )
+        .await;
+        assert!(r.result.is_err(), "suid_dumpable {v}: {:?}", r.result);
+    }
 }
 
 #[tokio::test]

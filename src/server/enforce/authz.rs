@@ -152,9 +152,17 @@ fn look(
         } else {
             std::fs::metadata(cwd).and_then(|m| {
                 if m.is_dir() {
-                    // Entering it needs search permission (the viewer's).
-                    nix::unistd::access(cwd, nix::unistd::AccessFlags::X_OK)
-                        .map_err(std::io::Error::from)
+                    // Entering it needs search permission (the viewer's:
+                    // AT_EACCESS checks the effective ids; plain access()
+                    // would check the real ones, which stay root's on the
+                    // viewer's thread, see runas.rs).
+                    nix::unistd::faccessat(
+                        None,
+                        cwd,
+                        nix::unistd::AccessFlags::X_OK,
+                        nix::fcntl::AtFlags::AT_EACCESS,
+                    )
+                    .map_err(std::io::Error::from)
                 } else {
                     Err(std::io::Error::from_raw_os_error(libc::ENOTDIR))
                 }

@@ -5,8 +5,9 @@
 //!
 //! * **cgroup v2** (preferred): remod makes `remod.PID` below its own
 //!   cgroup (under systemd: `Delegate=yes`), one directory per session
-//!   below that and one per command below the session's. A child is moved
-//!   into its command's cgroup between fork and exec, so nothing it starts
+//!   below that and one per command below the session's. A child moves
+//!   itself into its command's cgroup before it execs
+//!   ([`super::spawn`]), so nothing it starts
 //!   can leave (a cgroup is not left by `setsid`, double forks or
 //!   re-parenting). Ending a command, a session or remod writes `1` to
 //!   the directory's `cgroup.kill`. Optional `pids.max`/`memory.max` per
@@ -25,10 +26,11 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use super::spawn::{Child, Spawn};
 
 /// The environment variable that tags a container's processes.
 pub(crate) const TAG_VAR: &str = "REMO_CONTAINER";
@@ -149,7 +151,7 @@ fn detect() -> Backend {
 }
 
 /// The cgroup v2 mount point, from mountinfo.
-fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+pub(crate) fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
     mountinfo.lines().find_map(|l| {
         let (left, right) = l.split_once(" - ")?;
         if right.split_whitespace().next()? != "cgroup2" {
@@ -160,7 +162,7 @@ fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
 }
 
 /// remod's own cgroup v2 path, from /proc/self/cgroup (`0::/PATH`).
-fn own_cgroup(text: &str) -> Option<String> {
+pub(crate) fn own_cgroup(text: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
@@ -402,34 +404,21 @@ pub(crate) struct CmdBox {
 
 impl CmdBox {
     /// Puts the child into this container: the tag in its environment and,
-    /// with cgroups, a move into the command's cgroup between fork and exec
-    /// (before anything else runs in the child, while it is still root).
-    pub(crate) fn prepare(&self, cmd: &mut tokio::process::Command) {
+    /// with cgroups, the command's `cgroup.procs`, which the child writes
+    /// before it execs (before anything else runs in it, while it is
+    /// still root).
+    pub(crate) fn prepare(&self, cmd: &mut Spawn) {
         cmd.env(TAG_VAR, &self.tag);
         let procs = self.procs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(f) = procs {
-            // SAFETY: between fork and exec the closure only calls write(2)
-            // on a descriptor the parent keeps open (the Arc) until spawn
-            // returns; write is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let fd = f.as_raw_fd();
-                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            cmd.cgroup(f);
         }
     }
 
     /// Spawns the command's main process and records it, in one step as
     /// far as [`CmdBox::may_have_left_some`] can tell: a child that exists
     /// but is not yet recorded would look like something a command left.
-    pub(crate) fn spawn(
-        &self,
-        cmd: &mut tokio::process::Command,
-    ) -> std::io::Result<tokio::process::Child> {
+    pub(crate) fn spawn(&self, cmd: Spawn) -> std::io::Result<Child> {
         let _spawning = SPAWNING.read().unwrap_or_else(|p| p.into_inner());
         let child = cmd.spawn()?;
         self.started(child.id());
@@ -437,10 +426,10 @@ impl CmdBox {
     }
 
     /// Records the main process (its own waiter reaps it, not the reaper).
-    fn started(&self, pid: Option<u32>) {
+    fn started(&self, pid: u32) {
         *self.procs.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ran.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        if let Ok(pid) = i32::try_from(pid) {
             *self.main.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
             self.session
                 .c

@@ -11,11 +11,10 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::net::unix::pipe;
 
 #[cfg(test)]
 use super::parse_descriptor;
@@ -26,6 +25,7 @@ use crate::server::core::stream::{ReadError, RequestReader, ResponseWriter};
 use crate::server::enforce::authz::{authorize_command, search_path, CHILD_PATH};
 use crate::server::enforce::contain::CmdBox;
 use crate::server::enforce::runas::account_for;
+use crate::server::enforce::spawn::{Child, Spawn, Stdio};
 
 pub(crate) use crate::ops::cmd::{CmdDesc, CmdResult};
 use crate::ops::ExitFields;
@@ -145,9 +145,9 @@ pub(crate) fn container_for(ctx: &OpCtx) -> Result<CmdBox, OpError> {
 
 /// Builds the command with its own process group and checked working
 /// directory, inside `container`.
-pub(crate) fn build_command(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Command, OpError> {
+pub(crate) fn build_command(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Spawn, OpError> {
     let mut cmd = build_command_base(ctx, c, container)?;
-    cmd.process_group(0);
+    cmd.process_group();
     Ok(cmd)
 }
 
@@ -158,7 +158,7 @@ pub(crate) fn build_command_base(
     ctx: &OpCtx,
     c: &Cmd,
     container: &CmdBox,
-) -> Result<Command, OpError> {
+) -> Result<Spawn, OpError> {
     let grants = ctx.session.grants();
     let acct = account_for(&grants)?;
     let cwd = match (&c.cwd, &acct) {
@@ -185,24 +185,26 @@ pub(crate) fn build_command_base(
     )?;
     let mut cmd = match &checked.exe {
         Some(exe) => {
-            let mut cmd = Command::new(exe);
+            let mut cmd = Spawn::new(exe);
             cmd.arg0(&checked.arg0);
             cmd
         }
-        // Unchecked (admin, or the `sh` wrapper): still resolve a bare name
-        // here, with the PATH the child will have, so the spawn is a
-        // posix_spawn rather than a fork (see authz::search_path).
+        // Unchecked (admin, or the `sh` wrapper): resolve a bare name here,
+        // with the PATH the child will have: the spawner runs a path and
+        // does not search (see authz::search_path).
         None => match search_path(
             prog,
             c.env.get("PATH").map_or(CHILD_PATH, String::as_str),
             &cwd,
         ) {
             Some(found) => {
-                let mut cmd = Command::new(found);
+                let mut cmd = Spawn::new(found);
                 cmd.arg0(prog);
                 cmd
             }
-            None if prog.contains('/') => Command::new(prog),
+            // Relative to the working directory, which the child enters
+            // before it execs.
+            None if prog.contains('/') => Spawn::new(prog),
             None => {
                 return Err(OpError::new(
                     ErrorCode::NotFound,
@@ -211,17 +213,19 @@ pub(crate) fn build_command_base(
             }
         },
     };
-    cmd.args(args).env_clear().envs(base_env(ctx));
+    // The environment starts empty; a dropped child is killed.
+    cmd.args(args).envs(base_env(ctx));
     if let Some(a) = &acct {
         cmd.env("HOME", &a.home)
             .env("USER", &a.name)
             .env("LOGNAME", &a.name);
     }
-    cmd.envs(&c.env).current_dir(&cwd).kill_on_drop(true);
-    // Before the account switch: the move into the cgroup runs as root.
+    cmd.envs(&c.env).current_dir(&cwd);
+    // The child moves into the cgroup first (as root), then switches to the
+    // account, then enters `cwd` with the account's rights.
     container.prepare(&mut cmd);
     if let Some(a) = &acct {
-        a.apply_to_command(&mut cmd, &cwd)?;
+        a.apply_to_command(&mut cmd);
     }
     Ok(cmd)
 }
@@ -239,10 +243,17 @@ pub(crate) fn spawn_error(prog: &str, e: &std::io::Error) -> OpError {
     }
 }
 
-/// Sends SIGKILL to the child's process group, if it has one.
-fn kill_group(pgid: Option<u32>) {
-    if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
-        crate::server::ops::procs::kill_group(pid);
+/// Sends SIGKILL to the child through its pidfd, then to its process
+/// group by number — only while the child is unreaped: its pid, the
+/// group's number, cannot be reused before that. Once its status is
+/// collected the number may belong to someone else, and the command's
+/// container ends whatever is left instead.
+fn kill_group(child: &Child) {
+    child.start_kill();
+    if !child.is_reaped() {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            crate::server::ops::procs::kill_group(pid);
+        }
     }
 }
 
@@ -260,7 +271,7 @@ enum InputEnd {
 /// `idle` ends the command (it would hold its slot forever).
 async fn pump_stdin(
     input: &mut RequestReader,
-    stdin: Option<ChildStdin>,
+    stdin: Option<pipe::Sender>,
     idle: Option<Duration>,
 ) -> Result<(), InputEnd> {
     let mut stdin = stdin;
@@ -309,21 +320,13 @@ pub(crate) async fn apply(
     let container = container_for(ctx)?;
     let mut cmd = build_command(ctx, &c, &container)?;
     let has_input = !input.input_complete();
-    cmd.stdin(if has_input {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.stdin(if has_input { Stdio::Piped } else { Stdio::Null })
+        .stdout(Stdio::Piped)
+        .stderr(Stdio::Piped);
     let prog = c.argv.first().map(String::as_str).unwrap_or("");
-    let mut child: Child = container
-        .spawn(&mut cmd)
-        .map_err(|e| spawn_error(prog, &e))?;
-    drop(cmd);
-    let pgid = child.id();
+    let mut child: Child = container.spawn(cmd).map_err(|e| spawn_error(prog, &e))?;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        kill_group(pgid);
+        kill_group(&child);
         return Err(OpError::new(ErrorCode::Internal, "child pipes missing"));
     };
     let stdin = child.stdin.take();
@@ -416,7 +419,8 @@ pub(crate) async fn apply(
             s
         }
         other => {
-            kill_group(pgid);
+            // A child reaped during the grace period is not signalled.
+            kill_group(&child);
             container.kill();
             let s = child.wait().await.ok();
             container.reaped();

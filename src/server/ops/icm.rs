@@ -2,9 +2,6 @@
 //! (PROTOCOL.md §6). The process table lives in [`crate::server::ops::procs`];
 //! these are the descriptors and the request/response glue.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use std::time::Duration;
 
 use super::cmd::{build_command, build_command_base, container_for, spawn_error, CmdDesc};
@@ -15,6 +12,7 @@ pub(crate) use crate::ops::icm::{
 use crate::ops::ExitFields;
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::core::stream::{RequestReader, ResponseWriter};
+use crate::server::enforce::spawn::Stdio;
 use crate::server::ops::procs::{open_pty, parse_signal, Collected, Proc, Wiring};
 
 /// Default `wait_ms`.
@@ -159,13 +157,11 @@ pub(crate) async fn apply_icm(
     let (child, wiring) = match d.pty {
         None => {
             let mut cmd = build_command(ctx, &d.cmd, &container)?;
-            cmd.stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            cmd.stdin(Stdio::Piped)
+                .stdout(Stdio::Piped)
+                .stderr(Stdio::Piped);
             (
-                container
-                    .spawn(&mut cmd)
-                    .map_err(|e| spawn_error(&prog, &e))?,
+                container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?,
                 Wiring::Pipes,
             )
         }
@@ -178,34 +174,17 @@ pub(crate) async fn apply_icm(
             let pty = open_pty(size.rows, size.cols).map_err(|e| {
                 OpError::new(ErrorCode::Internal, format!("cannot open a terminal: {e}"))
             })?;
-            let slave = &pty.slave;
             let io =
                 |e: std::io::Error| OpError::new(ErrorCode::Internal, format!("terminal: {e}"));
-            cmd.stdin(Stdio::from(slave.try_clone().map_err(io)?))
-                .stdout(Stdio::from(slave.try_clone().map_err(io)?))
-                .stderr(Stdio::from(slave.try_clone().map_err(io)?));
-            // SAFETY: only async-signal-safe calls between fork and exec:
-            // a new session, then the terminal on fd 0 as the controlling one.
-            unsafe {
-                cmd.as_std_mut().pre_exec(|| {
-                    if libc::setsid() < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            let child = container
-                .spawn(&mut cmd)
-                .map_err(|e| spawn_error(&prog, &e))?;
-            // Close our copies of the slave, or the master never sees EOF.
-            drop(cmd);
-            let master = pty.master;
-            drop(pty.slave);
-            let _ = master.as_raw_fd();
-            (child, Wiring::Pty(master))
+            // A new session with the terminal on 0, 1 and 2 as its
+            // controlling one. The spawn closes our copies of the slave,
+            // or the master would never see the end.
+            cmd.stdin(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
+                .stdout(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
+                .stderr(Stdio::Fd(pty.slave))
+                .session_on_terminal();
+            let child = container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?;
+            (child, Wiring::Pty(pty.master))
         }
     };
     let proc = ctx

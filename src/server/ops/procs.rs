@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin};
+use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::proto::b64;
 use crate::proto::record::{CHANNEL_STDERR, CHANNEL_STDOUT, MAX_RESPONSE_DATA};
 use crate::server::enforce::contain::CmdBox;
+use crate::server::enforce::spawn::Child;
 
 /// Why a process could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,7 +165,7 @@ pub(crate) struct ProcLimits {
 /// Where a process's standard input goes.
 pub(crate) enum Input {
     /// A pipe.
-    Pipe(ChildStdin),
+    Pipe(pipe::Sender),
     /// The master side of its terminal.
     Pty(Arc<AsyncFd<OwnedFd>>),
 }
@@ -274,12 +275,18 @@ impl Proc {
         }
     }
 
-    /// Sends a signal to the whole process group.
+    /// Sends a signal to the whole process group, by number: only while
+    /// the leader is unreaped (its pid, the group's number, is reserved
+    /// until then). The lock is held across the signal, and the leader is
+    /// reaped under it ([`reap`]), so the number is never a reused one.
     pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) -> bool {
-        if self.lock().exit.is_some() {
+        let st = self.lock();
+        if st.exit.is_some() {
             return false;
         }
-        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid), sig).is_ok()
+        let sent = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid), sig).is_ok();
+        drop(st);
+        sent
     }
 
     /// Sets the terminal size; the kernel sends SIGWINCH to the foreground group.
@@ -396,29 +403,36 @@ pub(crate) struct PtyPair {
     pub slave: OwnedFd,
 }
 
-/// Opens a pseudo-terminal with the given size.
+/// Opens a pseudo-terminal with the given size. Both sides are
+/// close-on-exec from the moment they exist (`O_CLOEXEC` on `/dev/ptmx`,
+/// the slave through `TIOCGPTPEER` with `O_CLOEXEC`), so no command
+/// started meanwhile by another session can inherit them; the master is
+/// non-blocking (tokio).
 pub(crate) fn open_pty(rows: u16, cols: u16) -> std::io::Result<PtyPair> {
-    let ws = nix::pty::Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let p = nix::pty::openpty(Some(&ws), None).map_err(std::io::Error::from)?;
-    let flags = nix::fcntl::fcntl(p.master.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL)
-        .map_err(std::io::Error::from)?;
-    let mut flags = nix::fcntl::OFlag::from_bits_truncate(flags);
-    flags.insert(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC);
-    nix::fcntl::fcntl(p.master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))
-        .map_err(std::io::Error::from)?;
-    let _ = nix::fcntl::fcntl(
-        p.master.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
-    Ok(PtyPair {
-        master: p.master,
-        slave: p.slave,
-    })
+    use std::os::fd::FromRawFd;
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: open with a valid C string; the result is checked.
+    let m = unsafe { libc::open(c"/dev/ptmx".as_ptr(), flags | libc::O_NONBLOCK) };
+    if m < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that we own.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from a valid pointer.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: TIOCGPTPEER (Linux 4.13) takes open flags and returns a new
+    // descriptor for the slave.
+    let sl = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if sl < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that we own.
+    let slave = unsafe { OwnedFd::from_raw_fd(sl) };
+    set_winsize(&master, rows, cols)?;
+    Ok(PtyPair { master, slave })
 }
 
 /// The processes of one instance.
@@ -510,10 +524,8 @@ impl ProcTable {
         let mut raw = [0u8; 12];
         rand_core::OsRng.fill_bytes(&mut raw);
         let id = b64::encode(&raw);
-        let pgid = child
-            .id()
-            .and_then(|p| i32::try_from(p).ok())
-            .ok_or_else(|| std::io::Error::other("child has no pid"))?;
+        let pgid = i32::try_from(child.id())
+            .map_err(|_| std::io::Error::other("child pid out of range"))?;
         let (pty, input, streams): (Option<Arc<AsyncFd<OwnedFd>>>, Option<Input>, usize) =
             match wiring {
                 Wiring::Pipes => (None, child.stdin.take().map(Input::Pipe), 2),
@@ -638,7 +650,8 @@ async fn read_pty(proc: Arc<Proc>, fd: Arc<AsyncFd<OwnedFd>>) {
 }
 
 /// Sends SIGKILL to the process group `pgid` (a child's own group; never
-/// 0 or 1, which would be remod's own group or init's).
+/// 0 or 1, which would be remod's own group or init's). Callers do so only
+/// while the group's leader is unreaped, so the number is still its own.
 pub(crate) fn kill_group(pgid: i32) {
     debug_assert!(pgid > 1, "kill_group({pgid})");
     if pgid > 1 {
@@ -647,6 +660,21 @@ pub(crate) fn kill_group(pgid: i32) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+}
+
+/// Waits for the child to end, then reaps it and records its exit in one
+/// step under the process's lock, so [`Proc::signal`] never signals the
+/// group's number after the leader's pid was freed.
+async fn reap(proc: &Proc, child: &mut Child) -> Option<ExitStatus> {
+    if child.ended().await.is_ok() {
+        let mut st = proc.lock();
+        if let Ok(Some(s)) = child.try_wait() {
+            st.exit = Some(s);
+            return Some(s);
+        }
+    }
+    // Not reapable yet (a spurious readiness) or no pidfd: plain wait.
+    child.wait().await.ok()
 }
 
 /// Reaps the child; kills its group when the session ends or it idles out;
@@ -662,19 +690,21 @@ async fn wait_child(
     let status = loop {
         let last = proc.lock().last_active.unwrap_or_else(Instant::now);
         tokio::select! {
-            s = child.wait() => break s.ok(),
+            _ = child.ended() => break reap(&proc, &mut child).await,
             _ = session_end.cancelled() => {
+                child.start_kill();
                 kill_group(proc.pgid);
                 container.kill();
-                break child.wait().await.ok();
+                break reap(&proc, &mut child).await;
             }
             _ = tokio::time::sleep_until(last + idle) => {
                 let last_now = proc.lock().last_active.unwrap_or_else(Instant::now);
                 if last_now + idle <= Instant::now() {
                     log::info!("killing idle interactive process {}", proc.id);
+                    child.start_kill();
                     kill_group(proc.pgid);
                     container.kill();
-                    break child.wait().await.ok();
+                    break reap(&proc, &mut child).await;
                 }
             }
         }
