@@ -730,7 +730,11 @@ impl StoppableFuse {
         std::fs::create_dir_all(&backing).unwrap();
         std::fs::create_dir_all(&at).unwrap();
         std::fs::copy("/bin/true", backing.join("prog")).unwrap();
-        for (p, mode) in [(&dir, 0o755), (&backing, 0o755), (&backing.join("prog"), 0o755)] {
+        for (p, mode) in [
+            (&dir, 0o755),
+            (&backing, 0o755),
+            (&backing.join("prog"), 0o755),
+        ] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         let daemon = Command::new("bindfs")
@@ -823,7 +827,9 @@ fn a_held_run_as_spawn_holds_only_its_own_slot(cgroup: bool) {
     fuse.stop();
     let mut held = Vec::new();
     for i in 0..5 {
-        held.push(Held::start(&holder, &["exec", prog], false).unwrap_or_else(|e| panic!("{i}: {e}")));
+        held.push(
+            Held::start(&holder, &["exec", prog], false).unwrap_or_else(|e| panic!("{i}: {e}")),
+        );
     }
     held.push(Held::start(&holder, &["exec", "-i", prog], false).unwrap());
     // Every one of them has reached its spawn (the old code: every async
@@ -848,9 +854,17 @@ fn a_held_run_as_spawn_holds_only_its_own_slot(cgroup: bool) {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "still here\n");
-    assert!(all_held, "{} spawn threads for {} held commands", spawn_threads(s.remod.pid()), held.len());
+    assert!(
+        all_held,
+        "{} spawn threads for {} held commands",
+        spawn_threads(s.remod.pid()),
+        held.len()
+    );
     for h in &mut held {
-        assert!(h.child.try_wait().unwrap().is_none(), "a held command ended early");
+        assert!(
+            h.child.try_wait().unwrap().is_none(),
+            "a held command ended early"
+        );
     }
 
     // Revocation ends the holder's session.
@@ -864,10 +878,16 @@ fn a_held_run_as_spawn_holds_only_its_own_slot(cgroup: bool) {
         std::thread::sleep(Duration::from_secs(1));
         fuse.signal(nix::sys::signal::Signal::SIGCONT);
     }
-    let released = wait_for("the held spawns to be let go", Duration::from_secs(15), || {
-        spawn_threads(s.remod.pid()) == 0
-            && held.iter_mut().all(|h| h.child.try_wait().unwrap().is_some())
-    });
+    let released = wait_for(
+        "the held spawns to be let go",
+        Duration::from_secs(15),
+        || {
+            spawn_threads(s.remod.pid()) == 0
+                && held
+                    .iter_mut()
+                    .all(|h| h.child.try_wait().unwrap().is_some())
+        },
+    );
     assert!(
         released,
         "{} spawn threads left after the session ended\n{}",

@@ -370,15 +370,16 @@ pub(crate) async fn apply(
     let has_input = !input.input_complete();
     let c = std::sync::Arc::new(c);
     let cc = c.clone();
-    let (container, _slot, mut child): (_, _, Child) = start(ctx, container, _slot, move |ctx, container| {
-        let mut cmd = build_command(ctx, &cc, container)?;
-        cmd.stdin(if has_input { Stdio::Piped } else { Stdio::Null })
-            .stdout(Stdio::Piped)
-            .stderr(Stdio::Piped);
-        let prog = cc.argv.first().map(String::as_str).unwrap_or("");
-        container.spawn(cmd).map_err(|e| spawn_error(prog, &e))
-    })
-    .await?;
+    let (container, _slot, mut child): (_, _, Child) =
+        start(ctx, container, _slot, move |ctx, container| {
+            let mut cmd = build_command(ctx, &cc, container)?;
+            cmd.stdin(if has_input { Stdio::Piped } else { Stdio::Null })
+                .stdout(Stdio::Piped)
+                .stderr(Stdio::Piped);
+            let prog = cc.argv.first().map(String::as_str).unwrap_or("");
+            container.spawn(cmd).map_err(|e| spawn_error(prog, &e))
+        })
+        .await?;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill_group(&child);
         return Err(OpError::new(ErrorCode::Internal, "child pipes missing"));

@@ -155,44 +155,45 @@ pub(crate) async fn apply_icm(
     let container = container_for(ctx)?;
     let wait_for = d.wait;
     // On a thread of its own for a run-as user (see cmd::start).
-    let (container, slots, (child, wiring)) = start(ctx, container, slots, move |ctx, container| {
-        let prog = d.cmd.argv.first().cloned().unwrap_or_default();
-        match d.pty {
-            None => {
-                let mut cmd = build_command(ctx, &d.cmd, container)?;
-                cmd.stdin(Stdio::Piped)
-                    .stdout(Stdio::Piped)
-                    .stderr(Stdio::Piped);
-                Ok((
-                    container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?,
-                    Wiring::Pipes,
-                ))
+    let (container, slots, (child, wiring)) =
+        start(ctx, container, slots, move |ctx, container| {
+            let prog = d.cmd.argv.first().cloned().unwrap_or_default();
+            match d.pty {
+                None => {
+                    let mut cmd = build_command(ctx, &d.cmd, container)?;
+                    cmd.stdin(Stdio::Piped)
+                        .stdout(Stdio::Piped)
+                        .stderr(Stdio::Piped);
+                    Ok((
+                        container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?,
+                        Wiring::Pipes,
+                    ))
+                }
+                Some(size) => {
+                    let mut c = d.cmd.clone();
+                    c.env
+                        .entry("TERM".into())
+                        .or_insert_with(|| "xterm-256color".into());
+                    let mut cmd = build_command_base(ctx, &c, container)?;
+                    let pty = open_pty(size.rows, size.cols).map_err(|e| {
+                        OpError::new(ErrorCode::Internal, format!("cannot open a terminal: {e}"))
+                    })?;
+                    let io = |e: std::io::Error| {
+                        OpError::new(ErrorCode::Internal, format!("terminal: {e}"))
+                    };
+                    // A new session with the terminal on 0, 1 and 2 as its
+                    // controlling one. The spawn closes our copies of the slave,
+                    // or the master would never see the end.
+                    cmd.stdin(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
+                        .stdout(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
+                        .stderr(Stdio::Fd(pty.slave))
+                        .session_on_terminal();
+                    let child = container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?;
+                    Ok((child, Wiring::Pty(pty.master)))
+                }
             }
-            Some(size) => {
-                let mut c = d.cmd.clone();
-                c.env
-                    .entry("TERM".into())
-                    .or_insert_with(|| "xterm-256color".into());
-                let mut cmd = build_command_base(ctx, &c, container)?;
-                let pty = open_pty(size.rows, size.cols).map_err(|e| {
-                    OpError::new(ErrorCode::Internal, format!("cannot open a terminal: {e}"))
-                })?;
-                let io = |e: std::io::Error| {
-                    OpError::new(ErrorCode::Internal, format!("terminal: {e}"))
-                };
-                // A new session with the terminal on 0, 1 and 2 as its
-                // controlling one. The spawn closes our copies of the slave,
-                // or the master would never see the end.
-                cmd.stdin(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
-                    .stdout(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
-                    .stderr(Stdio::Fd(pty.slave))
-                    .session_on_terminal();
-                let child = container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?;
-                Ok((child, Wiring::Pty(pty.master)))
-            }
-        }
-    })
-    .await?;
+        })
+        .await?;
     let proc = ctx
         .inst
         .procs
