@@ -679,3 +679,233 @@ fn session_pids_max_is_applied_or_reported() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// A run-as spawn held by its account
+
+/// A throwaway system account (no home: its working directory is `/`),
+/// removed on drop.
+struct Account(String);
+
+impl Account {
+    fn create(prefix: &str) -> Account {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the run-as test needs root (tests/run runs as root)"
+        );
+        let name = format!("{prefix}{}", std::process::id() % 100_000);
+        let ok = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/bin/sh", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "useradd failed (Debian package passwd) for {name}");
+        Account(name)
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).status();
+    }
+}
+
+/// A program on a FUSE file system (bindfs, `allow_other`, attributes and
+/// names cached for 10 minutes) whose daemon can be stopped: the cached
+/// look-ups (`stat`, `realpath`) still answer, but an `execve` of the
+/// program waits for the daemon (`FUSE_OPEN`) until it runs again — what
+/// an account can do with any FUSE file system it runs (sshfs, its own
+/// bindfs) and then stops. Resumed and unmounted on drop, also on panic.
+struct StoppableFuse {
+    daemon: Child,
+    dir: PathBuf,
+    at: PathBuf,
+}
+
+impl StoppableFuse {
+    fn start(name: &str) -> StoppableFuse {
+        use std::os::unix::fs::PermissionsExt;
+        require("/usr/bin/bindfs", "bindfs");
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let (backing, at) = (dir.join("backing"), dir.join("mnt"));
+        std::fs::create_dir_all(&backing).unwrap();
+        std::fs::create_dir_all(&at).unwrap();
+        std::fs::copy("/bin/true", backing.join("prog")).unwrap();
+        for (p, mode) in [
+            (&dir, 0o755),
+            (&backing, 0o755),
+            (&backing.join("prog"), 0o755),
+        ] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let daemon = Command::new("bindfs")
+            .args(["-f", "-o", "allow_other,attr_timeout=600,entry_timeout=600"])
+            .arg(&backing)
+            .arg(&at)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let f = StoppableFuse { daemon, dir, at };
+        let mounted = wait_for("the bindfs mount", Duration::from_secs(10), || {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .is_ok_and(|m| m.contains(&format!(" {} ", f.at.display())))
+        });
+        assert!(mounted, "bindfs did not mount {}", f.at.display());
+        f
+    }
+
+    /// Fills the caches for the look-ups remod makes as the account (a
+    /// run of the program marks its cached times stale), then stops the
+    /// daemon.
+    fn stop(&self) {
+        let prog = self.prog();
+        assert!(std::fs::metadata(&prog).unwrap().is_file());
+        assert_eq!(std::fs::canonicalize(&prog).unwrap(), prog);
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    fn prog(&self) -> PathBuf {
+        self.at.join("prog")
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.daemon.id() as i32), sig);
+    }
+}
+
+impl Drop for StoppableFuse {
+    fn drop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+        let _ = Command::new("fusermount").arg("-u").arg(&self.at).status();
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        let _ = Command::new("fusermount").arg("-uz").arg(&self.at).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// remod's threads that start a run-as command.
+fn spawn_threads(remod: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{remod}/task"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "remod-spawn-as")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A run-as user's `cmd`s and an `icm` whose program waits on a stopped
+/// FUSE daemon: the child switched to the account before its `execve`, so
+/// the account holds it there, and with it the thread that spawns it
+/// (`CLONE_VFORK`, or the report pipe). More of them than remod has async
+/// workers (one per core) froze the whole daemon: no login, no other
+/// user's command, no revocation. Now each holds a thread of its own and
+/// its command slot; another user gets through, and ending the holder's
+/// session kills the held children with their cgroup and lets the
+/// threads go. With the subreaper backend a held child is not yet tagged
+/// (its environment is remod's until it execs): it is let go only when
+/// the account lets it run (here: SIGCONT), then ends at once, as its
+/// session did (docs/security.md).
+fn a_held_run_as_spawn_holds_only_its_own_slot(cgroup: bool) {
+    let s = Server::start(
+        if cgroup { "hold-cgroup" } else { "hold-reaper" },
+        "[limits]\nmax_commands = 40\nmax_processes = 40\n",
+        cgroup,
+    );
+    let acct = Account::create(if cgroup { "remoh" } else { "remoi" });
+    let fuse = StoppableFuse::start(if cgroup { "remo-hold-c" } else { "remo-hold-r" });
+    let prog = fuse.prog();
+    let prog = prog.to_str().unwrap();
+    let holder = s.user("holder", &["cmd", &format!("run-as:{}", acct.0)]);
+    // Unheld, the program runs (as the account).
+    holder.ok(&["exec", prog], None);
+    holder.ok(&["exec", "/usr/bin/id", "-un"], None);
+
+    fuse.stop();
+    let mut held = Vec::new();
+    for i in 0..5 {
+        held.push(
+            Held::start(&holder, &["exec", prog], false).unwrap_or_else(|e| panic!("{i}: {e}")),
+        );
+    }
+    held.push(Held::start(&holder, &["exec", "-i", prog], false).unwrap());
+    // Every one of them has reached its spawn (the old code: every async
+    // worker is inside one).
+    let all_held = wait_for("the held spawns", Duration::from_secs(20), || {
+        spawn_threads(s.remod.pid()) == held.len()
+    });
+
+    // Another user logs in and runs a command, promptly.
+    let other = s.user("other", &["cmd:/usr/bin/echo"]);
+    let child = other
+        .command(&["exec", "/usr/bin/echo", "still here"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_with_timeout(
+        child,
+        Duration::from_secs(15),
+        "another user's command while a run-as user holds spawns",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "still here\n");
+    assert!(
+        all_held,
+        "{} spawn threads for {} held commands",
+        spawn_threads(s.remod.pid()),
+        held.len()
+    );
+    for h in &mut held {
+        assert!(
+            h.child.try_wait().unwrap().is_none(),
+            "a held command ended early"
+        );
+    }
+
+    // Revocation ends the holder's session.
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_remod"))
+            .args(["user", "--db"])
+            .arg(&s.data.user_db)
+            .args(["disable", "holder"]),
+    );
+    if !cgroup {
+        std::thread::sleep(Duration::from_secs(1));
+        fuse.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+    let released = wait_for(
+        "the held spawns to be let go",
+        Duration::from_secs(15),
+        || {
+            spawn_threads(s.remod.pid()) == 0
+                && held
+                    .iter_mut()
+                    .all(|h| h.child.try_wait().unwrap().is_some())
+        },
+    );
+    assert!(
+        released,
+        "{} spawn threads left after the session ended\n{}",
+        spawn_threads(s.remod.pid()),
+        s.log()
+    );
+    // The daemon still answers.
+    other.ok(&["exec", "/usr/bin/echo", "ok"], None);
+    drop(held);
+    drop(fuse);
+}
+
+#[test]
+fn a_held_run_as_spawn_holds_only_its_own_slot_cgroup() {
+    a_held_run_as_spawn_holds_only_its_own_slot(true);
+}
+
+#[test]
+fn a_held_run_as_spawn_holds_only_its_own_slot_reaper() {
+    a_held_run_as_spawn_holds_only_its_own_slot(false);
+}

@@ -388,6 +388,12 @@ impl Drop for SessionBox {
 
 /// Held (shared) while a command's main process is spawned and recorded,
 /// and (exclusive) while remod's children are checked for leftovers.
+/// Only spawns that stay root until `execve` take it: a run-as spawn can
+/// be held by its account for as long as it likes (see
+/// [`Spawn::account_can_hold`]), and a held reader would make the next
+/// check wait, and every spawn behind that writer (the lock prefers
+/// writers). An unrecorded run-as child only makes a check see a child no
+/// one waits for, i.e. scan: never the other way round.
 static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// The container of one command (batch or interactive).
@@ -418,8 +424,15 @@ impl CmdBox {
     /// Spawns the command's main process and records it, in one step as
     /// far as [`CmdBox::may_have_left_some`] can tell: a child that exists
     /// but is not yet recorded would look like something a command left.
+    ///
+    /// A run-as spawn does this without [`SPAWNING`]: its account may hold
+    /// it half-way, and other users' spawns must not wait for that.
     pub(crate) fn spawn(&self, cmd: Spawn) -> std::io::Result<Child> {
-        let _spawning = SPAWNING.read().unwrap_or_else(|p| p.into_inner());
+        let _spawning = if cmd.account_can_hold() {
+            None
+        } else {
+            Some(SPAWNING.read().unwrap_or_else(|p| p.into_inner()))
+        };
         let child = cmd.spawn()?;
         self.started(child.id());
         Ok(child)
@@ -481,10 +494,11 @@ impl CmdBox {
     /// can be reaped; everything the command left is therefore below a
     /// child of remod that no task waits for. With no such child, the /proc
     /// scan (every process's stat and environment, about a millisecond)
-    /// would find nothing; it is skipped. Commands' main processes are
-    /// spawned and recorded under [`SPAWNING`], so none is caught half-way;
-    /// any other child of remod (a validation command, `nft`) only costs a
-    /// scan.
+    /// would find nothing; it is skipped. Commands' main processes that
+    /// stay root until they exec are spawned and recorded under
+    /// [`SPAWNING`], so none is caught half-way; a run-as child being
+    /// spawned (possibly held there by its account) or any other child of
+    /// remod (a validation command, `nft`) only costs a scan.
     ///
     /// A process some other daemon started on the command's behalf (an `at`
     /// job, a `systemd-run` unit) is not below remod and is not ended: the

@@ -328,6 +328,18 @@ impl Spawn {
         self
     }
 
+    /// Whether the child switches to another account before it enters its
+    /// working directory and execs. From the switch on the account owns
+    /// it: it can stop it (`SIGSTOP`) or make its `chdir`/`execve` wait on
+    /// a FUSE file system it runs, and [`Spawn::spawn`] returns only when
+    /// the child has exec'ed or died. Callers run such a spawn on a thread
+    /// of its own, never on an async worker.
+    pub(crate) fn account_can_hold(&self) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        self.creds.as_ref().is_some_and(|c| c.uid != euid)
+    }
+
     /// Starts the child. Must run inside a tokio runtime (the pipes and the
     /// pidfd are registered with it). An error in any step of the child is
     /// returned here, with the step named unless it was `execve`; the

@@ -143,6 +143,55 @@ pub(crate) fn container_for(ctx: &OpCtx) -> Result<CmdBox, OpError> {
     })
 }
 
+/// Builds and spawns a command: `start` runs `build_command` (or its
+/// like) and `CmdBox::spawn`, and returns the child with whatever else it
+/// made.
+///
+/// For a run-as user, `start` runs on a thread of its own (as
+/// [`crate::server::enforce::runas::fs_step`] does), never on an async
+/// worker: the look-ups made as the account and the spawn, whose child
+/// switches to the account before `chdir` and `execve`, take as long as
+/// the account lets them (a working directory on a FUSE file system it
+/// runs and stops, a `SIGSTOP`). Held there, they hold that thread and
+/// `hold` (the caller's slot, taken before: a user holds at most their
+/// share of threads) until the child is killed with its cgroup (session
+/// end, revocation, shutdown) or let go; never the daemon. If the caller
+/// goes away first, the thread drops the container, the child and the
+/// slot itself. Without run-as, `start` runs here: the child is root until
+/// it execs and nothing unprivileged can hold it, and a command costs no
+/// thread hop (docs/performance.md).
+pub(crate) async fn start<T, H, F>(
+    ctx: &OpCtx,
+    container: CmdBox,
+    hold: H,
+    start: F,
+) -> Result<(CmdBox, H, T), OpError>
+where
+    T: Send + 'static,
+    H: Send + 'static,
+    F: FnOnce(&OpCtx, &CmdBox) -> Result<T, OpError> + Send + 'static,
+{
+    if ctx.session.grants().run_as().is_none() {
+        let made = start(ctx, &container)?;
+        return Ok((container, hold, made));
+    }
+    let lost = || OpError::new(ErrorCode::Internal, "command start worker failed");
+    let ctx = ctx.clone();
+    // The spawn registers the child's pipes and pidfd with the runtime.
+    let rt = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("remod-spawn-as".into())
+        .spawn(move || {
+            let _rt = rt.enter();
+            let r = start(&ctx, &container).map(|made| (container, hold, made));
+            // A caller that is gone leaves all of it to be dropped here.
+            drop(tx.send(r));
+        })
+        .map_err(|_| lost())?;
+    rx.await.map_err(|_| lost())?
+}
+
 /// Builds the command with its own process group and checked working
 /// directory, inside `container`.
 pub(crate) fn build_command(ctx: &OpCtx, c: &Cmd, container: &CmdBox) -> Result<Spawn, OpError> {
@@ -318,13 +367,19 @@ pub(crate) async fn apply(
         .acquire(&ctx.session.user, ctx.session.grants().is_admin())
         .map_err(|e| OpError::new(ErrorCode::Unavailable, format!("{e}; try again later")))?;
     let container = container_for(ctx)?;
-    let mut cmd = build_command(ctx, &c, &container)?;
     let has_input = !input.input_complete();
-    cmd.stdin(if has_input { Stdio::Piped } else { Stdio::Null })
-        .stdout(Stdio::Piped)
-        .stderr(Stdio::Piped);
-    let prog = c.argv.first().map(String::as_str).unwrap_or("");
-    let mut child: Child = container.spawn(cmd).map_err(|e| spawn_error(prog, &e))?;
+    let c = std::sync::Arc::new(c);
+    let cc = c.clone();
+    let (container, _slot, mut child): (_, _, Child) =
+        start(ctx, container, _slot, move |ctx, container| {
+            let mut cmd = build_command(ctx, &cc, container)?;
+            cmd.stdin(if has_input { Stdio::Piped } else { Stdio::Null })
+                .stdout(Stdio::Piped)
+                .stderr(Stdio::Piped);
+            let prog = cc.argv.first().map(String::as_str).unwrap_or("");
+            container.spawn(cmd).map_err(|e| spawn_error(prog, &e))
+        })
+        .await?;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill_group(&child);
         return Err(OpError::new(ErrorCode::Internal, "child pipes missing"));

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::cmd::{build_command, build_command_base, container_for, spawn_error, CmdDesc};
+use super::cmd::{build_command, build_command_base, container_for, spawn_error, start, CmdDesc};
 use super::OpCtx;
 pub(crate) use crate::ops::icm::{
     IcmDesc, IdtDesc, KillDesc, KillResult, ProcResult, PtySize, ResizeDesc, ResizeResult,
@@ -153,40 +153,47 @@ pub(crate) async fn apply_icm(
         )
         .map_err(|e| OpError::new(ErrorCode::Unavailable, e.to_string()))?;
     let container = container_for(ctx)?;
-    let prog = d.cmd.argv.first().cloned().unwrap_or_default();
-    let (child, wiring) = match d.pty {
-        None => {
-            let mut cmd = build_command(ctx, &d.cmd, &container)?;
-            cmd.stdin(Stdio::Piped)
-                .stdout(Stdio::Piped)
-                .stderr(Stdio::Piped);
-            (
-                container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?,
-                Wiring::Pipes,
-            )
-        }
-        Some(size) => {
-            let mut c = d.cmd.clone();
-            c.env
-                .entry("TERM".into())
-                .or_insert_with(|| "xterm-256color".into());
-            let mut cmd = build_command_base(ctx, &c, &container)?;
-            let pty = open_pty(size.rows, size.cols).map_err(|e| {
-                OpError::new(ErrorCode::Internal, format!("cannot open a terminal: {e}"))
-            })?;
-            let io =
-                |e: std::io::Error| OpError::new(ErrorCode::Internal, format!("terminal: {e}"));
-            // A new session with the terminal on 0, 1 and 2 as its
-            // controlling one. The spawn closes our copies of the slave,
-            // or the master would never see the end.
-            cmd.stdin(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
-                .stdout(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
-                .stderr(Stdio::Fd(pty.slave))
-                .session_on_terminal();
-            let child = container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?;
-            (child, Wiring::Pty(pty.master))
-        }
-    };
+    let wait_for = d.wait;
+    // On a thread of its own for a run-as user (see cmd::start).
+    let (container, slots, (child, wiring)) =
+        start(ctx, container, slots, move |ctx, container| {
+            let prog = d.cmd.argv.first().cloned().unwrap_or_default();
+            match d.pty {
+                None => {
+                    let mut cmd = build_command(ctx, &d.cmd, container)?;
+                    cmd.stdin(Stdio::Piped)
+                        .stdout(Stdio::Piped)
+                        .stderr(Stdio::Piped);
+                    Ok((
+                        container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?,
+                        Wiring::Pipes,
+                    ))
+                }
+                Some(size) => {
+                    let mut c = d.cmd.clone();
+                    c.env
+                        .entry("TERM".into())
+                        .or_insert_with(|| "xterm-256color".into());
+                    let mut cmd = build_command_base(ctx, &c, container)?;
+                    let pty = open_pty(size.rows, size.cols).map_err(|e| {
+                        OpError::new(ErrorCode::Internal, format!("cannot open a terminal: {e}"))
+                    })?;
+                    let io = |e: std::io::Error| {
+                        OpError::new(ErrorCode::Internal, format!("terminal: {e}"))
+                    };
+                    // A new session with the terminal on 0, 1 and 2 as its
+                    // controlling one. The spawn closes our copies of the slave,
+                    // or the master would never see the end.
+                    cmd.stdin(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
+                        .stdout(Stdio::Fd(pty.slave.try_clone().map_err(io)?))
+                        .stderr(Stdio::Fd(pty.slave))
+                        .session_on_terminal();
+                    let child = container.spawn(cmd).map_err(|e| spawn_error(&prog, &e))?;
+                    Ok((child, Wiring::Pty(pty.master)))
+                }
+            }
+        })
+        .await?;
     let proc = ctx
         .inst
         .procs
@@ -205,7 +212,7 @@ pub(crate) async fn apply_icm(
             )
         })?;
     feed(&proc, input).await?;
-    answer(ctx, &proc, d.wait, out).await
+    answer(ctx, &proc, wait_for, out).await
 }
 
 /// `idt` (`close` false) and `edt` (`close` true).

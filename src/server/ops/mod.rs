@@ -25,7 +25,9 @@ use crate::server::core::instance::Instance;
 use crate::server::core::session::Session;
 use crate::server::core::stream::{RequestReader, ResponseWriter};
 
-/// What every operation may use.
+/// What every operation may use (cloned for a step on a thread of its
+/// own, see [`cmd::start`]).
+#[derive(Clone)]
 pub(crate) struct OpCtx {
     /// The instance.
     pub inst: Arc<Instance>,
