@@ -11,8 +11,10 @@
 //! * [`Mode::Concurrent`] (terminals): a long poll and a sender run side by
 //!   side; a keystroke goes out at once in its own `idt` with `wait_ms` 0
 //!   even while a long poll is outstanding. Both answers may carry output;
-//!   it is written in arrival order. Two polls collecting at the same
-//!   instant could in principle swap two chunks — harmless on a screen.
+//!   it is written in arrival order. When the two answers cross, two
+//!   chunks are written swapped (seen in the browser console, which
+//!   drives a terminal the same way: docs/console.md, "Known bug"); remo/1
+//!   gives no order across polls.
 //! * [`Mode::Ordered`] (pipes, binary data): input rides on the poll itself,
 //!   one request at a time, so output is never reordered. While our input is
 //!   open a poll waits at most [`INPUT_OPEN_MAX_WAIT_MS`] (input waiting
