@@ -17,35 +17,6 @@ use std::process::Command;
 
 use common::*;
 
-/// A user `name` with `grants`, made as the docs say (`remo keygen`,
-/// `remod user add`), and a client for them.
-fn user(scratch: &Scratch, url: &str, data: &DataDir, name: &str, grants: &[&str]) -> Client {
-    let key = scratch.sub("keys").join(format!("{name}.key"));
-    run_ok(
-        Command::new(REMO)
-            .envs(client_env(scratch))
-            .args(["keygen", "--no-passphrase", "-o"])
-            .arg(&key),
-    );
-    let mut add = remod_command();
-    add.args(["user", "--db"])
-        .arg(&data.user_db)
-        .args(["add", name, "--key"])
-        .arg(key.with_extension("key.pub"));
-    for g in grants {
-        add.args(["--allow", g]);
-    }
-    run_ok(&mut add);
-    let as_user = DataDir {
-        dir: data.dir.clone(),
-        key_file: data.key_file.clone(),
-        user_db: data.user_db.clone(),
-        user: name.to_string(),
-        client_key: key,
-    };
-    Client::new(scratch, url, &as_user)
-}
-
 /// `tree/ro`: files, a hidden one, a directory, a symlink to /etc, a
 /// relative one that climbs out, names that are not UTF-8 or hold a
 /// newline; `tree/secret` beside it, not granted.
@@ -82,7 +53,7 @@ fn ls_lists_a_granted_directory() {
     let scratch = Scratch::new("list-ls");
     let (_remod, url, data) = start_remod_http(&scratch);
     let t = tree(&scratch);
-    let c = user(
+    let c = user_client(
         &scratch,
         &url,
         &data,
@@ -177,7 +148,7 @@ fn list_is_confined_exactly_like_get() {
     let (_remod, url, data) = start_remod_http(&scratch);
     let t = tree(&scratch);
     let root = format!("files:read:{}", t.join("ro").display());
-    let c = user(&scratch, &url, &data, "reader", &[&root]);
+    let c = user_client(&scratch, &url, &data, "reader", &[&root]);
     // Pinned first, so the refusals below are all stderr says.
     c.ok(&["info"], None);
     let outside = [
@@ -226,14 +197,14 @@ fn list_is_confined_exactly_like_get() {
     assert!(r.stderr.contains("not_found: "), "{}", r.stderr);
 
     // Other grants are not files:read.
-    let w = user(
+    let w = user_client(
         &scratch,
         &url,
         &data,
         "writer",
         &[&format!("files:write:{}", t.join("ro").display()), "cmd"],
     );
-    let n = user(&scratch, &url, &data, "nofiles", &["cmd", "sh"]);
+    let n = user_client(&scratch, &url, &data, "nofiles", &["cmd", "sh"]);
     for who in [&w, &n] {
         let r = who.run(&["ls", &p(&t, "ro")], None);
         assert_eq!(r.code, Some(1), "{}: {}", who.user, r.out());
@@ -290,7 +261,7 @@ fn run_as_lists_with_the_accounts_rights() {
         std::fs::write(d.join(dir).join("f.txt"), "x").unwrap();
         chmod(&d.join(dir), mode);
     }
-    let c = user(
+    let c = user_client(
         &scratch,
         &url,
         &data,
@@ -312,7 +283,7 @@ fn run_as_lists_with_the_accounts_rights() {
         );
     }
     // The same directories, without run-as: remod's own (root's) rights.
-    let root_user = user(
+    let root_user = user_client(
         &scratch,
         &url,
         &data,

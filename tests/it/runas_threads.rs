@@ -122,34 +122,6 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
 }
 
-/// A user `name` with `grants`, made as the docs say.
-fn user(scratch: &Scratch, url: &str, data: &DataDir, name: &str, grants: &[&str]) -> Client {
-    let key = scratch.sub("keys").join(format!("{name}.key"));
-    run_ok(
-        Command::new(REMO)
-            .envs(client_env(scratch))
-            .args(["keygen", "--no-passphrase", "-o"])
-            .arg(&key),
-    );
-    let mut add = remod_command();
-    add.args(["user", "--db"])
-        .arg(&data.user_db)
-        .args(["add", name, "--key"])
-        .arg(key.with_extension("key.pub"));
-    for g in grants {
-        add.args(["--allow", g]);
-    }
-    run_ok(&mut add);
-    let as_user = DataDir {
-        dir: data.dir.clone(),
-        key_file: data.key_file.clone(),
-        user_db: data.user_db.clone(),
-        user: name.to_string(),
-        client_key: key,
-    };
-    Client::new(scratch, url, &as_user)
-}
-
 /// A directory of `n` names (hard links to one empty file): listing it
 /// keeps a run-as file step busy for a while.
 fn big_dir(d: &Path, n: usize) {
@@ -217,7 +189,7 @@ fn the_run_as_account_cannot_signal_remod_during_a_file_step() {
     let pid = remod.pid();
     let big = scratch.path().join("big");
     big_dir(&big, 30_000);
-    let c = Arc::new(user(
+    let c = Arc::new(user_client(
         &scratch,
         &url,
         &data,

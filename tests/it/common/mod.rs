@@ -1505,3 +1505,38 @@ impl Drop for Tmux {
         let _ = self.run(&["kill-server"]);
     }
 }
+
+/// A user `name` with `grants`, made as the docs say (`remo keygen`,
+/// `remod user add`), and a client for them.
+pub fn user_client(
+    scratch: &Scratch,
+    url: &str,
+    data: &DataDir,
+    name: &str,
+    grants: &[&str],
+) -> Client {
+    let key = scratch.sub("keys").join(format!("{name}.key"));
+    run_ok(
+        Command::new(REMO)
+            .envs(client_env(scratch))
+            .args(["keygen", "--no-passphrase", "-o"])
+            .arg(&key),
+    );
+    let mut add = remod_command();
+    add.args(["user", "--db"])
+        .arg(&data.user_db)
+        .args(["add", name, "--key"])
+        .arg(key.with_extension("key.pub"));
+    for g in grants {
+        add.args(["--allow", g]);
+    }
+    run_ok(&mut add);
+    let as_user = DataDir {
+        dir: data.dir.clone(),
+        key_file: data.key_file.clone(),
+        user_db: data.user_db.clone(),
+        user: name.to_string(),
+        client_key: key,
+    };
+    Client::new(scratch, url, &as_user)
+}
