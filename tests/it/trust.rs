@@ -180,9 +180,12 @@ fn instances_are_capped_and_aliases_share_one() {
     );
     // Existing instances keep answering.
     assert_eq!(ask(&key, "31"), 200);
+    // No thread per refused instance (that would be 200 more); a few more
+    // blocking-pool threads (tokio keeps idle ones 10 s) come and go with
+    // the machine's timing: +5 was seen under a loaded full run.
     let grown = threads(remod.pid());
     assert!(
-        grown <= base_threads + 4,
+        grown <= base_threads + 12,
         "threads grew from {base_threads} to {grown}"
     );
     let log = log_of(&scratch);
