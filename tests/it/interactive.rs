@@ -413,7 +413,11 @@ async fn concurrent_polls_get_offsets_that_tile_the_output() {
     let f = fixture();
     let mut c = C::new(&f).await;
     let r = c
-        .req("icm", json!({"argv": ["seq", "1", "400000"], "wait_ms": 0}), &[])
+        .req(
+            "icm",
+            json!({"argv": ["seq", "1", "400000"], "wait_ms": 0}),
+            &[],
+        )
         .await;
     let id = id_of(&r);
     let first = r.result.as_ref().unwrap()["offset"].as_u64().unwrap();

@@ -183,9 +183,7 @@ impl Reply {
     /// The stream offset just after this answer's output, when the server
     /// numbers output (remo's `offset` extension).
     pub(crate) fn output_end(&self) -> Option<u64> {
-        self.result
-            .offset
-            .map(|o| o.saturating_add(self.bytes))
+        self.result.offset.map(|o| o.saturating_add(self.bytes))
     }
 }
 

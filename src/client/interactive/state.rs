@@ -709,8 +709,14 @@ mod tests {
         s.on_input(Some(Bytes::from_static(b"l")));
         s.next_side().unwrap();
         // Offsets from a server are ignored when the start had none.
-        assert_eq!(outputs(&s.on_poll(Answer::Reply(at(3, true, b"out")))), [b"out"]);
-        assert_eq!(outputs(&s.on_side(Answer::Reply(reply(true, b"l")))), [b"l"]);
+        assert_eq!(
+            outputs(&s.on_poll(Answer::Reply(at(3, true, b"out")))),
+            [b"out"]
+        );
+        assert_eq!(
+            outputs(&s.on_side(Answer::Reply(reply(true, b"l")))),
+            [b"l"]
+        );
     }
 
     #[test]
@@ -720,7 +726,10 @@ mod tests {
         s.next_poll(t0).unwrap();
         // Output 0..5 never came (a server's bug): nothing else is in
         // flight, so it is written rather than held forever.
-        assert_eq!(outputs(&s.on_poll(Answer::Reply(at(5, true, b"x")))), [b"x"]);
+        assert_eq!(
+            outputs(&s.on_poll(Answer::Reply(at(5, true, b"x")))),
+            [b"x"]
+        );
         assert!(s.next_poll(t0).is_some());
     }
 
