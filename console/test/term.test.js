@@ -99,21 +99,81 @@ test('input: at once beside the poll, one request at a time, in order, cut at MA
   poll.resolve(ok(false, { exit: 0 }));
 });
 
-test('backpressure: the next record waits for the screen', async () => {
+test('backpressure: the next poll waits for the screen', async () => {
   const conn = fakeConn();
   let release;
-  const p = new RemoteProcess(conn, { onOutput: () => new Promise((r) => (release = r)) });
+  const out = [];
+  const p = new RemoteProcess(conn, {
+    onOutput: (b) => {
+      out.push(b.length);
+      return new Promise((r) => (release = r));
+    },
+  });
   const started = p.start({ argv: ['yes'] });
   const icm = await conn.next();
-  let delivered = false;
-  icm.onData(1, new Uint8Array(10)).then(() => (delivered = true));
+  await icm.onData(1, new Uint8Array(10));
+  icm.resolve(ok(true, { offset: 0 }));
   await new Promise((r) => setTimeout(r, 10));
-  assert.equal(delivered, false);
+  assert.deepEqual(out, [10]);
+  assert.equal(conn.calls.length, 1, 'no poll while the screen is busy');
   release();
-  await new Promise((r) => setTimeout(r, 0));
-  assert.equal(delivered, true);
-  icm.resolve(ok(false, { signal: 13 }));
   await started;
+  const poll = await conn.next();
+  assert.equal(poll.op, 'idt');
+  poll.resolve(ok(false, { signal: 13 }));
+});
+
+/** A started shell with its poll out and one keystroke's request out. */
+async function crossing(out) {
+  const conn = fakeConn();
+  const p = new RemoteProcess(conn, { onOutput: (b) => out.push(new TextDecoder().decode(b)) });
+  const started = p.start({ argv: ['sh'] });
+  const icm = await conn.next();
+  await icm.onData(1, new TextEncoder().encode('$ '));
+  return { conn, p, icm, started };
+}
+
+test('answers that cross are written in offset order', async () => {
+  const out = [];
+  const { conn, icm, p, started } = await crossing(out);
+  icm.resolve(ok(true, { offset: 0 }));
+  await started;
+  const poll = await conn.next();
+  p.send(new TextEncoder().encode('l'));
+  const key = await conn.next();
+  // The key's answer took the echo (offset 2), the poll the output after it
+  // (offset 3); the poll's result arrives first.
+  await key.onData(1, new TextEncoder().encode('l'));
+  await poll.onData(1, new TextEncoder().encode('out'));
+  poll.resolve(ok(true, { offset: 3 }));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(out, ['$ '], 'held until the output before it is there');
+  assert.equal(conn.calls.length, 3, 'no new poll while its answer waits');
+  key.resolve(ok(true, { offset: 2 }));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(out, ['$ ', 'l', 'out']);
+  assert.equal(p.received, 6);
+  const poll2 = await conn.next();
+  assert.equal(poll2.op, 'idt');
+  poll2.resolve(ok(false, { exit: 0, offset: 6 }));
+});
+
+test('without offset (an older server), arrival order', async () => {
+  const out = [];
+  const { conn, icm, p, started } = await crossing(out);
+  icm.resolve(ok(true));
+  await started;
+  const poll = await conn.next();
+  p.send(new TextEncoder().encode('l'));
+  const key = await conn.next();
+  await key.onData(1, new TextEncoder().encode('l'));
+  await poll.onData(1, new TextEncoder().encode('out'));
+  poll.resolve(ok(true));
+  await new Promise((r) => setTimeout(r, 10));
+  key.resolve(ok(true));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(out, ['$ ', 'out', 'l']);
+  (await conn.next()).resolve(ok(false, { exit: 0 }));
 });
 
 test('a process gone with its session ends the terminal, with the reason', async () => {

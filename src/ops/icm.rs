@@ -89,6 +89,11 @@ pub(crate) struct ProcResult {
     /// How it ended, once it has.
     #[serde(flatten)]
     pub ended: ExitFields,
+    /// remo's extension (docs/protocol-notes.md): the stream offset of the
+    /// first output byte of this answer, so a client polling concurrently
+    /// can put answers back in order. Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// The `kill` descriptor.

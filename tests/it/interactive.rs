@@ -403,3 +403,74 @@ async fn flooding_process_stays_within_the_buffer() {
     c.req("kill", json!({"id": id, "signal": "KILL"}), &[])
         .await;
 }
+
+/// remo's `offset` extension (docs/protocol-notes.md): answers of polls
+/// that ran concurrently, sorted by `offset`, tile the output stream with
+/// no gap and no overlap, and reassembled in that order give the exact
+/// output, whatever order they were answered in (`seq 1 400000`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_polls_get_offsets_that_tile_the_output() {
+    let f = fixture();
+    let mut c = C::new(&f).await;
+    let r = c
+        .req(
+            "icm",
+            json!({"argv": ["seq", "1", "400000"], "wait_ms": 0}),
+            &[],
+        )
+        .await;
+    let id = id_of(&r);
+    let first = r.result.as_ref().unwrap()["offset"].as_u64().unwrap();
+    assert_eq!(first, 0, "the first answer starts the stream");
+    let mut answers: Vec<(u64, Vec<u8>)> = vec![(first, r.stdout.clone())];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut running = true;
+    while running && Instant::now() < deadline {
+        // Several pollers at once, with different waits, as the clients do
+        // (a long poll beside wait_ms 0 polls).
+        let base = c.r;
+        c.r += 4;
+        let (s, f) = (&c.s, c.f);
+        let polls: Vec<_> = (1..=4u64)
+            .map(|k| {
+                let wait = if k == 1 { 200 } else { 0 };
+                let desc = json!({"id": id, "wait_ms": wait});
+                request(f, s, base + k, "idt", desc, &[])
+            })
+            .collect();
+        for r in futures_util::future::join_all(polls).await {
+            let Ok(res) = &r.result else {
+                // Another poller saw the end first: the id is forgotten.
+                assert_eq!(r.result.unwrap_err().code, ErrorCode::NotFound);
+                running = false;
+                continue;
+            };
+            assert!(r.stderr.is_empty());
+            let off = res["offset"].as_u64().expect("every answer has an offset");
+            if res["running"] == false {
+                running = false;
+            }
+            answers.push((off, r.stdout));
+        }
+    }
+    assert!(!running, "seq did not finish");
+    // More than the process buffer (1 MiB): it takes several answers.
+    let with_output = answers.iter().filter(|(_, o)| !o.is_empty()).count();
+    assert!(with_output >= 3, "only {with_output} answers with output");
+    answers.sort_by_key(|(off, out)| (*off, out.len()));
+    let mut next = 0u64;
+    let mut whole = Vec::new();
+    for (off, out) in &answers {
+        // Empty answers carry the current count: never beyond the stream.
+        if out.is_empty() {
+            assert!(*off <= next, "empty answer at {off} beyond {next}");
+            continue;
+        }
+        assert_eq!(*off, next, "gap or overlap at {off}");
+        next += out.len() as u64;
+        whole.extend_from_slice(out);
+    }
+    let want: String = (1..=400000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(whole.len(), want.len());
+    assert!(whole == want.as_bytes(), "reassembled output differs");
+}

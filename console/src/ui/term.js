@@ -6,9 +6,15 @@
  * such request at a time so keystrokes keep their order. No WebSocket:
  * every exchange is an ordinary sealed request through any front door.
  *
+ * Both requests may carry output, and their answers can cross. Each answer
+ * is therefore held until its result arrives and then written at its
+ * `offset` (remo's extension, docs/protocol-notes.md): the stream position
+ * of its first byte. A server without it gets arrival order.
+ *
  * - `new RemoteProcess(conn, {onOutput, onEnd})` — `onOutput(bytes,
- *   channel)` gets every output record in order; a returned promise is
- *   awaited before more is read (so a slow screen slows the process, not
+ *   channel)` gets every output record in stream order; a returned promise
+ *   is awaited before more is written, and a request's loop goes on only
+ *   once its answer is written (so a slow screen slows the process, not
  *   memory: remod stops reading a process whose buffer is full).
  *   `onEnd({exit, signal, error})` is called once, when the process has
  *   ended or can no longer be reached.
@@ -42,14 +48,72 @@ export class RemoteProcess {
     this.sending = false;
     this.ended = false;
     this.abort = new AbortController();
-    this.data = (channel, bytes) => {
-      this.received += bytes.length;
-      return this.onOutput(bytes, channel);
+    /** Stream offset of the next byte to write. */
+    this.next = 0;
+    /** Answers waiting for the output before them: offset → answer. */
+    this.pending = new Map();
+    /** Answers to write in arrival order (no usable offset). */
+    this.ready = [];
+    this.pumping = false;
+  }
+
+  /** One request; its output is written, in stream order, before it returns. */
+  async ask(op, desc, body) {
+    const chunks = [];
+    const onData = (channel, bytes) => {
+      chunks.push([channel, bytes]);
     };
+    const r = await this.conn.request(op, desc, { body, onData, signal: this.abort.signal });
+    await this.deliver(r, chunks);
+    return r;
+  }
+
+  /** Queues an answer's chunks at its `offset`; resolves once written. */
+  deliver(r, chunks) {
+    const bytes = chunks.reduce((n, [, b]) => n + b.length, 0);
+    if (bytes === 0 || this.ended) return Promise.resolve();
+    return new Promise((resolve) => {
+      const item = { chunks, bytes, resolve };
+      const at = r?.offset;
+      // Behind what is written already would be a server's bug: shown, not lost.
+      if (Number.isSafeInteger(at) && at >= this.next && !this.pending.has(at)) this.pending.set(at, item);
+      else this.ready.push(item);
+      this.pump();
+    });
+  }
+
+  /** Writes what can be written: arrival-order answers, then every answer
+   * contiguous from `next`. One writer at a time. */
+  async pump() {
+    if (this.pumping) return;
+    this.pumping = true;
+    let item = null;
+    try {
+      while (!this.ended) {
+        item = this.ready.shift();
+        if (!item) {
+          item = this.pending.get(this.next);
+          if (!item) break;
+          this.pending.delete(this.next);
+          this.next += item.bytes;
+        }
+        for (const [channel, bytes] of item.chunks) {
+          this.received += bytes.length;
+          await this.onOutput(bytes, channel);
+        }
+        item.resolve();
+        item = null;
+      }
+    } catch (e) {
+      item?.resolve();
+      this.fail(e);
+    } finally {
+      this.pumping = false;
+    }
   }
 
   async start(descriptor) {
-    const r = await this.conn.request('icm', { ...descriptor, wait_ms: 0 }, { onData: this.data, signal: this.abort.signal });
+    const r = await this.ask('icm', { ...descriptor, wait_ms: 0 });
     this.id = r.id;
     this.running = true;
     this.update(r);
@@ -68,6 +132,10 @@ export class RemoteProcess {
     this.running = false;
     this.queue = [];
     this.queued = 0;
+    // Answers still waiting are let go (their loops end: not running).
+    for (const item of [...this.ready, ...this.pending.values()]) item.resolve();
+    this.ready = [];
+    this.pending.clear();
     this.abort.abort();
     this.onEnd(how);
   }
@@ -81,7 +149,7 @@ export class RemoteProcess {
   async poll() {
     while (this.running) {
       try {
-        const r = await this.conn.request('idt', { id: this.id, wait_ms: POLL_WAIT_MS }, { onData: this.data, signal: this.abort.signal });
+        const r = await this.ask('idt', { id: this.id, wait_ms: POLL_WAIT_MS });
         this.update(r);
       } catch (e) {
         this.fail(e);
@@ -104,7 +172,7 @@ export class RemoteProcess {
     try {
       while (this.running && this.queue.length) {
         const body = this.take();
-        const r = await this.conn.request('idt', { id: this.id, wait_ms: 0 }, { body, onData: this.data, signal: this.abort.signal });
+        const r = await this.ask('idt', { id: this.id, wait_ms: 0 }, body);
         this.update(r);
       }
     } catch (e) {

@@ -139,6 +139,7 @@ async fn run_interactive(ctx: &Ctx, a: ExecArgs) -> Result<i32, ClientError> {
         let result = if first.running {
             let pump = Pump {
                 session: &active.session,
+                output_at: first.output_end(),
                 id: first.id,
                 mode: Mode::Ordered,
                 input: Some(reader_stream(tokio::io::stdin())),

@@ -153,6 +153,7 @@ pub(crate) async fn run(ctx: &Ctx, a: ShellArgs) -> Result<i32, ClientError> {
             }
             Pump {
                 session: &active.session,
+                output_at: first.output_end(),
                 id: first.id,
                 mode: Mode::Concurrent,
                 input: Some(reader_stream(tokio::io::stdin())),

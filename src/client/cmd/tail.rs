@@ -49,6 +49,7 @@ pub(crate) async fn run(ctx: &Ctx, a: TailArgs) -> Result<i32, ClientError> {
         let outcome = if first.running {
             Pump {
                 session: &active.session,
+                output_at: first.output_end(),
                 id: first.id,
                 mode: Mode::Ordered,
                 input: None,

@@ -10,11 +10,14 @@
 //!
 //! * [`Mode::Concurrent`] (terminals): a long poll and a sender run side by
 //!   side; a keystroke goes out at once in its own `idt` with `wait_ms` 0
-//!   even while a long poll is outstanding. Both answers may carry output;
-//!   it is written in arrival order. When the two answers cross, two
-//!   chunks are written swapped (seen in the browser console, which
-//!   drives a terminal the same way: docs/console.md, "Known bug"); remo/1
-//!   gives no order across polls.
+//!   even while a long poll is outstanding. Both answers may carry output,
+//!   and they can cross; remo/1 gives no order across polls. remod numbers
+//!   the output (`offset`, remo's extension: docs/protocol-notes.md), so
+//!   each answer's output is held until its result arrives and written in
+//!   stream order: an answer waits for the one before it, and the next long
+//!   poll waits for its answer to be written. With a server that does not
+//!   number output it is written as it arrives, and two chunks can then be
+//!   written swapped.
 //! * [`Mode::Ordered`] (pipes, binary data): input rides on the poll itself,
 //!   one request at a time, so output is never reordered. While our input is
 //!   open a poll waits at most [`INPUT_OPEN_MAX_WAIT_MS`] (input waiting
@@ -115,6 +118,8 @@ pub(crate) struct Reply {
     pub result: ProcResult,
     /// Whether the answer carried any output.
     pub output: bool,
+    /// Output bytes it carried (stdout and stderr).
+    pub bytes: u64,
     /// Output not written yet (stderr?, bytes), oldest first.
     pub held: Vec<(bool, Bytes)>,
 }
@@ -128,20 +133,20 @@ pub(crate) async fn consume(resp: ResponseStream) -> Result<Reply, ClientError> 
 /// Reads a response; its output is written at once, or with `hold` kept in
 /// the reply ([`Reply::held`]) to be written later, in the right order.
 async fn consume_into(mut resp: ResponseStream, hold: bool) -> Result<Reply, ClientError> {
-    let mut output = false;
+    let mut bytes = 0u64;
     let mut held = Vec::new();
     while let Some(item) = resp.next().await? {
         let (to_stderr, b) = match item {
             ResponseItem::Stdout(b) => (false, b),
             ResponseItem::Stderr(b) => (true, b),
             ResponseItem::Done(Ok(m)) => {
-                let mut r = reply_of(m, output)?;
+                let mut r = reply_of(m, bytes)?;
                 r.held = held;
                 return Ok(r);
             }
             ResponseItem::Done(Err(e)) => return Err(ClientError::Op(e)),
         };
-        output |= !b.is_empty();
+        bytes = bytes.saturating_add(b.len() as u64);
         if hold {
             held.push((to_stderr, b));
         } else {
@@ -161,16 +166,25 @@ impl Reply {
     }
 }
 
-fn reply_of(result: Map<String, Value>, output: bool) -> Result<Reply, ClientError> {
+fn reply_of(result: Map<String, Value>, bytes: u64) -> Result<Reply, ClientError> {
     let result = result_of::<IdtDesc>(result)
         .map_err(|e| ClientError::Protocol(format!("interactive result: {e}")))?;
     Ok(Reply {
         id: result.id.clone(),
         running: result.running,
         result,
-        output,
+        output: bytes > 0,
+        bytes,
         held: Vec::new(),
     })
+}
+
+impl Reply {
+    /// The stream offset just after this answer's output, when the server
+    /// numbers output (remo's `offset` extension).
+    pub(crate) fn output_end(&self) -> Option<u64> {
+        self.result.offset.map(|o| o.saturating_add(self.bytes))
+    }
 }
 
 /// Starts a process (`icm`), through [`Ctx::request`] so a dead cached
@@ -227,6 +241,9 @@ pub(crate) struct Pump<'a> {
     pub on_signal: OnSignal,
     /// Forward local terminal size changes (SIGWINCH) with `resize`.
     pub resize: bool,
+    /// The stream offset of the next output byte ([`Reply::output_end`] of
+    /// the `icm` answer); `None` (an older server): arrival order.
+    pub output_at: Option<u64>,
 }
 
 type Fut<'a> = Pin<Box<dyn Future<Output = Result<Reply, ClientError>> + 'a>>;
@@ -349,7 +366,7 @@ impl Pump<'_> {
         let session = self.session;
         let id = self.id.clone();
         let mut input = self.input.take();
-        let mut st = State::new(self.mode, input.is_some());
+        let mut st = State::new(self.mode, input.is_some(), self.output_at);
         // The requests in flight; `st` knows which are and what they carry.
         let mut poll: Option<Fut<'_>> = None;
         let mut side: Option<Fut<'_>> = None;
@@ -469,8 +486,8 @@ mod tests {
     fn replies_need_id_and_running() {
         use serde_json::json;
         let m = |v: Value| v.as_object().cloned().unwrap_or_default();
-        assert!(reply_of(m(json!({"id": "a", "running": true})), false).is_ok());
-        assert!(reply_of(m(json!({"running": true})), false).is_err());
-        assert!(reply_of(m(json!({"id": "a"})), false).is_err());
+        assert!(reply_of(m(json!({"id": "a", "running": true})), 0).is_ok());
+        assert!(reply_of(m(json!({"running": true})), 0).is_err());
+        assert!(reply_of(m(json!({"id": "a"})), 0).is_err());
     }
 }

@@ -7,7 +7,7 @@
 //! comes first, feeds it back (`on_*`), writes the replies it is handed in
 //! the order given, and stops when [`State::verdict`] says so.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -167,6 +167,14 @@ pub(super) struct State {
     /// [`Mode::Ordered`]: a main poll's answer held back until the drain in
     /// flight has been written (the drain is what unblocked it).
     held: Option<Reply>,
+    /// [`Mode::Concurrent`]: the stream offset of the next output byte to
+    /// write, when the server numbers output (`offset`); `None`: arrival
+    /// order.
+    next: Option<u64>,
+    /// [`Mode::Concurrent`]: answers waiting for the output before them,
+    /// by (offset, arrival).
+    waiting: BTreeMap<(u64, u64), Reply>,
+    arrivals: u64,
     pub(super) remote: Remote,
     pub(super) stop: Stop,
     /// Local signals passed on so far ([`OnSignal::Forward`]).
@@ -175,7 +183,9 @@ pub(super) struct State {
 
 impl State {
     /// The state of a process just started, with our input forwarded or not.
-    pub(super) fn new(mode: Mode, input: bool) -> State {
+    /// `next`: the stream offset after the `icm` answer's output
+    /// ([`super::Reply::output_end`]).
+    pub(super) fn new(mode: Mode, input: bool, next: Option<u64>) -> State {
         State {
             mode,
             input: if input { Input::Open } else { Input::Closed },
@@ -188,6 +198,9 @@ impl State {
             poll: Poll::Idle,
             side: Side::Idle,
             held: None,
+            next,
+            waiting: BTreeMap::new(),
+            arrivals: 0,
             remote: Remote::Running,
             stop: Stop::None,
             forwarded: 0,
@@ -211,7 +224,10 @@ impl State {
                 interrupted,
             }));
         }
-        let quiet = self.poll == Poll::Idle && self.side == Side::Idle && self.held.is_none();
+        let quiet = self.poll == Poll::Idle
+            && self.side == Side::Idle
+            && self.held.is_none()
+            && self.waiting.is_empty();
         if self.remote == Remote::Gone && quiet {
             return Some(Err(ClientError::Protocol(
                 "the remote process is gone and its result was not received".into(),
@@ -234,7 +250,13 @@ impl State {
     /// The main poll to start now, if one is due: always one in flight while
     /// the process runs (in [`Mode::Ordered`] it carries the input).
     pub(super) fn next_poll(&mut self, now: Instant) -> Option<Exchange> {
-        if self.remote != Remote::Running || self.poll != Poll::Idle || self.held.is_some() {
+        // In Mode::Concurrent, not while its last answer waits to be written
+        // (as in Mode::Ordered with `held`): what waits stays bounded.
+        if self.remote != Remote::Running
+            || self.poll != Poll::Idle
+            || self.held.is_some()
+            || !self.waiting.is_empty()
+        {
             return None;
         }
         match self.mode {
@@ -267,7 +289,7 @@ impl State {
                     close: false,
                     wait_ms: self.backoff.next_wait(),
                     data: None,
-                    hold: false,
+                    hold: self.next.is_some(),
                 })
             }
         }
@@ -290,7 +312,7 @@ impl State {
             close,
             wait_ms: 0,
             data,
-            hold: false,
+            hold: self.next.is_some(),
         })
     }
 
@@ -366,15 +388,49 @@ impl State {
                 self.held = Some(rep);
                 Vec::new()
             }
-            Answer::Reply(rep) => {
+            Answer::Reply(rep) => self.in_order(rep),
+            Answer::Gone => {
+                self.gone();
+                self.release()
+            }
+        }
+    }
+
+    /// [`Mode::Concurrent`] with numbered output: the answers that can be
+    /// written now, in stream order — this one, once everything before its
+    /// `offset` is written. Otherwise (or an answer without `offset`): now.
+    fn in_order(&mut self, rep: Reply) -> Vec<Reply> {
+        let at = rep.result.offset;
+        match (self.mode, self.next, at) {
+            (Mode::Concurrent, Some(_), Some(at)) => {
+                self.arrivals = self.arrivals.wrapping_add(1);
+                self.waiting.insert((at, self.arrivals), rep);
+                self.release()
+            }
+            _ => {
                 self.note(&rep);
                 vec![rep]
             }
-            Answer::Gone => {
-                self.gone();
-                Vec::new()
-            }
         }
+    }
+
+    /// Takes the waiting answers that are next in the stream; all of them
+    /// when no request is in flight (nothing could fill a gap).
+    fn release(&mut self) -> Vec<Reply> {
+        let stuck = self.poll == Poll::Idle && self.side == Side::Idle;
+        let mut out = Vec::new();
+        while let Some(entry) = self.waiting.first_entry() {
+            let (at, _) = *entry.key();
+            let next = self.next.unwrap_or(at);
+            if at > next && !stuck {
+                break;
+            }
+            let rep = entry.remove();
+            self.next = Some(next.max(at.saturating_add(rep.bytes)));
+            self.note(&rep);
+            out.push(rep);
+        }
+        out
     }
 
     /// The side request answered; returns the replies to write, in order.
@@ -392,10 +448,13 @@ impl State {
                 main.into_iter().collect()
             }
         };
-        for rep in &order {
-            self.note(rep);
+        let mut out = Vec::new();
+        for rep in order {
+            out.extend(self.in_order(rep));
         }
-        order
+        // Gone: what waits is written now.
+        out.extend(self.release());
+        out
     }
 
     /// A local SIGINT, SIGTERM or SIGHUP: the signal to send the remote
@@ -473,8 +532,16 @@ mod tests {
             running,
             result,
             output: !output.is_empty(),
+            bytes: output.len() as u64,
             held: vec![(false, Bytes::copy_from_slice(output))],
         }
+    }
+
+    /// A reply of a server that numbers output: its first byte at `at`.
+    fn at(at: u64, running: bool, output: &[u8]) -> Reply {
+        let mut r = reply(running, output);
+        r.result.offset = Some(at);
+        r
     }
 
     fn outputs(replies: &[Reply]) -> Vec<Vec<u8>> {
@@ -501,7 +568,7 @@ mod tests {
     #[test]
     fn ordered_input_rides_on_the_poll_and_its_end_becomes_edt() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Ordered, true);
+        let mut s = State::new(Mode::Ordered, true, None);
         // Nothing read yet: a poll without input, short while input is open.
         let x = s.next_poll(t0).unwrap();
         assert_eq!((x.close, x.data.is_none(), x.hold), (false, true, true));
@@ -529,7 +596,7 @@ mod tests {
     #[test]
     fn ordered_input_beyond_one_send_goes_in_several_polls() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Ordered, true);
+        let mut s = State::new(Mode::Ordered, true, None);
         s.on_input(Some(Bytes::from(vec![7u8; MAX_SEND + 10])));
         assert!(!s.wants_input(), "a full queue stops reading our input");
         s.on_input(None);
@@ -543,7 +610,7 @@ mod tests {
     #[test]
     fn idle_polls_back_off_and_output_resets_them() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Concurrent, false);
+        let mut s = State::new(Mode::Concurrent, false, None);
         let mut waits = Vec::new();
         for _ in 0..10 {
             waits.push(s.next_poll(t0).unwrap().wait_ms);
@@ -560,14 +627,14 @@ mod tests {
     #[test]
     fn ordered_wait_is_short_while_input_is_open() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Ordered, true);
+        let mut s = State::new(Mode::Ordered, true, None);
         for _ in 0..10 {
             let x = s.next_poll(t0).unwrap();
             assert!(x.wait_ms <= INPUT_OPEN_MAX_WAIT_MS);
             s.on_poll(Answer::Reply(reply(true, b"")));
         }
         // Without input the wait grows to the maximum.
-        let mut s = State::new(Mode::Ordered, false);
+        let mut s = State::new(Mode::Ordered, false, None);
         let mut last = 0;
         for _ in 0..10 {
             last = s.next_poll(t0).unwrap().wait_ms;
@@ -579,7 +646,7 @@ mod tests {
     #[test]
     fn concurrent_input_goes_out_at_once_beside_the_long_poll() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Concurrent, true);
+        let mut s = State::new(Mode::Concurrent, true, None);
         let poll = s.next_poll(t0).unwrap();
         assert_eq!((poll.data, poll.hold), (None, false));
         assert!(s.next_side().is_none(), "nothing to send yet");
@@ -607,9 +674,69 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_answers_that_cross_are_written_in_offset_order() {
+        let t0 = Instant::now();
+        // The icm answer brought "$ " (offsets 0..2).
+        let mut s = State::new(Mode::Concurrent, true, Some(2));
+        let poll = s.next_poll(t0).unwrap();
+        assert!(poll.hold, "output is held until its place is known");
+        s.on_input(Some(Bytes::from_static(b"l")));
+        let key = s.next_side().unwrap();
+        assert!(key.hold);
+        // The poll took the output after the echo and is answered first.
+        assert!(s.on_poll(Answer::Reply(at(3, true, b"out"))).is_empty());
+        assert!(s.next_poll(t0).is_none(), "no new poll while it waits");
+        assert_eq!(s.verdict().map(|v| v.is_ok()), None);
+        let order = s.on_side(Answer::Reply(at(2, true, b"l")));
+        assert_eq!(outputs(&order), [b"l".to_vec(), b"out".to_vec()]);
+        // An empty answer carries the current count; the end is written
+        // after the output before it.
+        assert!(s.next_poll(t0).is_some());
+        s.on_input(Some(Bytes::from_static(b"x")));
+        s.next_side().unwrap();
+        assert!(s.on_poll(Answer::Reply(at(9, false, b""))).is_empty());
+        assert!(s.verdict().is_none(), "the end waits for output before it");
+        let order = s.on_side(Answer::Reply(at(6, true, b"abc")));
+        assert_eq!(outputs(&order), [b"abc".to_vec(), b"".to_vec()]);
+        assert!(matches!(s.verdict(), Some(Ok(_))));
+    }
+
+    #[test]
+    fn concurrent_without_offsets_is_arrival_order() {
+        let t0 = Instant::now();
+        let mut s = State::new(Mode::Concurrent, true, None);
+        assert!(!s.next_poll(t0).unwrap().hold);
+        s.on_input(Some(Bytes::from_static(b"l")));
+        s.next_side().unwrap();
+        // Offsets from a server are ignored when the start had none.
+        assert_eq!(
+            outputs(&s.on_poll(Answer::Reply(at(3, true, b"out")))),
+            [b"out"]
+        );
+        assert_eq!(
+            outputs(&s.on_side(Answer::Reply(reply(true, b"l")))),
+            [b"l"]
+        );
+    }
+
+    #[test]
+    fn a_gap_nothing_can_fill_is_not_waited_for() {
+        let t0 = Instant::now();
+        let mut s = State::new(Mode::Concurrent, false, Some(0));
+        s.next_poll(t0).unwrap();
+        // Output 0..5 never came (a server's bug): nothing else is in
+        // flight, so it is written rather than held forever.
+        assert_eq!(
+            outputs(&s.on_poll(Answer::Reply(at(5, true, b"x")))),
+            [b"x"]
+        );
+        assert!(s.next_poll(t0).is_some());
+    }
+
+    #[test]
     fn a_stuck_ordered_poll_is_drained_and_the_drain_output_goes_first() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Ordered, true);
+        let mut s = State::new(Mode::Ordered, true, None);
         s.on_input(Some(Bytes::from_static(b"data")));
         let x = s.next_poll(t0).unwrap();
         assert!(x.data.is_some());
@@ -633,7 +760,7 @@ mod tests {
     #[test]
     fn a_drain_that_saw_the_end_goes_after_the_held_poll() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Ordered, true);
+        let mut s = State::new(Mode::Ordered, true, None);
         s.on_input(Some(Bytes::from_static(b"data")));
         s.next_poll(t0).unwrap();
         s.on_drain_due(t0 + DRAIN_AFTER);
@@ -646,7 +773,7 @@ mod tests {
     #[test]
     fn gone_without_a_result_is_an_error_once_nothing_is_in_flight() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Ordered, true);
+        let mut s = State::new(Mode::Ordered, true, None);
         s.on_input(Some(Bytes::from_static(b"data")));
         s.next_poll(t0).unwrap();
         s.on_drain_due(t0 + DRAIN_AFTER);
@@ -659,7 +786,7 @@ mod tests {
         s.on_side(Answer::Gone);
         assert!(matches!(s.verdict(), Some(Err(ClientError::Protocol(_)))));
         // Gone, but a held answer carried the end: that is the result.
-        let mut s = State::new(Mode::Ordered, true);
+        let mut s = State::new(Mode::Ordered, true, None);
         s.on_input(Some(Bytes::from_static(b"data")));
         s.next_poll(t0).unwrap();
         s.on_drain_due(t0 + DRAIN_AFTER);
@@ -672,7 +799,7 @@ mod tests {
     #[test]
     fn forwarded_signals_pass_the_first_on_and_then_kill() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Concurrent, false);
+        let mut s = State::new(Mode::Concurrent, false, None);
         assert_eq!(
             s.on_signal(libc::SIGINT, OnSignal::Forward, t0),
             Some("INT")
@@ -681,12 +808,12 @@ mod tests {
             s.on_signal(libc::SIGINT, OnSignal::Forward, t0),
             Some("KILL")
         );
-        let mut s = State::new(Mode::Concurrent, false);
+        let mut s = State::new(Mode::Concurrent, false, None);
         assert_eq!(
             s.on_signal(libc::SIGHUP, OnSignal::Forward, t0),
             Some("HUP")
         );
-        let mut s = State::new(Mode::Concurrent, false);
+        let mut s = State::new(Mode::Concurrent, false, None);
         assert_eq!(
             s.on_signal(libc::SIGTERM, OnSignal::Forward, t0),
             Some("TERM")
@@ -698,7 +825,7 @@ mod tests {
     #[test]
     fn a_local_stop_escalates_to_kill_then_gives_up() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Ordered, false);
+        let mut s = State::new(Mode::Ordered, false, None);
         assert_eq!(
             s.on_signal(libc::SIGTERM, OnSignal::Stop("INT"), t0),
             Some("INT")
@@ -720,7 +847,7 @@ mod tests {
     #[test]
     fn a_stopped_process_that_ends_reports_its_result_and_the_signal() {
         let t0 = Instant::now();
-        let mut s = State::new(Mode::Concurrent, false);
+        let mut s = State::new(Mode::Concurrent, false, None);
         s.next_poll(t0).unwrap();
         s.on_signal(libc::SIGINT, OnSignal::Stop("TERM"), t0);
         s.on_poll(Answer::Reply(reply(false, b"")));

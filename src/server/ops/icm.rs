@@ -119,6 +119,7 @@ async fn answer(
         chunks,
         running,
         exit,
+        offset,
     } = gone;
     for (channel, data) in &chunks {
         if out.send(*channel, data).await.is_err() {
@@ -132,6 +133,7 @@ async fn answer(
         id: proc.id.clone(),
         running,
         ended: ExitFields::of(exit),
+        offset: Some(offset),
     })
 }
 

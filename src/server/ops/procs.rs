@@ -198,6 +198,8 @@ struct State {
     buffered: usize,
     open_streams: usize,
     exit: Option<ExitStatus>,
+    /// Output bytes handed out by [`Proc::collect`] so far (all channels).
+    handed_out: u64,
     /// Exited and every output stream at its end (or given up on).
     done: bool,
     last_active: Option<Instant>,
@@ -229,6 +231,10 @@ pub struct Collected {
     pub running: bool,
     /// Exit status, once exited.
     pub exit: Option<ExitStatus>,
+    /// The stream offset of `chunks`' first byte: the output bytes handed
+    /// out before this poll (all channels, in collection order). Concurrent
+    /// polls can be answered out of order; this puts them back.
+    pub offset: u64,
 }
 
 impl Proc {
@@ -326,6 +332,9 @@ impl Proc {
         st.last_active = Some(Instant::now());
         let chunks: Vec<(u8, Bytes)> = st.buf.drain(..).collect();
         st.buffered = 0;
+        let offset = st.handed_out;
+        let bytes: usize = chunks.iter().map(|(_, d)| d.len()).sum();
+        st.handed_out = offset.saturating_add(bytes as u64);
         let done = st.done;
         let exit = st.exit;
         drop(st);
@@ -334,6 +343,7 @@ impl Proc {
             chunks,
             running: !done,
             exit: if done { exit } else { None },
+            offset,
         }
     }
 
