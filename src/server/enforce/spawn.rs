@@ -1487,6 +1487,19 @@ mod tests {
         }
     }
 
+    /// A spawn as `nobody` into a root-only directory: its error, checked
+    /// to be `PermissionDenied` (the directory is entered as the account).
+    fn chdir_as_nobody_error() -> io::Error {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        let mut s = Spawn::new("/bin/true");
+        s.credentials(nobody()).current_dir(dir.path());
+        let e = s.spawn().err().expect("chdir as nobody fails");
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        e
+    }
+
     #[tokio::test]
     async fn the_child_lands_in_its_cgroup() {
         need_root();
@@ -1525,13 +1538,7 @@ mod tests {
         let me = std::fs::read_to_string("/proc/thread-self/status").expect("status");
         assert_eq!(status_field(&me, "Uid"), "0\t0\t0\t0");
         // The directory is entered with the account's rights.
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .expect("chmod");
-        let mut s = Spawn::new("/bin/true");
-        s.credentials(nobody()).current_dir(dir.path());
-        let e = s.spawn().err().expect("chdir as nobody fails");
-        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        chdir_as_nobody_error();
     }
 
     extern "C" fn on_usr1(_: c_int) {}
@@ -1699,13 +1706,7 @@ mod tests {
         assert_ne!(dumpable(), 2, "the run-as child shared our memory");
         // Errors still come back, through the pipe: chdir as the account,
         // and execve.
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .expect("chmod");
-        let mut s = Spawn::new("/bin/true");
-        s.credentials(nobody()).current_dir(dir.path());
-        let e = s.spawn().err().expect("chdir as nobody fails");
-        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        let e = chdir_as_nobody_error();
         assert!(e.to_string().contains("chdir"), "{e}");
         let mut s = Spawn::new("/nonexistent/program");
         s.credentials(nobody());
