@@ -463,18 +463,94 @@ fn batch_leftovers_end_with_the_command(cgroup: bool) {
     assert_eq!(r.code, Some(124), "{}", r.stderr);
     assert_all_gone(&s, &[&pt], Duration::from_secs(5), "the command timed out");
     if cgroup {
-        // No command's cgroup is left behind once it has ended.
+        // No command's cgroup is left with a process in it once it has
+        // ended; the empty ones a session keeps for reuse are few.
         std::thread::sleep(Duration::from_millis(1000));
-        let left: Vec<PathBuf> = cgroup_dirs_of(s.remod.pid())
-            .iter()
-            .flat_map(|d| walk(d))
-            .filter(|d| {
-                d.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("c-"))
-            })
-            .collect();
-        assert!(left.is_empty(), "command cgroups left: {left:?}");
+        let left = command_cgroups(s.remod.pid());
+        let busy: Vec<&PathBuf> = left.iter().filter(|d| populated(d)).collect();
+        assert!(busy.is_empty(), "command cgroups with processes: {busy:?}");
+        assert!(
+            left.len() <= 2,
+            "more spare command cgroups than kept: {left:?}"
+        );
     }
+}
+
+/// The command cgroups (`c-*`) below remod's own.
+fn command_cgroups(remod: u32) -> Vec<PathBuf> {
+    cgroup_dirs_of(remod)
+        .iter()
+        .flat_map(|d| walk(d))
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("c-"))
+        })
+        .collect()
+}
+
+/// Whether a cgroup has a process (its `cgroup.events`).
+fn populated(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l == "populated 1")
+}
+
+/// A session's commands reuse an emptied command cgroup (making one per
+/// command was the largest cost left in remod's part of a command), but
+/// never one a command left a process in: that one is killed and removed,
+/// so nothing of an earlier command runs beside a later one.
+#[test]
+fn command_cgroups_are_reused_only_when_empty() {
+    let s = Server::start("contain-reuse", "", true);
+    let c = s.admin();
+    let cgroup_of = |script: &str| -> String {
+        let r = c.ok(&["exec", "sh", "-c", script], None);
+        let out = text(&r.stdout);
+        out.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap_or_else(|| panic!("no cgroup v2 line in {out:?}"))
+            .to_string()
+    };
+    let first = cgroup_of("cat /proc/self/cgroup");
+    assert!(first.contains("/c-"), "not a command cgroup: {first}");
+    for _ in 0..5 {
+        assert_eq!(
+            cgroup_of("cat /proc/self/cgroup"),
+            first,
+            "a session's next command got a new cgroup"
+        );
+    }
+    // A command that leaves a process behind: its cgroup is killed, and the
+    // next command gets another one.
+    let t = unique(312);
+    let pt = format!("sleep {t}");
+    let left = cgroup_of(&format!(
+        "cat /proc/self/cgroup; setsid sleep {t} > /dev/null 2>&1 &"
+    ));
+    assert_eq!(left, first, "the spare was not used");
+    assert_all_gone(&s, &[&pt], Duration::from_secs(5), "the command ended");
+    let next = cgroup_of("cat /proc/self/cgroup");
+    assert_ne!(
+        next, left,
+        "a cgroup a command left a process in was reused"
+    );
+    let mount = cgroup2_mount_point();
+    assert!(
+        wait_for(
+            "the killed cgroup's removal",
+            Duration::from_secs(5),
+            || { !mount.join(left.trim_start_matches('/')).exists() }
+        ),
+        "the cgroup the leftover ran in was not removed"
+    );
+}
+
+/// The cgroup v2 mount point.
+fn cgroup2_mount_point() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let l = mounts.lines().find(|l| l.contains(" - cgroup2 ")).unwrap();
+    PathBuf::from(l.split_whitespace().nth(4).unwrap())
 }
 
 fn walk(d: &std::path::Path) -> Vec<PathBuf> {

@@ -27,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,8 @@ pub(crate) struct Containment {
     /// cgroup directories to remove once empty.
     cleanup: Mutex<Vec<(PathBuf, Instant)>>,
     warned_caps: std::sync::atomic::AtomicBool,
+    /// Spare command cgroups kept by all sessions ([`SPARE_TOTAL`]).
+    spares: std::sync::atomic::AtomicUsize,
 }
 
 static GLOBAL: OnceLock<Containment> = OnceLock::new();
@@ -130,6 +133,7 @@ impl Containment {
             waited: Mutex::new(HashSet::new()),
             cleanup: Mutex::new(Vec::new()),
             warned_caps: false.into(),
+            spares: 0.into(),
         }
     }
 }
@@ -238,6 +242,7 @@ impl Containment {
             dir,
             made: Mutex::new(false),
             caps,
+            spare: Mutex::new(Vec::new()),
         })
     }
 
@@ -284,6 +289,26 @@ pub struct SessionBox {
     dir: Option<PathBuf>,
     made: Mutex<bool>,
     caps: SessionCaps,
+    /// Emptied command cgroups kept for the session's next commands:
+    /// making and removing a cgroup (and its control files) was the
+    /// largest single cost left in a command. Only the paths: an open
+    /// `cgroup.procs` per idle session would cost a descriptor each.
+    spare: Mutex<Vec<PathBuf>>,
+}
+
+/// How many emptied command cgroups a session keeps for reuse: one per
+/// command it runs at once, for the usual one or two.
+const SPARE_PER_SESSION: usize = 2;
+
+/// How many spare command cgroups the whole daemon keeps: each is a small
+/// kernel object (and counts against an admin's `cgroup.max.descendants`),
+/// so 10,000 idle sessions must not keep 20,000 of them.
+const SPARE_TOTAL: usize = 256;
+
+/// A command's cgroup directory and its open `cgroup.procs`.
+struct CmdCgroup {
+    dir: PathBuf,
+    procs: Arc<File>,
 }
 
 impl SessionBox {
@@ -315,12 +340,7 @@ impl SessionBox {
                 ok = false;
             }
         }
-        if !ok
-            && !self
-                .c
-                .warned_caps
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
+        if !ok && !self.c.warned_caps.swap(true, Ordering::Relaxed) {
             log::warn!(
                 "containment: session_pids_max/session_memory_max not applied: the pids and \
                  memory controllers are not delegated to remod's cgroup"
@@ -331,29 +351,29 @@ impl SessionBox {
     /// A container for one command of this session.
     pub(crate) fn command(self: &Arc<Self>) -> Result<CmdBox, ContainError> {
         let tag = format!("{}.{}", self.tag, random_hex(8));
-        let (dir, procs) = match self.ensure_dir()? {
+        let cgroup = match self.ensure_dir()? {
             Some(sdir) => {
-                let dir = sdir.join(format!("c-{}", random_hex(8)));
-                std::fs::create_dir(&dir).map_err(|source| ContainError::Cgroup {
-                    path: dir.clone(),
-                    source,
-                })?;
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(dir.join("cgroup.procs"))
-                    .map_err(|source| ContainError::Cgroup {
-                        path: dir.clone(),
-                        source,
-                    })?;
-                (Some(dir), Some(Arc::new(f)))
+                let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                match spare {
+                    Some(dir) => {
+                        self.c.spares.fetch_sub(1, Ordering::Relaxed);
+                        match open_procs(&dir) {
+                            Ok(procs) => Some(CmdCgroup { dir, procs }),
+                            Err(e) => {
+                                self.c.later_rmdir(dir);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    None => Some(make_cmd_cgroup(sdir)?),
+                }
             }
-            None => (None, None),
+            None => None,
         };
         Ok(CmdBox {
             session: self.clone(),
             tag,
-            dir,
-            procs: Mutex::new(procs),
+            cgroup,
             main: Mutex::new(None),
             ran: false.into(),
             clean: false.into(),
@@ -373,8 +393,42 @@ impl SessionBox {
     }
 }
 
+/// Makes a command's cgroup below the session's and opens its
+/// `cgroup.procs`.
+fn make_cmd_cgroup(sdir: &Path) -> Result<CmdCgroup, ContainError> {
+    let dir = sdir.join(format!("c-{}", random_hex(8)));
+    std::fs::create_dir(&dir).map_err(|source| ContainError::Cgroup {
+        path: dir.clone(),
+        source,
+    })?;
+    match open_procs(&dir) {
+        Ok(procs) => Ok(CmdCgroup { dir, procs }),
+        Err(e) => {
+            let _ = std::fs::remove_dir(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// Opens a cgroup's `cgroup.procs` for the child to write itself into.
+fn open_procs(dir: &Path) -> Result<Arc<File>, ContainError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"))
+        .map(Arc::new)
+        .map_err(|source| ContainError::Cgroup {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
 impl Drop for SessionBox {
     fn drop(&mut self) {
+        let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|p| p.into_inner()));
+        self.c.spares.fetch_sub(spare.len(), Ordering::Relaxed);
+        for dir in spare {
+            let _ = std::fs::remove_dir(&dir);
+        }
         if let Some(dir) = self.dir.take() {
             if *self.made.lock().unwrap_or_else(|p| p.into_inner()) {
                 kill_cgroup(&dir);
@@ -400,8 +454,9 @@ static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
 pub(crate) struct CmdBox {
     session: Arc<SessionBox>,
     tag: String,
-    dir: Option<PathBuf>,
-    procs: Mutex<Option<Arc<File>>>,
+    /// With the cgroup backend: the command's own cgroup, new or a spare
+    /// of the session's that was empty when it was put back.
+    cgroup: Option<CmdCgroup>,
     main: Mutex<Option<i32>>,
     ran: std::sync::atomic::AtomicBool,
     /// Checked after the main process was reaped: nothing is left.
@@ -415,9 +470,8 @@ impl CmdBox {
     /// still root).
     pub(crate) fn prepare(&self, cmd: &mut Spawn) {
         cmd.env(TAG_VAR, &self.tag);
-        let procs = self.procs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(f) = procs {
-            cmd.cgroup(f);
+        if let Some(cg) = &self.cgroup {
+            cmd.cgroup(cg.procs.clone());
         }
     }
 
@@ -440,8 +494,7 @@ impl CmdBox {
 
     /// Records the main process (its own waiter reaps it, not the reaper).
     fn started(&self, pid: u32) {
-        *self.procs.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.ran.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.ran.store(true, Ordering::Relaxed);
         if let Ok(pid) = i32::try_from(pid) {
             *self.main.lock().unwrap_or_else(|p| p.into_inner()) = Some(pid);
             self.session
@@ -469,8 +522,8 @@ impl CmdBox {
     /// Kills every process of the command: what is left when its main
     /// process has ended, or all of it when the command is cut short.
     pub(crate) fn kill(&self) {
-        match &self.dir {
-            Some(dir) => kill_cgroup(dir),
+        match &self.cgroup {
+            Some(cg) => kill_cgroup(&cg.dir),
             None => {
                 let main: Vec<i32> = self
                     .main
@@ -505,7 +558,6 @@ impl CmdBox {
     /// same as with the cgroup backend, where it runs in that daemon's
     /// cgroup.
     fn may_have_left_some(&self) -> bool {
-        use std::sync::atomic::Ordering;
         if !self.ran.load(Ordering::Relaxed) {
             return false;
         }
@@ -539,7 +591,7 @@ impl CmdBox {
     /// Ends the container (kills what is left) off the async threads when
     /// that means scanning /proc.
     pub(crate) async fn finish(self) {
-        let scan = self.dir.is_none()
+        let scan = self.cgroup.is_none()
             && (self
                 .main
                 .lock()
@@ -556,12 +608,34 @@ impl CmdBox {
 
 impl Drop for CmdBox {
     fn drop(&mut self) {
-        self.kill();
+        let Some(cg) = self.cgroup.take() else {
+            self.kill();
+            self.reaped();
+            return;
+        };
         self.reaped();
-        if let Some(dir) = self.dir.take() {
-            if std::fs::remove_dir(&dir).is_err() {
-                self.session.c.later_rmdir(dir);
+        // Empty (the usual end: the main process was reaped and left
+        // nothing): nothing to kill, and the session may reuse it. Only
+        // remod can put a process into it (its `cgroup.procs` is root's),
+        // and a cgroup without processes has none that could fork into it.
+        if populated(&cg.dir) == Some(false) {
+            let c = self.session.c;
+            let mut spare = self.session.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.len() < SPARE_PER_SESSION
+                && c.spares
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < SPARE_TOTAL).then_some(n + 1)
+                    })
+                    .is_ok()
+            {
+                spare.push(cg.dir);
+                return;
             }
+        } else {
+            kill_cgroup(&cg.dir);
+        }
+        if std::fs::remove_dir(&cg.dir).is_err() {
+            self.session.c.later_rmdir(cg.dir);
         }
     }
 }
@@ -576,10 +650,18 @@ fn kill_cgroup(dir: &Path) {
 
 /// True once no process is left in the cgroup (or it is gone).
 fn cgroup_empty(dir: &Path) -> bool {
-    match std::fs::read_to_string(dir.join("cgroup.events")) {
-        Ok(t) => t.lines().any(|l| l.trim() == "populated 0"),
-        Err(_) => true,
-    }
+    populated(dir) != Some(true)
+}
+
+/// Whether the cgroup (or one below it) has a process, from its
+/// `cgroup.events`; `None` if that cannot be read.
+fn populated(dir: &Path) -> Option<bool> {
+    let t = std::fs::read_to_string(dir.join("cgroup.events")).ok()?;
+    t.lines().find_map(|l| match l.trim() {
+        "populated 0" => Some(false),
+        "populated 1" => Some(true),
+        _ => None,
+    })
 }
 
 fn wait_empty(dir: &Path, limit: Duration) {
