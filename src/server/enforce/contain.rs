@@ -297,8 +297,9 @@ pub struct SessionBox {
 }
 
 /// How many emptied command cgroups a session keeps for reuse: one per
-/// command it runs at once, for the usual one or two.
-const SPARE_PER_SESSION: usize = 2;
+/// command it runs at once, up to this many (a client running commands
+/// in parallel on one session, as `remo` fleet runs and scripts do).
+const SPARE_PER_SESSION: usize = 8;
 
 /// How many spare command cgroups the whole daemon keeps: each is a small
 /// kernel object (and counts against an admin's `cgroup.max.descendants`),
