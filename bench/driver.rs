@@ -187,8 +187,16 @@ fn ssh(args: &str, extra: &[&str]) -> Res<()> {
     Ok(())
 }
 
+/// The framing the server offers (`/info`), set once at start: the
+/// library sessions use it as `remo` does (binary where offered).
+static FRAMING: std::sync::OnceLock<remo::proto::framing::Framing> = std::sync::OnceLock::new();
+
 async fn login(url: &str, user: &str, id: &IdentityKey, pin: &PublicKey) -> Res<Session> {
-    Ok(Session::login_with(http_client()?, url, user, id, pin).await?)
+    let mut s = Session::login_with(http_client()?, url, user, id, pin).await?;
+    if let Some(f) = FRAMING.get() {
+        s.set_framing(*f);
+    }
+    Ok(s)
 }
 
 /// One `cmd` measurement: a program run `total` times by `conc` clients on
@@ -585,7 +593,9 @@ async fn run() -> Res<()> {
     // BENCH_NO_SSH=1 leaves the OpenSSH baseline out (for profiling).
     let baseline = std::env::var("BENCH_NO_SSH").is_err();
     let part = |name: &str| only.is_empty() || only.split(',').any(|p| p == name);
-    let pin = info(&url).await?.public_key()?;
+    let server = info(&url).await?;
+    let pin = server.public_key()?;
+    let _ = FRAMING.set(server.best_framing());
     let mut rows = Vec::new();
 
     // Login, end to end: fresh connection, /auth, M2 check, key derivation.

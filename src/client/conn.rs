@@ -64,7 +64,7 @@ pub struct ServerInfo {
 impl ServerInfo {
     /// The framing to send this server: binary when it offers it (less
     /// work on both sides, a quarter fewer bytes), else text.
-    pub(crate) fn best_framing(&self) -> Framing {
+    pub fn best_framing(&self) -> Framing {
         let binary = self
             .framings
             .iter()

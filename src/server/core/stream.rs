@@ -206,6 +206,42 @@ impl ResponseWriter {
         Ok(())
     }
 
+    /// Sends a batch laid out as record plaintexts: pieces of a channel
+    /// byte and at most [`MAX_RESPONSE_DATA`] bytes, back to back (every
+    /// piece full but the last, as `get` reads them). Each is sealed as one
+    /// part, straight from the batch. Returns the data bytes sent (without
+    /// channel bytes).
+    pub(crate) async fn pieces(&mut self, batch: &[u8]) -> Result<u64, Gone> {
+        let cap = batch
+            .chunks(1 + MAX_RESPONSE_DATA)
+            .map(|p| self.framing.sealed_len(p.len()))
+            .sum();
+        let mut lines = Vec::with_capacity(cap);
+        let mut sealed = Ok(());
+        let mut data = 0u64;
+        for piece in batch.chunks(1 + MAX_RESPONSE_DATA) {
+            sealed = self
+                .sealer
+                .seal_framed(&[piece], false, self.framing, &mut lines);
+            if sealed.is_err() {
+                break;
+            }
+            data += piece.len().saturating_sub(1) as u64;
+        }
+        // As in `send`: what was sealed goes out before the error.
+        if sealed.is_err() {
+            if !lines.is_empty() {
+                let _ = self.tx.send(Bytes::from(lines)).await;
+            }
+            return Err(Gone);
+        }
+        if !lines.is_empty() {
+            self.tx.send(Bytes::from(lines)).await.map_err(|_| Gone)?;
+            self.sent += data;
+        }
+        Ok(data)
+    }
+
     /// Shorthand for standard output / file data.
     pub(crate) async fn stdout(&mut self, data: &[u8]) -> Result<(), Gone> {
         self.send(CHANNEL_STDOUT, data).await

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{io_error, OpCtx};
 use crate::proto::b64;
+use crate::proto::record::{CHANNEL_STDOUT, MAX_RESPONSE_DATA};
 use crate::proto::response::{ErrorCode, OpError};
 use crate::server::core::stream::{RequestReader, ResponseWriter, MAX_SEND_BATCH};
 use crate::server::enforce::confine::{locate, Access};
@@ -38,20 +39,44 @@ struct Reading {
 /// Whole batches (short reads are retried), so records stay full-sized and
 /// each hand-off carries several of them; read into spare capacity, so
 /// nothing is zero-filled first.
+///
+/// The batch is laid out as the records' plaintexts: each piece of file
+/// data behind its channel byte ([`Piece`]), so each record is sealed
+/// straight from it, without first copying byte and data together (about
+/// 6 % of remod's CPU on a get went to that copy).
 fn read_batch(mut st: Reading) -> (Reading, std::io::Result<Option<Bytes>>) {
     let want = st.left.min(MAX_SEND_BATCH as u64) as usize;
     if want == 0 {
         return (st, Ok(None));
     }
-    let mut buf = Vec::with_capacity(want);
-    if let Err(e) = (&mut st.file).take(want as u64).read_to_end(&mut buf) {
-        return (st, Err(e));
+    let pieces = want.div_ceil(MAX_RESPONSE_DATA);
+    let mut buf = Vec::with_capacity(want + pieces);
+    let mut got = 0usize;
+    while got < want {
+        let piece = (want - got).min(MAX_RESPONSE_DATA);
+        let at = buf.len();
+        buf.push(CHANNEL_STDOUT);
+        let read = (&mut st.file).take(piece as u64).read_to_end(&mut buf);
+        let n = buf.len() - at - 1;
+        if let Err(e) = read {
+            return (st, Err(e));
+        }
+        if n == 0 {
+            buf.truncate(at);
+            break;
+        }
+        if let Some(data) = buf.get(at + 1..) {
+            st.hash.update(data);
+        }
+        got += n;
+        if n < piece {
+            break;
+        }
     }
-    if buf.is_empty() {
+    if got == 0 {
         return (st, Ok(None));
     }
-    st.hash.update(&buf);
-    st.left -= buf.len() as u64;
+    st.left -= got as u64;
     (st, Ok(Some(Bytes::from(buf))))
 }
 
@@ -100,12 +125,11 @@ pub(crate) async fn apply(
         let reading = st;
         job = tokio::task::spawn_blocking(move || read_batch(reading));
         // On an error the read ahead finishes on its own; nothing waits.
-        match ctx.watched(&what, out.stdout(&data)).await {
-            Ok(Ok(())) => {}
+        match ctx.watched(&what, out.pieces(&data)).await {
+            Ok(Ok(n)) => sent += n,
             Ok(Err(_gone)) => return Err(OpError::new(ErrorCode::Unavailable, "client went away")),
             Err(e) => return Err(e),
         }
-        sent += data.len() as u64;
         ctx.session.touch();
     }
     Ok(GetResult {
