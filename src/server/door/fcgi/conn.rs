@@ -770,6 +770,11 @@ async fn respond(
                 if chunk.is_empty() {
                     continue;
                 }
+                let head_len = pending_head.as_ref().map_or(0, Vec::len);
+                out.reserve(
+                    codec::stream_len_bound(head_len)
+                        .saturating_add(codec::stream_len_bound(chunk.len())),
+                );
                 if let Some(h) = pending_head.take() {
                     codec::encode_stdout(&mut out, id, &h);
                 }
