@@ -190,9 +190,18 @@ impl ResponseWriter {
                 break;
             }
         }
-        // Records already sealed are sent even when a later one could not
-        // be (the index is exhausted): the final result record must follow
-        // them without a gap.
+        self.hand_on(lines, sealed, data.len() as u64).await
+    }
+
+    /// Queues the records sealed by one call. Those already sealed are sent
+    /// even when a later one could not be (the index is exhausted): the
+    /// final result record must follow them without a gap.
+    async fn hand_on(
+        &mut self,
+        lines: Vec<u8>,
+        sealed: Result<(), RecordError>,
+        data: u64,
+    ) -> Result<(), Gone> {
         if sealed.is_err() {
             if !lines.is_empty() {
                 let _ = self.tx.send(Bytes::from(lines)).await;
@@ -201,7 +210,7 @@ impl ResponseWriter {
         }
         if !lines.is_empty() {
             self.tx.send(Bytes::from(lines)).await.map_err(|_| Gone)?;
-            self.sent += data.len() as u64;
+            self.sent += data;
         }
         Ok(())
     }
@@ -228,17 +237,7 @@ impl ResponseWriter {
             }
             data += piece.len().saturating_sub(1) as u64;
         }
-        // As in `send`: what was sealed goes out before the error.
-        if sealed.is_err() {
-            if !lines.is_empty() {
-                let _ = self.tx.send(Bytes::from(lines)).await;
-            }
-            return Err(Gone);
-        }
-        if !lines.is_empty() {
-            self.tx.send(Bytes::from(lines)).await.map_err(|_| Gone)?;
-            self.sent += data;
-        }
+        self.hand_on(lines, sealed, data).await?;
         Ok(data)
     }
 
@@ -285,7 +284,10 @@ mod tests {
     /// an error result in the last index — in either framing.
     #[tokio::test]
     async fn response_ends_with_an_error_when_the_index_runs_out() {
-        for framing in Framing::ALL {
+        for (framing, laid_out) in Framing::ALL
+            .into_iter()
+            .flat_map(|f| [(f, false), (f, true)])
+        {
             let key = RecordKey::new(&[9u8; 32]);
             let (tx, mut rx) = mpsc::channel(16);
             let start = u32::MAX - 2;
@@ -294,7 +296,16 @@ mod tests {
             // Three records' worth: two fit (u32::MAX - 2, u32::MAX - 1), the
             // third would take the index kept for the result.
             let data = vec![7u8; 3 * MAX_RESPONSE_DATA];
-            assert_eq!(w.send(CHANNEL_STDOUT, &data).await, Err(Gone));
+            if laid_out {
+                // The same as `get` lays it out: channel byte, piece, ….
+                let batch: Vec<u8> = data
+                    .chunks(MAX_RESPONSE_DATA)
+                    .flat_map(|p| std::iter::once(CHANNEL_STDOUT).chain(p.iter().copied()))
+                    .collect();
+                assert_eq!(w.pieces(&batch).await, Err(Gone));
+            } else {
+                assert_eq!(w.send(CHANNEL_STDOUT, &data).await, Err(Gone));
+            }
             let err = OpError::new(ErrorCode::TooLarge, "too many records");
             w.finish(&Err(err)).await.unwrap();
             let mut split = RecordSplitter::new(framing);
@@ -309,6 +320,10 @@ mod tests {
             assert!(o.finish().is_ok() && split.finish().is_ok(), "{framing}");
             let idx: Vec<u32> = recs.iter().map(|r| r.index).collect();
             assert_eq!(idx, [u32::MAX - 2, u32::MAX - 1, u32::MAX], "{framing}");
+            for r in &recs[..2] {
+                assert_eq!(r.plaintext().first(), Some(&CHANNEL_STDOUT));
+                assert_eq!(r.plaintext().len(), 1 + MAX_RESPONSE_DATA);
+            }
             let last = recs.last().unwrap();
             assert!(last.last);
             let res = parse_result(last.plaintext()).unwrap();
