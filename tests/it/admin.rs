@@ -5,8 +5,6 @@
 //! user's other live session at once, the audit log's filters and pages,
 //! and the admin actions themselves in it.
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -20,29 +18,7 @@ fn user(
     name: &str,
     grants: &[&str],
 ) -> (DataDir, Client) {
-    let key = scratch.sub("keys").join(format!("{name}.key"));
-    run_ok(
-        Command::new(REMO)
-            .envs(client_env(scratch))
-            .args(["keygen", "--no-passphrase", "-o"])
-            .arg(&key),
-    );
-    let mut add = remod_command();
-    add.args(["user", "--db"])
-        .arg(&data.user_db)
-        .args(["add", name, "--key"])
-        .arg(key.with_extension("key.pub"));
-    for g in grants {
-        add.args(["--allow", g]);
-    }
-    run_ok(&mut add);
-    let d = DataDir {
-        dir: data.dir.clone(),
-        key_file: data.key_file.clone(),
-        user_db: data.user_db.clone(),
-        user: name.to_string(),
-        client_key: key,
-    };
+    let d = user_data_dir(scratch, data, name, grants);
     let c = Client::new(scratch, url, &d);
     (d, c)
 }

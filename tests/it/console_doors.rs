@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common;
-use crate::common::browser::{add_user, assert_no_csp_report, user_add, Scenario};
+use crate::common::browser::{assert_no_csp_report, user_add, Scenario};
 use crate::firewall_netns::{
     assert_dropped, assert_reply, tcp_probe, tcp_probe_reaches, Lab, Probe, CLIENT4,
 };
@@ -368,30 +368,6 @@ fn remo_in_ns(
     }
 }
 
-/// A user `name` with `grants` and a key of their own.
-fn cli_user(scratch: &Scratch, data: &DataDir, name: &str, grants: &[&str]) -> DataDir {
-    let key = scratch.sub("keys").join(format!("{name}.key"));
-    run_ok(
-        Command::new(REMO)
-            .envs(client_env(scratch))
-            .args(["keygen", "--no-passphrase", "-o"])
-            .arg(&key),
-    );
-    add_user(
-        &data.user_db,
-        name,
-        &key.with_extension("key.pub").to_string_lossy(),
-        grants,
-    );
-    DataDir {
-        dir: data.dir.clone(),
-        key_file: data.key_file.clone(),
-        user_db: data.user_db.clone(),
-        user: name.to_string(),
-        client_key: key,
-    }
-}
-
 /// `remo profiles`, the CLI's side of the `open` action the Doors page is
 /// built on, against the real binaries in the lab: the profiles the user
 /// may open (only those: `open:ssh` sees `ssh` alone, a user without an
@@ -406,8 +382,8 @@ fn remo_profiles_lists_what_the_user_may_open() {
     let _remod = start_remod(&lab, &root);
     let admin = quick_data_dir(&root.join("quick"));
     let url = format!("http://{SERVER4}:{PORT}");
-    let erin = cli_user(&scratch, &admin, "erin", &["open:ssh"]);
-    let frank = cli_user(&scratch, &admin, "frank", &["cmd"]);
+    let erin = user_data_dir(&scratch, &admin, "erin", &["open:ssh"]);
+    let frank = user_data_dir(&scratch, &admin, "frank", &["cmd"]);
     let run = |d: &DataDir, args: &[&str]| {
         let r = remo_in_ns(&lab.client, &scratch, &url, d, args);
         assert_eq!(

@@ -1507,14 +1507,8 @@ impl Drop for Tmux {
 }
 
 /// A user `name` with `grants`, made as the docs say (`remo keygen`,
-/// `remod user add`), and a client for them.
-pub fn user_client(
-    scratch: &Scratch,
-    url: &str,
-    data: &DataDir,
-    name: &str,
-    grants: &[&str],
-) -> Client {
+/// `remod user add`): their data directory view, with their own key.
+pub fn user_data_dir(scratch: &Scratch, data: &DataDir, name: &str, grants: &[&str]) -> DataDir {
     let key = scratch.sub("keys").join(format!("{name}.key"));
     run_ok(
         Command::new(REMO)
@@ -1531,12 +1525,22 @@ pub fn user_client(
         add.args(["--allow", g]);
     }
     run_ok(&mut add);
-    let as_user = DataDir {
+    DataDir {
         dir: data.dir.clone(),
         key_file: data.key_file.clone(),
         user_db: data.user_db.clone(),
         user: name.to_string(),
         client_key: key,
-    };
-    Client::new(scratch, url, &as_user)
+    }
+}
+
+/// [`user_data_dir`] and a client for the user.
+pub fn user_client(
+    scratch: &Scratch,
+    url: &str,
+    data: &DataDir,
+    name: &str,
+    grants: &[&str],
+) -> Client {
+    Client::new(scratch, url, &user_data_dir(scratch, data, name, grants))
 }
