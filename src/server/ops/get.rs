@@ -41,9 +41,9 @@ struct Reading {
 /// nothing is zero-filled first.
 ///
 /// The batch is laid out as the records' plaintexts: each piece of file
-/// data behind its channel byte ([`Piece`]), so each record is sealed
-/// straight from it, without first copying byte and data together (about
-/// 6 % of remod's CPU on a get went to that copy).
+/// data behind its channel byte (see [`ResponseWriter::pieces`]), so each
+/// record is sealed straight from it, without first copying byte and data
+/// together (about 6 % of remod's CPU on a get went to that copy).
 fn read_batch(mut st: Reading) -> (Reading, std::io::Result<Option<Bytes>>) {
     let want = st.left.min(MAX_SEND_BATCH as u64) as usize;
     if want == 0 {
