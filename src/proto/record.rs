@@ -642,6 +642,31 @@ mod tests {
         assert!(std::mem::size_of::<RecordKey>() <= 400);
     }
 
+    /// A dropped key leaves no key schedule behind (the `zeroize` feature
+    /// of `aes-gcm`): an ended session's keys are not in freed memory.
+    #[test]
+    fn a_dropped_record_key_is_wiped() {
+        use std::mem::MaybeUninit;
+        let mut slot = MaybeUninit::<RecordKey>::uninit();
+        let key = slot.write(RecordKey::new(&[0xa5u8; 32]));
+        let at = std::ptr::from_mut(key).cast::<u8>();
+        let len = std::mem::size_of::<RecordKey>();
+        // SAFETY: `slot` holds an initialised key of `len` bytes; it is
+        // dropped once, in place, and its storage outlives both reads
+        // (drop does not de-initialise the bytes, it overwrites them).
+        let before = unsafe { std::slice::from_raw_parts(at, len) }.to_vec();
+        assert!(
+            before.iter().any(|&b| b != 0),
+            "a key schedule is not all zero"
+        );
+        unsafe { std::ptr::drop_in_place(slot.as_mut_ptr()) };
+        let after = unsafe { std::slice::from_raw_parts(at, len) }.to_vec();
+        assert!(
+            after.iter().all(|&b| b == 0),
+            "key material left after drop"
+        );
+    }
+
     #[test]
     #[cfg_attr(
         miri,
