@@ -645,21 +645,27 @@ mod tests {
     /// A dropped key leaves no key schedule behind (the `zeroize` feature
     /// of `aes-gcm`): an ended session's keys are not in freed memory.
     #[test]
+    #[cfg_attr(miri, ignore = "reads the bytes of a dropped value on purpose")]
     fn a_dropped_record_key_is_wiped() {
         use std::mem::MaybeUninit;
-        let mut slot = MaybeUninit::<RecordKey>::uninit();
+        // Zeroed first, so bytes the key's fields do not cover (padding,
+        // the unused part of a backend union) are zero, not undefined.
+        let mut slot = MaybeUninit::<RecordKey>::zeroed();
         let key = slot.write(RecordKey::new(&[0xa5u8; 32]));
         let at = std::ptr::from_mut(key).cast::<u8>();
         let len = std::mem::size_of::<RecordKey>();
-        // SAFETY: `slot` holds an initialised key of `len` bytes; it is
-        // dropped once, in place, and its storage outlives both reads
-        // (drop does not de-initialise the bytes, it overwrites them).
+        // SAFETY: `slot` holds a key of `len` bytes in storage that lives
+        // to the end of the test; both reads stay inside that storage.
         let before = unsafe { std::slice::from_raw_parts(at, len) }.to_vec();
         assert!(
             before.iter().any(|&b| b != 0),
             "a key schedule is not all zero"
         );
+        // SAFETY: the key was written above, is dropped once, and is not
+        // used after this.
         unsafe { std::ptr::drop_in_place(slot.as_mut_ptr()) };
+        // SAFETY: as for `before`; drop overwrote the bytes, it did not
+        // free the storage.
         let after = unsafe { std::slice::from_raw_parts(at, len) }.to_vec();
         assert!(
             after.iter().all(|&b| b == 0),
