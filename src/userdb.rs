@@ -292,21 +292,20 @@ impl UserDb {
 
     /// Looks a user up by name; `None` if there is no such user.
     pub(crate) fn get_user(&self, name: &str) -> Result<Option<User>, DbError> {
+        // Cached: every login looks its user up twice (the check, then
+        // `still_allowed`); parsing the SQL each time showed in its profile.
         let row = self
             .conn
-            .query_row(
-                "SELECT id, name, key, created, enabled FROM users WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, bool>(4)?,
-                    ))
-                },
-            )
+            .prepare_cached("SELECT id, name, key, created, enabled FROM users WHERE name = ?1")?
+            .query_row([name], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
+            })
             .optional()?;
         match row {
             None => Ok(None),
