@@ -186,7 +186,8 @@ fn decide_share_memory(changes_uid: bool) -> bool {
             log::warn!(
                 "run-as commands are started by a copy of remod (fork), not in its memory \
                  (vfork): fs.suid_dumpable is {} (not 0), so the account could ptrace the \
-                 child before execve; set it to 0 for the faster spawn",
+                 child before execve; at 1 it can read that copy, remod's keys included \
+                 (docs/security.md); set fs.suid_dumpable to 0",
                 v.as_deref().map_or("unreadable", str::trim)
             );
         }
