@@ -174,6 +174,14 @@ fn check_name(name: &str) -> Result<(), DbError> {
     }
 }
 
+/// The columns `id, name, key, created, enabled` of a `users` row, as
+/// every user query selects them.
+type UserRow = (i64, String, Vec<u8>, i64, bool);
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
 impl UserDb {
     /// Creates a new, empty database at `path` (mode 0600). Refuses an
     /// existing file so `remod init` can never wipe a user list.
@@ -297,15 +305,7 @@ impl UserDb {
         let row = self
             .conn
             .prepare_cached("SELECT id, name, key, created, enabled FROM users WHERE name = ?1")?
-            .query_row([name], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, bool>(4)?,
-                ))
-            })
+            .query_row([name], user_row)
             .optional()?;
         match row {
             None => Ok(None),
@@ -321,15 +321,7 @@ impl UserDb {
             .conn
             .prepare("SELECT id, name, key, created, enabled FROM users ORDER BY name")?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, bool>(4)?,
-                ))
-            })?
+            .query_map([], user_row)?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
             .map(|(id, name, blob, created, enabled)| {
@@ -351,15 +343,7 @@ impl UserDb {
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![after, limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, bool>(4)?,
-                ))
-            })?
+            .query_map(params![after, limit], user_row)?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
             .map(|(id, name, blob, created, enabled)| {
