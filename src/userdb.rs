@@ -280,14 +280,7 @@ impl UserDb {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn row_to_user(
-        &self,
-        id: i64,
-        name: String,
-        blob: Vec<u8>,
-        created: i64,
-        enabled: bool,
-    ) -> Result<User, DbError> {
+    fn row_to_user(&self, (id, name, blob, created, enabled): UserRow) -> Result<User, DbError> {
         let key = PublicKey::from_sec1(&blob).map_err(|_| DbError::CorruptKey(name.clone()))?;
         Ok(User {
             permissions: self.permissions_of(id)?,
@@ -307,12 +300,7 @@ impl UserDb {
             .prepare_cached("SELECT id, name, key, created, enabled FROM users WHERE name = ?1")?
             .query_row([name], user_row)
             .optional()?;
-        match row {
-            None => Ok(None),
-            Some((id, name, blob, created, enabled)) => {
-                self.row_to_user(id, name, blob, created, enabled).map(Some)
-            }
-        }
+        row.map(|r| self.row_to_user(r)).transpose()
     }
 
     /// All users, sorted by name.
@@ -323,11 +311,7 @@ impl UserDb {
         let rows = stmt
             .query_map([], user_row)?
             .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(id, name, blob, created, enabled)| {
-                self.row_to_user(id, name, blob, created, enabled)
-            })
-            .collect()
+        rows.into_iter().map(|r| self.row_to_user(r)).collect()
     }
 
     /// At most `limit` users by name, after `after` (one page of the
@@ -345,11 +329,7 @@ impl UserDb {
         let rows = stmt
             .query_map(params![after, limit], user_row)?
             .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(id, name, blob, created, enabled)| {
-                self.row_to_user(id, name, blob, created, enabled)
-            })
-            .collect()
+        rows.into_iter().map(|r| self.row_to_user(r)).collect()
     }
 
     /// Enables or disables a user (a disabled user cannot log in).
