@@ -93,68 +93,107 @@ fn temp_in(dest: &Path) -> Result<(TempFile, std::fs::File), ClientError> {
     ))
 }
 
-/// What the storing thread hands back once the data has ended.
+/// What the download came to once the data has ended.
 struct Stored {
     digest: String,
     received: u64,
     file: Option<std::fs::File>,
 }
 
-/// Hashes and stores a download on a thread of its own, so the next records
-/// are read and decrypted while the last ones are hashed and written.
+/// Hashes a download as its chunks arrive (each still in cache from its
+/// decryption) and stores them on a thread of its own, so the next records
+/// are read, decrypted and hashed while the last ones are written.
 struct Sink {
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-    worker: std::thread::JoinHandle<Result<Stored, ClientError>>,
+    tx: tokio::sync::mpsc::Sender<Vec<Bytes>>,
+    /// Chunks not yet handed over: they go in batches of [`SINK_BATCH`]
+    /// bytes, so the storing thread wakes once per batch, not per record.
+    batch: Vec<Bytes>,
+    batched: usize,
+    hasher: Sha256,
+    received: u64,
+    worker: std::thread::JoinHandle<Result<Option<std::fs::File>, ClientError>>,
 }
 
-/// Chunks (records' data) queued between the response and the storing thread.
-const SINK_DEPTH: usize = 8;
+/// Batches queued between the response and the storing thread.
+const SINK_DEPTH: usize = 4;
+
+/// Bytes handed to the storing thread at a time (four full records).
+const SINK_BATCH: usize = 4 * 65_536;
 
 impl Sink {
     /// Stores into `file` (at `path`, for messages), or stdout when `None`.
     fn start(file: Option<(PathBuf, std::fs::File)>) -> Result<Sink, ClientError> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(SINK_DEPTH);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(SINK_DEPTH);
         let worker = std::thread::Builder::new()
             .name("remo-get".into())
             .spawn(move || {
-                let mut hasher = Sha256::new();
-                let mut received = 0u64;
                 let mut file = file;
-                while let Some(b) = rx.blocking_recv() {
-                    hasher.update(&b);
-                    received += b.len() as u64;
-                    match &mut file {
-                        Some((path, f)) => f
-                            .write_all(&b)
-                            .map_err(|e| ClientError::io(&*path, "cannot write", e))?,
-                        None => emit(false, &b)?,
+                while let Some(batch) = rx.blocking_recv() {
+                    for b in batch {
+                        match &mut file {
+                            Some((path, f)) => f
+                                .write_all(&b)
+                                .map_err(|e| ClientError::io(&*path, "cannot write", e))?,
+                            None => emit(false, &b)?,
+                        }
                     }
                 }
-                Ok(Stored {
-                    digest: digest_b64(&hasher.finalize()),
-                    received,
-                    file: file.map(|(_, f)| f),
-                })
+                Ok(file.map(|(_, f)| f))
             })
             .map_err(|e| ClientError::Local(format!("cannot start a thread: {e}")))?;
-        Ok(Sink { tx, worker })
+        Ok(Sink {
+            tx,
+            batch: Vec::new(),
+            batched: 0,
+            hasher: Sha256::new(),
+            received: 0,
+            worker,
+        })
     }
 
-    /// Queues a chunk; fails if the storing thread stopped (on an error,
-    /// which [`Sink::finish`] returns).
-    async fn send(&self, b: Bytes) -> Result<(), ()> {
-        self.tx.send(b).await.map_err(|_| ())
+    /// Hashes a chunk and queues it; fails if the storing thread stopped
+    /// (on an error, which [`Sink::finish`] returns).
+    async fn send(&mut self, b: Bytes) -> Result<(), ()> {
+        self.hasher.update(&b);
+        self.received += b.len() as u64;
+        self.batched += b.len();
+        self.batch.push(b);
+        if self.batched < SINK_BATCH {
+            return Ok(());
+        }
+        self.flush().await
+    }
+
+    /// Hands the pending chunks to the storing thread.
+    async fn flush(&mut self) -> Result<(), ()> {
+        self.batched = 0;
+        let batch = std::mem::take(&mut self.batch);
+        self.tx.send(batch).await.map_err(|_| ())
     }
 
     /// Ends the data and waits for the thread: the digest, the byte count
     /// and the file, or the error that stopped it.
-    async fn finish(self) -> Result<Stored, ClientError> {
-        let Sink { tx, worker } = self;
+    async fn finish(mut self) -> Result<Stored, ClientError> {
+        // A failed hand-over means the thread stopped on an error, which
+        // joining it returns below.
+        let _ = self.flush().await;
+        let Sink {
+            tx,
+            hasher,
+            received,
+            worker,
+            ..
+        } = self;
         drop(tx);
-        tokio::task::spawn_blocking(move || worker.join())
+        let file = tokio::task::spawn_blocking(move || worker.join())
             .await
             .map_err(|e| ClientError::Local(format!("storing failed: {e}")))?
-            .map_err(|_| ClientError::Local("the storing thread failed".into()))?
+            .map_err(|_| ClientError::Local("the storing thread failed".into()))??;
+        Ok(Stored {
+            digest: digest_b64(&hasher.finalize()),
+            received,
+            file,
+        })
     }
 }
 
@@ -186,7 +225,7 @@ pub(crate) async fn run(ctx: &Ctx, a: GetArgs) -> Result<i32, ClientError> {
         };
         let mut resp = ctx.request(&mut active, &desc, None).await?;
         let pb = progress(total, &a.remote);
-        let sink = Sink::start(file)?;
+        let mut sink = Sink::start(file)?;
         while let Some(item) = resp.next().await? {
             match item {
                 ResponseItem::Stdout(b) => {
@@ -300,5 +339,45 @@ async fn interrupted() -> i32 {
         _ = int.recv() => libc::SIGINT,
         _ = term.recv() => libc::SIGTERM,
         _ = hup.recv() => libc::SIGHUP,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks of every size around the batch boundary reach the file whole
+    /// and in order, and the digest and count are those of all of them,
+    /// including a last batch shorter than [`SINK_BATCH`].
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_sink_stores_and_hashes_every_chunk_in_order() {
+        let dir = std::env::temp_dir().join(format!("remo-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut sink = Sink::start(Some((path.clone(), file))).unwrap();
+        let mut all = Vec::new();
+        let sizes = [
+            1,
+            65_536,
+            65_535,
+            3,
+            SINK_BATCH,
+            SINK_BATCH - 1,
+            0,
+            70_000,
+            17,
+        ];
+        for (i, n) in sizes.iter().enumerate() {
+            let chunk: Vec<u8> = (0..*n).map(|j| (i * 31 + j) as u8).collect();
+            all.extend_from_slice(&chunk);
+            sink.send(Bytes::from(chunk)).await.unwrap();
+        }
+        let stored = sink.finish().await.unwrap();
+        drop(stored.file);
+        assert_eq!(stored.received, all.len() as u64);
+        assert_eq!(stored.digest, digest_b64(&Sha256::digest(&all)));
+        assert_eq!(std::fs::read(&path).unwrap(), all);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
