@@ -430,14 +430,33 @@ pub fn encode_stream_end(out: &mut BytesMut, rtype: u8, id: u16) {
     put_record(out, rtype, id, &[]);
 }
 
-/// At least the bytes [`encode_stream`] appends for `len` bytes of data:
-/// a header and at most 7 bytes of padding per record. Reserving it first
-/// makes one allocation for a whole chunk, where the records' own
-/// reservations grew the buffer step by step, copying what was in
-/// (2 % of remod's CPU on a get).
-pub(crate) fn stream_len_bound(len: usize) -> usize {
-    let records = len.div_ceil(MAX_CONTENT_LEN);
-    len.saturating_add(records.saturating_mul(HEADER_LEN + 7))
+/// Zeros for the padding of records sent as pieces.
+static PADDING: [u8; 7] = [0; 7];
+
+/// STDOUT records carrying `data`, as pieces for one vectored write: each
+/// record's header (and padding) around a slice of `data`, which is not
+/// copied. The same bytes as [`encode_stdout`]; copying every byte of a
+/// download into records was about 4 % of remod's CPU on a get.
+pub(crate) fn stdout_pieces(id: u16, data: &Bytes, pieces: &mut Vec<Bytes>) {
+    let mut heads = BytesMut::with_capacity(data.len().div_ceil(MAX_CONTENT_LEN) * HEADER_LEN);
+    let mut rest = data.clone();
+    while !rest.is_empty() {
+        let piece = rest.split_to(rest.len().min(MAX_CONTENT_LEN));
+        let len = u16::try_from(piece.len()).unwrap_or(u16::MAX);
+        // `len % 8` is below 8, so the cast is exact.
+        let pad = (8 - (len % 8) as u8) % 8;
+        heads.put_u8(FCGI_VERSION_1);
+        heads.put_u8(FCGI_STDOUT);
+        heads.put_u16(id);
+        heads.put_u16(len);
+        heads.put_u8(pad);
+        heads.put_u8(0);
+        pieces.push(heads.split().freeze());
+        pieces.push(piece);
+        if let Some(zeros) = PADDING.get(..usize::from(pad)).filter(|z| !z.is_empty()) {
+            pieces.push(Bytes::from_static(zeros));
+        }
+    }
 }
 
 /// Appends STDOUT records carrying `data`.
@@ -513,29 +532,31 @@ mod tests {
         Ok(out)
     }
 
-    /// A buffer reserved with the bound takes a whole stream chunk in its
-    /// one allocation, for every length around the record boundaries.
+    /// The pieces of a vectored write are the bytes the copying encoder
+    /// writes, at every length around a record's and the padding's edges,
+    /// and they point into the data instead of copying it.
     #[test]
-    fn a_stream_fits_its_bound_without_growing() {
+    fn stdout_pieces_are_the_encoded_records_without_a_copy() {
         for len in [
-            0,
-            1,
-            7,
-            8,
-            9,
-            MAX_CONTENT_LEN - 1,
-            MAX_CONTENT_LEN,
-            MAX_CONTENT_LEN + 1,
-            4 * 65_537,
-            4 * MAX_CONTENT_LEN + 3,
+            0, 1, 7, 8, 9, 65_534, 65_535, 65_536, 65_543, 131_070, 262_148,
         ] {
-            let data = vec![0x5au8; len];
-            let mut out = BytesMut::new();
-            out.reserve(stream_len_bound(len));
-            let (at, cap) = (out.as_ptr(), out.capacity());
-            encode_stream(&mut out, FCGI_STDOUT, 1, &data);
-            assert!(out.len() <= stream_len_bound(len), "{len}");
-            assert_eq!((out.as_ptr(), out.capacity()), (at, cap), "{len}");
+            let data = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+            let mut pieces = Vec::new();
+            stdout_pieces(3, &data, &mut pieces);
+            let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            let mut want = BytesMut::new();
+            encode_stdout(&mut want, 3, &data);
+            assert_eq!(joined, &want[..], "{len} bytes");
+            let range = data.as_ptr_range();
+            let inside = pieces
+                .iter()
+                .filter(|p| range.contains(&p.as_ptr()))
+                .map(|p| p.len())
+                .sum::<usize>();
+            assert_eq!(
+                inside, len,
+                "{len} bytes: data pieces are slices of the data"
+            );
         }
     }
 

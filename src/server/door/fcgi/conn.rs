@@ -83,7 +83,7 @@ pub(super) async fn run(
     pass: Pass,
 ) {
     let (rd, wr) = tokio::io::split(stream);
-    let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let (wtx, wrx) = mpsc::channel::<Frame>(WRITE_QUEUE);
     let mut writer = tokio::spawn(write_loop(wr, wrx));
     let mut rd = rd;
     let mut buf = BytesMut::new();
@@ -105,11 +105,46 @@ pub(super) async fn run(
     }
 }
 
+/// What the writer sends at once: pieces written in order by vectored
+/// writes, so data goes to the socket from where it was sealed.
+type Frame = Vec<Bytes>;
+
+/// The most pieces passed to one vectored write (the kernel takes 1,024).
+const MAX_IOV: usize = 64;
+
+/// Writes all of `frame`, as few system calls as the socket allows.
+async fn write_frame(wr: &mut WriteHalf<Stream>, mut frame: Frame) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < frame.len() {
+        let rest = frame.get(first..).unwrap_or_default();
+        let mut iov = [std::io::IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        for (slot, piece) in iov.iter_mut().zip(rest) {
+            *slot = std::io::IoSlice::new(piece);
+            n += 1;
+        }
+        let mut written = wr.write_vectored(iov.get(..n).unwrap_or_default()).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        // Skip what went out: whole pieces, then the front of a partial one.
+        while let Some(piece) = frame.get_mut(first) {
+            if written < piece.len() {
+                bytes::Buf::advance(piece, written);
+                break;
+            }
+            written -= piece.len();
+            first += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Writes and flushes each frame as it comes; a write error ends the task,
 /// which closes the channel and so tells every sender the peer is gone.
-async fn write_loop(mut wr: WriteHalf<Stream>, mut rx: mpsc::Receiver<Bytes>) {
+async fn write_loop(mut wr: WriteHalf<Stream>, mut rx: mpsc::Receiver<Frame>) {
     while let Some(frame) = rx.recv().await {
-        if let Err(e) = wr.write_all(&frame).await {
+        if let Err(e) = write_frame(&mut wr, frame).await {
             log::debug!("fastcgi: write failed: {e}");
             return;
         }
@@ -556,7 +591,7 @@ pub(crate) fn fuzz_steps(data: &[u8]) {
 async fn read_loop(
     rd: &mut ReadHalf<Stream>,
     buf: &mut BytesMut,
-    wtx: mpsc::Sender<Bytes>,
+    wtx: mpsc::Sender<Frame>,
     handler: Arc<dyn Handler>,
     limits: &FcgiLimits,
     mut stop: watch::Receiver<bool>,
@@ -691,8 +726,8 @@ async fn read_loop(
 }
 
 /// Queues a frame for the writer.
-async fn send(wtx: &mpsc::Sender<Bytes>, frame: Bytes) -> Result<(), ConnError> {
-    wtx.send(frame)
+async fn send(wtx: &mpsc::Sender<Frame>, frame: Bytes) -> Result<(), ConnError> {
+    wtx.send(vec![frame])
         .await
         .map_err(|_| ConnError::Protocol("connection closed while answering"))
 }
@@ -737,7 +772,7 @@ async fn respond(
     handler: Arc<dyn Handler>,
     req: Request,
     id: u16,
-    wtx: mpsc::Sender<Bytes>,
+    wtx: mpsc::Sender<Frame>,
 ) -> Outcome {
     let resp = handler.handle(req).await;
     let mut out = BytesMut::new();
@@ -753,7 +788,7 @@ async fn respond(
             all.extend_from_slice(data);
             codec::encode_stdout(&mut out, id, &all);
             finish(&mut out);
-            if wtx.send(out.freeze()).await.is_err() {
+            if wtx.send(vec![out.freeze()]).await.is_err() {
                 return Outcome::WriterGone;
             }
         }
@@ -770,16 +805,14 @@ async fn respond(
                 if chunk.is_empty() {
                     continue;
                 }
-                let head_len = pending_head.as_ref().map_or(0, Vec::len);
-                out.reserve(
-                    codec::stream_len_bound(head_len)
-                        .saturating_add(codec::stream_len_bound(chunk.len())),
-                );
+                let mut frame =
+                    Frame::with_capacity(3 * chunk.len().div_ceil(codec::MAX_CONTENT_LEN) + 1);
                 if let Some(h) = pending_head.take() {
                     codec::encode_stdout(&mut out, id, &h);
+                    frame.push(out.split().freeze());
                 }
-                codec::encode_stdout(&mut out, id, &chunk);
-                if wtx.send(out.split().freeze()).await.is_err() {
+                codec::stdout_pieces(id, &chunk, &mut frame);
+                if wtx.send(frame).await.is_err() {
                     return Outcome::WriterGone;
                 }
             }
@@ -787,7 +820,7 @@ async fn respond(
                 codec::encode_stdout(&mut out, id, &h);
             }
             finish(&mut out);
-            if wtx.send(out.freeze()).await.is_err() {
+            if wtx.send(vec![out.freeze()]).await.is_err() {
                 return Outcome::WriterGone;
             }
         }
@@ -1225,6 +1258,41 @@ mod tests {
         let (s, a) = go(running(1, true, BodyState::Streaming), Input::WriterGone);
         assert_eq!(a, [Action::AbortBody]);
         assert!(matches!(s, State::Closed(Close::Now)));
+    }
+
+    /// A frame of more pieces than one vectored write takes, and more bytes
+    /// than the socket buffers, arrives whole and in order: every partial
+    /// write resumes where it stopped, inside a piece or between two.
+    #[tokio::test]
+    async fn a_frame_is_written_whole_across_partial_vectored_writes() {
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let (_rd, mut wr) = tokio::io::split(Stream::Unix(a));
+        let mut want = Vec::new();
+        let mut frame = Frame::new();
+        for i in 0..3 * MAX_IOV {
+            let piece: Vec<u8> = (0..(i * 7919) % 40_000 + 1)
+                .map(|j| (i + j) as u8)
+                .collect();
+            want.extend_from_slice(&piece);
+            frame.push(Bytes::from(piece));
+        }
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 1000];
+            loop {
+                // Small, slow reads, so the writer meets a full socket.
+                tokio::task::yield_now().await;
+                match b.read(&mut buf).await.unwrap() {
+                    0 => return got,
+                    n => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        write_frame(&mut wr, frame).await.unwrap();
+        wr.shutdown().await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the bytes differ");
     }
 
     #[tokio::test]
