@@ -15,6 +15,7 @@ use crate::client::error::ClientError;
 use crate::client::known::open_options_private;
 use crate::ops::get::GetDesc;
 use crate::ops::result_of;
+use crate::proto::record::MAX_RESPONSE_DATA;
 
 /// Arguments of `remo get`.
 #[derive(Debug, clap::Args)]
@@ -108,7 +109,6 @@ struct Sink {
     /// Chunks not yet handed over: they go in batches of [`SINK_BATCH`]
     /// bytes, so the storing thread wakes once per batch, not per record.
     batch: Vec<Bytes>,
-    batched: usize,
     hasher: Sha256,
     received: u64,
     worker: std::thread::JoinHandle<Result<Option<std::fs::File>, ClientError>>,
@@ -118,7 +118,7 @@ struct Sink {
 const SINK_DEPTH: usize = 4;
 
 /// Bytes handed to the storing thread at a time (four full records).
-const SINK_BATCH: usize = 4 * 65_536;
+const SINK_BATCH: usize = 4 * MAX_RESPONSE_DATA;
 
 impl Sink {
     /// Stores into `file` (at `path`, for messages), or stdout when `None`.
@@ -144,7 +144,6 @@ impl Sink {
         Ok(Sink {
             tx,
             batch: Vec::new(),
-            batched: 0,
             hasher: Sha256::new(),
             received: 0,
             worker,
@@ -156,9 +155,8 @@ impl Sink {
     async fn send(&mut self, b: Bytes) -> Result<(), ()> {
         self.hasher.update(&b);
         self.received += b.len() as u64;
-        self.batched += b.len();
         self.batch.push(b);
-        if self.batched < SINK_BATCH {
+        if self.batch.iter().map(Bytes::len).sum::<usize>() < SINK_BATCH {
             return Ok(());
         }
         self.flush().await
@@ -166,7 +164,6 @@ impl Sink {
 
     /// Hands the pending chunks to the storing thread.
     async fn flush(&mut self) -> Result<(), ()> {
-        self.batched = 0;
         let batch = std::mem::take(&mut self.batch);
         self.tx.send(batch).await.map_err(|_| ())
     }
