@@ -438,7 +438,10 @@ static PADDING: [u8; 7] = [0; 7];
 /// copied. The same bytes as [`encode_stdout`]; copying every byte of a
 /// download into records was about 4 % of remod's CPU on a get.
 pub(crate) fn stdout_pieces(id: u16, data: &Bytes, pieces: &mut Vec<Bytes>) {
-    let mut heads = BytesMut::with_capacity(data.len().div_ceil(MAX_CONTENT_LEN) * HEADER_LEN);
+    let records = data.len().div_ceil(MAX_CONTENT_LEN);
+    // Header, data and padding: at most three pieces a record.
+    pieces.reserve(3 * records);
+    let mut heads = BytesMut::with_capacity(records * HEADER_LEN);
     let mut rest = data.clone();
     while !rest.is_empty() {
         let piece = rest.split_to(rest.len().min(MAX_CONTENT_LEN));

@@ -805,8 +805,7 @@ async fn respond(
                 if chunk.is_empty() {
                     continue;
                 }
-                let mut frame =
-                    Frame::with_capacity(3 * chunk.len().div_ceil(codec::MAX_CONTENT_LEN) + 1);
+                let mut frame = Frame::new();
                 if let Some(h) = pending_head.take() {
                     codec::encode_stdout(&mut out, id, &h);
                     frame.push(out.split().freeze());
