@@ -404,7 +404,13 @@ impl Spawn {
                     } else {
                         stderr = Some(pipe::Receiver::from_owned_fd_unchecked(ours)?);
                     }
-                    let theirs = above_stdio(theirs)?;
+                    // pipe2 made it close-on-exec: only a low number needs
+                    // work (no fcntl per pipe on the usual path).
+                    let theirs = if theirs.as_raw_fd() > 2 {
+                        theirs
+                    } else {
+                        above_stdio(theirs)?
+                    };
                     let raw = theirs.as_raw_fd();
                     keep.push(theirs);
                     raw
