@@ -291,9 +291,10 @@ pub struct SessionBox {
     caps: SessionCaps,
     /// Emptied command cgroups kept for the session's next commands:
     /// making and removing a cgroup (and its control files) was the
-    /// largest single cost left in a command. Only the paths: an open
-    /// `cgroup.procs` per idle session would cost a descriptor each.
-    spare: Mutex<Vec<PathBuf>>,
+    /// largest single cost left in a command. With their two files open
+    /// (opening them by path took about 7 % of remod's CPU per command);
+    /// [`SPARE_TOTAL`] bounds the descriptors that holds.
+    spare: Mutex<Vec<CmdCgroup>>,
 }
 
 /// How many emptied command cgroups a session keeps for reuse: one per
@@ -303,13 +304,46 @@ const SPARE_PER_SESSION: usize = 8;
 
 /// How many spare command cgroups the whole daemon keeps: each is a small
 /// kernel object (and counts against an admin's `cgroup.max.descendants`),
-/// so 10,000 idle sessions must not keep 20,000 of them.
+/// so 10,000 idle sessions must not keep 20,000 of them. Each also holds
+/// two descriptors (its `cgroup.procs` and `cgroup.events`).
 const SPARE_TOTAL: usize = 256;
 
-/// A command's cgroup directory and its open `cgroup.procs`.
+/// A command's cgroup directory, its open `cgroup.procs` (the child
+/// writes itself into it) and `cgroup.events` (read to see it is empty).
 struct CmdCgroup {
     dir: PathBuf,
     procs: Arc<File>,
+    events: File,
+}
+
+impl CmdCgroup {
+    /// Opens the control files of an existing command cgroup.
+    fn open(dir: PathBuf) -> Result<CmdCgroup, ContainError> {
+        let file = |name: &str, write: bool| {
+            std::fs::OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .open(dir.join(name))
+                .map_err(|source| ContainError::Cgroup {
+                    path: dir.clone(),
+                    source,
+                })
+        };
+        let procs = Arc::new(file("cgroup.procs", true)?);
+        let events = file("cgroup.events", false)?;
+        Ok(CmdCgroup { dir, procs, events })
+    }
+
+    /// Whether a process is left in it, from its open `cgroup.events`
+    /// (read again from the start: the kernel makes the text anew); `None`
+    /// if that cannot be read (the cgroup was removed).
+    fn populated(&self) -> Option<bool> {
+        use std::os::unix::fs::FileExt;
+        // "populated 0\nfrozen 0\n": far less than this.
+        let mut buf = [0u8; 256];
+        let n = self.events.read_at(&mut buf, 0).ok()?;
+        parse_populated(buf.get(..n)?)
+    }
 }
 
 impl SessionBox {
@@ -356,15 +390,9 @@ impl SessionBox {
             Some(sdir) => {
                 let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 match spare {
-                    Some(dir) => {
+                    Some(cg) => {
                         self.c.spares.fetch_sub(1, Ordering::Relaxed);
-                        match open_procs(&dir) {
-                            Ok(procs) => Some(CmdCgroup { dir, procs }),
-                            Err(e) => {
-                                self.c.later_rmdir(dir);
-                                return Err(e);
-                            }
-                        }
+                        Some(cg)
                     }
                     None => Some(make_cmd_cgroup(sdir)?),
                 }
@@ -394,41 +422,25 @@ impl SessionBox {
     }
 }
 
-/// Makes a command's cgroup below the session's and opens its
-/// `cgroup.procs`.
+/// Makes a command's cgroup below the session's and opens its control
+/// files.
 fn make_cmd_cgroup(sdir: &Path) -> Result<CmdCgroup, ContainError> {
     let dir = sdir.join(format!("c-{}", random_hex(8)));
     std::fs::create_dir(&dir).map_err(|source| ContainError::Cgroup {
         path: dir.clone(),
         source,
     })?;
-    match open_procs(&dir) {
-        Ok(procs) => Ok(CmdCgroup { dir, procs }),
-        Err(e) => {
-            let _ = std::fs::remove_dir(&dir);
-            Err(e)
-        }
-    }
-}
-
-/// Opens a cgroup's `cgroup.procs` for the child to write itself into.
-fn open_procs(dir: &Path) -> Result<Arc<File>, ContainError> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.join("cgroup.procs"))
-        .map(Arc::new)
-        .map_err(|source| ContainError::Cgroup {
-            path: dir.to_path_buf(),
-            source,
-        })
+    CmdCgroup::open(dir.clone()).inspect_err(|_| {
+        let _ = std::fs::remove_dir(&dir);
+    })
 }
 
 impl Drop for SessionBox {
     fn drop(&mut self) {
         let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|p| p.into_inner()));
         self.c.spares.fetch_sub(spare.len(), Ordering::Relaxed);
-        for dir in spare {
-            let _ = std::fs::remove_dir(&dir);
+        for cg in spare {
+            let _ = std::fs::remove_dir(&cg.dir);
         }
         if let Some(dir) = self.dir.take() {
             if *self.made.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -619,7 +631,7 @@ impl Drop for CmdBox {
         // nothing): nothing to kill, and the session may reuse it. Only
         // remod can put a process into it (its `cgroup.procs` is root's),
         // and a cgroup without processes has none that could fork into it.
-        if populated(&cg.dir) == Some(false) {
+        if cg.populated() == Some(false) {
             let c = self.session.c;
             let mut spare = self.session.spare.lock().unwrap_or_else(|p| p.into_inner());
             if spare.len() < SPARE_PER_SESSION
@@ -629,7 +641,7 @@ impl Drop for CmdBox {
                     })
                     .is_ok()
             {
-                spare.push(cg.dir);
+                spare.push(cg);
                 return;
             }
         } else {
@@ -657,12 +669,17 @@ fn cgroup_empty(dir: &Path) -> bool {
 /// Whether the cgroup (or one below it) has a process, from its
 /// `cgroup.events`; `None` if that cannot be read.
 fn populated(dir: &Path) -> Option<bool> {
-    let t = std::fs::read_to_string(dir.join("cgroup.events")).ok()?;
-    t.lines().find_map(|l| match l.trim() {
-        "populated 0" => Some(false),
-        "populated 1" => Some(true),
-        _ => None,
-    })
+    parse_populated(&std::fs::read(dir.join("cgroup.events")).ok()?)
+}
+
+/// The `populated` line of a `cgroup.events` text.
+fn parse_populated(text: &[u8]) -> Option<bool> {
+    text.split(|&b| b == b'\n')
+        .find_map(|l| match l.trim_ascii() {
+            b"populated 0" => Some(false),
+            b"populated 1" => Some(true),
+            _ => None,
+        })
 }
 
 fn wait_empty(dir: &Path, limit: Duration) {
@@ -885,5 +902,20 @@ mod tests {
         assert!(tag_matches("a.b", "a.b"));
         assert!(!tag_matches("a.bc", "a.b"));
         assert!(!tag_matches("x", "a"));
+    }
+
+    #[test]
+    fn reads_the_populated_line_and_nothing_else() {
+        assert_eq!(parse_populated(b"populated 0\nfrozen 0\n"), Some(false));
+        assert_eq!(parse_populated(b"frozen 1\npopulated 1\n"), Some(true));
+        for bad in [
+            &b""[..],
+            b"populated 2\n",
+            b"populated",
+            b"\xff\xfe",
+            b"populated 10\n",
+        ] {
+            assert_eq!(parse_populated(bad), None, "{bad:?}");
+        }
     }
 }
