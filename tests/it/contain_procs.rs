@@ -399,6 +399,41 @@ fn start_interactive(c: &Client, script: &str, patterns: &[&str]) -> Held {
     h
 }
 
+/// A batch command's end is seen either way it comes: its output closes
+/// as it exits (the usual end, collected without watching its pidfd), it
+/// closes its output and goes on (it is waited for), or it exits while a
+/// background process of its own holds the output (remod notices the exit
+/// after a moment, gives the output its grace period, and ends the rest).
+#[test]
+fn a_commands_end_is_seen_with_or_without_its_output() {
+    let s = Server::start("contain-end", "", true);
+    let c = s.admin();
+    let r = c.run(&["exec", "sh", "-c", "echo out; exit 4"], None);
+    assert_eq!((r.code, text(&r.stdout).as_str()), (Some(4), "out\n"));
+
+    let t0 = Instant::now();
+    let r = c.run(
+        &["exec", "sh", "-c", "exec >&- 2>&-; sleep 0.3; exit 5"],
+        None,
+    );
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "answered before the command ended"
+    );
+
+    let t = unique(306);
+    let pt = format!("sleep {t}");
+    let t0 = Instant::now();
+    let r = c.run(&["exec", "sh", "-c", &format!("{pt} & exit 6")], None);
+    assert_eq!(r.code, Some(6), "{}", r.stderr);
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "waited for the background process holding the output"
+    );
+    assert_all_gone(&s, &[&pt], Duration::from_secs(5), "the command ended");
+}
+
 fn logout_ends_everything(cgroup: bool) {
     let s = Server::start("contain-logout", "", cgroup);
     let c = s.admin();

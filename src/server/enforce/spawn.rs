@@ -541,21 +541,9 @@ impl Spawn {
             let _ = wait_pidfd(pidfd.as_raw_fd(), 0);
             return Err(child_error(err, stage));
         }
-        // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the
-        // same descriptor until the AsyncFd is dropped or unwrapped.
-        let registered = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) };
-        let pidfd = match registered {
-            Ok(fd) => fd,
-            Err(e) => {
-                let (fd, e) = e.into_parts();
-                send_signal(fd.as_raw_fd(), libc::SIGKILL);
-                let _ = wait_pidfd(fd.as_raw_fd(), 0);
-                return Err(e);
-            }
-        };
         Ok(Child {
             pid,
-            pidfd: Some(pidfd),
+            pidfd: Some(Pidfd::Plain(pidfd)),
             status: None,
             stdin,
             stdout,
@@ -1147,11 +1135,44 @@ fn reap_orphans() {
     }
 }
 
+/// A child's pidfd, registered with the runtime only once something waits
+/// for the child's end: a command whose output closed first is usually
+/// collected with one `waitid`, without the two `epoll_ctl` and the
+/// wake-up of a registered pidfd.
+enum Pidfd {
+    Plain(OwnedFd),
+    Watched(AsyncFd<OwnedFd>),
+}
+
+impl Pidfd {
+    fn raw(&self) -> RawFd {
+        match self {
+            Pidfd::Plain(fd) => fd.as_raw_fd(),
+            Pidfd::Watched(fd) => fd.as_raw_fd(),
+        }
+    }
+
+    fn into_owned(self) -> OwnedFd {
+        match self {
+            Pidfd::Plain(fd) => fd,
+            Pidfd::Watched(fd) => fd.into_inner(),
+        }
+    }
+}
+
+/// Registers a pidfd with the current runtime (readable once the process
+/// has exited); on failure the descriptor comes back with the error.
+fn register(fd: OwnedFd) -> Result<AsyncFd<OwnedFd>, (OwnedFd, io::Error)> {
+    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same
+    // descriptor until the AsyncFd is dropped or unwrapped.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts())
+}
+
 /// A started child. Killed (`SIGKILL`) if dropped before it ended, and
 /// reaped in any case.
 pub(crate) struct Child {
     pid: i32,
-    pidfd: Option<AsyncFd<OwnedFd>>,
+    pidfd: Option<Pidfd>,
     status: Option<ExitStatus>,
     /// Our end of its standard input, if piped.
     pub(crate) stdin: Option<pipe::Sender>,
@@ -1175,9 +1196,29 @@ impl Child {
         let Some(fd) = &self.pidfd else {
             return Err(io::Error::other("child handle without a pidfd"));
         };
-        let s = wait_pidfd(fd.as_raw_fd(), libc::WNOHANG)?;
+        let s = wait_pidfd(fd.raw(), libc::WNOHANG)?;
         self.status = s;
         Ok(s)
+    }
+
+    /// The pidfd, registered with the runtime (on first use: a command
+    /// whose status is collected without waiting never registers it).
+    fn watched(&mut self) -> io::Result<&AsyncFd<OwnedFd>> {
+        let fd = match self.pidfd.take() {
+            None => return Err(io::Error::other("child handle without a pidfd")),
+            Some(Pidfd::Watched(fd)) => fd,
+            Some(Pidfd::Plain(fd)) => match register(fd) {
+                Ok(fd) => fd,
+                Err((fd, e)) => {
+                    self.pidfd = Some(Pidfd::Plain(fd));
+                    return Err(e);
+                }
+            },
+        };
+        match self.pidfd.insert(Pidfd::Watched(fd)) {
+            Pidfd::Watched(fd) => Ok(fd),
+            Pidfd::Plain(_) => Err(io::Error::other("pidfd not registered")),
+        }
     }
 
     /// Waits for the child to end. Cancel-safe: a status read is kept.
@@ -1186,9 +1227,14 @@ impl Child {
             if let Some(s) = self.status {
                 return Ok(s);
             }
-            let Some(fd) = &self.pidfd else {
-                return Err(io::Error::other("child handle without a pidfd"));
-            };
+            // Ended already (a command whose output has closed, usually):
+            // collected without registering the pidfd.
+            if !matches!(self.pidfd, Some(Pidfd::Watched(_))) {
+                if let Some(s) = self.try_wait()? {
+                    return Ok(s);
+                }
+            }
+            let fd = self.watched()?;
             // Readable once the child has ended (also when it ended before
             // the pidfd was registered: epoll reports the state on ADD).
             let mut ready = fd.readable().await?;
@@ -1207,13 +1253,11 @@ impl Child {
 
     /// Waits until the child has ended, without reaping it (so its pid
     /// stays reserved until [`Child::try_wait`]). Cancel-safe.
-    pub(crate) async fn ended(&self) -> io::Result<()> {
+    pub(crate) async fn ended(&mut self) -> io::Result<()> {
         if self.status.is_some() {
             return Ok(());
         }
-        let Some(fd) = &self.pidfd else {
-            return Err(io::Error::other("child handle without a pidfd"));
-        };
+        let fd = self.watched()?;
         // A pidfd is readable once its process has exited (and stays so).
         let _ready = fd.readable().await?;
         Ok(())
@@ -1223,7 +1267,7 @@ impl Child {
     /// reaped.
     pub(crate) fn start_kill(&self) -> bool {
         match (&self.pidfd, self.status) {
-            (Some(fd), None) => send_signal(fd.as_raw_fd(), libc::SIGKILL),
+            (Some(fd), None) => send_signal(fd.raw(), libc::SIGKILL),
             _ => false,
         }
     }
@@ -1243,18 +1287,23 @@ impl Drop for Child {
         };
         // Reaped when it has died: by a task when there is a runtime, else
         // by the next spawn.
+        let orphan = |fd: OwnedFd| ORPHANS.lock().unwrap_or_else(|p| p.into_inner()).push(fd);
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
+                    let fd = match fd {
+                        Pidfd::Watched(fd) => fd,
+                        Pidfd::Plain(fd) => match register(fd) {
+                            Ok(fd) => fd,
+                            Err((fd, _)) => return orphan(fd),
+                        },
+                    };
                     if fd.readable().await.is_ok() {
                         let _ = wait_pidfd(fd.as_raw_fd(), 0);
                     }
                 });
             }
-            Err(_) => ORPHANS
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(fd.into_inner()),
+            Err(_) => orphan(fd.into_owned()),
         }
     }
 }
@@ -1327,6 +1376,41 @@ mod tests {
         assert_eq!(err, "oops\n");
         let (st, out, _) = run(sh("true"), b"").await;
         assert_eq!((st.code(), st.signal(), out.as_str()), (Some(0), None, ""));
+    }
+
+    /// A child that has ended when it is waited for is collected without
+    /// registering its pidfd; one still running is registered and waited.
+    #[tokio::test]
+    async fn the_pidfd_is_registered_only_to_wait() {
+        need_root();
+        let mut c = sh("exit 3").spawn().expect("spawn");
+        assert!(
+            matches!(c.pidfd, Some(Pidfd::Plain(_))),
+            "registered at spawn"
+        );
+        let zombie = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| st.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
+                .unwrap_or(false)
+        };
+        let t0 = std::time::Instant::now();
+        while !zombie(c.id()) {
+            assert!(t0.elapsed().as_secs() < 5, "the child did not exit");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(c.wait().await.expect("wait").code(), Some(3));
+        assert!(
+            matches!(c.pidfd, Some(Pidfd::Plain(_))),
+            "registered to collect an ended child"
+        );
+
+        let mut c = sh("sleep 0.2; exit 4").spawn().expect("spawn");
+        assert_eq!(c.wait().await.expect("wait").code(), Some(4));
+        assert!(
+            matches!(c.pidfd, Some(Pidfd::Watched(_))),
+            "waited without registering"
+        );
     }
 
     #[tokio::test]

@@ -344,6 +344,14 @@ async fn pump_stdin(
     Ok(())
 }
 
+/// How long a batch command runs before remod watches its main process's
+/// end apart from its output. Most commands close their output as they
+/// exit; their status is then collected with one `waitid`, without
+/// registering the pidfd (two `epoll_ctl` and a wake-up per command). One
+/// whose output stays open after it exited (a background process holding
+/// it) is noticed from then on, and its grace period starts then.
+const EXIT_WATCH_AFTER: Duration = Duration::from_millis(50);
+
 enum End {
     Exited(std::process::ExitStatus),
     TimedOut,
@@ -401,6 +409,10 @@ pub(crate) async fn apply(
     let (mut out_done, mut err_done) = (false, false);
     let mut status: Option<std::process::ExitStatus> = None;
     let mut grace: Option<tokio::time::Instant> = None;
+    // The main process's end is watched once its output has closed, or
+    // from EXIT_WATCH_AFTER on (see there).
+    let mut watch_exit = false;
+    let watch_from = tokio::time::Instant::now() + EXIT_WATCH_AFTER;
     let mut produced: u64 = 0;
     let idle = match ctx.inst.limits.stdin_idle_timeout {
         0 => None,
@@ -440,7 +452,7 @@ pub(crate) async fn apply(
                     }
                 }
             },
-            s = child.wait(), if status.is_none() => match s {
+            s = child.wait(), if status.is_none() && (watch_exit || (out_done && err_done)) => match s {
                 Ok(s) => {
                     container.reaped();
                     status = Some(s);
@@ -457,6 +469,9 @@ pub(crate) async fn apply(
                     Err(InputEnd::Read(e)) => break End::InputFailed(e),
                     Err(InputEnd::Idle) => break End::InputIdle,
                 }
+            },
+            _ = tokio::time::sleep_until(watch_from), if !watch_exit && status.is_none() => {
+                watch_exit = true;
             },
             _ = sleep_until_opt(grace), if grace.is_some() => {
                 break End::Exited(status.unwrap_or_default());
