@@ -434,6 +434,33 @@ fn a_commands_end_is_seen_with_or_without_its_output() {
     assert_all_gone(&s, &[&pt], Duration::from_secs(5), "the command ended");
 }
 
+/// A command whose main process exits at once, while something it left
+/// holds its output, is not reported as timed out when its timeout comes
+/// before remod starts watching the exit apart from the output (50 ms).
+/// Several tries: on a loaded machine `sh` may well not have exited
+/// within 30 ms, and then the timeout is right.
+#[test]
+fn a_short_timeout_does_not_cut_a_command_that_exited() {
+    let s = Server::start("contain-short", "", true);
+    let mut raw = RawSession::login(&s.url, &s.data);
+    let mut results = Vec::new();
+    for _ in 0..5 {
+        let t = unique(307);
+        let pt = format!("sleep {t}");
+        let desc = serde_json::json!({"sh": format!("{pt} & exit 0"), "timeout": 0.03});
+        let (st, o) = raw.request("cmd", desc.to_string().as_bytes());
+        assert_eq!(st, 200);
+        let res: serde_json::Value = serde_json::from_str(&o.unwrap().result).unwrap();
+        assert_all_gone(&s, &[&pt], Duration::from_secs(5), "the command ended");
+        if res["timed_out"] == false {
+            assert_eq!(res["exit"], 0, "{res}");
+            return;
+        }
+        results.push(res);
+    }
+    panic!("every run was reported as timed out: {results:?}");
+}
+
 fn logout_ends_everything(cgroup: bool) {
     let s = Server::start("contain-logout", "", cgroup);
     let c = s.admin();

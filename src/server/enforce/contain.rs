@@ -904,6 +904,41 @@ mod tests {
         assert!(!tag_matches("x", "a"));
     }
 
+    /// A spare's open `cgroup.events`, read again from the start, follows
+    /// the cgroup: empty, with a process, empty again, gone (no answer,
+    /// so a removed spare is never reused). Real cgroup, as root.
+    #[test]
+    fn an_open_cgroup_events_follows_the_cgroup() {
+        use std::io::Write as _;
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let mount = cgroup2_mount(&mi).expect("a cgroup2 mount (tests/run runs as root)");
+        let cg = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
+        let own = own_cgroup(&cg).expect("own cgroup");
+        let dir = mount
+            .join(own.trim_start_matches('/'))
+            .join(format!("remo-contain-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("mkdir cgroup");
+        let cg = CmdCgroup::open(dir.clone()).expect("open its files");
+        assert_eq!(cg.populated(), Some(false));
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        (&*cg.procs)
+            .write_all(child.id().to_string().as_bytes())
+            .expect("move the child in");
+        assert_eq!(cg.populated(), Some(true));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let t0 = Instant::now();
+        while cg.populated() != Some(false) {
+            assert!(t0.elapsed() < Duration::from_secs(5), "still populated");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::fs::remove_dir(&dir).expect("rmdir");
+        assert_eq!(cg.populated(), None);
+    }
+
     #[test]
     fn reads_the_populated_line_and_nothing_else() {
         assert_eq!(parse_populated(b"populated 0\nfrozen 0\n"), Some(false));

@@ -74,10 +74,11 @@
 //!
 //! The child's steps, in order: signal dispositions; into the cgroup
 //! (writing `0` to the command's `cgroup.procs`, still as root); its own
-//! process group, or a new session; the standard descriptors; the account
-//! (`setgroups`, `setresgid`, `setresuid`); `chdir` (with the account's
-//! rights); the controlling terminal; `close_range`; an empty signal
-//! mask; `execve`. No `PATH` search: callers resolve the program first
+//! process group, or a new session; the standard descriptors;
+//! `close_range` (still as root, so none of remod's other descriptors is
+//! ever in a process of the account's); the account (`setgroups`,
+//! `setresgid`, `setresuid`); `chdir` (with the account's rights); the
+//! controlling terminal; an empty signal mask; `execve`. No `PATH` search: callers resolve the program first
 //! (authz), and a file that is not a valid executable (no `#!`) fails
 //! with `ENOEXEC` instead of being run by `/bin/sh`.
 //!
@@ -341,8 +342,8 @@ impl Spawn {
         self.creds.as_ref().is_some_and(|c| c.uid != euid)
     }
 
-    /// Starts the child. Must run inside a tokio runtime (the pipes and the
-    /// pidfd are registered with it). An error in any step of the child is
+    /// Starts the child. Must run inside a tokio runtime (the pipes are
+    /// registered with it, and the pidfd once the child is waited for). An error in any step of the child is
     /// returned here, with the step named unless it was `execve`; the
     /// errno's kind is kept (`NotFound`, `PermissionDenied`, …).
     pub(crate) fn spawn(self) -> io::Result<Child> {
@@ -834,6 +835,12 @@ unsafe fn child_steps(a: &ChildArgs) -> (Stage, c_int) {
             return (Stage::Stdio, libc::EIO);
         }
     }
+    // remod's other descriptors (its sockets, the cgroup files it keeps
+    // open) are closed while the child is still root's: none is ever in a
+    // process that runs as the account.
+    if let Err(e) = close_above_stdio(a.report) {
+        return (Stage::CloseFds, e);
+    }
     if a.switch {
         if let Some(failed) = switch_account(a) {
             return fail(failed);
@@ -844,9 +851,6 @@ unsafe fn child_steps(a: &ChildArgs) -> (Stage, c_int) {
     }
     if a.leader == Leader::SessionOnTerminal && syscall(SYS_ioctl, 0, libc::TIOCSCTTY, 0) != 0 {
         return fail(Stage::Terminal);
-    }
-    if let Err(e) = close_above_stdio(a.report) {
-        return (Stage::CloseFds, e);
     }
     let empty: u64 = 0;
     syscall(
@@ -1405,12 +1409,19 @@ mod tests {
             "registered to collect an ended child"
         );
 
-        let mut c = sh("sleep 0.2; exit 4").spawn().expect("spawn");
-        assert_eq!(c.wait().await.expect("wait").code(), Some(4));
+        // Held until its input closes: running whatever the machine's load.
+        let mut s = sh("read x; exit 4");
+        s.stdin(Stdio::Piped);
+        let mut c = s.spawn().expect("spawn");
+        let stdin = c.stdin.take().expect("stdin");
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), c.wait()).await;
+        assert!(waited.is_err(), "a child waiting for input ended");
         assert!(
             matches!(c.pidfd, Some(Pidfd::Watched(_))),
             "waited without registering"
         );
+        drop(stdin);
+        assert_eq!(c.wait().await.expect("wait").code(), Some(4));
     }
 
     #[tokio::test]

@@ -9,7 +9,6 @@
 //! after its main process exits is killed too (docs/limits.md).
 
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -177,7 +176,8 @@ where
     }
     let lost = || OpError::new(ErrorCode::Internal, "command start worker failed");
     let ctx = ctx.clone();
-    // The spawn registers the child's pipes and pidfd with the runtime.
+    // The spawn registers the child's pipes with the runtime (waiting for
+    // the child registers its pidfd).
     let rt = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -354,6 +354,9 @@ const EXIT_WATCH_AFTER: Duration = Duration::from_millis(50);
 
 enum End {
     Exited(std::process::ExitStatus),
+    /// The main process's end could not be waited for (its pidfd could not
+    /// be registered or read): it is killed, and no status is made up.
+    WaitFailed(std::io::Error),
     TimedOut,
     TooMuchOutput,
     InputFailed(ReadError),
@@ -412,7 +415,8 @@ pub(crate) async fn apply(
     // The main process's end is watched once its output has closed, or
     // from EXIT_WATCH_AFTER on (see there).
     let mut watch_exit = false;
-    let watch_from = tokio::time::Instant::now() + EXIT_WATCH_AFTER;
+    let watch = tokio::time::sleep(EXIT_WATCH_AFTER);
+    tokio::pin!(watch);
     let mut produced: u64 = 0;
     let idle = match ctx.inst.limits.stdin_idle_timeout {
         0 => None,
@@ -460,7 +464,7 @@ pub(crate) async fn apply(
                     // not waited for forever.
                     grace = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 }
-                Err(_) => break End::Exited(std::process::ExitStatus::from_raw(0)),
+                Err(e) => break End::WaitFailed(e),
             },
             r = &mut stdin_fut, if !stdin_done => {
                 stdin_done = true;
@@ -470,13 +474,25 @@ pub(crate) async fn apply(
                     Err(InputEnd::Idle) => break End::InputIdle,
                 }
             },
-            _ = tokio::time::sleep_until(watch_from), if !watch_exit && status.is_none() => {
+            _ = &mut watch, if !watch_exit && status.is_none() && !(out_done && err_done) => {
                 watch_exit = true;
             },
             _ = sleep_until_opt(grace), if grace.is_some() => {
                 break End::Exited(status.unwrap_or_default());
             },
-            _ = sleep_until_opt(deadline), if deadline.is_some() && status.is_none() => break End::TimedOut,
+            _ = sleep_until_opt(deadline), if deadline.is_some() && status.is_none() => {
+                // A main process that has exited (something it left holds
+                // its output, and the deadline came before the exit watch)
+                // did not time out.
+                match child.try_wait() {
+                    Ok(Some(s)) => {
+                        container.reaped();
+                        status = Some(s);
+                        grace = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                    }
+                    _ => break End::TimedOut,
+                }
+            },
             _ = out.closed() => break End::ClientGone,
             _ = cancel.cancelled() => break End::SessionEnded,
         }
@@ -520,6 +536,12 @@ pub(crate) async fn apply(
                 }
                 End::ClientGone => {
                     return Err(OpError::new(ErrorCode::Unavailable, "client went away"))
+                }
+                End::WaitFailed(e) => {
+                    return Err(OpError::new(
+                        ErrorCode::Internal,
+                        format!("cannot wait for the command: {e}; command killed"),
+                    ))
                 }
                 End::Exited(s) => s,
             }
