@@ -75,6 +75,8 @@ pub(crate) struct Containment {
     warned_caps: std::sync::atomic::AtomicBool,
     /// Spare command cgroups kept by all sessions ([`SPARE_TOTAL`]).
     spares: std::sync::atomic::AtomicUsize,
+    /// Of those, the ones kept with their files open ([`SPARE_OPEN`]).
+    open_spares: std::sync::atomic::AtomicUsize,
 }
 
 static GLOBAL: OnceLock<Containment> = OnceLock::new();
@@ -134,6 +136,7 @@ impl Containment {
             cleanup: Mutex::new(Vec::new()),
             warned_caps: false.into(),
             spares: 0.into(),
+            open_spares: 0.into(),
         }
     }
 }
@@ -291,10 +294,10 @@ pub struct SessionBox {
     caps: SessionCaps,
     /// Emptied command cgroups kept for the session's next commands:
     /// making and removing a cgroup (and its control files) was the
-    /// largest single cost left in a command. With their two files open
-    /// (opening them by path took about 7 % of remod's CPU per command);
-    /// [`SPARE_TOTAL`] bounds the descriptors that holds.
-    spare: Mutex<Vec<CmdCgroup>>,
+    /// largest single cost left in a command. The first [`SPARE_OPEN`]
+    /// with their two files open (opening them by path took about 7 % of
+    /// remod's CPU per command), the rest by path.
+    spare: Mutex<Vec<Spare>>,
 }
 
 /// How many emptied command cgroups a session keeps for reuse: one per
@@ -304,9 +307,21 @@ const SPARE_PER_SESSION: usize = 8;
 
 /// How many spare command cgroups the whole daemon keeps: each is a small
 /// kernel object (and counts against an admin's `cgroup.max.descendants`),
-/// so 10,000 idle sessions must not keep 20,000 of them. Each also holds
-/// two descriptors (its `cgroup.procs` and `cgroup.events`).
+/// so 10,000 idle sessions must not keep 20,000 of them.
 const SPARE_TOTAL: usize = 256;
+
+/// How many spares, daemon-wide, keep their two files open. Every
+/// descriptor remod holds is copied into each child it spawns and closed
+/// there (`close_range`), about 90 ns each on the project's machine: 512
+/// would add some 46 µs to every command, more than the look-ups they
+/// save; 64 add about 6.
+const SPARE_OPEN: usize = 32;
+
+/// A spare command cgroup: with its files open, or by its path only.
+enum Spare {
+    Open(CmdCgroup),
+    Path(PathBuf),
+}
 
 /// A command's cgroup directory, its open `cgroup.procs` (the child
 /// writes itself into it) and `cgroup.events` (read to see it is empty).
@@ -389,11 +404,21 @@ impl SessionBox {
         let cgroup = match self.ensure_dir()? {
             Some(sdir) => {
                 let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                if spare.is_some() {
+                    self.c.spares.fetch_sub(1, Ordering::Relaxed);
+                }
                 match spare {
-                    Some(cg) => {
-                        self.c.spares.fetch_sub(1, Ordering::Relaxed);
+                    Some(Spare::Open(cg)) => {
+                        self.c.open_spares.fetch_sub(1, Ordering::Relaxed);
                         Some(cg)
                     }
+                    Some(Spare::Path(dir)) => match CmdCgroup::open(dir.clone()) {
+                        Ok(cg) => Some(cg),
+                        Err(e) => {
+                            self.c.later_rmdir(dir);
+                            return Err(e);
+                        }
+                    },
                     None => Some(make_cmd_cgroup(sdir)?),
                 }
             }
@@ -439,8 +464,15 @@ impl Drop for SessionBox {
     fn drop(&mut self) {
         let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|p| p.into_inner()));
         self.c.spares.fetch_sub(spare.len(), Ordering::Relaxed);
-        for cg in spare {
-            let _ = std::fs::remove_dir(&cg.dir);
+        for s in spare {
+            let dir = match s {
+                Spare::Open(cg) => {
+                    self.c.open_spares.fetch_sub(1, Ordering::Relaxed);
+                    cg.dir
+                }
+                Spare::Path(dir) => dir,
+            };
+            let _ = std::fs::remove_dir(&dir);
         }
         if let Some(dir) = self.dir.take() {
             if *self.made.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -641,7 +673,17 @@ impl Drop for CmdBox {
                     })
                     .is_ok()
             {
-                spare.push(cg);
+                let open = c
+                    .open_spares
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < SPARE_OPEN).then_some(n + 1)
+                    })
+                    .is_ok();
+                spare.push(if open {
+                    Spare::Open(cg)
+                } else {
+                    Spare::Path(cg.dir)
+                });
                 return;
             }
         } else {
@@ -910,14 +952,7 @@ mod tests {
     #[test]
     fn an_open_cgroup_events_follows_the_cgroup() {
         use std::io::Write as _;
-        let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        let mount = cgroup2_mount(&mi).expect("a cgroup2 mount (tests/run runs as root)");
-        let cg = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
-        let own = own_cgroup(&cg).expect("own cgroup");
-        let dir = mount
-            .join(own.trim_start_matches('/'))
-            .join(format!("remo-contain-test-{}", std::process::id()));
-        std::fs::create_dir(&dir).expect("mkdir cgroup");
+        let dir = test_cgroup("contain-events");
         let cg = CmdCgroup::open(dir.clone()).expect("open its files");
         assert_eq!(cg.populated(), Some(false));
         let mut child = std::process::Command::new("sleep")
@@ -937,6 +972,56 @@ mod tests {
         }
         std::fs::remove_dir(&dir).expect("rmdir");
         assert_eq!(cg.populated(), None);
+    }
+
+    /// A cgroup below this test process's own, for the tests that make
+    /// real ones (as root).
+    fn test_cgroup(name: &str) -> PathBuf {
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let mount = cgroup2_mount(&mi).expect("a cgroup2 mount (tests/run runs as root)");
+        let cg = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
+        let own = own_cgroup(&cg).expect("own cgroup");
+        let dir = mount
+            .join(own.trim_start_matches('/'))
+            .join(format!("remo-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("mkdir cgroup");
+        dir
+    }
+
+    /// Spares beyond [`SPARE_OPEN`] are kept by path and still reused, and
+    /// the counts come back to zero when the sessions end.
+    #[test]
+    fn spares_beyond_the_open_cap_are_kept_by_path() {
+        let base = test_cgroup("contain-spares");
+        let c: &'static Containment = Box::leak(Box::new(Containment::new(Backend::Cgroup {
+            base: base.clone(),
+        })));
+        let sessions: Vec<_> = (0..5).map(|_| c.session(SessionCaps::default())).collect();
+        let mut made = std::collections::HashSet::new();
+        for round in 0..2 {
+            for s in &sessions {
+                let boxes: Vec<CmdBox> = (0..SPARE_PER_SESSION)
+                    .map(|_| s.command().expect("a command cgroup"))
+                    .collect();
+                for b in &boxes {
+                    let dir = b.cgroup.as_ref().expect("cgroup backend").dir.clone();
+                    if round == 0 {
+                        made.insert(dir);
+                    } else {
+                        assert!(made.contains(&dir), "round 2 made a new cgroup: {dir:?}");
+                    }
+                }
+                // Never ran anything: empty, so each becomes a spare.
+                drop(boxes);
+            }
+            assert_eq!(c.spares.load(Ordering::Relaxed), 5 * SPARE_PER_SESSION);
+            assert_eq!(c.open_spares.load(Ordering::Relaxed), SPARE_OPEN);
+        }
+        drop(sessions);
+        assert_eq!(c.spares.load(Ordering::Relaxed), 0);
+        assert_eq!(c.open_spares.load(Ordering::Relaxed), 0);
+        remove_tree(&base);
+        assert!(!base.exists(), "cgroups left below {base:?}");
     }
 
     #[test]
