@@ -666,20 +666,8 @@ impl Drop for CmdBox {
         if cg.populated() == Some(false) {
             let c = self.session.c;
             let mut spare = self.session.spare.lock().unwrap_or_else(|p| p.into_inner());
-            if spare.len() < SPARE_PER_SESSION
-                && c.spares
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        (n < SPARE_TOTAL).then_some(n + 1)
-                    })
-                    .is_ok()
-            {
-                let open = c
-                    .open_spares
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        (n < SPARE_OPEN).then_some(n + 1)
-                    })
-                    .is_ok();
-                spare.push(if open {
+            if spare.len() < SPARE_PER_SESSION && take_slot(&c.spares, SPARE_TOTAL) {
+                spare.push(if take_slot(&c.open_spares, SPARE_OPEN) {
                     Spare::Open(cg)
                 } else {
                     Spare::Path(cg.dir)
@@ -693,6 +681,16 @@ impl Drop for CmdBox {
             self.session.c.later_rmdir(cg.dir);
         }
     }
+}
+
+/// Counts one more against `cap` in `count`; false (and no change) when
+/// the count is already there.
+fn take_slot(count: &std::sync::atomic::AtomicUsize, cap: usize) -> bool {
+    count
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < cap).then_some(n + 1)
+        })
+        .is_ok()
 }
 
 fn kill_cgroup(dir: &Path) {
@@ -744,12 +742,13 @@ fn remove_tree(dir: &Path) {
 }
 
 /// One process as /proc shows it.
-struct ProcInfo {
+pub(super) struct ProcInfo {
     ppid: i32,
-    zombie: bool,
+    pub(super) zombie: bool,
 }
 
-fn stat_of(pid: i32) -> Option<ProcInfo> {
+/// A process's parent and whether it is a zombie, from `/proc/PID/stat`.
+pub(super) fn stat_of(pid: i32) -> Option<ProcInfo> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields start
     // after the last ')'.
@@ -917,6 +916,25 @@ fn reaper_loop() {
     }
 }
 
+/// Makes a cgroup below this test process's own, for the tests that need
+/// real ones (as root): its directory and its path as `/proc/PID/cgroup`
+/// shows it.
+#[cfg(test)]
+pub(super) fn test_cgroup(name: &str) -> (PathBuf, String) {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mount = cgroup2_mount(&mi).expect("a cgroup2 mount (tests/run runs as root)");
+    let cg = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
+    let own = own_cgroup(&cg).expect("own cgroup");
+    let rel = format!(
+        "{}/remo-{name}-{}",
+        own.trim_end_matches('/'),
+        std::process::id()
+    );
+    let dir = mount.join(rel.trim_start_matches('/'));
+    std::fs::create_dir(&dir).expect("mkdir cgroup");
+    (dir, rel)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -952,7 +970,7 @@ mod tests {
     #[test]
     fn an_open_cgroup_events_follows_the_cgroup() {
         use std::io::Write as _;
-        let dir = test_cgroup("contain-events");
+        let (dir, _) = test_cgroup("contain-events");
         let cg = CmdCgroup::open(dir.clone()).expect("open its files");
         assert_eq!(cg.populated(), Some(false));
         let mut child = std::process::Command::new("sleep")
@@ -974,25 +992,11 @@ mod tests {
         assert_eq!(cg.populated(), None);
     }
 
-    /// A cgroup below this test process's own, for the tests that make
-    /// real ones (as root).
-    fn test_cgroup(name: &str) -> PathBuf {
-        let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        let mount = cgroup2_mount(&mi).expect("a cgroup2 mount (tests/run runs as root)");
-        let cg = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
-        let own = own_cgroup(&cg).expect("own cgroup");
-        let dir = mount
-            .join(own.trim_start_matches('/'))
-            .join(format!("remo-{name}-{}", std::process::id()));
-        std::fs::create_dir(&dir).expect("mkdir cgroup");
-        dir
-    }
-
     /// Spares beyond [`SPARE_OPEN`] are kept by path and still reused, and
     /// the counts come back to zero when the sessions end.
     #[test]
     fn spares_beyond_the_open_cap_are_kept_by_path() {
-        let base = test_cgroup("contain-spares");
+        let (base, _) = test_cgroup("contain-spares");
         let c: &'static Containment = Box::leak(Box::new(Containment::new(Backend::Cgroup {
             base: base.clone(),
         })));

@@ -1392,14 +1392,10 @@ mod tests {
             matches!(c.pidfd, Some(Pidfd::Plain(_))),
             "registered at spawn"
         );
-        let zombie = |pid: u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|st| st.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
-                .unwrap_or(false)
-        };
+        let zombie =
+            |pid: i32| crate::server::enforce::contain::stat_of(pid).is_some_and(|i| i.zombie);
         let t0 = std::time::Instant::now();
-        while !zombie(c.id()) {
+        while !zombie(c.pid) {
             assert!(t0.elapsed().as_secs() < 5, "the child did not exit");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -1551,17 +1547,8 @@ mod tests {
 
     impl TestCgroup {
         fn new(tag: &str) -> TestCgroup {
-            let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-            let mount = crate::server::enforce::contain::cgroup2_mount(&mi).expect("cgroup2");
-            let cg = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
-            let own = crate::server::enforce::contain::own_cgroup(&cg).expect("own cgroup");
-            let rel = format!(
-                "{}/remo-spawn-test-{tag}-{}",
-                own.trim_end_matches('/'),
-                std::process::id()
-            );
-            let dir = mount.join(rel.trim_start_matches('/'));
-            std::fs::create_dir(&dir).expect("mkdir cgroup");
+            let (dir, rel) =
+                crate::server::enforce::contain::test_cgroup(&format!("spawn-test-{tag}"));
             TestCgroup { dir, rel }
         }
 

@@ -352,6 +352,10 @@ async fn pump_stdin(
 /// it) is noticed from then on, and its grace period starts then.
 const EXIT_WATCH_AFTER: Duration = Duration::from_millis(50);
 
+/// How long output held open by something a command left (a background
+/// grandchild) is still read after the main process exited.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
 enum End {
     Exited(std::process::ExitStatus),
     /// The main process's end could not be waited for (its pidfd could not
@@ -462,7 +466,7 @@ pub(crate) async fn apply(
                     status = Some(s);
                     // Output still held open by a background grandchild is
                     // not waited for forever.
-                    grace = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                    grace = Some(tokio::time::Instant::now() + OUTPUT_GRACE);
                 }
                 Err(e) => break End::WaitFailed(e),
             },
@@ -488,7 +492,7 @@ pub(crate) async fn apply(
                     Ok(Some(s)) => {
                         container.reaped();
                         status = Some(s);
-                        grace = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                        grace = Some(tokio::time::Instant::now() + OUTPUT_GRACE);
                     }
                     _ => break End::TimedOut,
                 }
