@@ -143,8 +143,10 @@ fn collect(console: &Path) -> Result<Vec<Asset>, String> {
 }
 
 /// The [`VENDOR`] files, if `npm ci` has put them there. Only existing
-/// files are watched (a missing watched path would rerun every build), so
-/// after a first `npm ci` in a tree built without them, `touch build.rs`.
+/// files are watched (a missing watched path would rerun every build); while
+/// one is missing, `console/` itself is watched (cargo scans a watched
+/// directory; without `node_modules` it is small), so the `npm ci` that
+/// creates them makes the next build embed them.
 fn vendor(console: &Path, assets: &mut Vec<Asset>) {
     let lock = console.join("package-lock.json");
     if lock.is_file() {
@@ -156,10 +158,11 @@ fn vendor(console: &Path, assets: &mut Vec<Asset>) {
         .collect();
     if let Some((_, absent)) = files.iter().find(|(_, p)| !p.is_file()) {
         println!(
-            "cargo:warning=console: {} is missing (run `npm ci` in console/, then `touch build.rs`): \
+            "cargo:warning=console: {} is missing (run `npm ci` in console/): \
              this remod's console has no Terminal page",
             absent.display()
         );
+        println!("cargo:rerun-if-changed={}", console.display());
         return;
     }
     for (url, source) in files {

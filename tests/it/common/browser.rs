@@ -30,7 +30,7 @@ pub fn require_browser(xterm: bool) -> PathBuf {
     for p in need {
         assert!(
             console.join(p).is_dir(),
-            "console/{p} is missing: run `npm ci` in console/ (tests/run does), then `touch build.rs`"
+            "console/{p} is missing: run `npm ci` in console/ (tests/run does)"
         );
     }
     console
