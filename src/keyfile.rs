@@ -854,8 +854,29 @@ mod tests {
             matches!(&e, KeyFileError::Unsupported(m) if m.contains("p = 17")),
             "{e}"
         );
-        // N = 2^20 with r = 16: 2 GiB. Refused before any allocation.
-        let e = parse_private_key_pem(&file(20, 16, 1), Some(b"pw")).unwrap_err();
+        // N = 2^20 with r = 16: 2 GiB. Refused before any allocation. The
+        // file is made without running its KDF (encrypting with these
+        // parameters took 2 GiB and 20 s); the ciphertext is never reached.
+        let unrun = |log_n: u8, r: u32, p: u32| {
+            use pkcs8::der::Encode;
+            let params = pkcs5::pbes2::Parameters::scrypt_aes256cbc(
+                Params::new(log_n, r, p, 32).unwrap(),
+                &[1u8; 16],
+                &[2u8; 16],
+            )
+            .unwrap();
+            let epki = EncryptedPrivateKeyInfo {
+                encryption_algorithm: params.into(),
+                encrypted_data: &[0u8; 144],
+            };
+            pkcs8::der::pem::encode_string(
+                "ENCRYPTED PRIVATE KEY",
+                LineEnding::LF,
+                &epki.to_der().unwrap(),
+            )
+            .unwrap()
+        };
+        let e = parse_private_key_pem(&unrun(20, 16, 1), Some(b"pw")).unwrap_err();
         assert!(
             matches!(&e, KeyFileError::Unsupported(m) if m.contains("r = 16")),
             "{e}"
