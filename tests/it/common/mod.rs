@@ -105,9 +105,30 @@ pub fn chown_tree(p: &Path, user: &str) {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks; a race with other processes
-/// is possible but unlikely, and shows up as a clear "cannot listen" error).
+/// A TCP port on 127.0.0.1 that is free now, for a server the test starts
+/// next. Picked at random below the kernel's ephemeral range
+/// (`ip_local_port_range`, 32768–60999 by default), not with `bind(0)`:
+/// a port from `bind(0)` is in that range and is released before the
+/// server binds it, and in that window the outgoing connection of any test
+/// running beside this one can be given it as its local port (CI saw
+/// `Address already in use`). Below the range only another test's pick can
+/// take it. Falls back to `bind(0)` if the range leaves no room below.
 pub fn free_port() -> u16 {
+    use rand_core::RngCore;
+    const LOW: u32 = 10_000;
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    if ephemeral_low > LOW + 1000 {
+        for _ in 0..1000 {
+            let port = LOW + rand_core::OsRng.next_u32() % (ephemeral_low - LOW);
+            let port = u16::try_from(port).unwrap();
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }
