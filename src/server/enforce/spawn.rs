@@ -1208,20 +1208,18 @@ impl Child {
     /// The pidfd, registered with the runtime (on first use: a command
     /// whose status is collected without waiting never registers it).
     fn watched(&mut self) -> io::Result<&AsyncFd<OwnedFd>> {
-        let fd = match self.pidfd.take() {
-            None => return Err(io::Error::other("child handle without a pidfd")),
-            Some(Pidfd::Watched(fd)) => fd,
-            Some(Pidfd::Plain(fd)) => match register(fd) {
-                Ok(fd) => fd,
+        if let Some(Pidfd::Plain(fd)) = self.pidfd.take_if(|p| matches!(p, Pidfd::Plain(_))) {
+            self.pidfd = Some(match register(fd) {
+                Ok(fd) => Pidfd::Watched(fd),
                 Err((fd, e)) => {
                     self.pidfd = Some(Pidfd::Plain(fd));
                     return Err(e);
                 }
-            },
-        };
-        match self.pidfd.insert(Pidfd::Watched(fd)) {
-            Pidfd::Watched(fd) => Ok(fd),
-            Pidfd::Plain(_) => Err(io::Error::other("pidfd not registered")),
+            });
+        }
+        match &self.pidfd {
+            Some(Pidfd::Watched(fd)) => Ok(fd),
+            _ => Err(io::Error::other("child handle without a pidfd")),
         }
     }
 
