@@ -834,14 +834,18 @@ mod tests {
         let k = IdentityKey::generate();
         let der = k.as_signing_key().to_pkcs8_der().unwrap();
         let info = PrivateKeyInfo::try_from(der.as_bytes()).unwrap();
-        let file = |log_n: u8, r: u32, p: u32| {
-            let params = pkcs5::pbes2::Parameters::scrypt_aes256cbc(
+        let scrypt = |log_n: u8, r: u32, p: u32| {
+            pkcs5::pbes2::Parameters::scrypt_aes256cbc(
                 Params::new(log_n, r, p, 32).unwrap(),
                 &[1u8; 16],
                 &[2u8; 16],
             )
-            .unwrap();
-            let enc = info.encrypt_with_params(params, b"pw").unwrap();
+            .unwrap()
+        };
+        let file = |log_n: u8, r: u32, p: u32| {
+            let enc = info
+                .encrypt_with_params(scrypt(log_n, r, p), b"pw")
+                .unwrap();
             pkcs8::der::pem::encode_string("ENCRYPTED PRIVATE KEY", LineEnding::LF, enc.as_bytes())
                 .unwrap()
         };
@@ -859,14 +863,8 @@ mod tests {
         // parameters took 2 GiB and 20 s); the ciphertext is never reached.
         let unrun = |log_n: u8, r: u32, p: u32| {
             use pkcs8::der::Encode;
-            let params = pkcs5::pbes2::Parameters::scrypt_aes256cbc(
-                Params::new(log_n, r, p, 32).unwrap(),
-                &[1u8; 16],
-                &[2u8; 16],
-            )
-            .unwrap();
             let epki = EncryptedPrivateKeyInfo {
-                encryption_algorithm: params.into(),
+                encryption_algorithm: scrypt(log_n, r, p).into(),
                 encrypted_data: &[0u8; 144],
             };
             pkcs8::der::pem::encode_string(

@@ -557,14 +557,13 @@ async fn tcp_v4_and_v6_open_refresh_and_expire() {
         (r["ip"].as_str(), r["expires_in"].as_u64()),
         (Some(CLIENT6), Some(2))
     );
-    assert_eq!(
-        tcp_probe_reaches(&lab.client, v4),
-        Probe::Reply("port 22\n".into())
-    );
-    assert_eq!(
-        tcp_probe_reaches(&lab.client, v6),
-        Probe::Reply("port 22\n".into())
-    );
+    for addr in [v4, v6] {
+        assert_eq!(
+            tcp_probe_reaches(&lab.client, addr),
+            Probe::Reply("port 22\n".into()),
+            "{addr}"
+        );
+    }
     let g = alice.grants().await;
     assert_eq!(g.len(), 2, "{g:?}");
     for x in &g {
@@ -624,14 +623,13 @@ async fn udp_open_and_expire() {
         .await
         .unwrap();
     let t_open = Instant::now();
-    assert_eq!(
-        udp_probe_reaches(&lab.client, v4),
-        Probe::Reply("pong".into())
-    );
-    assert_eq!(
-        udp_probe_reaches(&lab.client, v6),
-        Probe::Reply("pong".into())
-    );
+    for addr in [v4, v6] {
+        assert_eq!(
+            udp_probe_reaches(&lab.client, addr),
+            Probe::Reply("pong".into()),
+            "{addr}"
+        );
+    }
     sleep_until(t_open + Duration::from_millis(2300)).await;
     assert_dropped(udp_probe(&lab.client, v4), "udp v4 after expiry");
     assert_dropped(udp_probe(&lab.client, v6), "udp v6 after expiry");
