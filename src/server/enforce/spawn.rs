@@ -1209,13 +1209,13 @@ impl Child {
     /// whose status is collected without waiting never registers it).
     fn watched(&mut self) -> io::Result<&AsyncFd<OwnedFd>> {
         if let Some(Pidfd::Plain(fd)) = self.pidfd.take_if(|p| matches!(p, Pidfd::Plain(_))) {
-            self.pidfd = Some(match register(fd) {
-                Ok(fd) => Pidfd::Watched(fd),
+            match register(fd) {
+                Ok(fd) => self.pidfd = Some(Pidfd::Watched(fd)),
                 Err((fd, e)) => {
                     self.pidfd = Some(Pidfd::Plain(fd));
                     return Err(e);
                 }
-            });
+            }
         }
         match &self.pidfd {
             Some(Pidfd::Watched(fd)) => Ok(fd),
