@@ -5,6 +5,7 @@
 
 // Test harness: a failed unwrap is a failed test.
 
+use crate::common::account::{Account, SuidDumpable};
 use crate::inproc;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -320,50 +321,9 @@ async fn files_write_is_confined() {
         .is_symlink());
 }
 
-/// A throwaway system account, removed on drop.
-struct Account {
-    name: String,
-    uid: u32,
-}
-
-impl Account {
-    /// Fails (never skips) without root or `useradd` (Debian package `passwd`).
-    fn create() -> Account {
-        Account::create_as("remot")
-    }
-
-    /// With a prefix of its own per test (tests run in parallel).
-    fn create_as(prefix: &str) -> Account {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the run-as test needs root (tests/run runs as root)"
-        );
-        let name = format!("{prefix}{}", std::process::id() % 100_000);
-        let ok = std::process::Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/bin/sh", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "useradd failed (Debian package passwd) for {name}");
-        let uid = nix::unistd::User::from_name(&name)
-            .unwrap()
-            .unwrap()
-            .uid
-            .as_raw();
-        Account { name, uid }
-    }
-}
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("userdel")
-            .arg(&self.name)
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn run_as_an_account() {
-    let acct = Account::create();
+    let acct = Account::create_as("remot");
     let f = fixture();
     // The fixture's directory is 0700 root: open the path to the tree.
     std::fs::set_permissions(&f.root, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -446,32 +406,12 @@ async fn run_as_an_account() {
     assert!(nix::unistd::getegid().as_raw() == 0);
 }
 
-/// Sets `fs.suid_dumpable` and puts the old value back on drop (also
-/// when the test panics).
-struct SuidDumpable(String);
-
-impl SuidDumpable {
-    const PATH: &'static str = "/proc/sys/fs/suid_dumpable";
-    fn set(v: &str) -> SuidDumpable {
-        let old = std::fs::read_to_string(Self::PATH).unwrap();
-        std::fs::write(Self::PATH, v).unwrap();
-        SuidDumpable(old.trim().to_string())
-    }
-}
-
-impl Drop for SuidDumpable {
-    fn drop(&mut self) {
-        let _ = std::fs::write(Self::PATH, &self.0);
-    }
-}
-
 /// With `fs.suid_dumpable` not 0 a run-as child is started with a copy of
 /// the daemon's memory (fork semantics; the spawner's unit test
 /// `a_reachable_run_as_child_gets_a_copy_of_the_memory` shows the memory
-/// is not shared). Here, through the router: commands, terminals and
-/// start errors still work on that path. (This process's dumpable flag
-/// tells nothing here: the daemon's run-as file-step threads, e.g. the
-/// program look-up, set it to `suid_dumpable` too.)
+/// is not shared, `runas_spawn.rs` that the account cannot read it).
+/// Here, through the router: commands, terminals and start errors still
+/// work on that path.
 #[tokio::test]
 async fn run_as_commands_work_when_suid_dumpable_is_set() {
     let acct = Account::create_as("remou");

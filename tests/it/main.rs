@@ -45,6 +45,7 @@ mod operations_doc;
 mod protocol_vectors;
 mod put_resume;
 mod revoke_http;
+mod runas_spawn;
 mod runas_threads;
 mod server_checks;
 mod spawn_fds;

@@ -7,78 +7,21 @@
 //! loop; the test catches a file-step thread in flight (its *effective*
 //! uid is the account's), stops remod (as root, so the thread stays put),
 //! and from a process of the account tries `kill(tid, 0)` on every remod
-//! thread — permission-checked like any signal, but harmless.
+//! thread — permission-checked like any signal, but harmless. It runs with
+//! `fs.suid_dumpable` 1, where each switch made remod dumpable and gave
+//! the thread's `/proc` files, `oom_score_adj` among them, to the account.
 
 // Test harness: a failed unwrap is a failed test.
 
 use crate::common;
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::account::{Account, SuidDumpable};
 use common::*;
-
-/// A throwaway system account, removed on drop.
-struct Account {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl Account {
-    /// Fails (never skips) without root or `useradd` (Debian package `passwd`).
-    fn create() -> Account {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the run-as test needs root (tests/run runs as root)"
-        );
-        let name = format!("remos{}", std::process::id() % 100_000);
-        let ok = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/bin/sh", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "useradd failed (Debian package passwd) for {name}");
-        let u = nix::unistd::User::from_name(&name).unwrap().unwrap();
-        Account {
-            name,
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-        }
-    }
-
-    /// `sh -c SCRIPT` as the account: its uid and gid, no supplementary
-    /// groups (std drops them when root sets a uid).
-    fn sh(&self, script: &str) -> Command {
-        let mut c = Command::new("/bin/sh");
-        c.args(["-c", script]).uid(self.uid).gid(self.gid);
-        c
-    }
-
-    /// `kill(pid, 0)` from a process of the account: `Ok(())` when the
-    /// kernel would let the account signal `pid`, else the shell's error
-    /// ("… Operation not permitted", "… No such process").
-    fn kill0(&self, pid: u32) -> Result<(), String> {
-        let out = self
-            .sh(&format!("kill -0 {pid}"))
-            .output()
-            .expect("run sh as the account");
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    }
-}
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
 
 /// Every thread of `pid` with the four uids of its `Uid:` line (real,
 /// effective, saved, file system). Threads that end while being read are
@@ -140,6 +83,8 @@ struct Caught {
     uids: [u32; 4],
     /// `kill(tid, 0)` from the account for every remod thread.
     signals: Vec<(u32, [u32; 4], Result<(), String>)>,
+    /// The owner of the thread's `oom_score_adj` (the process's).
+    oom_owner: Option<u32>,
 }
 
 /// Waits (up to `limit`) for a thread of `pid` acting as `acct` (its
@@ -169,6 +114,9 @@ fn catch(pid: u32, acct: &Account, skip: &[u32], limit: Duration) -> Option<Caug
                 .into_iter()
                 .map(|(t, u)| (t, u, acct.kill0(t)))
                 .collect(),
+            oom_owner: std::fs::metadata(format!("/proc/{pid}/task/{tid}/oom_score_adj"))
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m)),
         });
         signal(pid, Signal::SIGCONT);
         if caught.is_some() {
@@ -183,7 +131,8 @@ fn catch(pid: u32, acct: &Account, skip: &[u32], limit: Duration) -> Option<Caug
 /// file step's thread included): remod keeps answering.
 #[test]
 fn the_run_as_account_cannot_signal_remod_during_a_file_step() {
-    let acct = Account::create();
+    let _dumpable = SuidDumpable::set("1");
+    let acct = Account::create_as("remos");
     let scratch = Scratch::new("runas-threads");
     let (mut remod, url, data) = start_remod_http(&scratch);
     let pid = remod.pid();
@@ -262,6 +211,16 @@ fn the_run_as_account_cannot_signal_remod_during_a_file_step() {
             "file-step thread {} has uids {:?} (real, effective, saved, fs)",
             c.tid,
             c.uids
+        );
+        // With suid_dumpable 1 the switch made remod dumpable, and the
+        // thread's /proc files the account's: it could raise remod's
+        // oom_score_adj (make it the OOM killer's first choice).
+        assert_eq!(
+            c.oom_owner,
+            Some(0),
+            "file-step thread {}: its oom_score_adj belongs to uid {:?}, not root",
+            c.tid,
+            c.oom_owner
         );
     }
     // remod still answers, with the account's listing.

@@ -35,7 +35,11 @@
 //!   which is why the thread ends instead of being reused) — unless the
 //!   process had set `SECBIT_NO_SETUID_FIXUP`, which remod never does; the
 //!   switch checks the effective set is empty anyway and refuses
-//!   otherwise. Nothing on the thread may depend on the real uid: plain
+//!   otherwise. Each switch of the effective uid also sets remod's
+//!   dumpable flag to `fs.suid_dumpable`; at 1 the kernel would give the
+//!   thread's `/proc/PID/task/TID` files to the account, `oom_score_adj`
+//!   (the whole process's) among them, so the switch sets it back to 0 at
+//!   once. Nothing on the thread may depend on the real uid: plain
 //!   `access()` would check as root, so look-ups use `faccessat` with
 //!   `AT_EACCESS`.
 //!
@@ -141,6 +145,20 @@ impl Account {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::syscall(libc::SYS_setresuid, UNCHANGED, self.uid, UNCHANGED) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The switch set remod's dumpable flag to fs.suid_dumpable; at
+            // 1 the kernel would give this thread's /proc files (its
+            // oom_score_adj, which is the whole process's) to the account.
+            if libc::syscall(
+                libc::SYS_prctl,
+                libc::PR_SET_DUMPABLE,
+                0u64,
+                0u64,
+                0u64,
+                0u64,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
         }

@@ -60,24 +60,34 @@
 //!   before Linux 5.9, `EPERM` under a seccomp filter) the child closes
 //!   every number below its `RLIMIT_NOFILE` one by one; if it cannot read
 //!   that limit the spawn fails.
-//! * **Copied memory when the account could reach it.** Between
-//!   `setresuid` and `execve` the child runs as the account. If
-//!   `fs.suid_dumpable` is not 0 the kernel leaves such a process
-//!   dumpable, and the account could `ptrace` it or `process_vm_writev`
-//!   into it: with `CLONE_VM` that memory is remod's. So a spawn that
-//!   changes the uid reads `/proc/sys/fs/suid_dumpable` first and, unless
-//!   it reads 0, clones without `CLONE_VM | CLONE_VFORK` (fork semantics:
-//!   the child gets a copy) and takes the child's error report through a
-//!   close-on-exec pipe instead of memory ([`share_memory`]). With
-//!   `CLONE_VM`, the account switch also sets the *shared* memory's
-//!   dumpable flag, remod's, to `suid_dumpable` (0 on that path).
+//! * **The account never reaches the child's memory.** From the switch
+//!   to `execve` the child runs as the account, which may then signal it
+//!   (`SIGSTOP` holds it there). Reading or writing its memory (`ptrace`,
+//!   `/proc/PID/mem`, `process_vm_readv`/`writev`) or making it dump core
+//!   also needs the memory to be dumpable, and every switch of the
+//!   effective uid or gid sets that flag — the memory's, not the
+//!   process's — to `fs.suid_dumpable`. So the child switches in three
+//!   steps ([`switch_account`]): `setresuid(0, uid, 0)`, which the account
+//!   can neither signal nor trace (real and saved uid root's); then
+//!   `PR_SET_DUMPABLE` 0; then `setresuid(uid, uid, uid)`, which changes
+//!   no effective or file-system id and so leaves the flag at 0 (and
+//!   clears every capability, ambient ones included). Because the flag is
+//!   the memory's, a spawn that changes the uid still shares remod's
+//!   memory only when `fs.suid_dumpable` is 0 (read each time; unreadable
+//!   counts as not 0, [`share_memory`]): otherwise another child's switch
+//!   sets the shared flag to 1 for an instant, and the account could
+//!   stop that child right there and so hold it at 1 while a third one
+//!   dumps core. Those spawns clone without `CLONE_VM | CLONE_VFORK`
+//!   (fork semantics: the child's memory, and flag, are a copy of its
+//!   own) and report errors through a close-on-exec pipe.
 //!
 //! The child's steps, in order: signal dispositions; into the cgroup
 //! (writing `0` to the command's `cgroup.procs`, still as root); its own
 //! process group, or a new session; the standard descriptors;
 //! `close_range` (still as root, so none of remod's other descriptors is
 //! ever in a process of the account's); the account (`setgroups`,
-//! `setresgid`, `setresuid`); `chdir` (with the account's rights); the
+//! `setresgid`, then `setresuid` in the three steps above); `chdir` (with
+//! the account's rights); the
 //! controlling terminal; an empty signal mask; `execve`. No `PATH` search: callers resolve the program first
 //! (authz), and a file that is not a valid executable (no `#!`) fails
 //! with `ENOEXEC` instead of being run by `/bin/sh`.
@@ -166,9 +176,10 @@ impl Credentials {
 /// Whether a child may run in remod's memory until `execve`
 /// (`CLONE_VM | CLONE_VFORK`): always when it keeps remod's uid; when it
 /// switches to an account, only if `fs.suid_dumpable` (`suid_dumpable`,
-/// the file's content, `None` when unreadable) is 0 — else the kernel
-/// leaves the child dumpable as the account, which could then ptrace it
-/// and write into remod's memory.
+/// the file's content, `None` when unreadable) is 0 — else each child's
+/// switch sets the shared memory's dumpable flag to it for an instant, an
+/// instant the account can hold by stopping that child (see the module
+/// documentation).
 pub(crate) fn share_memory(changes_uid: bool, suid_dumpable: Option<&str>) -> bool {
     !changes_uid || suid_dumpable.is_some_and(|v| v.trim() == "0")
 }
@@ -186,9 +197,10 @@ fn decide_share_memory(changes_uid: bool) -> bool {
         if !SAID.swap(true, Ordering::Relaxed) {
             log::warn!(
                 "run-as commands are started by a copy of remod (fork), not in its memory \
-                 (vfork): fs.suid_dumpable is {} (not 0), so the account could ptrace the \
-                 child before execve; at 1 it can read that copy, remod's keys included \
-                 (docs/security.md); set fs.suid_dumpable to 0",
+                 (vfork): fs.suid_dumpable is {} (not 0), which the kernel applies to the \
+                 memory of a child as it switches to the account (docs/security.md); \
+                 fs.suid_dumpable 0 is the faster path (and 1 is unsafe for other \
+                 programs)",
                 v.as_deref().map_or("unreadable", str::trim)
             );
         }
@@ -674,6 +686,7 @@ enum Stage {
     Chdir,
     Terminal,
     CloseFds,
+    Dumpable,
 }
 
 impl Stage {
@@ -690,6 +703,7 @@ impl Stage {
             9 => Stage::Chdir,
             10 => Stage::Terminal,
             11 => Stage::CloseFds,
+            12 => Stage::Dumpable,
             _ => return None,
         })
     }
@@ -707,6 +721,7 @@ impl Stage {
             Stage::Chdir => "chdir",
             Stage::Terminal => "TIOCSCTTY",
             Stage::CloseFds => "closing remod's descriptors",
+            Stage::Dumpable => "PR_SET_DUMPABLE",
         }
     }
 }
@@ -864,8 +879,21 @@ unsafe fn child_steps(a: &ChildArgs) -> (Stage, c_int) {
     fail(Stage::Exec)
 }
 
-/// The account switch: groups, then gid, then uid; the step that failed.
-/// Built only where the raw calls take 32-bit ids ([`RAW_SETID`]).
+/// The account switch: groups, then gid, then uid in three steps; the step
+/// that failed. Built only where the raw calls take 32-bit ids
+/// ([`RAW_SETID`]).
+///
+/// `setresuid(0, uid, 0)` first: the effective uid leaves root (the
+/// effective capabilities go, the file-system uid follows) and the
+/// dumpable flag becomes `fs.suid_dumpable`, but with real and saved uid
+/// still root's the account may not signal this process (which a stop in
+/// this instant would need) nor trace it. Then the flag goes to 0. Then
+/// `setresuid(uid, uid, uid)`: only the real and saved uid change, which
+/// the kernel does not count as a switch of identity (the flag stays 0),
+/// and with no uid root's any more it clears the permitted and ambient
+/// capabilities. From there the account may stop the child, but not read
+/// it, trace it or make it dump core; `execve` gives the program the flag
+/// any program of the account gets.
 ///
 /// # Safety
 ///
@@ -878,6 +906,20 @@ unsafe fn switch_account(a: &ChildArgs) -> Option<Stage> {
     }
     if syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) != 0 {
         return Some(Stage::Gid);
+    }
+    if syscall(libc::SYS_setresuid, 0u32, a.uid, 0u32) != 0 {
+        return Some(Stage::Uid);
+    }
+    if syscall(
+        libc::SYS_prctl,
+        libc::PR_SET_DUMPABLE,
+        0u64,
+        0u64,
+        0u64,
+        0u64,
+    ) != 0
+    {
+        return Some(Stage::Dumpable);
     }
     if syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) != 0 {
         return Some(Stage::Uid);
@@ -1748,57 +1790,72 @@ mod tests {
     }
 
     /// Sets `fs.suid_dumpable` for one test and puts the old value back,
-    /// also when the test panics.
-    struct SuidDumpable(String);
+    /// also when the test panics. The lock file (the integration tests'
+    /// too) keeps parallel test processes from interleaving changes.
+    struct SuidDumpable {
+        old: String,
+        _lock: nix::fcntl::Flock<std::fs::File>,
+    }
 
     impl SuidDumpable {
         fn set(v: &str) -> SuidDumpable {
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open("/tmp/remo-tests-suid_dumpable.lock")
+                .expect("open the lock file");
+            let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+                .unwrap_or_else(|(_, e)| panic!("lock suid_dumpable: {e}"));
             let old = std::fs::read_to_string(SUID_DUMPABLE).expect("read suid_dumpable");
             std::fs::write(SUID_DUMPABLE, v).expect("write suid_dumpable");
-            SuidDumpable(old.trim().to_string())
+            SuidDumpable {
+                old: old.trim().to_string(),
+                _lock: lock,
+            }
         }
     }
 
     impl Drop for SuidDumpable {
         fn drop(&mut self) {
-            let _ = std::fs::write(SUID_DUMPABLE, &self.0);
+            let _ = std::fs::write(SUID_DUMPABLE, &self.old);
         }
     }
 
     const SUID_DUMPABLE: &str = "/proc/sys/fs/suid_dumpable";
 
-    /// This process's dumpable flag (`PR_GET_DUMPABLE`).
-    fn dumpable() -> i32 {
-        // SAFETY: a prctl query without pointers.
-        unsafe { libc::prctl(libc::PR_GET_DUMPABLE) }
-    }
-
     #[tokio::test]
     async fn a_reachable_run_as_child_gets_a_copy_of_the_memory() {
         need_root();
-        let _g = SuidDumpable::set("2");
-        // SAFETY: a prctl setting this process's own flag.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
-        // The account switch sets the dumpable flag of the child's memory
-        // to suid_dumpable: remod's own flag if it shared remod's memory.
-        let mut s = Spawn::new("/bin/sh");
-        s.args(["-c", "id -u"])
-            .credentials(nobody())
-            .current_dir("/");
-        let (st, out, err) = run(s, b"").await;
-        assert!(st.success(), "{err}");
-        assert_eq!(out, "65534\n");
-        // 2 only if the child ran in our memory (a concurrent CLONE_VM
-        // spawn of another test, which read 0 before, would set 0).
-        assert_ne!(dumpable(), 2, "the run-as child shared our memory");
-        // Errors still come back, through the pipe: chdir as the account,
-        // and execve.
-        let e = chdir_as_nobody_error();
-        assert!(e.to_string().contains("chdir"), "{e}");
-        let mut s = Spawn::new("/nonexistent/program");
-        s.credentials(nobody());
-        let e = s.spawn().err().expect("no such program");
-        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
-        assert_ne!(dumpable(), 2, "the run-as child shared our memory");
+        for v in ["1", "2"] {
+            let _g = SuidDumpable::set(v);
+            // The child records its dispositions into `seen` before it
+            // switches: in our memory if it shares it, else in its copy.
+            let mut seen = Box::new([usize::MAX; NSIG]);
+            let mut s = Spawn::new("/bin/sh");
+            s.args(["-c", "grep -E '^(Uid|CapPrm|CapAmb):' /proc/self/status"])
+                .credentials(nobody())
+                .current_dir("/");
+            s.probe = &mut *seen as *mut [usize; NSIG] as usize;
+            let (st, out, err) = run(s, b"").await;
+            assert!(st.success(), "{err}");
+            assert!(
+                seen.iter().all(|&h| h == usize::MAX),
+                "suid_dumpable {v}: the run-as child wrote into our memory"
+            );
+            // The program as the account alone: every uid its, no capability.
+            assert_eq!(
+                out,
+                "Uid:\t65534\t65534\t65534\t65534\nCapPrm:\t0000000000000000\nCapAmb:\t0000000000000000\n"
+            );
+            // Errors still come back, through the pipe: chdir as the
+            // account, and execve.
+            let e = chdir_as_nobody_error();
+            assert!(e.to_string().contains("chdir"), "{e}");
+            let mut s = Spawn::new("/nonexistent/program");
+            s.credentials(nobody());
+            let e = s.spawn().err().expect("no such program");
+            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        }
     }
 }
