@@ -113,7 +113,9 @@ pub fn chown_tree(p: &Path, user: &str) {
 /// server binds it, and in that window the outgoing connection of any test
 /// running beside this one can be given it as its local port (CI saw
 /// `Address already in use`). Below the range only another test's pick can
-/// take it. Falls back to `bind(0)` if the range leaves no room below.
+/// take it, and to keep that from happening each pick is reserved for a
+/// few minutes, machine-wide (see [`reserve_port`]). Falls back to
+/// `bind(0)` if the range leaves no room below.
 pub fn free_port() -> u16 {
     use rand_core::RngCore;
     const LOW: u32 = 10_000;
@@ -125,7 +127,7 @@ pub fn free_port() -> u16 {
         for _ in 0..1000 {
             let port = LOW + rand_core::OsRng.next_u32() % (ephemeral_low - LOW);
             let port = u16::try_from(port).unwrap();
-            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() && reserve_port(port) {
                 return port;
             }
         }
@@ -133,6 +135,43 @@ pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }
+
+/// Claims `port` for this test for [`PORT_HOLD`]: a file of that name in a
+/// directory every test process shares. A port picked and checked free is
+/// not bound until its server has started, which can take seconds (twenty
+/// remods at once in the fleet tests); meanwhile another test's check
+/// would find it free too, and one of the two servers would fail with
+/// `Address already in use` (seen in CI and locally). False: another test
+/// holds it.
+fn reserve_port(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("remo-test-ports");
+    let _ = fs::create_dir_all(&dir);
+    let file = dir.join(port.to_string());
+    let claim = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+    };
+    match claim() {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let stale = fs::metadata(&file)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > PORT_HOLD);
+            // Of two tests taking over a stale claim, one creates it anew.
+            stale && fs::remove_file(&file).is_ok() && claim().is_ok()
+        }
+        // No shared directory: the check by bind alone, as before.
+        Err(_) => true,
+    }
+}
+
+/// How long a test's port stays claimed (longer than any test takes to
+/// start its servers).
+const PORT_HOLD: Duration = Duration::from_secs(300);
 
 /// Writes `size` random bytes to `path`; returns their SHA-256 (hex).
 pub fn random_file(path: &Path, size: u64) -> String {
