@@ -178,7 +178,9 @@ fn the_run_as_account_cannot_read_a_starting_child() {
         format!(
             "{}\n{}\n",
             acct.uid,
-            scratch.path().join("chain/end").display()
+            std::fs::canonicalize(scratch.path().join("chain/end"))
+                .unwrap()
+                .display()
         ),
         "the command itself runs as the account, in the directory"
     );

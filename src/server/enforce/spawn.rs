@@ -60,9 +60,9 @@
 //!   before Linux 5.9, `EPERM` under a seccomp filter) the child closes
 //!   every number below its `RLIMIT_NOFILE` one by one; if it cannot read
 //!   that limit the spawn fails.
-//! * **The account never reaches the child's memory.** From the switch
-//!   to `execve` the child runs as the account, which may then signal it
-//!   (`SIGSTOP` holds it there). Reading or writing its memory (`ptrace`,
+//! * **The account never reaches the child's memory.** From its last
+//!   `setresuid` to `execve` the child runs as the account, which may
+//!   then signal it (`SIGSTOP` holds it there). Reading or writing its memory (`ptrace`,
 //!   `/proc/PID/mem`, `process_vm_readv`/`writev`) or making it dump core
 //!   also needs the memory to be dumpable, and every switch of the
 //!   effective uid or gid sets that flag — the memory's, not the
