@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::account::Account;
 use common::*;
 
 /// A running `remod serve --http` with a config file and its admin.
@@ -821,32 +822,6 @@ fn session_pids_max_is_applied_or_reported() {
 // ---------------------------------------------------------------------------
 // A run-as spawn held by its account
 
-/// A throwaway system account (no home: its working directory is `/`),
-/// removed on drop.
-struct Account(String);
-
-impl Account {
-    fn create(prefix: &str) -> Account {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the run-as test needs root (tests/run runs as root)"
-        );
-        let name = format!("{prefix}{}", std::process::id() % 100_000);
-        let ok = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/bin/sh", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "useradd failed (Debian package passwd) for {name}");
-        Account(name)
-    }
-}
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.0).status();
-    }
-}
-
 /// A program on a FUSE file system (bindfs, `allow_other`, attributes and
 /// names cached for 10 minutes) whose daemon can be stopped: the cached
 /// look-ups (`stat`, `realpath`) still answer, but an `execve` of the
@@ -953,11 +928,11 @@ fn a_held_run_as_spawn_holds_only_its_own_slot(cgroup: bool) {
         "[limits]\nmax_commands = 40\nmax_processes = 40\n",
         cgroup,
     );
-    let acct = Account::create(if cgroup { "remoh" } else { "remoi" });
+    let acct = Account::create_as(if cgroup { "remoh" } else { "remoi" });
     let fuse = StoppableFuse::start(if cgroup { "remo-hold-c" } else { "remo-hold-r" });
     let prog = fuse.prog();
     let prog = prog.to_str().unwrap();
-    let holder = s.user("holder", &["cmd", &format!("run-as:{}", acct.0)]);
+    let holder = s.user("holder", &["cmd", &format!("run-as:{}", acct.name)]);
     // Unheld, the program runs (as the account).
     holder.ok(&["exec", prog], None);
     holder.ok(&["exec", "/usr/bin/id", "-un"], None);

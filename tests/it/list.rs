@@ -13,8 +13,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::account::Account;
 use common::*;
 
 /// `tree/ro`: files, a hidden one, a directory, a symlink to /etc, a
@@ -218,41 +218,13 @@ fn list_is_confined_exactly_like_get() {
     assert!(r.out().lines().any(|l| l == "passwd"), "{}", r.out());
 }
 
-/// A throwaway system account, removed on drop.
-struct Account {
-    name: String,
-}
-
-impl Account {
-    /// Fails (never skips) without root or `useradd` (Debian package `passwd`).
-    fn create() -> Account {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the run-as test needs root (tests/run runs as root)"
-        );
-        let name = format!("remol{}", std::process::id() % 100_000);
-        let ok = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/bin/sh", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "useradd failed (Debian package passwd) for {name}");
-        Account { name }
-    }
-}
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
-
 /// A run-as user lists with the account's rights: a root-owned 0700
 /// directory is refused, and so is one the account may read but not
 /// search (0744), whose entries only root could `lstat` — every `fstatat`
 /// runs as the account, not as remod.
 #[test]
 fn run_as_lists_with_the_accounts_rights() {
-    let acct = Account::create();
+    let acct = Account::create_as("remol");
     let scratch = Scratch::new("list-runas");
     let (_remod, url, data) = start_remod_http(&scratch);
     let d = scratch.sub("ra");

@@ -150,15 +150,7 @@ impl Account {
             // The switch set remod's dumpable flag to fs.suid_dumpable; at
             // 1 the kernel would give this thread's /proc files (its
             // oom_score_adj, which is the whole process's) to the account.
-            if libc::syscall(
-                libc::SYS_prctl,
-                libc::PR_SET_DUMPABLE,
-                0u64,
-                0u64,
-                0u64,
-                0u64,
-            ) != 0
-            {
+            if !super::spawn::clear_dumpable() {
                 return Err(std::io::Error::last_os_error());
             }
         }

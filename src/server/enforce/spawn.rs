@@ -879,6 +879,24 @@ unsafe fn child_steps(a: &ChildArgs) -> (Stage, c_int) {
     fail(Stage::Exec)
 }
 
+/// `prctl(PR_SET_DUMPABLE, 0)` as a raw system call (so also in the
+/// child): the caller's memory is no longer dumpable. True on success.
+#[inline(always)]
+pub(crate) fn clear_dumpable() -> bool {
+    // SAFETY: a prctl without pointers; it changes one flag of the
+    // caller's memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_SET_DUMPABLE,
+            0u64,
+            0u64,
+            0u64,
+            0u64,
+        ) == 0
+    }
+}
+
 /// The account switch: groups, then gid, then uid in three steps; the step
 /// that failed. Built only where the raw calls take 32-bit ids
 /// ([`RAW_SETID`]).
@@ -910,15 +928,7 @@ unsafe fn switch_account(a: &ChildArgs) -> Option<Stage> {
     if syscall(libc::SYS_setresuid, 0u32, a.uid, 0u32) != 0 {
         return Some(Stage::Uid);
     }
-    if syscall(
-        libc::SYS_prctl,
-        libc::PR_SET_DUMPABLE,
-        0u64,
-        0u64,
-        0u64,
-        0u64,
-    ) != 0
-    {
+    if !clear_dumpable() {
         return Some(Stage::Dumpable);
     }
     if syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) != 0 {
