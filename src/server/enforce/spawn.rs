@@ -62,24 +62,26 @@
 //!   that limit the spawn fails.
 //! * **The account never reaches the child's memory.** From its last
 //!   `setresuid` to `execve` the child runs as the account, which may
-//!   then signal it (`SIGSTOP` holds it there). Reading or writing its memory (`ptrace`,
-//!   `/proc/PID/mem`, `process_vm_readv`/`writev`) or making it dump core
-//!   also needs the memory to be dumpable, and every switch of the
-//!   effective uid or gid sets that flag — the memory's, not the
-//!   process's — to `fs.suid_dumpable`. So the child switches in three
-//!   steps ([`switch_account`]): `setresuid(0, uid, 0)`, which the account
-//!   can neither signal nor trace (real and saved uid root's); then
-//!   `PR_SET_DUMPABLE` 0; then `setresuid(uid, uid, uid)`, which changes
-//!   no effective or file-system id and so leaves the flag at 0 (and
-//!   clears every capability, ambient ones included). Because the flag is
-//!   the memory's, a spawn that changes the uid still shares remod's
-//!   memory only when `fs.suid_dumpable` is 0 (read each time; unreadable
-//!   counts as not 0, [`share_memory`]): otherwise another child's switch
-//!   sets the shared flag to 1 for an instant, and the account could
-//!   stop that child right there and so hold it at 1 while a third one
-//!   dumps core. Those spawns clone without `CLONE_VM | CLONE_VFORK`
-//!   (fork semantics: the child's memory, and flag, are a copy of its
-//!   own) and report errors through a close-on-exec pipe.
+//!   then signal it (`SIGSTOP` holds it there). Reading or writing its
+//!   memory (`ptrace`, `/proc/PID/mem`, `process_vm_readv`/`writev`) or
+//!   making it dump core also needs the memory to be dumpable, and every
+//!   switch of the effective uid or gid sets that flag — the memory's,
+//!   not the process's — to `fs.suid_dumpable`. So the child switches in
+//!   three steps ([`switch_account`]): `setresuid(0, uid, 0)`, after
+//!   which the account can neither signal nor trace it (real and saved
+//!   uid root's); then `PR_SET_DUMPABLE` 0; then `setresuid(uid, uid,
+//!   uid)`, which changes no effective or file-system id and so leaves
+//!   the flag at 0 (and clears every capability, ambient ones included).
+//!   Because the flag is the memory's, a spawn that changes the uid
+//!   shares remod's memory only when `fs.suid_dumpable` is 0 (read each
+//!   time; unreadable counts as not 0, [`share_memory`]): otherwise every
+//!   other switch (a child's first step, a run-as file step) sets the
+//!   shared flag to 1 for an instant, and a child the account holds with
+//!   a core signal pending could dump remod's memory in such an instant,
+//!   a race the account can run again and again. Those spawns clone
+//!   without `CLONE_VM | CLONE_VFORK` (fork semantics: the child's
+//!   memory, and flag, are a copy of its own) and report errors through a
+//!   close-on-exec pipe.
 //!
 //! The child's steps, in order: signal dispositions; into the cgroup
 //! (writing `0` to the command's `cgroup.procs`, still as root); its own
@@ -87,8 +89,8 @@
 //! `close_range` (still as root, so none of remod's other descriptors is
 //! ever in a process of the account's); the account (`setgroups`,
 //! `setresgid`, then `setresuid` in the three steps above); `chdir` (with
-//! the account's rights); the
-//! controlling terminal; an empty signal mask; `execve`. No `PATH` search: callers resolve the program first
+//! the account's rights); the controlling terminal; an empty signal mask;
+//! `execve`. No `PATH` search: callers resolve the program first
 //! (authz), and a file that is not a valid executable (no `#!`) fails
 //! with `ENOEXEC` instead of being run by `/bin/sh`.
 //!
@@ -176,9 +178,9 @@ impl Credentials {
 /// Whether a child may run in remod's memory until `execve`
 /// (`CLONE_VM | CLONE_VFORK`): always when it keeps remod's uid; when it
 /// switches to an account, only if `fs.suid_dumpable` (`suid_dumpable`,
-/// the file's content, `None` when unreadable) is 0 — else each child's
-/// switch sets the shared memory's dumpable flag to it for an instant, an
-/// instant the account can hold by stopping that child (see the module
+/// the file's content, `None` when unreadable) is 0 — else every switch
+/// sets the shared memory's dumpable flag to it for an instant, in which
+/// a child the account holds could dump core (see the module
 /// documentation).
 pub(crate) fn share_memory(changes_uid: bool, suid_dumpable: Option<&str>) -> bool {
     !changes_uid || suid_dumpable.is_some_and(|v| v.trim() == "0")
