@@ -151,12 +151,26 @@ fn slow_dir(base: &Path) -> std::path::PathBuf {
     d.join("L0")
 }
 
-/// With `fs.suid_dumpable = 1`, a process of the run-as account can stop
-/// remod's child before `execve` but read none of its memory.
+/// With `fs.suid_dumpable = 1` (a forked copy of remod starts the
+/// command), a process of the run-as account can stop the child before
+/// `execve` but read none of its memory.
 #[test]
-fn the_run_as_account_cannot_read_a_starting_child() {
-    let _dumpable = SuidDumpable::set("1");
-    let acct = Account::create_as("remom");
+fn the_run_as_account_cannot_read_a_starting_child_with_suid_dumpable_1() {
+    attack_a_starting_child("1", "remom");
+}
+
+/// The same with `fs.suid_dumpable = 0`, the default, where the child
+/// runs in remod's own memory until `execve`.
+#[test]
+fn the_run_as_account_cannot_read_a_starting_child_with_suid_dumpable_0() {
+    attack_a_starting_child("0", "remon");
+}
+
+/// The attack with `fs.suid_dumpable` at `dumpable`, as a new account
+/// named `prefix` and the test's process number.
+fn attack_a_starting_child(dumpable: &str, prefix: &str) {
+    let _dumpable = SuidDumpable::set(dumpable);
+    let acct = Account::create_as(prefix);
     let scratch = Scratch::new("runas-spawn");
     let cwd = slow_dir(scratch.path());
     let (mut remod, url, data) = start_remod_http(&scratch);
