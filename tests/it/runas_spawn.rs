@@ -87,6 +87,7 @@ int main(int argc, char **argv) {
             }
             char uids[128] = "";
             sscanf(field(buf, "Uid:\t"), "%127[^\n]", uids);
+            for (char *t = uids; *t; t++) if (*t == '\t') *t = ',';
             struct stat st;
             snprintf(path, sizeof path, "/proc/%ld/environ", p);
             long owner = stat(path, &st) == 0 ? (long)st.st_uid : -1;
@@ -273,15 +274,12 @@ fn attack_a_starting_child(dumpable: &str, prefix: &str) {
     // account's (it could not be stopped before), is not dumpable: the
     // files in its /proc directory are root's, where an account's own
     // process has them as its own.
-    let uids: Vec<&str> = line
-        .split("uids=")
-        .nth(1)
-        .and_then(|r| r.split(" proc_owner").next())
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let u = acct.uid.to_string();
-    assert_eq!(uids, [&u, &u, &u, &u], "real, effective, saved, fs: {line}");
+    let u = acct.uid;
+    assert_eq!(
+        get("uids="),
+        format!("{u},{u},{u},{u}"),
+        "real, effective, saved, fs: {line}"
+    );
     assert_eq!(get("proc_owner="), "0", "{line}");
     remod.assert_running();
     let ran = c.ok(&["exec", "--cwd", "/", "id", "-u"], None);
