@@ -77,7 +77,15 @@ fn lock(path: &Path, create: bool) -> Result<Option<Flock<std::fs::File>>, Clien
         match check_private_dir(dir) {
             Ok(()) => {}
             // No directory yet: nothing cached (a store creates it first).
-            Err(_) if !create && !dir.exists() => return Ok(None),
+            // Decided on this one look: a second one (`dir.exists()`) can
+            // find the directory that a parallel remo (a fleet command's
+            // children) created meanwhile, and turned "nothing cached"
+            // into an error.
+            Err(ClientError::Io { source, .. })
+                if !create && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(e),
         }
     }
@@ -260,6 +268,18 @@ mod tests {
             server_key: key.clone(),
             framing: Framing::Binary,
         }
+    }
+
+    #[test]
+    fn only_a_missing_directory_means_nothing_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = IdentityKey::generate().public();
+        let missing = SessionCache::new(&dir.path().join("remo"), "http://h/remo", "u");
+        assert!(missing.load("http://h/remo", "u", &k).unwrap().is_none());
+        // Something else in its place is an error, not an empty cache.
+        std::fs::write(dir.path().join("remo"), b"").unwrap();
+        let file = SessionCache::new(&dir.path().join("remo"), "http://h/remo", "u");
+        assert!(file.load("http://h/remo", "u", &k).is_err());
     }
 
     #[test]
