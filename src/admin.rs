@@ -237,6 +237,22 @@ pub fn run_user(a: UserArgs) -> i32 {
     finish("remod", user(a))
 }
 
+/// Tells the admin at once when a `files:` grant's directory is reached
+/// through a symbolic link: every file operation under it will be refused.
+fn warn_link_on_root(perm: &str) {
+    let Some(link) = crate::perms::Perm::parse(perm)
+        .ok()
+        .and_then(|p| p.link_on_root())
+    else {
+        return;
+    };
+    eprintln!(
+        "remod: warning: {} is a symbolic link: get, put and list under {perm:?} will be \
+         refused until the grant names the real path (without links)",
+        link.display()
+    );
+}
+
 fn user(a: UserArgs) -> Result<(), Failure> {
     let Some(db_path) = a.db else {
         return Err(Failure::usage(
@@ -260,6 +276,7 @@ fn user(a: UserArgs) -> Result<(), Failure> {
             if !allow.is_empty() {
                 println!("  permissions: {}", allow.join(", "));
             }
+            allow.iter().for_each(|p| warn_link_on_root(p));
         }
         UserCmd::Allow { name, perm } => {
             if db.add_permission(&name, &perm)? {
@@ -267,6 +284,7 @@ fn user(a: UserArgs) -> Result<(), Failure> {
             } else {
                 println!("{name} already has {perm:?}");
             }
+            warn_link_on_root(&perm);
         }
         UserCmd::Deny { name, perm } => {
             if db.remove_permission(&name, &perm)? {

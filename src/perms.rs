@@ -113,6 +113,28 @@ impl Perm {
     }
 }
 
+impl Perm {
+    /// For a `files:` grant: the first symbolic link on the way to its
+    /// directory as the file system stands now. File operations refuse a
+    /// root reached through a link (`confine`), so an admin granting one
+    /// is told at once, not by the user's first refusal.
+    pub(crate) fn link_on_root(&self) -> Option<PathBuf> {
+        let (Perm::FilesRead(dir) | Perm::FilesWrite(dir)) = self else {
+            return None;
+        };
+        let mut at = PathBuf::from("/");
+        for c in dir.components().skip(1) {
+            at.push(c);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => return Some(at),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
 /// A user's grants, parsed once per session (and again when the database changes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
@@ -223,6 +245,22 @@ impl Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_on_the_way_to_a_files_root_is_found() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        std::fs::create_dir_all(real.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&real, t.path().join("link")).unwrap();
+        let base = std::fs::canonicalize(t.path()).unwrap();
+        let grant = |s: &str| Perm::parse(&format!("files:read:{}/{s}", base.display())).unwrap();
+        assert_eq!(grant("real/sub").link_on_root(), None);
+        assert_eq!(grant("link/sub").link_on_root(), Some(base.join("link")));
+        assert_eq!(grant("link").link_on_root(), Some(base.join("link")));
+        // Not there (yet): nothing to say.
+        assert_eq!(grant("missing/sub").link_on_root(), None);
+        assert_eq!(Perm::parse("cmd").unwrap().link_on_root(), None);
+    }
 
     #[test]
     fn parses_every_form() {

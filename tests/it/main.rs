@@ -36,6 +36,7 @@ mod firewall_netns;
 mod first_hour;
 mod fleet;
 mod frontdoor;
+mod grant_roots;
 mod interactive;
 mod keys_cli;
 mod list;

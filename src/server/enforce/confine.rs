@@ -8,6 +8,10 @@
 //! an absolute symlink, a relative symlink that leads outside, or a
 //! `/proc/…/fd` magic link all fail with `EXDEV`/`ELOOP`, however the tree
 //! changes between a check and the use — there is no separate check.
+//! The root itself is opened with `RESOLVE_NO_SYMLINKS`: a link anywhere
+//! in the granted name (one a local account swapped in above the root, or
+//! one the operator wrote) is refused, so the grant stays where it was
+//! given.
 //! Every later step of `put` (`mkdirat`, `openat(O_CREAT|O_EXCL)`,
 //! `renameat`, `linkat`) works on a directory descriptor obtained that way.
 //!
@@ -126,17 +130,48 @@ impl Located {
         fs_error(&self.shown, e, self.confined)
     }
 
-    /// Opens the root directory itself (ordinary resolution: the operator
-    /// named it).
+    /// Opens the root directory itself. A granted root is opened with
+    /// `RESOLVE_NO_SYMLINKS`: the grant names a directory, and a symbolic
+    /// link anywhere in that name, which whoever may write to one of its
+    /// parents could put there (`/home/alice/incoming` swapped for a link
+    /// to `/`), would move the whole grant. Admins' `/`: ordinary `open`.
     fn open_root(&self) -> Result<OwnedFd, OpError> {
-        let fd = nix::fcntl::open(
-            &self.root,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| fs_error(&self.root.display().to_string(), e, false))?;
-        // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let fd = if self.confined {
+            let how = OpenHow::new()
+                .flags(flags)
+                .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+            nix::fcntl::openat2(libc::AT_FDCWD, &self.root, how).map_err(|e| self.root_error(e))?
+        } else {
+            nix::fcntl::open(&self.root, flags, Mode::empty())
+                .map_err(|e| fs_error(&self.root.display().to_string(), e, false))?
+        };
+        // SAFETY: `open`/`openat2` returned a fresh descriptor that nothing
+        // else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Why a granted root did not open. A symbolic link on its way is
+    /// refused (`forbidden`, and a warning for the operator: a
+    /// misconfigured grant or a swap by a local account); anything else
+    /// as before.
+    fn root_error(&self, e: Errno) -> OpError {
+        let root = self.root.display();
+        if e == Errno::ELOOP {
+            log::warn!(
+                "file access refused: the granted directory {root} is reached through a \
+                 symbolic link (a grant must name the real path; was it replaced by a link?)"
+            );
+            return OpError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{}: the granted directory {root} is reached through a symbolic link; \
+                     grants must name the real path",
+                    self.shown
+                ),
+            );
+        }
+        fs_error(&root.to_string(), e, false)
     }
 
     /// `openat2` below `dir` with this location's resolve flags.
