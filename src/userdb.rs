@@ -55,6 +55,9 @@ pub enum DbError {
         /// The underlying error.
         source: rusqlite::Error,
     },
+    /// The server was given a file that is not a remo user database.
+    #[error("{0}: not a remo user database (make one with: remod init DIR, or remod user --db FILE add)")]
+    NotUserDb(PathBuf),
     /// The file was written by a newer remod.
     #[error(
         "user database schema version {0} is newer than this remod supports ({SCHEMA_VERSION})"
@@ -214,6 +217,37 @@ impl UserDb {
             return Err(DbError::Missing(path.to_path_buf()));
         }
         Self::open_existing(path)
+    }
+
+    /// Opens a user database for serving: the file must already be one
+    /// (`remod init`, `remod user add`). A FastCGI param may name the
+    /// file, and `open` would turn any root-owned empty file (or another
+    /// program's SQLite database) into ours, with `-wal`/`-shm` files
+    /// beside it; this looks first, read-only, and writes nothing to a
+    /// file without our tables.
+    pub fn open_served(path: &Path) -> Result<Self, DbError> {
+        let ours = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|c| {
+            let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let tables: i64 = c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name IN ('users', 'permissions')",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(version >= 1 && tables == 2)
+        })
+        .map_err(|source| DbError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !ours {
+            return Err(DbError::NotUserDb(path.to_path_buf()));
+        }
+        Self::open(path)
     }
 
     fn open_existing(path: &Path) -> Result<Self, DbError> {
@@ -436,6 +470,49 @@ mod tests {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         UserDb::open(&p).unwrap();
+    }
+
+    #[test]
+    fn the_server_opens_only_a_user_database_and_writes_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("users.db");
+        let mut db = UserDb::create(&p).unwrap();
+        db.add_user("alice", &key()).unwrap();
+        drop(db);
+        let db = UserDb::open_served(&p).unwrap();
+        assert!(db.get_user("alice").unwrap().is_some());
+        drop(db);
+
+        let listing = |d: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        // An empty file (a root-owned lock file, say) and another
+        // program's database: refused, and left exactly as they were.
+        let other = tempfile::tempdir().unwrap();
+        let empty = other.path().join(".pwd.lock");
+        std::fs::write(&empty, b"").unwrap();
+        let foreign = other.path().join("app.db");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE users (x); PRAGMA user_version = 7;")
+            .unwrap();
+        let before = std::fs::read(&foreign).unwrap();
+        let names = listing(other.path());
+        for f in [&empty, &foreign] {
+            assert!(
+                matches!(UserDb::open_served(f), Err(DbError::NotUserDb(_))),
+                "{}",
+                f.display()
+            );
+        }
+        assert_eq!(std::fs::read(&empty).unwrap(), b"");
+        assert_eq!(std::fs::read(&foreign).unwrap(), before);
+        assert_eq!(listing(other.path()), names, "no -wal or -shm files left");
     }
 
     #[test]

@@ -244,6 +244,7 @@ fn defaults_from(a: &ServeArgs) -> Defaults {
                 revoked: a.revoked.as_ref().map(abs),
                 server_name: a.server_name.clone(),
             },
+            cert_table: Default::default(),
             refused_param: None,
         },
         // The embedded door is the whole server: it answers exactly under

@@ -568,3 +568,156 @@ fn certificate_settings_are_not_params_and_their_files_are_checked() {
     assert!(log.contains("REMO_REVOKED"), "{log}");
     remod.assert_running();
 }
+
+/// Review of 2026-12-04: a FastCGI peer chose another root-owned config
+/// file (`REMO_CONFIG`) and so dropped the revocation list that remod's
+/// own config file names, while the CA from remod's flags stayed trusted
+/// (a revoked certificate logged in); or named an empty root-owned file as
+/// `REMO_USER_DB`, which remod made into a user database (with `-wal` and
+/// `-shm` files beside it) where no user is disabled.
+#[test]
+fn a_peer_cannot_mix_certificate_settings_or_make_a_user_database() {
+    let scratch = Scratch::new("certs-mix");
+    let data = init_data_dir(&scratch, "admin");
+    let ca = Ca::new(&scratch);
+    let conf = scratch.sub("conf");
+    let own = conf.join("remo.toml");
+    std::fs::write(
+        &own,
+        format!(
+            "[certificates]\nrevoked = {:?}\n",
+            ca.revoked.display().to_string()
+        ),
+    )
+    .unwrap();
+    let empty = conf.join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let vhost = conf.join("vhost.toml");
+    let vhost_list = conf.join("vhost-revoked");
+    std::fs::write(&vhost_list, "").unwrap();
+    std::fs::write(
+        &vhost,
+        format!(
+            "[certificates]\nrevoked = {:?}\n",
+            vhost_list.display().to_string()
+        ),
+    )
+    .unwrap();
+    let lock = conf.join(".pwd.lock");
+    std::fs::write(&lock, "").unwrap();
+
+    let ca_key = ca.identity();
+    let user = IdentityKey::generate();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let cert = Certificate {
+        ca: ca_key.public().fingerprint(),
+        serial: 42,
+        user: "carol".into(),
+        key: user.public(),
+        not_before: now - 10,
+        not_after: now + 3600,
+        hosts: vec!["*".into()],
+        grants: vec!["admin".into()],
+    };
+    remo_local(
+        &scratch,
+        &[
+            "ca",
+            "revoke",
+            "--list",
+            ca.revoked.to_str().unwrap(),
+            "--serial",
+            "42",
+            "--ca",
+            ca.public.to_str().unwrap(),
+        ],
+    );
+    let (mut remod, sock) = start_remod_fcgi_with(
+        &scratch,
+        &data,
+        &[
+            "--ca-keys",
+            ca.public.to_str().unwrap(),
+            "--config",
+            own.to_str().unwrap(),
+        ],
+    );
+    let key = data.key_file.display().to_string();
+    let db = data.user_db.display().to_string();
+    let auth = |extra: &[(&str, &str)]| {
+        let b = body("carol", &user, Some((&cert, &ca_key)));
+        let len = b.len().to_string();
+        let mut p = vec![
+            ("REQUEST_METHOD", "POST"),
+            ("REQUEST_URI", "/remo/auth"),
+            ("SCRIPT_NAME", "/remo/auth"),
+            ("CONTENT_TYPE", "application/json"),
+            ("CONTENT_LENGTH", len.as_str()),
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("REMO_BASE", "/remo"),
+            ("REMO_KEY_FILE", key.as_str()),
+        ];
+        if !extra.iter().any(|(k, _)| *k == "REMO_USER_DB") {
+            p.push(("REMO_USER_DB", db.as_str()));
+        }
+        p.extend_from_slice(extra);
+        let (status, out) = crate::common::fcgi::request(&sock, &p, &b);
+        (status, text(&out))
+    };
+    let log = scratch.path().join("remod.log");
+
+    // remod's own settings: the revoked certificate is refused.
+    let (status, out) = auth(&[]);
+    assert_eq!(status, 401, "{out}");
+    wait_log(&log, "serial revoked", 1);
+    // The same request naming an empty root-owned config file: the CA
+    // from the flags with no revocation list, had the settings mixed.
+    let empty_s = empty.display().to_string();
+    let (status, out) = auth(&[("REMO_CONFIG", &empty_s)]);
+    assert_eq!(status, 401, "a peer dropped the revocation list: {out}");
+    wait_log(&log, "serial revoked", 2);
+    // A config file with a table of its own (another, empty list): not
+    // mixed with remod's settings, refused.
+    let vhost_s = vhost.display().to_string();
+    let (status, out) = auth(&[("REMO_CONFIG", &vhost_s)]);
+    assert_eq!(status, 500, "{out}");
+    wait_log(
+        &log,
+        "has a [certificates] table, while remod has certificate settings",
+        1,
+    );
+    // Naming remod's own config file by a param changes nothing.
+    let own_s = own.display().to_string();
+    let (status, _) = auth(&[("REMO_CONFIG", &own_s)]);
+    assert_eq!(status, 401);
+
+    // An empty root-owned file as the user database: refused, untouched.
+    let lock_s = lock.display().to_string();
+    let (status, out) = auth(&[("REMO_USER_DB", &lock_s)]);
+    assert_eq!(
+        status, 500,
+        "an empty file served as a user database: {out}"
+    );
+    wait_log(&log, "not a remo user database", 1);
+    assert_eq!(std::fs::read(&lock).unwrap(), b"");
+    let mut names: Vec<_> = std::fs::read_dir(&conf)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".pwd.lock",
+            "empty.toml",
+            "remo.toml",
+            "vhost-revoked",
+            "vhost.toml"
+        ],
+        "no -wal, -shm or audit.db beside the file"
+    );
+    remod.assert_running();
+}

@@ -58,6 +58,9 @@ pub struct InstanceKey {
     /// in remod's environment): certificate logins (§7); where unset, the
     /// config file's `[certificates]`. Never from FastCGI params.
     pub certs: CertSettings,
+    /// Where the `[certificates]` table comes from: remod's own config
+    /// file, also when a param names another one (see [`CertTable`]).
+    pub cert_table: CertTable,
     /// A certificate setting a request tried to give as a FastCGI param:
     /// refused (see [`CERT_PARAMS`]).
     pub refused_param: Option<&'static str>,
@@ -72,6 +75,32 @@ pub struct InstanceKey {
 /// here. They come from remod's flags, its environment, or the
 /// `[certificates]` table of its config file.
 pub(crate) const CERT_PARAMS: [&str; 3] = ["REMO_CA_KEYS", "REMO_REVOKED", "REMO_SERVER_NAME"];
+
+/// Where an instance's `[certificates]` table is read. Certificate trust
+/// is one decision, made by whoever set remod up: its flags, environment
+/// and own config file together, or a config file of its own that names
+/// all of it. A FastCGI peer may choose among root's config files
+/// (`REMO_CONFIG`), and must not be able to mix them: picking an empty
+/// file would otherwise drop the revocation list that remod's own config
+/// file names while the CA from its flags stays trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum CertTable {
+    /// The instance's config file is remod's own (no `REMO_CONFIG`
+    /// param, or the param names that file): its table applies.
+    #[default]
+    Own,
+    /// `REMO_CONFIG` came from a param. If remod has certificate settings
+    /// of its own (flags, environment, or this file's table: `path`, which
+    /// may be missing when `optional`), they apply and the param's file
+    /// may not have a table; if it has none, the param's file's table
+    /// applies whole.
+    Daemon {
+        /// remod's own config file.
+        path: Option<PathBuf>,
+        /// Whether it may be missing.
+        optional: bool,
+    },
+}
 
 /// Daemon-wide defaults, used where a request carries no param.
 #[derive(Debug, Clone, Default)]
@@ -111,6 +140,7 @@ impl Defaults {
 
     fn instance_for(&self, params: &Params) -> InstanceKey {
         let config = param_path(params, "REMO_CONFIG");
+        let config_param = config.is_some();
         InstanceKey {
             key_file: param_path(params, "REMO_KEY_FILE")
                 .or_else(|| self.instance.key_file.clone()),
@@ -123,6 +153,14 @@ impl Defaults {
                 .map(str::to_string)
                 .or_else(|| self.instance.session_timeout.clone()),
             certs: self.instance.certs.clone(),
+            cert_table: if config_param {
+                CertTable::Daemon {
+                    path: self.instance.config.clone(),
+                    optional: self.instance.config_optional,
+                }
+            } else {
+                CertTable::Own
+            },
             refused_param: CERT_PARAMS
                 .into_iter()
                 .find(|name| params.get(name).is_some_and(|v| !v.is_empty())),
@@ -447,6 +485,7 @@ mod tests {
                 session_timeout: None,
                 config_optional: false,
                 certs: Default::default(),
+                cert_table: CertTable::Own,
                 refused_param: None,
             },
             base: Some("/remo".into()),

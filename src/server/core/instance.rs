@@ -14,7 +14,7 @@ use crate::perms::Grants;
 use crate::proto::handshake::REPLAY_MEMORY_SECS;
 use crate::proto::identity::{IdentityKey, PublicKey};
 use crate::server::core::config::{
-    parse_timeout, CertSettings, ConfigError, ConfigFile, InstanceKey, Limits,
+    parse_timeout, CertSettings, CertTable, ConfigError, ConfigFile, InstanceKey, Limits,
 };
 use crate::server::core::session::SessionTable;
 use crate::server::enforce::contain::SessionCaps;
@@ -97,6 +97,9 @@ pub(crate) struct Resolved {
     /// Certificate settings from params, environment or flags (the config
     /// file's `[certificates]` fills the rest at load).
     pub certs: CertSettings,
+    /// Which file's `[certificates]` applies (remod's own config file
+    /// resolved, when it is not the instance's).
+    pub cert_table: CertTable,
 }
 
 impl Resolved {
@@ -148,6 +151,29 @@ impl Resolved {
             }
             None => None,
         };
+        let cert_table = match &k.cert_table {
+            CertTable::Daemon {
+                path: Some(own),
+                optional,
+            } => {
+                let own = if *optional && !own.exists() {
+                    trust::check_creatable(own).map_err(untrusted("REMO_CONFIG"))?
+                } else {
+                    trust::check_file(own)
+                        .map_err(untrusted("REMO_CONFIG"))?
+                        .path
+                };
+                if config.as_ref() == Some(&own) {
+                    CertTable::Own
+                } else {
+                    CertTable::Daemon {
+                        path: Some(own),
+                        optional: *optional,
+                    }
+                }
+            }
+            other => other.clone(),
+        };
         Ok((
             Resolved {
                 key_file: key.path,
@@ -157,9 +183,49 @@ impl Resolved {
                 config_optional: k.config_optional,
                 timeout,
                 certs: k.certs.clone(),
+                cert_table,
             },
             why,
         ))
+    }
+
+    /// The certificate settings that apply, given the instance's own
+    /// config file (see [`CertTable`]): remod's own, whole, when it has
+    /// any; else the instance's file's table, whole. A file a param named
+    /// that carries a table while remod has settings of its own is
+    /// refused, not merged.
+    pub(crate) fn cert_settings(&self, file: &ConfigFile) -> Result<CertSettings, InstanceError> {
+        let (path, optional) = match &self.cert_table {
+            CertTable::Own => return Ok(self.certs.or(&file.certificates)),
+            CertTable::Daemon { path, optional } => (path, *optional),
+        };
+        let untrusted = |why| InstanceError::Untrusted {
+            setting: "REMO_CONFIG",
+            why,
+        };
+        let own = match path {
+            None => CertSettings::default(),
+            Some(p) if optional && !p.exists() => {
+                trust::check_creatable(p).map_err(untrusted)?;
+                CertSettings::default()
+            }
+            Some(p) => {
+                let checked = trust::check_file(p).map_err(untrusted)?;
+                ConfigFile::load(&checked.path)?.certificates
+            }
+        };
+        let daemon = self.certs.or(&own);
+        if daemon == CertSettings::default() {
+            return Ok(file.certificates.clone());
+        }
+        if file.certificates != CertSettings::default() {
+            return Err(ConfigError::Invalid {
+                name: "REMO_CONFIG",
+                why: "was named by a FastCGI param and has a [certificates] table, while remod has certificate settings of its own (flags, environment or its own config file): they are not mixed, so that a peer on the socket cannot drop a revocation list or swap a CA by choosing a file; remove the table, or give remod no certificate settings of its own".into(),
+            }
+            .into());
+        }
+        Ok(daemon)
     }
 
     /// Reads the config file again, after the same trust checks as at
@@ -279,10 +345,10 @@ impl Instance {
             Some(p) => ConfigFile::load(p)?,
             None => ConfigFile::default(),
         };
-        let cert_settings = k.certs.or(&file.certificates);
+        let cert_settings = k.cert_settings(&file)?;
         let certs = Arc::new(CertTrust::open(&cert_settings)?);
         let key = load_server_key(&k.key_file)?;
-        let users = UserDb::open(&k.user_db).map_err(|e| InstanceError::Db {
+        let users = UserDb::open_served(&k.user_db).map_err(|e| InstanceError::Db {
             path: k.user_db.clone(),
             why: e.to_string(),
         })?;
@@ -432,10 +498,8 @@ impl Instance {
     /// (an error keeps the previous configuration).
     pub(crate) fn certs_for(
         &self,
-        resolved: &Resolved,
-        file: &ConfigFile,
+        settings: CertSettings,
     ) -> Result<(CertSettings, Arc<CertTrust>, bool), CertTrustError> {
-        let settings = resolved.certs.or(&file.certificates);
         if settings == self.cert_settings {
             return Ok((settings, self.certs.clone(), false));
         }
@@ -902,7 +966,10 @@ impl Registry {
                 }
             };
             let (mut what, firewall) = old.changes(&file);
-            let certs = match old.certs_for(&resolved, &file) {
+            let certs = match resolved
+                .cert_settings(&file)
+                .and_then(|s| old.certs_for(s).map_err(InstanceError::from))
+            {
                 Ok((settings, trust, changed)) => {
                     if changed {
                         what.push(format!("[certificates] changed: {}", trust.describe()));
