@@ -321,6 +321,56 @@ async fn files_write_is_confined() {
         .is_symlink());
 }
 
+/// Review of 2026-12-04: an admin's set-uid mode over an existing file
+/// was lost (the old owner was copied after the mode, and a chown clears
+/// set-id bits), and a name longer than about 240 bytes could not be put
+/// (the temporary name is built from it).
+#[tokio::test]
+async fn put_keeps_an_admins_set_id_mode_and_takes_long_names() {
+    let f = fixture();
+    let t = tree(&f);
+    let s = session(&f, "boss", &["admin"]).await;
+    let tool = t.join("rw/tool");
+    std::fs::write(&tool, b"old").unwrap();
+    std::os::unix::fs::chown(&tool, Some(65534), Some(65534)).unwrap();
+    let path = tool.display().to_string();
+    let r = request(
+        &f,
+        &s,
+        1,
+        "put",
+        json!({"path": path, "mode": 0o4755}),
+        &[b"new"],
+    )
+    .await;
+    assert!(r.result.is_ok(), "{:?}", r.result);
+    let m = std::fs::metadata(&tool).unwrap();
+    assert_eq!(std::fs::read(&tool).unwrap(), b"new");
+    assert_eq!((m.uid(), m.gid()), (65534, 65534), "the old owner is kept");
+    assert_eq!(
+        m.permissions().mode() & 0o7777,
+        0o4755,
+        "the mode asked for"
+    );
+
+    let long = t.join("rw").join("n".repeat(250));
+    let path = long.display().to_string();
+    for (n, body) in [(2, b"one"), (3, b"two")] {
+        let r = request(&f, &s, n, "put", json!({"path": path}), &[body]).await;
+        assert!(
+            r.result.is_ok(),
+            "put #{n} to a 250-byte name: {:?}",
+            r.result
+        );
+        assert_eq!(std::fs::read(&long).unwrap(), body);
+    }
+    let names: Vec<_> = std::fs::read_dir(t.join("rw"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+}
+
 #[tokio::test]
 async fn run_as_an_account() {
     let acct = Account::create_as("remot");

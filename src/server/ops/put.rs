@@ -165,12 +165,22 @@ impl Drop for TempGuard {
     }
 }
 
+/// The most of the target's name a temporary name repeats: with the dot
+/// and the `.remo-XXXXXXXX` suffix it stays within `NAME_MAX` (255), so a
+/// target with a long name can be put too.
+const TEMP_NAME_KEEPS: usize = 200;
+
+/// `.NAME.remo-XXXXXXXX` beside the target (NAME cut to
+/// [`TEMP_NAME_KEEPS`] bytes), 48 random bits.
 fn temp_name(name: &OsStr) -> OsString {
     use rand_core::RngCore;
+    use std::os::unix::ffi::OsStrExt;
     let mut raw = [0u8; 6];
     rand_core::OsRng.fill_bytes(&mut raw);
+    let bytes = name.as_bytes();
+    let kept = bytes.get(..TEMP_NAME_KEEPS).unwrap_or(bytes);
     let mut n = OsString::from(".");
-    n.push(name);
+    n.push(OsStr::from_bytes(kept));
     n.push(format!(".remo-{}", b64::encode(&raw)));
     n
 }
@@ -543,11 +553,12 @@ pub(crate) async fn commit(
     fs_step(acct, move || {
         let io = |e: std::io::Error| io_error(&what, &e);
         let at = |e: Errno| fs_error(&what, e, confined);
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io)?;
+        // The owner first: a chown clears set-id bits, even root's.
         if let Some((uid, gid)) = chown_to {
             let _ = std::os::unix::fs::fchown(&*file, Some(uid), Some(gid));
         }
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io)?;
         file.sync_all().map_err(io)?;
         let d = Some(dir.as_raw_fd());
         let tmp = match tmp {
