@@ -371,6 +371,42 @@ async fn put_keeps_an_admins_set_id_mode_and_takes_long_names() {
     assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
 }
 
+/// Review of 2026-12-04: `get` opened whatever the path named and only
+/// then checked that it was a regular file, so a device node below a
+/// granted root had its driver opened and closed (a tape rewinds, a
+/// watchdog arms). The open is seen with inotify (`IN_OPEN`, which an
+/// `O_PATH` look does not raise).
+#[tokio::test]
+async fn get_does_not_open_a_device_to_find_it_is_not_a_file() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let f = fixture();
+    let t = tree(&f);
+    let dev = t.join("ro/null");
+    nix::sys::stat::mknod(
+        &dev,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let s = session(
+        &f,
+        "reader",
+        &[&format!("files:read:{}", t.join("ro").display())],
+    )
+    .await;
+    let watch = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    watch.add_watch(&dev, AddWatchFlags::IN_OPEN).unwrap();
+    let path = dev.display().to_string();
+    let r = request(&f, &s, 1, "get", json!({"path": path}), &[]).await;
+    assert_eq!(code(&r), Some(ErrorCode::BadRequest), "{:?}", r.result);
+    let events = watch.read_events().unwrap_or_default();
+    assert!(events.is_empty(), "the device was opened: {events:?}");
+    // The watch works: a plain open is seen.
+    drop(std::fs::File::open(&dev).unwrap());
+    assert!(!watch.read_events().unwrap_or_default().is_empty());
+}
+
 #[tokio::test]
 async fn run_as_an_account() {
     let acct = Account::create_as("remot");

@@ -201,19 +201,32 @@ impl Located {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
-    /// Opens the file for reading (`get`). Non-blocking open so a FIFO
-    /// cannot hang the operation; the caller checks it is a regular file.
+    /// Opens the file for reading (`get`). Looked at first through an
+    /// `O_PATH` descriptor, which opens nothing: a device's driver is not
+    /// called (a tape would rewind, a watchdog arm) and a FIFO is not
+    /// waited on. Only a regular file is then opened, through that
+    /// descriptor (`/proc/self/fd/N`, also on a run-as thread: its own
+    /// process), so it is the file that was looked at.
     pub(crate) fn open_read(&self) -> Result<std::fs::File, OpError> {
         let root = self.open_root()?;
-        let fd = self
-            .open_below(
-                root.as_raw_fd(),
-                &self.rel,
-                OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
-                Mode::empty(),
-            )
+        let found = self
+            .open_below(root.as_raw_fd(), &self.rel, OFlag::O_PATH, Mode::empty())
             .map_err(|e| self.err(e))?;
-        Ok(std::fs::File::from(fd))
+        let st = nix::sys::stat::fstat(found.as_raw_fd()).map_err(|e| self.err(e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(OpError::bad_request(format!(
+                "{} is not a regular file",
+                self.shown
+            )));
+        }
+        let fd = nix::fcntl::open(
+            format!("/proc/self/fd/{}", found.as_raw_fd()).as_str(),
+            OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.err(e))?;
+        // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+        Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
     /// Opens the directory for `list`, resolved exactly as `get` resolves
