@@ -393,6 +393,7 @@ mod tests {
                 serial: 1,
                 key: "SHA256:k".into(),
                 not_after,
+                hosts: vec!["*".into()],
             })
         };
         let live = t

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use crate::certfile::{Revocations, MAX_REVOCATION_LEN};
-use crate::proto::cert::{CertError, Certificate};
+use crate::proto::cert::{host_matches, CertError, Certificate};
 use crate::proto::identity::PublicKey;
 use crate::server::core::config::CertSettings;
 use crate::server::enforce::trust;
@@ -99,6 +99,9 @@ pub(crate) struct CertInfo {
     pub key: String,
     /// `NA`: the session ends then at the latest.
     pub not_after: i64,
+    /// The `hosts` patterns: a reload that renames the server ends the
+    /// sessions whose certificate does not name it.
+    pub hosts: Vec<String>,
 }
 
 impl CertInfo {
@@ -109,6 +112,7 @@ impl CertInfo {
             serial: cert.serial,
             key: cert.key.fingerprint(),
             not_after: cert.not_after,
+            hosts: cert.hosts.clone(),
         }
     }
 
@@ -426,10 +430,14 @@ impl CertTrust {
     }
 
     /// Whether a live certificate session may go on: its CA is still
-    /// trusted, nothing of it is revoked, and it has not expired.
+    /// trusted, nothing of it is revoked, it has not expired, and it still
+    /// names this server (which a reload may have renamed).
     pub(crate) fn still_allows(&self, c: &CertInfo, now: i64) -> Result<(), CertRefusal> {
         if now > c.not_after {
             return Err(CertRefusal::Expired);
+        }
+        if !c.hosts.iter().any(|p| host_matches(p, &self.server_name)) {
+            return Err(CertRefusal::WrongHost);
         }
         let st = self.read();
         if !Self::cas(&st)?.contains_key(&c.ca) {
@@ -558,6 +566,21 @@ mod tests {
         let info = CertInfo::of(&good.cert);
         assert_eq!(t.still_allows(&info, now), Ok(()));
         assert_eq!(t.still_allows(&info, now + 101), Err(CertRefusal::Expired));
+        // The same files, the server renamed (a reload): the session's
+        // certificate names web* and db*, not this name.
+        let renamed = |name: &str| {
+            CertTrust::open(&CertSettings {
+                ca_keys: Some(ca_file.clone()),
+                revoked: Some(revoked.clone()),
+                server_name: Some(name.into()),
+            })
+            .unwrap()
+        };
+        assert_eq!(renamed("db7").still_allows(&info, now), Ok(()));
+        assert_eq!(
+            renamed("mail1").still_allows(&info, now),
+            Err(CertRefusal::WrongHost)
+        );
         let cases = [
             (
                 cert(&other_ca, &user, "*", now - 10, now + 100),
