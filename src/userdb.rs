@@ -223,31 +223,75 @@ impl UserDb {
     /// (`remod init`, `remod user add`). A FastCGI param may name the
     /// file, and `open` would turn any root-owned empty file (or another
     /// program's SQLite database) into ours, with `-wal`/`-shm` files
-    /// beside it; this looks first, read-only, and writes nothing to a
-    /// file without our tables.
+    /// beside it. So it looks first, without writing anything: the
+    /// header by a plain read (an empty or non-SQLite file goes no
+    /// further), then, opened `immutable` (no locks, no side files, not
+    /// even for a WAL database), the schema version and our tables'
+    /// columns.
     pub fn open_served(path: &Path) -> Result<Self, DbError> {
-        let ours = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .and_then(|c| {
-            let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            let tables: i64 = c.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
-                 AND name IN ('users', 'permissions')",
-                [],
-                |r| r.get(0),
-            )?;
-            Ok(version >= 1 && tables == 2)
-        })
-        .map_err(|source| DbError::Open {
+        use std::io::Read;
+        let not_ours = || DbError::NotUserDb(path.to_path_buf());
+        let mut head = [0u8; 16];
+        match std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)) {
+            Ok(()) if &head == b"SQLite format 3\0" => {}
+            Ok(()) => return Err(not_ours()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(not_ours()),
+            Err(source) => {
+                return Err(DbError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        let version = Self::look(path).map_err(|source| DbError::Open {
             path: path.to_path_buf(),
             source,
         })?;
-        if !ours {
-            return Err(DbError::NotUserDb(path.to_path_buf()));
+        match version {
+            None => return Err(not_ours()),
+            Some(v) if v > SCHEMA_VERSION => return Err(DbError::NewerSchema(v)),
+            Some(_) => {}
         }
         Self::open(path)
+    }
+
+    /// The schema version if `path` has our tables with (at least) the
+    /// columns of schema version 1, in order; read-only and `immutable`.
+    fn look(path: &Path) -> rusqlite::Result<Option<i64>> {
+        use std::os::unix::ffi::OsStrExt;
+        const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'/')
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        let uri = format!(
+            "file:{}?immutable=1",
+            percent_encoding::percent_encode(path.as_os_str().as_bytes(), KEEP)
+        );
+        let c = Connection::open_with_flags(
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let columns = |table: &str| -> rusqlite::Result<String> {
+            c.query_row(
+                "SELECT coalesce(group_concat(name, ','), '') FROM \
+                 (SELECT name FROM pragma_table_info(?1) ORDER BY cid)",
+                [table],
+                |r| r.get(0),
+            )
+        };
+        let users = columns("users")?;
+        let perms = columns("permissions")?;
+        // Schema version 1's columns; later versions add at the end.
+        let ours = version >= 1
+            && (users == "id,name,key,created,enabled"
+                || users.starts_with("id,name,key,created,enabled,"))
+            && (perms == "user_id,perm" || perms.starts_with("user_id,perm,"));
+        Ok(ours.then_some(version))
     }
 
     fn open_existing(path: &Path) -> Result<Self, DbError> {
@@ -482,6 +526,12 @@ mod tests {
         let db = UserDb::open_served(&p).unwrap();
         assert!(db.get_user("alice").unwrap().is_some());
         drop(db);
+        // A name with what a URI would misread (the look opens a URI).
+        let odd = dir.path().join("a b?c=1#d%20e.db");
+        std::fs::copy(&p, &odd).unwrap();
+        let db = UserDb::open_served(&odd).unwrap();
+        assert!(db.get_user("alice").unwrap().is_some());
+        drop(db);
 
         let listing = |d: &Path| {
             let mut v: Vec<_> = std::fs::read_dir(d)
@@ -501,9 +551,22 @@ mod tests {
             .unwrap()
             .execute_batch("CREATE TABLE users (x); PRAGMA user_version = 7;")
             .unwrap();
+        // In WAL mode (a read-only open would leave -wal and -shm), with
+        // tables of our names but not our columns.
+        let wal = other.path().join("wal.db");
+        Connection::open(&wal)
+            .unwrap()
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; CREATE TABLE users (id, name); \
+                 CREATE TABLE permissions (user_id, perm); PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        let text = other.path().join("notes.txt");
+        std::fs::write(&text, b"not a database at all").unwrap();
         let before = std::fs::read(&foreign).unwrap();
+        let before_wal = std::fs::read(&wal).unwrap();
         let names = listing(other.path());
-        for f in [&empty, &foreign] {
+        for f in [&empty, &foreign, &wal, &text] {
             assert!(
                 matches!(UserDb::open_served(f), Err(DbError::NotUserDb(_))),
                 "{}",
@@ -512,6 +575,7 @@ mod tests {
         }
         assert_eq!(std::fs::read(&empty).unwrap(), b"");
         assert_eq!(std::fs::read(&foreign).unwrap(), before);
+        assert_eq!(std::fs::read(&wal).unwrap(), before_wal);
         assert_eq!(listing(other.path()), names, "no -wal or -shm files left");
     }
 

@@ -689,10 +689,16 @@ fn a_peer_cannot_mix_certificate_settings_or_make_a_user_database() {
         "has a [certificates] table, while remod has certificate settings",
         1,
     );
-    // Naming remod's own config file by a param changes nothing.
+    // Naming remod's own config file by a param changes nothing, nor does
+    // a file that repeats its table word for word.
     let own_s = own.display().to_string();
     let (status, _) = auth(&[("REMO_CONFIG", &own_s)]);
     assert_eq!(status, 401);
+    let repeat = conf.join("repeat.toml");
+    std::fs::copy(&own, &repeat).unwrap();
+    let repeat_s = repeat.display().to_string();
+    let (status, out) = auth(&[("REMO_CONFIG", &repeat_s)]);
+    assert_eq!(status, 401, "{out}");
 
     // An empty root-owned file as the user database: refused, untouched.
     let lock_s = lock.display().to_string();
@@ -714,6 +720,7 @@ fn a_peer_cannot_mix_certificate_settings_or_make_a_user_database() {
             ".pwd.lock",
             "empty.toml",
             "remo.toml",
+            "repeat.toml",
             "vhost-revoked",
             "vhost.toml"
         ],

@@ -445,6 +445,46 @@ fn a_named_upload_left_by_a_crash_is_removed_at_the_next_start() {
     again.stop();
 }
 
+/// Review of 2026-12-04: where the staged file has a name (no
+/// `O_TMPFILE`), its new owner could open it between the chown that gives
+/// it the old owner and the rename, and change what the admin's set-id
+/// bits then apply to. So there the mode goes first and the chown clears
+/// the bits; the owner is still the old one. (Where the file system has
+/// `O_TMPFILE` the bits are kept: `authz::put_keeps_an_admins_set_id_mode…`.)
+#[test]
+fn a_named_staging_file_never_holds_set_id_bits_for_another_owner() {
+    let scratch = Scratch::new("contain-put-setid-named");
+    let (_remod, url, data) = start_remod_http(&scratch);
+    let backing = scratch.sub("backing");
+    let target = scratch.sub("target");
+    let _mount = Bindfs::mount(&backing, &target);
+    let tool = target.join("tool");
+    std::fs::write(&tool, b"old").unwrap();
+    std::os::unix::fs::chown(&tool, Some(65534), Some(65534)).unwrap();
+    let src = scratch.path().join("tool.new");
+    std::fs::write(&src, b"new").unwrap();
+    let c = Client::new(&scratch, &url, &data);
+    c.ok(
+        &[
+            "put",
+            src.to_str().unwrap(),
+            tool.to_str().unwrap(),
+            "--mode",
+            "2755",
+        ],
+        None,
+    );
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&tool).unwrap();
+    assert_eq!(std::fs::read(&tool).unwrap(), b"new");
+    assert_eq!((m.uid(), m.gid()), (65534, 65534), "the old owner is kept");
+    assert_eq!(
+        m.mode() & 0o7777,
+        0o755,
+        "no set-id bits on a named staging path"
+    );
+}
+
 /// Issue 17 §4 for config candidates: SIGKILL of remod while a validator
 /// reads the candidate leaves its private directory; the next start
 /// removes it and the file is unchanged. The old code left `.remo-XXXX/`

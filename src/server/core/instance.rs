@@ -218,7 +218,8 @@ impl Resolved {
         if daemon == CertSettings::default() {
             return Ok(file.certificates.clone());
         }
-        if file.certificates != CertSettings::default() {
+        // A table that repeats remod's own word for word mixes nothing.
+        if file.certificates != CertSettings::default() && file.certificates != own {
             return Err(ConfigError::Invalid {
                 name: "REMO_CONFIG",
                 why: "was named by a FastCGI param and has a [certificates] table, while remod has certificate settings of its own (flags, environment or its own config file): they are not mixed, so that a peer on the socket cannot drop a revocation list or swap a CA by choosing a file; remove the table, or give remod no certificate settings of its own".into(),

@@ -221,7 +221,9 @@ impl Located {
         }
         let fd = nix::fcntl::open(
             format!("/proc/self/fd/{}", found.as_raw_fd()).as_str(),
-            OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            // Non-blocking: a lease the file's owner holds on it makes a
+            // blocking open wait (`lease-break-time`, 45 s by default).
+            OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| self.err(e))?;

@@ -553,12 +553,25 @@ pub(crate) async fn commit(
     fs_step(acct, move || {
         let io = |e: std::io::Error| io_error(&what, &e);
         let at = |e: Errno| fs_error(&what, e, confined);
-        // The owner first: a chown clears set-id bits, even root's.
-        if let Some((uid, gid)) = chown_to {
-            let _ = std::os::unix::fs::fchown(&*file, Some(uid), Some(gid));
+        let chmod = || file.set_permissions(std::fs::Permissions::from_mode(mode));
+        let chown = || {
+            if let Some((uid, gid)) = chown_to {
+                let _ = std::os::unix::fs::fchown(&*file, Some(uid), Some(gid));
+            }
+        };
+        if tmp.is_none() {
+            // Unnamed (O_TMPFILE): nobody can open it. The owner first, as
+            // a chown clears set-id bits, even root's.
+            chown();
+            chmod().map_err(io)?;
+        } else {
+            // A named staging file can be opened by its new owner once it
+            // is theirs: the mode first, so any set-id bits are cleared by
+            // the chown rather than kept on what that owner may write
+            // before the rename.
+            chmod().map_err(io)?;
+            chown();
         }
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io)?;
         file.sync_all().map_err(io)?;
         let d = Some(dir.as_raw_fd());
         let tmp = match tmp {
