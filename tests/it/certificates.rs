@@ -86,6 +86,14 @@ impl Ca {
         cert
     }
 
+    /// `remo ca revoke --list LIST` with `what` (`--cert FILE`, or
+    /// `--serial N --ca CA.pub`).
+    fn revoke(&self, scratch: &Scratch, what: &[&str]) {
+        let mut args = vec!["ca", "revoke", "--list", self.revoked.to_str().unwrap()];
+        args.extend_from_slice(what);
+        remo_local(scratch, &args);
+    }
+
     /// The CA private key as a library key (for certificates the tool
     /// refuses to make: expired, for another user).
     fn identity(&self) -> IdentityKey {
@@ -232,17 +240,7 @@ fn certificate_logins_grants_hosts_and_revocation() {
         assert!(t0.elapsed() < Duration::from_secs(20), "sleep never ran");
         std::thread::sleep(Duration::from_millis(20));
     }
-    remo_local(
-        &scratch,
-        &[
-            "ca",
-            "revoke",
-            "--list",
-            ca.revoked.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-        ],
-    );
+    ca.revoke(&scratch, &["--cert", cert.to_str().unwrap()]);
     let revoked_at = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -348,11 +346,15 @@ fn certificates_against_registered_users_and_expiry() {
 }
 
 /// An `/auth` body for `user`, signed by `key`, carrying `cert`.
-fn body(user: &str, key: &IdentityKey, cert: Option<(&Certificate, &IdentityKey)>) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
+        .as_secs() as i64
+}
+
+fn body(user: &str, key: &IdentityKey, cert: Option<(&Certificate, &IdentityKey)>) -> Vec<u8> {
+    let now = unix_now();
     let (_hs, mut req): (_, AuthRequest) = ClientHandshake::start(user, key, now);
     if let Some((c, ca)) = cert {
         req.cert = Some(b64::encode(c.to_text().as_bytes()));
@@ -377,10 +379,7 @@ fn every_refusal_is_one_401_with_a_precise_log() {
     };
     let ca_key = ca.identity();
     let user = IdentityKey::generate();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = unix_now();
     let cert = |user_name: &str, ca: &IdentityKey, nb: i64, na: i64, hosts: &str| Certificate {
         ca: ca.public().fingerprint(),
         serial: 7,
@@ -608,10 +607,7 @@ fn a_peer_cannot_mix_certificate_settings_or_make_a_user_database() {
 
     let ca_key = ca.identity();
     let user = IdentityKey::generate();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = unix_now();
     let cert = Certificate {
         ca: ca_key.public().fingerprint(),
         serial: 42,
@@ -622,18 +618,9 @@ fn a_peer_cannot_mix_certificate_settings_or_make_a_user_database() {
         hosts: vec!["*".into()],
         grants: vec!["admin".into()],
     };
-    remo_local(
+    ca.revoke(
         &scratch,
-        &[
-            "ca",
-            "revoke",
-            "--list",
-            ca.revoked.to_str().unwrap(),
-            "--serial",
-            "42",
-            "--ca",
-            ca.public.to_str().unwrap(),
-        ],
+        &["--serial", "42", "--ca", ca.public.to_str().unwrap()],
     );
     let (mut remod, sock) = start_remod_fcgi_with(
         &scratch,
