@@ -125,6 +125,7 @@ fn toml(root: &Path) -> String {
         root.join("reload.sh"),
         "d=\"$(dirname \"$0\")\"\n\
          if [ -e \"$d/etc/reload-fails\" ]; then echo 'Job failed' >&2; exit 3; fi\n\
+         pwd > \"$d/reload.cwd\"\n\
          echo reloaded >> \"$d/reloads.log\"\n",
     )
     .unwrap();
@@ -264,6 +265,35 @@ AllowedIPs  =   10.0.0.9/32
         .err(json!({"action": "set", "name": "wg0", "section": "Peer[0]", "key": "A", "value": "x\n[Interface]"}))
         .await;
     assert_eq!(c, ErrorCode::BadRequest);
+}
+
+/// Review of 2026-12-04: the reload ran in the file's directory, which
+/// others may write (a `python3 -m` reload would import from it as
+/// root), and a set-gid mode of the file was lost on every edit (the old
+/// owner was copied after the mode, and a chown clears set-id bits).
+#[tokio::test]
+async fn reload_runs_in_root_and_the_files_mode_and_owner_stay() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = setup().await;
+    let wg = t.wg();
+    std::os::unix::fs::chown(&wg, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&wg, std::fs::Permissions::from_mode(0o2750)).unwrap();
+    let res = t
+        .ok(
+            json!({"action": "set", "name": "wg0", "section": "Interface",
+                   "key": "ListenPort", "value": "51821"}),
+        )
+        .await;
+    assert_eq!(res["reloaded"], true);
+    let cwd = std::fs::read_to_string(t.f.root.join("reload.cwd")).unwrap();
+    assert_eq!(cwd.trim(), "/", "the reload's working directory");
+    let m = std::fs::metadata(&wg).unwrap();
+    assert_eq!((m.uid(), m.gid()), (65534, 65534));
+    assert_eq!(
+        m.mode() & 0o7777,
+        0o2750,
+        "the file's mode, set-gid included"
+    );
 }
 
 #[tokio::test]

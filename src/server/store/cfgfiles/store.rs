@@ -524,12 +524,15 @@ fn write_candidate(
 ) -> Result<Candidate, Errno> {
     let fill = |f: &mut std::fs::File| -> Result<FileId, Errno> {
         f.write_all(content).map_err(io_errno)?;
-        nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode))?;
+        // The owner first: a chown clears set-id bits, even root's. The
+        // candidate is unnamed or in remod's private directory, so its
+        // new owner cannot open it in between.
         if let Some((uid, gid)) = owner {
             if nix::unistd::geteuid().is_root() {
                 std::os::unix::fs::fchown(&*f, Some(uid), Some(gid)).map_err(io_errno)?;
             }
         }
+        nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode))?;
         f.sync_all().map_err(io_errno)?;
         Ok(fsat::id_of(&nix::sys::stat::fstat(f.as_raw_fd())?))
     };
@@ -663,7 +666,9 @@ pub(crate) async fn run_command(
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
         .env("REMO_CONFIG_NAME", name)
-        .current_dir(file.parent().unwrap_or(Path::new("/")))
+        // Not the file's directory, which others may write: a reload
+        // such as `python3 -m app.reload` would import from it as root.
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
