@@ -123,22 +123,29 @@ pub fn default_path(dir: Option<&Path>) -> PathBuf {
 }
 
 /// Binds the socket (its directory made 0700 if missing; a stale socket
-/// replaced) with mode 0600.
+/// replaced) with mode 0600. The directory, and every one above it, must
+/// be root's (or remod's) and not writable by others: in a directory
+/// another user controls, they could put their own socket in the place of
+/// this one (and answer `remod status`), or a symlink for remod to follow.
 pub(crate) fn bind(path: &Path) -> Result<UnixListener, ControlError> {
-    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
     let err = |why: String| ControlError::Setup {
         path: path.to_path_buf(),
         why,
     };
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| err(format!("cannot create its directory: {e}")))?;
-        }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(err("not a file path".into()));
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| err(format!("cannot create its directory: {e}")))?;
     }
+    let dir = crate::server::enforce::trust::check_dir(dir)
+        .map_err(|e| err(format!("its directory is not safe: {e}")))?;
+    let path = &dir.join(name);
     match std::fs::symlink_metadata(path) {
         Ok(md) if md.file_type().is_socket() => std::fs::remove_file(path)
             .map_err(|e| err(format!("cannot remove the old one: {e}")))?,
@@ -149,10 +156,7 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let l = UnixListener::bind(path);
     nix::sys::stat::umask(old);
-    let l = l.map_err(|e| err(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| err(e.to_string()))?;
-    Ok(l)
+    l.map_err(|e| err(e.to_string()))
 }
 
 /// Serves the control socket until the runtime ends.
@@ -324,6 +328,19 @@ pub fn ask(path: &Path, req: &ControlRequest) -> Result<ControlAnswer, String> {
             path.display()
         )
     })?;
+    // Only root's or our own remod: in a directory others could write, the
+    // socket might be someone else's, who must not get the request nor
+    // answer it.
+    let peer = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("{}: cannot tell who serves it: {e}", path.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if peer.uid() != 0 && peer.uid() != me {
+        return Err(format!(
+            "{} is served by uid {}, not by root or you: not remod's; not asking it",
+            path.display(),
+            peer.uid()
+        ));
+    }
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
     let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;

@@ -130,3 +130,70 @@ fn the_control_socket_answers_root_and_remod_only() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     remod.assert_running();
 }
+
+/// Review of 2026-12-04: in a directory another user controls, the
+/// control socket could be swapped (remod then chmod'ed whatever the
+/// name pointed to, and `remod status` talked to the other user's
+/// socket). Now remod refuses such a directory at start, and `remod
+/// status` refuses a socket served by anyone but root or the caller.
+#[test]
+fn the_control_socket_lives_in_a_safe_directory_and_is_remods() {
+    let scratch = Scratch::new("status-dir");
+    let theirs = scratch.sub("theirs");
+    chown_tree(&theirs, "nobody");
+    let sock = theirs.join("control.sock");
+    let port = free_port();
+    let mut cmd = remod_http_command(&scratch.path().join("quick"), port);
+    cmd.arg("--control").arg(&sock).env("RUST_LOG", "info");
+    let log = scratch.path().join("remod.log");
+    let mut remod = Proc::spawn("remod", cmd, &log);
+    remod.wait_port(port);
+    // The control socket is not essential: remod serves, says why it has
+    // none, and makes nothing in that directory.
+    wait_log(&log, "its directory is not safe", 1);
+    remod.stop();
+    assert!(!sock.exists(), "a socket was made there");
+
+    // A socket served by nobody, in a directory root would use.
+    let fake = scratch.sub("fake").join("control.sock");
+    chmod(&scratch.path().join("fake"), 0o777);
+    let mut server = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        // perl-base is essential in Debian: always there.
+        .args(["perl", "-MIO::Socket::UNIX", "-e"])
+        .arg(
+            "$s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $ARGV[0], Listen => 1) \
+             or die \"listen: $!\"; $| = 1; print \"up\\n\"; $c = $s->accept; \
+             $n = sysread($c, $b, 4096); print \"got $n\\n\";",
+        )
+        .arg(&fake)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux) and perl");
+    let t0 = Instant::now();
+    while !fake.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the fake never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = remod_command()
+        .args(["status", "--control"])
+        .arg(&fake)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("not remod's; not asking it"),
+        "{}",
+        text(&o.stderr)
+    );
+    let _ = server.kill();
+    let out = server.wait_with_output().unwrap();
+    assert!(
+        !text(&out.stdout).contains("got") || text(&out.stdout).contains("got 0"),
+        "the request reached the fake: {}",
+        text(&out.stdout)
+    );
+}

@@ -116,19 +116,25 @@ pub(crate) fn check_file(path: &Path) -> Result<Trusted, Untrusted> {
     })
 }
 
-/// Checks a file that remod may create (the audit database): its directory
-/// must pass the checks, and so must the file when it exists already.
-pub(crate) fn check_creatable(path: &Path) -> Result<PathBuf, Untrusted> {
+/// Checks a directory remod creates files in (the control socket's): it
+/// and every directory above it pass the checks. Returns it resolved.
+pub(crate) fn check_dir(dir: &Path) -> Result<PathBuf, Untrusted> {
     let uids = trusted_uids();
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(Untrusted::Relative(path.to_path_buf()));
-    };
-    let (dir, md) = walk(parent, &uids)?;
+    let (dir, md) = walk(dir, &uids)?;
     match md {
         Some(md) if md.is_dir() => check_entry(&dir, &md, &uids)?,
         _ => return Err(Untrusted::NotDir(dir)),
     }
-    let full = dir.join(name);
+    Ok(dir)
+}
+
+/// Checks a file that remod may create (the audit database): its directory
+/// must pass the checks, and so must the file when it exists already.
+pub(crate) fn check_creatable(path: &Path) -> Result<PathBuf, Untrusted> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Untrusted::Relative(path.to_path_buf()));
+    };
+    let full = check_dir(parent)?.join(name);
     match std::fs::symlink_metadata(&full) {
         Ok(_) => check_file(&full).map(|t| t.path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(full),
