@@ -85,6 +85,7 @@ impl T {
         let mut v: Vec<String> = match std::fs::read_dir(self.etc.join(".wg0.remo-backup")) {
             Ok(rd) => rd
                 .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n != ".remo-backup-of")
                 .collect(),
             Err(_) => vec![],
         };
@@ -294,6 +295,36 @@ async fn reload_runs_in_root_and_the_files_mode_and_owner_stay() {
         0o2750,
         "the file's mode, set-gid included"
     );
+}
+
+/// Review of 2026-12-04: whoever may write the files' directory can
+/// rename one backup directory into another's place; wg0's backups then
+/// showed under `app` (a user with only `config:app` could read them and
+/// restore them into app's file). Each directory now names its file.
+#[tokio::test]
+async fn a_backup_directory_renamed_into_anothers_place_is_refused() {
+    let t = setup().await;
+    let res = t
+        .ok(
+            json!({"action": "set", "name": "wg0", "section": "Interface",
+                   "key": "ListenPort", "value": "51821"}),
+        )
+        .await;
+    let id = res["backup"].as_str().unwrap().to_string();
+    std::fs::rename(
+        t.etc.join(".wg0.remo-backup"),
+        t.etc.join(".app.remo-backup"),
+    )
+    .unwrap();
+    let (code, msg, _) = t.err(json!({"action": "backups", "name": "app"})).await;
+    assert_eq!(code, ErrorCode::BadRequest, "{msg}");
+    assert!(msg.contains("belongs to another configured file"), "{msg}");
+    let before = std::fs::read(t.etc.join("app.env")).unwrap();
+    let (code, msg, _) = t
+        .err(json!({"action": "restore", "name": "app", "backup": id}))
+        .await;
+    assert_eq!(code, ErrorCode::BadRequest, "{msg}");
+    assert_eq!(std::fs::read(t.etc.join("app.env")).unwrap(), before);
 }
 
 #[tokio::test]

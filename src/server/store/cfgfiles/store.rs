@@ -270,13 +270,15 @@ fn open_backup_dir(
     };
     let base = base.as_ref().unwrap_or(&loc.dir);
     let dname = OsString::from(backup_dir_name(name));
+    let mut made = false;
     if create {
         match nix::sys::stat::mkdirat(
             Some(base.as_raw_fd()),
             dname.as_os_str(),
             Mode::from_bits_truncate(0o700),
         ) {
-            Ok(()) | Err(Errno::EEXIST) => {}
+            Ok(()) => made = true,
+            Err(Errno::EEXIST) => {}
             Err(e) => return Err(errno_error(&what, e)),
         }
     }
@@ -302,7 +304,68 @@ fn open_backup_dir(
     if st.st_mode & 0o022 != 0 {
         return Err(refused(&what, "is writable by group or others"));
     }
+    check_marker(&fd, base, name, made, &what)?;
     Ok(Some(fd))
+}
+
+/// The file in a backup directory naming the configured file it belongs
+/// to. Only remod can write there, but whoever may write the directory
+/// around it can rename one backup directory into another's place (a
+/// same-directory rename needs no write access to the directory moved):
+/// `.db.remo-backup` renamed to `.app.remo-backup` would show db's
+/// backups to a user granted `config:app` and restore them into app's
+/// file. Not a valid backup id, so never listed or rotated.
+const BACKUP_MARKER: &str = ".remo-backup-of";
+
+/// Checks (or, in a directory just made, writes) the marker. A directory
+/// from before markers is adopted only where nobody else can rename
+/// directories into its place.
+fn check_marker(
+    dir: &OwnedFd,
+    base: &OwnedFd,
+    name: &str,
+    made: bool,
+    what: &str,
+) -> Result<(), OpError> {
+    let want = format!("{name}\n");
+    let marker = OsStr::new(BACKUP_MARKER);
+    let write = || -> Result<(), Errno> {
+        let fd = fsat::open_at(
+            dir,
+            marker,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        std::fs::File::from(fd)
+            .write_all(want.as_bytes())
+            .map_err(io_errno)
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    let adopt = made || fsat::stat(base).is_ok_and(|b| b.st_uid == euid && b.st_mode & 0o022 == 0);
+    match fsat::open_at(dir, marker, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()) {
+        Ok(fd) => {
+            let st = fsat::stat(&fd).map_err(|e| errno_error(what, e))?;
+            let mut got = Vec::new();
+            if fsat::is_regular(&st) {
+                let _ = std::fs::File::from(fd).take(256).read_to_end(&mut got);
+            }
+            if got != want.as_bytes() {
+                return Err(refused(
+                    what,
+                    &format!("belongs to another configured file (its {BACKUP_MARKER} does not name {name}); was it renamed?"),
+                ));
+            }
+            Ok(())
+        }
+        Err(Errno::ENOENT) if adopt => write().map_err(|e| errno_error(what, e)),
+        Err(Errno::ENOENT) => Err(refused(
+            what,
+            &format!(
+                "has no {BACKUP_MARKER} (made by an older remod) and lies where others can rename directories; if it holds {name}'s backups: echo {name} > DIR/{BACKUP_MARKER}"
+            ),
+        )),
+        Err(e) => Err(errno_error(what, e)),
+    }
 }
 
 fn list_backups_now(dir: &OwnedFd, what: &str) -> Result<Vec<BackupInfo>, OpError> {
