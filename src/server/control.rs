@@ -129,6 +129,8 @@ pub fn default_path(dir: Option<&Path>) -> PathBuf {
 /// this one (and answer `remod status`), or a symlink for remod to follow.
 pub(crate) fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+    // Relative to remod's working directory (`--metrics unix:m.sock`).
+    let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let err = |why: String| ControlError::Setup {
         path: path.to_path_buf(),
         why,
@@ -336,7 +338,7 @@ pub fn ask(path: &Path, req: &ControlRequest) -> Result<ControlAnswer, String> {
     let me = nix::unistd::geteuid().as_raw();
     if peer.uid() != 0 && peer.uid() != me {
         return Err(format!(
-            "{} is served by uid {}, not by root or you: not remod's; not asking it",
+            "{} is served by uid {}, not by root or you: not remod's; not asking it (a remod that runs as another user: ask as that user)",
             path.display(),
             peer.uid()
         ));

@@ -148,3 +148,32 @@ fn metrics_are_never_served_to_the_network() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `--metrics unix:PATH` relative to remod's working directory (the
+/// socket's directory is checked like the control socket's since
+/// 2026-12-04; a relative path must still work).
+#[test]
+fn metrics_on_a_relative_unix_socket() {
+    let scratch = Scratch::new("metrics-unix");
+    let port = free_port();
+    let mut cmd = remod_http_command(&scratch.path().join("quick"), port);
+    cmd.args(["--metrics", "unix:m.sock"])
+        .current_dir(scratch.path())
+        .env("RUST_LOG", "info");
+    let mut p = Proc::spawn("remod", cmd, &scratch.path().join("remod.log"));
+    p.wait_port(port);
+    p.wait_unix(&scratch.path().join("m.sock"));
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--unix-socket"])
+        .arg(scratch.path().join("m.sock"))
+        .arg("http://remod/metrics")
+        .output()
+        .expect("curl (Debian package curl)");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("remo_sessions"),
+        "{}",
+        text(&out.stdout)
+    );
+    p.stop();
+}

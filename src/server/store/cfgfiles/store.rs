@@ -341,6 +341,10 @@ fn check_marker(
             .map_err(io_errno)
     };
     let euid = nix::unistd::geteuid().as_raw();
+    // Just made, the directory is empty: one that is not was renamed into
+    // its place between the mkdir and the open (a rename may replace an
+    // empty directory), and is someone else's.
+    let made = made && fsat::names(dir).is_ok_and(|n| n.is_empty());
     let adopt = made || fsat::stat(base).is_ok_and(|b| b.st_uid == euid && b.st_mode & 0o022 == 0);
     match fsat::open_at(dir, marker, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()) {
         Ok(fd) => {
