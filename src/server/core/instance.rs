@@ -156,13 +156,7 @@ impl Resolved {
                 path: Some(own),
                 optional,
             } => {
-                let own = if *optional && !own.exists() {
-                    trust::check_creatable(own).map_err(untrusted("REMO_CONFIG"))?
-                } else {
-                    trust::check_file(own)
-                        .map_err(untrusted("REMO_CONFIG"))?
-                        .path
-                };
+                let (own, _) = check_config(own, *optional)?;
                 if config.as_ref() == Some(&own) {
                     CertTable::Own
                 } else {
@@ -199,20 +193,9 @@ impl Resolved {
             CertTable::Own => return Ok(self.certs.or(&file.certificates)),
             CertTable::Daemon { path, optional } => (path, *optional),
         };
-        let untrusted = |why| InstanceError::Untrusted {
-            setting: "REMO_CONFIG",
-            why,
-        };
         let own = match path {
             None => CertSettings::default(),
-            Some(p) if optional && !p.exists() => {
-                trust::check_creatable(p).map_err(untrusted)?;
-                CertSettings::default()
-            }
-            Some(p) => {
-                let checked = trust::check_file(p).map_err(untrusted)?;
-                ConfigFile::load(&checked.path)?.certificates
-            }
+            Some(p) => read_config(p, optional)?.certificates,
         };
         let daemon = self.certs.or(&own);
         if daemon == CertSettings::default() {
@@ -232,19 +215,33 @@ impl Resolved {
     /// Reads the config file again, after the same trust checks as at
     /// load: a missing optional file is the empty configuration.
     pub(crate) fn load_config(&self) -> Result<ConfigFile, InstanceError> {
-        let Some(path) = &self.config else {
-            return Ok(ConfigFile::default());
-        };
-        let untrusted = |why| InstanceError::Untrusted {
-            setting: "REMO_CONFIG",
-            why,
-        };
-        if self.config_optional && !path.exists() {
-            trust::check_creatable(path).map_err(untrusted)?;
-            return Ok(ConfigFile::default());
+        match &self.config {
+            Some(path) => read_config(path, self.config_optional),
+            None => Ok(ConfigFile::default()),
         }
-        let checked = trust::check_file(path).map_err(untrusted)?;
-        Ok(ConfigFile::load(&checked.path)?)
+    }
+}
+
+/// A config file through the trust checks, resolved; `false` when it may
+/// be missing and is (then its directory is checked, so that whoever adds
+/// it later is root or remod).
+fn check_config(path: &Path, optional: bool) -> Result<(PathBuf, bool), InstanceError> {
+    let untrusted = |why| InstanceError::Untrusted {
+        setting: "REMO_CONFIG",
+        why,
+    };
+    if optional && !path.exists() {
+        return Ok((trust::check_creatable(path).map_err(untrusted)?, false));
+    }
+    Ok((trust::check_file(path).map_err(untrusted)?.path, true))
+}
+
+/// Reads a config file after [`check_config`]: a missing optional one is
+/// the empty configuration.
+fn read_config(path: &Path, optional: bool) -> Result<ConfigFile, InstanceError> {
+    match check_config(path, optional)? {
+        (checked, true) => Ok(ConfigFile::load(&checked)?),
+        (_, false) => Ok(ConfigFile::default()),
     }
 }
 
